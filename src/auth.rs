@@ -1,0 +1,118 @@
+//! Who is calling: bearer keys resolved to key records, as actix extractors.
+//!
+//! `Caller` is any live key; `AdminCaller` additionally requires the admin role (403 if not).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::keys::{hash_secret, now_secs};
+use crate::store::{KeyRecord, KeyStore, Role};
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpRequest};
+use std::collections::BTreeMap;
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+pub struct Authenticator {
+    keys: Arc<dyn KeyStore>,
+    /// `SWITCHBOARD_ADMIN_KEY`, hashed, with the record it stands for.
+    env_admin: Option<([u8; 32], Arc<KeyRecord>)>,
+}
+
+impl Authenticator {
+    pub fn new(keys: Arc<dyn KeyStore>, env_admin_key: Option<&str>) -> Self {
+        let env_admin = env_admin_key.filter(|k| !k.is_empty()).map(|secret| {
+            let record = KeyRecord {
+                id: "env-admin".into(),
+                name: "SWITCHBOARD_ADMIN_KEY".into(),
+                role: Role::Admin,
+                masked: "(from the environment)".into(),
+                created_at: now_secs(),
+                models: vec![],
+                tags: BTreeMap::new(),
+                revoked_at: None,
+            };
+            (hash_secret(secret), Arc::new(record))
+        });
+        Authenticator { keys, env_admin }
+    }
+
+    pub fn has_env_admin(&self) -> bool {
+        self.env_admin.is_some()
+    }
+
+    /// Resolves the request's bearer key.
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<KeyRecord>, ApiError> {
+        let secret = bearer(req)?;
+        if let Some((hash, record)) = &self.env_admin {
+            if hash_secret(secret) == *hash {
+                return Ok(record.clone());
+            }
+        }
+        self.keys.authenticate(secret).ok_or_else(|| {
+            ApiError::unauthorized(
+                "Invalid API key. Check the key, or ask an operator for a new one.",
+            )
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("Missing API key. Send it as `Authorization: Bearer <key>`.")
+    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("The Authorization header is not valid text."))?;
+    let (scheme, secret) = value.trim().split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized("Malformed Authorization header. Use `Authorization: Bearer <key>`.")
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || secret.trim().is_empty() {
+        return Err(ApiError::unauthorized(
+            "Malformed Authorization header. Use `Authorization: Bearer <key>`.",
+        ));
+    }
+    Ok(secret.trim())
+}
+
+fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("application state is missing"))
+}
+
+/// Any authenticated key.
+pub struct Caller(pub Arc<KeyRecord>);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            state(req)
+                .and_then(|s| s.auth.authenticate(req))
+                .map(Caller),
+        )
+    }
+}
+
+/// An authenticated key with the admin role.
+pub struct AdminCaller(pub Arc<KeyRecord>);
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            state(req)
+                .and_then(|s| s.auth.authenticate(req))
+                .and_then(|key| match key.role {
+                    Role::Admin => Ok(AdminCaller(key)),
+                    Role::User => Err(ApiError::forbidden(
+                        "This endpoint needs an admin key; the key you sent is a user key.",
+                    )),
+                }),
+        )
+    }
+}

@@ -1,0 +1,204 @@
+//! The YAML shape of one providers.d file, exactly as written.
+//!
+//! Every struct denies unknown fields, and values that can be checked alone (a URL, a price,
+//! a rate) are checked while deserialising, so serde_yaml reports the line and column and
+//! serde_path_to_error the field path. Checks that need several fields live in `validate.rs`.
+
+use super::env::EnvString;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: ProviderKind,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub base_url: Option<EnvString>,
+    pub api_key: Option<EnvString>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, EnvString>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Ask upstream for a usage chunk at the end of streams (OpenAI `stream_options`).
+    #[serde(default = "default_true")]
+    pub stream_usage: bool,
+    pub models: Vec<RawModel>,
+    pub mock: Option<RawMock>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The OpenAI HTTP API, as spoken by OpenAI and most compatible servers.
+    Openai,
+    /// The built-in offline provider.
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Establishing the TCP/TLS connection.
+    pub connect_secs: Option<Seconds>,
+    /// The longest silence while reading a response (also between stream chunks).
+    pub read_secs: Option<Seconds>,
+    /// The whole exchange, streams included.
+    pub total_secs: Option<Seconds>,
+}
+
+/// A model entry: either a bare name or a map.
+#[derive(Debug)]
+pub struct RawModel {
+    pub name: String,
+    pub upstream: Option<String>,
+    pub pricing: Option<Pricing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelMap {
+    name: String,
+    upstream: Option<String>,
+    pricing: Option<Pricing>,
+}
+
+impl<'de> Deserialize<'de> for RawModel {
+    // Hand-written instead of `#[serde(untagged)]` so a mistake inside the map form keeps its
+    // own message and position rather than "did not match any variant".
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModelVisitor;
+        impl<'de> Visitor<'de> for ModelVisitor {
+            type Value = RawModel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a model name or a map with `name`, `upstream`, `pricing`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawModel, E> {
+                Ok(RawModel {
+                    name: v.to_string(),
+                    upstream: None,
+                    pricing: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawModel, A::Error> {
+                let m = RawModelMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawModel {
+                    name: m.name,
+                    upstream: m.upstream,
+                    pricing: m.pricing,
+                })
+            }
+        }
+        deserializer.deserialize_any(ModelVisitor)
+    }
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    #[serde(deserialize_with = "non_negative")]
+    pub input: f64,
+    #[serde(deserialize_with = "non_negative")]
+    pub output: f64,
+}
+
+fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(de::Error::custom(format!(
+            "must be a price of zero or more, got {v}"
+        )))
+    }
+}
+
+/// A positive number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub f64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+            Ok(Seconds(v))
+        } else {
+            Err(de::Error::custom(format!(
+                "must be a number of seconds above 0 and at most 86400, got {v}"
+            )))
+        }
+    }
+}
+
+/// Behaviour of the built-in `mock` provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMock {
+    /// Delay before the reply (or the first chunk), in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Delay between stream chunks, in milliseconds.
+    #[serde(default)]
+    pub chunk_delay_ms: u64,
+    /// Share of requests that fail with `fail_status`, from 0 to 1.
+    #[serde(default, deserialize_with = "rate")]
+    pub fail_rate: f64,
+    #[serde(default = "default_fail_status", deserialize_with = "error_status")]
+    pub fail_status: u16,
+    /// A fixed reply instead of echoing the last user message.
+    pub reply: Option<String>,
+}
+
+impl Default for RawMock {
+    fn default() -> Self {
+        RawMock {
+            latency_ms: 0,
+            chunk_delay_ms: 0,
+            fail_rate: 0.0,
+            fail_status: default_fail_status(),
+            reply: None,
+        }
+    }
+}
+
+fn default_fail_status() -> u16 {
+    503
+}
+
+fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(de::Error::custom(format!(
+            "must be between 0 and 1, got {v}"
+        )))
+    }
+}
+
+fn error_status<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let v = u16::deserialize(d)?;
+    if (400..=599).contains(&v) {
+        Ok(v)
+    } else {
+        Err(de::Error::custom(format!(
+            "must be an HTTP error status from 400 to 599, got {v}"
+        )))
+    }
+}

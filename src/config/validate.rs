@@ -1,0 +1,311 @@
+//! One provider file: parse (with positions), then the checks that span several fields.
+
+use super::env::EnvString;
+use super::raw::{ProviderKind, RawProvider};
+use super::{ConfigError, ModelConfig, ProviderConfig, Secret, SkippedProvider, Timeouts};
+use std::path::Path;
+use std::time::Duration;
+
+pub enum Loaded {
+    Serving(ProviderConfig),
+    Skipped(SkippedProvider),
+}
+
+pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
+    let err = |line: Option<usize>, field: &str, message: String| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        column: None,
+        field: field.to_string(),
+        message,
+    };
+    if !valid_provider_name(name) {
+        return Err(vec![err(
+            None,
+            "",
+            format!(
+                "`{name}` is not a valid provider name (the file name): use letters, digits, `-`, `_` and `.`"
+            ),
+        )]);
+    }
+    let raw = parse(path, text)?;
+
+    let mut errors = Vec::new();
+    let line_of = |key: &str| find_key_line(text, key);
+
+    match raw.kind {
+        ProviderKind::Openai if raw.base_url.is_none() => errors.push(err(
+            Some(1),
+            "base_url",
+            "is required for kind `openai`".into(),
+        )),
+        ProviderKind::Mock if raw.base_url.is_some() => errors.push(err(
+            line_of("base_url"),
+            "base_url",
+            "is not used by kind `mock`; remove it".into(),
+        )),
+        _ => {}
+    }
+    if raw.mock.is_some() && raw.kind != ProviderKind::Mock {
+        errors.push(err(
+            line_of("mock"),
+            "mock",
+            format!("only applies to kind `mock`, not `{}`", raw.kind.as_str()),
+        ));
+    }
+    if raw.models.is_empty() {
+        errors.push(err(
+            line_of("models"),
+            "models",
+            "lists no models; add at least one".into(),
+        ));
+    }
+    let mut models: Vec<ModelConfig> = Vec::with_capacity(raw.models.len());
+    for (i, m) in raw.models.iter().enumerate() {
+        let field = format!("models[{i}]");
+        if m.name.trim().is_empty() || m.name.trim() != m.name {
+            errors.push(err(
+                line_of("models"),
+                &field,
+                format!("model name {:?} is empty or has surrounding spaces", m.name),
+            ));
+            continue;
+        }
+        if models.iter().any(|prev| prev.name == m.name) {
+            errors.push(err(
+                find_text_line(text, &m.name),
+                &field,
+                format!("model `{}` is listed twice", m.name),
+            ));
+            continue;
+        }
+        models.push(ModelConfig {
+            name: m.name.clone(),
+            upstream: m.upstream.clone().unwrap_or_else(|| m.name.clone()),
+            pricing: m.pricing,
+        });
+    }
+    for (header, _) in raw.headers.iter() {
+        if actix_web::http::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            errors.push(err(
+                find_text_line(text, header),
+                &format!("headers.{header}"),
+                "is not a valid HTTP header name".into(),
+            ));
+        }
+    }
+
+    // Unset variables skip the provider rather than fail the load.
+    let mut missing: Vec<String> = Vec::new();
+    let mut note_missing = |s: &EnvString| {
+        for m in &s.missing {
+            if !missing.contains(m) {
+                missing.push(m.clone());
+            }
+        }
+    };
+    raw.base_url.iter().for_each(&mut note_missing);
+    raw.api_key.iter().for_each(&mut note_missing);
+    raw.headers.values().for_each(&mut note_missing);
+
+    let base_url = match raw.base_url.as_ref().and_then(|u| u.value.as_deref()) {
+        Some(text_url) => match parse_base_url(text_url) {
+            Ok(url) => Some(url),
+            Err(message) => {
+                errors.push(err(line_of("base_url"), "base_url", message));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in &raw.headers {
+        if let Some(v) = &value.value {
+            if actix_web::http::header::HeaderValue::from_str(v).is_err() {
+                errors.push(err(
+                    find_text_line(text, name),
+                    &format!("headers.{name}"),
+                    "is not a valid HTTP header value".into(),
+                ));
+            }
+            headers.push((name.to_ascii_lowercase(), Secret::new(v.clone())));
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if !raw.enabled {
+        return Ok(Loaded::Skipped(SkippedProvider {
+            name: name.to_string(),
+            reason: "disabled (enabled: false)".into(),
+        }));
+    }
+    if !missing.is_empty() {
+        return Ok(Loaded::Skipped(SkippedProvider {
+            name: name.to_string(),
+            reason: format!("environment variable(s) not set: {}", missing.join(", ")),
+        }));
+    }
+
+    let defaults = Timeouts::default();
+    let secs = |s: Option<super::raw::Seconds>, d: Duration| {
+        s.map(|s| Duration::from_secs_f64(s.0)).unwrap_or(d)
+    };
+    Ok(Loaded::Serving(ProviderConfig {
+        name: name.to_string(),
+        kind: raw.kind,
+        base_url,
+        api_key: raw
+            .api_key
+            .and_then(|k| k.value)
+            .filter(|k| !k.is_empty())
+            .map(Secret::new),
+        headers,
+        timeouts: Timeouts {
+            connect: secs(raw.timeouts.connect_secs, defaults.connect),
+            read: secs(raw.timeouts.read_secs, defaults.read),
+            total: secs(raw.timeouts.total_secs, defaults.total),
+        },
+        stream_usage: raw.stream_usage,
+        models,
+        mock: raw.mock.unwrap_or_default(),
+    }))
+}
+
+fn parse(path: &Path, text: &str) -> Result<RawProvider, Vec<ConfigError>> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, RawProvider>(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner.location();
+        // serde_yaml appends " at line L column C" to messages; the position is reported apart.
+        let mut message = inner.to_string();
+        if let Some(idx) = message.find(" at line ") {
+            message.truncate(idx);
+        }
+        vec![ConfigError {
+            file: path.to_path_buf(),
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            field: if field == "." { String::new() } else { field },
+            message,
+        }]
+    })
+}
+
+fn parse_base_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?} must start with http:// or https://"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn valid_provider_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The 1-based line of a top-level `key:`; used for checks made after parsing, where serde has
+/// no position any more.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+fn find_text_line(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Loaded, Vec<ConfigError>> {
+        provider_file(Path::new("providers.d/test.yaml"), "test", text)
+    }
+
+    fn serving(text: &str) -> ProviderConfig {
+        match load(text) {
+            Ok(Loaded::Serving(p)) => p,
+            Ok(Loaded::Skipped(s)) => panic!("skipped: {}", s.reason),
+            Err(e) => panic!("errors: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_and_mapped_models() {
+        let p = serving(
+            "kind: openai\nbase_url: http://127.0.0.1:9/v1\nmodels:\n  - a\n  - name: b\n    upstream: b-2024\n    pricing: { input: 1.5, output: 2 }\n",
+        );
+        assert_eq!(p.models.len(), 2);
+        assert_eq!(p.models[0].upstream, "a");
+        assert_eq!(p.models[1].upstream, "b-2024");
+        assert_eq!(p.models[1].pricing.map(|p| p.output), Some(2.0));
+    }
+
+    #[test]
+    fn unknown_field_names_path_and_line() {
+        let errs = match load(
+            "kind: mock\nmodels:\n  - name: a\n    pricing: { input: 1, output: 2, extra: 3 }\n",
+        ) {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        assert_eq!(errs[0].field, "models[0].pricing.extra");
+        assert_eq!(errs[0].line, Some(4));
+        assert!(
+            errs[0].message.contains("unknown field `extra`"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn bad_value_is_located() {
+        let errs = match load("kind: mock\nmodels: [a]\nmock:\n  fail_rate: 2\n") {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        assert_eq!(errs[0].field, "mock.fail_rate");
+        assert_eq!(errs[0].line, Some(4));
+        assert!(errs[0].message.contains("between 0 and 1"));
+    }
+
+    #[test]
+    fn cross_field_errors_are_all_reported() {
+        let errs = match load("kind: openai\nbase_url: ftp://x\nmodels: [a, a]\nmock: {}\n") {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"base_url"), "{fields:?}");
+        assert!(fields.contains(&"models[1]"), "{fields:?}");
+        assert!(fields.contains(&"mock"), "{fields:?}");
+    }
+
+    #[test]
+    fn unset_api_key_skips_the_provider() {
+        match load("kind: openai\nbase_url: http://x/v1\napi_key: ${SWITCHBOARD_TEST_SURELY_UNSET}\nmodels: [a]\n") {
+            Ok(Loaded::Skipped(s)) => assert!(s.reason.contains("SWITCHBOARD_TEST_SURELY_UNSET")),
+            _ => panic!("expected the provider to be skipped"),
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let p = serving("kind: openai\nbase_url: http://x/v1\napi_key: sk-very-secret\nheaders: { x-token: tok-secret }\nmodels: [a]\n");
+        let debug = format!("{p:?}");
+        assert!(!debug.contains("sk-very-secret") && !debug.contains("tok-secret"));
+    }
+}

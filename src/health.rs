@@ -1,0 +1,51 @@
+//! `/health`, `/health/live`, `/health/ready`: no key needed, cheap enough to poll.
+
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+/// Alive and answering.
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready to serve: a configuration is loaded and the store answers.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.snapshot();
+    let store_ok = state.store.is_healthy();
+    let body = json!({
+        "status": if store_ok { "ready" } else { "not_ready" },
+        "config_version": snapshot.version,
+        "store": if store_ok { "ok" } else { "unavailable" },
+    });
+    if store_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// A summary: status, version, providers and models served.
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.snapshot();
+    let store_ok = state.store.is_healthy();
+    let body = json!({
+        "status": if store_ok { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_version": snapshot.version,
+        "providers": snapshot.providers.len(),
+        "models": snapshot.models.all().len(),
+        "store": if store_ok { "ok" } else { "unavailable" },
+    });
+    if store_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

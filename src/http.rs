@@ -1,0 +1,24 @@
+//! Small HTTP helpers shared by the proxy and admin routes.
+
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::{web, Resource};
+
+/// A resource whose unmatched methods get an OpenAI-shaped 405 instead of an empty one.
+pub fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "This method is not allowed on this endpoint.",
+            )
+            .with_code("method_not_allowed"),
+        )
+    }))
+}
+
+/// The fallback for paths no route matches.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(crate::error::not_found_handler())
+}

@@ -1,0 +1,23 @@
+//! Switchboard: a policy-scripted, OpenAI-compatible LLM gateway.
+//!
+//! `Application::build(settings)` gives a bound server; `main.rs` and the integration tests
+//! both start it that way. See DESIGN.md for the map of modules and the life of a request.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod providers;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod settings;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod wire;
+
+pub use server::{Application, StartError};
+pub use settings::Settings;

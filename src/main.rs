@@ -1,0 +1,243 @@
+//! The `switchboard` command line. Only argument handling lives here; the work is in the library.
+
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use switchboard::store::{NewKey, Role, Store};
+use switchboard::{config, Application, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A policy-scripted, OpenAI-compatible LLM gateway"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve(ServeArgs),
+    /// Validate providers.d (and policies) and exit 1 listing every error.
+    Check(FolderArgs),
+    /// Manage client API keys in the data folder (while the gateway is stopped).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct FolderArgs {
+    /// Folder of provider YAML files.
+    #[arg(long, env = "SWITCHBOARD_PROVIDERS", default_value = "providers.d")]
+    providers: PathBuf,
+    /// Folder of Rhai policy scripts.
+    #[arg(long, env = "SWITCHBOARD_POLICIES", default_value = "policies")]
+    policies: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = Settings::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    folders: FolderArgs,
+    /// Folder for the database (keys, counters, cache, usage, logs).
+    #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
+    data: PathBuf,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SWITCHBOARD_BODY_LIMIT", default_value_t = Settings::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 0)]
+    workers: usize,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "user")]
+        role: Role,
+        /// A model the key may use; repeat for several (default: all).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
+        data: PathBuf,
+    },
+    /// List keys (masked).
+    List {
+        #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
+        data: PathBuf,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
+        data: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Check(args)) => check(args),
+        Some(Command::Keys { command }) => keys(command),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut settings = Settings::with_base(".");
+    settings.listen = args.listen;
+    settings.providers_dir = args.folders.providers;
+    settings.policies_dir = args.folders.policies;
+    settings.data_dir = args.data;
+    settings.body_limit = args.body_limit;
+    settings.workers = args.workers;
+    settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let mut app = match Application::build(settings).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(secret) = app.take_new_admin_key() {
+            println!("created an admin key (shown only this once; store it now):\n  {secret}");
+        }
+        println!("switchboard listening on http://{}", app.addr());
+        match app.run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn check(args: FolderArgs) -> ExitCode {
+    match config::load_dir(&args.providers) {
+        Ok(config) => {
+            for p in &config.providers {
+                println!(
+                    "ok       {} ({}, {} models)",
+                    p.name,
+                    p.kind.as_str(),
+                    p.models.len()
+                );
+            }
+            for s in &config.skipped {
+                println!("skipped  {}: {}", s.name, s.reason);
+            }
+            println!("{} is valid", args.providers.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{} error(s) in {}",
+                errors.0.len(),
+                args.providers.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    let data = match &command {
+        KeysCommand::Create { data, .. }
+        | KeysCommand::List { data }
+        | KeysCommand::Revoke { data, .. } => data.clone(),
+    };
+    let store = match Store::open(&data, 8 * 1024 * 1024) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        KeysCommand::Create {
+            name, role, models, ..
+        } => store
+            .keys
+            .create(NewKey {
+                name,
+                role,
+                models,
+                tags: BTreeMap::new(),
+            })
+            .map(|(record, secret)| {
+                println!("id:     {}", record.id);
+                println!("name:   {}", record.name);
+                println!("role:   {:?}", record.role);
+                println!("key:    {secret}");
+                println!("(the key is shown only this once)");
+            }),
+        KeysCommand::List { .. } => store.keys.list().map(|keys| {
+            for k in keys {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}  {:<7} {:<8} {}  {}",
+                    k.id,
+                    format!("{:?}", k.role).to_lowercase(),
+                    state,
+                    k.masked,
+                    k.name
+                );
+            }
+        }),
+        KeysCommand::Revoke { id, .. } => store.keys.revoke(&id).map(|r| match r {
+            Some(_) => println!("revoked {id}"),
+            None => println!("no key with id {id}"),
+        }),
+    };
+    match result.and_then(|_| store.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

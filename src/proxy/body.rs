@@ -1,0 +1,92 @@
+//! Reading a request body within the size limit and parsing it with a useful error.
+
+use crate::error::ApiError;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{web, HttpRequest};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+/// Reads the whole (small, JSON) request body, refusing more than `limit` bytes with a 413.
+pub async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses JSON into `T`, naming the field and position of the first problem.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request(
+            "The request body is empty; send a JSON object.",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("The request body is not valid JSON: {inner}"))
+                .with_code("invalid_json")
+        } else if path == "." {
+            ApiError::bad_request(format!("Invalid request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("Invalid request body at `{path}`: {inner}"))
+                .with_param(path)
+        }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!(
+            "The request body has trailing data after the JSON: {e}"
+        ))
+        .with_code("invalid_json")
+    })?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ChatRequest;
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = parse_json::<ChatRequest>(b"{\"model\": 1, \"messages\": []}").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e =
+            parse_json::<ChatRequest>(b"{\"model\": \"m\", \"messages\": [{\"content\": \"x\"}]}")
+                .unwrap_err();
+        assert!(
+            e.message.contains("messages[0]") && e.message.contains("role"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<ChatRequest>(b"{\"model\": ").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("invalid_json"));
+        let e = parse_json::<ChatRequest>(b"{\"model\":\"m\"}").unwrap_err();
+        assert!(e.message.contains("messages"), "{}", e.message);
+        assert!(parse_json::<ChatRequest>(b"  ")
+            .unwrap_err()
+            .message
+            .contains("empty"));
+    }
+}

@@ -1,0 +1,200 @@
+//! Relaying a provider's event stream to the client as SSE, chunk by chunk.
+//!
+//! Each payload is framed as `data: ...\n\n` the moment it arrives. The clean end adds
+//! `data: [DONE]`; a broken upstream ends with an in-band error event and no `[DONE]`, so a
+//! truncated answer never looks complete. Usage is read off the stream as it passes; the usage
+//! chunk the gateway asked for on the client's behalf is not forwarded to a client that did
+//! not ask for it.
+
+use crate::error::ApiError;
+use crate::providers::{EventStream, ProviderError};
+use crate::wire::Usage;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// What became of a relayed stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOutcome {
+    pub usage: Option<Usage>,
+    pub chunks: u64,
+    /// Set when the stream broke instead of ending cleanly.
+    pub error: Option<String>,
+    /// True when the client went away before the end.
+    pub client_gone: bool,
+}
+
+/// Called once when the relay ends, however it ends.
+pub type OnFinish = Box<dyn FnOnce(StreamOutcome) + Send>;
+
+pub struct Relay {
+    events: EventStream,
+    strip_usage_chunk: bool,
+    outcome: StreamOutcome,
+    on_finish: Option<OnFinish>,
+    done: bool,
+}
+
+impl Relay {
+    pub fn new(events: EventStream, strip_usage_chunk: bool, on_finish: Option<OnFinish>) -> Self {
+        Relay {
+            events,
+            strip_usage_chunk,
+            outcome: StreamOutcome::default(),
+            on_finish,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(f) = self.on_finish.take() {
+            f(std::mem::take(&mut self.outcome));
+        }
+    }
+
+    /// Records usage from `payload`; true when the payload is a usage-only chunk to drop.
+    fn inspect(&mut self, payload: &[u8]) -> bool {
+        // Most chunks carry no usage object; skip the parse for them.
+        if !contains(payload, b"\"usage\"") {
+            return false;
+        }
+        #[derive(Deserialize)]
+        struct Chunk {
+            #[serde(default)]
+            choices: Vec<IgnoredAny>,
+            usage: Option<Usage>,
+        }
+        match serde_json::from_slice::<Chunk>(payload) {
+            Ok(Chunk {
+                choices,
+                usage: Some(usage),
+            }) => {
+                self.outcome.usage = Some(usage);
+                self.strip_usage_chunk && choices.is_empty()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match self.events.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(payload))) => {
+                    if self.inspect(&payload) {
+                        continue;
+                    }
+                    self.outcome.chunks += 1;
+                    return Poll::Ready(Some(Ok(frame(&payload))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream stream broke");
+                    self.outcome.error = Some(e.to_string());
+                    self.finish();
+                    return Poll::Ready(Some(Ok(error_frame(e))));
+                }
+                Poll::Ready(None) => {
+                    self.finish();
+                    return Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if !self.done {
+            self.outcome.client_gone = true;
+            self.finish();
+        }
+    }
+}
+
+fn frame(payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 8);
+    out.put_slice(b"data: ");
+    out.put_slice(payload);
+    out.put_slice(b"\n\n");
+    out.freeze()
+}
+
+/// The in-band error event that ends a broken stream: OpenAI's error body as the data.
+pub fn error_frame(e: ProviderError) -> Bytes {
+    let api: ApiError = e.into();
+    frame(api.body_json().as_bytes())
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::{Arc, Mutex};
+
+    fn events(items: Vec<Result<&'static str, ProviderError>>) -> EventStream {
+        futures_util::stream::iter(
+            items
+                .into_iter()
+                .map(|r| r.map(|s| Bytes::from_static(s.as_bytes()))),
+        )
+        .boxed()
+    }
+
+    async fn collect(relay: Relay) -> String {
+        let parts: Vec<Bytes> = relay.map(|r| r.unwrap()).collect().await;
+        parts
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn usage_chunk_is_read_and_stripped_when_not_asked_for() {
+        let seen = Arc::new(Mutex::new(None));
+        let sink = seen.clone();
+        let relay = Relay::new(
+            events(vec![
+                Ok(r#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#),
+                Ok(
+                    r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+                ),
+            ]),
+            true,
+            Some(Box::new(move |o| *sink.lock().unwrap() = Some(o))),
+        );
+        let text = collect(relay).await;
+        assert!(text.contains("\"hi\""));
+        assert!(!text.contains("prompt_tokens"));
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        let outcome = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(outcome.usage.unwrap().total_tokens, 3);
+        assert_eq!(outcome.chunks, 1);
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_ends_with_an_error_event_not_done() {
+        let relay = Relay::new(
+            events(vec![Ok("{}"), Err(ProviderError::Protocol("cut".into()))]),
+            false,
+            None,
+        );
+        let text = collect(relay).await;
+        assert!(text.contains("\"error\""), "{text}");
+        assert!(!text.contains("[DONE]"));
+    }
+}

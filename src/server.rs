@@ -1,0 +1,140 @@
+//! Building the server: load config, open the store, bind, serve.
+
+use crate::auth::Authenticator;
+use crate::config::{self, ConfigErrors};
+use crate::settings::Settings;
+use crate::snapshot::Snapshot;
+use crate::state::AppState;
+use crate::store::{NewKey, Role, Store, StoreError};
+use crate::{admin, health, http, proxy};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid provider configuration:\n{0}")]
+    Config(ConfigErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build providers: {0}")]
+    Provider(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+    new_admin_key: Option<String>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let config = config::load_dir(&settings.providers_dir).map_err(StartError::Config)?;
+        for skipped in &config.skipped {
+            tracing::info!(provider = %skipped.name, "provider skipped: {}", skipped.reason);
+        }
+        for p in &config.providers {
+            let models: Vec<&str> = p.models.iter().map(|m| m.name.as_str()).collect();
+            tracing::info!(provider = %p.name, kind = p.kind.as_str(), models = ?models, "provider loaded");
+        }
+        if config.providers.is_empty() {
+            tracing::warn!(dir = %settings.providers_dir.display(), "no provider is enabled; every model request will be a 404");
+        }
+
+        let store = Store::open(&settings.data_dir, settings.store_cache_bytes)?;
+        let auth = Authenticator::new(store.keys.clone(), settings.admin_key.as_deref());
+        let new_admin_key = if !auth.has_env_admin() && !store.keys.has_admin() {
+            let (_, secret) = store.keys.create(NewKey {
+                name: "bootstrap admin".into(),
+                role: Role::Admin,
+                models: vec![],
+                tags: BTreeMap::new(),
+            })?;
+            store.flush()?;
+            Some(secret)
+        } else {
+            None
+        };
+
+        let snapshot = Snapshot::build(config, 1).map_err(StartError::Provider)?;
+        let state = web::Data::new(AppState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            store,
+            auth,
+            body_limit: settings.body_limit,
+        });
+
+        let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(proxy::request_id::middleware))
+                .configure(health::configure)
+                .configure(proxy::configure)
+                .configure(admin::configure)
+                .default_service(web::to(http::not_found))
+        })
+        .tcp_nodelay(true)
+        .shutdown_timeout(30);
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind {
+                addr: settings.listen,
+                source,
+            })?
+            .run();
+        Ok(Application {
+            server,
+            addr,
+            state,
+            new_admin_key,
+        })
+    }
+
+    /// The address actually bound (so port 0 works).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin key created on this start because none existed; shown once, then gone.
+    pub fn take_new_admin_key(&mut self) -> Option<String> {
+        self.new_admin_key.take()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        if let Err(e) = self.state.store.flush() {
+            tracing::error!(error = %e, "could not flush the store on shutdown");
+        }
+        result
+    }
+}

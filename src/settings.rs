@@ -1,0 +1,59 @@
+//! Process settings: where to listen, which folders to read, limits.
+//!
+//! Flags win over the environment (`SWITCHBOARD_*`), which wins over the defaults; clap does the
+//! layering in `main.rs`. Tests build a [`Settings`] directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything the server needs to start.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub providers_dir: PathBuf,
+    pub policies_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// The largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// An admin key given from outside (`SWITCHBOARD_ADMIN_KEY`); kept only as a hash.
+    pub admin_key: Option<String>,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// sled's page cache, in bytes. Its default (1 GiB) is far more than a gateway needs.
+    pub store_cache_bytes: u64,
+}
+
+impl Settings {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+    /// Defaults rooted in `base` (the working directory for the binary, a temp dir for tests).
+    pub fn with_base(base: impl Into<PathBuf>) -> Self {
+        let base = base.into();
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            providers_dir: base.join("providers.d"),
+            policies_dir: base.join("policies"),
+            data_dir: base.join("data"),
+            body_limit: Self::DEFAULT_BODY_LIMIT,
+            admin_key: None,
+            workers: 0,
+            store_cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    // Hand-written so the admin key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("providers_dir", &self.providers_dir)
+            .field("policies_dir", &self.policies_dir)
+            .field("data_dir", &self.data_dir)
+            .field("body_limit", &self.body_limit)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
+            .field("workers", &self.workers)
+            .finish()
+    }
+}

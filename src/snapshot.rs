@@ -1,0 +1,40 @@
+//! Everything a request needs from configuration, built whole and swapped in atomically.
+//!
+//! A handler loads one `Arc<Snapshot>` at its start and uses only that, so a reload in the
+//! middle of a request (or a long stream) changes nothing for it.
+
+use crate::config::Config;
+use crate::providers::{self, Provider};
+use crate::router::ModelIndex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub struct Snapshot {
+    pub version: u64,
+    pub loaded_at: SystemTime,
+    pub config: Config,
+    pub providers: HashMap<String, Arc<dyn Provider>>,
+    pub models: ModelIndex,
+}
+
+impl Snapshot {
+    /// Prepares a snapshot from a validated config; fails without side effects.
+    pub fn build(config: Config, version: u64) -> Result<Snapshot, String> {
+        let mut built = HashMap::with_capacity(config.providers.len());
+        for provider in &config.providers {
+            built.insert(provider.name.clone(), providers::build(provider)?);
+        }
+        Ok(Snapshot {
+            version,
+            loaded_at: SystemTime::now(),
+            models: ModelIndex::build(&config),
+            providers: built,
+            config,
+        })
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(name)
+    }
+}

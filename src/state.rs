@@ -1,0 +1,22 @@
+//! The state every handler shares.
+
+use crate::auth::Authenticator;
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+pub struct AppState {
+    /// The live configuration; replaced whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    pub store: Store,
+    pub auth: Authenticator,
+    /// The largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl AppState {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+}

@@ -1,0 +1,292 @@
+//! Client API keys: created with a secret shown once, stored only as a SHA-256 hash.
+//!
+//! Keys are 32+ random characters, so a fast hash is safe (no password stretching needed) and
+//! keeps authentication to a hash and a map lookup. The hash → record index lives in memory
+//! behind an `ArcSwap`, rebuilt on the rare writes, so requests never touch sled to authenticate.
+
+use super::StoreError;
+use arc_swap::ArcSwap;
+use rand::distributions::{Alphanumeric, DistString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role `{other}` (use `user` or `admin`)")),
+        }
+    }
+}
+
+/// A key as stored and as listed. Holds no secret, only its masked form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// The first and last characters of the secret, e.g. `sk-sb-Ab12…wXyz`.
+    pub masked: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Models this key may call (`provider/model` or bare names); empty means all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub revoked_at: Option<u64>,
+}
+
+impl KeyRecord {
+    /// May this key call `target_id` (`provider/model`) / `bare` (the model's own name)?
+    pub fn allows_model(&self, target_id: &str, bare: &str) -> bool {
+        self.models.is_empty()
+            || self
+                .models
+                .iter()
+                .any(|m| m == target_id || m == bare || m == "*")
+    }
+}
+
+/// What a caller asks for when creating a key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub role: Role,
+    pub models: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key; returns its record and the secret, which is never retrievable again.
+    fn create(&self, new: NewKey) -> Result<(KeyRecord, String), StoreError>;
+    /// The live key this secret belongs to, if any. Must be cheap: it runs on every request.
+    fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>>;
+    fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Revokes a key; `Ok(None)` when there is no such id.
+    fn revoke(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// True when at least one live admin key exists.
+    fn has_admin(&self) -> bool;
+}
+
+pub const SECRET_PREFIX: &str = "sk-sb-";
+
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+pub struct SledKeyStore {
+    /// id → KeyRecord (JSON)
+    records: sled::Tree,
+    /// sha256(secret) → id
+    hashes: sled::Tree,
+    live: ArcSwap<HashMap<[u8; 32], Arc<KeyRecord>>>,
+    /// Serialises writers so the in-memory index is rebuilt from a consistent view.
+    write_lock: Mutex<()>,
+}
+
+impl SledKeyStore {
+    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        let store = SledKeyStore {
+            records: db.open_tree("keys")?,
+            hashes: db.open_tree("key_hashes")?,
+            live: ArcSwap::from_pointee(HashMap::new()),
+            write_lock: Mutex::new(()),
+        };
+        store.rebuild_index()?;
+        Ok(store)
+    }
+
+    fn rebuild_index(&self) -> Result<(), StoreError> {
+        let mut index = HashMap::new();
+        for entry in self.hashes.iter() {
+            let (hash, id) = entry?;
+            let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else {
+                continue;
+            };
+            if let Some(record) = self.get(&String::from_utf8_lossy(&id))? {
+                if record.revoked_at.is_none() {
+                    index.insert(hash, Arc::new(record));
+                }
+            }
+        }
+        self.live.store(Arc::new(index));
+        Ok(())
+    }
+
+    fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match self.records.get(id.as_bytes())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("key {id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.records.insert(record.id.as_bytes(), bytes)?;
+        Ok(())
+    }
+}
+
+impl KeyStore for SledKeyStore {
+    fn create(&self, new: NewKey) -> Result<(KeyRecord, String), StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rng = rand::thread_rng();
+        let secret = format!(
+            "{SECRET_PREFIX}{}",
+            Alphanumeric.sample_string(&mut rng, 40)
+        );
+        let id = format!("key_{}", Alphanumeric.sample_string(&mut rng, 16));
+        let record = KeyRecord {
+            id,
+            name: new.name,
+            role: new.role,
+            masked: mask(&secret),
+            created_at: now_secs(),
+            models: new.models,
+            tags: new.tags,
+            revoked_at: None,
+        };
+        self.put(&record)?;
+        self.hashes
+            .insert(hash_secret(&secret), record.id.as_bytes())?;
+        self.rebuild_index()?;
+        Ok((record, secret))
+    }
+
+    fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>> {
+        self.live.load().get(&hash_secret(secret)).cloned()
+    }
+
+    fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.records.iter() {
+            let (_, bytes) = entry?;
+            out.push(
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        out.sort_by(|a: &KeyRecord, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    fn revoke(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut record) = self.get(id)? else {
+            return Ok(None);
+        };
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(now_secs());
+            self.put(&record)?;
+        }
+        // Drop every hash that points at this id.
+        for entry in self.hashes.iter() {
+            let (hash, owner) = entry?;
+            if owner.as_ref() == id.as_bytes() {
+                self.hashes.remove(hash)?;
+            }
+        }
+        self.rebuild_index()?;
+        Ok(Some(record))
+    }
+
+    fn has_admin(&self) -> bool {
+        self.live.load().values().any(|k| k.role == Role::Admin)
+    }
+}
+
+fn mask(secret: &str) -> String {
+    let head: String = secret.chars().take(SECRET_PREFIX.len() + 4).collect();
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{head}…{tail}")
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SledKeyStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let store = SledKeyStore::open(&db).unwrap();
+        (dir, store)
+    }
+
+    fn new_key(role: Role) -> NewKey {
+        NewKey {
+            name: "test".into(),
+            role,
+            models: vec![],
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn create_authenticate_revoke() {
+        let (_dir, keys) = store();
+        let (record, secret) = keys.create(new_key(Role::User)).unwrap();
+        assert!(secret.starts_with(SECRET_PREFIX));
+        assert!(!record.masked.contains(&secret[10..30]));
+        assert_eq!(keys.authenticate(&secret).unwrap().id, record.id);
+        assert!(keys.authenticate("sk-sb-wrong").is_none());
+        assert!(!keys.has_admin());
+
+        keys.revoke(&record.id).unwrap().unwrap();
+        assert!(keys.authenticate(&secret).is_none());
+        assert!(keys.list().unwrap()[0].revoked_at.is_some());
+        assert!(keys.revoke("key_missing").unwrap().is_none());
+    }
+
+    #[test]
+    fn stored_bytes_hold_no_secret_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let keys = SledKeyStore::open(&db).unwrap();
+            let (_, secret) = keys.create(new_key(Role::Admin)).unwrap();
+            for tree in [&keys.records, &keys.hashes] {
+                for entry in tree.iter() {
+                    let (k, v) = entry.unwrap();
+                    let hay = [k.as_ref(), v.as_ref()].concat();
+                    assert!(!hay.windows(secret.len()).any(|w| w == secret.as_bytes()));
+                }
+            }
+            db.flush().unwrap();
+            secret
+        };
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let keys = SledKeyStore::open(&db).unwrap();
+        assert_eq!(keys.authenticate(&secret).unwrap().role, Role::Admin);
+        assert!(keys.has_admin());
+    }
+}

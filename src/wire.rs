@@ -1,0 +1,237 @@
+//! OpenAI wire types: the request bodies the gateway reads, and usage.
+//!
+//! Only the fields the gateway acts on are typed; everything else is kept in `extra`
+//! (`#[serde(flatten)]`) and sent upstream unchanged, so new OpenAI parameters pass through
+//! without a release. `model` is never serialised with the rest: it is always rewritten to the
+//! upstream id by [`RequestBody::to_upstream_json`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Which endpoint a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The path below the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat/completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatRequest {
+    #[serde(skip_serializing)]
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One chat message. Only `role` is typed: content may be a string, an array of parts or null,
+/// and tool calls, names and new fields all ride in `rest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl ChatMessage {
+    /// The message's text: a string content, or the text parts of an array content joined.
+    pub fn text(&self) -> String {
+        match self.rest.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    #[serde(skip_serializing)]
+    pub model: String,
+    pub prompt: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbeddingRequest {
+    #[serde(skip_serializing)]
+    pub model: String,
+    pub input: Value,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A parsed request for any of the proxied endpoints.
+#[derive(Debug, Clone)]
+pub enum RequestBody {
+    Chat(ChatRequest),
+    Completions(CompletionRequest),
+    Embeddings(EmbeddingRequest),
+}
+
+impl RequestBody {
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            RequestBody::Chat(_) => Endpoint::Chat,
+            RequestBody::Completions(_) => Endpoint::Completions,
+            RequestBody::Embeddings(_) => Endpoint::Embeddings,
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        match self {
+            RequestBody::Chat(r) => &r.model,
+            RequestBody::Completions(r) => &r.model,
+            RequestBody::Embeddings(r) => &r.model,
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        match self {
+            RequestBody::Chat(r) => r.stream == Some(true),
+            RequestBody::Completions(r) => r.stream == Some(true),
+            RequestBody::Embeddings(_) => false,
+        }
+    }
+
+    pub fn extra(&self) -> &Map<String, Value> {
+        match self {
+            RequestBody::Chat(r) => &r.extra,
+            RequestBody::Completions(r) => &r.extra,
+            RequestBody::Embeddings(r) => &r.extra,
+        }
+    }
+
+    pub fn extra_mut(&mut self) -> &mut Map<String, Value> {
+        match self {
+            RequestBody::Chat(r) => &mut r.extra,
+            RequestBody::Completions(r) => &mut r.extra,
+            RequestBody::Embeddings(r) => &mut r.extra,
+        }
+    }
+
+    /// Did the client ask for a usage chunk at the end of its stream?
+    pub fn wants_stream_usage(&self) -> bool {
+        self.extra()
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// Sets `stream_options.include_usage = true`, keeping any other stream options.
+    pub fn request_stream_usage(&mut self) {
+        let extra = self.extra_mut();
+        let options = extra
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Value::Object(map) = options {
+            map.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+
+    /// The JSON body for upstream, with `model` set to `upstream_model` and every other field as
+    /// the client sent it.
+    pub fn to_upstream_json(&self, upstream_model: &str) -> Result<Vec<u8>, serde_json::Error> {
+        let rest = match self {
+            RequestBody::Chat(r) => serde_json::to_vec(r)?,
+            RequestBody::Completions(r) => serde_json::to_vec(r)?,
+            RequestBody::Embeddings(r) => serde_json::to_vec(r)?,
+        };
+        // `rest` is a JSON object without `model` (skipped above); splice `model` in first.
+        let mut out = Vec::with_capacity(rest.len() + upstream_model.len() + 16);
+        out.extend_from_slice(b"{\"model\":");
+        serde_json::to_writer(&mut out, upstream_model)?;
+        if rest.len() > 2 {
+            out.push(b',');
+            out.extend_from_slice(&rest[1..]);
+        } else {
+            out.push(b'}');
+        }
+        Ok(out)
+    }
+}
+
+/// Token counts as OpenAI reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// Reads `usage` out of a response body or stream chunk without parsing the rest into values.
+pub fn usage_of(json: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<WithUsage>(json).ok()?.usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_round_trip_and_model_is_rewritten() {
+        let text = r#"{"model":"alias","messages":[{"role":"user","content":"hi","name":"x"}],"temperature":0.7,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"future_param":{"a":[1,2,3]}}"#;
+        let req: ChatRequest = serde_json::from_str(text).unwrap();
+        let body = RequestBody::Chat(req);
+        let out: Value =
+            serde_json::from_slice(&body.to_upstream_json("real-id").unwrap()).unwrap();
+        let mut expected: Value = serde_json::from_str(text).unwrap();
+        expected["model"] = Value::String("real-id".into());
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn stream_usage_is_requested_without_losing_other_options() {
+        let req: ChatRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"stream":true,"stream_options":{"other":1}}"#,
+        )
+        .unwrap();
+        let mut body = RequestBody::Chat(req);
+        assert!(!body.wants_stream_usage());
+        body.request_stream_usage();
+        assert!(body.wants_stream_usage());
+        assert_eq!(body.extra()["stream_options"]["other"], 1);
+    }
+
+    #[test]
+    fn usage_is_read_from_a_chunk() {
+        let u = usage_of(br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#);
+        assert_eq!(u.map(|u| u.total_tokens), Some(7));
+        assert_eq!(
+            usage_of(br#"{"choices":[{"delta":{}}],"usage":null}"#),
+            None
+        );
+    }
+}
