@@ -197,7 +197,7 @@ pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         });
         match validate::provider_file(&path, &name, &text) {
-            Ok(validate::Loaded::Serving(p)) => config.providers.push(p),
+            Ok(validate::Loaded::Serving(p)) => config.providers.push(*p),
             Ok(validate::Loaded::Skipped(s)) => config.skipped.push(s),
             Err(mut errs) => errors.append(&mut errs),
         }

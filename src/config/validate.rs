@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub enum Loaded {
-    Serving(ProviderConfig),
+    Serving(Box<ProviderConfig>),
     Skipped(SkippedProvider),
 }
 
@@ -152,7 +152,7 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
     let secs = |s: Option<super::raw::Seconds>, d: Duration| {
         s.map(|s| Duration::from_secs_f64(s.0)).unwrap_or(d)
     };
-    Ok(Loaded::Serving(ProviderConfig {
+    Ok(Loaded::Serving(Box::new(ProviderConfig {
         name: name.to_string(),
         kind: raw.kind,
         base_url,
@@ -170,7 +170,7 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
         stream_usage: raw.stream_usage,
         models,
         mock: raw.mock.unwrap_or_default(),
-    }))
+    })))
 }
 
 fn parse(path: &Path, text: &str) -> Result<RawProvider, Vec<ConfigError>> {
@@ -237,7 +237,7 @@ mod tests {
 
     fn serving(text: &str) -> ProviderConfig {
         match load(text) {
-            Ok(Loaded::Serving(p)) => p,
+            Ok(Loaded::Serving(p)) => *p,
             Ok(Loaded::Skipped(s)) => panic!("skipped: {}", s.reason),
             Err(e) => panic!("errors: {e:?}"),
         }

@@ -1,0 +1,149 @@
+//! The `switchboard` binary itself: `check`, `keys create`, and `serve` on port 0.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env_remove("SWITCHBOARD_ADMIN_KEY")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn check_lists_every_error_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.yaml"), "kind: mock\nmodels: [a]\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "kind: mock\nmodels:\n  - name: a\n    pricing: {input: -1, output: 1}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("worse.yml"),
+        "kind: openai\nbase_url: http://x/v1\nmodels: [a]\ncolour: red\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a provider").unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--providers")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:4") && err.contains("models[0].pricing.input"),
+        "{err}"
+    );
+    assert!(
+        err.contains("worse.yml:4") && err.contains("unknown field `colour`"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn check_passes_on_the_shipped_providers() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.d");
+    let out = bin()
+        .arg("check")
+        .arg("--providers")
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok       mock"), "{text}");
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `switchboard serve` on port 0 and returns it with the address it printed.
+fn serve(base: &Path) -> (Running, String, Vec<String>) {
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--providers")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.d"))
+        .arg("--data")
+        .arg(base.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("switchboard listening on ") {
+            return (running, addr.to_string(), lines);
+        }
+        lines.push(line);
+    }
+    panic!("the server exited without printing its address: {lines:?}");
+}
+
+#[test]
+fn keys_created_on_the_command_line_work_against_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args([
+            "keys", "create", "--name", "cli-key", "--role", "user", "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .map(|k| k.trim().to_string())
+        .expect("the key is printed");
+
+    let (_server, addr, before) = serve(dir.path());
+    assert!(
+        before.iter().any(|l| l.contains("created an admin key")),
+        "no admin key existed yet: {before:?}"
+    );
+    let res = ureq_post(&format!("{addr}/v1/chat/completions"), &key);
+    assert!(res.contains("\"content\":\"ping\""), "{res}");
+}
+
+/// A tiny blocking client, so this test needs no async runtime.
+fn ureq_post(url: &str, key: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": "echo", "messages": [{"role": "user", "content": "ping"}]}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}

@@ -1,0 +1,196 @@
+//! Every error path gives the OpenAI error shape with the right status.
+
+use crate::helpers::*;
+use crate::upstream::Upstream;
+use serde_json::json;
+
+#[tokio::test]
+async fn malformed_json_and_wrong_types_are_400s_that_say_what_is_wrong() {
+    let app = spawn_mock().await;
+    let send = |body: &'static str| {
+        app.post("/v1/chat/completions", ADMIN_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let body = assert_error(send("{\"model\": ").await.unwrap(), 400).await;
+    assert_eq!(body["error"]["code"], "invalid_json");
+    let body = assert_error(send("{\"model\": 5, \"messages\": []}").await.unwrap(), 400).await;
+    assert_eq!(body["error"]["param"], "model");
+    let body = assert_error(send("{\"model\": \"echo\"}").await.unwrap(), 400).await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("messages"));
+    let body = assert_error(
+        send("{\"model\": \"echo\", \"messages\": [{\"content\": \"no role\"}]}")
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0]"),
+        "{body}"
+    );
+    let body = assert_error(send("").await.unwrap(), 400).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("empty"));
+    let body = assert_error(
+        send("{\"model\":\"echo\",\"messages\":[],\"stream\":\"yes\"}")
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(body["error"]["param"], "stream");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn(Spawn {
+        body_limit: 1024,
+        ..Spawn::default().provider("mock", "kind: mock\nmodels: [echo]\n")
+    })
+    .await;
+    let big = "x".repeat(2000);
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({"model": "echo", "messages": [{"role": "user", "content": big}]}),
+        )
+        .await;
+    let body = assert_error(res, 413).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("1024"));
+    // Chunked, without a content-length, is caught too.
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![b' '; 4096])]);
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 413).await;
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_their_status_and_message() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream.provider_yaml(&[
+        ("bad", "status-400"),
+        ("busy", "status-429"),
+        ("boom", "status-500-text"),
+    ]);
+    let app = spawn(Spawn::default().provider("up", yaml)).await;
+    let msg = json!([{"role": "user", "content": "x"}]);
+
+    let body = assert_error(
+        app.chat(ADMIN_KEY, json!({"model": "bad", "messages": msg}))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(body["error"]["message"], "bad temperature from upstream");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["code"], "bad_temp");
+
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "busy", "messages": msg}))
+        .await;
+    assert_eq!(res.headers()["retry-after"], "7");
+    let body = assert_error(res, 429).await;
+    assert_eq!(body["error"]["message"], "slow down");
+
+    let body = assert_error(
+        app.chat(ADMIN_KEY, json!({"model": "boom", "messages": msg}))
+            .await,
+        500,
+    )
+    .await;
+    assert_eq!(body["error"]["message"], "boom");
+
+    // A streaming request that fails before its first byte gets a plain error response.
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({"model": "bad", "stream": true, "messages": msg}),
+        )
+        .await;
+    assert_error(res, 400).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let upstream = Upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider(
+                "gone",
+                format!("kind: openai\nbase_url: http://{closed}/v1\nmodels: [m]\n"),
+            )
+            .provider("up", upstream.provider_yaml(&[("slow", "slow")])),
+    )
+    .await;
+    let msg = json!([{"role": "user", "content": "x"}]);
+    let body = assert_error(
+        app.chat(ADMIN_KEY, json!({"model": "gone/m", "messages": msg}))
+            .await,
+        502,
+    )
+    .await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("gone"));
+    assert!(!body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&closed.to_string()));
+
+    let started = std::time::Instant::now();
+    let body = assert_error(
+        app.chat(ADMIN_KEY, json!({"model": "slow", "messages": msg}))
+            .await,
+        504,
+    )
+    .await;
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2900),
+        "the 1 s timeout applied"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_the_error_shape() {
+    let app = spawn_mock().await;
+    let res = app.get("/v1/nope", ADMIN_KEY).send().await.unwrap();
+    assert_error(res, 404).await;
+    let res = app
+        .get("/v1/chat/completions", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 405).await;
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_error_bodies() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream.provider_yaml(&[("bad", "status-400"), ("boom", "status-500-text")]);
+    let app = spawn(Spawn::default().provider("up", yaml)).await;
+    for model in ["bad", "boom", "nope"] {
+        let res = app
+            .chat(ADMIN_KEY, json!({"model": model, "messages": []}))
+            .await;
+        let text = res.text().await.unwrap();
+        assert!(
+            !text.contains("sk-upstream-secret") && !text.contains(ADMIN_KEY),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Spawning the gateway for a test: temp folders, port 0, a known admin key.
+
+use actix_web::dev::ServerHandle;
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+use switchboard::{Application, Settings};
+
+pub const ADMIN_KEY: &str = "sk-test-admin-key";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Holds the temp folders (providers.d, policies, data) for the server's lifetime.
+    pub _dir: tempfile::TempDir,
+    handle: ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop accepting and let workers exit; the runtime may already be going away.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+/// Options for a test server.
+pub struct Spawn {
+    pub providers: Vec<(String, String)>,
+    pub admin_key: Option<String>,
+    pub body_limit: usize,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Spawn {
+            providers: vec![],
+            admin_key: Some(ADMIN_KEY.to_string()),
+            body_limit: Settings::DEFAULT_BODY_LIMIT,
+            data_dir: None,
+        }
+    }
+}
+
+impl Spawn {
+    pub fn provider(mut self, name: &str, yaml: impl Into<String>) -> Self {
+        self.providers.push((name.to_string(), yaml.into()));
+        self
+    }
+}
+
+pub fn write_providers(dir: &Path, providers: &[(String, String)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, yaml) in providers {
+        std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
+    }
+}
+
+/// Starts a gateway; returns it and the admin key created at boot, if one was.
+pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::with_base(dir.path());
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin_key = opts.admin_key;
+    settings.body_limit = opts.body_limit;
+    settings.workers = 1;
+    if let Some(data) = opts.data_dir {
+        settings.data_dir = data;
+    }
+    write_providers(&settings.providers_dir, &opts.providers);
+    std::fs::create_dir_all(&settings.policies_dir).unwrap();
+
+    let mut app = Application::build(settings).await.expect("the app builds");
+    let new_admin = app.take_new_admin_key();
+    let base = format!("http://{}", app.addr());
+    let handle = app.handle();
+    tokio::spawn(app.run());
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    (
+        TestApp {
+            base,
+            client,
+            _dir: dir,
+            handle,
+        },
+        new_admin,
+    )
+}
+
+pub async fn spawn(opts: Spawn) -> TestApp {
+    spawn_with(opts).await.0
+}
+
+/// The gateway with only the built-in mock provider.
+pub async fn spawn_mock() -> TestApp {
+    spawn(Spawn::default().provider("mock", "kind: mock\nmodels: [echo, text-embedding-mock]\n"))
+        .await
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("server at {base} never became ready");
+}
+
+impl TestApp {
+    /// Stops the server and waits until it has.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(key)
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(key)
+    }
+
+    pub async fn chat(&self, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a key through the admin API; returns (id, secret).
+    pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
+        let res = self
+            .post("/admin/keys", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let v: serde_json::Value = res.json().await.unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+/// Asserts an OpenAI-shaped error body and returns it.
+pub async fn assert_error(res: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "unexpected status");
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = res.json().await.expect("error body is JSON");
+    let err = &body["error"];
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(err["type"].is_string(), "{body}");
+    assert!(
+        err.get("param").is_some() && err.get("code").is_some(),
+        "{body}"
+    );
+    body
+}
+
+/// Reads an SSE response into its `data:` payloads, in order.
+pub async fn sse_payloads(res: reqwest::Response) -> Vec<String> {
+    let text = res.text().await.unwrap();
+    parse_sse(&text)
+}
+
+pub fn parse_sse(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reads from a streaming response until `needle` has been seen; returns what was read.
+pub async fn read_until(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    needle: &str,
+) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("stream ended or stalled before {needle:?}: {other:?}; read {seen:?}"),
+        }
+    }
+    seen
+}
+
+/// Waits until no server holds the database in `dir` (its lock is released on shutdown).
+pub async fn wait_until_store_free(dir: &Path) {
+    for _ in 0..200 {
+        if switchboard::store::Store::open(dir, 1 << 20).is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the data folder stayed locked");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real server on port 0, real HTTP mock upstreams on 127.0.0.1.
+//! One test binary (modules below) keeps link time down.
+
+mod helpers;
+mod upstream;
+
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod mock_provider;
+mod models;
+mod passthrough;
+mod streaming;

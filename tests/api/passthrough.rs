@@ -1,0 +1,109 @@
+//! `kind: openai` is passed through faithfully: requests, replies, headers.
+
+use crate::helpers::*;
+use crate::upstream::{Upstream, PLAIN_BODY};
+use serde_json::json;
+
+async fn app_with_upstream(models: &[(&str, &str)]) -> (TestApp, Upstream) {
+    let upstream = Upstream::start().await;
+    let app = spawn(Spawn::default().provider("up", upstream.provider_yaml(models))).await;
+    (app, upstream)
+}
+
+#[tokio::test]
+async fn chat_reply_is_byte_for_byte_and_request_fields_pass_through() {
+    let (app, upstream) = app_with_upstream(&[("smart", "plain")]).await;
+    let request = json!({
+        "model": "up/smart",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "ann"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"}
+        ],
+        "temperature": 0.7,
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}],
+        "response_format": {"type": "json_object"},
+        "logprobs": true,
+        "a_parameter_from_the_future": {"deep": [1, 2, {"x": "y"}]},
+        "user": "end-user-1"
+    });
+    let res = app.chat(ADMIN_KEY, request.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchboard-provider"], "up");
+    assert_eq!(res.headers()["x-switchboard-model"], "smart");
+    assert!(res.headers().contains_key("x-request-id"));
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.text().await.unwrap(), PLAIN_BODY);
+
+    let got = upstream.last();
+    assert_eq!(got.path, "/v1/chat/completions");
+    let mut expected = request;
+    expected["model"] = json!("plain");
+    assert_eq!(
+        got.body, expected,
+        "every field but model reaches upstream unchanged"
+    );
+    assert_eq!(got.headers["authorization"], "Bearer sk-upstream-secret");
+    assert_eq!(got.headers["x-custom"], "custom-value");
+    assert_eq!(got.headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn client_request_id_is_kept_and_sent_upstream() {
+    let (app, upstream) = app_with_upstream(&[("smart", "plain")]).await;
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .header("x-request-id", "trace-abc-123")
+        .json(&json!({"model": "smart", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
+    assert_eq!(upstream.last().headers["x-request-id"], "trace-abc-123");
+}
+
+#[tokio::test]
+async fn client_credentials_are_not_forwarded_upstream() {
+    let (app, upstream) = app_with_upstream(&[("smart", "plain")]).await;
+    app.chat(
+        ADMIN_KEY,
+        json!({"model": "smart", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    let got = upstream.last();
+    assert!(!got.headers.values().any(|v| v.contains(ADMIN_KEY)));
+}
+
+#[tokio::test]
+async fn completions_and_embeddings_reach_their_upstream_paths() {
+    let (app, upstream) =
+        app_with_upstream(&[("text", "echo-text"), ("embed", "echo-embed")]).await;
+    let res = app
+        .post("/v1/completions", ADMIN_KEY)
+        .json(&json!({"model": "text", "prompt": "say hi", "max_tokens": 5, "suffix": "!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = upstream.last();
+    assert_eq!(got.path, "/v1/completions");
+    assert_eq!(
+        got.body,
+        json!({"model": "echo-text", "prompt": "say hi", "max_tokens": 5, "suffix": "!"})
+    );
+
+    let res = app
+        .post("/v1/embeddings", ADMIN_KEY)
+        .json(&json!({"model": "up/embed", "input": ["a", "b"], "encoding_format": "float", "dimensions": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = upstream.last();
+    assert_eq!(got.path, "/v1/embeddings");
+    assert_eq!(
+        got.body,
+        json!({"model": "echo-embed", "input": ["a", "b"], "encoding_format": "float", "dimensions": 3})
+    );
+}

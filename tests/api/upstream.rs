@@ -1,0 +1,184 @@
+//! A mock OpenAI-compatible upstream on 127.0.0.1:0 that records what it receives.
+//!
+//! Its behaviour is chosen by the `model` the gateway sends, so one upstream serves many cases:
+//! - `plain`: a fixed JSON body with fields the gateway does not know;
+//! - `stream`: three content chunks, a finish chunk, a usage chunk if asked, `[DONE]`;
+//! - `gated`: one chunk, then waits for `release()` before the rest;
+//! - `cut`: one chunk, then the body ends without `[DONE]`;
+//! - `status-400`, `status-429` (retry-after 7), `status-500-text`;
+//! - `slow`: answers after 3 s.
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub const PLAIN_BODY: &str = r#"{"id":"up-1","object":"chat.completion","created":1700000000,"model":"plain","system_fingerprint":"fp_x","choices":[{"index":0,"message":{"role":"assistant","content":"from upstream","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14},"vendor_extension":{"nested":[1,2.5,"x",null,true]}}"#;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    gate: Notify,
+}
+
+pub struct Upstream {
+    pub base_url: String,
+    shared: Arc<Shared>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let shared = Arc::new(Shared::default());
+        let data = web::Data::from(shared.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(handle))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Upstream {
+            base_url: format!("http://{addr}/v1"),
+            shared,
+            handle,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received()
+            .pop()
+            .expect("the upstream received a request")
+    }
+
+    /// Lets a `gated` stream send the rest of its chunks.
+    pub fn release(&self) {
+        self.shared.gate.notify_one();
+    }
+
+    /// A provider file pointing at this upstream, serving `models` (name: upstream id).
+    pub fn provider_yaml(&self, models: &[(&str, &str)]) -> String {
+        let mut yaml = format!(
+            "kind: openai\nbase_url: {}\napi_key: sk-upstream-secret\nheaders:\n  x-custom: custom-value\ntimeouts:\n  total_secs: 1\nmodels:\n",
+            self.base_url
+        );
+        for (name, upstream) in models {
+            yaml.push_str(&format!("  - name: {name}\n    upstream: {upstream}\n"));
+        }
+        yaml
+    }
+}
+
+fn chunk(content: &str) -> String {
+    format!(
+        "data: {{\"id\":\"up-s\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n"
+    )
+}
+
+const FINISH: &str = "data: {\"id\":\"up-s\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+const USAGE: &str = "data: {\"id\":\"up-s\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\n";
+
+async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    shared.received.lock().unwrap().push(Received {
+        path: req.path().to_string(),
+        headers,
+        body: json.clone(),
+    });
+    let model = json["model"].as_str().unwrap_or("").to_string();
+    let include_usage = json["stream_options"]["include_usage"] == true;
+    let sse = |parts: Vec<String>| {
+        HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .streaming(futures_util::stream::iter(
+                parts
+                    .into_iter()
+                    .map(|p| Ok::<_, actix_web::Error>(Bytes::from(p))),
+            ))
+    };
+    match model.as_str() {
+        "plain" => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(PLAIN_BODY),
+        "stream" => {
+            let mut parts = vec![chunk("one"), chunk(" two"), chunk(" three"), FINISH.to_string()];
+            if include_usage {
+                parts.push(USAGE.to_string());
+            }
+            parts.push("data: [DONE]\n\n".to_string());
+            sse(parts)
+        }
+        "gated" => {
+            let shared = shared.into_inner();
+            let stream = futures_util::stream::unfold(0, move |step| {
+                let shared = shared.clone();
+                async move {
+                    let part = match step {
+                        0 => chunk("first"),
+                        1 => {
+                            shared.gate.notified().await;
+                            chunk(" second")
+                        }
+                        2 => FINISH.to_string(),
+                        3 => "data: [DONE]\n\n".to_string(),
+                        _ => return None,
+                    };
+                    Some((Ok::<_, actix_web::Error>(Bytes::from(part)), step + 1))
+                }
+            });
+            HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
+        }
+        "cut" => sse(vec![chunk("partial")]),
+        "status-400" => HttpResponse::BadRequest().json(serde_json::json!({
+            "error": {"message": "bad temperature from upstream", "type": "invalid_request_error", "param": "temperature", "code": "bad_temp"}
+        })),
+        "status-429" => HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", "7"))
+            .json(serde_json::json!({
+                "error": {"message": "slow down", "type": "rate_limit_error", "param": null, "code": "rate_limited"}
+            })),
+        "status-500-text" => HttpResponse::InternalServerError()
+            .content_type("text/plain")
+            .body("boom"),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            HttpResponse::Ok().content_type("application/json").body(PLAIN_BODY)
+        }
+        _ => HttpResponse::Ok().json(serde_json::json!({
+            "object": "echo", "path": req.path(), "model": model,
+            "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
+        })),
+    }
+}
