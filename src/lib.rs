@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod router;

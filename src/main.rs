@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::store::{NewKey, Role, Store};
-use switchboard::{config, Application, Settings};
+use switchboard::{config, policy, Application, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,11 @@ enum Command {
     Serve(ServeArgs),
     /// Validate providers.d (and policies) and exit 1 listing every error.
     Check(FolderArgs),
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Manage client API keys in the data folder (while the gateway is stopped).
     Keys {
         #[command(subcommand)]
@@ -61,6 +66,21 @@ struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// On a policy script error, skip that script instead of failing the request with a 500.
+    #[arg(long, env = "SWITCHBOARD_POLICY_FAIL_OPEN")]
+    policy_fail_open: bool,
+    /// The most responses the cache keeps.
+    #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
+    cache_max_entries: usize,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run the fixtures in DIR/tests/*.yaml against the scripts in DIR; exit 1 on a mismatch.
+    Test {
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +124,9 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => check(args),
         Some(Command::Keys { command }) => keys(command),
+        Some(Command::Policy {
+            command: PolicyCommand::Test { dir },
+        }) => policy_test(&dir),
     }
 }
 
@@ -115,6 +138,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.data_dir = args.data;
     settings.body_limit = args.body_limit;
     settings.workers = args.workers;
+    settings.policy_fail_open = args.policy_fail_open;
+    settings.cache_max_entries = args.cache_max_entries;
     settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -150,6 +175,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn check(args: FolderArgs) -> ExitCode {
+    let mut failed = 0;
     match config::load_dir(&args.providers) {
         Ok(config) => {
             for p in &config.providers {
@@ -163,18 +189,62 @@ fn check(args: FolderArgs) -> ExitCode {
             for s in &config.skipped {
                 println!("skipped  {}: {}", s.name, s.reason);
             }
-            println!("{} is valid", args.providers.display());
-            ExitCode::SUCCESS
         }
         Err(errors) => {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!(
-                "{} error(s) in {}",
-                errors.0.len(),
-                args.providers.display()
+            failed += errors.0.len();
+        }
+    }
+    let engine = std::sync::Arc::new(policy::engine::build());
+    match policy::PolicySet::load_dir(engine, &args.policies, false) {
+        Ok(set) => {
+            for name in set.script_names() {
+                println!("ok       policy {name}");
+            }
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            failed += errors.len();
+        }
+    }
+    if failed == 0 {
+        println!(
+            "{} and {} are valid",
+            args.providers.display(),
+            args.policies.display()
+        );
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{failed} error(s)");
+        ExitCode::FAILURE
+    }
+}
+
+fn policy_test(dir: &std::path::Path) -> ExitCode {
+    match policy::fixtures::run_dir(dir) {
+        Ok(report) => {
+            for line in &report.lines {
+                println!("{line}");
+            }
+            println!(
+                "policy fixtures: {} passed, {} failed",
+                report.passed, report.failed
             );
+            if report.failed == 0 && report.passed > 0 {
+                ExitCode::SUCCESS
+            } else {
+                if report.passed == 0 && report.failed == 0 {
+                    eprintln!("no fixtures found in {}/tests", dir.display());
+                }
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::{self, ConfigErrors};
+use crate::policy::PolicySet;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -18,6 +19,8 @@ use std::net::{SocketAddr, TcpListener};
 pub enum StartError {
     #[error("invalid provider configuration:\n{0}")]
     Config(ConfigErrors),
+    #[error("invalid policies:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Policies(Vec<crate::policy::LoadError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot build providers: {0}")]
@@ -51,7 +54,17 @@ impl Application {
             tracing::warn!(dir = %settings.providers_dir.display(), "no provider is enabled; every model request will be a 404");
         }
 
-        let store = Store::open(&settings.data_dir, settings.store_cache_bytes)?;
+        let engine = std::sync::Arc::new(crate::policy::engine::build());
+        let policies =
+            PolicySet::load_dir(engine, &settings.policies_dir, settings.policy_fail_open)
+                .map_err(StartError::Policies)?;
+        tracing::info!(scripts = ?policies.script_names(), "policies loaded");
+
+        let store = Store::open_with(
+            &settings.data_dir,
+            settings.store_cache_bytes,
+            settings.cache_max_entries,
+        )?;
         let auth = Authenticator::new(store.keys.clone(), settings.admin_key.as_deref());
         let new_admin_key = if !auth.has_env_admin() && !store.keys.has_admin() {
             let (_, secret) = store.keys.create(NewKey {
@@ -66,7 +79,7 @@ impl Application {
             None
         };
 
-        let snapshot = Snapshot::build(config, 1).map_err(StartError::Provider)?;
+        let snapshot = Snapshot::build(config, policies, 1).map_err(StartError::Provider)?;
         let state = web::Data::new(AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
             store,

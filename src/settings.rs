@@ -19,6 +19,10 @@ pub struct Settings {
     pub admin_key: Option<String>,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// On a policy script failure, go on without that script instead of failing the request.
+    pub policy_fail_open: bool,
+    /// The most responses the cache keeps.
+    pub cache_max_entries: usize,
     /// sled's page cache, in bytes. Its default (1 GiB) is far more than a gateway needs.
     pub store_cache_bytes: u64,
 }
@@ -38,6 +42,8 @@ impl Settings {
             body_limit: Self::DEFAULT_BODY_LIMIT,
             admin_key: None,
             workers: 0,
+            policy_fail_open: false,
+            cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
         }
     }
@@ -54,6 +60,8 @@ impl std::fmt::Debug for Settings {
             .field("body_limit", &self.body_limit)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
             .field("workers", &self.workers)
+            .field("policy_fail_open", &self.policy_fail_open)
+            .field("cache_max_entries", &self.cache_max_entries)
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 //! middle of a request (or a long stream) changes nothing for it.
 
 use crate::config::Config;
+use crate::policy::PolicySet;
 use crate::providers::{self, Provider};
 use crate::router::ModelIndex;
 use std::collections::HashMap;
@@ -16,11 +17,12 @@ pub struct Snapshot {
     pub config: Config,
     pub providers: HashMap<String, Arc<dyn Provider>>,
     pub models: ModelIndex,
+    pub policies: PolicySet,
 }
 
 impl Snapshot {
     /// Prepares a snapshot from a validated config; fails without side effects.
-    pub fn build(config: Config, version: u64) -> Result<Snapshot, String> {
+    pub fn build(config: Config, policies: PolicySet, version: u64) -> Result<Snapshot, String> {
         let mut built = HashMap::with_capacity(config.providers.len());
         for provider in &config.providers {
             built.insert(provider.name.clone(), providers::build(provider)?);
@@ -30,6 +32,7 @@ impl Snapshot {
             loaded_at: SystemTime::now(),
             models: ModelIndex::build(&config),
             providers: built,
+            policies,
             config,
         })
     }

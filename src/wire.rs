@@ -9,10 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Which endpoint a request came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Endpoint {
+    #[default]
+    #[serde(rename = "chat/completions")]
     Chat,
+    #[serde(rename = "completions")]
     Completions,
+    #[serde(rename = "embeddings")]
     Embeddings,
 }
 
@@ -107,6 +111,14 @@ impl RequestBody {
         }
     }
 
+    pub fn set_model(&mut self, model: String) {
+        match self {
+            RequestBody::Chat(r) => r.model = model,
+            RequestBody::Completions(r) => r.model = model,
+            RequestBody::Embeddings(r) => r.model = model,
+        }
+    }
+
     pub fn is_stream(&self) -> bool {
         match self {
             RequestBody::Chat(r) => r.stream == Some(true),
@@ -152,6 +164,24 @@ impl RequestBody {
         if let Value::Object(map) = options {
             map.insert("include_usage".into(), Value::Bool(true));
         }
+    }
+
+    /// The whole request as JSON, `model` included.
+    pub fn to_json_value(&self) -> Value {
+        let model = self.model().to_string();
+        self.to_upstream_json(&model)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Parses a request for `endpoint` from JSON.
+    pub fn from_json(endpoint: Endpoint, value: Value) -> Result<RequestBody, serde_json::Error> {
+        Ok(match endpoint {
+            Endpoint::Chat => RequestBody::Chat(serde_json::from_value(value)?),
+            Endpoint::Completions => RequestBody::Completions(serde_json::from_value(value)?),
+            Endpoint::Embeddings => RequestBody::Embeddings(serde_json::from_value(value)?),
+        })
     }
 
     /// The JSON body for upstream, with `model` set to `upstream_model` and every other field as

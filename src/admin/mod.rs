@@ -1,9 +1,11 @@
 //! The `/admin` API. Every handler takes an `AdminCaller`: no key is 401, a user key is 403.
 
 pub mod keys;
+pub mod policies;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
+    policies::configure(cfg);
 }

@@ -22,6 +22,8 @@ pub struct UpstreamCall<'a> {
     pub body: &'a RequestBody,
     /// The model id the provider expects.
     pub upstream_model: &'a str,
+    /// Extra headers from policies (`ctx.set_header`), lower-case names, already validated.
+    pub headers: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The data payloads of a stream's events, in order, `[DONE]` excluded. The stream ending is

@@ -94,11 +94,15 @@ impl OpenAiProvider {
             .body
             .to_upstream_json(call.upstream_model)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let response = self
+        let mut request = self
             .client
             .post(self.url(call.body.endpoint()).clone())
             .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", call.request_id)
+            .header("x-request-id", call.request_id);
+        for (name, value) in call.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request
             .body(body)
             .send()
             .await

@@ -1,79 +1,329 @@
-//! The life of a proxied request after parsing: resolve, call the provider, answer.
+//! The life of a proxied request after parsing: policies, limits, cache, attempts, answer.
 
-use super::relay::Relay;
+use super::aftermath::{Aftermath, CachePut, Completed};
+use super::cache;
+use super::relay::{Relay, StreamOutcome};
 use super::request_id::RequestId;
 use crate::error::ApiError;
-use crate::providers::{Reply, UpstreamCall};
+use crate::policy::{Decision, PolicyEnv, Rejection, ScriptFailure};
+use crate::providers::{ProviderError, Reply, UpstreamCall};
+use crate::router::{self, Target};
 use crate::state::AppState;
-use crate::store::KeyRecord;
+use crate::store::{KeyRecord, OverLimit};
 use crate::wire::RequestBody;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use std::sync::Arc;
+use std::time::Instant;
 
 pub const PROVIDER_HEADER: &str = "x-switchboard-provider";
 pub const MODEL_HEADER: &str = "x-switchboard-model";
+pub const CACHE_HEADER: &str = "x-switchboard-cache";
+pub const VARIANT_HEADER: &str = "x-switchboard-variant";
+pub const ATTEMPTS_HEADER: &str = "x-switchboard-attempts";
+
+/// Request headers as policies see them: lower-case, without credentials.
+pub fn script_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "authorization" | "proxy-authorization" | "cookie" | "x-api-key"
+            )
+        })
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+pub fn policy_error(failure: ScriptFailure) -> ApiError {
+    tracing::error!(%failure, "policy failed the request");
+    ApiError::internal(failure.to_string()).with_code("policy_error")
+}
+
+fn rejected(r: &Rejection) -> ApiError {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let kind = match r.status {
+        429 => "rate_limit_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
+    };
+    ApiError::new(status, kind, r.message.clone()).with_code("policy_rejected")
+}
+
+fn over_limit(o: OverLimit, what: &str) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        format!(
+            "{what} `{}` of {} is used up; try again in {} s",
+            o.name, o.max, o.retry_after_secs
+        ),
+    )
+    .with_code("rate_limit_exceeded");
+    err.retry_after = Some(o.retry_after_secs);
+    err
+}
+
+/// Failures worth trying the next target for: the upstream, not the request, is at fault.
+fn retryable(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Unreachable(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) => {
+            true
+        }
+        ProviderError::Status { status, .. } => {
+            *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+        }
+    }
+}
+
+fn may_use(caller: &KeyRecord, requested: &str, first: &Target) -> bool {
+    caller.models.is_empty()
+        || caller.models.iter().any(|m| m == requested)
+        || caller.allows_model(&first.id, &first.model.name)
+}
 
 pub async fn forward(
     state: &AppState,
-    caller: &KeyRecord,
+    caller: &Arc<KeyRecord>,
     request_id: &RequestId,
-    mut body: RequestBody,
+    headers: &HeaderMap,
+    body: RequestBody,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let snapshot = state.snapshot();
-    let target = snapshot
-        .models
-        .resolve(body.model())
-        .ok_or_else(|| ApiError::model_not_found(body.model()))?;
-    if !caller.allows_model(&target.id, &target.model.name) {
-        return Err(ApiError::forbidden(format!(
-            "This key may not use the model `{}`.",
-            body.model()
-        ))
-        .with_param("model")
-        .with_code("model_not_allowed"));
+    let requested = body.model().to_string();
+    let env = PolicyEnv {
+        counters: state.store.counters.clone(),
+        assignments: state.store.assignments.clone(),
+        simulate: false,
+    };
+    let (mut body, decision) = snapshot
+        .policies
+        .on_request(body, caller.clone(), script_headers(headers), env.clone())
+        .map_err(policy_error)?;
+    if let Some(r) = &decision.rejection {
+        return Err(rejected(r));
     }
-    let provider = snapshot.provider(&target.provider).ok_or_else(|| {
-        tracing::error!(provider = %target.provider, "model index names a provider that is not built");
-        ApiError::internal("the provider for this model is not available")
-    })?;
+    let targets = router::targets::resolve(&snapshot.models, &decision.routes, body.model())?;
+    if !may_use(caller, &requested, &targets[0]) {
+        return Err(
+            ApiError::forbidden(format!("This key may not use the model `{requested}`."))
+                .with_param("model")
+                .with_code("model_not_allowed"),
+        );
+    }
+    state
+        .store
+        .counters
+        .acquire(&decision.limits)
+        .map_err(|o| over_limit(o, "request limit"))?;
+    state
+        .store
+        .counters
+        .check_budgets(&decision.token_limits)
+        .map_err(|o| over_limit(o, "token budget"))?;
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();
-    // Ask for the usage chunk even when the client did not, so streams can be accounted.
-    if stream && !client_wants_usage && provider.asks_stream_usage() {
-        body.request_stream_usage();
-    }
+    let bypass_cache = headers
+        .get(CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-cache") || v.contains("no-store"));
+    let cache_slot = decision
+        .cache_ttl
+        .filter(|_| cache::cacheable(&body))
+        .map(|ttl| (cache::key(&targets, &body), ttl));
 
-    let reply = provider
-        .call(UpstreamCall {
-            request_id: request_id.as_str(),
-            body: &body,
-            upstream_model: &target.model.upstream,
-        })
-        .await?;
-
-    let mut response = match &reply {
-        Reply::Json { status, .. } => HttpResponse::build(*status),
-        Reply::Stream(_) => HttpResponse::build(StatusCode::OK),
+    let aftermath = |target: &Target, cached: bool, cache_put: Option<CachePut>| Aftermath {
+        snapshot: snapshot.clone(),
+        env: env.clone(),
+        counters: state.store.counters.clone(),
+        decision: decision.clone(),
+        key_id: caller.id.clone(),
+        provider: target.provider.to_string(),
+        model: target.model.name.clone(),
+        started,
+        cached,
+        cache_put,
     };
-    response
-        .insert_header((PROVIDER_HEADER, &*target.provider))
-        .insert_header((MODEL_HEADER, target.model.name.as_str()));
-    Ok(match reply {
-        Reply::Json { body, .. } => response
-            .insert_header((CONTENT_TYPE, "application/json"))
-            .body(body),
-        Reply::Stream(events) => {
-            let request_id = request_id.clone();
-            let on_finish = Box::new(move |outcome: super::relay::StreamOutcome| {
-                tracing::debug!(request_id = %request_id.as_str(), ?outcome, "stream finished");
-            });
-            response
-                .insert_header((CONTENT_TYPE, "text/event-stream"))
-                .insert_header((CACHE_CONTROL, "no-cache"))
-                .insert_header(("x-accel-buffering", "no"))
-                .streaming(Relay::new(events, !client_wants_usage, Some(on_finish)))
+
+    if let Some((key, _)) = &cache_slot {
+        if !bypass_cache {
+            if let Some(hit) = state.store.cache.get(key, crate::store::keys::now_secs()) {
+                let target = targets
+                    .iter()
+                    .find(|t| *t.provider == hit.provider)
+                    .unwrap_or(&targets[0]);
+                let mut response = HttpResponse::Ok();
+                decorate(
+                    &mut response,
+                    &hit.provider,
+                    &hit.model,
+                    &decision,
+                    Some("hit"),
+                    0,
+                );
+                let after = aftermath(target, true, None);
+                return Ok(if stream {
+                    let chunks = cache::as_chunks(&hit, client_wants_usage);
+                    let events = futures_util::stream::iter(chunks.into_iter().map(Ok));
+                    sse(
+                        &mut response,
+                        Relay::new(Box::pin(events), false, Some(stream_finish(after))),
+                    )
+                } else {
+                    let json = cache::as_json(&hit);
+                    let usage = crate::wire::usage_of(&json);
+                    after.finish(Completed {
+                        status: 200,
+                        usage,
+                        body: None,
+                        payloads: vec![],
+                        complete: true,
+                    });
+                    response
+                        .insert_header((CONTENT_TYPE, "application/json"))
+                        .body(json)
+                });
+            }
         }
+    }
+    let cache_state = cache_slot
+        .as_ref()
+        .map(|_| if bypass_cache { "bypass" } else { "miss" });
+
+    // Ask for the usage chunk even when the client did not, so streams can be accounted.
+    let mut attempts = 0u32;
+    let mut last_error = None;
+    for target in &targets {
+        let Some(provider) = snapshot.provider(&target.provider) else {
+            continue;
+        };
+        if stream
+            && !client_wants_usage
+            && provider.asks_stream_usage()
+            && !body.wants_stream_usage()
+        {
+            body.request_stream_usage();
+        }
+        attempts += 1;
+        let result = provider
+            .call(UpstreamCall {
+                request_id: request_id.as_str(),
+                body: &body,
+                upstream_model: &target.model.upstream,
+                headers: &decision.headers,
+            })
+            .await;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) if retryable(&e) => {
+                tracing::warn!(request_id = %request_id.as_str(), target = %target.id, error = %e, "attempt failed; trying the next target");
+                last_error = Some(e);
+                continue;
+            }
+            Err(e) => return Err(with_attempts(e.into(), attempts)),
+        };
+        let cache_put = cache_slot.map(|(key, ttl_secs)| CachePut {
+            cache: state.store.cache.clone(),
+            key,
+            ttl_secs,
+        });
+        let after = aftermath(target, false, cache_put);
+        let mut response = match &reply {
+            Reply::Json { status, .. } => HttpResponse::build(*status),
+            Reply::Stream(_) => HttpResponse::build(StatusCode::OK),
+        };
+        decorate(
+            &mut response,
+            &target.provider,
+            &target.model.name,
+            &decision,
+            cache_state,
+            attempts,
+        );
+        return Ok(match reply {
+            Reply::Json {
+                status,
+                body,
+                usage,
+            } => {
+                let keep = after.cache_put.is_some().then(|| body.clone());
+                after.finish(Completed {
+                    status: status.as_u16(),
+                    usage,
+                    body: keep,
+                    payloads: vec![],
+                    complete: true,
+                });
+                response
+                    .insert_header((CONTENT_TYPE, "application/json"))
+                    .body(body)
+            }
+            Reply::Stream(events) => {
+                let capture = after.cache_put.is_some() && cache::cacheable(&body);
+                let relay = Relay::new(events, !client_wants_usage, Some(stream_finish(after)));
+                sse(&mut response, if capture { relay.capture() } else { relay })
+            }
+        });
+    }
+    let error: ApiError = match last_error {
+        Some(e) => e.into(),
+        None => ApiError::internal("no provider is available for this model"),
+    };
+    Err(with_attempts(error, attempts))
+}
+
+fn with_attempts(mut e: ApiError, attempts: u32) -> ApiError {
+    if attempts > 1 {
+        e.message = format!("{} (after {attempts} attempts)", e.message);
+    }
+    e
+}
+
+fn decorate(
+    response: &mut HttpResponseBuilder,
+    provider: &str,
+    model: &str,
+    decision: &Decision,
+    cache_state: Option<&str>,
+    attempts: u32,
+) {
+    response
+        .insert_header((PROVIDER_HEADER, provider))
+        .insert_header((MODEL_HEADER, model))
+        .insert_header((ATTEMPTS_HEADER, attempts.to_string()));
+    if let Some(state) = cache_state {
+        response.insert_header((CACHE_HEADER, state));
+    }
+    if let Some(variants) = decision.variant_header() {
+        response.insert_header((VARIANT_HEADER, variants));
+    }
+}
+
+fn sse(response: &mut HttpResponseBuilder, relay: Relay) -> HttpResponse {
+    response
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(relay)
+}
+
+fn stream_finish(after: Aftermath) -> super::relay::OnFinish {
+    Box::new(move |outcome: StreamOutcome| {
+        let complete = outcome.error.is_none() && !outcome.client_gone;
+        after.finish(Completed {
+            status: if outcome.error.is_some() { 502 } else { 200 },
+            usage: outcome.usage,
+            body: None,
+            payloads: outcome.payloads,
+            complete,
+        })
     })
 }

@@ -1,6 +1,8 @@
 //! The OpenAI-compatible `/v1` endpoints.
 
+pub mod aftermath;
 pub mod body;
+pub mod cache;
 pub mod forward;
 pub mod models;
 pub mod relay;
@@ -24,6 +26,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(crate::http::resource("/v1/models/{id:.+}").route(web::get().to(models::get)));
 }
 
+/// Reads and parses the body as `T`, then forwards it.
+async fn proxied<T: serde::de::DeserializeOwned>(
+    req: HttpRequest,
+    caller: Caller,
+    request_id: RequestId,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    wrap: fn(T) -> RequestBody,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read_limited(&req, payload, state.body_limit).await?;
+    let parsed: T = body::parse_json(&bytes)?;
+    forward::forward(&state, &caller.0, &request_id, req.headers(), wrap(parsed)).await
+}
+
 async fn chat_completions(
     req: HttpRequest,
     caller: Caller,
@@ -31,9 +47,7 @@ async fn chat_completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read_limited(&req, payload, state.body_limit).await?;
-    let parsed: ChatRequest = body::parse_json(&bytes)?;
-    forward::forward(&state, &caller.0, &request_id, RequestBody::Chat(parsed)).await
+    proxied::<ChatRequest>(req, caller, request_id, payload, state, RequestBody::Chat).await
 }
 
 async fn completions(
@@ -43,13 +57,13 @@ async fn completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read_limited(&req, payload, state.body_limit).await?;
-    let parsed: CompletionRequest = body::parse_json(&bytes)?;
-    forward::forward(
-        &state,
-        &caller.0,
-        &request_id,
-        RequestBody::Completions(parsed),
+    proxied::<CompletionRequest>(
+        req,
+        caller,
+        request_id,
+        payload,
+        state,
+        RequestBody::Completions,
     )
     .await
 }
@@ -61,13 +75,13 @@ async fn embeddings(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read_limited(&req, payload, state.body_limit).await?;
-    let parsed: EmbeddingRequest = body::parse_json(&bytes)?;
-    forward::forward(
-        &state,
-        &caller.0,
-        &request_id,
-        RequestBody::Embeddings(parsed),
+    proxied::<EmbeddingRequest>(
+        req,
+        caller,
+        request_id,
+        payload,
+        state,
+        RequestBody::Embeddings,
     )
     .await
 }

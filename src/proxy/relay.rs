@@ -25,6 +25,8 @@ pub struct StreamOutcome {
     pub error: Option<String>,
     /// True when the client went away before the end.
     pub client_gone: bool,
+    /// Every payload, the stripped usage chunk included, when capture was asked for (caching).
+    pub payloads: Vec<Bytes>,
 }
 
 /// Called once when the relay ends, however it ends.
@@ -33,6 +35,7 @@ pub type OnFinish = Box<dyn FnOnce(StreamOutcome) + Send>;
 pub struct Relay {
     events: EventStream,
     strip_usage_chunk: bool,
+    capture: bool,
     outcome: StreamOutcome,
     on_finish: Option<OnFinish>,
     done: bool,
@@ -43,10 +46,17 @@ impl Relay {
         Relay {
             events,
             strip_usage_chunk,
+            capture: false,
             outcome: StreamOutcome::default(),
             on_finish,
             done: false,
         }
+    }
+
+    /// Keeps a copy of every payload for the finish callback (to fill the cache).
+    pub fn capture(mut self) -> Self {
+        self.capture = true;
+        self
     }
 
     fn finish(&mut self) {
@@ -92,6 +102,9 @@ impl Stream for Relay {
             match self.events.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(payload))) => {
+                    if self.capture {
+                        self.outcome.payloads.push(payload.clone());
+                    }
                     if self.inspect(&payload) {
                         continue;
                     }

@@ -1,8 +1,6 @@
-//! Turning a requested model into the upstream target that serves it.
-//!
-//! Later this module also owns balancing, retries, fallbacks and breakers; for now a request
-//! resolves to exactly one target.
+//! Turning a requested model (or a policy's route list) into the upstream targets to try.
 
 pub mod models;
+pub mod targets;
 
 pub use models::{ModelIndex, Target};

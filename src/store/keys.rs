@@ -77,6 +77,7 @@ pub trait KeyStore: Send + Sync {
     /// The live key this secret belongs to, if any. Must be cheap: it runs on every request.
     fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>>;
     fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    fn find(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// Revokes a key; `Ok(None)` when there is no such id.
     fn revoke(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// True when at least one live admin key exists.
@@ -184,6 +185,10 @@ impl KeyStore for SledKeyStore {
         }
         out.sort_by(|a: &KeyRecord, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
+    }
+
+    fn find(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.get(id)
     }
 
     fn revoke(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {

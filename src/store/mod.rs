@@ -3,8 +3,14 @@
 //! One module per kind of state, each behind a small trait so that a shared backend can later
 //! serve several gateway instances without touching the callers.
 
+pub mod assignments;
+pub mod cache;
+pub mod counters;
 pub mod keys;
 
+pub use assignments::AssignmentStore;
+pub use cache::{CachedReply, ResponseCache};
+pub use counters::{CounterStore, Limit, OverLimit};
 pub use keys::{KeyRecord, KeyStore, NewKey, Role, SledKeyStore};
 
 use std::path::Path;
@@ -25,11 +31,28 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     pub keys: Arc<dyn KeyStore>,
+    pub counters: Arc<dyn CounterStore>,
+    pub assignments: Arc<dyn AssignmentStore>,
+    pub cache: Arc<dyn ResponseCache>,
 }
+
+/// How many cached responses to keep at most, unless told otherwise.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+/// How often expired cache entries are swept.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Store {
     /// Opens (or creates) the database in `dir`. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        Self::open_with(dir, cache_bytes, DEFAULT_CACHE_ENTRIES)
+    }
+
+    /// As [`Store::open`], with a bound on cached responses.
+    pub fn open_with(
+        dir: &Path,
+        cache_bytes: u64,
+        cache_max_entries: usize,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
         let db = sled::Config::new()
             .path(dir)
@@ -47,11 +70,22 @@ impl Store {
                 other => StoreError::Sled(other),
             })?;
         let keys = Arc::new(SledKeyStore::open(&db)?);
-        Ok(Store { db, keys })
+        let counters = counters::SledCounters::open(&db)?;
+        let assignments = Arc::new(assignments::SledAssignments::open(&db)?);
+        let cache = Arc::new(cache::SledCache::open(&db, cache_max_entries)?);
+        spawn_sweeper(Arc::downgrade(&cache));
+        Ok(Store {
+            db,
+            keys,
+            counters,
+            assignments,
+            cache,
+        })
     }
 
     /// Writes everything to disk now; for the CLI, which exits right after.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.counters.persist()?;
         self.db.flush()?;
         Ok(())
     }
@@ -59,5 +93,23 @@ impl Store {
     /// True when the database answers a read; `/health/ready` uses it.
     pub fn is_healthy(&self) -> bool {
         self.db.contains_key(b"health").is_ok()
+    }
+}
+
+/// Sweeps expired cache entries off the async workers, until the cache is dropped.
+fn spawn_sweeper(cache: std::sync::Weak<cache::SledCache>) {
+    let spawned = std::thread::Builder::new()
+        .name("cache-sweeper".into())
+        .spawn(move || loop {
+            std::thread::sleep(SWEEP_EVERY);
+            let Some(cache) = cache.upgrade() else { return };
+            match cache.sweep(keys::now_secs()) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "swept expired cache entries"),
+                Err(e) => tracing::error!(error = %e, "cache sweep failed"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the cache sweeper");
     }
 }

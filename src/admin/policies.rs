@@ -1,0 +1,113 @@
+//! `/admin/policies`: the loaded scripts, and simulating a request through them.
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::policy::fixtures::FixtureKey;
+use crate::policy::simulate::{simulate, Simulation};
+use crate::proxy::body;
+use crate::router;
+use crate::state::AppState;
+use crate::wire::{Endpoint, RequestBody};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(crate::http::resource("/admin/policies").route(web::get().to(list)))
+        .service(
+            crate::http::resource("/admin/policies/simulate")
+                .route(web::post().to(simulate_request)),
+        );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulateRequest {
+    /// `chat/completions` (default), `completions` or `embeddings`.
+    #[serde(default)]
+    endpoint: Endpoint,
+    /// The request body a client would send.
+    request: serde_json::Value,
+    /// Simulate as this stored key.
+    key_id: Option<String>,
+    /// Or as a key described inline (id, name, role, tags).
+    key: Option<FixtureKey>,
+    /// Request headers the policies see.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct SimulateResponse {
+    #[serde(flatten)]
+    simulation: Simulation,
+    /// The targets a real request would try, in order (`provider/model`).
+    targets: Vec<String>,
+    /// Why no target would serve, when none would.
+    target_error: Option<String>,
+}
+
+async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.snapshot();
+    HttpResponse::Ok().json(serde_json::json!({
+        "scripts": snapshot.policies.script_names(),
+    }))
+}
+
+async fn simulate_request(
+    _admin: AdminCaller,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read_limited(&req, payload, state.body_limit).await?;
+    let input: SimulateRequest = body::parse_json(&bytes)?;
+    let request = RequestBody::from_json(input.endpoint, input.request).map_err(|e| {
+        ApiError::bad_request(format!("`request` is not a valid request: {e}"))
+            .with_param("request")
+    })?;
+    let key = match (&input.key_id, &input.key) {
+        (Some(id), _) => state
+            .store
+            .keys
+            .find(id)
+            .map_err(|e| {
+                tracing::error!(error = %e, "key lookup failed");
+                ApiError::internal("the key store failed")
+            })?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no key with id `{id}`")).with_param("key_id")
+            })?,
+        (None, Some(inline)) => inline.record(),
+        (None, None) => FixtureKey::default().record(),
+    };
+    let headers = input
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let snapshot = state.snapshot();
+    let simulation = simulate(
+        &snapshot.policies,
+        request,
+        Arc::new(key),
+        headers,
+        state.store.counters.clone(),
+        state.store.assignments.clone(),
+    );
+    let model = simulation.request["model"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (targets, target_error) =
+        match router::targets::resolve(&snapshot.models, &simulation.route, &model) {
+            Ok(targets) => (targets.iter().map(|t| t.id.to_string()).collect(), None),
+            Err(e) => (vec![], Some(e.message)),
+        };
+    Ok(HttpResponse::Ok().json(SimulateResponse {
+        simulation,
+        targets,
+        target_error,
+    }))
+}

@@ -1,0 +1,343 @@
+//! `ctx` as scripts see it: the decisions being made, and the few stateful helpers (splits,
+//! counters) a policy needs. Every function here is Rust, bounded and fast; scripts do no I/O.
+
+use super::decision::{Decision, Rejection};
+use crate::store::{AssignmentStore, CounterStore, Limit};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The stores a policy may read and, outside simulation, write.
+#[derive(Clone)]
+pub struct PolicyEnv {
+    pub counters: Arc<dyn CounterStore>,
+    pub assignments: Arc<dyn AssignmentStore>,
+    /// Simulation: decide, but persist no assignment and count no exposure.
+    pub simulate: bool,
+}
+
+struct Inner {
+    decision: Decision,
+    env: PolicyEnv,
+    /// Default sticky id for splits: the API key's id.
+    key_id: String,
+    /// The script now running, for rejections.
+    script: String,
+}
+
+/// Cloning shares the decisions, so the copy a script receives is the caller's.
+#[derive(Clone)]
+pub struct PolicyCtx(Arc<Mutex<Inner>>);
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+/// Raised by `ctx.reject` to end the script at once; not an error.
+pub const REJECT_SIGNAL: &str = "switchboard:rejected";
+
+fn script_err(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(message.into()),
+        Position::NONE,
+    ))
+}
+
+fn positive(value: i64, what: &str) -> Res<u64> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| script_err(format!("{what} must be a positive integer, got {value}")))
+}
+
+fn to_map(entries: &BTreeMap<String, String>) -> Map {
+    entries
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+        .collect()
+}
+
+impl PolicyCtx {
+    pub fn new(env: PolicyEnv, key_id: String, decision: Decision) -> Self {
+        PolicyCtx(Arc::new(Mutex::new(Inner {
+            decision,
+            env,
+            key_id,
+            script: String::new(),
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_script(&self, name: &str) {
+        self.lock().script = name.to_string();
+    }
+
+    pub fn decision(&self) -> Decision {
+        self.lock().decision.clone()
+    }
+
+    pub fn replace_decision(&self, decision: Decision) {
+        self.lock().decision = decision;
+    }
+
+    pub fn is_rejected(&self) -> bool {
+        self.lock().decision.rejection.is_some()
+    }
+
+    fn route_one(&mut self, target: ImmutableString) {
+        self.lock().decision.routes = vec![target.to_string()];
+    }
+
+    fn route_many(&mut self, targets: Array) -> Res<()> {
+        let routes = targets
+            .into_iter()
+            .map(|t| {
+                t.into_immutable_string()
+                    .map(|s| s.to_string())
+                    .map_err(|ty| script_err(format!("ctx.route takes strings, got {ty}")))
+            })
+            .collect::<Res<Vec<_>>>()?;
+        self.lock().decision.routes = routes;
+        Ok(())
+    }
+
+    fn cache(&mut self, ttl_secs: i64) -> Res<()> {
+        let ttl = u64::try_from(ttl_secs)
+            .map_err(|_| script_err(format!("ctx.cache takes seconds >= 0, got {ttl_secs}")))?;
+        // 0 turns caching off again, so a later script can undo an earlier one.
+        self.lock().decision.cache_ttl = (ttl > 0).then_some(ttl);
+        Ok(())
+    }
+
+    fn limit(&mut self, name: ImmutableString, max: i64, window_secs: i64) -> Res<()> {
+        let limit = Limit {
+            name: name.to_string(),
+            max: u64::try_from(max)
+                .map_err(|_| script_err(format!("ctx.limit max must be >= 0, got {max}")))?,
+            window_secs: positive(window_secs, "ctx.limit window")?,
+        };
+        let mut inner = self.lock();
+        let limits = &mut inner.decision.limits;
+        // The same name again replaces the earlier limit: later scripts override.
+        limits.retain(|l| l.name != limit.name);
+        limits.push(limit);
+        Ok(())
+    }
+
+    fn token_limit(&mut self, name: ImmutableString, max: i64, window_secs: i64) -> Res<()> {
+        let limit = Limit {
+            name: name.to_string(),
+            max: u64::try_from(max)
+                .map_err(|_| script_err(format!("ctx.token_limit max must be >= 0, got {max}")))?,
+            window_secs: positive(window_secs, "ctx.token_limit window")?,
+        };
+        let mut inner = self.lock();
+        let limits = &mut inner.decision.token_limits;
+        limits.retain(|l| l.name != limit.name);
+        limits.push(limit);
+        Ok(())
+    }
+
+    fn reject(&mut self, status: i64, message: ImmutableString) -> Res<()> {
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (400..=599).contains(s))
+            .ok_or_else(|| {
+                script_err(format!("ctx.reject status must be 400..599, got {status}"))
+            })?;
+        let mut inner = self.lock();
+        let script = inner.script.clone();
+        inner.decision.rejection = Some(Rejection {
+            status,
+            message: message.to_string(),
+            script,
+        });
+        Err(Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(REJECT_SIGNAL),
+            Position::NONE,
+        )))
+    }
+
+    fn set_header(&mut self, name: ImmutableString, value: ImmutableString) -> Res<()> {
+        let lower = name.to_ascii_lowercase();
+        if actix_web::http::header::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(script_err(format!("`{name}` is not a valid header name")));
+        }
+        if actix_web::http::header::HeaderValue::from_str(&value).is_err() {
+            return Err(script_err(format!(
+                "the value for header `{name}` is not valid"
+            )));
+        }
+        self.lock()
+            .decision
+            .headers
+            .insert(lower, value.to_string());
+        Ok(())
+    }
+
+    fn tag(&mut self, key: ImmutableString, value: ImmutableString) {
+        self.lock()
+            .decision
+            .tags
+            .insert(key.to_string(), value.to_string());
+    }
+
+    fn count(&mut self, name: ImmutableString, window_secs: i64) -> Res<i64> {
+        let window = positive(window_secs, "ctx.count window")?;
+        let counters = self.lock().env.counters.clone();
+        Ok(counters.get(&name, window).min(i64::MAX as u64) as i64)
+    }
+
+    fn split_default(&mut self, name: ImmutableString, weights: Map) -> Res<ImmutableString> {
+        let sticky = self.lock().key_id.clone();
+        self.split(name, weights, sticky.into())
+    }
+
+    /// Sticky, deterministic weighted assignment. An existing assignment stays while its
+    /// variant still has weight, whatever the other weights become.
+    fn split(
+        &mut self,
+        name: ImmutableString,
+        weights: Map,
+        sticky: ImmutableString,
+    ) -> Res<ImmutableString> {
+        let mut table: Vec<(String, u64)> = Vec::with_capacity(weights.len());
+        for (variant, weight) in &weights {
+            let w = weight
+                .as_int()
+                .ok()
+                .and_then(|w| u64::try_from(w).ok())
+                .ok_or_else(|| {
+                    script_err(format!(
+                        "split `{name}`: weight of `{variant}` must be an integer >= 0"
+                    ))
+                })?;
+            table.push((variant.to_string(), w));
+        }
+        let total: u64 = table.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return Err(script_err(format!(
+                "split `{name}` has no variant with weight above 0"
+            )));
+        }
+        let env = self.lock().env.clone();
+        let existing = env
+            .assignments
+            .get(&name, &sticky)
+            .filter(|v| table.iter().any(|(name, w)| name == v && *w > 0));
+        let variant = match existing {
+            Some(v) => v,
+            None => {
+                let chosen = pick(&name, &sticky, &table, total);
+                if !env.simulate {
+                    if let Err(e) = env.assignments.set(&name, &sticky, &chosen) {
+                        tracing::error!(error = %e, split = %name, "could not persist a split assignment");
+                    }
+                }
+                chosen
+            }
+        };
+        if !env.simulate {
+            env.counters
+                .add(&format!("exposures:{name}:{variant}"), 0, 1);
+        }
+        self.lock()
+            .decision
+            .variants
+            .insert(name.to_string(), variant.clone());
+        Ok(variant.into())
+    }
+
+    fn routes(&mut self) -> Array {
+        self.lock()
+            .decision
+            .routes
+            .iter()
+            .map(|r| Dynamic::from(r.clone()))
+            .collect()
+    }
+
+    fn cache_ttl(&mut self) -> Dynamic {
+        match self.lock().decision.cache_ttl {
+            Some(ttl) => Dynamic::from(ttl as i64),
+            None => Dynamic::UNIT,
+        }
+    }
+
+    fn variants(&mut self) -> Map {
+        to_map(&self.lock().decision.variants)
+    }
+
+    fn tags(&mut self) -> Map {
+        to_map(&self.lock().decision.tags)
+    }
+
+    fn headers(&mut self) -> Map {
+        to_map(&self.lock().decision.headers)
+    }
+
+    pub fn register(engine: &mut Engine) {
+        engine
+            .register_type_with_name::<PolicyCtx>("Ctx")
+            .register_fn("route", Self::route_one)
+            .register_fn("route", Self::route_many)
+            .register_fn("cache", Self::cache)
+            .register_fn("limit", Self::limit)
+            .register_fn("token_limit", Self::token_limit)
+            .register_fn("reject", Self::reject)
+            .register_fn("set_header", Self::set_header)
+            .register_fn("tag", Self::tag)
+            .register_fn("count", Self::count)
+            .register_fn("split", Self::split_default)
+            .register_fn("split", Self::split)
+            .register_get("routes", Self::routes)
+            .register_get("cache_ttl", Self::cache_ttl)
+            .register_get("variants", Self::variants)
+            .register_get("tags", Self::tags)
+            .register_get("headers", Self::headers);
+    }
+}
+
+/// A point in [0, total) from the hash of (split, sticky id), mapped onto the weights in
+/// variant-name order: the same inputs always give the same variant.
+fn pick(split: &str, sticky: &str, table: &[(String, u64)], total: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(split.as_bytes());
+    h.update([0x1f]);
+    h.update(sticky.as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let mut point = u64::from_be_bytes(first) % total;
+    for (variant, weight) in table {
+        if point < *weight {
+            return variant.clone();
+        }
+        point -= weight;
+    }
+    table.last().map(|(v, _)| v.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_follow_weights_and_are_deterministic() {
+        let table = vec![("a".to_string(), 90), ("b".to_string(), 10)];
+        let mut b = 0;
+        for i in 0..2000 {
+            let v = pick("exp", &format!("user-{i}"), &table, 100);
+            assert_eq!(v, pick("exp", &format!("user-{i}"), &table, 100));
+            if v == "b" {
+                b += 1;
+            }
+        }
+        assert!(
+            (120..=280).contains(&b),
+            "about 10% should get b, got {b} of 2000"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! What the policies decided for one request.
+
+use crate::store::Limit;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Decision {
+    /// Ordered targets: primary, then fallbacks. Empty: the core's model resolution applies.
+    pub routes: Vec<String>,
+    /// Cache replies for this many seconds; `None`: no caching.
+    pub cache_ttl: Option<u64>,
+    /// Split name → variant, in the order the splits ran.
+    pub variants: BTreeMap<String, String>,
+    /// Request limits, checked and charged before the call.
+    pub limits: Vec<Limit>,
+    /// Token budgets, checked before the call and charged with real usage after it.
+    pub token_limits: Vec<Limit>,
+    pub rejection: Option<Rejection>,
+    /// Headers to send upstream.
+    pub headers: BTreeMap<String, String>,
+    /// Labels recorded with usage and logs.
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    pub status: u16,
+    pub message: String,
+    /// The script that rejected.
+    pub script: String,
+}
+
+impl Decision {
+    /// `name=variant` pairs for the `x-switchboard-variant` header.
+    pub fn variant_header(&self) -> Option<String> {
+        if self.variants.is_empty() {
+            return None;
+        }
+        Some(
+            self.variants
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+}

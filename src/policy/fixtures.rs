@@ -1,0 +1,220 @@
+//! `switchboard policy test`: fixture files of requests and the decisions expected for them.
+//!
+//! Fixtures live in `<policies>/tests/*.yaml`, each a list of cases:
+//!
+//! ```yaml
+//! - name: smart goes to the big model, falling back to the mock
+//!   request: { model: smart, messages: [{ role: user, content: hi }] }
+//!   key: { id: key_a, role: user, tags: { team: search } }   # optional
+//!   headers: { x-team: search }                              # optional
+//!   expect:                       # only the fields given are compared
+//!     route: [openai/gpt-4o, mock/echo]
+//!     cache_ttl: 600              # or null for "no caching"
+//! ```
+
+use super::simulate::{simulate, Simulation};
+use super::PolicySet;
+use crate::store::{KeyRecord, Role, Store};
+use crate::wire::{Endpoint, RequestBody};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    #[serde(default)]
+    pub endpoint: Endpoint,
+    pub request: Value,
+    #[serde(default)]
+    pub key: FixtureKey,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub expect: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureKey {
+    #[serde(default = "default_key_id")]
+    pub id: String,
+    #[serde(default = "default_key_name")]
+    pub name: String,
+    #[serde(default = "default_role")]
+    pub role: Role,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_key_id() -> String {
+    "key_fixture".into()
+}
+fn default_key_name() -> String {
+    "fixture".into()
+}
+fn default_role() -> Role {
+    Role::User
+}
+
+impl Default for FixtureKey {
+    fn default() -> Self {
+        FixtureKey {
+            id: default_key_id(),
+            name: default_key_name(),
+            role: default_role(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl FixtureKey {
+    pub fn record(&self) -> KeyRecord {
+        KeyRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            masked: String::new(),
+            created_at: 0,
+            models: vec![],
+            tags: self.tags.clone(),
+            revoked_at: None,
+        }
+    }
+}
+
+/// What `expect` may name, and how each is read off a simulation.
+const FIELDS: &[&str] = &[
+    "route",
+    "cache_ttl",
+    "variants",
+    "rejection",
+    "headers",
+    "tags",
+    "limits",
+    "token_limits",
+    "request",
+    "error",
+];
+
+/// One case's result: `None` when it passed, or the mismatches.
+pub fn check(case: &Case, sim: &Simulation) -> Vec<String> {
+    let actual = match serde_json::to_value(sim) {
+        Ok(v) => v,
+        Err(e) => return vec![format!("cannot read the simulation: {e}")],
+    };
+    let mut problems = Vec::new();
+    for (field, expected) in &case.expect {
+        if !FIELDS.contains(&field.as_str()) {
+            problems.push(format!(
+                "unknown expectation `{field}` (use one of {})",
+                FIELDS.join(", ")
+            ));
+            continue;
+        }
+        let got = &actual[field.as_str()];
+        if !matches(expected, got) {
+            problems.push(format!("{field}: expected {expected}, got {got}"));
+        }
+    }
+    problems
+}
+
+/// Expected maps match when every key they name matches (extra keys are fine), except that
+/// `{}` means "empty"; everything else must be equal. So `request: {temperature: 0.2}` checks
+/// one rewritten field, and `rejection: {status: 429}` need not repeat the message.
+fn matches(expected: &Value, got: &Value) -> bool {
+    match (expected, got) {
+        (Value::Object(e), Value::Object(g)) if e.is_empty() => g.is_empty(),
+        (Value::Object(e), Value::Object(g)) => e
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| matches(v, gv))),
+        (Value::Array(e), Value::Array(g)) => {
+            e.len() == g.len() && e.iter().zip(g).all(|(a, b)| matches(a, b))
+        }
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => expected == got,
+    }
+}
+
+pub struct Report {
+    pub passed: usize,
+    pub failed: usize,
+    pub lines: Vec<String>,
+}
+
+/// Loads the policies in `dir` and runs every fixture in `dir/tests`.
+pub fn run_dir(dir: &Path) -> Result<Report, String> {
+    let engine = Arc::new(super::engine::build());
+    let policies = PolicySet::load_dir(engine, dir, false).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let tests_dir = dir.join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
+        .map_err(|e| format!("cannot read {}: {e}", tests_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    // Counters and assignments start empty, in a throwaway store.
+    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch store: {e}"))?;
+    let store = Store::open(scratch.path(), 1 << 20).map_err(|e| e.to_string())?;
+
+    let mut report = Report {
+        passed: 0,
+        failed: 0,
+        lines: Vec::new(),
+    };
+    for file in files {
+        let label = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{label}: {e}"))?;
+        let cases: Vec<Case> = serde_yaml::from_str(&text).map_err(|e| format!("{label}: {e}"))?;
+        for case in cases {
+            let body = match RequestBody::from_json(case.endpoint, case.request.clone()) {
+                Ok(body) => body,
+                Err(e) => {
+                    report.failed += 1;
+                    report
+                        .lines
+                        .push(format!("FAIL  {label}: {}\n      request: {e}", case.name));
+                    continue;
+                }
+            };
+            let headers = case
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+            let sim = simulate(
+                &policies,
+                body,
+                Arc::new(case.key.record()),
+                headers,
+                store.counters.clone(),
+                store.assignments.clone(),
+            );
+            let problems = check(&case, &sim);
+            if problems.is_empty() {
+                report.passed += 1;
+                report.lines.push(format!("ok    {label}: {}", case.name));
+            } else {
+                report.failed += 1;
+                report.lines.push(format!("FAIL  {label}: {}", case.name));
+                for p in problems {
+                    report.lines.push(format!("      {p}"));
+                }
+            }
+        }
+    }
+    Ok(report)
+}

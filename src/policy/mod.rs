@@ -1,0 +1,302 @@
+//! Rhai policies: scripts in `policies/*.rhai`, run in file-name order on every request.
+//!
+//! Each script may define `on_request(req, ctx)` and `on_response(res, ctx)`. Scripts are
+//! compiled once per load; a call runs under an operation limit, a call-depth limit and a time
+//! budget, so a script can fail a request but never hang or crash the gateway.
+
+pub mod ctx;
+pub mod decision;
+pub mod engine;
+pub mod fixtures;
+pub mod request;
+pub mod simulate;
+
+pub use ctx::{PolicyCtx, PolicyEnv};
+pub use decision::{Decision, Rejection};
+pub use request::ScriptRequest;
+
+use crate::store::KeyRecord;
+use crate::wire::RequestBody;
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A compile error, or a script without hooks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A script that failed while handling a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptFailure {
+    pub script: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ScriptFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(
+                f,
+                "policy `{}` failed at line {line}: {}",
+                self.script, self.message
+            ),
+            None => write!(f, "policy `{}` failed: {}", self.script, self.message),
+        }
+    }
+}
+
+struct Script {
+    /// File name, e.g. `10-aliases.rhai`.
+    name: String,
+    ast: AST,
+    on_request: bool,
+    on_response: bool,
+}
+
+/// The compiled scripts of one load.
+pub struct PolicySet {
+    engine: Arc<Engine>,
+    scripts: Vec<Script>,
+    /// On a script failure: skip that script's decisions and go on, instead of failing the request.
+    fail_open: bool,
+}
+
+impl PolicySet {
+    pub fn empty(engine: Arc<Engine>) -> PolicySet {
+        PolicySet {
+            engine,
+            scripts: Vec::new(),
+            fail_open: false,
+        }
+    }
+
+    /// Compiles every `*.rhai` in `dir` (a missing folder means no policies).
+    pub fn load_dir(
+        engine: Arc<Engine>,
+        dir: &Path,
+        fail_open: bool,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        let mut set = PolicySet {
+            engine,
+            scripts: Vec::new(),
+            fail_open,
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(set),
+            Err(e) => {
+                return Err(vec![LoadError {
+                    file: dir.to_path_buf(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read the policies folder: {e}"),
+                }])
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "rhai")
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| !n.starts_with('.'))
+                    && p.is_file()
+            })
+            .collect();
+        paths.sort();
+        let mut errors = Vec::new();
+        for path in paths {
+            match set.compile(&path) {
+                Ok(script) => set.scripts.push(script),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn compile(&self, path: &Path) -> Result<Script, LoadError> {
+        let error = |line, column, message| LoadError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(None, None, format!("cannot read: {e}")))?;
+        let ast = self.engine.compile(&text).map_err(|e| {
+            let pos = e.position();
+            error(pos.line(), pos.position(), e.err_type().to_string())
+        })?;
+        let has = |name: &str| {
+            ast.iter_functions()
+                .any(|f| f.name == name && f.params.len() == 2)
+        };
+        let (on_request, on_response) = (has("on_request"), has("on_response"));
+        if !on_request && !on_response {
+            return Err(error(
+                None,
+                None,
+                "defines neither `fn on_request(req, ctx)` nor `fn on_response(res, ctx)`".into(),
+            ));
+        }
+        Ok(Script {
+            name: path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string(),
+            ast,
+            on_request,
+            on_response,
+        })
+    }
+
+    pub fn script_names(&self) -> Vec<String> {
+        self.scripts.iter().map(|s| s.name.clone()).collect()
+    }
+
+    pub fn has_request_hooks(&self) -> bool {
+        self.scripts.iter().any(|s| s.on_request)
+    }
+
+    /// Runs every `on_request` in order. Returns the (possibly rewritten) request and the
+    /// decisions; a rejection ends the chain early and is part of the decision.
+    pub fn on_request(
+        &self,
+        body: RequestBody,
+        key: Arc<KeyRecord>,
+        headers: Vec<(String, String)>,
+        env: PolicyEnv,
+    ) -> Result<(RequestBody, Decision), ScriptFailure> {
+        if !self.has_request_hooks() {
+            return Ok((body, Decision::default()));
+        }
+        let key_id = key.id.clone();
+        let req = ScriptRequest::new(body, key, headers);
+        let ctx = PolicyCtx::new(env, key_id, Decision::default());
+        for script in self.scripts.iter().filter(|s| s.on_request) {
+            ctx.set_script(&script.name);
+            let before = self.fail_open.then(|| ctx.decision());
+            let outcome = self.call(script, "on_request", (req.clone(), ctx.clone()));
+            if let Err(failure) = outcome {
+                if ctx.is_rejected() {
+                    break;
+                }
+                match before {
+                    Some(before) => {
+                        tracing::error!(%failure, "policy failed; continuing without it (fail open)");
+                        ctx.replace_decision(before);
+                    }
+                    None => return Err(failure),
+                }
+            }
+            if ctx.is_rejected() {
+                break;
+            }
+        }
+        let body = req.take_body().ok_or_else(|| ScriptFailure {
+            script: "(gateway)".into(),
+            line: None,
+            message: "the request was lost while running policies".into(),
+        })?;
+        Ok((body, ctx.decision()))
+    }
+
+    /// Runs every `on_response`. Failures are logged: the response has already gone.
+    pub fn on_response(
+        &self,
+        res: Map,
+        decision: Decision,
+        env: PolicyEnv,
+        key_id: String,
+    ) -> Decision {
+        if !self.scripts.iter().any(|s| s.on_response) {
+            return decision;
+        }
+        let ctx = PolicyCtx::new(env, key_id, decision);
+        for script in self.scripts.iter().filter(|s| s.on_response) {
+            ctx.set_script(&script.name);
+            if let Err(failure) = self.call(script, "on_response", (res.clone(), ctx.clone())) {
+                tracing::error!(%failure, "on_response failed");
+            }
+        }
+        ctx.decision()
+    }
+
+    fn call(
+        &self,
+        script: &Script,
+        hook: &str,
+        args: impl rhai::FuncArgs,
+    ) -> Result<(), ScriptFailure> {
+        // Top-level statements ran at compile-time checks only; never per request.
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let mut scope = Scope::new();
+        engine::with_deadline(engine::TIME_BUDGET, || {
+            self.engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut scope,
+                &script.ast,
+                hook,
+                args,
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| failure(&script.name, *e))
+    }
+}
+
+/// The innermost error and its line: errors inside functions come wrapped in call errors.
+fn failure(script: &str, mut err: EvalAltResult) -> ScriptFailure {
+    let mut line = err.position().line();
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) = err {
+        line = pos.line().or(line);
+        err = *inner;
+        line = err.position().line().or(line);
+    }
+    let message = match &err {
+        EvalAltResult::ErrorTooManyOperations(_) => format!(
+            "ran more than {} operations (an endless loop?)",
+            engine::MAX_OPERATIONS
+        ),
+        EvalAltResult::ErrorTerminated(reason, _) => reason.to_string(),
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        other => {
+            let mut text = other.to_string();
+            // rhai appends " (line L, position P)"; the line is reported apart.
+            if let Some(idx) = text.rfind(" (line ") {
+                text.truncate(idx);
+            }
+            text
+        }
+    };
+    ScriptFailure {
+        script: script.to_string(),
+        line,
+        message,
+    }
+}

@@ -1,0 +1,172 @@
+//! `req` as scripts see it: a handle on the parsed request.
+//!
+//! Fields are converted to Rhai values only when a script reads them, so a policy that looks at
+//! `req.model` alone pays nothing for a long conversation. Setters write back into the request
+//! that is sent upstream (`req.params.temperature = 0.2` works: rhai feeds a modified property
+//! back through its setter).
+
+use crate::store::KeyRecord;
+use crate::wire::{ChatMessage, RequestBody};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
+use serde_json::Value;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+struct Inner {
+    body: Option<RequestBody>,
+    key: Arc<KeyRecord>,
+    headers: Vec<(String, String)>,
+}
+
+/// Cloning shares the request: the copy a script function receives is the caller's request.
+#[derive(Clone)]
+pub struct ScriptRequest(Arc<Mutex<Inner>>);
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+fn script_err(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(message.into()),
+        Position::NONE,
+    ))
+}
+
+impl ScriptRequest {
+    /// `headers` must already be lower-cased and free of credentials.
+    pub fn new(body: RequestBody, key: Arc<KeyRecord>, headers: Vec<(String, String)>) -> Self {
+        ScriptRequest(Arc::new(Mutex::new(Inner {
+            body: Some(body),
+            key,
+            headers,
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The (possibly rewritten) request, once the scripts are done.
+    pub fn take_body(&self) -> Option<RequestBody> {
+        self.lock().body.take()
+    }
+
+    fn with_body<T>(&self, f: impl FnOnce(&mut RequestBody) -> Res<T>) -> Res<T> {
+        let mut inner = self.lock();
+        match inner.body.as_mut() {
+            Some(body) => f(body),
+            None => Err(script_err("the request is no longer available")),
+        }
+    }
+
+    fn model(&mut self) -> Res<ImmutableString> {
+        self.with_body(|b| Ok(b.model().into()))
+    }
+
+    fn set_model(&mut self, model: ImmutableString) -> Res<()> {
+        self.with_body(|b| {
+            b.set_model(model.to_string());
+            Ok(())
+        })
+    }
+
+    fn stream(&mut self) -> Res<bool> {
+        self.with_body(|b| Ok(b.is_stream()))
+    }
+
+    fn endpoint(&mut self) -> Res<ImmutableString> {
+        self.with_body(|b| Ok(b.endpoint().path().into()))
+    }
+
+    fn messages(&mut self) -> Res<Dynamic> {
+        self.with_body(|b| match b {
+            RequestBody::Chat(chat) => rhai::serde::to_dynamic(&chat.messages),
+            _ => Ok(Dynamic::from(Array::new())),
+        })
+    }
+
+    fn set_messages(&mut self, messages: Dynamic) -> Res<()> {
+        let parsed: Vec<ChatMessage> = rhai::serde::from_dynamic(&messages).map_err(|e| {
+            script_err(format!(
+                "req.messages must be an array of maps with a `role`: {e}"
+            ))
+        })?;
+        self.with_body(|b| match b {
+            RequestBody::Chat(chat) => {
+                chat.messages = parsed;
+                Ok(())
+            }
+            _ => Err(script_err("req.messages can only be set on chat requests")),
+        })
+    }
+
+    /// Cheaper than `req.messages.len()`: nothing is converted.
+    fn message_count(&mut self) -> Res<i64> {
+        self.with_body(|b| match b {
+            RequestBody::Chat(chat) => Ok(chat.messages.len() as i64),
+            _ => Ok(0),
+        })
+    }
+
+    fn params(&mut self) -> Res<Dynamic> {
+        self.with_body(|b| rhai::serde::to_dynamic(b.extra()))
+    }
+
+    fn set_params(&mut self, params: Dynamic) -> Res<()> {
+        let parsed: serde_json::Map<String, Value> = rhai::serde::from_dynamic(&params)
+            .map_err(|e| script_err(format!("req.params must be a map: {e}")))?;
+        self.with_body(|b| {
+            *b.extra_mut() = parsed;
+            Ok(())
+        })
+    }
+
+    fn user(&mut self) -> Res<Dynamic> {
+        self.with_body(|b| {
+            Ok(match b.extra().get("user") {
+                Some(Value::String(s)) => Dynamic::from(s.clone()),
+                _ => Dynamic::UNIT,
+            })
+        })
+    }
+
+    fn headers(&mut self) -> Map {
+        self.lock()
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+            .collect()
+    }
+
+    fn key(&mut self) -> Map {
+        let inner = self.lock();
+        let key = &inner.key;
+        let mut map = Map::new();
+        map.insert("id".into(), Dynamic::from(key.id.clone()));
+        map.insert("name".into(), Dynamic::from(key.name.clone()));
+        let role = match key.role {
+            crate::store::Role::Admin => "admin",
+            crate::store::Role::User => "user",
+        };
+        map.insert("role".into(), Dynamic::from(role));
+        let tags: Map = key
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+            .collect();
+        map.insert("tags".into(), Dynamic::from(tags));
+        map
+    }
+
+    pub fn register(engine: &mut Engine) {
+        engine
+            .register_type_with_name::<ScriptRequest>("Request")
+            .register_get_set("model", Self::model, Self::set_model)
+            .register_get("stream", Self::stream)
+            .register_get("endpoint", Self::endpoint)
+            .register_get_set("messages", Self::messages, Self::set_messages)
+            .register_get("message_count", Self::message_count)
+            .register_get_set("params", Self::params, Self::set_params)
+            .register_get("user", Self::user)
+            .register_get("headers", Self::headers)
+            .register_get("key", Self::key);
+    }
+}

@@ -1,0 +1,108 @@
+//! Running the policies for a request without calling a provider or charging a counter.
+//! The admin simulate endpoint and `switchboard policy test` both use this, and it shares its
+//! decision code with real requests, so all three agree.
+
+use super::{Decision, PolicyEnv, PolicySet, Rejection};
+use crate::store::{AssignmentStore, CounterStore, KeyRecord, Limit};
+use crate::wire::RequestBody;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitCheck {
+    pub name: String,
+    pub max: u64,
+    pub window_secs: u64,
+    /// The count in the current window.
+    pub current: u64,
+    /// Whether a real request would pass this limit now.
+    pub would_pass: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Simulation {
+    /// The policies' route list (empty: the requested model is resolved as usual).
+    pub route: Vec<String>,
+    pub cache_ttl: Option<u64>,
+    pub variants: BTreeMap<String, String>,
+    pub limits: Vec<LimitCheck>,
+    pub token_limits: Vec<LimitCheck>,
+    pub rejection: Option<Rejection>,
+    pub headers: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    /// The request as it would go upstream (before the model is replaced by the target's id).
+    pub request: serde_json::Value,
+    /// A script failure, as a real request would report it.
+    pub error: Option<String>,
+}
+
+fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitCheck> {
+    limits
+        .iter()
+        .map(|l| {
+            let current = counters.get(&l.name, l.window_secs);
+            LimitCheck {
+                name: l.name.clone(),
+                max: l.max,
+                window_secs: l.window_secs,
+                current,
+                would_pass: current < l.max,
+            }
+        })
+        .collect()
+}
+
+pub fn simulate(
+    policies: &PolicySet,
+    body: RequestBody,
+    key: Arc<KeyRecord>,
+    headers: Vec<(String, String)>,
+    counters: Arc<dyn CounterStore>,
+    assignments: Arc<dyn AssignmentStore>,
+) -> Simulation {
+    let env = PolicyEnv {
+        counters: counters.clone(),
+        assignments,
+        simulate: true,
+    };
+    let original = body.to_json_value();
+    match policies.on_request(body, key, headers, env) {
+        Ok((body, decision)) => {
+            let Decision {
+                routes,
+                cache_ttl,
+                variants,
+                limits,
+                token_limits,
+                rejection,
+                headers,
+                tags,
+            } = decision;
+            Simulation {
+                route: routes,
+                cache_ttl,
+                variants,
+                limits: checks(&limits, counters.as_ref()),
+                token_limits: checks(&token_limits, counters.as_ref()),
+                rejection,
+                headers,
+                tags,
+                request: body.to_json_value(),
+                error: None,
+            }
+        }
+        Err(failure) => Simulation {
+            route: vec![],
+            cache_ttl: None,
+            variants: BTreeMap::new(),
+            limits: vec![],
+            token_limits: vec![],
+            rejection: None,
+            headers: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            request: original,
+            error: Some(failure.to_string()),
+        },
+    }
+}

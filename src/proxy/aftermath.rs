@@ -1,0 +1,118 @@
+//! What happens once a reply is complete: `on_response` policies, token settlement, caching.
+//! Runs when a JSON reply is built, or when a stream ends (however it ends).
+
+use crate::policy::{Decision, PolicyEnv};
+use crate::snapshot::Snapshot;
+use crate::store::{CachedReply, CounterStore, ResponseCache};
+use crate::wire::Usage;
+use bytes::Bytes;
+use rhai::{Dynamic, Map};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where to store the reply, if the policies asked for caching.
+pub struct CachePut {
+    pub cache: Arc<dyn ResponseCache>,
+    pub key: [u8; 32],
+    pub ttl_secs: u64,
+}
+
+pub struct Aftermath {
+    pub snapshot: Arc<Snapshot>,
+    pub env: PolicyEnv,
+    pub counters: Arc<dyn CounterStore>,
+    pub decision: Decision,
+    pub key_id: String,
+    pub provider: String,
+    pub model: String,
+    pub started: Instant,
+    pub cached: bool,
+    pub cache_put: Option<CachePut>,
+}
+
+/// How the reply ended.
+pub struct Completed {
+    pub status: u16,
+    pub usage: Option<Usage>,
+    /// The JSON body, or the stream's payloads; only needed when caching.
+    pub body: Option<Bytes>,
+    pub payloads: Vec<Bytes>,
+    /// False when a stream broke or the client left: such a reply is never cached.
+    pub complete: bool,
+}
+
+impl Aftermath {
+    pub fn finish(self, done: Completed) {
+        let usage = done.usage.unwrap_or_default();
+        // Token budgets are charged with what the upstream really reported; cache hits cost
+        // the upstream nothing and are not charged.
+        if !self.cached && usage.total_tokens > 0 {
+            for limit in &self.decision.token_limits {
+                self.counters
+                    .add(&limit.name, limit.window_secs, usage.total_tokens);
+            }
+        }
+        if let Some(put) = &self.cache_put {
+            if done.complete && done.status == 200 {
+                self.store(put, &done);
+            }
+        }
+        let res = self.response_map(&done, usage);
+        let decision =
+            self.snapshot
+                .policies
+                .on_response(res, self.decision, self.env, self.key_id);
+        tracing::debug!(provider = %self.provider, model = %self.model, status = done.status,
+            total_tokens = usage.total_tokens, tags = ?decision.tags, "request complete");
+    }
+
+    fn store(&self, put: &CachePut, done: &Completed) {
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        let entry = CachedReply {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            expires_at: crate::store::keys::now_secs() + put.ttl_secs,
+            body: done.body.as_ref().map(text),
+            chunks: done.payloads.iter().map(text).collect(),
+        };
+        if let Err(e) = put.cache.put(&put.key, &entry) {
+            tracing::error!(error = %e, "could not store a reply in the cache");
+        }
+    }
+
+    fn response_map(&self, done: &Completed, usage: Usage) -> Map {
+        let mut usage_map = Map::new();
+        usage_map.insert("prompt_tokens".into(), (usage.prompt_tokens as i64).into());
+        usage_map.insert(
+            "completion_tokens".into(),
+            (usage.completion_tokens as i64).into(),
+        );
+        usage_map.insert("total_tokens".into(), (usage.total_tokens as i64).into());
+        let variants: Map = self
+            .decision
+            .variants
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+            .collect();
+        let mut res = Map::new();
+        res.insert("status".into(), (done.status as i64).into());
+        res.insert("provider".into(), Dynamic::from(self.provider.clone()));
+        res.insert("model".into(), Dynamic::from(self.model.clone()));
+        res.insert("usage".into(), usage_map.into());
+        res.insert(
+            "latency_ms".into(),
+            (self.started.elapsed().as_millis() as i64).into(),
+        );
+        res.insert("cached".into(), self.cached.into());
+        res.insert("complete".into(), done.complete.into());
+        res.insert(
+            "variant".into(),
+            self.decision
+                .variant_header()
+                .map(Dynamic::from)
+                .unwrap_or(Dynamic::UNIT),
+        );
+        res.insert("variants".into(), variants.into());
+        res
+    }
+}

@@ -1,0 +1,201 @@
+//! The response cache: exact-match entries with a TTL, bounded in count, swept when expired.
+//!
+//! Entries are keyed by a SHA-256 of the resolved route and the canonical request. A second
+//! tree orders keys by expiry, so sweeping and evicting touch only what they remove.
+
+use super::StoreError;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// A cached reply: a whole JSON body, or a stream's event payloads in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedReply {
+    pub provider: String,
+    pub model: String,
+    pub expires_at: u64,
+    /// JSON body (for non-streamed misses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Stream payloads, `[DONE]` excluded (for streamed misses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+pub trait ResponseCache: Send + Sync {
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<CachedReply>;
+    fn put(&self, key: &[u8; 32], reply: &CachedReply) -> Result<(), StoreError>;
+    /// Removes expired entries; returns how many.
+    fn sweep(&self, now: u64) -> Result<usize, StoreError>;
+    fn purge(&self) -> Result<usize, StoreError>;
+    fn stats(&self) -> CacheStats;
+}
+
+pub struct SledCache {
+    entries: sled::Tree,
+    /// expires_at (8 bytes, big-endian) ++ key → ()
+    by_expiry: sled::Tree,
+    max_entries: usize,
+    count: AtomicUsize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Serialises writers so count and both trees stay in step.
+    write_lock: Mutex<()>,
+}
+
+fn expiry_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&expires_at.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+impl SledCache {
+    pub fn open(db: &sled::Db, max_entries: usize) -> Result<Self, StoreError> {
+        let entries = db.open_tree("cache")?;
+        let count = entries.len();
+        Ok(SledCache {
+            entries,
+            by_expiry: db.open_tree("cache_expiry")?,
+            max_entries: max_entries.max(1),
+            count: AtomicUsize::new(count),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    fn remove_oldest(&self) -> Result<bool, StoreError> {
+        let Some((ek, _)) = self.by_expiry.pop_min()? else {
+            return Ok(false);
+        };
+        if self.entries.remove(&ek[8..])?.is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+}
+
+impl ResponseCache for SledCache {
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<CachedReply> {
+        let found = self
+            .entries
+            .get(key)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<CachedReply>(&v).ok())
+            .filter(|r| r.expires_at > now);
+        match found {
+            Some(r) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(r)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn put(&self, key: &[u8; 32], reply: &CachedReply) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(reply).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        match self.entries.insert(key, bytes)? {
+            Some(old) => {
+                if let Ok(old) = serde_json::from_slice::<CachedReply>(&old) {
+                    self.by_expiry.remove(expiry_key(old.expires_at, key))?;
+                }
+            }
+            None => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.by_expiry
+            .insert(expiry_key(reply.expires_at, key), &[])?;
+        while self.count.load(Ordering::Relaxed) > self.max_entries {
+            if !self.remove_oldest()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep(&self, now: u64) -> Result<usize, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut removed = 0;
+        for entry in self.by_expiry.range(..now.to_be_bytes().to_vec()) {
+            let (ek, _) = entry?;
+            self.by_expiry.remove(&ek)?;
+            if self.entries.remove(&ek[8..])?.is_some() {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn purge(&self) -> Result<usize, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.entries.len();
+        self.entries.clear()?;
+        self.by_expiry.clear()?;
+        self.count.store(0, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.count.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(expires_at: u64) -> CachedReply {
+        CachedReply {
+            provider: "p".into(),
+            model: "m".into(),
+            expires_at,
+            body: Some("{}".into()),
+            chunks: vec![],
+        }
+    }
+
+    #[test]
+    fn expiry_bounds_and_sweeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let cache = SledCache::open(&db, 2).unwrap();
+        cache.put(&[1; 32], &reply(100)).unwrap();
+        assert!(cache.get(&[1; 32], 50).is_some());
+        assert!(
+            cache.get(&[1; 32], 100).is_none(),
+            "expired entries are not served"
+        );
+        cache.put(&[2; 32], &reply(200)).unwrap();
+        cache.put(&[3; 32], &reply(300)).unwrap();
+        assert_eq!(
+            cache.stats().entries,
+            2,
+            "bounded: the earliest-expiring entry went"
+        );
+        assert!(cache.get(&[1; 32], 0).is_none());
+        assert_eq!(cache.sweep(250).unwrap(), 1);
+        assert_eq!(cache.stats().entries, 1);
+        assert!(cache.get(&[3; 32], 250).is_some());
+        assert_eq!(cache.purge().unwrap(), 1);
+        assert_eq!(cache.stats().entries, 0);
+    }
+}
