@@ -184,10 +184,27 @@ impl PolicyCtx {
             .insert(key.to_string(), value.to_string());
     }
 
+    /// The count in the current window; window 0 is the all-time counter (split exposures
+    /// are counted there as `exposures:<split>:<variant>`).
     fn count(&mut self, name: ImmutableString, window_secs: i64) -> Res<i64> {
-        let window = positive(window_secs, "ctx.count window")?;
+        let window = u64::try_from(window_secs)
+            .map_err(|_| script_err(format!("ctx.count window must be >= 0, got {window_secs}")))?;
         let counters = self.lock().env.counters.clone();
         Ok(counters.get(&name, window).min(i64::MAX as u64) as i64)
+    }
+
+    /// Adds to a counter (for example errors per provider, from `on_response`). Simulation
+    /// changes nothing.
+    fn incr(&mut self, name: ImmutableString, window_secs: i64, amount: i64) -> Res<()> {
+        let window = u64::try_from(window_secs)
+            .map_err(|_| script_err(format!("ctx.incr window must be >= 0, got {window_secs}")))?;
+        let amount = u64::try_from(amount)
+            .map_err(|_| script_err(format!("ctx.incr amount must be >= 0, got {amount}")))?;
+        let env = self.lock().env.clone();
+        if !env.simulate {
+            env.counters.add(&name, window, amount);
+        }
+        Ok(())
     }
 
     fn split_default(&mut self, name: ImmutableString, weights: Map) -> Res<ImmutableString> {
@@ -290,6 +307,7 @@ impl PolicyCtx {
             .register_fn("set_header", Self::set_header)
             .register_fn("tag", Self::tag)
             .register_fn("count", Self::count)
+            .register_fn("incr", Self::incr)
             .register_fn("split", Self::split_default)
             .register_fn("split", Self::split)
             .register_get("routes", Self::routes)

@@ -71,6 +71,9 @@ struct Script {
     ast: AST,
     on_request: bool,
     on_response: bool,
+    /// Where each hook is defined: the line reported when rhai gives no position (an
+    /// operation-limit overrun has none).
+    hook_lines: [Option<usize>; 2],
 }
 
 /// The compiled scripts of one load.
@@ -163,7 +166,14 @@ impl PolicySet {
                 "defines neither `fn on_request(req, ctx)` nor `fn on_response(res, ctx)`".into(),
             ));
         }
+        let hook_line = |hook: &str| {
+            let needle = format!("fn {hook}");
+            text.lines()
+                .position(|l| l.contains(&needle))
+                .map(|i| i + 1)
+        };
         Ok(Script {
+            hook_lines: [hook_line("on_request"), hook_line("on_response")],
             name: path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -266,12 +276,20 @@ impl PolicySet {
             )
         })
         .map(|_| ())
-        .map_err(|e| failure(&script.name, *e))
+        .map_err(|e| {
+            let hook_line = script.hook_lines[usize::from(hook == "on_response")];
+            failure(&script.name, hook, hook_line, *e)
+        })
     }
 }
 
 /// The innermost error and its line: errors inside functions come wrapped in call errors.
-fn failure(script: &str, mut err: EvalAltResult) -> ScriptFailure {
+fn failure(
+    script: &str,
+    hook: &str,
+    hook_line: Option<usize>,
+    mut err: EvalAltResult,
+) -> ScriptFailure {
     let mut line = err.position().line();
     while let EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) = err {
         line = pos.line().or(line);
@@ -280,7 +298,7 @@ fn failure(script: &str, mut err: EvalAltResult) -> ScriptFailure {
     }
     let message = match &err {
         EvalAltResult::ErrorTooManyOperations(_) => format!(
-            "ran more than {} operations (an endless loop?)",
+            "{hook} ran more than {} operations (an endless loop?)",
             engine::MAX_OPERATIONS
         ),
         EvalAltResult::ErrorTerminated(reason, _) => reason.to_string(),
@@ -296,7 +314,7 @@ fn failure(script: &str, mut err: EvalAltResult) -> ScriptFailure {
     };
     ScriptFailure {
         script: script.to_string(),
-        line,
+        line: line.or(hook_line),
         message,
     }
 }

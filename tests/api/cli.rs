@@ -147,3 +147,73 @@ fn ureq_post(url: &str, key: &str) -> String {
             .unwrap()
     })
 }
+
+#[test]
+fn policy_test_passes_on_the_shipped_fixtures() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let out = bin()
+        .args(["policy", "test"])
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" 0 failed"), "{text}");
+    for fixture in ["aliases.yaml", "cache.yaml", "canary.yaml", "quotas.yaml"] {
+        assert!(text.contains(fixture), "{fixture} ran: {text}");
+    }
+}
+
+#[test]
+fn policy_test_fails_on_a_mismatch_and_check_reports_script_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("route.rhai"),
+        "fn on_request(req, ctx) { ctx.route(\"a/b\"); }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tests/route.yaml"),
+        "- name: wrong on purpose\n  request: { model: m, messages: [] }\n  expect: { route: [c/d] }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL") && text.contains("expected [\"c/d\"], got [\"a/b\"]"),
+        "{text}"
+    );
+
+    std::fs::write(
+        dir.path().join("broken.rhai"),
+        "fn on_request(req, ctx) {\n  let = 1;\n}",
+    )
+    .unwrap();
+    let providers = tempfile::tempdir().unwrap();
+    std::fs::write(
+        providers.path().join("mock.yaml"),
+        "kind: mock\nmodels: [a]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--providers")
+        .arg(providers.path())
+        .arg("--policies")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.rhai:2:"), "{err}");
+}

@@ -31,6 +31,9 @@ pub struct Spawn {
     pub admin_key: Option<String>,
     pub body_limit: usize,
     pub data_dir: Option<PathBuf>,
+    /// Policy scripts: (file name, text).
+    pub policies: Vec<(String, String)>,
+    pub policy_fail_open: bool,
 }
 
 impl Default for Spawn {
@@ -40,6 +43,8 @@ impl Default for Spawn {
             admin_key: Some(ADMIN_KEY.to_string()),
             body_limit: Settings::DEFAULT_BODY_LIMIT,
             data_dir: None,
+            policies: vec![],
+            policy_fail_open: false,
         }
     }
 }
@@ -47,6 +52,16 @@ impl Default for Spawn {
 impl Spawn {
     pub fn provider(mut self, name: &str, yaml: impl Into<String>) -> Self {
         self.providers.push((name.to_string(), yaml.into()));
+        self
+    }
+
+    pub fn policy(mut self, file: &str, script: impl Into<String>) -> Self {
+        self.policies.push((file.to_string(), script.into()));
+        self
+    }
+
+    pub fn data(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
         self
     }
 }
@@ -71,6 +86,10 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     }
     write_providers(&settings.providers_dir, &opts.providers);
     std::fs::create_dir_all(&settings.policies_dir).unwrap();
+    for (file, script) in &opts.policies {
+        std::fs::write(settings.policies_dir.join(file), script).unwrap();
+    }
+    settings.policy_fail_open = opts.policy_fail_open;
 
     let mut app = Application::build(settings).await.expect("the app builds");
     let new_admin = app.take_new_admin_key();

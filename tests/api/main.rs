@@ -11,4 +11,5 @@ mod health;
 mod mock_provider;
 mod models;
 mod passthrough;
+mod policies;
 mod streaming;
