@@ -86,8 +86,42 @@ def checks(client):
         else:
             raise AssertionError("expected AuthenticationError")
 
+    # The shipped policies, through the SDK.
+    def alias_falls_back_to_the_mock():
+        raw = client.chat.completions.with_raw_response.create(
+            model="smart", messages=[{"role": "user", "content": "via alias"}])
+        assert raw.headers["x-switchboard-provider"] == "mock", raw.headers
+        assert raw.parse().choices[0].message.content == "via alias"
+
+    def temperature_zero_is_cached():
+        def ask():
+            return client.chat.completions.with_raw_response.create(
+                model="mock/echo", temperature=0, messages=[{"role": "user", "content": "cache me"}])
+        first, second = ask(), ask()
+        assert first.headers["x-switchboard-cache"] in ("miss", "hit"), first.headers
+        assert second.headers["x-switchboard-cache"] == "hit", second.headers
+        parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="mock/echo", temperature=0, stream=True,
+            messages=[{"role": "user", "content": "cache me"}]) if c.choices]
+        assert "".join(parts) == "cache me", parts
+
+    def canary_variant_is_reported():
+        raw = client.chat.completions.with_raw_response.create(
+            model="echo", messages=[{"role": "user", "content": "x"}])
+        assert raw.headers["x-switchboard-variant"] in ("echo-canary=control", "echo-canary=candidate")
+
+    def long_conversations_are_rejected():
+        try:
+            client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}] * 201)
+        except openai.BadRequestError as e:
+            assert "conversation too long" in str(e)
+        else:
+            raise AssertionError("expected BadRequestError")
+
     return [chat, chat_raw_headers, stream, models, embeddings, completions,
-            unknown_model_is_not_found, bad_key_is_authentication_error]
+            unknown_model_is_not_found, bad_key_is_authentication_error,
+            alias_falls_back_to_the_mock, temperature_zero_is_cached, canary_variant_is_reported,
+            long_conversations_are_rejected]
 
 
 def main():

@@ -1,0 +1,63 @@
+//! Per-request pieces: parsing a chat request, running the shipped policies, a cache key.
+//! Run with `cargo bench --bench request_path`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use switchboard::policy::{engine, PolicyEnv, PolicySet};
+use switchboard::store::{KeyRecord, Role, Store};
+use switchboard::wire::{ChatRequest, RequestBody};
+
+const CHAT: &[u8] = br#"{"model":"echo","temperature":0,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"Paris."},{"role":"user","content":"And of Italy?"}],"max_tokens":256,"stream":false}"#;
+
+fn key() -> Arc<KeyRecord> {
+    Arc::new(KeyRecord {
+        id: "key_bench".into(),
+        name: "bench".into(),
+        role: Role::User,
+        masked: String::new(),
+        created_at: 0,
+        models: vec![],
+        tags: BTreeMap::from([("team".to_string(), "search".to_string())]),
+        revoked_at: None,
+    })
+}
+
+fn benches(c: &mut Criterion) {
+    c.bench_function("parse chat request", |b| {
+        b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(CHAT)).unwrap())
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let policies = PolicySet::load_dir(Arc::new(engine::build()), &shipped, false).unwrap();
+    let env = PolicyEnv {
+        counters: store.counters.clone(),
+        assignments: store.assignments.clone(),
+        simulate: false,
+    };
+    let request: ChatRequest = serde_json::from_slice(CHAT).unwrap();
+    let key = key();
+    c.bench_function("shipped policies on_request", |b| {
+        b.iter_batched(
+            || RequestBody::Chat(request.clone()),
+            |body| {
+                policies
+                    .on_request(body, key.clone(), Vec::new(), env.clone())
+                    .unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    let body = RequestBody::Chat(request.clone());
+    c.bench_function("upstream body encoding", |b| {
+        b.iter(|| body.to_upstream_json(black_box("echo")).unwrap())
+    });
+}
+
+criterion_group!(request_path, benches);
+criterion_main!(request_path);
