@@ -12,6 +12,7 @@ pub mod http;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod settings;

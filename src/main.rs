@@ -69,6 +69,9 @@ struct ServeArgs {
     /// On a policy script error, skip that script instead of failing the request with a 500.
     #[arg(long, env = "SWITCHBOARD_POLICY_FAIL_OPEN")]
     policy_fail_open: bool,
+    /// Do not watch providers.d and policies for changes (SIGHUP and POST /admin/reload still work).
+    #[arg(long, env = "SWITCHBOARD_NO_WATCH")]
+    no_watch: bool,
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
@@ -139,6 +142,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.body_limit = args.body_limit;
     settings.workers = args.workers;
     settings.policy_fail_open = args.policy_fail_open;
+    settings.watch = !args.no_watch;
     settings.cache_max_entries = args.cache_max_entries;
     settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();
 

@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::{self, ConfigErrors};
 use crate::policy::PolicySet;
+use crate::reload::{self, Reloader};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -55,9 +56,12 @@ impl Application {
         }
 
         let engine = std::sync::Arc::new(crate::policy::engine::build());
-        let policies =
-            PolicySet::load_dir(engine, &settings.policies_dir, settings.policy_fail_open)
-                .map_err(StartError::Policies)?;
+        let policies = PolicySet::load_dir(
+            engine.clone(),
+            &settings.policies_dir,
+            settings.policy_fail_open,
+        )
+        .map_err(StartError::Policies)?;
         tracing::info!(scripts = ?policies.script_names(), "policies loaded");
 
         let store = Store::open_with(
@@ -80,8 +84,21 @@ impl Application {
         };
 
         let snapshot = Snapshot::build(config, policies, 1).map_err(StartError::Provider)?;
+        let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
+        let reloader = std::sync::Arc::new(Reloader::new(
+            settings.providers_dir.clone(),
+            settings.policies_dir.clone(),
+            settings.policy_fail_open,
+            engine,
+            live.clone(),
+        ));
+        if settings.watch {
+            reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
+        }
+        reload::spawn_sighup(std::sync::Arc::downgrade(&reloader));
         let state = web::Data::new(AppState {
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot: live,
+            reloader,
             store,
             auth,
             body_limit: settings.body_limit,

@@ -21,6 +21,8 @@ pub struct Settings {
     pub workers: usize,
     /// On a policy script failure, go on without that script instead of failing the request.
     pub policy_fail_open: bool,
+    /// Watch providers.d and policies for changes and reload them.
+    pub watch: bool,
     /// The most responses the cache keeps.
     pub cache_max_entries: usize,
     /// sled's page cache, in bytes. Its default (1 GiB) is far more than a gateway needs.
@@ -43,6 +45,7 @@ impl Settings {
             admin_key: None,
             workers: 0,
             policy_fail_open: false,
+            watch: true,
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
         }
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Settings {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
             .field("workers", &self.workers)
             .field("policy_fail_open", &self.policy_fail_open)
+            .field("watch", &self.watch)
             .field("cache_max_entries", &self.cache_max_entries)
             .finish()
     }

@@ -23,9 +23,29 @@ pub struct Snapshot {
 impl Snapshot {
     /// Prepares a snapshot from a validated config; fails without side effects.
     pub fn build(config: Config, policies: PolicySet, version: u64) -> Result<Snapshot, String> {
+        Self::build_from(config, policies, version, None)
+    }
+
+    /// As [`Snapshot::build`], carrying over from `previous` every provider whose configuration
+    /// is unchanged, so its connection pool (and any state it keeps) survives the reload.
+    pub fn build_from(
+        config: Config,
+        policies: PolicySet,
+        version: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, String> {
         let mut built = HashMap::with_capacity(config.providers.len());
         for provider in &config.providers {
-            built.insert(provider.name.clone(), providers::build(provider)?);
+            let kept = previous.and_then(|prev| {
+                let same = prev.config.providers.iter().any(|p| p == provider);
+                same.then(|| prev.providers.get(&provider.name).cloned())
+                    .flatten()
+            });
+            let instance = match kept {
+                Some(instance) => instance,
+                None => providers::build(provider)?,
+            };
+            built.insert(provider.name.clone(), instance);
         }
         Ok(Snapshot {
             version,

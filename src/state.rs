@@ -1,6 +1,7 @@
 //! The state every handler shares.
 
 use crate::auth::Authenticator;
+use crate::reload::Reloader;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 use arc_swap::ArcSwap;
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 pub struct AppState {
     /// The live configuration; replaced whole on reload.
-    pub snapshot: ArcSwap<Snapshot>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub reloader: Arc<Reloader>,
     pub store: Store,
     pub auth: Authenticator,
     /// The largest request body accepted, in bytes.

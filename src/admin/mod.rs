@@ -1,11 +1,13 @@
 //! The `/admin` API. Every handler takes an `AdminCaller`: no key is 401, a user key is 403.
 
+pub mod config;
 pub mod keys;
 pub mod policies;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    config::configure(cfg);
     keys::configure(cfg);
     policies::configure(cfg);
 }

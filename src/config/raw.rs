@@ -147,7 +147,7 @@ impl<'de> Deserialize<'de> for Seconds {
 }
 
 /// Behaviour of the built-in `mock` provider.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMock {
     /// Delay before the reply (or the first chunk), in milliseconds.

@@ -18,6 +18,7 @@ pub use request::ScriptRequest;
 use crate::store::KeyRecord;
 use crate::wire::RequestBody;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
+use sha2::Digest;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +81,8 @@ struct Script {
 pub struct PolicySet {
     engine: Arc<Engine>,
     scripts: Vec<Script>,
+    /// The files compiled, with their hashes.
+    pub files: Vec<crate::config::SourceFile>,
     /// On a script failure: skip that script's decisions and go on, instead of failing the request.
     fail_open: bool,
 }
@@ -89,6 +92,7 @@ impl PolicySet {
         PolicySet {
             engine,
             scripts: Vec::new(),
+            files: Vec::new(),
             fail_open: false,
         }
     }
@@ -102,6 +106,7 @@ impl PolicySet {
         let mut set = PolicySet {
             engine,
             scripts: Vec::new(),
+            files: Vec::new(),
             fail_open,
         };
         let entries = match std::fs::read_dir(dir) {
@@ -130,7 +135,10 @@ impl PolicySet {
         let mut errors = Vec::new();
         for path in paths {
             match set.compile(&path) {
-                Ok(script) => set.scripts.push(script),
+                Ok((script, sha256)) => {
+                    set.scripts.push(script);
+                    set.files.push(crate::config::SourceFile { path, sha256 });
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -141,7 +149,7 @@ impl PolicySet {
         }
     }
 
-    fn compile(&self, path: &Path) -> Result<Script, LoadError> {
+    fn compile(&self, path: &Path) -> Result<(Script, String), LoadError> {
         let error = |line, column, message| LoadError {
             file: path.to_path_buf(),
             line,
@@ -172,17 +180,21 @@ impl PolicySet {
                 .position(|l| l.contains(&needle))
                 .map(|i| i + 1)
         };
-        Ok(Script {
-            hook_lines: [hook_line("on_request"), hook_line("on_response")],
-            name: path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string(),
-            ast,
-            on_request,
-            on_response,
-        })
+        let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        Ok((
+            Script {
+                hook_lines: [hook_line("on_request"), hook_line("on_response")],
+                name: path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                ast,
+                on_request,
+                on_response,
+            },
+            sha256,
+        ))
     }
 
     pub fn script_names(&self) -> Vec<String> {

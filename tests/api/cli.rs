@@ -74,10 +74,23 @@ impl Drop for Running {
 
 /// Starts `switchboard serve` on port 0 and returns it with the address it printed.
 fn serve(base: &Path) -> (Running, String, Vec<String>) {
-    let mut child = bin()
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.d");
+    serve_with(bin(), base, &shipped, &[])
+}
+
+fn serve_with(
+    mut cmd: Command,
+    base: &Path,
+    providers: &Path,
+    extra: &[&str],
+) -> (Running, String, Vec<String>) {
+    let mut child = cmd
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .arg("--providers")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.d"))
+        .arg(providers)
+        .arg("--policies")
+        .arg(base.join("policies"))
         .arg("--data")
         .arg(base.join("data"))
         .stdout(Stdio::piped())
@@ -126,6 +139,58 @@ fn keys_created_on_the_command_line_work_against_the_server() {
     );
     let res = ureq_post(&format!("{addr}/v1/chat/completions"), &key);
     assert!(res.contains("\"content\":\"ping\""), "{res}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let providers = dir.path().join("providers.d");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::write(providers.join("mock.yaml"), "kind: mock\nmodels: [echo]\n").unwrap();
+    // No watcher: only the signal can bring the change in.
+    let admin = "sk-cli-admin";
+    let mut cmd = bin();
+    cmd.env("SWITCHBOARD_ADMIN_KEY", admin);
+    let (server, addr, _) = serve_with(cmd, dir.path(), &providers, &["--no-watch"]);
+    std::fs::write(
+        providers.join("mock.yaml"),
+        "kind: mock\nmodels: [echo, after-hup]\n",
+    )
+    .unwrap();
+    let models = || get(&format!("{addr}/v1/models"), admin);
+    assert!(!models().contains("after-hup"));
+    let status = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    while !models().contains("mock/after-hup") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn get(url: &str, key: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
 }
 
 /// A tiny blocking client, so this test needs no async runtime.

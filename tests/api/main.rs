@@ -12,4 +12,5 @@ mod mock_provider;
 mod models;
 mod passthrough;
 mod policies;
+mod reload;
 mod streaming;

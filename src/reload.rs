@@ -1,0 +1,385 @@
+//! Reloading providers.d and policies while serving: prepare a whole new snapshot, validate
+//! all of it, then swap it in with one atomic store. A bad file never replaces a good config.
+//!
+//! Triggers: a file watcher (notify, debounced, re-armed when a folder is recreated or the
+//! watcher fails), SIGHUP, and `POST /admin/reload`. Requests in flight keep the snapshot they
+//! loaded; providers whose configuration did not change are carried over with their
+//! connection pools.
+
+use crate::config::{self, ConfigError, SourceFile};
+use crate::policy::{LoadError, PolicySet};
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use rhai::Engine;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One problem that kept a reload from applying.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReloadError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl From<&ConfigError> for ReloadError {
+    fn from(e: &ConfigError) -> Self {
+        ReloadError {
+            file: e.file.display().to_string(),
+            line: e.line,
+            column: e.column,
+            field: (!e.field.is_empty()).then(|| e.field.clone()),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<&LoadError> for ReloadError {
+    fn from(e: &LoadError) -> Self {
+        ReloadError {
+            file: e.file.display().to_string(),
+            line: e.line,
+            column: e.column,
+            field: None,
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new snapshot is serving.
+    Applied,
+    /// The files are as loaded: nothing to do.
+    Unchanged,
+    /// Errors; the running snapshot stays.
+    RolledBack,
+}
+
+/// The last reload attempt, as `/admin/config` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// Unix seconds.
+    pub at: u64,
+    pub trigger: String,
+    pub outcome: Outcome,
+    /// The snapshot version serving after the attempt.
+    pub version: u64,
+    pub errors: Vec<ReloadError>,
+    pub duration_ms: u64,
+}
+
+pub struct Reloader {
+    providers_dir: PathBuf,
+    policies_dir: PathBuf,
+    policy_fail_open: bool,
+    engine: Arc<Engine>,
+    live: Arc<ArcSwap<Snapshot>>,
+    /// Serialises reloads, and holds the last attempt.
+    last: Mutex<Option<Attempt>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Reloader {
+    pub fn new(
+        providers_dir: PathBuf,
+        policies_dir: PathBuf,
+        policy_fail_open: bool,
+        engine: Arc<Engine>,
+        live: Arc<ArcSwap<Snapshot>>,
+    ) -> Self {
+        Reloader {
+            providers_dir,
+            policies_dir,
+            policy_fail_open,
+            engine,
+            live,
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn last_attempt(&self) -> Option<Attempt> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Attempt>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn providers_dir(&self) -> &Path {
+        &self.providers_dir
+    }
+
+    pub fn policies_dir(&self) -> &Path {
+        &self.policies_dir
+    }
+
+    /// Loads everything, and swaps it in only if all of it is valid. `force`: rebuild even when
+    /// no file changed (SIGHUP, the admin endpoint); the watcher passes false.
+    pub fn reload(&self, trigger: &str, force: bool) -> Attempt {
+        let mut last = self.lock();
+        let started = Instant::now();
+        let current = self.live.load_full();
+        let mut errors: Vec<ReloadError> = Vec::new();
+
+        let config = config::load_dir(&self.providers_dir)
+            .map_err(|e| errors.extend(e.0.iter().map(ReloadError::from)))
+            .ok();
+        let policies = PolicySet::load_dir(
+            self.engine.clone(),
+            &self.policies_dir,
+            self.policy_fail_open,
+        )
+        .map_err(|e| errors.extend(e.iter().map(ReloadError::from)))
+        .ok();
+
+        let outcome = match (config, policies) {
+            (Some(config), Some(policies)) => {
+                if !force
+                    && same_files(&config.files, &current.config.files)
+                    && same_files(&policies.files, &current.policies.files)
+                {
+                    Outcome::Unchanged
+                } else {
+                    match Snapshot::build_from(
+                        config,
+                        policies,
+                        current.version + 1,
+                        Some(&current),
+                    ) {
+                        Ok(next) => {
+                            log_changes(&current, &next);
+                            self.live.store(Arc::new(next));
+                            Outcome::Applied
+                        }
+                        Err(message) => {
+                            errors.push(ReloadError {
+                                file: self.providers_dir.display().to_string(),
+                                line: None,
+                                column: None,
+                                field: None,
+                                message,
+                            });
+                            Outcome::RolledBack
+                        }
+                    }
+                }
+            }
+            _ => Outcome::RolledBack,
+        };
+        let attempt = Attempt {
+            at: now_secs(),
+            trigger: trigger.to_string(),
+            outcome,
+            version: self.live.load().version,
+            errors,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        match outcome {
+            Outcome::Applied => tracing::info!(
+                trigger,
+                version = attempt.version,
+                ms = attempt.duration_ms,
+                "configuration reloaded"
+            ),
+            Outcome::Unchanged => tracing::debug!(trigger, "reload: nothing changed"),
+            Outcome::RolledBack => {
+                for e in &attempt.errors {
+                    tracing::error!(trigger, "reload rejected: {e}");
+                }
+                tracing::warn!(
+                    trigger,
+                    version = attempt.version,
+                    "reload failed; the running configuration stays"
+                );
+            }
+        }
+        // An unchanged check by the watcher does not hide the outcome of a real attempt.
+        if outcome != Outcome::Unchanged || last.is_none() || force {
+            *last = Some(attempt.clone());
+        }
+        attempt
+    }
+}
+
+fn same_files(a: &[SourceFile], b: &[SourceFile]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.path == y.path && x.sha256 == y.sha256)
+}
+
+fn log_changes(old: &Snapshot, new: &Snapshot) {
+    let names = |s: &Snapshot| -> Vec<String> {
+        s.config.providers.iter().map(|p| p.name.clone()).collect()
+    };
+    let (before, after) = (names(old), names(new));
+    for added in after.iter().filter(|n| !before.contains(n)) {
+        tracing::info!(provider = %added, "provider added");
+    }
+    for removed in before.iter().filter(|n| !after.contains(n)) {
+        tracing::info!(provider = %removed, "provider removed");
+    }
+}
+
+/// Reloads on SIGHUP until the reloader is gone.
+pub fn spawn_sighup(reloader: Weak<Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let Some(r) = reloader.upgrade() else { return };
+            let _ = tokio::task::spawn_blocking(move || r.reload("sighup", true)).await;
+        }
+    });
+}
+
+/// How long the folders must be quiet before a burst of changes is applied.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How often the watcher checks that its folders are the ones it watches.
+const RECHECK: Duration = Duration::from_millis(500);
+
+/// Watches both folders from a thread of its own, until the reloader is gone.
+pub fn spawn_watcher(reloader: Weak<Reloader>) {
+    let spawned = std::thread::Builder::new()
+        .name("config-watcher".into())
+        .spawn(move || watch_loop(reloader));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the config watcher; reload with SIGHUP or POST /admin/reload");
+    }
+}
+
+/// What a folder is right now: a recreated folder is a different inode.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(dir).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
+    }
+}
+
+fn watch_loop(reloader: Weak<Reloader>) {
+    use notify::{RecursiveMode, Watcher};
+    let dirs: Vec<PathBuf> = match reloader.upgrade() {
+        Some(r) => vec![
+            r.providers_dir().to_path_buf(),
+            r.policies_dir().to_path_buf(),
+        ],
+        None => return,
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+    let arm = |tx: std::sync::mpsc::Sender<notify::Result<notify::Event>>| {
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })?;
+        for dir in &dirs {
+            if dir.exists() {
+                watcher.watch(dir, RecursiveMode::NonRecursive)?;
+            }
+        }
+        Ok::<_, notify::Error>(watcher)
+    };
+    let mut watcher = match arm(tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watcher unavailable; folders are checked every 500 ms instead");
+            None
+        }
+    };
+    let mut identities: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
+    let mut pending: Option<Instant> = None;
+    // Set when an event concerns a watched folder itself (deleted, moved): its watch is dead,
+    // and a folder made again may reuse the old inode, so identity alone cannot tell.
+    let mut folder_touched = false;
+    loop {
+        let timeout = match pending {
+            Some(since) => DEBOUNCE.saturating_sub(since.elapsed()),
+            None => RECHECK,
+        };
+        let mut rearm = false;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(event)) => {
+                if event.paths.iter().any(|p| dirs.contains(p)) {
+                    folder_touched = true;
+                }
+                if relevant(&event) {
+                    pending = Some(Instant::now());
+                }
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "file watcher failed; restarting it");
+                rearm = true;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => rearm = true,
+        }
+        let Some(r) = reloader.upgrade() else { return };
+        // A folder deleted and made again, or never watched: watch it anew and reload once.
+        let now: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
+        if now != identities || watcher.is_none() || folder_touched {
+            rearm = true;
+            folder_touched = false;
+        }
+        if rearm {
+            identities = now;
+            drop(watcher.take());
+            watcher = arm(tx.clone()).ok();
+            pending = Some(Instant::now() - DEBOUNCE);
+        }
+        if pending.is_some_and(|since| since.elapsed() >= DEBOUNCE) {
+            pending = None;
+            r.reload("watcher", false);
+        }
+    }
+}
+
+/// Changes to provider files and scripts; not editors' swap files or reads.
+fn relevant(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            !name.starts_with('.')
+                && !name.ends_with('~')
+                && matches!(ext, "yaml" | "yml" | "rhai" | "")
+        })
+}
