@@ -125,6 +125,6 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
         ProviderKind::Mock => Arc::new(mock::MockProvider::new(config)),
         ProviderKind::Azure => Arc::new(openai::OpenAiProvider::azure(config)?),
         ProviderKind::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config)?),
-        ProviderKind::Gemini => gemini::GeminiProvider::build(config)?,
+        ProviderKind::Gemini => Arc::new(gemini::GeminiProvider::new(config)?),
     })
 }
