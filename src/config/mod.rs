@@ -49,6 +49,8 @@ pub struct ProviderConfig {
     pub stream_usage: bool,
     pub models: Vec<ModelConfig>,
     pub mock: MockOptions,
+    /// Azure OpenAI's `api-version`; set only for `kind: azure`.
+    pub api_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

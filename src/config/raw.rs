@@ -26,6 +26,8 @@ pub struct RawProvider {
     pub stream_usage: bool,
     pub models: Vec<RawModel>,
     pub mock: Option<RawMock>,
+    /// Azure OpenAI's `api-version` query parameter; required for, and only for, `kind: azure`.
+    pub api_version: Option<EnvString>,
 }
 
 fn default_true() -> bool {
@@ -40,6 +42,12 @@ pub enum ProviderKind {
     Openai,
     /// The built-in offline provider.
     Mock,
+    /// Anthropic's Messages API, translated to and from OpenAI's shape.
+    Anthropic,
+    /// Google's Gemini API (generateContent), translated to and from OpenAI's shape.
+    Gemini,
+    /// Azure OpenAI deployments: the OpenAI wire format with Azure's URLs and `api-key`.
+    Azure,
 }
 
 impl ProviderKind {
@@ -47,6 +55,9 @@ impl ProviderKind {
         match self {
             ProviderKind::Openai => "openai",
             ProviderKind::Mock => "mock",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Azure => "azure",
         }
     }
 }

@@ -34,17 +34,32 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
     let line_of = |key: &str| find_key_line(text, key);
 
     match raw.kind {
-        ProviderKind::Openai if raw.base_url.is_none() => errors.push(err(
-            Some(1),
-            "base_url",
-            "is required for kind `openai`".into(),
-        )),
         ProviderKind::Mock if raw.base_url.is_some() => errors.push(err(
             line_of("base_url"),
             "base_url",
             "is not used by kind `mock`; remove it".into(),
         )),
+        ProviderKind::Mock => {}
+        // Every network kind needs its URL; presets carry the public defaults, the code none.
+        kind if raw.base_url.is_none() => errors.push(err(
+            Some(1),
+            "base_url",
+            format!("is required for kind `{}`", kind.as_str()),
+        )),
         _ => {}
+    }
+    match (raw.kind, &raw.api_version) {
+        (ProviderKind::Azure, None) => errors.push(err(
+            Some(1),
+            "api_version",
+            "is required for kind `azure` (for example `2024-10-21`)".into(),
+        )),
+        (ProviderKind::Azure, _) | (_, None) => {}
+        (kind, Some(_)) => errors.push(err(
+            line_of("api_version"),
+            "api_version",
+            format!("only applies to kind `azure`, not `{}`", kind.as_str()),
+        )),
     }
     if raw.mock.is_some() && raw.kind != ProviderKind::Mock {
         errors.push(err(
@@ -107,6 +122,7 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
     raw.base_url.iter().for_each(&mut note_missing);
     raw.api_key.iter().for_each(&mut note_missing);
     raw.headers.values().for_each(&mut note_missing);
+    raw.api_version.iter().for_each(&mut note_missing);
 
     let base_url = match raw.base_url.as_ref().and_then(|u| u.value.as_deref()) {
         Some(text_url) => match parse_base_url(text_url) {
@@ -170,6 +186,7 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
         stream_usage: raw.stream_usage,
         models,
         mock: raw.mock.unwrap_or_default(),
+        api_version: raw.api_version.and_then(|v| v.value),
     })))
 }
 
@@ -300,6 +317,24 @@ mod tests {
             Ok(Loaded::Skipped(s)) => assert!(s.reason.contains("SWITCHBOARD_TEST_SURELY_UNSET")),
             _ => panic!("expected the provider to be skipped"),
         }
+    }
+
+    #[test]
+    fn native_kinds_need_a_base_url_and_only_azure_takes_api_version() {
+        let errs = match load("kind: anthropic\nmodels: [a]\napi_version: x\n") {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["base_url", "api_version"], "{errs:?}");
+        let errs = match load("kind: azure\nbase_url: https://x.openai.azure.com\nmodels: [a]\n") {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        assert_eq!(errs[0].field, "api_version");
+        let p = serving("kind: azure\nbase_url: https://x.openai.azure.com\napi_version: 2024-10-21\nmodels: [a]\n");
+        assert_eq!(p.api_version.as_deref(), Some("2024-10-21"));
+        serving("kind: gemini\nbase_url: https://g.example/v1beta\nmodels: [a]\n");
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! Every provider answers in OpenAI's shape, whatever it speaks upstream: a JSON body, or a
 //! stream of `chat.completion.chunk` payloads. The proxy never needs to know which kind served.
 
+pub mod anthropic;
+pub mod chunk;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod sse;
+pub mod stream;
+pub mod upstream;
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::ApiError;
@@ -120,5 +125,8 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
     Ok(match config.kind {
         ProviderKind::Openai => Arc::new(openai::OpenAiProvider::new(config)?),
         ProviderKind::Mock => Arc::new(mock::MockProvider::new(config)),
+        ProviderKind::Azure => Arc::new(openai::OpenAiProvider::azure(config)?),
+        ProviderKind::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config)?),
+        ProviderKind::Gemini => Arc::new(gemini::GeminiProvider::new(config)?),
     })
 }

@@ -1,91 +1,107 @@
-//! `kind: openai`: any server that speaks the OpenAI HTTP API.
+//! `kind: openai`: any server that speaks the OpenAI HTTP API; also `kind: azure`, which is
+//! the same wire format behind Azure's deployment URLs and `api-key` header.
 //!
 //! Requests go upstream as the client sent them, with `model` set to the upstream id. JSON
 //! replies come back byte for byte; streams are re-framed event by event, payloads untouched.
 
-use super::sse::SseDecoder;
-use super::{EventStream, Provider, ProviderError, Reply, UpstreamCall};
+use super::sse::SseEvent;
+use super::stream::{Out, Step, Translate};
+use super::upstream::{self, transport_error, ErrorParts};
+use super::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::wire::{usage_of, Endpoint};
-use actix_web::http::StatusCode;
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::{Stream, StreamExt};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
-use std::collections::VecDeque;
 
-/// Upstream error bodies larger than this are cut before being read into a message.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Where each endpoint lives upstream.
+enum Urls {
+    /// `{base_url}/chat/completions` and so on.
+    Fixed {
+        chat: reqwest::Url,
+        completions: reqwest::Url,
+        embeddings: reqwest::Url,
+    },
+    /// `{base_url}/openai/deployments/{deployment}/{path}?api-version=...`; the model's
+    /// upstream id is the deployment name, so the URL is made per call.
+    Azure {
+        base: reqwest::Url,
+        api_version: String,
+    },
+}
 
 pub struct OpenAiProvider {
     name: String,
+    kind: ProviderKind,
     client: reqwest::Client,
-    chat_url: reqwest::Url,
-    completions_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
+    urls: Urls,
     stream_usage: bool,
 }
 
 impl OpenAiProvider {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
-        let base = config
-            .base_url
-            .as_ref()
-            .ok_or_else(|| format!("provider {}: base_url is required", config.name))?;
+        let base = upstream::base_url(config)?;
         let join = |path: &str| {
-            // `Url::join` would drop the last segment of a base without a trailing slash.
-            let mut s = base.as_str().trim_end_matches('/').to_string();
-            s.push('/');
-            s.push_str(path);
-            reqwest::Url::parse(&s).map_err(|e| format!("provider {}: {e}", config.name))
+            upstream::join(base, path).map_err(|e| format!("provider {}: {e}", config.name))
         };
-
-        let mut headers = HeaderMap::new();
+        let mut auth = HeaderMap::new();
         if let Some(key) = &config.api_key {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    format!(
-                        "provider {}: api_key is not a valid header value",
-                        config.name
-                    )
-                })?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+            auth.insert(
+                AUTHORIZATION,
+                upstream::secret_header(config, &format!("Bearer {}", key.expose()))?,
+            );
         }
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("provider {}: bad header name {name}", config.name))?;
-            let mut value = HeaderValue::from_str(value.expose())
-                .map_err(|_| format!("provider {}: bad value for header {name}", config.name))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeouts.connect)
-            .read_timeout(config.timeouts.read)
-            .timeout(config.timeouts.total)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build()
-            .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", config.name))?;
         Ok(OpenAiProvider {
             name: config.name.clone(),
-            client,
-            chat_url: join(Endpoint::Chat.path())?,
-            completions_url: join(Endpoint::Completions.path())?,
-            embeddings_url: join(Endpoint::Embeddings.path())?,
+            kind: ProviderKind::Openai,
+            client: upstream::build_client(config, auth)?,
+            urls: Urls::Fixed {
+                chat: join(Endpoint::Chat.path())?,
+                completions: join(Endpoint::Completions.path())?,
+                embeddings: join(Endpoint::Embeddings.path())?,
+            },
             stream_usage: config.stream_usage,
         })
     }
 
-    fn url(&self, endpoint: Endpoint) -> &reqwest::Url {
-        match endpoint {
-            Endpoint::Chat => &self.chat_url,
-            Endpoint::Completions => &self.completions_url,
-            Endpoint::Embeddings => &self.embeddings_url,
+    /// `kind: azure`: Azure OpenAI authenticates with `api-key` and addresses deployments.
+    pub fn azure(config: &ProviderConfig) -> Result<Self, String> {
+        let base = upstream::base_url(config)?.clone();
+        let api_version = config
+            .api_version
+            .clone()
+            .ok_or_else(|| format!("provider {}: api_version is required", config.name))?;
+        let mut auth = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            auth.insert("api-key", upstream::secret_header(config, key.expose())?);
+        }
+        Ok(OpenAiProvider {
+            name: config.name.clone(),
+            kind: ProviderKind::Azure,
+            client: upstream::build_client(config, auth)?,
+            urls: Urls::Azure { base, api_version },
+            stream_usage: config.stream_usage,
+        })
+    }
+
+    fn url(&self, endpoint: Endpoint, model: &str) -> Result<reqwest::Url, ProviderError> {
+        match &self.urls {
+            Urls::Fixed {
+                chat,
+                completions,
+                embeddings,
+            } => Ok(match endpoint {
+                Endpoint::Chat => chat.clone(),
+                Endpoint::Completions => completions.clone(),
+                Endpoint::Embeddings => embeddings.clone(),
+            }),
+            Urls::Azure { base, api_version } => azure_url(base, model, endpoint, api_version)
+                .ok_or_else(|| {
+                    ProviderError::Protocol(format!(
+                        "provider `{}`: cannot build a deployment URL",
+                        self.name
+                    ))
+                }),
         }
     }
 
@@ -96,7 +112,7 @@ impl OpenAiProvider {
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
         let mut request = self
             .client
-            .post(self.url(call.body.endpoint()).clone())
+            .post(self.url(call.body.endpoint(), call.upstream_model)?)
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", call.request_id);
         for (name, value) in call.headers {
@@ -108,15 +124,17 @@ impl OpenAiProvider {
             .await
             .map_err(|e| transport_error(&self.name, e))?;
 
-        let status =
-            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status = upstream::status_of(&response);
         if !status.is_success() {
-            return Err(status_error(status, response).await);
+            return Err(upstream::status_error(response, parse_error).await);
         }
         if call.body.is_stream() {
-            Ok(Reply::Stream(event_stream(
+            Ok(Reply::Stream(super::stream::translate(
                 self.name.clone(),
                 response.bytes_stream(),
+                Passthrough {
+                    provider: self.name.clone(),
+                },
             )))
         } else {
             let body = response
@@ -133,13 +151,34 @@ impl OpenAiProvider {
     }
 }
 
+/// `{base}/openai/deployments/{deployment}/{path}?api-version=...`, the deployment name
+/// percent-encoded as one path segment.
+fn azure_url(
+    base: &reqwest::Url,
+    deployment: &str,
+    endpoint: Endpoint,
+    api_version: &str,
+) -> Option<reqwest::Url> {
+    let mut url = base.clone();
+    {
+        let mut segments = url.path_segments_mut().ok()?;
+        segments
+            .pop_if_empty()
+            .extend(["openai", "deployments", deployment]);
+        segments.extend(endpoint.path().split('/'));
+    }
+    url.query_pairs_mut()
+        .append_pair("api-version", api_version);
+    Some(url)
+}
+
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Openai
+        self.kind
     }
 
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
@@ -151,22 +190,8 @@ impl Provider for OpenAiProvider {
     }
 }
 
-fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {
-    // The reqwest error names the URL; it goes to the log, the client gets the provider name.
-    tracing::warn!(provider, error = %e, "upstream request failed");
-    if e.is_timeout() {
-        ProviderError::Timeout(format!("provider `{provider}` did not answer in time"))
-    } else if e.is_connect() {
-        ProviderError::Unreachable(format!("cannot connect to provider `{provider}`"))
-    } else if e.is_body() || e.is_decode() {
-        ProviderError::Protocol(format!("provider `{provider}` broke off its response"))
-    } else {
-        ProviderError::Unreachable(format!("request to provider `{provider}` failed"))
-    }
-}
-
-/// An upstream error status, with the upstream's message when it sent an OpenAI-shaped body.
-async fn status_error(status: StatusCode, response: reqwest::Response) -> ProviderError {
+/// OpenAI's error body: `{"error":{"message","type","code"}}`.
+fn parse_error(body: &[u8]) -> Option<ErrorParts> {
     #[derive(Deserialize)]
     struct ErrorBody {
         error: ErrorDetail,
@@ -178,115 +203,60 @@ async fn status_error(status: StatusCode, response: reqwest::Response) -> Provid
         kind: Option<String>,
         code: Option<serde_json::Value>,
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= MAX_ERROR_BODY {
-            body.truncate(MAX_ERROR_BODY);
-            break;
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok()?;
+    Some(ErrorParts {
+        message: parsed
+            .error
+            .message
+            .unwrap_or_else(|| "upstream error".to_string()),
+        kind: parsed.error.kind,
+        code: parsed.error.code.map(|c| match c {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }),
+    })
+}
+
+/// OpenAI's own stream: payloads pass untouched until `[DONE]`; a body that ends without
+/// `[DONE]` was cut off.
+struct Passthrough {
+    provider: String,
+}
+
+impl Translate for Passthrough {
+    fn event(&mut self, event: SseEvent, out: &mut Out) -> Step {
+        if event.data.as_ref() == b"[DONE]" {
+            return Step::Done;
         }
+        out.push_back(Ok(event.data));
+        Step::Continue
     }
-    let (message, kind, code) = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(parsed) => (
-            parsed
-                .error
-                .message
-                .unwrap_or_else(|| format!("upstream error {status}")),
-            parsed.error.kind,
-            parsed.error.code.map(|c| match c {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            }),
-        ),
-        Err(_) => {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
-            let message = if text.is_empty() {
-                format!("upstream error {status}")
-            } else {
-                text.chars().take(1000).collect()
-            };
-            (message, None, None)
-        }
-    };
-    ProviderError::Status {
-        status,
-        message,
-        kind,
-        code,
-        retry_after,
+
+    fn end_of_body(&mut self, out: &mut Out) {
+        out.push_back(Err(ProviderError::Protocol(format!(
+            "provider `{}` ended its stream before [DONE]",
+            self.provider
+        ))));
     }
 }
 
-/// Turns an SSE byte stream into event payloads, ending at `[DONE]`. A body that ends without
-/// `[DONE]` was cut off, and ends the stream with an error rather than looking complete.
-fn event_stream(
-    provider: String,
-    body: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-) -> EventStream {
-    struct State<S> {
-        body: S,
-        decoder: SseDecoder,
-        ready: VecDeque<Result<Bytes, ProviderError>>,
-        ended: bool,
-        provider: String,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_urls_name_the_deployment_and_version() {
+        let base = reqwest::Url::parse("https://res.openai.azure.com/").unwrap();
+        let url = azure_url(&base, "gpt 4o", Endpoint::Chat, "2024-10-21").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://res.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+        );
+        let base = reqwest::Url::parse("http://127.0.0.1:9/prefix").unwrap();
+        let url = azure_url(&base, "d", Endpoint::Embeddings, "v").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/prefix/openai/deployments/d/embeddings?api-version=v"
+        );
     }
-    let state = State {
-        body: Box::pin(body),
-        decoder: SseDecoder::new(),
-        ready: VecDeque::new(),
-        ended: false,
-        provider,
-    };
-    futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.ready.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match st.body.next().await {
-                Some(Ok(chunk)) => {
-                    if let Err(e) = st.decoder.push(&chunk) {
-                        st.ended = true;
-                        st.ready.push_back(Err(ProviderError::Protocol(e)));
-                        continue;
-                    }
-                    while let Some(event) = st.decoder.next_event() {
-                        if event.data.as_ref() == b"[DONE]" {
-                            st.ended = true;
-                            break;
-                        }
-                        st.ready.push_back(Ok(event.data));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.ended = true;
-                    st.ready.push_back(Err(transport_error(&st.provider, e)));
-                }
-                None => {
-                    st.ended = true;
-                    let last = st.decoder.finish();
-                    if last.as_ref().is_some_and(|e| e.data.as_ref() == b"[DONE]") {
-                        continue;
-                    }
-                    if let Some(event) = last {
-                        st.ready.push_back(Ok(event.data));
-                    }
-                    st.ready.push_back(Err(ProviderError::Protocol(format!(
-                        "provider `{}` ended its stream before [DONE]",
-                        st.provider
-                    ))));
-                }
-            }
-        }
-    })
-    .boxed()
 }

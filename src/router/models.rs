@@ -86,6 +86,7 @@ mod tests {
                 })
                 .collect(),
             mock: MockOptions::default(),
+            api_version: None,
         }
     }
 

@@ -1,0 +1,145 @@
+//! `kind: anthropic`: Anthropic's Messages API behind the OpenAI chat API.
+//!
+//! `request` translates the OpenAI request, `response` the JSON reply and errors, `stream` the
+//! event stream; this file only does the HTTP.
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use super::upstream::{self, transport_error, unsupported};
+use super::{Provider, ProviderError, Reply, UpstreamCall};
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::wire::RequestBody;
+use actix_web::http::StatusCode;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+
+/// The API version this adapter speaks; a provider file's `headers` may override it.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+pub struct AnthropicProvider {
+    name: String,
+    client: reqwest::Client,
+    messages_url: reqwest::Url,
+}
+
+impl AnthropicProvider {
+    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        let base = upstream::base_url(config)?;
+        let mut auth = HeaderMap::new();
+        auth.insert(
+            "anthropic-version",
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        if let Some(key) = &config.api_key {
+            auth.insert("x-api-key", upstream::secret_header(config, key.expose())?);
+        }
+        Ok(AnthropicProvider {
+            name: config.name.clone(),
+            client: upstream::build_client(config, auth)?,
+            messages_url: upstream::join(base, "messages")
+                .map_err(|e| format!("provider {}: {e}", config.name))?,
+        })
+    }
+
+    async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
+        let RequestBody::Chat(chat) = call.body else {
+            return Err(unsupported(
+                &self.name,
+                format!(
+                    "`/v1/{}` is not available from Anthropic; use /v1/chat/completions",
+                    call.body.endpoint().path()
+                ),
+            ));
+        };
+        let body = request::messages_request(chat, call.upstream_model, &self.name)?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
+        let response = self
+            .client
+            .post(self.messages_url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header("x-request-id", call.request_id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        let status = upstream::status_of(&response);
+        if !status.is_success() {
+            return Err(overloaded_as_503(
+                upstream::status_error(response, response::parse_error).await,
+            ));
+        }
+        if call.body.is_stream() {
+            let translator = stream::StreamTranslator::new(
+                self.name.clone(),
+                format!("chatcmpl-{}", call.request_id),
+                call.upstream_model.to_string(),
+                call.body.wants_stream_usage(),
+            );
+            return Ok(Reply::Stream(super::stream::translate(
+                self.name.clone(),
+                response.bytes_stream(),
+                translator,
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        let (body, usage) = response::chat_completion(&bytes).map_err(|e| {
+            tracing::warn!(provider = %self.name, error = %e, "unreadable upstream reply");
+            ProviderError::Protocol(format!(
+                "provider `{}` answered with a body that is not a message",
+                self.name
+            ))
+        })?;
+        Ok(Reply::Json {
+            status: StatusCode::OK,
+            body: Bytes::from(body.to_string()),
+            usage: Some(usage),
+        })
+    }
+}
+
+/// Anthropic's 529 "overloaded" is not a standard status; clients and proxies know 503.
+fn overloaded_as_503(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Status {
+            status,
+            message,
+            kind,
+            code,
+            retry_after,
+        } if status.as_u16() == 529 => ProviderError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+            kind,
+            code,
+            retry_after,
+        },
+        other => other,
+    }
+}
+
+impl Provider for AnthropicProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
+        Box::pin(self.send(call))
+    }
+
+    /// Anthropic streams always carry usage; the adapter emits the usage chunk when the body
+    /// asks for it, and asking costs nothing upstream.
+    fn asks_stream_usage(&self) -> bool {
+        true
+    }
+}

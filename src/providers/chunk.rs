@@ -1,0 +1,72 @@
+//! Building OpenAI response payloads for adapters that translate from another format.
+
+use crate::wire::Usage;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes `chat.completion.chunk` payloads that share one id, creation time and model, as
+/// OpenAI's own streams do.
+#[derive(Debug, Clone)]
+pub struct ChunkWriter {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+impl ChunkWriter {
+    pub fn new(id: String, model: String) -> Self {
+        ChunkWriter {
+            id,
+            created: now(),
+            model,
+        }
+    }
+
+    /// One choice's delta, with its finish reason when it is the last.
+    pub fn delta(&self, index: u64, delta: Value, finish_reason: Option<&str>) -> Bytes {
+        self.payload(
+            json!([{
+                "index": index,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }]),
+            None,
+        )
+    }
+
+    /// The usage-only chunk OpenAI sends last when `stream_options.include_usage` is set.
+    pub fn usage(&self, usage: Usage) -> Bytes {
+        self.payload(json!([]), Some(usage))
+    }
+
+    fn payload(&self, choices: Value, usage: Option<Usage>) -> Bytes {
+        let mut v = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            v["usage"] = json!(usage);
+        }
+        Bytes::from(v.to_string())
+    }
+}
+
+pub fn usage(prompt: u64, completion: u64) -> Usage {
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+    }
+}

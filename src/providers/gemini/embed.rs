@@ -1,0 +1,112 @@
+//! OpenAI embeddings <-> Gemini `batchEmbedContents`.
+//!
+//! Gemini reports no token counts for embeddings, so the reply's usage is zero and the gateway
+//! records none.
+
+use crate::providers::upstream::unsupported;
+use crate::providers::ProviderError;
+use crate::wire::EmbeddingRequest;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn batch_request(
+    req: &EmbeddingRequest,
+    model: &str,
+    provider: &str,
+) -> Result<Value, ProviderError> {
+    let bad = |message: String| unsupported(provider, message);
+    let texts: Vec<&str> = match &req.input {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("`input` must be a string or an array of strings (token arrays are not supported)".into()))?,
+        _ => return Err(bad("`input` must be a string or an array of strings".into())),
+    };
+    let mut dimensions = None;
+    for (key, value) in &req.extra {
+        match key.as_str() {
+            _ if value.is_null() => {}
+            "dimensions" => dimensions = Some(value.clone()),
+            "encoding_format" if value == "float" => {}
+            "user" => {}
+            _ => {
+                return Err(bad(format!(
+                    "parameter `{key}` is not supported by Gemini embeddings"
+                )))
+            }
+        }
+    }
+    let requests: Vec<Value> = texts
+        .into_iter()
+        .map(|text| {
+            let mut r = json!({
+                "model": format!("models/{model}"),
+                "content": {"parts": [{"text": text}]},
+            });
+            if let Some(d) = &dimensions {
+                r["outputDimensionality"] = d.clone();
+            }
+            r
+        })
+        .collect();
+    Ok(json!({ "requests": requests }))
+}
+
+/// The OpenAI embeddings list from Gemini's `{"embeddings":[{"values":[...]}]}`.
+pub fn embedding_list(body: &[u8], model: &str) -> Result<Value, String> {
+    #[derive(Deserialize)]
+    struct Batch {
+        #[serde(default)]
+        embeddings: Vec<Embedding>,
+    }
+    #[derive(Deserialize)]
+    struct Embedding {
+        values: Vec<f64>,
+    }
+    let batch: Batch =
+        serde_json::from_slice(body).map_err(|e| format!("not an embeddings batch: {e}"))?;
+    let data: Vec<Value> = batch
+        .embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e.values}))
+        .collect();
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_and_list() {
+        let req: EmbeddingRequest = serde_json::from_value(
+            json!({"model": "e", "input": ["a", "b"], "dimensions": 3, "encoding_format": "float"}),
+        )
+        .unwrap();
+        let out = batch_request(&req, "text-embedding-004", "gem").unwrap();
+        assert_eq!(
+            out["requests"][1],
+            json!({"model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 3})
+        );
+        let list = embedding_list(
+            br#"{"embeddings":[{"values":[0.1,0.2]},{"values":[0.3,0.4]}]}"#,
+            "e",
+        )
+        .unwrap();
+        assert_eq!(
+            list["data"][1],
+            json!({"object": "embedding", "index": 1, "embedding": [0.3, 0.4]})
+        );
+        let req: EmbeddingRequest =
+            serde_json::from_value(json!({"model": "e", "input": [[1, 2]]})).unwrap();
+        assert!(batch_request(&req, "m", "gem").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! `kind: gemini`: Google's Gemini API (generateContent, batchEmbedContents) behind the
+//! OpenAI chat and embeddings APIs.
+//!
+//! `request`, `response`, `stream` and `embed` translate; this file only does the HTTP.
+
+pub mod embed;
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use super::upstream::{self, transport_error, unsupported};
+use super::{Provider, ProviderError, Reply, UpstreamCall};
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::wire::RequestBody;
+use actix_web::http::StatusCode;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use serde_json::Value;
+
+pub struct GeminiProvider {
+    name: String,
+    client: reqwest::Client,
+    base: reqwest::Url,
+}
+
+impl GeminiProvider {
+    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        let mut auth = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            // A header rather than `?key=`, so the key is never part of a URL that could be
+            // logged.
+            auth.insert(
+                "x-goog-api-key",
+                upstream::secret_header(config, key.expose())?,
+            );
+        }
+        Ok(GeminiProvider {
+            name: config.name.clone(),
+            client: upstream::build_client(config, auth)?,
+            base: upstream::base_url(config)?.clone(),
+        })
+    }
+
+    /// `{base}/models/{model}:{method}`, the model id percent-encoded as one path segment.
+    fn url(&self, model: &str, method: &str) -> Result<reqwest::Url, ProviderError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| {
+                ProviderError::Protocol(format!(
+                    "provider `{}`: base_url cannot take a path",
+                    self.name
+                ))
+            })?
+            .pop_if_empty()
+            .push("models")
+            .push(&format!("{model}:{method}"));
+        Ok(url)
+    }
+
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
+        let response = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("x-request-id", request_id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        if !response.status().is_success() {
+            return Err(upstream::status_error(response, response::parse_error).await);
+        }
+        Ok(response)
+    }
+
+    async fn read(&self, response: reqwest::Response) -> Result<Bytes, ProviderError> {
+        response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&self.name, e))
+    }
+
+    fn unreadable(&self, e: String) -> ProviderError {
+        tracing::warn!(provider = %self.name, error = %e, "unreadable upstream reply");
+        ProviderError::Protocol(format!(
+            "provider `{}` answered with a body that is not a Gemini response",
+            self.name
+        ))
+    }
+
+    async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
+        let model = call.upstream_model;
+        let fallback_id = format!("chatcmpl-{}", call.request_id);
+        match call.body {
+            RequestBody::Chat(chat) => {
+                let body = request::generate_request(chat, &self.name)?;
+                if call.body.is_stream() {
+                    let mut url = self.url(model, "streamGenerateContent")?;
+                    url.query_pairs_mut().append_pair("alt", "sse");
+                    let response = self.post(url, &body, call.request_id).await?;
+                    let translator = stream::StreamTranslator::new(
+                        self.name.clone(),
+                        fallback_id,
+                        model.to_string(),
+                        call.body.wants_stream_usage(),
+                    );
+                    return Ok(Reply::Stream(super::stream::translate(
+                        self.name.clone(),
+                        response.bytes_stream(),
+                        translator,
+                    )));
+                }
+                let response = self
+                    .post(self.url(model, "generateContent")?, &body, call.request_id)
+                    .await?;
+                let bytes = self.read(response).await?;
+                let (body, usage) = response::chat_completion(&bytes, &fallback_id, model)
+                    .map_err(|e| self.unreadable(e))?;
+                Ok(Reply::Json {
+                    status: StatusCode::OK,
+                    body: Bytes::from(body.to_string()),
+                    usage: Some(usage),
+                })
+            }
+            RequestBody::Embeddings(req) => {
+                let body = embed::batch_request(req, model, &self.name)?;
+                let response = self
+                    .post(
+                        self.url(model, "batchEmbedContents")?,
+                        &body,
+                        call.request_id,
+                    )
+                    .await?;
+                let bytes = self.read(response).await?;
+                let body = embed::embedding_list(&bytes, model).map_err(|e| self.unreadable(e))?;
+                Ok(Reply::Json {
+                    status: StatusCode::OK,
+                    body: Bytes::from(body.to_string()),
+                    usage: None,
+                })
+            }
+            RequestBody::Completions(_) => Err(unsupported(
+                &self.name,
+                "`/v1/completions` is not available from Gemini; use /v1/chat/completions",
+            )),
+        }
+    }
+}
+
+impl Provider for GeminiProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Gemini
+    }
+
+    fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
+        Box::pin(self.send(call))
+    }
+
+    /// Gemini streams always carry usage metadata; asking costs nothing upstream.
+    fn asks_stream_usage(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,145 @@
+//! HTTP plumbing every network provider shares: the pooled client, URL joining, and turning
+//! transport failures and error responses into [`ProviderError`]s. Wire formats differ only in
+//! how an error body is parsed, so that is the one thing passed in.
+
+use super::ProviderError;
+use crate::config::ProviderConfig;
+use actix_web::http::StatusCode;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Upstream error bodies larger than this are cut before being read into a message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A sensitive header value for the provider's credential; the error never shows the value.
+pub fn secret_header(config: &ProviderConfig, value: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| {
+        format!(
+            "provider {}: api_key is not a valid header value",
+            config.name
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The provider's pooled client: `auth` headers first, then the file's `headers`, which win so
+/// an operator can override anything (for example `anthropic-version`).
+pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<reqwest::Client, String> {
+    let mut headers = auth;
+    for (name, value) in &config.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("provider {}: bad header name {name}", config.name))?;
+        let mut value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("provider {}: bad value for header {name}", config.name))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.timeouts.connect)
+        .read_timeout(config.timeouts.read)
+        .timeout(config.timeouts.total)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .build()
+        .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", config.name))
+}
+
+/// The provider's `base_url`, required by every network kind.
+pub fn base_url(config: &ProviderConfig) -> Result<&reqwest::Url, String> {
+    config
+        .base_url
+        .as_ref()
+        .ok_or_else(|| format!("provider {}: base_url is required", config.name))
+}
+
+/// `base` + `/` + `path`. `Url::join` would drop the last segment of a base without a
+/// trailing slash, which is how every preset writes it.
+pub fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    let mut s = base.as_str().trim_end_matches('/').to_string();
+    s.push('/');
+    s.push_str(path);
+    reqwest::Url::parse(&s).map_err(|e| format!("{e}"))
+}
+
+pub fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {
+    // The reqwest error names the URL; it goes to the log, the client gets the provider name.
+    tracing::warn!(provider, error = %e, "upstream request failed");
+    if e.is_timeout() {
+        ProviderError::Timeout(format!("provider `{provider}` did not answer in time"))
+    } else if e.is_connect() {
+        ProviderError::Unreachable(format!("cannot connect to provider `{provider}`"))
+    } else if e.is_body() || e.is_decode() {
+        ProviderError::Protocol(format!("provider `{provider}` broke off its response"))
+    } else {
+        ProviderError::Unreachable(format!("request to provider `{provider}` failed"))
+    }
+}
+
+pub fn status_of(response: &reqwest::Response) -> StatusCode {
+    StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+/// What a wire format's error body says, once parsed.
+pub struct ErrorParts {
+    pub message: String,
+    pub kind: Option<String>,
+    pub code: Option<String>,
+}
+
+/// An upstream error status. `parse` reads the format's error body; a body it cannot read is
+/// shown as (cut) text, since it is usually a proxy's or load balancer's page.
+pub async fn status_error(
+    response: reqwest::Response,
+    parse: fn(&[u8]) -> Option<ErrorParts>,
+) -> ProviderError {
+    let status = status_of(&response);
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_ERROR_BODY {
+            body.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    let parts = parse(&body).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim();
+        ErrorParts {
+            message: if text.is_empty() {
+                format!("upstream error {status}")
+            } else {
+                text.chars().take(1000).collect()
+            },
+            kind: None,
+            code: None,
+        }
+    });
+    ProviderError::Status {
+        status,
+        message: parts.message,
+        kind: parts.kind,
+        code: parts.code,
+        retry_after,
+    }
+}
+
+/// A request the target format cannot express: a 400 naming the parameter and the provider,
+/// sent before anything goes upstream.
+pub fn unsupported(provider: &str, message: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Status {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("{message} (provider `{provider}`)"),
+        kind: Some("invalid_request_error".into()),
+        code: Some("unsupported_parameter".into()),
+        retry_after: None,
+    }
+}
