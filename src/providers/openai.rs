@@ -11,7 +11,7 @@ use super::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::wire::{usage_of, Endpoint};
 use futures_util::future::BoxFuture;
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use serde::Deserialize;
 
 /// Where each endpoint lives upstream.
@@ -110,15 +110,8 @@ impl OpenAiProvider {
             .body
             .to_upstream_json(call.upstream_model)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let mut request = self
-            .client
-            .post(self.url(call.body.endpoint(), call.upstream_model)?)
-            .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", call.request_id);
-        for (name, value) in call.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let response = request
+        let url = self.url(call.body.endpoint(), call.upstream_model)?;
+        let response = upstream::json_post(&self.client, url, &call)
             .body(body)
             .send()
             .await

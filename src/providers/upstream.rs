@@ -143,3 +143,20 @@ pub fn unsupported(provider: &str, message: impl std::fmt::Display) -> ProviderE
         retry_after: None,
     }
 }
+
+/// A JSON POST carrying the gateway's per-call headers: the request id, and the headers the
+/// policies set (`ctx.set_header`), for every wire format alike.
+pub fn json_post(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    call: &super::UpstreamCall<'_>,
+) -> reqwest::RequestBuilder {
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", call.request_id);
+    for (name, value) in call.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request
+}

@@ -262,3 +262,25 @@ async fn unsupported_parameters_and_endpoints_are_400s_that_never_reach_upstream
     assert_error(res, 400).await;
     assert!(upstream.received().is_empty());
 }
+
+#[tokio::test]
+async fn policy_headers_reach_the_anthropic_upstream() {
+    let upstream = anthropic_upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("claude", anthropic_upstream::provider_yaml(&upstream))
+            .policy(
+                "h.rhai",
+                r#"fn on_request(req, ctx) { ctx.set_header("x-team", "search"); }"#,
+            ),
+    )
+    .await;
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({"model": "claude/text", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(upstream.last().headers["x-team"], "search");
+}

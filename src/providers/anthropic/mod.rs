@@ -14,7 +14,7 @@ use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue};
 
 /// The API version this adapter speaks; a provider file's `headers` may override it.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -57,11 +57,7 @@ impl AnthropicProvider {
         let body = request::messages_request(chat, call.upstream_model, &self.name)?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let response = self
-            .client
-            .post(self.messages_url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", call.request_id)
+        let response = upstream::json_post(&self.client, self.messages_url.clone(), &call)
             .body(body)
             .send()
             .await

@@ -15,7 +15,7 @@ use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 pub struct GeminiProvider {
@@ -62,15 +62,11 @@ impl GeminiProvider {
         &self,
         url: reqwest::Url,
         body: &Value,
-        request_id: &str,
+        call: &UpstreamCall<'_>,
     ) -> Result<reqwest::Response, ProviderError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let response = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", request_id)
+        let response = upstream::json_post(&self.client, url, call)
             .body(body)
             .send()
             .await
@@ -105,7 +101,7 @@ impl GeminiProvider {
                 if call.body.is_stream() {
                     let mut url = self.url(model, "streamGenerateContent")?;
                     url.query_pairs_mut().append_pair("alt", "sse");
-                    let response = self.post(url, &body, call.request_id).await?;
+                    let response = self.post(url, &body, &call).await?;
                     let translator = stream::StreamTranslator::new(
                         self.name.clone(),
                         fallback_id,
@@ -119,7 +115,7 @@ impl GeminiProvider {
                     )));
                 }
                 let response = self
-                    .post(self.url(model, "generateContent")?, &body, call.request_id)
+                    .post(self.url(model, "generateContent")?, &body, &call)
                     .await?;
                 let bytes = self.read(response).await?;
                 let (body, usage) = response::chat_completion(&bytes, &fallback_id, model)
@@ -133,11 +129,7 @@ impl GeminiProvider {
             RequestBody::Embeddings(req) => {
                 let body = embed::batch_request(req, model, &self.name)?;
                 let response = self
-                    .post(
-                        self.url(model, "batchEmbedContents")?,
-                        &body,
-                        call.request_id,
-                    )
+                    .post(self.url(model, "batchEmbedContents")?, &body, &call)
                     .await?;
                 let bytes = self.read(response).await?;
                 let body = embed::embedding_list(&bytes, model).map_err(|e| self.unreadable(e))?;
