@@ -22,6 +22,8 @@ fn key() -> Arc<KeyRecord> {
         models: vec![],
         tags: BTreeMap::from([("team".to_string(), "search".to_string())]),
         revoked_at: None,
+        expires_at: None,
+        metadata: Default::default(),
     })
 }
 

@@ -31,6 +31,8 @@ impl Authenticator {
                 models: vec![],
                 tags: BTreeMap::new(),
                 revoked_at: None,
+                expires_at: None,
+                metadata: Default::default(),
             };
             (hash_secret(secret), Arc::new(record))
         });

@@ -3,12 +3,14 @@
 //! `Application::build(settings)` gives a bound server; `main.rs` and the integration tests
 //! both start it that way. See DESIGN.md for the map of modules and the life of a request.
 
+pub mod accounting;
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod providers;
 pub mod proxy;

@@ -1,7 +1,6 @@
 //! The `switchboard` command line. Only argument handling lives here; the work is in the library.
 
 use clap::{Args, Parser, Subcommand};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +71,15 @@ struct ServeArgs {
     /// Do not watch providers.d and policies for changes (SIGHUP and POST /admin/reload still work).
     #[arg(long, env = "SWITCHBOARD_NO_WATCH")]
     no_watch: bool,
+    /// Keep request and response bodies in the request log (off: metadata only).
+    #[arg(long, env = "SWITCHBOARD_LOG_BODIES")]
+    log_bodies: bool,
+    /// Days of request logs to keep.
+    #[arg(long, env = "SWITCHBOARD_LOG_MAX_AGE_DAYS", default_value_t = 7)]
+    log_max_age_days: u64,
+    /// The most request log entries to keep.
+    #[arg(long, env = "SWITCHBOARD_LOG_MAX_ENTRIES", default_value_t = 100_000)]
+    log_max_entries: usize,
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
@@ -143,6 +151,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.workers = args.workers;
     settings.policy_fail_open = args.policy_fail_open;
     settings.watch = !args.no_watch;
+    settings.log_bodies = args.log_bodies;
+    settings.log_retention = switchboard::accounting::Retention {
+        max_age: std::time::Duration::from_secs(args.log_max_age_days.saturating_mul(86_400)),
+        max_entries: args.log_max_entries,
+    };
     settings.cache_max_entries = args.cache_max_entries;
     settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();
 
@@ -276,7 +289,7 @@ fn keys(command: KeysCommand) -> ExitCode {
                 name,
                 role,
                 models,
-                tags: BTreeMap::new(),
+                ..NewKey::default()
             })
             .map(|(record, secret)| {
                 println!("id:     {}", record.id);

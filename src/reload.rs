@@ -93,6 +93,7 @@ pub struct Reloader {
     policy_fail_open: bool,
     engine: Arc<Engine>,
     live: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Serialises reloads, and holds the last attempt.
     last: Mutex<Option<Attempt>>,
 }
@@ -111,6 +112,7 @@ impl Reloader {
         policy_fail_open: bool,
         engine: Arc<Engine>,
         live: Arc<ArcSwap<Snapshot>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Reloader {
             providers_dir,
@@ -118,6 +120,7 @@ impl Reloader {
             policy_fail_open,
             engine,
             live,
+            metrics,
             last: Mutex::new(None),
         }
     }
@@ -199,6 +202,13 @@ impl Reloader {
             errors,
             duration_ms: started.elapsed().as_millis() as u64,
         };
+        if outcome != Outcome::Unchanged || force {
+            self.metrics.reload(match outcome {
+                Outcome::Applied => "applied",
+                Outcome::Unchanged => "unchanged",
+                Outcome::RolledBack => "rolled_back",
+            });
+        }
         match outcome {
             Outcome::Applied => tracing::info!(
                 trigger,

@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::{self, ConfigErrors};
+use crate::error::ApiError;
 use crate::policy::PolicySet;
 use crate::reload::{self, Reloader};
 use crate::settings::Settings;
@@ -13,7 +14,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +74,7 @@ impl Application {
             let (_, secret) = store.keys.create(NewKey {
                 name: "bootstrap admin".into(),
                 role: Role::Admin,
-                models: vec![],
-                tags: BTreeMap::new(),
+                ..NewKey::default()
             })?;
             store.flush()?;
             Some(secret)
@@ -84,6 +83,7 @@ impl Application {
         };
 
         let snapshot = Snapshot::build(config, policies, 1).map_err(StartError::Provider)?;
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let reloader = std::sync::Arc::new(Reloader::new(
             settings.providers_dir.clone(),
@@ -91,14 +91,25 @@ impl Application {
             settings.policy_fail_open,
             engine,
             live.clone(),
+            metrics.clone(),
         ));
         if settings.watch {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
         reload::spawn_sighup(std::sync::Arc::downgrade(&reloader));
+        let accountant = crate::accounting::Accountant::start(
+            store.logs.clone(),
+            store.usage.clone(),
+            metrics.clone(),
+            settings.log_retention,
+            settings.log_bodies,
+        )
+        .map_err(|e| StartError::Store(StoreError::Sled(e.into())))?;
         let state = web::Data::new(AppState {
             snapshot: live,
             reloader,
+            accountant: std::sync::Arc::new(accountant),
+            metrics,
             store,
             auth,
             body_limit: settings.body_limit,
@@ -116,6 +127,12 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request(format!("Invalid query string: {e}")).into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request(format!("Invalid path: {e}")).into()
+                }))
                 .wrap(from_fn(proxy::request_id::middleware))
                 .configure(health::configure)
                 .configure(proxy::configure)

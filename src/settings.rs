@@ -21,6 +21,10 @@ pub struct Settings {
     pub workers: usize,
     /// On a policy script failure, go on without that script instead of failing the request.
     pub policy_fail_open: bool,
+    /// Keep request and response bodies in the request log.
+    pub log_bodies: bool,
+    /// How long, and how many, request log entries are kept.
+    pub log_retention: crate::accounting::Retention,
     /// Watch providers.d and policies for changes and reload them.
     pub watch: bool,
     /// The most responses the cache keeps.
@@ -46,6 +50,8 @@ impl Settings {
             workers: 0,
             policy_fail_open: false,
             watch: true,
+            log_bodies: false,
+            log_retention: crate::accounting::Retention::default(),
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
         }
@@ -65,6 +71,8 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("policy_fail_open", &self.policy_fail_open)
             .field("watch", &self.watch)
+            .field("log_bodies", &self.log_bodies)
+            .field("log_retention", &self.log_retention)
             .field("cache_max_entries", &self.cache_max_entries)
             .finish()
     }

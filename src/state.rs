@@ -11,6 +11,8 @@ pub struct AppState {
     /// The live configuration; replaced whole on reload.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
+    pub accountant: Arc<crate::accounting::Accountant>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub store: Store,
     pub auth: Authenticator,
     /// The largest request body accepted, in bytes.

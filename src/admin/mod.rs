@@ -3,6 +3,8 @@
 pub mod config;
 pub mod keys;
 pub mod policies;
+pub mod providers;
+pub mod usage;
 
 use actix_web::web;
 
@@ -10,4 +12,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     config::configure(cfg);
     keys::configure(cfg);
     policies::configure(cfg);
+    providers::configure(cfg);
+    usage::configure(cfg);
 }

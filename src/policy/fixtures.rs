@@ -81,6 +81,8 @@ impl FixtureKey {
             models: vec![],
             tags: self.tags.clone(),
             revoked_at: None,
+            expires_at: None,
+            metadata: Default::default(),
         }
     }
 }

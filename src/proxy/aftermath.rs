@@ -1,8 +1,11 @@
-//! What happens once a reply is complete: `on_response` policies, token settlement, caching.
-//! Runs when a JSON reply is built, or when a stream ends (however it ends).
+//! What happens once a reply is complete: `on_response` policies, token settlement, caching,
+//! and the request log entry. Runs when a JSON reply is built, or when a stream ends (however
+//! it ends).
 
+use crate::accounting::{self, Accountant};
 use crate::policy::{Decision, PolicyEnv};
 use crate::snapshot::Snapshot;
+use crate::store::logs::LogEntry;
 use crate::store::{CachedReply, CounterStore, ResponseCache};
 use crate::wire::Usage;
 use bytes::Bytes;
@@ -13,7 +16,7 @@ use std::time::Instant;
 /// Where to store the reply, if the policies asked for caching.
 pub struct CachePut {
     pub cache: Arc<dyn ResponseCache>,
-    pub key: [u8; 32],
+    pub key: Vec<u8>,
     pub ttl_secs: u64,
 }
 
@@ -28,6 +31,11 @@ pub struct Aftermath {
     pub started: Instant,
     pub cached: bool,
     pub cache_put: Option<CachePut>,
+    pub pricing: Option<crate::config::Pricing>,
+    pub attempts: u32,
+    /// The log entry begun when the request arrived; completed and queued here.
+    pub log: LogEntry,
+    pub accountant: Arc<Accountant>,
 }
 
 /// How the reply ended.
@@ -39,6 +47,8 @@ pub struct Completed {
     pub payloads: Vec<Bytes>,
     /// False when a stream broke or the client left: such a reply is never cached.
     pub complete: bool,
+    /// Why a stream broke.
+    pub error: Option<String>,
 }
 
 impl Aftermath {
@@ -58,12 +68,38 @@ impl Aftermath {
             }
         }
         let res = self.response_map(&done, usage);
+        let latency_ms = self.started.elapsed().as_millis() as u64;
         let decision =
             self.snapshot
                 .policies
                 .on_response(res, self.decision, self.env, self.key_id);
-        tracing::debug!(provider = %self.provider, model = %self.model, status = done.status,
-            total_tokens = usage.total_tokens, tags = ?decision.tags, "request complete");
+        let mut log = self.log;
+        log.provider = Some(self.provider);
+        log.model = Some(self.model);
+        log.status = done.status;
+        log.latency_ms = latency_ms;
+        log.prompt_tokens = usage.prompt_tokens;
+        log.completion_tokens = usage.completion_tokens;
+        log.total_tokens = usage.total_tokens;
+        log.cost_usd = accounting::cost(self.pricing, usage.prompt_tokens, usage.completion_tokens);
+        log.cached = self.cached;
+        log.attempts = self.attempts;
+        log.variants = decision.variants;
+        log.tags = decision.tags;
+        if !done.complete {
+            log.error = Some(
+                done.error
+                    .unwrap_or_else(|| "the client disconnected before the end".into()),
+            );
+        }
+        if self.accountant.log_bodies {
+            log.response_body = match (&done.body, done.payloads.is_empty()) {
+                (Some(body), _) => Some(String::from_utf8_lossy(body).into_owned()),
+                (None, false) => Some(super::cache::assemble_payloads(&done.payloads)),
+                (None, true) => None,
+            };
+        }
+        self.accountant.record(log);
     }
 
     fn store(&self, put: &CachePut, done: &Completed) {

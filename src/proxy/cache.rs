@@ -20,7 +20,8 @@ pub fn cacheable(body: &RequestBody) -> bool {
     }
 }
 
-pub fn key(targets: &[Target], body: &RequestBody) -> [u8; 32] {
+/// `provider/model` of the first target, 0x1f, then the hash.
+pub fn key(targets: &[Target], body: &RequestBody) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(body.endpoint().path().as_bytes());
     for t in targets {
@@ -36,7 +37,12 @@ pub fn key(targets: &[Target], body: &RequestBody) -> [u8; 32] {
     canonical.remove("stream");
     canonical.remove("stream_options");
     h.update(canonical_json(&Value::Object(canonical)).as_bytes());
-    h.finalize().into()
+    let namespace = targets.first().map(|t| t.id.as_bytes()).unwrap_or_default();
+    let mut key = Vec::with_capacity(namespace.len() + 33);
+    key.extend_from_slice(namespace);
+    key.push(0x1f);
+    key.extend_from_slice(&h.finalize());
+    key
 }
 
 /// JSON with object keys sorted at every level, so field order does not split the cache.
@@ -90,6 +96,15 @@ fn is_usage_only(chunk: &str) -> bool {
     serde_json::from_str::<Value>(chunk)
         .map(|v| v["choices"].as_array().is_some_and(|c| c.is_empty()) && v["usage"].is_object())
         .unwrap_or(false)
+}
+
+/// A stream's payloads as one JSON reply (for the request log).
+pub fn assemble_payloads(payloads: &[Bytes]) -> String {
+    let chunks: Vec<String> = payloads
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assemble(&chunks).to_string()
 }
 
 /// A `chat.completion` built from its stream: content and tool calls joined per choice.

@@ -9,6 +9,7 @@ use crate::policy::{Decision, PolicyEnv, Rejection, ScriptFailure};
 use crate::providers::{ProviderError, Reply, UpstreamCall};
 use crate::router::{self, Target};
 use crate::state::AppState;
+use crate::store::logs::LogEntry;
 use crate::store::{KeyRecord, OverLimit};
 use crate::wire::RequestBody;
 use actix_web::http::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE};
@@ -88,6 +89,8 @@ fn may_use(caller: &KeyRecord, requested: &str, first: &Target) -> bool {
         || caller.allows_model(&first.id, &first.model.name)
 }
 
+/// Runs the request, and logs it when it fails before a reply exists (a reply logs itself
+/// when it completes, in the aftermath).
 pub async fn forward(
     state: &AppState,
     caller: &Arc<KeyRecord>,
@@ -96,6 +99,45 @@ pub async fn forward(
     body: RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let log = LogEntry {
+        request_id: request_id.as_str().to_string(),
+        at_ms: crate::accounting::now_ms(),
+        key_id: caller.id.clone(),
+        endpoint: body.endpoint().path().to_string(),
+        requested_model: body.model().to_string(),
+        stream: body.is_stream(),
+        request_body: state.accountant.log_bodies.then(|| body.to_json_value()),
+        ..LogEntry::default()
+    };
+    let result = proxy(
+        state,
+        caller,
+        request_id,
+        headers,
+        body,
+        started,
+        log.clone(),
+    )
+    .await;
+    if let Err(e) = &result {
+        let mut log = log;
+        log.status = e.status.as_u16();
+        log.error = Some(e.message.clone());
+        log.latency_ms = started.elapsed().as_millis() as u64;
+        state.accountant.record(log);
+    }
+    result
+}
+
+async fn proxy(
+    state: &AppState,
+    caller: &Arc<KeyRecord>,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: RequestBody,
+    started: Instant,
+    log: LogEntry,
+) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot();
     let requested = body.model().to_string();
     let env = PolicyEnv {
@@ -106,7 +148,10 @@ pub async fn forward(
     let (mut body, decision) = snapshot
         .policies
         .on_request(body, caller.clone(), script_headers(headers), env.clone())
-        .map_err(policy_error)?;
+        .map_err(|f| {
+            state.metrics.policy_error();
+            policy_error(f)
+        })?;
     if let Some(r) = &decision.rejection {
         return Err(rejected(r));
     }
@@ -122,12 +167,18 @@ pub async fn forward(
         .store
         .counters
         .acquire(&decision.limits)
-        .map_err(|o| over_limit(o, "request limit"))?;
+        .map_err(|o| {
+            state.metrics.quota_rejection();
+            over_limit(o, "request limit")
+        })?;
     state
         .store
         .counters
         .check_budgets(&decision.token_limits)
-        .map_err(|o| over_limit(o, "token budget"))?;
+        .map_err(|o| {
+            state.metrics.quota_rejection();
+            over_limit(o, "token budget")
+        })?;
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();
@@ -140,18 +191,23 @@ pub async fn forward(
         .filter(|_| cache::cacheable(&body))
         .map(|ttl| (cache::key(&targets, &body), ttl));
 
-    let aftermath = |target: &Target, cached: bool, cache_put: Option<CachePut>| Aftermath {
-        snapshot: snapshot.clone(),
-        env: env.clone(),
-        counters: state.store.counters.clone(),
-        decision: decision.clone(),
-        key_id: caller.id.clone(),
-        provider: target.provider.to_string(),
-        model: target.model.name.clone(),
-        started,
-        cached,
-        cache_put,
-    };
+    let aftermath =
+        |target: &Target, cached: bool, cache_put: Option<CachePut>, attempts: u32| Aftermath {
+            snapshot: snapshot.clone(),
+            env: env.clone(),
+            counters: state.store.counters.clone(),
+            decision: decision.clone(),
+            key_id: caller.id.clone(),
+            provider: target.provider.to_string(),
+            model: target.model.name.clone(),
+            started,
+            cached,
+            cache_put,
+            pricing: target.model.pricing,
+            attempts,
+            log: log.clone(),
+            accountant: state.accountant.clone(),
+        };
 
     if let Some((key, _)) = &cache_slot {
         if !bypass_cache {
@@ -169,7 +225,7 @@ pub async fn forward(
                     Some("hit"),
                     0,
                 );
-                let after = aftermath(target, true, None);
+                let after = aftermath(target, true, None, 0);
                 return Ok(if stream {
                     let chunks = cache::as_chunks(&hit, client_wants_usage);
                     let events = futures_util::stream::iter(chunks.into_iter().map(Ok));
@@ -186,6 +242,7 @@ pub async fn forward(
                         body: None,
                         payloads: vec![],
                         complete: true,
+                        error: None,
                     });
                     response
                         .insert_header((CONTENT_TYPE, "application/json"))
@@ -235,7 +292,7 @@ pub async fn forward(
             key,
             ttl_secs,
         });
-        let after = aftermath(target, false, cache_put);
+        let after = aftermath(target, false, cache_put, attempts);
         let mut response = match &reply {
             Reply::Json { status, .. } => HttpResponse::build(*status),
             Reply::Stream(_) => HttpResponse::build(StatusCode::OK),
@@ -254,20 +311,23 @@ pub async fn forward(
                 body,
                 usage,
             } => {
-                let keep = after.cache_put.is_some().then(|| body.clone());
+                let keep = (after.cache_put.is_some() || after.accountant.log_bodies)
+                    .then(|| body.clone());
                 after.finish(Completed {
                     status: status.as_u16(),
                     usage,
                     body: keep,
                     payloads: vec![],
                     complete: true,
+                    error: None,
                 });
                 response
                     .insert_header((CONTENT_TYPE, "application/json"))
                     .body(body)
             }
             Reply::Stream(events) => {
-                let capture = after.cache_put.is_some() && cache::cacheable(&body);
+                let capture = (after.cache_put.is_some() && cache::cacheable(&body))
+                    || after.accountant.log_bodies;
                 let relay = Relay::new(events, !client_wants_usage, Some(stream_finish(after)));
                 sse(&mut response, if capture { relay.capture() } else { relay })
             }
@@ -324,6 +384,7 @@ fn stream_finish(after: Aftermath) -> super::relay::OnFinish {
             body: None,
             payloads: outcome.payloads,
             complete,
+            error: outcome.error,
         })
     })
 }

@@ -49,6 +49,19 @@ pub async fn middleware(
     }
     let status = res.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
+    if let Some(state) = res
+        .request()
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+    {
+        // The route pattern, not the path, keeps the label set small.
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        state
+            .metrics
+            .http(&route, method.as_str(), status, micros as f64 / 1e6);
+    }
     if status >= 500 {
         tracing::warn!(request_id = %id, %method, path, status, micros, "request failed");
     } else {

@@ -1,7 +1,9 @@
 //! The response cache: exact-match entries with a TTL, bounded in count, swept when expired.
 //!
-//! Entries are keyed by a SHA-256 of the resolved route and the canonical request. A second
-//! tree orders keys by expiry, so sweeping and evicting touch only what they remove.
+//! Entries are keyed by a namespace (the first target, `provider/model`), a 0x1f separator and
+//! a SHA-256 of the resolved route and the canonical request, so one provider's or model's
+//! entries can be purged alone. A second tree orders keys by expiry, so sweeping and evicting
+//! touch only what they remove.
 
 use super::StoreError;
 use serde::{Deserialize, Serialize};
@@ -30,11 +32,13 @@ pub struct CacheStats {
 }
 
 pub trait ResponseCache: Send + Sync {
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<CachedReply>;
-    fn put(&self, key: &[u8; 32], reply: &CachedReply) -> Result<(), StoreError>;
+    fn get(&self, key: &[u8], now: u64) -> Option<CachedReply>;
+    fn put(&self, key: &[u8], reply: &CachedReply) -> Result<(), StoreError>;
     /// Removes expired entries; returns how many.
     fn sweep(&self, now: u64) -> Result<usize, StoreError>;
-    fn purge(&self) -> Result<usize, StoreError>;
+    /// Removes every entry, or those of one namespace: a provider (`mock`) or a model
+    /// (`mock/echo`). Returns how many.
+    fn purge(&self, namespace: Option<&str>) -> Result<usize, StoreError>;
     fn stats(&self) -> CacheStats;
 }
 
@@ -84,7 +88,7 @@ impl SledCache {
 }
 
 impl ResponseCache for SledCache {
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<CachedReply> {
+    fn get(&self, key: &[u8], now: u64) -> Option<CachedReply> {
         let found = self
             .entries
             .get(key)
@@ -104,7 +108,7 @@ impl ResponseCache for SledCache {
         }
     }
 
-    fn put(&self, key: &[u8; 32], reply: &CachedReply) -> Result<(), StoreError> {
+    fn put(&self, key: &[u8], reply: &CachedReply) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(reply).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         match self.entries.insert(key, bytes)? {
@@ -141,13 +145,33 @@ impl ResponseCache for SledCache {
         Ok(removed)
     }
 
-    fn purge(&self) -> Result<usize, StoreError> {
+    fn purge(&self, namespace: Option<&str>) -> Result<usize, StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let n = self.entries.len();
-        self.entries.clear()?;
-        self.by_expiry.clear()?;
-        self.count.store(0, Ordering::Relaxed);
-        Ok(n)
+        let Some(namespace) = namespace else {
+            let n = self.entries.len();
+            self.entries.clear()?;
+            self.by_expiry.clear()?;
+            self.count.store(0, Ordering::Relaxed);
+            return Ok(n);
+        };
+        // `provider` matches `provider/<any model>`; `provider/model` matches itself.
+        let prefix = if namespace.contains('/') {
+            format!("{namespace}\u{1f}")
+        } else {
+            format!("{namespace}/")
+        };
+        let mut removed = 0;
+        for entry in self.entries.scan_prefix(prefix.as_bytes()) {
+            let (key, value) = entry?;
+            if let Ok(old) = serde_json::from_slice::<CachedReply>(&value) {
+                self.by_expiry.remove(expiry_key(old.expires_at, &key))?;
+            }
+            if self.entries.remove(&key)?.is_some() {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn stats(&self) -> CacheStats {
@@ -195,7 +219,23 @@ mod tests {
         assert_eq!(cache.sweep(250).unwrap(), 1);
         assert_eq!(cache.stats().entries, 1);
         assert!(cache.get(&[3; 32], 250).is_some());
-        assert_eq!(cache.purge().unwrap(), 1);
+        assert_eq!(cache.purge(None).unwrap(), 1);
         assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn purge_by_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let cache = SledCache::open(&db, 10).unwrap();
+        for (i, ns) in ["a/m1", "a/m2", "ab/m1"].iter().enumerate() {
+            let mut key = ns.as_bytes().to_vec();
+            key.push(0x1f);
+            key.extend_from_slice(&[i as u8; 32]);
+            cache.put(&key, &reply(100)).unwrap();
+        }
+        assert_eq!(cache.purge(Some("a/m1")).unwrap(), 1);
+        assert_eq!(cache.purge(Some("a")).unwrap(), 1, "a/m2, not ab/m1");
+        assert_eq!(cache.stats().entries, 1);
     }
 }

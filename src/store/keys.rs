@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    #[default]
     User,
     Admin,
 }
@@ -49,6 +50,12 @@ pub struct KeyRecord {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub revoked_at: Option<u64>,
+    /// Unix seconds after which the key stops working.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// Free-form data for the operator (owner, ticket, ...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 impl KeyRecord {
@@ -63,12 +70,25 @@ impl KeyRecord {
 }
 
 /// What a caller asks for when creating a key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewKey {
     pub name: String,
     pub role: Role,
     pub models: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    pub expires_at: Option<u64>,
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Changes to a key; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<u64>>,
+    pub metadata: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 pub trait KeyStore: Send + Sync {
@@ -78,6 +98,10 @@ pub trait KeyStore: Send + Sync {
     fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>>;
     fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
     fn find(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Applies `update`; `Ok(None)` when there is no such (live) key.
+    fn update(&self, id: &str, update: KeyUpdate) -> Result<Option<KeyRecord>, StoreError>;
+    /// A new secret for the same key; the old one stops working at once.
+    fn rotate(&self, id: &str) -> Result<Option<(KeyRecord, String)>, StoreError>;
     /// Revokes a key; `Ok(None)` when there is no such id.
     fn revoke(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// True when at least one live admin key exists.
@@ -138,6 +162,17 @@ impl SledKeyStore {
         }
     }
 
+    /// Drops every secret hash that points at this id.
+    fn forget_hashes(&self, id: &str) -> Result<(), StoreError> {
+        for entry in self.hashes.iter() {
+            let (hash, owner) = entry?;
+            if owner.as_ref() == id.as_bytes() {
+                self.hashes.remove(hash)?;
+            }
+        }
+        Ok(())
+    }
+
     fn put(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.records.insert(record.id.as_bytes(), bytes)?;
@@ -148,12 +183,11 @@ impl SledKeyStore {
 impl KeyStore for SledKeyStore {
     fn create(&self, new: NewKey) -> Result<(KeyRecord, String), StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rng = rand::thread_rng();
-        let secret = format!(
-            "{SECRET_PREFIX}{}",
-            Alphanumeric.sample_string(&mut rng, 40)
+        let secret = new_secret();
+        let id = format!(
+            "key_{}",
+            Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
         );
-        let id = format!("key_{}", Alphanumeric.sample_string(&mut rng, 16));
         let record = KeyRecord {
             id,
             name: new.name,
@@ -163,6 +197,8 @@ impl KeyStore for SledKeyStore {
             models: new.models,
             tags: new.tags,
             revoked_at: None,
+            expires_at: new.expires_at,
+            metadata: new.metadata,
         };
         self.put(&record)?;
         self.hashes
@@ -191,6 +227,46 @@ impl KeyStore for SledKeyStore {
         self.get(id)
     }
 
+    fn update(&self, id: &str, update: KeyUpdate) -> Result<Option<KeyRecord>, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut record) = self.get(id)?.filter(|r| r.revoked_at.is_none()) else {
+            return Ok(None);
+        };
+        if let Some(name) = update.name {
+            record.name = name;
+        }
+        if let Some(models) = update.models {
+            record.models = models;
+        }
+        if let Some(tags) = update.tags {
+            record.tags = tags;
+        }
+        if let Some(expires_at) = update.expires_at {
+            record.expires_at = expires_at;
+        }
+        if let Some(metadata) = update.metadata {
+            record.metadata = metadata;
+        }
+        self.put(&record)?;
+        self.rebuild_index()?;
+        Ok(Some(record))
+    }
+
+    fn rotate(&self, id: &str) -> Result<Option<(KeyRecord, String)>, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut record) = self.get(id)?.filter(|r| r.revoked_at.is_none()) else {
+            return Ok(None);
+        };
+        self.forget_hashes(id)?;
+        let secret = new_secret();
+        record.masked = mask(&secret);
+        self.put(&record)?;
+        self.hashes
+            .insert(hash_secret(&secret), record.id.as_bytes())?;
+        self.rebuild_index()?;
+        Ok(Some((record, secret)))
+    }
+
     fn revoke(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut record) = self.get(id)? else {
@@ -200,13 +276,7 @@ impl KeyStore for SledKeyStore {
             record.revoked_at = Some(now_secs());
             self.put(&record)?;
         }
-        // Drop every hash that points at this id.
-        for entry in self.hashes.iter() {
-            let (hash, owner) = entry?;
-            if owner.as_ref() == id.as_bytes() {
-                self.hashes.remove(hash)?;
-            }
-        }
+        self.forget_hashes(id)?;
         self.rebuild_index()?;
         Ok(Some(record))
     }
@@ -214,6 +284,13 @@ impl KeyStore for SledKeyStore {
     fn has_admin(&self) -> bool {
         self.live.load().values().any(|k| k.role == Role::Admin)
     }
+}
+
+fn new_secret() -> String {
+    format!(
+        "{SECRET_PREFIX}{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+    )
 }
 
 fn mask(secret: &str) -> String {
@@ -251,8 +328,7 @@ mod tests {
         NewKey {
             name: "test".into(),
             role,
-            models: vec![],
-            tags: BTreeMap::new(),
+            ..NewKey::default()
         }
     }
 

@@ -7,6 +7,8 @@ pub mod assignments;
 pub mod cache;
 pub mod counters;
 pub mod keys;
+pub mod logs;
+pub mod usage;
 
 pub use assignments::AssignmentStore;
 pub use cache::{CachedReply, ResponseCache};
@@ -34,6 +36,8 @@ pub struct Store {
     pub counters: Arc<dyn CounterStore>,
     pub assignments: Arc<dyn AssignmentStore>,
     pub cache: Arc<dyn ResponseCache>,
+    pub logs: Arc<dyn logs::LogStore>,
+    pub usage: Arc<dyn usage::UsageStore>,
 }
 
 /// How many cached responses to keep at most, unless told otherwise.
@@ -74,7 +78,11 @@ impl Store {
         let assignments = Arc::new(assignments::SledAssignments::open(&db)?);
         let cache = Arc::new(cache::SledCache::open(&db, cache_max_entries)?);
         spawn_sweeper(Arc::downgrade(&cache));
+        let logs = Arc::new(logs::SledLogs::open(&db)?);
+        let usage = Arc::new(usage::SledUsage::open(&db)?);
         Ok(Store {
+            logs,
+            usage,
             db,
             keys,
             counters,

@@ -34,6 +34,7 @@ pub struct Spawn {
     /// Policy scripts: (file name, text).
     pub policies: Vec<(String, String)>,
     pub policy_fail_open: bool,
+    pub log_bodies: bool,
 }
 
 impl Default for Spawn {
@@ -45,6 +46,7 @@ impl Default for Spawn {
             data_dir: None,
             policies: vec![],
             policy_fail_open: false,
+            log_bodies: false,
         }
     }
 }
@@ -90,6 +92,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
         std::fs::write(settings.policies_dir.join(file), script).unwrap();
     }
     settings.policy_fail_open = opts.policy_fail_open;
+    settings.log_bodies = opts.log_bodies;
 
     let mut app = Application::build(settings).await.expect("the app builds");
     let new_admin = app.take_new_admin_key();

@@ -1,0 +1,156 @@
+//! `/admin/usage` (usage and cost over time, grouped) and `/admin/logs` (the request log).
+//! Both read off the async workers: a large scan never stalls the proxy.
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::logs::LogFilter;
+use crate::store::usage::{Bucket, GroupBy, Totals, UsageRow};
+use crate::store::StoreError;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(crate::http::resource("/admin/usage").route(web::get().to(usage)))
+        .service(crate::http::resource("/admin/logs").route(web::get().to(logs)))
+        .service(crate::http::resource("/admin/logs/{request_id}").route(web::get().to(log_entry)));
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "store read failed");
+    ApiError::internal("reading the store failed; see the gateway log")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|_| ApiError::internal("the store read was interrupted"))?
+        .map_err(store_error)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    /// Unix seconds; default: 24 hours ago.
+    since: Option<u64>,
+    /// Unix seconds, exclusive; default: now.
+    until: Option<u64>,
+    /// `hour` (default) or `day`.
+    bucket: Option<Bucket>,
+    /// `key`, `provider`, `model`, `variant`, `tag:<name>`; default: no grouping.
+    group_by: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UsageReport {
+    since: u64,
+    until: u64,
+    bucket: Bucket,
+    group_by: Option<String>,
+    data: Vec<UsageRow>,
+    totals: Totals,
+}
+
+async fn usage(
+    _admin: AdminCaller,
+    query: web::Query<UsageQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let now = crate::store::keys::now_secs();
+    let until = q.until.unwrap_or(now + 1);
+    let since = q.since.unwrap_or(until.saturating_sub(86_400));
+    if since >= until {
+        return Err(ApiError::bad_request("`since` must be before `until`").with_param("since"));
+    }
+    let bucket = q.bucket.unwrap_or(Bucket::Hour);
+    let group: GroupBy = q
+        .group_by
+        .as_deref()
+        .unwrap_or("none")
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(e).with_param("group_by"))?;
+    let store = state.store.usage.clone();
+    let data = blocking(move || store.query(since, until, bucket, &group)).await?;
+    let mut totals = Totals::default();
+    for row in &data {
+        totals.requests += row.totals.requests;
+        totals.errors += row.totals.errors;
+        totals.cached += row.totals.cached;
+        totals.prompt_tokens += row.totals.prompt_tokens;
+        totals.completion_tokens += row.totals.completion_tokens;
+        totals.total_tokens += row.totals.total_tokens;
+        totals.cost_usd += row.totals.cost_usd;
+    }
+    Ok(HttpResponse::Ok().json(UsageReport {
+        since,
+        until,
+        bucket,
+        group_by: q.group_by,
+        data,
+        totals,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    key_id: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    /// `429` or a class such as `5xx`.
+    status: Option<String>,
+    /// Unix seconds, inclusive.
+    since: Option<u64>,
+    /// Unix seconds, exclusive.
+    until: Option<u64>,
+    /// At most 500; default 50.
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+async fn logs(
+    _admin: AdminCaller,
+    query: web::Query<LogQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` must be from 1 to 500").with_param("limit"));
+    }
+    if q.cursor.as_deref().is_some_and(|c| hex::decode(c).is_err()) {
+        return Err(
+            ApiError::bad_request("`cursor` is not one this API gave out").with_param("cursor"),
+        );
+    }
+    let filter = LogFilter {
+        key_id: q.key_id,
+        model: q.model,
+        provider: q.provider,
+        status: q.status,
+        since_ms: q.since.map(|s| s * 1000),
+        until_ms: q.until.map(|u| u * 1000),
+    };
+    let store = state.store.logs.clone();
+    let cursor = q.cursor;
+    let page = blocking(move || store.query(&filter, limit, cursor.as_deref())).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn log_entry(
+    _admin: AdminCaller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let store = state.store.logs.clone();
+    let lookup = id.clone();
+    blocking(move || store.get(&lookup))
+        .await?
+        .map(|e| HttpResponse::Ok().json(e))
+        .ok_or_else(|| ApiError::not_found(format!("no logged request with id `{id}`")))
+}

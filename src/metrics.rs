@@ -1,0 +1,304 @@
+//! Prometheus metrics, kept in memory and rendered as text at `GET /metrics`.
+//!
+//! Labels stay low-cardinality: route patterns (not paths), status classes, provider and model
+//! names from the configuration. Recording is a short mutex section; rendering sorts a copy.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Latency bucket bounds, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// An estimate of quantile `q` from the buckets (upper bound of the bucket it falls in).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q * self.count as f64).ceil() as u64;
+        BUCKETS
+            .iter()
+            .zip(self.counts.iter())
+            .find(|(_, c)| **c >= rank)
+            .map(|(b, _)| *b)
+            .or(Some(f64::INFINITY))
+    }
+}
+
+#[derive(Default, Clone)]
+struct Upstream {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cost_usd: f64,
+    cache_hits: u64,
+    latency: Histogram,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (route pattern, method, status class) → count
+    http: BTreeMap<(String, String, &'static str), u64>,
+    http_latency: BTreeMap<String, Histogram>,
+    /// (provider, model) → figures
+    upstream: BTreeMap<(String, String), Upstream>,
+    quota_rejections: u64,
+    policy_errors: u64,
+    /// outcome → count
+    reloads: BTreeMap<String, u64>,
+    dropped_log_entries: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// Per-provider figures for the admin API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProviderStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub cache_hits: u64,
+}
+
+fn class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {
+        let mut inner = self.lock();
+        *inner
+            .http
+            .entry((route.to_string(), method.to_string(), class(status)))
+            .or_default() += 1;
+        inner
+            .http_latency
+            .entry(route.to_string())
+            .or_default()
+            .observe(secs);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn upstream(
+        &self,
+        provider: &str,
+        model: &str,
+        ok: bool,
+        cached: bool,
+        prompt: u64,
+        completion: u64,
+        cost: f64,
+        secs: f64,
+    ) {
+        let mut inner = self.lock();
+        let u = inner
+            .upstream
+            .entry((provider.to_string(), model.to_string()))
+            .or_default();
+        u.requests += 1;
+        if !ok {
+            u.errors += 1;
+        }
+        if cached {
+            u.cache_hits += 1;
+        } else {
+            u.latency.observe(secs);
+        }
+        u.prompt_tokens += prompt;
+        u.completion_tokens += completion;
+        u.cost_usd += cost;
+    }
+
+    pub fn quota_rejection(&self) {
+        self.lock().quota_rejections += 1;
+    }
+
+    pub fn policy_error(&self) {
+        self.lock().policy_errors += 1;
+    }
+
+    pub fn reload(&self, outcome: &str) {
+        *self.lock().reloads.entry(outcome.to_string()).or_default() += 1;
+    }
+
+    pub fn dropped_log_entry(&self) {
+        self.lock().dropped_log_entries += 1;
+    }
+
+    /// Requests, errors and latency quantiles per provider, summed over its models.
+    pub fn provider_stats(&self, provider: &str) -> ProviderStats {
+        let inner = self.lock();
+        let mut latency = Histogram::default();
+        let mut stats = ProviderStats::default();
+        for ((p, _), u) in inner.upstream.iter() {
+            if p != provider {
+                continue;
+            }
+            stats.requests += u.requests;
+            stats.errors += u.errors;
+            stats.cache_hits += u.cache_hits;
+            for (i, c) in u.latency.counts.iter().enumerate() {
+                latency.counts[i] += c;
+            }
+            latency.count += u.latency.count;
+            latency.sum += u.latency.sum;
+        }
+        if stats.requests > 0 {
+            stats.error_rate = stats.errors as f64 / stats.requests as f64;
+        }
+        stats.latency_p50_ms = latency.quantile(0.5).map(|s| s * 1000.0);
+        stats.latency_p95_ms = latency.quantile(0.95).map(|s| s * 1000.0);
+        stats
+    }
+
+    pub fn render(&self) -> String {
+        let inner = self.lock();
+        let mut out = String::with_capacity(4096);
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+
+        out.push_str("# HELP switchboard_http_requests_total HTTP requests by route pattern, method and status class.\n# TYPE switchboard_http_requests_total counter\n");
+        for ((route, method, status), n) in &inner.http {
+            let _ = writeln!(out, "switchboard_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}", esc(route));
+        }
+        out.push_str("# HELP switchboard_http_request_duration_seconds Time to the response head (streams: to the first byte).\n# TYPE switchboard_http_request_duration_seconds histogram\n");
+        for (route, h) in &inner.http_latency {
+            write_histogram(
+                &mut out,
+                "switchboard_http_request_duration_seconds",
+                &format!("route=\"{}\"", esc(route)),
+                h,
+            );
+        }
+        let families: [(&str, &str, fn(&Upstream) -> String); 6] = [
+            (
+                "switchboard_upstream_requests_total",
+                "Completed proxied requests by provider and model.",
+                |u| u.requests.to_string(),
+            ),
+            (
+                "switchboard_upstream_errors_total",
+                "Proxied requests that failed.",
+                |u| u.errors.to_string(),
+            ),
+            (
+                "switchboard_tokens_prompt_total",
+                "Prompt tokens reported by upstreams.",
+                |u| u.prompt_tokens.to_string(),
+            ),
+            (
+                "switchboard_tokens_completion_total",
+                "Completion tokens reported by upstreams.",
+                |u| u.completion_tokens.to_string(),
+            ),
+            (
+                "switchboard_cost_usd_total",
+                "Cost in USD from providers.d pricing.",
+                |u| format!("{}", u.cost_usd),
+            ),
+            (
+                "switchboard_cache_hits_total",
+                "Replies served from the cache.",
+                |u| u.cache_hits.to_string(),
+            ),
+        ];
+        for (name, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((provider, model), u) in &inner.upstream {
+                let _ = writeln!(
+                    out,
+                    "{name}{{provider=\"{}\",model=\"{}\"}} {}",
+                    esc(provider),
+                    esc(model),
+                    value(u)
+                );
+            }
+        }
+        out.push_str("# HELP switchboard_upstream_duration_seconds Request latency by provider and model (cache hits excluded).\n# TYPE switchboard_upstream_duration_seconds histogram\n");
+        for ((provider, model), u) in &inner.upstream {
+            write_histogram(
+                &mut out,
+                "switchboard_upstream_duration_seconds",
+                &format!("provider=\"{}\",model=\"{}\"", esc(provider), esc(model)),
+                &u.latency,
+            );
+        }
+        let _ = writeln!(out, "# HELP switchboard_quota_rejections_total Requests refused by a policy limit or token budget.\n# TYPE switchboard_quota_rejections_total counter\nswitchboard_quota_rejections_total {}", inner.quota_rejections);
+        let _ = writeln!(out, "# HELP switchboard_policy_errors_total Requests failed by a policy script error.\n# TYPE switchboard_policy_errors_total counter\nswitchboard_policy_errors_total {}", inner.policy_errors);
+        out.push_str("# HELP switchboard_reloads_total Configuration reload attempts by outcome.\n# TYPE switchboard_reloads_total counter\n");
+        for (outcome, n) in &inner.reloads {
+            let _ = writeln!(
+                out,
+                "switchboard_reloads_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP switchboard_log_entries_dropped_total Request log entries dropped because the writer fell behind.\n# TYPE switchboard_log_entries_dropped_total counter\nswitchboard_log_entries_dropped_total {}", inner.dropped_log_entries);
+        out
+    }
+}
+
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_quantiles() {
+        let m = Metrics::default();
+        m.http("/v1/chat/completions", "POST", 200, 0.003);
+        m.http("/v1/chat/completions", "POST", 429, 0.001);
+        m.upstream("mock", "echo", true, false, 3, 4, 0.5, 0.02);
+        m.upstream("mock", "echo", false, false, 0, 0, 0.0, 0.2);
+        let text = m.render();
+        assert!(text.contains(r#"switchboard_http_requests_total{route="/v1/chat/completions",method="POST",status="2xx"} 1"#));
+        assert!(text.contains(r#"switchboard_tokens_prompt_total{provider="mock",model="echo"} 3"#));
+        assert!(text.contains(r#"switchboard_upstream_duration_seconds_bucket{provider="mock",model="echo",le="+Inf"} 2"#));
+        let stats = m.provider_stats("mock");
+        assert_eq!((stats.requests, stats.errors), (2, 1));
+        assert_eq!(stats.latency_p50_ms, Some(25.0));
+        assert_eq!(stats.latency_p95_ms, Some(250.0));
+    }
+}
