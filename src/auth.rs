@@ -51,11 +51,17 @@ impl Authenticator {
                 return Ok(record.clone());
             }
         }
-        self.keys.authenticate(secret).ok_or_else(|| {
+        let key = self.keys.authenticate(secret).ok_or_else(|| {
             ApiError::unauthorized(
                 "Invalid API key. Check the key, or ask an operator for a new one.",
             )
-        })
+        })?;
+        if key.expires_at.is_some_and(|at| at <= now_secs()) {
+            return Err(
+                ApiError::unauthorized("This API key has expired.").with_code("expired_api_key")
+            );
+        }
+        Ok(key)
     }
 }
 

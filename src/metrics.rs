@@ -70,6 +70,9 @@ struct Inner {
     dropped_log_entries: u64,
 }
 
+/// A counter family over (provider, model): name, help, and how to read the value.
+type Family = (&'static str, &'static str, fn(&Upstream) -> String);
+
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -205,7 +208,7 @@ impl Metrics {
                 h,
             );
         }
-        let families: [(&str, &str, fn(&Upstream) -> String); 6] = [
+        let families: [Family; 6] = [
             (
                 "switchboard_upstream_requests_total",
                 "Completed proxied requests by provider and model.",

@@ -82,9 +82,11 @@ impl std::str::FromStr for GroupBy {
             "variant" => GroupBy::Variant,
             other => match other.strip_prefix("tag:") {
                 Some(name) if !name.is_empty() => GroupBy::Tag(name.to_string()),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "cannot group by `{other}`: use key, provider, model, variant or tag:<name>"
-                )),
+                ))
+                }
             },
         })
     }

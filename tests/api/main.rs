@@ -7,6 +7,7 @@ mod helpers;
 mod recorder;
 mod upstream;
 
+mod admin;
 mod anthropic;
 mod auth;
 mod azure;
