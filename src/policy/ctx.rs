@@ -78,6 +78,11 @@ impl PolicyCtx {
         self.lock().decision.clone()
     }
 
+    /// The decisions, leaving an empty one behind: for the end of the chain, without a copy.
+    pub fn take_decision(&self) -> Decision {
+        std::mem::take(&mut self.lock().decision)
+    }
+
     pub fn replace_decision(&self, decision: Decision) {
         self.lock().decision = decision;
     }

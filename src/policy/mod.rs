@@ -245,7 +245,7 @@ impl PolicySet {
             line: None,
             message: "the request was lost while running policies".into(),
         })?;
-        Ok((body, ctx.decision()))
+        Ok((body, ctx.take_decision()))
     }
 
     /// Runs every `on_response`. Failures are logged: the response has already gone.
@@ -266,7 +266,7 @@ impl PolicySet {
                 tracing::error!(%failure, "on_response failed");
             }
         }
-        ctx.decision()
+        ctx.take_decision()
     }
 
     fn call(

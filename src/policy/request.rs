@@ -136,24 +136,8 @@ impl ScriptRequest {
             .collect()
     }
 
-    fn key(&mut self) -> Map {
-        let inner = self.lock();
-        let key = &inner.key;
-        let mut map = Map::new();
-        map.insert("id".into(), Dynamic::from(key.id.clone()));
-        map.insert("name".into(), Dynamic::from(key.name.clone()));
-        let role = match key.role {
-            crate::store::Role::Admin => "admin",
-            crate::store::Role::User => "user",
-        };
-        map.insert("role".into(), Dynamic::from(role));
-        let tags: Map = key
-            .tags
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
-            .collect();
-        map.insert("tags".into(), Dynamic::from(tags));
-        map
+    fn key(&mut self) -> ScriptKey {
+        ScriptKey(self.lock().key.clone())
     }
 
     pub fn register(engine: &mut Engine) {
@@ -168,5 +152,44 @@ impl ScriptRequest {
             .register_get("user", Self::user)
             .register_get("headers", Self::headers)
             .register_get("key", Self::key);
+        ScriptKey::register(engine);
+    }
+}
+
+/// `req.key`: read-only, and cheap to reach: fields are read on demand, no map is built.
+#[derive(Clone)]
+pub struct ScriptKey(Arc<KeyRecord>);
+
+impl ScriptKey {
+    fn id(&mut self) -> ImmutableString {
+        self.0.id.as_str().into()
+    }
+
+    fn name(&mut self) -> ImmutableString {
+        self.0.name.as_str().into()
+    }
+
+    fn role(&mut self) -> ImmutableString {
+        match self.0.role {
+            crate::store::Role::Admin => "admin".into(),
+            crate::store::Role::User => "user".into(),
+        }
+    }
+
+    fn tags(&mut self) -> Map {
+        self.0
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+            .collect()
+    }
+
+    fn register(engine: &mut Engine) {
+        engine
+            .register_type_with_name::<ScriptKey>("Key")
+            .register_get("id", Self::id)
+            .register_get("name", Self::name)
+            .register_get("role", Self::role)
+            .register_get("tags", Self::tags);
     }
 }
