@@ -165,8 +165,9 @@ async fn logs(
         model: q.model,
         provider: q.provider,
         status: q.status,
-        since_ms: q.since.map(|s| s * 1000),
-        until_ms: q.until.map(|u| u * 1000),
+        // Saturating: a far-future `until` (found by schemathesis) overflowed and panicked.
+        since_ms: q.since.map(|s| s.saturating_mul(1000)),
+        until_ms: q.until.map(|u| u.saturating_mul(1000)),
     };
     let store = state.store.logs.clone();
     let cursor = q.cursor;

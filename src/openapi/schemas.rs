@@ -125,3 +125,15 @@ pub struct Liveness {
     /// Always `ok`.
     pub status: String,
 }
+
+/// One server-sent event of a streamed answer (`stream: true`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"data": "{\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}"}))]
+pub struct StreamEvent {
+    /// A JSON chunk object (`chat.completion.chunk` or `text_completion`); the last event's
+    /// data is `[DONE]`. An error after the stream has started arrives in band as a JSON
+    /// error body.
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+}

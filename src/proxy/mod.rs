@@ -60,7 +60,7 @@ async fn proxied<T: serde::de::DeserializeOwned>(
             ),
             content(
                 (crate::openapi::schemas::ChatCompletion = "application/json"),
-                (String = "text/event-stream", example = json!("data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\ndata: [DONE]\n\n")),
+                (crate::openapi::schemas::StreamEvent = "text/event-stream"),
             )
         ),
         crate::openapi::responses::KeyRequired,
@@ -92,7 +92,7 @@ async fn chat_completions(
         (status = 200, description = "The completion; with `stream: true`, server-sent events of `text_completion` objects ending in `data: [DONE]`",
             content(
                 (crate::openapi::schemas::Completion = "application/json"),
-                (String = "text/event-stream"),
+                (crate::openapi::schemas::StreamEvent = "text/event-stream"),
             )
         ),
         crate::openapi::responses::KeyRequired,
