@@ -8,6 +8,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
+use utoipa::ToSchema;
 
 /// An error as a client sees it.
 #[derive(Debug, Clone)]
@@ -21,18 +22,30 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The error body every endpoint answers with on failure (the OpenAI shape).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {
+    "message": "Missing API key. Send it as `Authorization: Bearer <key>`.",
+    "type": "authentication_error",
+    "param": null,
+    "code": "invalid_api_key"
+}}))]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    message: &'a str,
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What went wrong, for a person to read.
+    pub message: String,
+    /// The class of error: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `rate_limit_error`, `api_error`, or an upstream's own type.
     #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
+    pub kind: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    /// A stable machine-readable code, e.g. `invalid_api_key`, `model_not_found`.
+    pub code: Option<String>,
 }
 
 impl ApiError {
@@ -109,12 +122,12 @@ impl ApiError {
 
     /// The JSON body alone, for in-band stream errors.
     pub fn body_json(&self) -> String {
-        let body = Body {
-            error: Inner {
-                message: &self.message,
-                kind: self.kind,
-                param: self.param.as_deref(),
-                code: self.code.as_deref(),
+        let body = ErrorResponse {
+            error: ErrorDetail {
+                message: self.message.clone(),
+                kind: self.kind.to_string(),
+                param: self.param.clone(),
+                code: self.code.clone(),
             },
         };
         // Serialising a struct of strings cannot fail; fall back to a fixed body regardless.

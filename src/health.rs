@@ -11,11 +11,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Alive and answering.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "healthLive",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Alive and answering.", body = crate::openapi::schemas::Liveness),
+    )
+)]
 async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready to serve: a configuration is loaded and the store answers.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "healthReady",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Ready to serve: a configuration is loaded and the store answers.", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Not ready: the store does not answer", body = crate::openapi::schemas::Readiness),
+    )
+)]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     let store_ok = state.store.is_healthy();
@@ -32,6 +53,17 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// A summary: status, version, providers and models served.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "A summary: status, version, providers and models served.", body = crate::openapi::schemas::Health),
+        (status = 503, description = "Degraded: the store does not answer", body = crate::openapi::schemas::Health),
+    )
+)]
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     let store_ok = state.store.is_healthy();

@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod providers;
 pub mod proxy;

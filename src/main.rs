@@ -32,6 +32,12 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Write the OpenAPI documents (proxy.json, admin.json) into a folder.
+    Openapi {
+        /// The folder to write into (created if missing).
+        #[arg(long, default_value = "openapi")]
+        out: PathBuf,
+    },
     /// Manage client API keys in the data folder (while the gateway is stopped).
     Keys {
         #[command(subcommand)]
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => check(args),
         Some(Command::Keys { command }) => keys(command),
+        Some(Command::Openapi { out }) => openapi(&out),
         Some(Command::Policy {
             command: PolicyCommand::Test { dir },
         }) => policy_test(&dir),
@@ -189,6 +196,21 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+fn openapi(out: &std::path::Path) -> ExitCode {
+    match switchboard::openapi::write_all(out) {
+        Ok(written) => {
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write to {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(args: FolderArgs) -> ExitCode {

@@ -79,7 +79,7 @@ pub struct Metrics {
 }
 
 /// Per-provider figures for the admin API.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct ProviderStats {
     pub requests: u64,
     pub errors: u64,

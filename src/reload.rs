@@ -15,9 +15,10 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use utoipa::ToSchema;
 
 /// One problem that kept a reload from applying.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ReloadError {
     pub file: String,
     pub line: Option<usize>,
@@ -63,7 +64,7 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A new snapshot is serving.
@@ -75,7 +76,7 @@ pub enum Outcome {
 }
 
 /// The last reload attempt, as `/admin/config` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Attempt {
     /// Unix seconds.
     pub at: u64,

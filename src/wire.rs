@@ -7,9 +7,17 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// `skip_serializing_if` rather than `skip_serializing` for `model`: both keep it out of the
+/// serialised body, but utoipa drops `skip_serializing` fields from the schema entirely, and
+/// `model` is the one field every request must carry.
+fn always<T>(_: &T) -> bool {
+    true
+}
 
 /// Which endpoint a request came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub enum Endpoint {
     #[default]
     #[serde(rename = "chat/completions")]
@@ -31,11 +39,17 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A chat completion request. `model` and `messages` are required; every other OpenAI field
+/// (`temperature`, `tools`, `stream_options`, ...) is passed upstream unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "mock/echo", "messages": [{"role": "user", "content": "Hello"}], "temperature": 0.2}))]
 pub struct ChatRequest {
-    #[serde(skip_serializing)]
+    /// A model id as `GET /v1/models` lists it (`provider/model`), or a bare model name.
+    #[serde(skip_serializing_if = "always")]
+    #[schema(required = true)]
     pub model: String,
     pub messages: Vec<ChatMessage>,
+    /// `true` answers as `text/event-stream` (server-sent events ending in `data: [DONE]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     #[serde(flatten)]
@@ -44,8 +58,10 @@ pub struct ChatRequest {
 
 /// One chat message. Only `role` is typed: content may be a string, an array of parts or null,
 /// and tool calls, names and new fields all ride in `rest`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"role": "user", "content": "Hello"}))]
 pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, `tool`, ...
     pub role: String,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -66,21 +82,33 @@ impl ChatMessage {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A legacy text completion request; other OpenAI fields pass through unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "mock/echo", "prompt": "Say hello", "max_tokens": 16}))]
 pub struct CompletionRequest {
-    #[serde(skip_serializing)]
+    /// A model id as `GET /v1/models` lists it (`provider/model`), or a bare model name.
+    #[serde(skip_serializing_if = "always")]
+    #[schema(required = true)]
     pub model: String,
+    /// A string, an array of strings, or token arrays.
     pub prompt: Value,
+    /// `true` answers as `text/event-stream`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An embeddings request; other OpenAI fields (`dimensions`, `encoding_format`, ...) pass
+/// through unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "mock/text-embedding-mock", "input": "Hello"}))]
 pub struct EmbeddingRequest {
-    #[serde(skip_serializing)]
+    /// A model id as `GET /v1/models` lists it (`provider/model`), or a bare model name.
+    #[serde(skip_serializing_if = "always")]
+    #[schema(required = true)]
     pub model: String,
+    /// A string, an array of strings, or token arrays.
     pub input: Value,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -207,7 +235,7 @@ impl RequestBody {
 }
 
 /// Token counts as OpenAI reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u64,

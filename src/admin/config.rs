@@ -9,16 +9,17 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use std::time::UNIX_EPOCH;
+use utoipa::ToSchema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::http::resource("/admin/config").route(web::get().to(show)))
         .service(crate::http::resource("/admin/reload").route(web::post().to(reload)));
 }
 
-#[derive(Serialize)]
-struct FileView {
-    path: String,
-    sha256: String,
+#[derive(Serialize, ToSchema)]
+pub struct FileView {
+    pub path: String,
+    pub sha256: String,
 }
 
 fn files(list: &[SourceFile]) -> Vec<FileView> {
@@ -30,14 +31,15 @@ fn files(list: &[SourceFile]) -> Vec<FileView> {
         .collect()
 }
 
-#[derive(Serialize)]
-struct SkippedView {
-    name: String,
-    reason: String,
+/// A provider file that is not serving, and why (e.g. its API key variable is unset).
+#[derive(Serialize, ToSchema)]
+pub struct SkippedView {
+    pub name: String,
+    pub reason: String,
 }
 
-#[derive(Serialize)]
-struct ConfigView {
+#[derive(Serialize, ToSchema)]
+pub struct ConfigView {
     /// Increases by one with every applied reload.
     version: u64,
     /// Unix seconds.
@@ -51,9 +53,22 @@ struct ConfigView {
     /// The most recent reload attempt, failed ones included; `null` before the first.
     last_reload: Option<Attempt>,
     /// Settings read once at start: changing them needs a restart.
+    #[schema(value_type = Vec<String>)]
     restart_required_for: [&'static str; 4],
 }
 
+/// What is loaded, from which files, and the last reload attempt.
+#[utoipa::path(
+    get,
+    path = "/admin/config",
+    operation_id = "getConfig",
+    tag = "config",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The loaded configuration", body = ConfigView),
+        crate::openapi::responses::AdminRequired,
+    )
+)]
 async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     HttpResponse::Ok().json(ConfigView {
@@ -92,6 +107,20 @@ async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
+/// Reloads providers.d and policies now; a bad file leaves the running configuration in place.
+#[utoipa::path(
+    post,
+    path = "/admin/reload",
+    operation_id = "reload",
+    tag = "config",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Applied, or unchanged", body = Attempt),
+        crate::openapi::responses::AdminRequired,
+        (status = 422, description = "Rolled back: `errors` lists every problem; the running configuration stays", body = Attempt),
+        (status = 500, description = "The reload was interrupted", body = crate::error::ErrorResponse),
+    )
+)]
 async fn reload(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let reloader = state.reloader.clone();
     let attempt = web::block(move || reloader.reload("admin", true))

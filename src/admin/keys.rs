@@ -11,6 +11,7 @@ use crate::store::{KeyRecord, NewKey, Role, StoreError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -27,8 +28,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(crate::http::resource("/admin/keys/{id}/rotate").route(web::post().to(rotate)));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "team-a", "role": "user", "models": ["mock/echo"], "tags": {"team": "a"}}))]
 pub struct CreateKey {
     pub name: String,
     #[serde(default)]
@@ -44,14 +46,17 @@ pub struct CreateKey {
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Only the fields given change.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"models": ["mock/echo", "mock/echo-priced"], "expires_at": null}))]
 pub struct PatchKey {
     pub name: Option<String>,
     pub models: Option<Vec<String>>,
     pub tags: Option<BTreeMap<String, String>>,
     /// A time in unix seconds, or `null` to remove the expiry.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub expires_at: Option<Option<u64>>,
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
 }
@@ -62,7 +67,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Er
 }
 
 /// A newly created or rotated key: the only responses that ever carry the secret.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedKey {
     /// The secret. Store it now: it cannot be shown again.
     pub key: String,
@@ -71,17 +76,18 @@ pub struct CreatedKey {
 }
 
 /// A key as listed: no secret, with its use.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyView {
     #[serde(flatten)]
     pub record: KeyRecord,
     pub usage: KeyUsage,
 }
 
-#[derive(Serialize)]
-struct KeyList {
-    object: &'static str,
-    data: Vec<KeyView>,
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    /// `list`
+    pub object: &'static str,
+    pub data: Vec<KeyView>,
 }
 
 fn store_error(e: StoreError) -> ApiError {
@@ -111,6 +117,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(store_error)
 }
 
+/// Creates a key; the answer is the only time its secret is shown.
+#[utoipa::path(
+    post,
+    path = "/admin/keys",
+    operation_id = "createKey",
+    tag = "keys",
+    request_body(content = CreateKey),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The key, with its secret", body = CreatedKey),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::TooLarge,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn create(
     _admin: AdminCaller,
     req: HttpRequest,
@@ -133,6 +155,19 @@ async fn create(
     Ok(HttpResponse::Created().json(CreatedKey { key, record }))
 }
 
+/// Lists keys (masked), revoked ones included, with their usage.
+#[utoipa::path(
+    get,
+    path = "/admin/keys",
+    operation_id = "listKeys",
+    tag = "keys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every key", body = KeyList),
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = state.store.keys.clone();
     let usage = state.store.usage.clone();
@@ -152,6 +187,22 @@ async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpRes
     }))
 }
 
+/// One key (masked) with its usage.
+#[utoipa::path(
+    get,
+    path = "/admin/keys/{id}",
+    operation_id = "getKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The key", body = KeyView),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::NotFound,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn get(
     _admin: AdminCaller,
     path: web::Path<String>,
@@ -175,6 +226,24 @@ async fn get(
         .ok_or_else(|| ApiError::not_found(format!("no key with id `{id}`")))
 }
 
+/// Changes a key's name, models, tags, expiry or metadata.
+#[utoipa::path(
+    patch,
+    path = "/admin/keys/{id}",
+    operation_id = "updateKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body(content = PatchKey),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The key as updated", body = KeyRecord),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        (status = 404, description = "No active key with this id", body = crate::error::ErrorResponse),
+        crate::openapi::responses::TooLarge,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn update(
     _admin: AdminCaller,
     req: HttpRequest,
@@ -199,6 +268,22 @@ async fn update(
     Ok(HttpResponse::Ok().json(record))
 }
 
+/// Replaces a key's secret; the old secret stops working at once.
+#[utoipa::path(
+    post,
+    path = "/admin/keys/{id}/rotate",
+    operation_id = "rotateKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The key with its new secret", body = CreatedKey),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        (status = 404, description = "No active key with this id", body = crate::error::ErrorResponse),
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn rotate(
     _admin: AdminCaller,
     path: web::Path<String>,
@@ -212,6 +297,22 @@ async fn rotate(
     Ok(HttpResponse::Ok().json(CreatedKey { key, record }))
 }
 
+/// Revokes a key; it stays listed, with `revoked_at`.
+#[utoipa::path(
+    delete,
+    path = "/admin/keys/{id}",
+    operation_id = "revokeKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyRecord),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::NotFound,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn revoke(
     _admin: AdminCaller,
     path: web::Path<String>,

@@ -10,6 +10,15 @@ use crate::state::AppState;
 use crate::wire::{Endpoint, RequestBody};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The loaded policy scripts.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"scripts": ["10-routing.rhai", "20-limits.rhai"]}))]
+pub struct PolicyList {
+    /// File names, in the order they run.
+    pub scripts: Vec<String>,
+}
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -21,13 +30,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SimulateRequest {
+#[schema(example = json!({"endpoint": "chat/completions", "request": {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}, "key": {"role": "user", "tags": {"team": "a"}}}))]
+pub struct SimulateRequest {
     /// `chat/completions` (default), `completions` or `embeddings`.
     #[serde(default)]
     endpoint: Endpoint,
     /// The request body a client would send.
+    #[schema(value_type = Object)]
     request: serde_json::Value,
     /// Simulate as this stored key.
     key_id: Option<String>,
@@ -38,8 +49,8 @@ struct SimulateRequest {
     headers: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
-struct SimulateResponse {
+#[derive(Serialize, ToSchema)]
+pub struct SimulateResponse {
     #[serde(flatten)]
     simulation: Simulation,
     /// The targets a real request would try, in order (`provider/model`).
@@ -48,13 +59,42 @@ struct SimulateResponse {
     target_error: Option<String>,
 }
 
+/// The loaded policy scripts, in run order.
+#[utoipa::path(
+    get,
+    path = "/admin/policies",
+    operation_id = "listPolicies",
+    tag = "policies",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The scripts", body = PolicyList),
+        crate::openapi::responses::AdminRequired,
+    )
+)]
 async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
-    HttpResponse::Ok().json(serde_json::json!({
-        "scripts": snapshot.policies.script_names(),
-    }))
+    HttpResponse::Ok().json(PolicyList {
+        scripts: snapshot.policies.script_names(),
+    })
 }
 
+/// Runs a request through the policies without calling a provider or charging a counter.
+#[utoipa::path(
+    post,
+    path = "/admin/policies/simulate",
+    operation_id = "simulatePolicies",
+    tag = "policies",
+    request_body(content = SimulateRequest),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What the policies decided, and the targets a real request would try", body = SimulateResponse),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        (status = 404, description = "No key with `key_id`", body = crate::error::ErrorResponse),
+        crate::openapi::responses::TooLarge,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn simulate_request(
     _admin: AdminCaller,
     req: HttpRequest,

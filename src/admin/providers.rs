@@ -8,6 +8,14 @@ use crate::metrics::ProviderStats;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// What a purge removed.
+#[derive(Serialize, ToSchema)]
+pub struct Purged {
+    /// Entries removed.
+    pub removed: usize,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::http::resource("/admin/providers").route(web::get().to(providers)))
@@ -19,18 +27,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(crate::http::resource("/metrics").route(web::get().to(metrics)));
 }
 
-#[derive(Serialize)]
-struct ModelView {
-    name: String,
-    id: String,
-    upstream: String,
-    pricing: Option<PricingView>,
+#[derive(Serialize, ToSchema)]
+pub struct ModelView {
+    pub name: String,
+    /// `provider/model`
+    pub id: String,
+    /// The model id sent upstream.
+    pub upstream: String,
+    pub pricing: Option<PricingView>,
 }
 
-#[derive(Serialize)]
-struct PricingView {
-    input: f64,
-    output: f64,
+/// USD per million tokens.
+#[derive(Serialize, ToSchema)]
+pub struct PricingView {
+    pub input: f64,
+    pub output: f64,
 }
 
 impl From<Pricing> for PricingView {
@@ -42,8 +53,8 @@ impl From<Pricing> for PricingView {
     }
 }
 
-#[derive(Serialize)]
-struct ProviderView {
+#[derive(Serialize, ToSchema)]
+pub struct ProviderView {
     name: String,
     kind: &'static str,
     /// The upstream address (never the key).
@@ -53,18 +64,31 @@ struct ProviderView {
     stats: ProviderStats,
 }
 
-#[derive(Serialize)]
-struct SkippedView {
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProviderSkipped)]
+pub struct SkippedView {
     name: String,
     reason: String,
 }
 
-#[derive(Serialize)]
-struct ProviderList {
+#[derive(Serialize, ToSchema)]
+pub struct ProviderList {
     data: Vec<ProviderView>,
     skipped: Vec<SkippedView>,
 }
 
+/// The loaded providers and their models (never a key), with figures observed since start.
+#[utoipa::path(
+    get,
+    path = "/admin/providers",
+    operation_id = "listProviders",
+    tag = "providers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The providers", body = ProviderList),
+        crate::openapi::responses::AdminRequired,
+    )
+)]
 async fn providers(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     let data = snapshot
@@ -106,17 +130,45 @@ async fn providers(_admin: AdminCaller, state: web::Data<AppState>) -> HttpRespo
     HttpResponse::Ok().json(ProviderList { data, skipped })
 }
 
+/// Response cache size and hit counts.
+#[utoipa::path(
+    get,
+    path = "/admin/cache",
+    operation_id = "getCacheStats",
+    tag = "providers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cache figures", body = crate::store::cache::CacheStats),
+        crate::openapi::responses::AdminRequired,
+    )
+)]
 async fn cache_stats(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.store.cache.stats())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct PurgeQuery {
+#[into_params(parameter_in = Query)]
+pub struct PurgeQuery {
     /// A provider (`mock`) or a model (`mock/echo`); absent: everything.
     namespace: Option<String>,
 }
 
+/// Empties the response cache, or one provider's or model's part of it.
+#[utoipa::path(
+    delete,
+    path = "/admin/cache",
+    operation_id = "purgeCache",
+    tag = "providers",
+    params(PurgeQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many entries were removed", body = Purged),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn purge(
     _admin: AdminCaller,
     query: web::Query<PurgeQuery>,
@@ -131,9 +183,21 @@ async fn purge(
             tracing::error!(error = %e, "cache purge failed");
             ApiError::internal("the cache purge failed; see the gateway log")
         })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": removed })))
+    Ok(HttpResponse::Ok().json(Purged { removed }))
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "providers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain; version=0.0.4", body = String, example = json!("# TYPE switchboard_requests_total counter\nswitchboard_requests_total{endpoint=\"chat/completions\",status=\"2xx\"} 1\n")),
+        crate::openapi::responses::AdminRequired,
+    )
+)]
 async fn metrics(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

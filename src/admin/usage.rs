@@ -9,6 +9,7 @@ use crate::store::usage::{Bucket, GroupBy, Totals, UsageRow};
 use crate::store::StoreError;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::http::resource("/admin/usage").route(web::get().to(usage)))
@@ -30,9 +31,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(store_error)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct UsageQuery {
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
     /// Unix seconds; default: 24 hours ago.
     since: Option<u64>,
     /// Unix seconds, exclusive; default: now.
@@ -43,8 +45,8 @@ struct UsageQuery {
     group_by: Option<String>,
 }
 
-#[derive(Serialize)]
-struct UsageReport {
+#[derive(Serialize, ToSchema)]
+pub struct UsageReport {
     since: u64,
     until: u64,
     bucket: Bucket,
@@ -53,6 +55,21 @@ struct UsageReport {
     totals: Totals,
 }
 
+/// Usage and cost per hour or day, optionally grouped, with totals.
+#[utoipa::path(
+    get,
+    path = "/admin/usage",
+    operation_id = "getUsage",
+    tag = "usage",
+    params(UsageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report", body = UsageReport),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn usage(
     _admin: AdminCaller,
     query: web::Query<UsageQuery>,
@@ -94,9 +111,10 @@ async fn usage(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct LogQuery {
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
     key_id: Option<String>,
     model: Option<String>,
     provider: Option<String>,
@@ -112,6 +130,21 @@ struct LogQuery {
     cursor: Option<String>,
 }
 
+/// The request log, newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/admin/logs",
+    operation_id = "listLogs",
+    tag = "usage",
+    params(LogQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of entries", body = crate::store::logs::LogPage),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn logs(
     _admin: AdminCaller,
     query: web::Query<LogQuery>,
@@ -132,8 +165,9 @@ async fn logs(
         model: q.model,
         provider: q.provider,
         status: q.status,
-        since_ms: q.since.map(|s| s * 1000),
-        until_ms: q.until.map(|u| u * 1000),
+        // Saturating: a far-future `until` (found by schemathesis) overflowed and panicked.
+        since_ms: q.since.map(|s| s.saturating_mul(1000)),
+        until_ms: q.until.map(|u| u.saturating_mul(1000)),
     };
     let store = state.store.logs.clone();
     let cursor = q.cursor;
@@ -141,6 +175,22 @@ async fn logs(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One logged request by its `x-request-id`.
+#[utoipa::path(
+    get,
+    path = "/admin/logs/{request_id}",
+    operation_id = "getLog",
+    tag = "usage",
+    params(("request_id" = String, Path, description = "The `x-request-id` of the request")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The entry", body = crate::store::logs::LogEntry),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::NotFound,
+        crate::openapi::responses::StoreFailed,
+    )
+)]
 async fn log_entry(
     _admin: AdminCaller,
     path: web::Path<String>,

@@ -21,6 +21,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +37,8 @@ pub struct Case {
     pub expect: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A key described inline; every field has a default.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FixtureKey {
     #[serde(default = "default_key_id")]

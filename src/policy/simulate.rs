@@ -8,8 +8,9 @@ use crate::wire::RequestBody;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LimitCheck {
     pub name: String,
     pub max: u64,
@@ -20,7 +21,7 @@ pub struct LimitCheck {
     pub would_pass: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Simulation {
     /// The policies' route list (empty: the requested model is resolved as usual).
     pub route: Vec<String>,

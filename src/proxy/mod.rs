@@ -40,6 +40,33 @@ async fn proxied<T: serde::de::DeserializeOwned>(
     forward::forward(&state, &caller.0, &request_id, req.headers(), wrap(parsed)).await
 }
 
+/// Creates a chat completion, streamed or whole.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    operation_id = "createChatCompletion",
+    tag = "proxy",
+    request_body(
+        content = ChatRequest,
+        description = "Typed fields are listed; any other OpenAI field is accepted and passed upstream unchanged"
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events of `chat.completion.chunk` objects ending in `data: [DONE]`",
+            headers(
+                ("x-request-id" = String, description = "The request's id, also in the request log"),
+                ("x-switchboard-provider" = String, description = "The provider that answered"),
+                ("x-switchboard-model" = String, description = "The model that answered"),
+            ),
+            content(
+                (crate::openapi::schemas::ChatCompletion = "application/json"),
+                (crate::openapi::schemas::StreamEvent = "text/event-stream"),
+            )
+        ),
+        crate::openapi::responses::KeyRequired,
+        crate::openapi::responses::ProxyErrors,
+    )
+)]
 async fn chat_completions(
     req: HttpRequest,
     caller: Caller,
@@ -50,6 +77,28 @@ async fn chat_completions(
     proxied::<ChatRequest>(req, caller, request_id, payload, state, RequestBody::Chat).await
 }
 
+/// Creates a legacy text completion.
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    operation_id = "createCompletion",
+    tag = "proxy",
+    request_body(
+        content = CompletionRequest,
+        description = "Typed fields are listed; any other OpenAI field is accepted and passed upstream unchanged"
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events of `text_completion` objects ending in `data: [DONE]`",
+            content(
+                (crate::openapi::schemas::Completion = "application/json"),
+                (crate::openapi::schemas::StreamEvent = "text/event-stream"),
+            )
+        ),
+        crate::openapi::responses::KeyRequired,
+        crate::openapi::responses::ProxyErrors,
+    )
+)]
 async fn completions(
     req: HttpRequest,
     caller: Caller,
@@ -68,6 +117,23 @@ async fn completions(
     .await
 }
 
+/// Creates embeddings.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    operation_id = "createEmbedding",
+    tag = "proxy",
+    request_body(
+        content = EmbeddingRequest,
+        description = "Typed fields are listed; any other OpenAI field is accepted and passed upstream unchanged"
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The embeddings", body = crate::openapi::schemas::EmbeddingList),
+        crate::openapi::responses::KeyRequired,
+        crate::openapi::responses::ProxyErrors,
+    )
+)]
 async fn embeddings(
     req: HttpRequest,
     caller: Caller,

@@ -7,19 +7,27 @@ use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use std::time::UNIX_EPOCH;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+/// A model this key may use.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "mock/echo", "object": "model", "created": 1700000000, "owned_by": "mock"}))]
 pub struct ModelObject<'a> {
+    /// `provider/model`: what to send as `model`.
     pub id: &'a str,
+    /// `model`
     pub object: &'static str,
+    /// Unix seconds: when the configuration serving it was loaded.
     pub created: u64,
+    /// The provider's name.
     pub owned_by: &'a str,
 }
 
-#[derive(Serialize)]
-struct ModelList<'a> {
-    object: &'static str,
-    data: Vec<ModelObject<'a>>,
+#[derive(Serialize, ToSchema)]
+pub struct ModelList<'a> {
+    /// `list`
+    pub object: &'static str,
+    pub data: Vec<ModelObject<'a>>,
 }
 
 fn object(target: &Target, created: u64) -> ModelObject<'_> {
@@ -40,6 +48,18 @@ fn created(state: &AppState) -> u64 {
         .unwrap_or(0)
 }
 
+/// Lists the models this key may use.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "listModels",
+    tag = "proxy",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The models this key may use", body = ModelList),
+        crate::openapi::responses::KeyRequired,
+    )
+)]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     let created = created(&state);
@@ -56,6 +76,21 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
+/// One model, if this key may use it.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    operation_id = "retrieveModel",
+    tag = "proxy",
+    params(("id" = String, Path, description = "A model id (`provider/model`, may contain `/`) or a bare model name", example = "mock/echo")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The model", body = ModelObject),
+        crate::openapi::responses::BadRequest,
+        crate::openapi::responses::KeyRequired,
+        (status = 404, description = "No such model, or not one this key may use", body = crate::error::ErrorResponse),
+    )
+)]
 pub async fn get(
     caller: Caller,
     path: web::Path<String>,

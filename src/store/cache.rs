@@ -9,6 +9,7 @@ use super::StoreError;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use utoipa::ToSchema;
 
 /// A cached reply: a whole JSON body, or a stream's event payloads in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +25,7 @@ pub struct CachedReply {
     pub chunks: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
 pub struct CacheStats {
     pub entries: usize,
     pub hits: u64,

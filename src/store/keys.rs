@@ -12,9 +12,10 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use utoipa::ToSchema;
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     #[default]
@@ -34,7 +35,7 @@ impl std::str::FromStr for Role {
 }
 
 /// A key as stored and as listed. Holds no secret, only its masked form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
@@ -48,6 +49,7 @@ pub struct KeyRecord {
     pub models: Vec<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Unix seconds; set on a revoked key.
     #[serde(default)]
     pub revoked_at: Option<u64>,
     /// Unix seconds after which the key stops working.

@@ -4,9 +4,10 @@ use super::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use utoipa::ToSchema;
 
 /// One proxied request, as the log keeps it. Bodies only when `--log-bodies` is on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogEntry {
     pub request_id: String,
     /// Unix milliseconds when the request arrived.
@@ -78,7 +79,7 @@ impl LogFilter {
 }
 
 /// A page of entries and where the next page starts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogPage {
     pub data: Vec<LogEntry>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.

@@ -5,10 +5,11 @@ use super::logs::LogEntry;
 use super::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// Summed figures. Tokens and cost are what the upstreams reported; cache hits are counted in
 /// `requests` and `cached` but add no tokens or cost (the upstream was not called).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Totals {
     pub requests: u64,
     pub errors: u64,
@@ -45,7 +46,7 @@ impl Totals {
 }
 
 /// A key's all-time figures and when it was last used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyUsage {
     #[serde(flatten)]
     pub totals: Totals,
@@ -53,7 +54,7 @@ pub struct KeyUsage {
     pub last_used_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Bucket {
     Hour,
@@ -92,7 +93,7 @@ impl std::str::FromStr for GroupBy {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UsageRow {
     /// Unix seconds at the start of the bucket.
     pub start: u64,

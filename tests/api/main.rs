@@ -17,6 +17,7 @@ mod gemini;
 mod health;
 mod mock_provider;
 mod models;
+mod openapi;
 mod passthrough;
 mod policies;
 mod reload;

@@ -1,0 +1,140 @@
+//! The two OpenAPI documents (proxy: `/v1/*` and `/health*`; admin: `/admin/*` and `/metrics`),
+//! served at `/openapi/{proxy,admin}.json` with Swagger UI at `/docs`.
+//!
+//! The documents are generated from the `#[utoipa::path]` annotations next to each handler, so a
+//! handler and its description change together; `openapi/*.json` are checked-in copies that a
+//! test keeps equal to what this module generates (`switchboard openapi --out openapi/`).
+
+pub mod responses;
+pub mod schemas;
+
+use actix_web::web;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{SwaggerUi, Url};
+
+pub const PROXY_JSON: &str = "/openapi/proxy.json";
+pub const ADMIN_JSON: &str = "/openapi/admin.json";
+
+/// Adds the `bearer` scheme the documents' `security` sections refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some(
+            "A client key: `Authorization: Bearer <key>`. Admin endpoints need a key with the \
+             admin role (or `SWITCHBOARD_ADMIN_KEY`)."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard proxy API",
+        description = "The OpenAI-compatible endpoints. Request bodies are typed only where the \
+            gateway reads them; every other OpenAI field is passed upstream unchanged. Errors \
+            always have the body `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. An \
+            upstream's own error status and body are relayed as they came; a policy script may \
+            also reject a request with a status it chooses (403 or 429 in the shipped examples)."
+    ),
+    paths(
+        crate::proxy::chat_completions,
+        crate::proxy::completions,
+        crate::proxy::embeddings,
+        crate::proxy::models::list,
+        crate::proxy::models::get,
+        crate::health::health,
+        crate::health::live,
+        crate::health::ready,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "proxy", description = "OpenAI-compatible endpoints"),
+        (name = "health", description = "Liveness and readiness; no key needed"),
+    )
+)]
+pub struct ProxyDoc;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard admin API",
+        description = "Operating the gateway: keys, configuration and reloads, policies, \
+            providers, cache, usage, request logs and Prometheus metrics. Every endpoint needs \
+            an admin key (a user key gets 403). Errors always have the body \
+            `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`."
+    ),
+    paths(
+        crate::admin::keys::list,
+        crate::admin::keys::create,
+        crate::admin::keys::get,
+        crate::admin::keys::update,
+        crate::admin::keys::revoke,
+        crate::admin::keys::rotate,
+        crate::admin::config::show,
+        crate::admin::config::reload,
+        crate::admin::policies::list,
+        crate::admin::policies::simulate_request,
+        crate::admin::providers::providers,
+        crate::admin::providers::cache_stats,
+        crate::admin::providers::purge,
+        crate::admin::usage::usage,
+        crate::admin::usage::logs,
+        crate::admin::usage::log_entry,
+        crate::admin::providers::metrics,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "keys", description = "Client API keys"),
+        (name = "config", description = "Loaded configuration and reloads"),
+        (name = "policies", description = "Policy scripts"),
+        (name = "providers", description = "Providers, cache and metrics"),
+        (name = "usage", description = "Usage, cost and request logs"),
+    )
+)]
+pub struct AdminDoc;
+
+/// Both documents, by file stem: what the CLI writes and the server serves.
+pub fn documents() -> [(&'static str, Document); 2] {
+    [
+        ("proxy", ProxyDoc::openapi()),
+        ("admin", AdminDoc::openapi()),
+    ]
+}
+
+/// A document as it is checked in: pretty JSON with a trailing newline.
+pub fn pretty(doc: &Document) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(doc)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Writes `proxy.json` and `admin.json` into `dir`, creating it if needed.
+pub fn write_all(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for (stem, doc) in documents() {
+        let path = dir.join(format!("{stem}.json"));
+        std::fs::write(&path, pretty(&doc).map_err(std::io::Error::other)?)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `/openapi/*.json` and Swagger UI at `/docs/` (the documents need no key: they hold no secret).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").urls(vec![
+        (Url::new("proxy", PROXY_JSON), ProxyDoc::openapi()),
+        (Url::new("admin", ADMIN_JSON), AdminDoc::openapi()),
+    ]))
+    // Swagger UI's assets are relative to `/docs/`, so the bare path has to redirect there.
+    .service(web::redirect("/docs", "/docs/"));
+}

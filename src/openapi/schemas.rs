@@ -1,0 +1,139 @@
+//! Schemas of responses the gateway relays rather than builds (upstream completions, streams)
+//! and of `/health*`, whose handlers build their JSON inline. These types are never
+//! constructed; they exist so the documents describe those bodies truthfully. Objects allow
+//! extra fields: upstreams add their own.
+
+use crate::wire::Usage;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A chat completion in OpenAI's shape (relayed from the upstream, or converted to this shape
+/// for Anthropic and Gemini).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "chatcmpl-123", "object": "chat.completion", "created": 1700000000, "model": "echo",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
+                 "logprobs": null, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+}))]
+pub struct ChatCompletion {
+    pub id: Option<String>,
+    /// `chat.completion`
+    pub object: String,
+    pub created: Option<u64>,
+    pub model: Option<String>,
+    pub choices: Vec<ChatChoice>,
+    pub usage: Option<Usage>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatChoice {
+    pub index: Option<u32>,
+    pub message: Option<AssistantMessage>,
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssistantMessage {
+    pub role: String,
+    /// Text, or `null` when the model called tools.
+    pub content: Option<String>,
+}
+
+/// A legacy text completion in OpenAI's shape.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "cmpl-123", "object": "text_completion", "created": 1700000000, "model": "echo",
+    "choices": [{"index": 0, "text": "Hello", "logprobs": null, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+}))]
+pub struct Completion {
+    pub id: Option<String>,
+    /// `text_completion`
+    pub object: String,
+    pub created: Option<u64>,
+    pub model: Option<String>,
+    pub choices: Vec<CompletionChoice>,
+    pub usage: Option<Usage>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CompletionChoice {
+    pub index: Option<u32>,
+    pub text: Option<String>,
+    pub finish_reason: Option<String>,
+}
+
+/// Embeddings in OpenAI's shape.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "object": "list", "model": "text-embedding-mock",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2, 0.3]}],
+    "usage": {"prompt_tokens": 1, "total_tokens": 1}
+}))]
+pub struct EmbeddingList {
+    /// `list`
+    pub object: String,
+    pub model: Option<String>,
+    pub data: Vec<Embedding>,
+    pub usage: Option<Usage>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Embedding {
+    /// `embedding`
+    pub object: Option<String>,
+    pub index: u32,
+    /// Floats; a base64 string when the request asked for `encoding_format: base64`.
+    pub embedding: serde_json::Value,
+}
+
+/// What `/health` answers (503 with `status: degraded` when the store does not answer).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "version": "0.1.0", "config_version": 1,
+                          "providers": 1, "models": 3, "store": "ok"}))]
+pub struct Health {
+    /// `ok` or `degraded`
+    pub status: String,
+    /// The gateway's version.
+    pub version: String,
+    /// Increases by one with every applied reload.
+    pub config_version: u64,
+    /// Enabled providers.
+    pub providers: u64,
+    /// Models served, over all providers.
+    pub models: u64,
+    /// `ok` or `unavailable`
+    pub store: String,
+}
+
+/// What `/health/ready` answers (503 with `status: not_ready` when the store does not answer).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "config_version": 1, "store": "ok"}))]
+pub struct Readiness {
+    /// `ready` or `not_ready`
+    pub status: String,
+    pub config_version: u64,
+    /// `ok` or `unavailable`
+    pub store: String,
+}
+
+/// What `/health/live` answers.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// One server-sent event of a streamed answer (`stream: true`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"data": "{\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}"}))]
+pub struct StreamEvent {
+    /// A JSON chunk object (`chat.completion.chunk` or `text_completion`); the last event's
+    /// data is `[DONE]`. An error after the stream has started arrives in band as a JSON
+    /// error body.
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+}
