@@ -115,7 +115,7 @@ def pick(scenario, target):
     ok = sum(r["statusCodeDistribution"].get("200", 0) for r in rs)
     errors = sum(sum(r["statusCodeDistribution"].values()) for r in rs) - ok
     # oha cuts the requests in flight when the duration ends: not the server's errors.
-    errors += sum(n for e, n in r.get("errorDistribution", {}).items() if "deadline" not in e for r in rs)
+    errors += sum(n for r in rs for e, n in r.get("errorDistribution", {}).items() if "deadline" not in e)
     return rps, p50, p99, errors
 
 print()
