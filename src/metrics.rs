@@ -56,11 +56,21 @@ struct Upstream {
     latency: Histogram,
 }
 
+/// HTTP methods counted by name; others are counted as `OTHER`.
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OTHER"];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One route's figures: counts by method and status class, and latency.
+#[derive(Default, Clone)]
+struct Route {
+    counts: [[u64; CLASSES.len()]; METHODS.len()],
+    latency: Histogram,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// (route pattern, method, status class) → count
-    http: BTreeMap<(String, String, &'static str), u64>,
-    http_latency: BTreeMap<String, Histogram>,
+    /// Route pattern → figures. Looked up by `&str`, so a known route costs no allocation.
+    http: std::collections::HashMap<String, Route>,
     /// (provider, model) → figures
     upstream: BTreeMap<(String, String), Upstream>,
     quota_rejections: u64,
@@ -89,13 +99,13 @@ pub struct ProviderStats {
     pub cache_hits: u64,
 }
 
-fn class(status: u16) -> &'static str {
+fn class(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -105,16 +115,14 @@ impl Metrics {
     }
 
     pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {
+        let m = METHODS[..5].iter().position(|x| *x == method).unwrap_or(5);
         let mut inner = self.lock();
-        *inner
-            .http
-            .entry((route.to_string(), method.to_string(), class(status)))
-            .or_default() += 1;
-        inner
-            .http_latency
-            .entry(route.to_string())
-            .or_default()
-            .observe(secs);
+        let figures = match inner.http.get_mut(route) {
+            Some(figures) => figures,
+            None => inner.http.entry(route.to_string()).or_default(),
+        };
+        figures.counts[m][class(status)] += 1;
+        figures.latency.observe(secs);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -196,16 +204,28 @@ impl Metrics {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
 
         out.push_str("# HELP switchboard_http_requests_total HTTP requests by route pattern, method and status class.\n# TYPE switchboard_http_requests_total counter\n");
-        for ((route, method, status), n) in &inner.http {
-            let _ = writeln!(out, "switchboard_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}", esc(route));
+        let mut routes: Vec<(&String, &Route)> = inner.http.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, figures) in &routes {
+            for (m, by_class) in figures.counts.iter().enumerate() {
+                for (c, n) in by_class.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    let _ = writeln!(
+                        out,
+                        "switchboard_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{}\"}} {n}",
+                        esc(route),
+                        METHODS[m],
+                        CLASSES[c]
+                    );
+                }
+            }
         }
         out.push_str("# HELP switchboard_http_request_duration_seconds Time to the response head (streams: to the first byte).\n# TYPE switchboard_http_request_duration_seconds histogram\n");
-        for (route, h) in &inner.http_latency {
+        for (route, figures) in &routes {
             write_histogram(
                 &mut out,
                 "switchboard_http_request_duration_seconds",
                 &format!("route=\"{}\"", esc(route)),
-                h,
+                &figures.latency,
             );
         }
         let families: [Family; 6] = [
