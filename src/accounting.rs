@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Entries waiting for the writer; beyond this, new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
+const GATHER: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long request logs are kept.
@@ -65,8 +66,12 @@ impl Accountant {
                         Err(RecvTimeoutError::Disconnected) => return,
                     };
                     let mut batch: Vec<LogEntry> = first.into_iter().collect();
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
+                    // Gather for a moment: one record per batch is what makes logging cheap,
+                    // and a tenth of a second is no delay for someone reading the logs.
+                    let gather_until = Instant::now() + GATHER;
+                    while !batch.is_empty() && batch.len() < BATCH {
+                        let left = gather_until.saturating_duration_since(Instant::now());
+                        match rx.recv_timeout(left) {
                             Ok(entry) => batch.push(entry),
                             Err(_) => break,
                         }

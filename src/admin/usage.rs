@@ -155,7 +155,10 @@ async fn logs(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be from 1 to 500").with_param("limit"));
     }
-    if q.cursor.as_deref().is_some_and(|c| hex::decode(c).is_err()) {
+    if q.cursor
+        .as_deref()
+        .is_some_and(|c| !crate::store::logs::valid_cursor(c))
+    {
         return Err(
             ApiError::bad_request("`cursor` is not one this API gave out").with_param("cursor"),
         );

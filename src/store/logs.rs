@@ -103,55 +103,103 @@ pub trait LogStore: Send + Sync {
 /// Scanning stops after this many entries, so a filter that matches little cannot stall.
 const MAX_SCAN: usize = 200_000;
 
+/// Entries are stored a writer batch per record: one sled insert for many requests, which is
+/// what keeps logging cheap at high request rates (sled copies a leaf on every insert).
+///
+/// Key: write time in ms (8 bytes) ++ sequence (8) ++ entry count (4), all big-endian, so
+/// records sort by write time and the count is known without reading the value. A request is
+/// written after it completes, so its `at_ms` is at or before its record's write time.
 pub struct SledLogs {
-    /// at_ms (8 bytes, big-endian) ++ request id → entry (JSON)
-    entries: sled::Tree,
-    /// request id → entry key
-    by_id: sled::Tree,
+    batches: sled::Tree,
+    seq: std::sync::atomic::AtomicU64,
     count: AtomicUsize,
 }
 
-fn entry_key(e: &LogEntry) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + e.request_id.len());
-    k.extend_from_slice(&e.at_ms.to_be_bytes());
-    k.extend_from_slice(e.request_id.as_bytes());
+fn batch_key(write_ms: u64, seq: u64, n: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(20);
+    k.extend_from_slice(&write_ms.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&n.to_be_bytes());
     k
+}
+
+fn key_parts(key: &[u8]) -> (u64, u64, u32) {
+    let num = |r: std::ops::Range<usize>| key.get(r).and_then(|b| b.try_into().ok());
+    (
+        num(0..8).map(u64::from_be_bytes).unwrap_or(0),
+        num(8..16).map(u64::from_be_bytes).unwrap_or(0),
+        key.get(16..20)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .unwrap_or(0),
+    )
+}
+
+/// `hex(batch key)` and the index of the next entry to read in it (reading backwards).
+fn encode_cursor(key: &[u8], next: usize) -> String {
+    format!("{}.{next}", hex::encode(key))
+}
+
+/// Whether `cursor` has the shape of one this store gave out.
+pub fn valid_cursor(cursor: &str) -> bool {
+    decode_cursor(cursor).is_ok()
+}
+
+fn decode_cursor(cursor: &str) -> Result<(Vec<u8>, usize), StoreError> {
+    let bad = || StoreError::Corrupt("bad cursor".into());
+    let (key, next) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((
+        hex::decode(key).map_err(|_| bad())?,
+        next.parse().map_err(|_| bad())?,
+    ))
 }
 
 impl SledLogs {
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let entries = db.open_tree("logs")?;
-        let count = entries.len();
+        let batches = db.open_tree("log_batches")?;
+        let mut count = 0usize;
+        let mut seq = 0u64;
+        for key in batches.iter().keys() {
+            let (_, s, n) = key_parts(&key?);
+            count += n as usize;
+            seq = seq.max(s + 1);
+        }
         Ok(SledLogs {
-            entries,
-            by_id: db.open_tree("log_ids")?,
+            batches,
+            seq: std::sync::atomic::AtomicU64::new(seq),
             count: AtomicUsize::new(count),
         })
     }
 
-    fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
-        if self.entries.remove(key)?.is_some() {
-            self.by_id.remove(&key[8..])?;
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            return Ok(true);
+    fn read(value: &[u8]) -> Vec<LogEntry> {
+        serde_json::from_slice(value).unwrap_or_default()
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<usize, StoreError> {
+        if self.batches.remove(key)?.is_some() {
+            let n = key_parts(key).2 as usize;
+            self.count.fetch_sub(n, Ordering::Relaxed);
+            return Ok(n);
         }
-        Ok(false)
+        Ok(0)
     }
 }
 
 impl LogStore for SledLogs {
     fn append(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        let mut ids = sled::Batch::default();
-        for e in entries {
-            let key = entry_key(e);
-            let value =
-                serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-            batch.insert(key.clone(), value);
-            ids.insert(e.request_id.as_bytes(), key);
+        if entries.is_empty() {
+            return Ok(());
         }
-        self.entries.apply_batch(batch)?;
-        self.by_id.apply_batch(ids)?;
+        let write_ms = entries
+            .iter()
+            .map(|e| e.at_ms)
+            .max()
+            .unwrap_or(0)
+            .max(now_ms());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let value = serde_json::to_vec(entries).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.batches
+            .insert(batch_key(write_ms, seq, entries.len() as u32), value)?;
         self.count.fetch_add(entries.len(), Ordering::Relaxed);
         Ok(())
     }
@@ -162,70 +210,108 @@ impl LogStore for SledLogs {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<LogPage, StoreError> {
-        let upper: Vec<u8> = match cursor {
-            Some(c) => hex::decode(c).map_err(|_| StoreError::Corrupt("bad cursor".into()))?,
-            None => match filter.until_ms {
-                Some(until) => until.to_be_bytes().to_vec(),
-                None => vec![0xff; 9],
-            },
+        let (upper, mut start) = match cursor {
+            Some(c) => {
+                let (key, next) = decode_cursor(c)?;
+                // Include the cursor's own record: reading resumes inside it.
+                let mut upper = key.clone();
+                upper.push(0);
+                (upper, Some((key, next)))
+            }
+            None => (vec![0xff; 21], None),
         };
+        // Entries at or after `since` were written at or after it.
         let lower = filter.since_ms.unwrap_or(0).to_be_bytes().to_vec();
         let mut data = Vec::new();
-        let mut next_cursor = None;
-        for (scanned, item) in self.entries.range(lower..upper).rev().enumerate() {
+        let mut scanned = 0usize;
+        for item in self.batches.range(lower..upper).rev() {
             let (key, value) = item?;
-            if scanned >= MAX_SCAN {
-                next_cursor = Some(hex::encode(&key));
-                break;
-            }
-            let Ok(entry) = serde_json::from_slice::<LogEntry>(&value) else {
-                continue;
+            let entries = Self::read(&value);
+            let from = match start.take() {
+                Some((k, next)) if k == key.as_ref() => next.min(entries.len()),
+                _ => entries.len(),
             };
-            if filter.until_ms.is_some_and(|u| entry.at_ms >= u) || !filter.matches(&entry) {
-                continue;
+            for index in (0..from).rev() {
+                scanned += 1;
+                let entry = &entries[index];
+                let in_range = filter.since_ms.is_none_or(|s| entry.at_ms >= s)
+                    && filter.until_ms.is_none_or(|u| entry.at_ms < u);
+                if !in_range || !filter.matches(entry) {
+                    if scanned >= MAX_SCAN {
+                        return Ok(LogPage {
+                            data,
+                            next_cursor: Some(encode_cursor(&key, index)),
+                        });
+                    }
+                    continue;
+                }
+                if data.len() == limit {
+                    return Ok(LogPage {
+                        data,
+                        next_cursor: Some(encode_cursor(&key, index + 1)),
+                    });
+                }
+                data.push(entry.clone());
             }
-            if data.len() == limit {
-                // The next page starts before the last entry returned.
-                next_cursor = data.last().map(|e: &LogEntry| hex::encode(entry_key(e)));
-                break;
-            }
-            data.push(entry);
         }
-        Ok(LogPage { data, next_cursor })
+        Ok(LogPage {
+            data,
+            next_cursor: None,
+        })
     }
 
     fn get(&self, request_id: &str) -> Result<Option<LogEntry>, StoreError> {
-        let Some(key) = self.by_id.get(request_id.as_bytes())? else {
-            return Ok(None);
-        };
-        match self.entries.get(key)? {
-            Some(v) => Ok(serde_json::from_slice(&v).ok()),
-            None => Ok(None),
+        // Admin detail lookups are rare; a newest-first scan keeps writes to one insert.
+        let mut scanned = 0usize;
+        for item in self.batches.iter().rev() {
+            let (_, value) = item?;
+            let entries = Self::read(&value);
+            scanned += entries.len();
+            if let Some(found) = entries
+                .into_iter()
+                .rev()
+                .find(|e| e.request_id == request_id)
+            {
+                return Ok(Some(found));
+            }
+            if scanned >= MAX_SCAN {
+                break;
+            }
         }
+        Ok(None)
     }
 
     fn prune(&self, now_ms: u64, max_age_ms: u64, max_entries: usize) -> Result<usize, StoreError> {
         let mut removed = 0;
         let cutoff = now_ms.saturating_sub(max_age_ms).to_be_bytes();
         let old: Vec<sled::IVec> = self
-            .entries
+            .batches
             .range(..cutoff.to_vec())
             .keys()
             .collect::<Result<_, _>>()?;
         for key in old {
-            removed += usize::from(self.remove(&key)?);
+            removed += self.remove(&key)?;
         }
+        // Whole records go, oldest first, until the count is within bounds.
         while self.count.load(Ordering::Relaxed) > max_entries {
-            let Some((key, _)) = self.entries.first()? else {
+            let Some((key, _)) = self.batches.first()? else {
                 break;
             };
-            if !self.remove(&key)? {
+            let n = self.remove(&key)?;
+            if n == 0 {
                 break;
             }
-            removed += 1;
+            removed += n;
         }
         Ok(removed)
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -259,7 +345,10 @@ mod tests {
                 )
             })
             .collect();
-        logs.append(&entries).unwrap();
+        // Several records of several entries, as the writer makes them.
+        logs.append(&entries[..3]).unwrap();
+        logs.append(&entries[3..4]).unwrap();
+        logs.append(&entries[4..]).unwrap();
 
         let page = logs.query(&LogFilter::default(), 4, None).unwrap();
         let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
@@ -288,18 +377,40 @@ mod tests {
         };
         assert_eq!(logs.query(&by_model, 100, None).unwrap().data.len(), 10);
 
+        // Pages cross records: 4 + 4 + 2, nothing twice, nothing lost.
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = logs
+                .query(&LogFilter::default(), 4, cursor.as_deref())
+                .unwrap();
+            seen.extend(page.data.into_iter().map(|e| e.request_id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..10).rev().map(|i| format!("req{i}")).collect();
+        assert_eq!(seen, expected);
+
         assert_eq!(logs.get("req3").unwrap().unwrap().status, 500);
+        let now = now_ms();
         assert_eq!(
-            logs.prune(1000 + 100, 97, 100).unwrap(),
+            logs.prune(now, 86_400_000, 7).unwrap(),
             3,
-            "req0..req2 are too old"
+            "the oldest record goes whole"
         );
+        assert!(logs.get("req0").unwrap().is_none());
+        assert!(logs.get("req3").unwrap().is_some());
         assert_eq!(
-            logs.prune(2000, 10_000, 5).unwrap(),
-            2,
-            "then the oldest beyond 5"
+            logs.prune(now + 2 * 86_400_000, 86_400_000, 100).unwrap(),
+            7,
+            "then by age"
         );
-        assert!(logs.get("req4").unwrap().is_none());
-        assert!(logs.get("req5").unwrap().is_some());
+        assert!(logs
+            .query(&LogFilter::default(), 10, None)
+            .unwrap()
+            .data
+            .is_empty());
     }
 }
