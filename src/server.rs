@@ -9,7 +9,7 @@ use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{NewKey, Role, Store, StoreError};
-use crate::{admin, health, http, proxy};
+use crate::{admin, dashboard, health, http, proxy};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -137,6 +137,7 @@ impl Application {
                 .configure(health::configure)
                 .configure(proxy::configure)
                 .configure(admin::configure)
+                .configure(dashboard::configure)
                 .default_service(web::to(http::not_found))
         })
         .tcp_nodelay(true)
