@@ -159,6 +159,32 @@ async fn dashboard_in_a_real_browser() {
         .await;
     let key_id = row.as_str().unwrap().to_string();
     shot(&d, &dir, "05-keys").await;
+    // Edit its models (PATCH), then rotate it: the old secret stops, the new one works.
+    d.click(&format!("[data-action=edit][data-id='{key_id}']"))
+        .await;
+    d.fill("#edit-models", "mock/echo, mock/echo-priced").await;
+    d.click("#edit-save").await;
+    d.wait_for(
+        "the edited models in the list",
+        "const r = document.querySelector(`.key-${arguments[0]}`); \
+         return r && r.innerText.includes('mock/echo-priced')",
+        json!([key_id]),
+    )
+    .await;
+    d.click(&format!("[data-action=rotate][data-id='{key_id}']"))
+        .await;
+    d.click("#confirm-ok").await;
+    let rotated = d.text("#secret-value").await;
+    assert!(rotated.starts_with("sk-") && rotated != secret, "{rotated}");
+    d.click("#secret-done").await;
+    assert_eq!(chat(&app, &secret, "mock/echo", "hi").await.status(), 401);
+    assert_eq!(
+        chat(&app, &rotated, "mock/echo-priced", "hi")
+            .await
+            .status(),
+        200
+    );
+    let secret = rotated;
     d.click(&format!("[data-action=revoke][data-id='{key_id}']"))
         .await;
     d.text("#confirm-ok").await;
@@ -178,6 +204,12 @@ async fn dashboard_in_a_real_browser() {
     d.click("#usage-load").await;
     let usage = d.text("#usage-body table").await;
     assert!(usage.contains("echo-priced"), "{usage}");
+    d.wait_for(
+        "the CSV export to be ready",
+        "return !document.getElementById('usage-export').disabled",
+        json!([]),
+    )
+    .await;
     shot(&d, &dir, "07-usage").await;
 
     // Policies: config status and a simulation.

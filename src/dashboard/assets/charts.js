@@ -18,7 +18,9 @@ function niceMax(v) {
 }
 
 function frame(width, height, max, fmt) {
-  const pad = { l: 46, r: 8, t: 8, b: 22 };
+  // Room on the left for the longest y label (about 7 units per character at 12px).
+  const longest = Math.max(...[0, 1, 2, 3, 4].map((i) => fmt((max * i) / 4).length));
+  const pad = { l: 10 + longest * 7, r: 22, t: 8, b: 24 };
   const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img' });
   const h = height - pad.t - pad.b;
   for (let i = 0; i <= 4; i++) {
@@ -31,16 +33,16 @@ function frame(width, height, max, fmt) {
 
 function xLabels(svg, pad, w, h, labels, step) {
   const n = labels.length;
-  const every = Math.max(1, Math.ceil(n / 8));
+  const every = Math.max(1, Math.ceil(n / 6));
   labels.forEach((label, i) => {
     if (i % every !== 0 && i !== n - 1) return;
     const x = pad.l + step * i + step / 2;
-    svg.append(el('text', { x, y: pad.t + h + 15, 'text-anchor': 'middle' }, label));
+    svg.append(el('text', { x, y: pad.t + h + 17, 'text-anchor': 'middle' }, label));
   });
 }
 
 // points: [{label, value, error?, title}]
-export function barChart(points, { fmt = String, height = 180, width = 640, title = '' } = {}) {
+export function barChart(points, { fmt = String, height = 200, width = 480, title = '' } = {}) {
   const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
   const { svg, pad, w, h } = frame(width, height, max, fmt);
   svg.setAttribute('aria-label', title);
@@ -64,7 +66,7 @@ export function barChart(points, { fmt = String, height = 180, width = 640, titl
 }
 
 // series: [{name, values: [number]}], labels: [string]
-export function lineChart(series, labels, { fmt = String, height = 200, width = 640, title = '' } = {}) {
+export function lineChart(series, labels, { fmt = String, height = 220, width = 480, title = '' } = {}) {
   const max = niceMax(Math.max(0, ...series.flatMap((s) => s.values)));
   const { svg, pad, w, h } = frame(width, height, max, fmt);
   svg.setAttribute('aria-label', title);

@@ -9,6 +9,14 @@ import {
 } from './ui.js';
 
 const now = () => Math.floor(Date.now() / 1000);
+
+// Today: the time; otherwise the date and time, short.
+function shortTime(msecs) {
+  const d = new Date(msecs);
+  return d.toDateString() === new Date().toDateString()
+    ? d.toLocaleTimeString()
+    : d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
 const HOUR = 3600;
 const DAY = 86400;
 
@@ -30,7 +38,7 @@ function bucketLabel(start, bucket) {
   const d = new Date(start * 1000);
   return bucket === 'day'
     ? d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })
-    : d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+    : d.toLocaleTimeString(undefined, { hour: 'numeric' });
 }
 
 function sumBy(rows, key) {
@@ -246,7 +254,7 @@ function keyStatus(k) {
 async function keysPage(main) {
   const name = h('input', { id: 'key-name', required: true, placeholder: 'ci-bot', maxlength: '100' });
   const role = h('select', { id: 'key-role' }, h('option', { value: 'user' }, 'user'), h('option', { value: 'admin' }, 'admin'));
-  const models = h('input', { id: 'key-models', placeholder: 'all (or mock/echo, …)' });
+  const models = h('input', { id: 'key-models', placeholder: 'all, or mock/echo, …' });
   const tags = h('input', { id: 'key-tags', placeholder: 'team=search, env=prod' });
   const expires = h('input', { id: 'key-expires', type: 'datetime-local' });
   const formError = h('p', { class: 'error', role: 'alert' });
@@ -257,9 +265,9 @@ async function keysPage(main) {
     h('div', { class: 'row' },
       h('label', { class: 'grow' }, 'Name', name),
       h('label', {}, 'Role', role),
-      h('label', { class: 'grow' }, 'Models (comma-separated; empty: all)', models),
-      h('label', { class: 'grow' }, 'Tags (name=value, comma-separated)', tags),
-      h('label', {}, 'Expires (optional)', expires),
+      h('label', { class: 'grow' }, 'Models', models),
+      h('label', { class: 'grow' }, 'Tags', tags),
+      h('label', {}, 'Expires', expires),
       h('button', { type: 'submit', id: 'key-create-submit' }, 'Create'),
     ),
     formError,
@@ -556,7 +564,7 @@ async function logsPage(main) {
       nextCursor = res.next_cursor || null;
       out.replaceChildren(table(
         [
-          { label: 'Time', render: (e) => dateTimeMs(e.at_ms) },
+          { label: 'Time', render: (e) => shortTime(e.at_ms) },
           { label: 'Status', render: (e) => statusBadge(e.status) },
           { label: 'Key', class: 'hide-sm', render: (e) => names.get(e.key_id) || e.key_id },
           { label: 'Model', render: (e) => h('code', {}, e.provider ? `${e.provider}/${e.model}` : e.requested_model) },

@@ -72,7 +72,8 @@ export function modal(title, body, buttons) {
     document.addEventListener('keydown', onKey);
     root.addEventListener('click', onBackdrop);
     root.hidden = false;
-    actions.lastElementChild?.focus();
+    actions.lastElementChild?.focus({ preventScroll: true });
+    root.querySelector('.modal-box').scrollTop = 0;
   });
 }
 
@@ -146,6 +147,12 @@ export function errorBox(e) {
   return h('p', { class: 'error', role: 'alert' }, e?.message || String(e));
 }
 
+// JSON (or a string holding JSON) indented; other text as it is.
 export function pretty(v) {
-  return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
+  if (typeof v !== 'string') return JSON.stringify(v, null, 2);
+  try {
+    return JSON.stringify(JSON.parse(v), null, 2);
+  } catch {
+    return v;
+  }
 }
