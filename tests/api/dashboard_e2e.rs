@@ -101,8 +101,15 @@ async fn dashboard_in_a_real_browser() {
     let app = gateway().await;
     let d = Driver::start(&chromium, &chromedriver).await;
 
-    // Sign in.
+    // Sign in; first make sure console errors do reach the test.
     d.goto(&app.url("/dashboard")).await;
+    d.js("console.error('e2e probe'); return true", json!([]))
+        .await;
+    let probe = console_problems(&d).await;
+    assert!(
+        probe.iter().any(|m| m.contains("e2e probe")),
+        "the browser console is not being read: {probe:?}"
+    );
     d.fill("#signin-key", ADMIN_KEY).await;
     d.click("#signin-submit").await;
     let before = d.text("#stat-requests .value").await;

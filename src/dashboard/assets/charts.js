@@ -10,17 +10,19 @@ function el(name, attrs = {}, text) {
   return e;
 }
 
+// The axis top: four gridline steps of 1, 2, 2.5 or 5 times a power of ten.
 function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+  if (!(v > 0)) return 4;
+  const raw = v / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p) return 4 * m * p;
+  return 40 * p;
 }
 
 function frame(width, height, max, fmt) {
   // Room on the left for the longest y label (about 7 units per character at 12px).
   const longest = Math.max(...[0, 1, 2, 3, 4].map((i) => fmt((max * i) / 4).length));
-  const pad = { l: 10 + longest * 7, r: 22, t: 8, b: 24 };
+  const pad = { l: 10 + longest * 7.5, r: 22, t: 8, b: 24 };
   const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img' });
   const h = height - pad.t - pad.b;
   for (let i = 0; i <= 4; i++) {
