@@ -64,6 +64,16 @@ async fn shot(d: &Driver, dir: &Path, name: &str) {
     )
     .await;
     d.screenshot(&dir.join(format!("{name}.png"))).await;
+    // No JavaScript leftovers in what the page says.
+    let text = d.js("return document.body.innerText", json!([])).await;
+    let text = text.as_str().unwrap_or_default();
+    for bad in ["undefined", "NaN", "[object Object]"] {
+        assert!(!text.contains(bad), "{name} shows {bad}:\n{text}");
+    }
+    assert!(
+        !text.lines().any(|l| l.trim() == "null"),
+        "{name} shows null:\n{text}"
+    );
 }
 
 async fn goto_page(d: &Driver, page: &str, ready: &str) {

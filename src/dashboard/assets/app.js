@@ -27,6 +27,7 @@ async function route() {
     else a.removeAttribute('aria-current');
   }
   current?.cleanup?.();
+  $('toast').hidden = true;
   const main = $('main');
   main.replaceChildren();
   main.dataset.page = page;

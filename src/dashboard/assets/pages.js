@@ -5,7 +5,7 @@ import { api, qs, ApiError } from './api.js';
 import { barChart, lineChart, legend } from './charts.js';
 import {
   h, num, compact, pct, ms, usd, dateTime, dateTimeMs, toast, modal, confirmAction, showSecret,
-  table, stat, kv, errorBox, pretty,
+  table, stat, kv, errorBox, pretty, fill,
 } from './ui.js';
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -107,7 +107,7 @@ async function overview(main, ctx) {
     body,
   );
   const drawTabs = () =>
-    tabs.replaceChildren(
+    fill(tabs, 
       ...Object.entries(RANGES).map(([k, r]) =>
         h('button', { type: 'button', class: k === range ? 'active' : '', 'aria-selected': String(k === range), dataset: { range: k }, onclick: () => { range = k; sessionStorage.setItem('switchboard.range', k); drawTabs(); load(); } }, r.label),
       ),
@@ -136,7 +136,7 @@ async function overview(main, ctx) {
       const pts = (key) => starts.map((s) => ({ label: bucketLabel(s, r.bucket), value: byStart.get(s)?.[key] || 0, error: key === 'requests' ? byStart.get(s)?.errors || 0 : 0 }));
       const provRows = sumBy(byProvider.data, 'requests');
       const modelRows = sumBy(byModel.data, 'requests');
-      body.replaceChildren(
+      fill(body, 
         h('div', { class: 'stats' },
           stat('Requests', num(t.requests), `${num(t.cached)} from cache`, 'stat-requests'),
           stat('Error rate', pct(t.requests ? t.errors / t.requests : 0), `${num(t.errors)} errors`, 'stat-errors'),
@@ -157,7 +157,7 @@ async function overview(main, ctx) {
       );
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {
-      body.replaceChildren(errorBox(e));
+      fill(body, errorBox(e));
     } finally {
       busy = false;
     }
@@ -180,7 +180,7 @@ async function providersPage(main, ctx) {
       const res = await api('/admin/providers');
       const total = res.data.reduce((a, p) => a + (p.stats?.requests || 0), 0);
       const top = [...res.data].sort((a, b) => (b.stats?.requests || 0) - (a.stats?.requests || 0))[0];
-      body.replaceChildren(
+      fill(body, 
         ...(res.data.length ? [] : [h('p', { class: 'empty' }, 'No provider is loaded.')]),
         ...res.data.map((p) => {
           const s = p.stats || {};
@@ -216,7 +216,7 @@ async function providersPage(main, ctx) {
         h('p', { class: 'muted' }, 'Stats are observed since the gateway started.'),
       );
     } catch (e) {
-      body.replaceChildren(errorBox(e));
+      fill(body, errorBox(e));
     }
   }
   await load();
@@ -340,7 +340,7 @@ async function keysPage(main) {
     try {
       const res = await api('/admin/keys');
       const keys = res.data.filter((k) => showRevoked.checked || !k.revoked_at).sort((a, b) => b.created_at - a.created_at);
-      list.replaceChildren(table(
+      fill(list, table(
         [
           { label: 'Name', render: (k) => [h('strong', {}, k.name), h('div', { class: 'muted mono' }, k.id)] },
           { label: 'Status', render: keyStatus },
@@ -365,7 +365,7 @@ async function keysPage(main) {
         { empty: 'No keys.', rowClass: (k) => `key-row key-${k.id}` },
       ));
     } catch (e) {
-      list.replaceChildren(errorBox(e));
+      fill(list, errorBox(e));
     }
   }
   await load();
@@ -423,7 +423,7 @@ async function usagePage(main) {
 
   let last = null;
   async function load() {
-    out.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+    fill(out, h('p', { class: 'muted' }, 'Loading…'));
     exportBtn.disabled = true;
     try {
       let s;
@@ -452,12 +452,12 @@ async function usagePage(main) {
       const series = shown.map((name) => ({ name, values: starts.map((st) => rows.filter((r) => r.start === st && r.group === name).reduce((a, r) => a + (r[m] || 0), 0)) }));
       const fmt = m === 'cost_usd' ? usd : compact;
       const total = res.totals;
-      out.replaceChildren(
+      fill(out, 
         h('div', { class: 'stats' },
           stat('Requests', num(total.requests)), stat('Errors', num(total.errors)), stat('Cached', num(total.cached)),
           stat('Tokens', compact(total.total_tokens)), stat('Cost', usd(total.cost_usd))),
         h('section', { class: 'card' }, h('h2', {}, `${metric.selectedOptions[0].textContent} per ${res.bucket}`),
-          lineChart(series, starts.map((st) => bucketLabel(st, res.bucket)), { fmt, title: 'Usage over time' }), legend(shown),
+          lineChart(series, starts.map((st) => bucketLabel(st, res.bucket)), { fmt, title: 'Usage over time', width: 960, height: 260 }), legend(shown),
           groups.length > 6 ? h('p', { class: 'muted' }, `The chart shows the top 6 of ${groups.length} groups.`) : null),
         h('section', { class: 'card' }, h('h2', {}, g === 'none' ? 'Totals' : `By ${g}`), table(
           [
@@ -477,7 +477,7 @@ async function usagePage(main) {
       );
       exportBtn.disabled = false;
     } catch (e) {
-      out.replaceChildren(errorBox(e));
+      fill(out, errorBox(e));
     }
   }
   form.addEventListener('submit', (e) => {
@@ -562,7 +562,7 @@ async function logsPage(main) {
         since: since.value ? now() - Number(since.value) : '', limit: 25, cursor: cursors[page],
       })}`);
       nextCursor = res.next_cursor || null;
-      out.replaceChildren(table(
+      fill(out, table(
         [
           { label: 'Time', render: (e) => shortTime(e.at_ms) },
           { label: 'Status', render: (e) => statusBadge(e.status) },
@@ -580,7 +580,7 @@ async function logsPage(main) {
       next.disabled = !nextCursor;
       pageNo.textContent = `Page ${page + 1}`;
     } catch (e) {
-      out.replaceChildren(errorBox(e));
+      fill(out, errorBox(e));
     }
   }
   form.addEventListener('submit', (e) => {
@@ -634,7 +634,7 @@ async function policiesPage(main) {
       const [cfg, pol] = await Promise.all([api('/admin/config'), api('/admin/policies')]);
       const lr = cfg.last_reload;
       const errors = lr?.errors || [];
-      status.replaceChildren(
+      fill(status, 
         h('h2', {}, 'Config'),
         kv([
           ['Version', num(cfg.version)],
@@ -648,7 +648,7 @@ async function policiesPage(main) {
         errors.length ? [h('h3', { class: 'error' }, `The last reload failed: ${errors.length} error(s); the previous config is still serving`), errorsTable(errors)] : null,
       );
       const bad = new Set(errors.map((e) => e.file.split('/').pop()));
-      scripts.replaceChildren(
+      fill(scripts, 
         h('h2', {}, 'Loaded scripts'),
         pol.scripts.length
           ? h('ol', { class: 'mono' }, pol.scripts.map((s) => h('li', {}, s, bad.has(s) ? h('span', { class: 'badge err' }, 'has errors') : null)))
@@ -656,7 +656,7 @@ async function policiesPage(main) {
         h('p', { class: 'muted' }, 'Scripts run in this order on every request.'),
       );
     } catch (e) {
-      status.replaceChildren(errorBox(e));
+      fill(status, errorBox(e));
     }
   }
   reloadBtn.addEventListener('click', async () => {
@@ -707,7 +707,7 @@ async function simulator() {
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    out.replaceChildren();
+    fill(out);
     try {
       let req;
       try {
@@ -725,7 +725,7 @@ async function simulator() {
       const r = await api('/admin/policies/simulate', { method: 'POST', body });
       const obj = (o) => (o && Object.keys(o).length ? Object.entries(o).map(([k, v]) => `${k}=${v}`).join(', ') : '–');
       const limits = [...(r.limits || []).map((l) => ({ ...l, kind: 'requests' })), ...(r.token_limits || []).map((l) => ({ ...l, kind: 'tokens' }))];
-      out.replaceChildren(h('div', { class: 'card', id: 'sim-decisions' },
+      fill(out, h('div', { class: 'card', id: 'sim-decisions' },
         h('h3', {}, 'Decisions'),
         kv([
           ['Outcome', r.error ? h('span', { class: 'badge err' }, 'script error') : r.rejection ? h('span', { class: 'badge err' }, `rejected ${r.rejection.status}`) : limits.some((l) => !l.would_pass) ? h('span', { class: 'badge warn' }, 'over a limit') : h('span', { class: 'badge ok' }, 'would pass')],
@@ -747,7 +747,7 @@ async function simulator() {
         h('h3', {}, 'Request as it would go upstream'), h('pre', {}, pretty(r.request)),
       ));
     } catch (err) {
-      out.replaceChildren(errorBox(err));
+      fill(out, errorBox(err));
     }
   });
   return form;
@@ -799,7 +799,7 @@ async function playground(main, ctx) {
     const render = (done) => {
       const price = pricing.get(`${info.provider}/${info.model}`) || pricing.get(model.value);
       const cost = usage && price ? (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6 : null;
-      meta.replaceChildren(kv([
+      fill(meta, kv([
         ['Status', h('span', { id: 'pg-status' }, String(info.status))],
         ['Provider', h('span', { id: 'pg-provider' }, info.provider ? `${info.provider}${info.model ? ` (${info.model})` : ''}` : '–')],
         ['First token', first === null ? '–' : ms(first - started)],

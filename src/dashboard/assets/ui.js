@@ -19,6 +19,12 @@ export function h(tag, attrs = {}, ...children) {
   return e;
 }
 
+// Replaces an element's children, skipping null/false and flattening arrays (as `h` does).
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false));
+  return el;
+}
+
 export const nf = new Intl.NumberFormat(undefined);
 export const num = (n) => (n === undefined || n === null ? '–' : nf.format(n));
 export const compact = (n) =>
@@ -50,7 +56,7 @@ export function modal(title, body, buttons) {
   const root = document.getElementById('modal');
   const actions = document.getElementById('modal-actions');
   document.getElementById('modal-title').textContent = title;
-  document.getElementById('modal-body').replaceChildren(body);
+  fill(document.getElementById('modal-body'), body);
   return new Promise((resolve) => {
     const close = (v) => {
       root.hidden = true;
@@ -64,7 +70,8 @@ export function modal(title, body, buttons) {
     const onBackdrop = (e) => {
       if (e.target === root) close(null);
     };
-    actions.replaceChildren(
+    fill(
+      actions,
       ...buttons.map((b) =>
         h('button', { type: 'button', class: b.class || '', id: b.id, onclick: () => close(b.value) }, b.label),
       ),
