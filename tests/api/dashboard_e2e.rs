@@ -56,6 +56,16 @@ async fn console_problems(d: &Driver) -> Vec<String> {
         .collect()
 }
 
+/// Drains the console, which may hold only the browser's own lines for expected HTTP errors.
+async fn expect_only_http_errors(d: &Driver, status: &str) {
+    let problems = console_problems(d).await;
+    let unexpected: Vec<_> = problems
+        .iter()
+        .filter(|m| !(m.contains("Failed to load resource") && m.contains(status)))
+        .collect();
+    assert!(unexpected.is_empty(), "console: {unexpected:#?}");
+}
+
 async fn shot(d: &Driver, dir: &Path, name: &str) {
     // Let the page settle (fonts, layout) before the picture.
     d.js(
@@ -120,6 +130,16 @@ async fn dashboard_in_a_real_browser() {
         probe.iter().any(|m| m.contains("e2e probe")),
         "the browser console is not being read: {probe:?}"
     );
+    // A wrong key is refused with a message (the browser logs the 401 itself).
+    d.fill("#signin-key", "sk-not-a-key").await;
+    d.click("#signin-submit").await;
+    d.wait_for(
+        "the refusal",
+        "return document.getElementById('signin-error').innerText.includes('not valid')",
+        json!([]),
+    )
+    .await;
+    expect_only_http_errors(&d, "401").await;
     d.fill("#signin-key", ADMIN_KEY).await;
     d.click("#signin-submit").await;
     let before = d.text("#stat-requests .value").await;
@@ -240,6 +260,30 @@ async fn dashboard_in_a_real_browser() {
     let decisions = d.text("#sim-decisions").await;
     assert!(decisions.contains("echo-canary="), "{decisions}");
     shot(&d, &dir, "08-policies").await;
+
+    // A broken script: the reload is rolled back and its errors are shown; fixed, it applies.
+    let broken = app._dir.path().join("policies/50-broken.rhai");
+    std::fs::write(&broken, "fn on_request(req, ctx) {\n  let x = ;\n}\n").unwrap();
+    d.click("#reload").await;
+    d.wait_for(
+        "the reload errors",
+        "const s = document.getElementById('config-status'); \
+         return s && s.innerText.includes('50-broken.rhai') && s.innerText.includes('rolled back')",
+        json!([]),
+    )
+    .await;
+    shot(&d, &dir, "08b-reload-errors").await;
+    expect_only_http_errors(&d, "422").await;
+    std::fs::remove_file(&broken).unwrap();
+    d.click("#reload").await;
+    d.wait_for(
+        "a clean reload",
+        "const s = document.getElementById('config-status'); \
+         return s && !s.innerText.includes('50-broken.rhai') && \
+         ['applied', 'unchanged'].includes(document.getElementById('reload-outcome')?.innerText)",
+        json!([]),
+    )
+    .await;
 
     // Playground: a streamed chat, rendered while it arrives.
     goto_page(&d, "playground", "#pg-send").await;

@@ -185,7 +185,10 @@ impl Driver {
     async fn element(&self, css: &str) -> String {
         self.wait_for(
             css,
-            "const e = document.querySelector(arguments[0]); return !!e && e.offsetParent !== null",
+            // Centred, so a sticky header never covers what is clicked.
+            "const e = document.querySelector(arguments[0]); \
+             if (!e || e.offsetParent === null) return false; \
+             e.scrollIntoView({block: 'center'}); return true",
             json!([css]),
         )
         .await;
