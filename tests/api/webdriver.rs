@@ -34,7 +34,21 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // Best effort: the session is closed by `quit`; the driver dies with its process.
+        // Also on a failed test: end the session (chromedriver then quits Chromium) with a
+        // plain blocking request, since Drop cannot await; then stop the driver.
+        if !self.session.is_empty() {
+            use std::io::{Read, Write};
+            let addr = self.base.trim_start_matches("http://").to_string();
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    s,
+                    "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -241,12 +255,13 @@ impl Driver {
         v.as_array().cloned().unwrap_or_default()
     }
 
-    pub async fn quit(self) {
+    pub async fn quit(mut self) {
         let _ = self
             .http
             .delete(format!("{}/session/{}", self.base, self.session))
             .send()
             .await;
+        self.session.clear();
     }
 }
 

@@ -746,6 +746,7 @@ async function simulator() {
         ], limits)] : null,
         h('h3', {}, 'Request as it would go upstream'), h('pre', {}, pretty(r.request)),
       ));
+      document.getElementById('sim-decisions').scrollIntoView({ block: 'start' });
     } catch (err) {
       fill(out, errorBox(err));
     }
