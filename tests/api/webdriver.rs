@@ -51,7 +51,29 @@ impl Drop for Driver {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A Chromium that did not shut down in time outlives its driver; its profile folder
+        // (ours alone) names it.
+        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        for pid in processes_with_arg(&marker) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
     }
+}
+
+/// Process ids whose command line has `arg` (Linux `/proc`; elsewhere none).
+fn processes_with_arg(arg: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        cmd.split(|&b| b == 0)
+            .any(|a| a == arg.as_bytes())
+            .then_some(pid)
+    })
+    .collect()
 }
 
 fn free_port() -> u16 {
