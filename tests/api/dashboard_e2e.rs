@@ -241,12 +241,26 @@ async fn dashboard_in_a_real_browser() {
     d.click("#usage-load").await;
     let usage = d.text("#usage-body table").await;
     assert!(usage.contains("echo-priced"), "{usage}");
-    d.wait_for(
-        "the CSV export to be ready",
-        "return !document.getElementById('usage-export').disabled",
+    // Export CSV: catch the file the page hands to the browser instead of saving it.
+    d.js(
+        "const make = URL.createObjectURL; \
+         URL.createObjectURL = (blob) => { blob.text().then(t => { window.__csv = t; }); return make(blob); }; \
+         const click = HTMLAnchorElement.prototype.click; \
+         HTMLAnchorElement.prototype.click = function () { if (!this.download) click.call(this); }; \
+         return true",
         json!([]),
     )
     .await;
+    d.click("#usage-export").await;
+    let csv = d
+        .wait_for("the CSV", "return window.__csv || null", json!([]))
+        .await;
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("bucket_start,bucket_start_iso,model,requests,errors,cached,"),
+        "{csv}"
+    );
+    assert!(csv.contains(",mock/echo-priced,"), "{csv}");
     shot(&d, &dir, "07-usage").await;
 
     // Policies: config status and a simulation.
@@ -320,6 +334,25 @@ async fn dashboard_in_a_real_browser() {
     // Logs: the newest row opens its details, bodies included.
     goto_page(&d, "logs", ".log-row").await;
     shot(&d, &dir, "10-logs").await;
+    d.select("#logs-status", "4xx").await;
+    d.click("#logs-apply").await;
+    let only_404 = d
+        .wait_for(
+            "only the 404 in the filtered log",
+            "const rows = [...document.querySelectorAll('.log-row')]; \
+             return rows.length > 0 && rows.every(r => r.innerText.includes('404')) ? rows.length : 0",
+            json!([]),
+        )
+        .await;
+    assert_eq!(only_404, json!(1));
+    d.select("#logs-status", "").await;
+    d.click("#logs-apply").await;
+    d.wait_for(
+        "the whole log again",
+        "return document.querySelectorAll('.log-row').length > 1",
+        json!([]),
+    )
+    .await;
     d.click(".log-row").await;
     let detail = d.text("#log-detail").await;
     assert!(
