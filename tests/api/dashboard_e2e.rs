@@ -17,7 +17,7 @@ fn screenshots_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("../e2e-screenshots"));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    dir.canonicalize().unwrap_or(dir)
 }
 
 async fn gateway() -> TestApp {
@@ -385,7 +385,9 @@ async fn dashboard_in_a_real_browser() {
     assert_eq!(dark, json!(true));
     for (page, ready) in [
         ("overview", "#stat-requests"),
+        ("providers", ".provider"),
         ("keys", "#key-create"),
+        ("usage", "#usage-body table"),
         ("playground", "#pg-send"),
         ("logs", ".log-row"),
         ("policies", "#sim-run"),

@@ -41,6 +41,13 @@ function bucketLabel(start, bucket) {
     : d.toLocaleTimeString(undefined, { hour: 'numeric' });
 }
 
+// A chart's drawing width close to its width on screen, so its text stays readable.
+function chartWidth(main, wide) {
+  const w = main.clientWidth || 960;
+  if (w < 720) return Math.max(280, w - 30);
+  return wide ? Math.min(1200, w - 40) : 480;
+}
+
 function sumBy(rows, key) {
   const out = new Map();
   for (const r of rows) {
@@ -146,9 +153,9 @@ async function overview(main, ctx) {
           stat('Cost', usd(t.cost_usd), r.label.toLowerCase(), 'stat-cost'),
         ),
         h('div', { class: 'grid' },
-          h('section', { class: 'card' }, h('h2', {}, 'Requests'), barChart(pts('requests'), { fmt: compact, title: 'Requests per bucket' }), h('div', { class: 'legend' }, h('span', {}, h('i', { class: 'sw-err' }), 'errors'))),
-          h('section', { class: 'card' }, h('h2', {}, 'Tokens'), barChart(pts('total_tokens'), { fmt: compact, title: 'Tokens per bucket' })),
-          h('section', { class: 'card' }, h('h2', {}, 'Cost'), barChart(pts('cost_usd'), { fmt: usd, title: 'Cost per bucket' })),
+          h('section', { class: 'card' }, h('h2', {}, 'Requests'), barChart(pts('requests'), { fmt: compact, title: 'Requests per bucket', width: chartWidth(main) }), h('div', { class: 'legend' }, h('span', {}, h('i', { class: 'sw-err' }), 'errors'))),
+          h('section', { class: 'card' }, h('h2', {}, 'Tokens'), barChart(pts('total_tokens'), { fmt: compact, title: 'Tokens per bucket', width: chartWidth(main) })),
+          h('section', { class: 'card' }, h('h2', {}, 'Cost'), barChart(pts('cost_usd'), { fmt: usd, title: 'Cost per bucket', width: chartWidth(main) })),
         ),
         h('div', { class: 'grid' },
           h('section', { class: 'card', id: 'top-providers' }, h('h2', {}, 'Providers'), topTable(provRows, t.requests, 'Provider')),
@@ -457,7 +464,7 @@ async function usagePage(main) {
           stat('Requests', num(total.requests)), stat('Errors', num(total.errors)), stat('Cached', num(total.cached)),
           stat('Tokens', compact(total.total_tokens)), stat('Cost', usd(total.cost_usd))),
         h('section', { class: 'card' }, h('h2', {}, `${metric.selectedOptions[0].textContent} per ${res.bucket}`),
-          lineChart(series, starts.map((st) => bucketLabel(st, res.bucket)), { fmt, title: 'Usage over time', width: 960, height: 260 }), legend(shown),
+          lineChart(series, starts.map((st) => bucketLabel(st, res.bucket)), { fmt, title: 'Usage over time', width: chartWidth(main, true), height: 260 }), legend(shown),
           groups.length > 6 ? h('p', { class: 'muted' }, `The chart shows the top 6 of ${groups.length} groups.`) : null),
         h('section', { class: 'card' }, h('h2', {}, g === 'none' ? 'Totals' : `By ${g}`), table(
           [
