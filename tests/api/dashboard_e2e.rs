@@ -163,6 +163,8 @@ async fn dashboard_in_a_real_browser() {
         json!([]),
     )
     .await;
+    let latency = d.text("#latency-chart").await;
+    assert!(latency.contains("p95"), "{latency}");
     let tokens = d.text("#stat-tokens .value").await;
     assert_ne!(tokens, "0");
     let top = d.text("#top-providers").await;

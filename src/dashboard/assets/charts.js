@@ -44,7 +44,7 @@ function xLabels(svg, pad, w, h, labels, step) {
 }
 
 // points: [{label, value, error?, title}]
-export function barChart(points, { fmt = String, height = 200, width = 480, title = '' } = {}) {
+export function barChart(points, { fmt = String, height = 200, width = 480, title = '', cls = 's1' } = {}) {
   const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
   const { svg, pad, w, h } = frame(width, height, max, fmt);
   svg.setAttribute('aria-label', title);
@@ -53,7 +53,7 @@ export function barChart(points, { fmt = String, height = 200, width = 480, titl
   points.forEach((p, i) => {
     const x = pad.l + step * i + (step - bw) / 2;
     const bh = (h * p.value) / max;
-    const r = el('rect', { x, y: pad.t + h - bh, width: bw, height: Math.max(0, bh), class: 's1' });
+    const r = el('rect', { x, y: pad.t + h - bh, width: bw, height: Math.max(0, bh), class: cls });
     r.append(el('title', {}, p.title ?? `${p.label}: ${fmt(p.value)}`));
     svg.append(r);
     if (p.error) {

@@ -103,6 +103,10 @@ function breakerOf(p) {
 
 // ---------------------------------------------------------------- Overview
 
+// The API gives latency percentiles since start, not per bucket: the overview samples them
+// on every refresh while the tab is open, and charts the samples.
+const latencySamples = [];
+
 async function overview(main, ctx) {
   let range = sessionStorage.getItem('switchboard.range') || 'day';
   const tabs = h('div', { class: 'tabs', role: 'tablist' });
@@ -141,6 +145,25 @@ async function overview(main, ctx) {
       const starts = bucketStarts(since, until, r.bucket, usage.data);
       const byStart = new Map(usage.data.map((x) => [x.start, x]));
       const pts = (key) => starts.map((s) => ({ label: bucketLabel(s, r.bucket), value: byStart.get(s)?.[key] || 0, error: key === 'requests' ? byStart.get(s)?.errors || 0 : 0 }));
+      if (lat.p50 !== null) {
+        latencySamples.push({ at: Date.now(), p50: lat.p50, p95: lat.p95 });
+        if (latencySamples.length > 120) latencySamples.shift();
+      }
+      const errorRate = starts.map((st) => {
+        const b = byStart.get(st);
+        return { label: bucketLabel(st, r.bucket), value: b?.requests ? b.errors / b.requests : 0, title: `${bucketLabel(st, r.bucket)}: ${pct(b?.requests ? b.errors / b.requests : 0)} of ${num(b?.requests || 0)}` };
+      });
+      const latencyChart = latencySamples.length
+        ? [
+          lineChart(
+            [{ name: 'p50', values: latencySamples.map((x) => x.p50) }, { name: 'p95', values: latencySamples.map((x) => x.p95) }],
+            latencySamples.map((x) => new Date(x.at).toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' })),
+            { fmt: (v) => ms(v), title: 'Latency samples', width: chartWidth(main) },
+          ),
+          legend(['p50', 'p95']),
+          h('p', { class: 'muted' }, 'All providers, since the gateway started; sampled by this page on every refresh.'),
+        ]
+        : h('p', { class: 'empty' }, 'No latency observed yet.');
       const provRows = sumBy(byProvider.data, 'requests');
       const modelRows = sumBy(byModel.data, 'requests');
       fill(body, 
@@ -152,8 +175,10 @@ async function overview(main, ctx) {
           stat('Tokens', compact(t.total_tokens), `${compact(t.prompt_tokens)} in · ${compact(t.completion_tokens)} out`, 'stat-tokens'),
           stat('Cost', usd(t.cost_usd), r.label.toLowerCase(), 'stat-cost'),
         ),
-        h('div', { class: 'grid' },
+        h('div', { class: 'grid charts' },
           h('section', { class: 'card' }, h('h2', {}, 'Requests'), barChart(pts('requests'), { fmt: compact, title: 'Requests per bucket', width: chartWidth(main) }), h('div', { class: 'legend' }, h('span', {}, h('i', { class: 'sw-err' }), 'errors'))),
+          h('section', { class: 'card' }, h('h2', {}, 'Error rate'), barChart(errorRate, { fmt: (v) => `${Math.round(v * 100)}%`, title: 'Error rate per bucket', width: chartWidth(main), cls: 'err' })),
+          h('section', { class: 'card', id: 'latency-chart' }, h('h2', {}, 'Latency'), latencyChart),
           h('section', { class: 'card' }, h('h2', {}, 'Tokens'), barChart(pts('total_tokens'), { fmt: compact, title: 'Tokens per bucket', width: chartWidth(main) })),
           h('section', { class: 'card' }, h('h2', {}, 'Cost'), barChart(pts('cost_usd'), { fmt: usd, title: 'Cost per bucket', width: chartWidth(main) })),
         ),

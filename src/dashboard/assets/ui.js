@@ -30,7 +30,12 @@ export const num = (n) => (n === undefined || n === null ? '–' : nf.format(n))
 export const compact = (n) =>
   new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 }).format(n);
 export const pct = (r) => (r === undefined || r === null || Number.isNaN(r) ? '–' : `${(r * 100).toFixed(r && r < 0.1 ? 2 : 1)}%`);
-export const ms = (v) => (v === undefined || v === null ? '–' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`);
+export function ms(v) {
+  if (v === undefined || v === null) return '–';
+  if (v >= 1000) return `${(v / 1000).toFixed(2)} s`;
+  if (v > 0 && v < 10) return `${Number(v.toFixed(1))} ms`;
+  return `${Math.round(v)} ms`;
+}
 export function usd(v) {
   if (v === undefined || v === null) return '–';
   if (v === 0) return '$0';
