@@ -176,6 +176,28 @@ async fn dashboard_in_a_real_browser() {
     let provider = d.text(".provider").await;
     assert!(provider.contains("mock/echo-priced"), "{provider}");
     shot(&d, &dir, "03-providers").await;
+    assert!(!provider.contains("breaker"), "{provider}");
+
+    // A `breaker` field (not in the API yet) is shown when present: rewrite the reply in the
+    // page to have one, and look again.
+    d.js(
+        "const real = window.fetch; window.__realFetch = real; \
+         window.fetch = async (url, opts) => { \
+           const res = await real(url, opts); \
+           if (String(url) !== '/admin/providers') return res; \
+           const body = await res.json(); \
+           body.data.forEach(p => { p.breaker = { state: 'open', until: 0 }; }); \
+           return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } }); \
+         }; return true",
+        json!([]),
+    )
+    .await;
+    goto_page(&d, "overview", "#stat-requests").await;
+    goto_page(&d, "providers", ".provider").await;
+    let breaker = d.text(".provider").await;
+    assert!(breaker.contains("breaker: open"), "{breaker}");
+    d.js("window.fetch = window.__realFetch; return true", json!([]))
+        .await;
 
     // Create a key: the secret is shown once and works; revoke it after a confirmation.
     goto_page(&d, "keys", "#key-create").await;
