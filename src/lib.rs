@@ -7,6 +7,7 @@ pub mod accounting;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod http;

@@ -9,7 +9,7 @@ use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{NewKey, Role, Store, StoreError};
-use crate::{admin, health, http, openapi, proxy};
+use crate::{admin, dashboard, health, http, openapi, proxy};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -138,6 +138,7 @@ impl Application {
                 .configure(proxy::configure)
                 .configure(admin::configure)
                 .configure(openapi::configure)
+                .configure(dashboard::configure)
                 .default_service(web::to(http::not_found))
         })
         .tcp_nodelay(true)

@@ -2,7 +2,8 @@
 //! once and does as little as possible). `mock_upstream [ADDR]`, default 127.0.0.1:0; prints
 //! `listening on http://ADDR`.
 //!
-//! The model name picks the behaviour: `*delay50*` answers after 50 ms; a body with
+//! The model name picks the behaviour: `bench-delay50` (any name with `delay50`) answers after
+//! 50 ms; a body with
 //! `"stream":true` gets 20 SSE chunks 20 ms apart, then a usage chunk and `[DONE]`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};

@@ -4,6 +4,9 @@
 #   bash benches/load/run.sh            # full run (about 4 minutes after the release build)
 #   QUICK=1 bash benches/load/run.sh    # shorter rounds, for a smoke test
 #
+# The same request body goes to all three targets: the model names are the upstream's own, so
+# the mock upstream sees the same `bench-delay50` whoever forwards it.
+#
 # Builds in release mode, starts a fast mock upstream, a bare actix-web + reqwest pass-through
 # proxy (the reference) and Switchboard (shipped policies, usage accounting and request logs
 # on), then drives each with oha (installed from crates.io if missing), rounds interleaved so
@@ -54,9 +57,9 @@ cat >"$WORK/providers.d/bench.yaml" <<YAML
 kind: openai
 base_url: $UP/v1
 models:
-  - { name: bench-fast, upstream: fast, pricing: { input: 1.0, output: 2.0 } }
-  - { name: bench-slow, upstream: delay50, pricing: { input: 1.0, output: 2.0 } }
-  - { name: bench-stream, upstream: stream, pricing: { input: 1.0, output: 2.0 } }
+  - { name: bench-fast, pricing: { input: 1.0, output: 2.0 } }
+  - { name: bench-delay50, pricing: { input: 1.0, output: 2.0 } }
+  - { name: bench-stream, pricing: { input: 1.0, output: 2.0 } }
 YAML
 SB=$(SWITCHBOARD_ADMIN_KEY=$KEY RUST_LOG=warn start switchboard "$BIN/switchboard" serve \
   --listen 127.0.0.1:0 --providers "$WORK/providers.d" --policies policies --data "$WORK/data")
@@ -88,10 +91,10 @@ scenario() {
 
 echo "running ..." >&2
 # Warm-up: connection pools, caches, first allocations.
-drive warmup switchboard "$SB" fast 16 2; drive warmup reference "$REF" fast 16 2
+drive warmup switchboard "$SB" bench-fast 16 2; drive warmup reference "$REF" bench-fast 16 2
 scenario "64 conns, no delay" bench-fast 64 "$SECS"
 scenario "1 conn, no delay" bench-fast 1 "$SECS"
-scenario "256 conns, 50 ms upstream" bench-slow 256 "$SECS"
+scenario "256 conns, 50 ms upstream" bench-delay50 256 "$SECS"
 
 # Streams: time to first byte (one at a time), then 1000 at once.
 for target in direct reference switchboard; do

@@ -6,12 +6,15 @@ mod gemini_upstream;
 mod helpers;
 mod recorder;
 mod upstream;
+mod webdriver;
 
 mod admin;
 mod anthropic;
 mod auth;
 mod azure;
 mod cli;
+mod dashboard;
+mod dashboard_e2e;
 mod errors;
 mod gemini;
 mod health;

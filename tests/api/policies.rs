@@ -228,8 +228,9 @@ async fn splits_are_sticky_across_restarts_and_weight_changes() {
         )
     };
     let app = start("#{ a: 50, b: 50 }").await;
-    let mut keys = Vec::new();
-    for i in 0..8 {
+    // Keys until both variants have been drawn (each draw is 50/50; 64 keys bound the loop).
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for i in 0..64 {
         let (_, secret) = app.create_key(json!({"name": format!("k{i}")})).await;
         let res = app.chat(&secret, hi("echo")).await;
         let variant = res.headers()["x-switchboard-variant"]
@@ -241,6 +242,10 @@ async fn splits_are_sticky_across_restarts_and_weight_changes() {
         let again = app.chat(&secret, hi("echo")).await;
         assert_eq!(again.headers()["x-switchboard-variant"], variant.as_str());
         keys.push((secret, variant));
+        let both = keys.iter().any(|(_, v)| v == "exp=a") && keys.iter().any(|(_, v)| v == "exp=b");
+        if both && keys.len() >= 4 {
+            break;
+        }
     }
     assert!(
         keys.iter().any(|(_, v)| v == "exp=a") && keys.iter().any(|(_, v)| v == "exp=b"),

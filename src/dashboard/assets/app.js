@@ -1,0 +1,75 @@
+// The shell: sign-in, navigation between pages (the URL hash), sign-out.
+
+import { api, getKey, setKey, clearKey, setUnauthorizedHandler } from './api.js';
+import { pages } from './pages.js';
+
+const $ = (id) => document.getElementById(id);
+let current = null; // { cleanup }
+
+function showSignin(message = '') {
+  current?.cleanup?.();
+  current = null;
+  $('shell').hidden = true;
+  $('signin').hidden = false;
+  $('signin-error').textContent = message;
+  $('signin-key').focus();
+}
+
+async function route() {
+  if (!getKey()) return showSignin();
+  $('signin').hidden = true;
+  $('shell').hidden = false;
+  const name = (location.hash.replace(/^#\/?/, '').split('?')[0] || 'overview').toLowerCase();
+  const page = pages[name] ? name : 'overview';
+  for (const a of document.querySelectorAll('#nav a')) {
+    a.classList.toggle('active', a.dataset.page === page);
+    if (a.dataset.page === page) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  current?.cleanup?.();
+  $('toast').hidden = true;
+  const main = $('main');
+  main.replaceChildren();
+  main.dataset.page = page;
+  document.title = `${page[0].toUpperCase()}${page.slice(1)} · Switchboard`;
+  const ctx = { cleanups: [] };
+  current = { cleanup: () => ctx.cleanups.forEach((f) => f()) };
+  try {
+    await pages[page](main, ctx);
+  } catch (e) {
+    console.warn(e);
+  }
+}
+
+$('signin-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const key = $('signin-key').value.trim();
+  const button = $('signin-submit');
+  button.disabled = true;
+  $('signin-error').textContent = '';
+  try {
+    await api('/admin/config', { key });
+    setKey(key);
+    $('signin-key').value = '';
+    if (!location.hash) location.hash = '#/overview';
+    await route();
+  } catch (err) {
+    $('signin-error').textContent =
+      err.status === 403 ? 'That key is not an admin key.' : err.status === 401 ? 'That key is not valid.' : err.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$('signout').addEventListener('click', () => {
+  clearKey();
+  showSignin('Signed out.');
+});
+
+setUnauthorizedHandler(() => {
+  clearKey();
+  showSignin('Your key is no longer valid; sign in again.');
+});
+
+window.addEventListener('hashchange', route);
+route();
