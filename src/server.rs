@@ -96,12 +96,15 @@ impl Application {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
         reload::spawn_sighup(std::sync::Arc::downgrade(&reloader));
+        let health = std::sync::Arc::new(crate::router::health::Registry::new());
+        crate::router::checks::spawn(&health, &live);
         let state = web::Data::new(AppState {
             snapshot: live,
             reloader,
             store,
             auth,
             body_limit: settings.body_limit,
+            health,
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
