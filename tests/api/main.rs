@@ -19,4 +19,5 @@ mod models;
 mod passthrough;
 mod policies;
 mod reload;
+mod resilience;
 mod streaming;
