@@ -287,7 +287,7 @@ async fn after_the_first_byte_a_broken_stream_ends_with_an_error_event() {
 async fn the_breaker_opens_skips_the_provider_and_closes_after_recovery() {
     let upstream = Upstream::start().await;
     let extra =
-        "retry: { max_attempts: 1 }\nbreaker: { consecutive_failures: 2, cool_down_secs: 0.2 }";
+        "retry: { max_attempts: 1 }\nbreaker: { consecutive_failures: 2, cool_down_secs: 0.5 }";
     let app = spawn(
         Spawn::default()
             .provider("up", provider(&upstream, &[("m", "switch")], extra))
@@ -308,6 +308,16 @@ async fn the_breaker_opens_skips_the_provider_and_closes_after_recovery() {
         assert_eq!(header(&res, "x-switchboard-attempts"), "1");
     }
     assert_eq!(upstream.calls("switch"), 2, "skipped while open");
+    // A reload keeps what was learnt: still open, still skipped.
+    let res = app.post("/admin/reload", ADMIN_KEY).send().await.unwrap();
+    assert!(res.status().is_success());
+    let res = app.chat(ADMIN_KEY, hi("x")).await;
+    assert_eq!(header(&res, "x-switchboard-provider"), "mock");
+    assert_eq!(
+        upstream.calls("switch"),
+        2,
+        "the breaker survived the reload"
+    );
     let ready: Value = app
         .client
         .get(app.url("/health/ready"))
