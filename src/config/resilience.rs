@@ -109,7 +109,8 @@ impl HealthCheck {
     pub fn from_raw(raw: &RawHealthCheck) -> Result<Self, String> {
         let path = raw.path.clone().unwrap_or_else(|| "models".to_string());
         let path = path.trim_start_matches('/').to_string();
-        if path.contains("://") || path.contains('?') || path.contains('#') {
+        // A query is allowed: Azure needs `openai/models?api-version=...`.
+        if path.contains("://") || path.contains('#') {
             return Err(format!("path {path:?} must be a path relative to base_url"));
         }
         Ok(HealthCheck {
