@@ -25,7 +25,8 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready to serve: a configuration is loaded and the store answers.
+/// Ready to serve: a configuration is loaded, the store answers, and some provider can serve
+/// (its breaker is not open). With no provider configured at all, readiness is the store's.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -34,18 +35,25 @@ async fn live() -> HttpResponse {
     security(()),
     responses(
         (status = 200, description = "Ready to serve: a configuration is loaded and the store answers.", body = crate::openapi::schemas::Readiness),
-        (status = 503, description = "Not ready: the store does not answer", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Not ready: the store does not answer, or no configured provider can serve (every breaker open)", body = crate::openapi::schemas::Readiness),
     )
 )]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     let store_ok = state.store.is_healthy();
+    let providers = state.health.snapshot(&snapshot);
+    let can_serve = providers.is_empty() || providers.iter().any(|p| p.can_serve);
+    let ok = store_ok && can_serve;
     let body = json!({
-        "status": if store_ok { "ready" } else { "not_ready" },
+        "status": if ok { "ready" } else { "not_ready" },
         "config_version": snapshot.version,
         "store": if store_ok { "ok" } else { "unavailable" },
+        "providers": providers
+            .iter()
+            .map(|p| json!({"name": p.name, "breaker": p.breaker, "can_serve": p.can_serve}))
+            .collect::<Vec<_>>(),
     });
-    if store_ok {
+    if ok {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -105,6 +105,8 @@ impl Application {
             settings.log_bodies,
         )
         .map_err(|e| StartError::Store(StoreError::Sled(e.into())))?;
+        let health = std::sync::Arc::new(crate::router::health::Registry::new());
+        crate::router::checks::spawn(&health, &live);
         let state = web::Data::new(AppState {
             snapshot: live,
             reloader,
@@ -113,6 +115,7 @@ impl Application {
             store,
             auth,
             body_limit: settings.body_limit,
+            health,
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {

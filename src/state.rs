@@ -17,6 +17,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Provider health (breakers, latency), kept across reloads.
+    pub health: Arc<crate::router::health::Registry>,
 }
 
 impl AppState {

@@ -62,6 +62,10 @@ pub struct ProviderView {
     models: Vec<ModelView>,
     /// Observed since the gateway started.
     stats: ProviderStats,
+    /// Circuit breaker: `closed`, `open` or `half_open`.
+    breaker: Option<crate::router::breaker::BreakerState>,
+    /// Breaker, error rate, latency average and health-check details.
+    health: Option<crate::router::health::ProviderHealth>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -91,6 +95,7 @@ pub struct ProviderList {
 )]
 async fn providers(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
+    let mut health = state.health.snapshot(&snapshot);
     let data = snapshot
         .config
         .providers
@@ -116,6 +121,11 @@ async fn providers(_admin: AdminCaller, state: web::Data<AppState>) -> HttpRespo
                 })
                 .collect(),
             stats: state.metrics.provider_stats(&p.name),
+            breaker: health.iter().find(|h| h.name == p.name).map(|h| h.breaker),
+            health: health
+                .iter()
+                .position(|h| h.name == p.name)
+                .map(|i| health.swap_remove(i)),
         })
         .collect();
     let skipped = snapshot
@@ -199,7 +209,22 @@ async fn purge(
     )
 )]
 async fn metrics(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
+    use std::fmt::Write;
+    let mut text = state.metrics.render();
+    text.push_str("# HELP switchboard_breaker_state Circuit breaker per provider: 0 closed, 1 half open, 2 open.\n# TYPE switchboard_breaker_state gauge\n");
+    for h in state.health.snapshot(&state.snapshot()) {
+        let value = match h.breaker {
+            crate::router::breaker::BreakerState::Closed => 0,
+            crate::router::breaker::BreakerState::HalfOpen => 1,
+            crate::router::breaker::BreakerState::Open => 2,
+        };
+        let _ = writeln!(
+            text,
+            "switchboard_breaker_state{{provider=\"{}\"}} {value}",
+            h.name.replace('"', "")
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(text)
 }

@@ -6,9 +6,11 @@
 
 pub mod env;
 pub mod raw;
+pub mod resilience;
 mod validate;
 
 pub use raw::{Pricing, ProviderKind, RawMock as MockOptions};
+pub use resilience::{BreakerPolicy, HealthCheck, RetryPolicy};
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -51,6 +53,11 @@ pub struct ProviderConfig {
     pub mock: MockOptions,
     /// Azure OpenAI's `api-version`; set only for `kind: azure`.
     pub api_version: Option<String>,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+    pub health_check: Option<HealthCheck>,
+    /// Share among balanced targets of equal rank (`weighted`); default 1.
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +72,10 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
     pub connect: Duration,
+    /// Idle: the longest silence while reading, also between stream chunks.
     pub read: Duration,
+    /// Until the response headers (a whole non-streamed reply), or a stream's first event.
+    pub first_byte: Duration,
     pub total: Duration,
 }
 
@@ -74,6 +84,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(10),
             read: Duration::from_secs(300),
+            first_byte: Duration::from_secs(300),
             total: Duration::from_secs(600),
         }
     }

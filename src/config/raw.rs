@@ -28,6 +28,17 @@ pub struct RawProvider {
     pub mock: Option<RawMock>,
     /// Azure OpenAI's `api-version` query parameter; required for, and only for, `kind: azure`.
     pub api_version: Option<EnvString>,
+    /// Retries of one target on retryable failures.
+    #[serde(default)]
+    pub retry: RawRetry,
+    /// The circuit breaker that skips this provider while it keeps failing.
+    #[serde(default)]
+    pub breaker: RawBreaker,
+    /// An optional active probe feeding the breaker.
+    pub health_check: Option<RawHealthCheck>,
+    /// Share of traffic among balanced targets of equal rank (`weighted` strategy).
+    #[serde(default, deserialize_with = "weight")]
+    pub weight: Option<u32>,
 }
 
 fn default_true() -> bool {
@@ -69,6 +80,8 @@ pub struct RawTimeouts {
     pub connect_secs: Option<Seconds>,
     /// The longest silence while reading a response (also between stream chunks).
     pub read_secs: Option<Seconds>,
+    /// Until the response headers, and for streams until the first event.
+    pub first_byte_secs: Option<Seconds>,
     /// The whole exchange, streams included.
     pub total_secs: Option<Seconds>,
 }
@@ -210,6 +223,87 @@ fn error_status<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     } else {
         Err(de::Error::custom(format!(
             "must be an HTTP error status from 400 to 599, got {v}"
+        )))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Tries of one target, the first included (1: no retry).
+    #[serde(default, deserialize_with = "attempts")]
+    pub max_attempts: Option<u32>,
+    pub base_delay_ms: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+    /// Time spent on one target, retries included, after which it is given up.
+    pub max_total_secs: Option<Seconds>,
+    /// A 429 whose `retry-after` asks for longer than this is not retried on this target.
+    pub max_retry_after_secs: Option<Seconds>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Consecutive failures that open the breaker.
+    #[serde(default, deserialize_with = "positive_count")]
+    pub consecutive_failures: Option<u32>,
+    /// Share of failed calls in the window that opens the breaker, 0..1.
+    #[serde(default, deserialize_with = "optional_rate")]
+    pub error_rate: Option<f64>,
+    /// Calls needed in the window before the error rate counts.
+    #[serde(default, deserialize_with = "positive_count")]
+    pub min_calls: Option<u32>,
+    pub window_secs: Option<Seconds>,
+    /// How long the breaker stays open before one probe is let through.
+    pub cool_down_secs: Option<Seconds>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub interval_secs: Seconds,
+    /// Relative to `base_url`; default `models`.
+    pub path: Option<String>,
+}
+
+fn attempts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = u32::deserialize(d)?;
+    if (1..=10).contains(&v) {
+        Ok(Some(v))
+    } else {
+        Err(de::Error::custom(format!(
+            "must be from 1 (no retry) to 10, got {v}"
+        )))
+    }
+}
+
+fn positive_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v >= 1 {
+        Ok(Some(v))
+    } else {
+        Err(de::Error::custom("must be 1 or more"))
+    }
+}
+
+fn optional_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = rate(d)?;
+    if v > 0.0 {
+        Ok(Some(v))
+    } else {
+        Err(de::Error::custom("must be above 0 and at most 1"))
+    }
+}
+
+fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = u32::deserialize(d)?;
+    if (1..=10_000).contains(&v) {
+        Ok(Some(v))
+    } else {
+        Err(de::Error::custom(format!(
+            "must be from 1 to 10000, got {v}"
         )))
     }
 }

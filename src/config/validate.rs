@@ -148,6 +148,23 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
         }
     }
 
+    let retry = super::RetryPolicy::from_raw(&raw.retry)
+        .map_err(|m| errors.push(err(line_of("retry"), "retry", m)))
+        .ok();
+    let health_check = match &raw.health_check {
+        Some(h) => super::HealthCheck::from_raw(h)
+            .map_err(|m| errors.push(err(line_of("health_check"), "health_check.path", m)))
+            .ok(),
+        None => None,
+    };
+    if health_check.is_some() && raw.kind == ProviderKind::Mock {
+        errors.push(err(
+            line_of("health_check"),
+            "health_check",
+            "does not apply to kind `mock`, which has no upstream to probe".into(),
+        ));
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -181,12 +198,17 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
         timeouts: Timeouts {
             connect: secs(raw.timeouts.connect_secs, defaults.connect),
             read: secs(raw.timeouts.read_secs, defaults.read),
+            first_byte: secs(raw.timeouts.first_byte_secs, defaults.first_byte),
             total: secs(raw.timeouts.total_secs, defaults.total),
         },
         stream_usage: raw.stream_usage,
         models,
         mock: raw.mock.unwrap_or_default(),
         api_version: raw.api_version.and_then(|v| v.value),
+        retry: retry.unwrap_or_default(),
+        breaker: super::BreakerPolicy::from_raw(&raw.breaker),
+        health_check,
+        weight: raw.weight.unwrap_or(1),
     })))
 }
 
@@ -335,6 +357,33 @@ mod tests {
         let p = serving("kind: azure\nbase_url: https://x.openai.azure.com\napi_version: 2024-10-21\nmodels: [a]\n");
         assert_eq!(p.api_version.as_deref(), Some("2024-10-21"));
         serving("kind: gemini\nbase_url: https://g.example/v1beta\nmodels: [a]\n");
+    }
+
+    #[test]
+    fn resilience_settings_have_defaults_and_are_checked() {
+        let p = serving("kind: openai\nbase_url: http://x/v1\nmodels: [a]\n");
+        assert_eq!(p.retry, super::super::RetryPolicy::default());
+        assert_eq!(p.weight, 1);
+        assert!(p.health_check.is_none());
+        let p = serving("kind: openai\nbase_url: http://x/v1\nmodels: [a]\nweight: 3\ntimeouts: { first_byte_secs: 2 }\nretry: { max_attempts: 1 }\nbreaker: { consecutive_failures: 2, cool_down_secs: 0.5 }\nhealth_check: { interval_secs: 5, path: /health }\n");
+        assert_eq!(p.weight, 3);
+        assert_eq!(p.timeouts.first_byte, Duration::from_secs(2));
+        assert_eq!(p.retry.max_attempts, 1);
+        assert_eq!(p.breaker.consecutive_failures, 2);
+        assert_eq!(p.breaker.cool_down, Duration::from_millis(500));
+        assert_eq!(p.health_check.map(|h| h.path).as_deref(), Some("health"));
+        let errs = match load(
+            "kind: openai\nbase_url: http://x/v1\nmodels: [a]\nretry: { max_attempts: 0 }\n",
+        ) {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        assert_eq!(errs[0].field, "retry.max_attempts");
+        let errs = match load("kind: openai\nbase_url: http://x/v1\nmodels: [a]\nretry: { base_delay_ms: 500, max_delay_ms: 100 }\n") {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        assert_eq!(errs[0].field, "retry");
     }
 
     #[test]

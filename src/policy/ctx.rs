@@ -1,7 +1,8 @@
 //! `ctx` as scripts see it: the decisions being made, and the few stateful helpers (splits,
 //! counters) a policy needs. Every function here is Rust, bounded and fast; scripts do no I/O.
 
-use super::decision::{Decision, Rejection};
+use super::decision::{Balance, Decision, Rejection};
+use crate::router::balance::Strategy;
 use crate::store::{AssignmentStore, CounterStore, Limit};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
 use sha2::{Digest, Sha256};
@@ -49,6 +50,33 @@ fn positive(value: i64, what: &str) -> Res<u64> {
         .ok_or_else(|| script_err(format!("{what} must be a positive integer, got {value}")))
 }
 
+fn strings(items: Array, what: &str) -> Res<Vec<String>> {
+    items
+        .into_iter()
+        .map(|t| {
+            t.into_immutable_string()
+                .map(|s| s.to_string())
+                .map_err(|ty| script_err(format!("{what} takes strings, got {ty}")))
+        })
+        .collect()
+}
+
+/// Seconds as an int or a float, above 0 and at most a day.
+fn seconds(value: &Dynamic, what: &str) -> Res<f64> {
+    let secs = value
+        .as_float()
+        .ok()
+        .or_else(|| value.as_int().ok().map(|i| i as f64))
+        .ok_or_else(|| script_err(format!("{what} takes seconds as a number")))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(secs)
+    } else {
+        Err(script_err(format!(
+            "{what}: seconds must be above 0 and at most 86400, got {secs}"
+        )))
+    }
+}
+
 fn to_map(entries: &BTreeMap<String, String>) -> Map {
     entries
         .iter()
@@ -92,19 +120,111 @@ impl PolicyCtx {
     }
 
     fn route_one(&mut self, target: ImmutableString) {
-        self.lock().decision.routes = vec![target.to_string()];
+        let mut inner = self.lock();
+        inner.decision.routes = vec![target.to_string()];
+        inner.decision.balance = None;
     }
 
     fn route_many(&mut self, targets: Array) -> Res<()> {
-        let routes = targets
-            .into_iter()
-            .map(|t| {
-                t.into_immutable_string()
-                    .map(|s| s.to_string())
-                    .map_err(|ty| script_err(format!("ctx.route takes strings, got {ty}")))
-            })
-            .collect::<Res<Vec<_>>>()?;
-        self.lock().decision.routes = routes;
+        let routes = strings(targets, "ctx.route")?;
+        let mut inner = self.lock();
+        inner.decision.routes = routes;
+        inner.decision.balance = None;
+        Ok(())
+    }
+
+    /// `pool` are equals, tried in the strategy's order; `fallbacks` follow in order.
+    fn balanced(
+        &mut self,
+        pool: Vec<String>,
+        weights: Vec<(String, u32)>,
+        strategy: &str,
+        fallbacks: Array,
+    ) -> Res<()> {
+        let strategy = Strategy::parse(strategy).ok_or_else(|| {
+            script_err(format!(
+                "ctx.route_balanced: unknown strategy `{strategy}`; use \"round_robin\", \"weighted\" or \"latency\""
+            ))
+        })?;
+        let fallbacks = strings(fallbacks, "ctx.route_balanced")?;
+        let mut inner = self.lock();
+        inner.decision.balance = Some(Balance {
+            strategy,
+            pool: pool.len(),
+            weights,
+        });
+        inner.decision.routes = pool.into_iter().chain(fallbacks).collect();
+        Ok(())
+    }
+
+    fn route_balanced(&mut self, pool: Array, strategy: ImmutableString) -> Res<()> {
+        self.route_balanced_then(pool, strategy, Array::new())
+    }
+
+    fn route_balanced_then(
+        &mut self,
+        pool: Array,
+        strategy: ImmutableString,
+        fallbacks: Array,
+    ) -> Res<()> {
+        let pool = strings(pool, "ctx.route_balanced")?;
+        self.balanced(pool, vec![], &strategy, fallbacks)
+    }
+
+    fn route_weighted(&mut self, weights: Map, strategy: ImmutableString) -> Res<()> {
+        self.route_weighted_then(weights, strategy, Array::new())
+    }
+
+    /// The map form: `#{"a/m": 3, "b/m": 1}`, the pool in name order with these weights.
+    fn route_weighted_then(
+        &mut self,
+        weights: Map,
+        strategy: ImmutableString,
+        fallbacks: Array,
+    ) -> Res<()> {
+        let mut pool = Vec::with_capacity(weights.len());
+        let mut table = Vec::with_capacity(weights.len());
+        for (route, weight) in &weights {
+            let w = weight
+                .as_int()
+                .ok()
+                .and_then(|w| u32::try_from(w).ok())
+                .filter(|w| (1..=10_000).contains(w))
+                .ok_or_else(|| {
+                    script_err(format!(
+                        "ctx.route_balanced: weight of `{route}` must be an integer from 1 to 10000"
+                    ))
+                })?;
+            pool.push(route.to_string());
+            table.push((route.to_string(), w));
+        }
+        self.balanced(pool, table, &strategy, fallbacks)
+    }
+
+    /// The first-byte timeout for this request, over the providers' own.
+    fn timeout(&mut self, secs: Dynamic) -> Res<()> {
+        let secs = seconds(&secs, "ctx.timeout")?;
+        self.lock().decision.timeouts.first_byte_secs = Some(secs);
+        Ok(())
+    }
+
+    /// `#{first_byte: 5, idle: 30, total: 120}`; keys left out keep their value.
+    fn timeouts(&mut self, map: Map) -> Res<()> {
+        let mut t = self.lock().decision.timeouts;
+        for (key, value) in &map {
+            let secs = Some(seconds(value, "ctx.timeouts")?);
+            match key.as_str() {
+                "first_byte" => t.first_byte_secs = secs,
+                "idle" => t.idle_secs = secs,
+                "total" => t.total_secs = secs,
+                other => {
+                    return Err(script_err(format!(
+                        "ctx.timeouts: unknown key `{other}`; use first_byte, idle, total"
+                    )))
+                }
+            }
+        }
+        self.lock().decision.timeouts = t;
         Ok(())
     }
 
@@ -305,6 +425,12 @@ impl PolicyCtx {
             .register_type_with_name::<PolicyCtx>("Ctx")
             .register_fn("route", Self::route_one)
             .register_fn("route", Self::route_many)
+            .register_fn("route_balanced", Self::route_balanced)
+            .register_fn("route_balanced", Self::route_balanced_then)
+            .register_fn("route_balanced", Self::route_weighted)
+            .register_fn("route_balanced", Self::route_weighted_then)
+            .register_fn("timeout", Self::timeout)
+            .register_fn("timeouts", Self::timeouts)
             .register_fn("cache", Self::cache)
             .register_fn("limit", Self::limit)
             .register_fn("token_limit", Self::token_limit)

@@ -1,5 +1,6 @@
 //! What the policies decided for one request.
 
+use crate::router::balance::Strategy;
 use crate::store::Limit;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,6 +23,27 @@ pub struct Decision {
     pub headers: BTreeMap<String, String>,
     /// Labels recorded with usage and logs.
     pub tags: BTreeMap<String, String>,
+    /// The first routes form one rank, ordered per request by a strategy.
+    pub balance: Option<Balance>,
+    /// Per-route timeouts, over the providers' own.
+    pub timeouts: TimeoutOverrides,
+}
+
+/// `ctx.route_balanced`: the first `pool` routes are equals, tried in the strategy's order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Balance {
+    pub strategy: Strategy,
+    pub pool: usize,
+    /// Weights per route from the policy; empty: the providers' `weight`.
+    pub weights: Vec<(String, u32)>,
+}
+
+/// `ctx.timeout` / `ctx.timeouts`: seconds, each `None` to keep the provider's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TimeoutOverrides {
+    pub first_byte_secs: Option<f64>,
+    pub idle_secs: Option<f64>,
+    pub total_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -79,6 +79,9 @@ pub fn simulate(
                 rejection,
                 headers,
                 tags,
+                // How targets are ordered and timed is the router's business, not simulated.
+                balance: _,
+                timeouts: _,
             } = decision;
             Simulation {
                 route: routes,

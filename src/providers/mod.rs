@@ -118,6 +118,12 @@ pub trait Provider: Send + Sync {
     fn asks_stream_usage(&self) -> bool {
         true
     }
+    /// An active health check: a cheap authenticated `GET {base_url}/{path}`. Providers with
+    /// nothing to probe (the mock) are always healthy.
+    fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        let _ = path;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Builds the provider a config entry describes (with its own pooled HTTP client).

@@ -36,6 +36,8 @@ pub struct OpenAiProvider {
     client: reqwest::Client,
     urls: Urls,
     stream_usage: bool,
+    /// `base_url`, for health probes.
+    base: reqwest::Url,
 }
 
 impl OpenAiProvider {
@@ -61,6 +63,7 @@ impl OpenAiProvider {
                 embeddings: join(Endpoint::Embeddings.path())?,
             },
             stream_usage: config.stream_usage,
+            base: base.clone(),
         })
     }
 
@@ -79,8 +82,12 @@ impl OpenAiProvider {
             name: config.name.clone(),
             kind: ProviderKind::Azure,
             client: upstream::build_client(config, auth)?,
-            urls: Urls::Azure { base, api_version },
+            urls: Urls::Azure {
+                base: base.clone(),
+                api_version,
+            },
             stream_usage: config.stream_usage,
+            base,
         })
     }
 
@@ -180,6 +187,10 @@ impl Provider for OpenAiProvider {
 
     fn asks_stream_usage(&self) -> bool {
         self.stream_usage
+    }
+
+    fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
     }
 }
 

@@ -160,3 +160,31 @@ pub fn json_post(
     }
     request
 }
+
+/// A health probe: `GET {base}/{path}` with the provider's client (so its credentials); any
+/// 2xx is healthy. The body is not read beyond what dropping the response costs.
+pub async fn probe(
+    provider: &str,
+    client: &reqwest::Client,
+    base: &reqwest::Url,
+    path: &str,
+) -> Result<(), ProviderError> {
+    let url = join(base, path).map_err(|e| ProviderError::Protocol(format!("probe URL: {e}")))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| transport_error(provider, e))?;
+    let status = status_of(&response);
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(ProviderError::Status {
+            status,
+            message: format!("health check of provider `{provider}` returned {status}"),
+            kind: None,
+            code: None,
+            retry_after: None,
+        })
+    }
+}

@@ -6,7 +6,7 @@ use super::relay::{Relay, StreamOutcome};
 use super::request_id::RequestId;
 use crate::error::ApiError;
 use crate::policy::{Decision, PolicyEnv, Rejection, ScriptFailure};
-use crate::providers::{ProviderError, Reply, UpstreamCall};
+use crate::providers::Reply;
 use crate::router::{self, Target};
 use crate::state::AppState;
 use crate::store::logs::LogEntry;
@@ -71,18 +71,6 @@ fn over_limit(o: OverLimit, what: &str) -> ApiError {
     err
 }
 
-/// Failures worth trying the next target for: the upstream, not the request, is at fault.
-fn retryable(e: &ProviderError) -> bool {
-    match e {
-        ProviderError::Unreachable(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) => {
-            true
-        }
-        ProviderError::Status { status, .. } => {
-            *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-        }
-    }
-}
-
 fn may_use(caller: &KeyRecord, requested: &str, first: &Target) -> bool {
     caller.models.is_empty()
         || caller.models.iter().any(|m| m == requested)
@@ -119,14 +107,16 @@ pub async fn forward(
         log.clone(),
     )
     .await;
-    if let Err(e) = &result {
+    result.map_err(|failure| {
         let mut log = log;
-        log.status = e.status.as_u16();
-        log.error = Some(e.message.clone());
+        log.status = failure.error.status.as_u16();
+        log.error = Some(failure.error.message.clone());
         log.latency_ms = started.elapsed().as_millis() as u64;
+        log.attempts = failure.attempts.len() as u32;
+        log.attempt_log = failure.attempts;
         state.accountant.record(log);
-    }
-    result
+        failure.error
+    })
 }
 
 async fn proxy(
@@ -137,7 +127,7 @@ async fn proxy(
     body: RequestBody,
     started: Instant,
     log: LogEntry,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Failure> {
     let snapshot = state.snapshot();
     let requested = body.model().to_string();
     let env = PolicyEnv {
@@ -153,14 +143,15 @@ async fn proxy(
             policy_error(f)
         })?;
     if let Some(r) = &decision.rejection {
-        return Err(rejected(r));
+        return Err(rejected(r).into());
     }
     let targets = router::targets::resolve(&snapshot.models, &decision.routes, body.model())?;
     if !may_use(caller, &requested, &targets[0]) {
         return Err(
             ApiError::forbidden(format!("This key may not use the model `{requested}`."))
                 .with_param("model")
-                .with_code("model_not_allowed"),
+                .with_code("model_not_allowed")
+                .into(),
         );
     }
     state
@@ -256,88 +247,100 @@ async fn proxy(
         .map(|_| if bypass_cache { "bypass" } else { "miss" });
 
     // Ask for the usage chunk even when the client did not, so streams can be accounted.
-    let mut attempts = 0u32;
-    let mut last_error = None;
-    for target in &targets {
-        let Some(provider) = snapshot.provider(&target.provider) else {
-            continue;
-        };
-        if stream
-            && !client_wants_usage
-            && provider.asks_stream_usage()
-            && !body.wants_stream_usage()
-        {
-            body.request_stream_usage();
+    let outcome = router::attempts::run(
+        &state.health,
+        &snapshot,
+        &targets,
+        router::attempts::Call {
+            request_id: request_id.as_str(),
+            body: &mut body,
+            ask_stream_usage: stream && !client_wants_usage,
+            decision: &decision,
+        },
+    )
+    .await;
+    let served = match outcome {
+        Ok(served) => served,
+        Err(failed) => {
+            let attempts = router::attempts::calls(&failed.attempts);
+            return Err(Failure {
+                error: with_attempts(failed.error, attempts),
+                attempts: attempt_log(&failed.attempts),
+            });
         }
-        attempts += 1;
-        let result = provider
-            .call(UpstreamCall {
-                request_id: request_id.as_str(),
-                body: &body,
-                upstream_model: &target.model.upstream,
-                headers: &decision.headers,
-            })
-            .await;
-        let reply = match result {
-            Ok(reply) => reply,
-            Err(e) if retryable(&e) => {
-                tracing::warn!(request_id = %request_id.as_str(), target = %target.id, error = %e, "attempt failed; trying the next target");
-                last_error = Some(e);
-                continue;
-            }
-            Err(e) => return Err(with_attempts(e.into(), attempts)),
-        };
-        let cache_put = cache_slot.map(|(key, ttl_secs)| CachePut {
-            cache: state.store.cache.clone(),
-            key,
-            ttl_secs,
-        });
-        let after = aftermath(target, false, cache_put, attempts);
-        let mut response = match &reply {
-            Reply::Json { status, .. } => HttpResponse::build(*status),
-            Reply::Stream(_) => HttpResponse::build(StatusCode::OK),
-        };
-        decorate(
-            &mut response,
-            &target.provider,
-            &target.model.name,
-            &decision,
-            cache_state,
-            attempts,
-        );
-        return Ok(match reply {
-            Reply::Json {
-                status,
-                body,
-                usage,
-            } => {
-                let keep = (after.cache_put.is_some() || after.accountant.log_bodies)
-                    .then(|| body.clone());
-                after.finish(Completed {
-                    status: status.as_u16(),
-                    usage,
-                    body: keep,
-                    payloads: vec![],
-                    complete: true,
-                    error: None,
-                });
-                response
-                    .insert_header((CONTENT_TYPE, "application/json"))
-                    .body(body)
-            }
-            Reply::Stream(events) => {
-                let capture = (after.cache_put.is_some() && cache::cacheable(&body))
-                    || after.accountant.log_bodies;
-                let relay = Relay::new(events, !client_wants_usage, Some(stream_finish(after)));
-                sse(&mut response, if capture { relay.capture() } else { relay })
-            }
-        });
-    }
-    let error: ApiError = match last_error {
-        Some(e) => e.into(),
-        None => ApiError::internal("no provider is available for this model"),
     };
-    Err(with_attempts(error, attempts))
+    // `served.attempts` is the per-try record (target, outcome, latency, why it moved on).
+    let attempts = router::attempts::calls(&served.attempts);
+    let target = &served.target;
+    let reply = served.reply;
+    let cache_put = cache_slot.map(|(key, ttl_secs)| CachePut {
+        cache: state.store.cache.clone(),
+        key,
+        ttl_secs,
+    });
+    let mut after = aftermath(target, false, cache_put, attempts);
+    after.log.attempt_log = attempt_log(&served.attempts);
+    let mut response = match &reply {
+        Reply::Json { status, .. } => HttpResponse::build(*status),
+        Reply::Stream(_) => HttpResponse::build(StatusCode::OK),
+    };
+    decorate(
+        &mut response,
+        &target.provider,
+        &target.model.name,
+        &decision,
+        cache_state,
+        attempts,
+    );
+    Ok(match reply {
+        Reply::Json {
+            status,
+            body,
+            usage,
+        } => {
+            let keep =
+                (after.cache_put.is_some() || after.accountant.log_bodies).then(|| body.clone());
+            after.finish(Completed {
+                status: status.as_u16(),
+                usage,
+                body: keep,
+                payloads: vec![],
+                complete: true,
+                error: None,
+            });
+            response
+                .insert_header((CONTENT_TYPE, "application/json"))
+                .body(body)
+        }
+        Reply::Stream(events) => {
+            let capture = (after.cache_put.is_some() && cache::cacheable(&body))
+                || after.accountant.log_bodies;
+            let relay = Relay::new(events, !client_wants_usage, Some(stream_finish(after)));
+            sse(&mut response, if capture { relay.capture() } else { relay })
+        }
+    })
+}
+
+/// A failed request, with the attempts it made for the request log.
+struct Failure {
+    error: ApiError,
+    attempts: Vec<serde_json::Value>,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure {
+            error,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+fn attempt_log(attempts: &[router::attempts::AttemptRecord]) -> Vec<serde_json::Value> {
+    attempts
+        .iter()
+        .filter_map(|a| serde_json::to_value(a).ok())
+        .collect()
 }
 
 fn with_attempts(mut e: ApiError, attempts: u32) -> ApiError {

@@ -1,6 +1,14 @@
-//! Turning a requested model (or a policy's route list) into the upstream targets to try.
+//! Turning a requested model (or a policy's route list) into the upstream targets to try, and
+//! trying them: balancing, retries with backoff, fallback, circuit breakers, health.
 
+pub mod attempts;
+pub mod backoff;
+pub mod balance;
+pub mod breaker;
+pub mod checks;
+pub mod health;
 pub mod models;
 pub mod targets;
+pub mod watch;
 
 pub use models::{ModelIndex, Target};

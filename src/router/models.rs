@@ -87,6 +87,10 @@ mod tests {
                 .collect(),
             mock: MockOptions::default(),
             api_version: None,
+            retry: Default::default(),
+            breaker: Default::default(),
+            health_check: None,
+            weight: 1,
         }
     }
 

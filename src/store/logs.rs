@@ -29,6 +29,9 @@ pub struct LogEntry {
     pub stream: bool,
     /// Upstream attempts made (0 for a cache hit or a request refused before any).
     pub attempts: u32,
+    /// Each try: target, outcome, latency, and what happened next (retried, next target...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_log: Vec<serde_json::Value>,
     pub variants: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     pub error: Option<String>,

@@ -109,7 +109,8 @@ async fn upstream_errors_keep_their_status_and_message() {
         500,
     )
     .await;
-    assert_eq!(body["error"]["message"], "boom");
+    // A 500 is retried (twice by default) before it reaches the client, who is told so.
+    assert_eq!(body["error"]["message"], "boom (after 3 attempts)");
 
     // A streaming request that fails before its first byte gets a plain error response.
     let res = app

@@ -24,4 +24,5 @@ mod openapi;
 mod passthrough;
 mod policies;
 mod reload;
+mod resilience;
 mod streaming;

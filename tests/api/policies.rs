@@ -36,10 +36,11 @@ async fn routes_fall_back_past_failing_and_unknown_targets() {
     let res = app.chat(ADMIN_KEY, hi("smart")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-switchboard-provider"], "mock");
-    assert_eq!(res.headers()["x-switchboard-attempts"], "2");
+    // The primary is tried first, and retried twice (the default) before the fallback serves.
+    assert_eq!(res.headers()["x-switchboard-attempts"], "4");
     assert_eq!(
         calls(&upstream, "status-500-text"),
-        1,
+        3,
         "the primary was tried first"
     );
 

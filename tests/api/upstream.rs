@@ -7,6 +7,15 @@
 //! - `cut`: one chunk, then the body ends without `[DONE]`;
 //! - `status-400`, `status-429` (retry-after 7), `status-500-text`;
 //! - `slow`: answers after 3 s.
+//!
+//! Failure injection for the resilience tests:
+//! - `status-503`: always 503; `fail-twice`: 503 for its first two calls, then `plain`;
+//! - `rate-limited-once`: 429 with `retry-after: 0` on its first call, then `plain`;
+//! - `switch`: 503 while `set_down(true)`, else `plain`;
+//! - `stall`: headers after 2 s; `delay-50`: `plain` after 50 ms;
+//! - `stream-stall`: stream headers at once, the first event after 2 s;
+//! - `stream-empty`: stream headers, then the body ends with no event at all;
+//! - `stream-pause`: one chunk, 2 s of silence, then the rest.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
@@ -28,6 +37,7 @@ pub struct Received {
 struct Shared {
     received: Mutex<Vec<Received>>,
     gate: Notify,
+    down: std::sync::atomic::AtomicBool,
 }
 
 pub struct Upstream {
@@ -83,6 +93,21 @@ impl Upstream {
         self.shared.gate.notify_one();
     }
 
+    /// Makes `switch` fail (true) or serve (false).
+    pub fn set_down(&self, down: bool) {
+        self.shared
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many requests for upstream `model` arrived.
+    pub fn calls(&self, model: &str) -> usize {
+        self.received()
+            .iter()
+            .filter(|r| r.body["model"] == model)
+            .count()
+    }
+
     /// A provider file pointing at this upstream, serving `models` (name: upstream id).
     pub fn provider_yaml(&self, models: &[(&str, &str)]) -> String {
         let mut yaml = format!(
@@ -118,6 +143,13 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         body: json.clone(),
     });
     let model = json["model"].as_str().unwrap_or("").to_string();
+    let seen = shared
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.body["model"] == model.as_str())
+        .count();
     let include_usage = json["stream_options"]["include_usage"] == true;
     let sse = |parts: Vec<String>| {
         HttpResponse::Ok()
@@ -172,6 +204,44 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         "status-500-text" => HttpResponse::InternalServerError()
             .content_type("text/plain")
             .body("boom"),
+        "status-503" => unavailable(),
+        "fail-twice" if seen <= 2 => unavailable(),
+        "rate-limited-once" if seen <= 1 => HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", "0"))
+            .json(serde_json::json!({"error": {"message": "wait", "type": "rate_limit_error"}})),
+        "switch" if shared.down.load(std::sync::atomic::Ordering::SeqCst) => unavailable(),
+        "fail-twice" | "rate-limited-once" | "switch" => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(PLAIN_BODY),
+        "stall" => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            HttpResponse::Ok().content_type("application/json").body(PLAIN_BODY)
+        }
+        "delay-50" => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            HttpResponse::Ok().content_type("application/json").body(PLAIN_BODY)
+        }
+        "stream-stall" | "stream-pause" => {
+            let pause_first = model == "stream-stall";
+            let stream = futures_util::stream::unfold(0, move |step| async move {
+                let part = match step {
+                    0 if pause_first => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        chunk("late")
+                    }
+                    0 => chunk("first"),
+                    1 => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        chunk(" second")
+                    }
+                    2 => "data: [DONE]\n\n".to_string(),
+                    _ => return None,
+                };
+                Some((Ok::<_, actix_web::Error>(Bytes::from(part)), step + 1))
+            });
+            HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
+        }
+        "stream-empty" => sse(vec![]),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             HttpResponse::Ok().content_type("application/json").body(PLAIN_BODY)
@@ -181,4 +251,10 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
         })),
     }
+}
+
+fn unavailable() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(serde_json::json!({
+        "error": {"message": "upstream overloaded", "type": "server_error", "code": "overloaded"}
+    }))
 }

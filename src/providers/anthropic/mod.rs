@@ -23,6 +23,8 @@ pub struct AnthropicProvider {
     name: String,
     client: reqwest::Client,
     messages_url: reqwest::Url,
+    /// `base_url`, for health probes.
+    base: reqwest::Url,
 }
 
 impl AnthropicProvider {
@@ -41,6 +43,7 @@ impl AnthropicProvider {
             client: upstream::build_client(config, auth)?,
             messages_url: upstream::join(base, "messages")
                 .map_err(|e| format!("provider {}: {e}", config.name))?,
+            base: base.clone(),
         })
     }
 
@@ -131,6 +134,10 @@ impl Provider for AnthropicProvider {
 
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(self.send(call))
+    }
+
+    fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
     }
 
     /// Anthropic streams always carry usage; the adapter emits the usage chunk when the body

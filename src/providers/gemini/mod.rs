@@ -156,6 +156,10 @@ impl Provider for GeminiProvider {
         ProviderKind::Gemini
     }
 
+    fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
+    }
+
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(self.send(call))
     }

@@ -1,0 +1,293 @@
+//! What the gateway knows about each provider's health: its circuit breaker, its recent error
+//! rate, and an EWMA of its time to first byte. The registry lives in `AppState`, outside the
+//! snapshot and keyed by provider name, so a reload keeps what was learnt.
+//!
+//! [`Registry::snapshot`] is the public read-out for `/admin/providers`, `/metrics` and
+//! `/health/ready`.
+
+use super::balance::Pools;
+use super::breaker::{Admit, Breaker, BreakerState};
+use crate::config::BreakerPolicy;
+use crate::snapshot::Snapshot;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Weight of the newest sample in the latency EWMA.
+const EWMA_ALPHA: f64 = 0.3;
+
+/// One provider's health, as the admin API and metrics show it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ProviderHealth {
+    pub name: String,
+    pub breaker: BreakerState,
+    pub consecutive_failures: u32,
+    /// Failed share of the calls in the breaker's window, 0..1.
+    pub error_rate: f64,
+    /// EWMA of the time to first byte of successful calls; `None` before the first.
+    pub latency_ewma_ms: Option<f64>,
+    /// Since start: calls made (streams broken mid-way count again as failures).
+    pub calls: u64,
+    pub failures: u64,
+    /// The last active health check, if the provider has one.
+    pub last_check: Option<CheckReport>,
+    /// False while the breaker is open: the provider is skipped.
+    pub can_serve: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct CheckReport {
+    pub ok: bool,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// All providers' health; cheap to share, safe to use from every worker.
+#[derive(Default)]
+pub struct Registry {
+    entries: RwLock<HashMap<Arc<str>, Arc<Entry>>>,
+    pools: Pools,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The provider's entry, created closed on first use.
+    pub fn entry(&self, provider: &str) -> Arc<Entry> {
+        if let Some(e) = self.read().get(provider) {
+            return e.clone();
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries
+            .entry(Arc::from(provider))
+            .or_insert_with(|| Arc::new(Entry::new()))
+            .clone()
+    }
+
+    /// The EWMA of a provider's time to first byte, if it has served anything yet.
+    pub fn latency_ms(&self, provider: &str) -> Option<f64> {
+        self.read().get(provider).and_then(|e| e.lock().latency_ms)
+    }
+
+    /// Balancing state (round-robin positions, weighted-round-robin credits).
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// The health of every provider `live` serves, in name order. Providers never called yet
+    /// are reported closed and healthy.
+    pub fn snapshot(&self, live: &Snapshot) -> Vec<ProviderHealth> {
+        let now = Instant::now();
+        let entries = self.read();
+        live.config
+            .providers
+            .iter()
+            .map(|p| match entries.get(p.name.as_str()) {
+                Some(e) => e.report(&p.name, now),
+                None => ProviderHealth {
+                    name: p.name.clone(),
+                    breaker: BreakerState::Closed,
+                    consecutive_failures: 0,
+                    error_rate: 0.0,
+                    latency_ewma_ms: None,
+                    calls: 0,
+                    failures: 0,
+                    last_check: None,
+                    can_serve: true,
+                },
+            })
+            .collect()
+    }
+
+    /// Forgets providers `live` no longer serves, so a removed and re-added provider starts
+    /// afresh and the map does not grow with renames.
+    pub fn prune(&self, live: &Snapshot) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|name, _| live.provider(name).is_some());
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Entry>>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One provider's state.
+pub struct Entry {
+    inner: Mutex<State>,
+}
+
+struct State {
+    breaker: Breaker,
+    latency_ms: Option<f64>,
+    calls: u64,
+    failures: u64,
+    last_check: Option<CheckReport>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Entry {
+            inner: Mutex::new(State {
+                breaker: Breaker::new(Instant::now()),
+                latency_ms: None,
+                calls: 0,
+                failures: 0,
+                last_check: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the breaker for one call. `Err` carries how long until it may let one through.
+    pub fn admit(self: &Arc<Self>, policy: &BreakerPolicy) -> Result<Permit, Duration> {
+        match self.lock().breaker.admit(policy, Instant::now()) {
+            Admit::Yes => Ok(Permit::new(self.clone(), *policy, false)),
+            Admit::Probe => Ok(Permit::new(self.clone(), *policy, true)),
+            Admit::No(wait) => Err(wait),
+        }
+    }
+
+    /// A stream that started well broke later: an error for the error rate and the breaker.
+    pub fn stream_broke(&self, policy: &BreakerPolicy) {
+        let mut st = self.lock();
+        st.failures += 1;
+        st.breaker.failure(policy, Instant::now());
+    }
+
+    /// The result of an active health check.
+    pub fn checked(&self, policy: &BreakerPolicy, ok: bool) {
+        let mut st = self.lock();
+        st.last_check = Some(CheckReport {
+            ok,
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        });
+        if ok {
+            st.breaker.check_passed(Instant::now());
+        } else {
+            st.breaker.failure(policy, Instant::now());
+        }
+    }
+
+    fn report(&self, name: &str, now: Instant) -> ProviderHealth {
+        let st = self.lock();
+        let breaker = st.breaker.visible_state(now);
+        ProviderHealth {
+            name: name.to_string(),
+            breaker,
+            consecutive_failures: st.breaker.consecutive_failures(),
+            error_rate: st.breaker.error_rate(now),
+            latency_ewma_ms: st.latency_ms,
+            calls: st.calls,
+            failures: st.failures,
+            last_check: st.last_check.clone(),
+            can_serve: breaker != BreakerState::Open,
+        }
+    }
+}
+
+/// Leave to make one call; report how it went. Dropping it unreported (the request was
+/// cancelled) frees a half-open probe slot instead of wedging the breaker half-open.
+pub struct Permit {
+    entry: Arc<Entry>,
+    policy: BreakerPolicy,
+    probe: bool,
+    reported: bool,
+}
+
+impl Permit {
+    fn new(entry: Arc<Entry>, policy: BreakerPolicy, probe: bool) -> Self {
+        Permit {
+            entry,
+            policy,
+            probe,
+            reported: false,
+        }
+    }
+
+    /// Served; `first_byte` feeds the latency EWMA.
+    pub fn success(mut self, first_byte: Duration) {
+        self.reported = true;
+        let mut st = self.entry.lock();
+        st.calls += 1;
+        let ms = first_byte.as_secs_f64() * 1000.0;
+        st.latency_ms = Some(match st.latency_ms {
+            Some(prev) => prev + EWMA_ALPHA * (ms - prev),
+            None => ms,
+        });
+        st.breaker.success(&self.policy, Instant::now());
+    }
+
+    /// The upstream answered, but refused the request itself (a 4xx other than 429): the
+    /// provider is up, so this counts as a success, without a latency sample.
+    pub fn answered(mut self) {
+        self.reported = true;
+        let mut st = self.entry.lock();
+        st.calls += 1;
+        st.breaker.success(&self.policy, Instant::now());
+    }
+
+    /// A retryable failure: unreachable, timed out, 429 or 5xx.
+    pub fn failure(mut self) {
+        self.reported = true;
+        let mut st = self.entry.lock();
+        st.calls += 1;
+        st.failures += 1;
+        st.breaker.failure(&self.policy, Instant::now());
+    }
+
+    /// The entry this permit reports to, for watching a stream after its first event.
+    pub fn entry(&self) -> &Arc<Entry> {
+        &self.entry
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.reported && self.probe {
+            self.entry.lock().breaker.probe_abandoned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_feed_the_breaker_and_latency() {
+        let registry = Registry::new();
+        let policy = BreakerPolicy {
+            consecutive_failures: 2,
+            cool_down: Duration::from_millis(20),
+            ..BreakerPolicy::default()
+        };
+        let e = registry.entry("a");
+        e.admit(&policy)
+            .unwrap()
+            .success(Duration::from_millis(100));
+        e.admit(&policy)
+            .unwrap()
+            .success(Duration::from_millis(200));
+        let ms = registry.latency_ms("a").unwrap();
+        assert!((ms - 130.0).abs() < 1e-6, "{ms}");
+        e.admit(&policy).unwrap().failure();
+        e.admit(&policy).unwrap().failure();
+        assert!(e.admit(&policy).is_err(), "open after two failures");
+        std::thread::sleep(Duration::from_millis(25));
+        let probe = e.admit(&policy).unwrap();
+        assert!(e.admit(&policy).is_err(), "only one probe");
+        drop(probe);
+        let probe = e.admit(&policy).unwrap();
+        probe.answered();
+        assert!(e.admit(&policy).is_ok(), "closed again");
+    }
+}
