@@ -1,6 +1,7 @@
 //! `/admin/keys`: create (the secret is shown once), list and get (masked, with last use and
 //! usage totals), update, rotate, revoke.
 
+use super::blocking;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::proxy::body;
@@ -90,11 +91,6 @@ pub struct KeyList {
     pub data: Vec<KeyView>,
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "key store failed");
-    ApiError::internal("the key store failed; see the gateway log")
-}
-
 fn valid_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -105,16 +101,6 @@ fn valid_name(name: &str) -> Result<String, ApiError> {
 
 fn no_key(id: &str) -> ApiError {
     ApiError::not_found(format!("no active key with id `{id}`"))
-}
-
-/// Runs a blocking store call off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|_| ApiError::internal("the key store call was interrupted"))?
-        .map_err(store_error)
 }
 
 /// Creates a key; the answer is the only time its secret is shown.

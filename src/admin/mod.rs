@@ -15,3 +15,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     providers::configure(cfg);
     usage::configure(cfg);
 }
+
+/// Runs a blocking store call off the async workers; a store failure is logged and answered
+/// with a 500 that says where to look, never with its cause.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::error::ApiError> {
+    use crate::error::ApiError;
+    web::block(f)
+        .await
+        .map_err(|_| ApiError::internal("the store call was interrupted"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "store call failed");
+            ApiError::internal("the store failed; see the gateway log")
+        })
+}

@@ -1,12 +1,12 @@
 //! `/admin/usage` (usage and cost over time, grouped) and `/admin/logs` (the request log).
 //! Both read off the async workers: a large scan never stalls the proxy.
 
+use super::blocking;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::logs::LogFilter;
 use crate::store::usage::{Bucket, GroupBy, Totals, UsageRow};
-use crate::store::StoreError;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,20 +15,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::http::resource("/admin/usage").route(web::get().to(usage)))
         .service(crate::http::resource("/admin/logs").route(web::get().to(logs)))
         .service(crate::http::resource("/admin/logs/{request_id}").route(web::get().to(log_entry)));
-}
-
-fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "store read failed");
-    ApiError::internal("reading the store failed; see the gateway log")
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|_| ApiError::internal("the store read was interrupted"))?
-        .map_err(store_error)
 }
 
 #[derive(Deserialize, IntoParams)]
