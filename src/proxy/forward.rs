@@ -40,6 +40,18 @@ pub fn script_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The headers for `req.headers`, built only when some script can read them.
+fn policy_headers(
+    snapshot: &crate::snapshot::Snapshot,
+    headers: &HeaderMap,
+) -> Vec<(String, String)> {
+    if snapshot.policies.has_request_hooks() {
+        script_headers(headers)
+    } else {
+        Vec::new()
+    }
+}
+
 pub fn policy_error(failure: ScriptFailure) -> ApiError {
     tracing::error!(%failure, "policy failed the request");
     ApiError::internal(failure.to_string()).with_code("policy_error")
@@ -137,7 +149,12 @@ async fn proxy(
     };
     let (mut body, decision) = snapshot
         .policies
-        .on_request(body, caller.clone(), script_headers(headers), env.clone())
+        .on_request(
+            body,
+            caller.clone(),
+            policy_headers(&snapshot, headers),
+            env.clone(),
+        )
         .map_err(|f| {
             state.metrics.policy_error();
             policy_error(f)
