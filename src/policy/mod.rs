@@ -330,3 +330,63 @@ fn failure(
         message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn run(script: &str, body: &str) -> (RequestBody, Decision) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rhai"), script).unwrap();
+        let set = PolicySet::load_dir(Arc::new(engine::build()), dir.path(), false).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open(data.path(), 1 << 20).unwrap();
+        let env = PolicyEnv {
+            counters: store.counters.clone(),
+            assignments: store.assignments.clone(),
+            simulate: true,
+        };
+        let body = RequestBody::Chat(serde_json::from_str(body).unwrap());
+        let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
+        set.on_request(body, key, vec![], env).unwrap()
+    }
+
+    #[test]
+    fn params_behave_like_a_map() {
+        let (body, decision) = run(
+            r#"fn on_request(req, ctx) {
+                let p = req.params;
+                if "top_p" in p && !("nope" in p) && p.len() == 2 { ctx.tag("in", "yes"); }
+                ctx.tag("keys", p.keys().len().to_string());
+                ctx.tag("removed", p.remove("top_p").to_string());
+                req.params.tools = [#{ type: "function" }];
+                req.params.nested = #{ a: [1, 2.5, "x", ()] };
+                ctx.tag("map", type_of(req.params.to_map()));
+            }"#,
+            r#"{"model":"m","messages":[],"top_p":0.5,"user":"u"}"#,
+        );
+        assert_eq!(decision.tags["in"], "yes");
+        assert_eq!(decision.tags["keys"], "2");
+        assert_eq!(decision.tags["removed"], "0.5");
+        assert_eq!(decision.tags["map"], "map");
+        let json = body.to_json_value();
+        assert!(json.get("top_p").is_none());
+        assert_eq!(json["tools"][0]["type"], "function");
+        assert_eq!(
+            json["nested"],
+            serde_json::json!({"a": [1, 2.5, "x", null]})
+        );
+    }
+
+    #[test]
+    fn params_can_be_replaced_whole() {
+        let (body, _) = run(
+            r#"fn on_request(req, ctx) { req.params = #{ temperature: 0.1 }; }"#,
+            r#"{"model":"m","messages":[],"top_p":0.5}"#,
+        );
+        let json = body.to_json_value();
+        assert_eq!(json["temperature"], 0.1);
+        assert!(json.get("top_p").is_none());
+    }
+}

@@ -106,18 +106,25 @@ impl ScriptRequest {
         })
     }
 
-    fn params(&mut self) -> Res<Dynamic> {
-        self.with_body(|b| rhai::serde::to_dynamic(b.extra()))
+    /// A view on the request's other fields: reading `req.params.temperature` converts that
+    /// one value, not the whole map.
+    fn params(&mut self) -> ScriptParams {
+        ScriptParams(self.clone())
     }
 
-    fn set_params(&mut self, params: Dynamic) -> Res<()> {
-        let parsed: serde_json::Map<String, Value> = rhai::serde::from_dynamic(&params)
-            .map_err(|e| script_err(format!("req.params must be a map: {e}")))?;
+    fn set_params(&mut self, params: Map) -> Res<()> {
+        let parsed: serde_json::Map<String, Value> =
+            rhai::serde::from_dynamic(&Dynamic::from(params))
+                .map_err(|e| script_err(format!("req.params must be a map: {e}")))?;
         self.with_body(|b| {
             *b.extra_mut() = parsed;
             Ok(())
         })
     }
+
+    /// Rhai writes a modified property back through its setter (`req.params.x = 1`); the view
+    /// already wrote into the request, so there is nothing left to do.
+    fn set_params_view(&mut self, _view: ScriptParams) {}
 
     fn user(&mut self) -> Res<Dynamic> {
         self.with_body(|b| {
@@ -148,11 +155,72 @@ impl ScriptRequest {
             .register_get("endpoint", Self::endpoint)
             .register_get_set("messages", Self::messages, Self::set_messages)
             .register_get("message_count", Self::message_count)
-            .register_get_set("params", Self::params, Self::set_params)
+            .register_get("params", Self::params)
+            .register_set("params", Self::set_params)
+            .register_set("params", Self::set_params_view)
             .register_get("user", Self::user)
             .register_get("headers", Self::headers)
             .register_get("key", Self::key);
         ScriptKey::register(engine);
+        ScriptParams::register(engine);
+    }
+}
+
+/// `req.params`: behaves like a map of the body's other fields (read and write by name, `in`,
+/// `keys()`, `len()`, `to_map()`), but converts only what a script touches.
+#[derive(Clone)]
+pub struct ScriptParams(ScriptRequest);
+
+impl ScriptParams {
+    fn get(&mut self, name: &str) -> Res<Dynamic> {
+        self.0.with_body(|b| match b.extra().get(name) {
+            Some(value) => rhai::serde::to_dynamic(value),
+            None => Ok(Dynamic::UNIT),
+        })
+    }
+
+    fn set(&mut self, name: &str, value: Dynamic) -> Res<()> {
+        let value: Value = rhai::serde::from_dynamic(&value)
+            .map_err(|e| script_err(format!("req.params.{name} cannot be sent as JSON: {e}")))?;
+        self.0.with_body(|b| {
+            b.extra_mut().insert(name.to_string(), value);
+            Ok(())
+        })
+    }
+
+    fn contains(&mut self, name: &str) -> Res<bool> {
+        self.0.with_body(|b| Ok(b.extra().contains_key(name)))
+    }
+
+    fn remove(&mut self, name: &str) -> Res<Dynamic> {
+        self.0.with_body(|b| match b.extra_mut().remove(name) {
+            Some(old) => rhai::serde::to_dynamic(&old),
+            None => Ok(Dynamic::UNIT),
+        })
+    }
+
+    fn keys(&mut self) -> Res<Array> {
+        self.0
+            .with_body(|b| Ok(b.extra().keys().map(|k| Dynamic::from(k.clone())).collect()))
+    }
+
+    fn len(&mut self) -> Res<i64> {
+        self.0.with_body(|b| Ok(b.extra().len() as i64))
+    }
+
+    fn to_map(&mut self) -> Res<Dynamic> {
+        self.0.with_body(|b| rhai::serde::to_dynamic(b.extra()))
+    }
+
+    fn register(engine: &mut Engine) {
+        engine
+            .register_type_with_name::<ScriptParams>("Params")
+            .register_indexer_get_set(Self::get, Self::set)
+            .register_fn("contains", Self::contains)
+            .register_fn("remove", Self::remove)
+            .register_fn("keys", Self::keys)
+            .register_fn("len", Self::len)
+            .register_fn("to_map", Self::to_map);
     }
 }
 
