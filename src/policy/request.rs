@@ -208,7 +208,7 @@ impl ScriptParams {
         self.0.with_body(|b| Ok(b.extra().len() as i64))
     }
 
-    fn to_map(&mut self) -> Res<Dynamic> {
+    fn whole_map(&mut self) -> Res<Dynamic> {
         self.0.with_body(|b| rhai::serde::to_dynamic(b.extra()))
     }
 
@@ -220,7 +220,7 @@ impl ScriptParams {
             .register_fn("remove", Self::remove)
             .register_fn("keys", Self::keys)
             .register_fn("len", Self::len)
-            .register_fn("to_map", Self::to_map);
+            .register_fn("to_map", Self::whole_map);
     }
 }
 
