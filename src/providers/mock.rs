@@ -6,7 +6,7 @@
 //! word per chunk. Latency and failures can be injected from the provider file.
 
 use super::{EventStream, Provider, ProviderError, Reply, UpstreamCall};
-use crate::config::{MockOptions, ProviderConfig, ProviderKind};
+use crate::config::{MockOptions, ProviderConfig};
 use crate::wire::{RequestBody, Usage};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -185,14 +185,6 @@ impl MockProvider {
 }
 
 impl Provider for MockProvider {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Mock
-    }
-
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(self.answer(call))
     }

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod chunk;
+pub mod content;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
@@ -111,8 +112,6 @@ fn known_error_type(kind: &str) -> Option<&'static str> {
 }
 
 pub trait Provider: Send + Sync {
-    fn name(&self) -> &str;
-    fn kind(&self) -> ProviderKind;
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>>;
     /// Whether to ask this provider for a usage chunk at the end of streams.
     fn asks_stream_usage(&self) -> bool {

@@ -8,7 +8,7 @@ use super::sse::SseEvent;
 use super::stream::{Out, Step, Translate};
 use super::upstream::{self, transport_error, ErrorParts};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::ProviderConfig;
 use crate::wire::{usage_of, Endpoint};
 use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
@@ -32,7 +32,6 @@ enum Urls {
 
 pub struct OpenAiProvider {
     name: String,
-    kind: ProviderKind,
     client: reqwest::Client,
     urls: Urls,
     stream_usage: bool,
@@ -55,7 +54,6 @@ impl OpenAiProvider {
         }
         Ok(OpenAiProvider {
             name: config.name.clone(),
-            kind: ProviderKind::Openai,
             client: upstream::build_client(config, auth)?,
             urls: Urls::Fixed {
                 chat: join(Endpoint::Chat.path())?,
@@ -80,7 +78,6 @@ impl OpenAiProvider {
         }
         Ok(OpenAiProvider {
             name: config.name.clone(),
-            kind: ProviderKind::Azure,
             client: upstream::build_client(config, auth)?,
             urls: Urls::Azure {
                 base: base.clone(),
@@ -173,14 +170,6 @@ fn azure_url(
 }
 
 impl Provider for OpenAiProvider {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        self.kind
-    }
-
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(self.send(call))
     }

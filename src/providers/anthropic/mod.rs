@@ -9,7 +9,7 @@ pub mod stream;
 
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::ProviderConfig;
 use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -124,14 +124,6 @@ fn overloaded_as_503(e: ProviderError) -> ProviderError {
 }
 
 impl Provider for AnthropicProvider {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Anthropic
-    }
-
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(self.send(call))
     }

@@ -5,6 +5,7 @@
 //! naming it, since sending the request without it would quietly change what the client asked
 //! for. A parameter at its neutral value (`n: 1`, `logprobs: false`, a zero penalty) is fine.
 
+use crate::providers::content::{parse_data_url, plain_text};
 use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::{ChatMessage, ChatRequest};
@@ -194,27 +195,6 @@ fn tool_choice_of(
     Ok(out)
 }
 
-/// A content that may only hold text: a string, or text parts.
-fn plain_text(content: Option<&Value>, i: usize) -> Result<String, String> {
-    match content {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .map(|p| {
-                p.get("text")
-                    .and_then(Value::as_str)
-                    .filter(|_| p.get("type").and_then(Value::as_str) == Some("text"))
-                    .ok_or_else(|| format!("messages[{i}]: only text content is supported here"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|texts| texts.join("")),
-        Some(_) => Err(format!(
-            "messages[{i}].content must be a string or an array"
-        )),
-    }
-}
-
 fn text_block(text: &str) -> Value {
     json!({"type": "text", "text": text})
 }
@@ -261,14 +241,6 @@ pub fn image_block(url: &str) -> Result<Value, String> {
         return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
     Err("images must be base64 `data:` URLs or http(s) URLs".into())
-}
-
-/// `data:image/png;base64,AAAA` -> (`image/png`, `AAAA`). Only base64 data URLs qualify.
-pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    (!media_type.is_empty()).then_some((media_type, data))
 }
 
 fn assistant_blocks(m: &ChatMessage, i: usize) -> Result<Vec<Value>, String> {

@@ -10,7 +10,7 @@ pub mod stream;
 
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::ProviderConfig;
 use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -148,14 +148,6 @@ impl GeminiProvider {
 }
 
 impl Provider for GeminiProvider {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Gemini
-    }
-
     fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
     }

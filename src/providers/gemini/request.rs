@@ -3,7 +3,7 @@
 //! Same policy as the Anthropic adapter: parameters are mapped, dropped when they do not
 //! change the answer, or refused with a 400 naming them (README "Native adapters").
 
-use crate::providers::anthropic::request::parse_data_url;
+use crate::providers::content::{parse_data_url, plain_text};
 use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::{ChatMessage, ChatRequest};
@@ -180,26 +180,6 @@ fn tool_config(value: &Value) -> Result<Value, String> {
         }
     };
     Ok(json!({ "functionCallingConfig": config }))
-}
-
-fn plain_text(content: Option<&Value>, i: usize) -> Result<String, String> {
-    match content {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .map(|p| {
-                p.get("text")
-                    .and_then(Value::as_str)
-                    .filter(|_| p.get("type").and_then(Value::as_str) == Some("text"))
-                    .ok_or_else(|| format!("messages[{i}]: only text content is supported here"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|texts| texts.join("")),
-        Some(_) => Err(format!(
-            "messages[{i}].content must be a string or an array"
-        )),
-    }
 }
 
 fn user_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, String> {
