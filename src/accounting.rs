@@ -6,7 +6,7 @@ use crate::store::logs::{LogEntry, LogStore};
 use crate::store::usage::UsageStore;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Entries waiting for the writer; beyond this, new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
@@ -30,12 +30,7 @@ impl Default for Retention {
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 pub struct Accountant {
     tx: SyncSender<LogEntry>,

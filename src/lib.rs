@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod error;

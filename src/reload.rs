@@ -14,7 +14,7 @@ use rhai::Engine;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
 /// One problem that kept a reload from applying.
@@ -99,12 +99,7 @@ pub struct Reloader {
     last: Mutex<Option<Attempt>>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::clock::now_secs;
 
 impl Reloader {
     pub fn new(

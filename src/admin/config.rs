@@ -1,14 +1,13 @@
 //! `/admin/config` (what is loaded, from which files, the last reload) and `/admin/reload`.
 
 use crate::auth::AdminCaller;
-use crate::config::SourceFile;
+use crate::config::{SkippedProvider, SourceFile};
 use crate::error::ApiError;
 use crate::reload::{Attempt, Outcome};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use std::time::UNIX_EPOCH;
 use utoipa::ToSchema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,13 +30,6 @@ fn files(list: &[SourceFile]) -> Vec<FileView> {
         .collect()
 }
 
-/// A provider file that is not serving, and why (e.g. its API key variable is unset).
-#[derive(Serialize, ToSchema)]
-pub struct SkippedView {
-    pub name: String,
-    pub reason: String,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct ConfigView {
     /// Increases by one with every applied reload.
@@ -49,7 +41,7 @@ pub struct ConfigView {
     provider_files: Vec<FileView>,
     policy_files: Vec<FileView>,
     providers: Vec<String>,
-    skipped: Vec<SkippedView>,
+    skipped: Vec<SkippedProvider>,
     /// The most recent reload attempt, failed ones included; `null` before the first.
     last_reload: Option<Attempt>,
     /// Settings read once at start: changing them needs a restart.
@@ -73,11 +65,7 @@ async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     HttpResponse::Ok().json(ConfigView {
         version: snapshot.version,
-        loaded_at: snapshot
-            .loaded_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        loaded_at: crate::clock::unix_secs(snapshot.loaded_at),
         providers_dir: state.reloader.providers_dir().display().to_string(),
         policies_dir: state.reloader.policies_dir().display().to_string(),
         provider_files: files(&snapshot.config.files),
@@ -88,15 +76,7 @@ async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
             .iter()
             .map(|p| p.name.clone())
             .collect(),
-        skipped: snapshot
-            .config
-            .skipped
-            .iter()
-            .map(|s| SkippedView {
-                name: s.name.clone(),
-                reason: s.reason.clone(),
-            })
-            .collect(),
+        skipped: snapshot.config.skipped.clone(),
         last_reload: state.reloader.last_attempt(),
         restart_required_for: [
             "listen",

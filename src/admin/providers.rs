@@ -69,16 +69,9 @@ pub struct ProviderView {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(as = ProviderSkipped)]
-pub struct SkippedView {
-    name: String,
-    reason: String,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct ProviderList {
     data: Vec<ProviderView>,
-    skipped: Vec<SkippedView>,
+    skipped: Vec<crate::config::SkippedProvider>,
 }
 
 /// The loaded providers and their models (never a key), with figures observed since start.
@@ -128,15 +121,7 @@ async fn providers(_admin: AdminCaller, state: web::Data<AppState>) -> HttpRespo
                 .map(|i| health.swap_remove(i)),
         })
         .collect();
-    let skipped = snapshot
-        .config
-        .skipped
-        .iter()
-        .map(|s| SkippedView {
-            name: s.name.clone(),
-            reason: s.reason.clone(),
-        })
-        .collect();
+    let skipped = snapshot.config.skipped.clone();
     HttpResponse::Ok().json(ProviderList { data, skipped })
 }
 

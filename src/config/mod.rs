@@ -34,7 +34,8 @@ pub struct SourceFile {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone)]
+/// A provider file that is valid but not serving, and why (e.g. its API key variable is unset).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SkippedProvider {
     pub name: String,
     pub reason: String,

@@ -3,14 +3,8 @@
 use crate::wire::Usage;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::now_secs as now;
 
 /// Writes `chat.completion.chunk` payloads that share one id, creation time and model, as
 /// OpenAI's own streams do.

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The reply when there is nothing to echo.
 const GREETING: &str = "Hello from the Switchboard mock provider.";
@@ -49,10 +49,7 @@ impl MockProvider {
         }
         let id = format!("mock-{}", call.request_id);
         let model = call.upstream_model;
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let created = crate::clock::now_secs();
         match call.body {
             RequestBody::Chat(req) => {
                 let prompt: String = req

@@ -6,7 +6,6 @@ use crate::router::Target;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use std::time::UNIX_EPOCH;
 use utoipa::ToSchema;
 
 /// A model this key may use.
@@ -40,12 +39,7 @@ fn object(target: &Target, created: u64) -> ModelObject<'_> {
 }
 
 fn created(state: &AppState) -> u64 {
-    state
-        .snapshot()
-        .loaded_at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::unix_secs(state.snapshot().loaded_at)
 }
 
 /// Lists the models this key may use.

@@ -12,7 +12,7 @@ use crate::snapshot::Snapshot;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Weight of the newest sample in the latency EWMA.
 const EWMA_ALPHA: f64 = 0.3;
@@ -165,10 +165,7 @@ impl Entry {
         let mut st = self.lock();
         st.last_check = Some(CheckReport {
             ok,
-            at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            at: crate::clock::now_secs(),
         });
         if ok {
             st.breaker.check_passed(Instant::now());

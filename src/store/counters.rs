@@ -8,7 +8,7 @@
 use super::StoreError;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// One limit to check: at most `max` per `window_secs`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -55,12 +55,7 @@ pub struct SledCounters {
     inner: Mutex<Inner>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::clock::now_secs;
 
 fn key(name: &str, window_secs: u64) -> String {
     format!("{name}\u{1f}{window_secs}")
