@@ -233,3 +233,66 @@ pub async fn wait_until_store_free(dir: &Path) {
     }
     panic!("the data folder stayed locked");
 }
+
+/// One request as a mock upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub query: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+impl Received {
+    pub fn of(req: &actix_web::HttpRequest, body: &[u8]) -> Received {
+        Received {
+            path: req.path().to_string(),
+            query: req.query_string().to_string(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// A mock upstream on 127.0.0.1:0: `handler` answers every path, with `data` shared to it.
+/// Stopped when dropped.
+pub struct MockServer {
+    pub addr: std::net::SocketAddr,
+    handle: ServerHandle,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+pub fn mock_server<T, F, Args>(data: std::sync::Arc<T>, handler: F) -> MockServer
+where
+    T: Send + Sync + 'static,
+    F: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let data = actix_web::web::Data::from(data);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .default_service(actix_web::web::to(handler.clone()))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    MockServer { addr, handle }
+}

@@ -2,18 +2,12 @@
 //! every request (path, query, headers, JSON body) and answers with a handler chosen by the
 //! test module that speaks the format.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use crate::helpers::{mock_server, MockServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub query: String,
-    pub headers: HashMap<String, String>,
-    pub body: serde_json::Value,
-}
+pub use crate::helpers::Received;
 
 pub type Handler = fn(&Received) -> HttpResponse;
 
@@ -26,16 +20,7 @@ pub struct Recorder {
     /// `http://127.0.0.1:PORT`, without a path.
     pub origin: String,
     shared: Arc<Shared>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { handle.stop(false).await });
-        }
-    }
+    _server: MockServer,
 }
 
 impl Recorder {
@@ -44,23 +29,11 @@ impl Recorder {
             received: Mutex::new(Vec::new()),
             handler,
         });
-        let data = web::Data::from(shared.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(handle))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let server = mock_server(shared.clone(), handle);
         Recorder {
-            origin: format!("http://{addr}"),
+            origin: format!("http://{}", server.addr),
             shared,
-            handle,
+            _server: server,
         }
     }
 
@@ -76,16 +49,7 @@ impl Recorder {
 }
 
 async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    let received = Received {
-        path: req.path().to_string(),
-        query: req.query_string().to_string(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect(),
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    };
+    let received = Received::of(&req, &body);
     shared.received.lock().unwrap().push(received.clone());
     (shared.handler)(&received)
 }

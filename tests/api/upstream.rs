@@ -17,21 +17,16 @@
 //! - `stream-empty`: stream headers, then the body ends with no event at all;
 //! - `stream-pause`: one chunk, 2 s of silence, then the rest.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use crate::helpers::{mock_server, MockServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
 pub const PLAIN_BODY: &str = r#"{"id":"up-1","object":"chat.completion","created":1700000000,"model":"plain","system_fingerprint":"fp_x","choices":[{"index":0,"message":{"role":"assistant","content":"from upstream","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14},"vendor_extension":{"nested":[1,2.5,"x",null,true]}}"#;
 
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub headers: HashMap<String, String>,
-    pub body: serde_json::Value,
-}
+pub use crate::helpers::Received;
 
 #[derive(Default)]
 struct Shared {
@@ -43,38 +38,17 @@ struct Shared {
 pub struct Upstream {
     pub base_url: String,
     shared: Arc<Shared>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { handle.stop(false).await });
-        }
-    }
+    _server: MockServer,
 }
 
 impl Upstream {
     pub async fn start() -> Upstream {
         let shared = Arc::new(Shared::default());
-        let data = web::Data::from(shared.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(handle))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let server = mock_server(shared.clone(), handle);
         Upstream {
-            base_url: format!("http://{addr}/v1"),
+            base_url: format!("http://{}/v1", server.addr),
             shared,
-            handle,
+            _server: server,
         }
     }
 
@@ -131,17 +105,9 @@ const FINISH: &str = "data: {\"id\":\"up-s\",\"object\":\"chat.completion.chunk\
 const USAGE: &str = "data: {\"id\":\"up-s\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\n";
 
 async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    shared.received.lock().unwrap().push(Received {
-        path: req.path().to_string(),
-        headers,
-        body: json.clone(),
-    });
+    let received = Received::of(&req, &body);
+    let json = received.body.clone();
+    shared.received.lock().unwrap().push(received);
     let model = json["model"].as_str().unwrap_or("").to_string();
     let seen = shared
         .received
