@@ -2,7 +2,7 @@
 
 use crate::anthropic_upstream;
 use crate::helpers::*;
-use crate::recorder::{json_payloads, streamed_text, Recorder};
+use crate::recorder::{json_payloads, streamed_text, weather_tool, Recorder};
 use serde_json::{json, Value};
 
 async fn app() -> (TestApp, Recorder) {
@@ -14,18 +14,7 @@ async fn app() -> (TestApp, Recorder) {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather",
-        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
-    }}])
+    crate::recorder::fixture("anthropic", name)
 }
 
 #[tokio::test]

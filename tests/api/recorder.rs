@@ -88,3 +88,20 @@ pub fn json_payloads(payloads: &[String]) -> Vec<serde_json::Value> {
         .map(|p| serde_json::from_str(p).unwrap())
         .collect()
 }
+
+/// A recorded fixture of a provider's wire format, from tests/fixtures/<format>/.
+pub fn fixture(format: &str, name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/{format}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The OpenAI tool both adapters' tool-call tests use.
+pub fn weather_tool() -> serde_json::Value {
+    serde_json::json!([{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    }}])
+}
