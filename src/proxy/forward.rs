@@ -109,16 +109,7 @@ pub async fn forward(
         request_body: state.accountant.log_bodies.then(|| body.to_json_value()),
         ..LogEntry::default()
     };
-    let result = proxy(
-        state,
-        caller,
-        request_id,
-        headers,
-        body,
-        started,
-        log.clone(),
-    )
-    .await;
+    let result = proxy(state, caller, request_id, headers, body, started, &log).await;
     result.map_err(|failure| {
         let mut log = log;
         log.status = failure.error.status.as_u16();
@@ -138,7 +129,7 @@ async fn proxy(
     headers: &HeaderMap,
     body: RequestBody,
     started: Instant,
-    log: LogEntry,
+    log: &LogEntry,
 ) -> Result<HttpResponse, Failure> {
     let snapshot = state.snapshot();
     let requested = body.model().to_string();

@@ -356,6 +356,8 @@ async fn providers_show_models_and_stats_without_secrets() {
         .unwrap();
     assert_eq!(mock["models"][1]["pricing"]["output"], 4.0);
     assert_eq!(list["skipped"][0]["name"], "off");
+    assert_eq!(mock["breaker"], "closed");
+    assert_eq!(mock["health"]["can_serve"], true);
 }
 
 #[tokio::test]
@@ -436,6 +438,10 @@ async fn metrics_count_requests_tokens_and_rejections() {
             );
             assert!(text.contains(r#"switchboard_http_requests_total{route="/v1/chat/completions",method="POST",status="4xx"} 1"#), "{text}");
             assert!(text.contains("switchboard_upstream_duration_seconds_bucket"));
+            assert!(
+                text.contains(r#"switchboard_breaker_state{provider="mock"} 0"#),
+                "{text}"
+            );
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(5), "{text}");
