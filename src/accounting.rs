@@ -103,10 +103,6 @@ impl Accountant {
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
 }
 
 fn write(batch: &[LogEntry], logs: &dyn LogStore, usage: &dyn UsageStore, metrics: &Metrics) {

@@ -178,10 +178,6 @@ impl Application {
         self.server.handle()
     }
 
-    pub fn state(&self) -> web::Data<AppState> {
-        self.state.clone()
-    }
-
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
         if let Err(e) = self.state.store.flush() {
