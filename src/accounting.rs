@@ -4,14 +4,15 @@
 use crate::metrics::Metrics;
 use crate::store::logs::{LogEntry, LogStore};
 use crate::store::usage::UsageStore;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Entries waiting for the writer; beyond this, new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
-const BATCH: usize = 1024;
-const GATHER: Duration = Duration::from_millis(100);
+/// How often the writer takes what is queued: one record per tick is what makes logging
+/// cheap, and a tenth of a second is no delay for someone reading the logs.
+const TICK: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long request logs are kept.
@@ -32,15 +33,35 @@ impl Default for Retention {
 
 pub use crate::clock::now_ms;
 
+/// The queue between the request path and the writer. A plain mutex-guarded vector: pushing
+/// is a short uncontended lock, and unlike a channel it never wakes the writer thread, which
+/// polls on its own clock. A wake-up per request cost a futex call and a context switch.
+struct Queue {
+    entries: Mutex<Vec<LogEntry>>,
+    /// Set when the accountant drops: the writer writes what is left and stops.
+    stop: AtomicBool,
+}
+
+impl Queue {
+    fn take(&self) -> Vec<LogEntry> {
+        match self.entries.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+}
+
 pub struct Accountant {
-    tx: SyncSender<LogEntry>,
+    queue: Arc<Queue>,
     metrics: Arc<Metrics>,
+    writer: Option<std::thread::JoinHandle<()>>,
     /// Keep request and response bodies in the log.
     pub log_bodies: bool,
 }
 
 impl Accountant {
-    /// Starts the writer thread; it drains what is queued and stops when the accountant drops.
+    /// Starts the writer thread; it writes what is queued every tick, and once more when the
+    /// accountant drops.
     pub fn start(
         logs: Arc<dyn LogStore>,
         usage: Arc<dyn UsageStore>,
@@ -48,31 +69,25 @@ impl Accountant {
         retention: Retention,
         log_bodies: bool,
     ) -> std::io::Result<Accountant> {
-        let (tx, rx) = sync_channel::<LogEntry>(QUEUE);
+        let queue = Arc::new(Queue {
+            entries: Mutex::new(Vec::with_capacity(1024)),
+            stop: AtomicBool::new(false),
+        });
+        let writer_queue = queue.clone();
         let writer_metrics = metrics.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("accounting".into())
             .spawn(move || {
                 let mut last_prune = Instant::now() - PRUNE_EVERY;
                 loop {
-                    let first = match rx.recv_timeout(Duration::from_secs(1)) {
-                        Ok(entry) => Some(entry),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    };
-                    let mut batch: Vec<LogEntry> = first.into_iter().collect();
-                    // Gather for a moment: one record per batch is what makes logging cheap,
-                    // and a tenth of a second is no delay for someone reading the logs.
-                    let gather_until = Instant::now() + GATHER;
-                    while !batch.is_empty() && batch.len() < BATCH {
-                        let left = gather_until.saturating_duration_since(Instant::now());
-                        match rx.recv_timeout(left) {
-                            Ok(entry) => batch.push(entry),
-                            Err(_) => break,
-                        }
-                    }
+                    std::thread::park_timeout(TICK);
+                    let stopping = writer_queue.stop.load(Ordering::Acquire);
+                    let batch = writer_queue.take();
                     if !batch.is_empty() {
                         write(&batch, logs.as_ref(), usage.as_ref(), &writer_metrics);
+                    }
+                    if stopping {
+                        return;
                     }
                     if last_prune.elapsed() >= PRUNE_EVERY {
                         last_prune = Instant::now();
@@ -86,21 +101,36 @@ impl Accountant {
                 }
             })?;
         Ok(Accountant {
-            tx,
+            queue,
             metrics,
+            writer: Some(writer),
             log_bodies,
         })
     }
 
-    /// Queues an entry; never blocks the request.
+    /// Queues an entry; never blocks the request beyond a short lock.
     pub fn record(&self, entry: LogEntry) {
-        match self.tx.try_send(entry) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.metrics.dropped_log_entry();
-                tracing::warn!("request log writer is behind; an entry was dropped");
+        let queued = match self.queue.entries.lock() {
+            Ok(mut q) if q.len() < QUEUE => {
+                q.push(entry);
+                true
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            _ => false,
+        };
+        if !queued {
+            self.metrics.dropped_log_entry();
+            tracing::warn!("request log writer is behind; an entry was dropped");
+        }
+    }
+}
+
+impl Drop for Accountant {
+    /// Writes what is still queued before the process goes.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.queue.stop.store(true, Ordering::Release);
+            writer.thread().unpark();
+            let _ = writer.join();
         }
     }
 }
