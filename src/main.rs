@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use switchboard::store::{NewKey, Role, Store};
 use switchboard::{config, policy, Application, Settings};
 
+/// jemalloc: the request path allocates many small, short-lived objects across worker threads;
+/// glibc's allocator both costs more per call there and holds on to more memory afterwards.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",

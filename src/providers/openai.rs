@@ -32,7 +32,7 @@ enum Urls {
 
 pub struct OpenAiProvider {
     name: String,
-    client: reqwest::Client,
+    client: upstream::Clients,
     urls: Urls,
     stream_usage: bool,
     /// `base_url`, for health probes.
@@ -115,7 +115,7 @@ impl OpenAiProvider {
             .to_upstream_json(call.upstream_model)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
         let url = self.url(call.body.endpoint(), call.upstream_model)?;
-        let response = upstream::json_post(&self.client, url, &call)
+        let response = upstream::json_post(self.client.get(), url, &call)
             .body(body)
             .send()
             .await
@@ -179,7 +179,12 @@ impl Provider for OpenAiProvider {
     }
 
     fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
+        Box::pin(upstream::probe(
+            &self.name,
+            self.client.get(),
+            &self.base,
+            path,
+        ))
     }
 }
 

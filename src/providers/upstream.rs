@@ -23,9 +23,53 @@ pub fn secret_header(config: &ProviderConfig, value: &str) -> Result<HeaderValue
     Ok(value)
 }
 
-/// The provider's pooled client: `auth` headers first, then the file's `headers`, which win so
-/// an operator can override anything (for example `anthropic-version`).
-pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<reqwest::Client, String> {
+/// The provider's HTTP clients: one per worker thread, each with its own connection pool.
+///
+/// A pooled connection's task lives on the runtime of the worker that opened it; with one
+/// client shared by every worker, a request on one worker drives a connection owned by another
+/// and each call wakes a second thread both ways. A client per worker keeps a request and its
+/// connection on one thread. The first client is built when the provider loads, so a bad
+/// setting fails the load; each worker then builds its own on first use, from the same
+/// settings.
+pub struct Clients {
+    settings: ClientSettings,
+    first: reqwest::Client,
+    per_thread: thread_local::ThreadLocal<reqwest::Client>,
+}
+
+#[derive(Clone)]
+struct ClientSettings {
+    headers: HeaderMap,
+    timeouts: crate::config::Timeouts,
+}
+
+impl ClientSettings {
+    fn build(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .default_headers(self.headers.clone())
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.timeouts.connect)
+            .read_timeout(self.timeouts.read)
+            .timeout(self.timeouts.total)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+    }
+}
+
+impl Clients {
+    /// This thread's client.
+    pub fn get(&self) -> &reqwest::Client {
+        self.per_thread.get_or(|| {
+            // The settings built a client once already; should it fail now, share that one.
+            self.settings.build().unwrap_or_else(|_| self.first.clone())
+        })
+    }
+}
+
+/// The provider's clients: `auth` headers first, then the file's `headers`, which win so an
+/// operator can override anything (for example `anthropic-version`).
+pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<Clients, String> {
     let mut headers = auth;
     for (name, value) in &config.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -35,16 +79,18 @@ pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<reqwest:
         value.set_sensitive(true);
         headers.insert(name, value);
     }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(config.timeouts.connect)
-        .read_timeout(config.timeouts.read)
-        .timeout(config.timeouts.total)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
+    let settings = ClientSettings {
+        headers,
+        timeouts: config.timeouts,
+    };
+    let first = settings
         .build()
-        .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", config.name))
+        .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", config.name))?;
+    Ok(Clients {
+        settings,
+        first,
+        per_thread: thread_local::ThreadLocal::new(),
+    })
 }
 
 /// The provider's `base_url`, required by every network kind.

@@ -21,7 +21,7 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub struct AnthropicProvider {
     name: String,
-    client: reqwest::Client,
+    client: upstream::Clients,
     messages_url: reqwest::Url,
     /// `base_url`, for health probes.
     base: reqwest::Url,
@@ -60,7 +60,7 @@ impl AnthropicProvider {
         let body = request::messages_request(chat, call.upstream_model, &self.name)?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let response = upstream::json_post(&self.client, self.messages_url.clone(), &call)
+        let response = upstream::json_post(self.client.get(), self.messages_url.clone(), &call)
             .body(body)
             .send()
             .await
@@ -129,7 +129,12 @@ impl Provider for AnthropicProvider {
     }
 
     fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
+        Box::pin(upstream::probe(
+            &self.name,
+            self.client.get(),
+            &self.base,
+            path,
+        ))
     }
 
     /// Anthropic streams always carry usage; the adapter emits the usage chunk when the body

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub struct GeminiProvider {
     name: String,
-    client: reqwest::Client,
+    client: upstream::Clients,
     base: reqwest::Url,
 }
 
@@ -66,7 +66,7 @@ impl GeminiProvider {
     ) -> Result<reqwest::Response, ProviderError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let response = upstream::json_post(&self.client, url, call)
+        let response = upstream::json_post(self.client.get(), url, call)
             .body(body)
             .send()
             .await
@@ -149,7 +149,12 @@ impl GeminiProvider {
 
 impl Provider for GeminiProvider {
     fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(upstream::probe(&self.name, &self.client, &self.base, path))
+        Box::pin(upstream::probe(
+            &self.name,
+            self.client.get(),
+            &self.base,
+            path,
+        ))
     }
 
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
