@@ -106,8 +106,20 @@ pub trait LogStore: Send + Sync {
 /// Scanning stops after this many entries, so a filter that matches little cannot stall.
 const MAX_SCAN: usize = 200_000;
 
-/// Entries are stored a writer batch per record: one sled insert for many requests, which is
-/// what keeps logging cheap at high request rates (sled copies a leaf on every insert).
+/// A record is closed once its JSON reaches this size. sled splits a leaf beyond 16 values, so
+/// a leaf of records stays near 16 × this even if it did not compress, under the blob limit of
+/// a quarter segment ([`super::SEGMENT_BYTES`]).
+const RECORD_BYTES: usize = 24 * 1024;
+
+/// The first byte of a compressed record; a plain JSON record starts with `[`.
+const LZ4_JSON: u8 = 1;
+
+/// Entries are stored many to a record: one sled insert for many requests, which is what
+/// keeps logging cheap at high request rates (sled copies a leaf on every insert). A record is
+/// the JSON array of its entries, LZ4-compressed: log entries repeat themselves, and sled's
+/// memory grows with the bytes written, well beyond its cache size (uncompressed, the log was
+/// most of the gateway's memory under load). A record also stays under [`RECORD_BYTES`]:
+/// sled keeps larger pages as blobs, and its cache counts a blob by its pointer, not its size.
 ///
 /// Key: write time in ms (8 bytes) ++ sequence (8) ++ entry count (4), all big-endian, so
 /// records sort by write time and the count is known without reading the value. A request is
@@ -174,8 +186,23 @@ impl SledLogs {
         })
     }
 
+    /// A record's entries: LZ4-compressed JSON, or plain JSON as earlier versions wrote it.
     fn read(value: &[u8]) -> Vec<LogEntry> {
-        serde_json::from_slice(value).unwrap_or_default()
+        match value.split_first() {
+            Some((&LZ4_JSON, packed)) => lz4_flex::decompress_size_prepended(packed)
+                .ok()
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .unwrap_or_default(),
+            _ => serde_json::from_slice(value).unwrap_or_default(),
+        }
+    }
+
+    /// `LZ4_JSON` ++ the LZ4 block (with its size) of the JSON array.
+    fn pack(json: &[u8]) -> Vec<u8> {
+        let mut value = Vec::with_capacity(json.len() / 4 + 16);
+        value.push(LZ4_JSON);
+        value.extend_from_slice(&lz4_flex::compress_prepend_size(json));
+        value
     }
 
     fn remove(&self, key: &[u8]) -> Result<usize, StoreError> {
@@ -199,11 +226,23 @@ impl LogStore for SledLogs {
             .max()
             .unwrap_or(0)
             .max(now_ms());
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let value = serde_json::to_vec(entries).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.batches
-            .insert(batch_key(write_ms, seq, entries.len() as u32), value)?;
-        self.count.fetch_add(entries.len(), Ordering::Relaxed);
+        let mut record = Vec::with_capacity(RECORD_BYTES + 4096);
+        let mut in_record = 0u32;
+        for (i, entry) in entries.iter().enumerate() {
+            record.push(if in_record == 0 { b'[' } else { b',' });
+            serde_json::to_writer(&mut record, entry)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            in_record += 1;
+            if record.len() >= RECORD_BYTES || i + 1 == entries.len() {
+                record.push(b']');
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                self.batches
+                    .insert(batch_key(write_ms, seq, in_record), Self::pack(&record))?;
+                self.count.fetch_add(in_record as usize, Ordering::Relaxed);
+                record.clear();
+                in_record = 0;
+            }
+        }
         Ok(())
     }
 
@@ -410,5 +449,61 @@ mod tests {
             .unwrap()
             .data
             .is_empty());
+    }
+
+    #[test]
+    fn a_big_batch_is_split_into_records_below_the_blob_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let logs = SledLogs::open(&db).unwrap();
+        // About 1 KiB each: 1000 of them are a megabyte, a few times a blob's size.
+        let entries: Vec<LogEntry> = (0..1000)
+            .map(|i| LogEntry {
+                error: Some("x".repeat(900)),
+                ..entry(i, 200, "a")
+            })
+            .collect();
+        logs.append(&entries).unwrap();
+
+        let records: Vec<(sled::IVec, sled::IVec)> =
+            logs.batches.iter().map(|r| r.unwrap()).collect();
+        assert!(records.len() > 10, "{} records", records.len());
+        for (key, value) in &records {
+            assert_eq!(value[0], LZ4_JSON);
+            assert!(value.len() < RECORD_BYTES / 4, "{} bytes", value.len());
+            assert_eq!(key_parts(key).2 as usize, SledLogs::read(value).len());
+        }
+        // All there, newest first, and counted once.
+        let page = logs.query(&LogFilter::default(), 1000, None).unwrap();
+        let ids: Vec<u64> = page
+            .data
+            .iter()
+            .map(|e| e.request_id[3..].parse().unwrap())
+            .collect();
+        assert_eq!(ids, (0..1000).rev().collect::<Vec<u64>>());
+        assert_eq!(logs.count.load(Ordering::Relaxed), 1000);
+        drop(logs);
+        assert_eq!(
+            SledLogs::open(&db).unwrap().count.load(Ordering::Relaxed),
+            1000
+        );
+    }
+
+    #[test]
+    fn records_written_uncompressed_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let logs = SledLogs::open(&db).unwrap();
+        let old = serde_json::to_vec(&[entry(1, 200, "a"), entry(2, 500, "a")]).unwrap();
+        logs.batches.insert(batch_key(1002, 0, 2), old).unwrap();
+        logs.append(&[entry(3, 200, "b")]).unwrap();
+        let ids: Vec<String> = logs
+            .query(&LogFilter::default(), 10, None)
+            .unwrap()
+            .data
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(ids, vec!["req3", "req2", "req1"]);
     }
 }

@@ -42,6 +42,9 @@ pub struct Store {
 
 /// How many cached responses to keep at most, unless told otherwise.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+/// sled's segment size; see `open_with`. Fixed once a database is created.
+pub const SEGMENT_BYTES: usize = 2 << 20;
+
 /// How often expired cache entries are swept.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -61,6 +64,10 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
+            // sled writes a page bigger than a quarter segment as a blob, and its cache counts
+            // a blob by its pointer: such pages would never be evicted. 2 MiB segments (sled's
+            // default is 512 KiB) put that limit at 512 KiB, above a full leaf of log records.
+            .segment_size(SEGMENT_BYTES)
             // Writes reach disk in the background; nothing on a request path waits for a flush.
             .flush_every_ms(Some(500))
             .open()
