@@ -1,4 +1,5 @@
-//! Per-request pieces: parsing a chat request, running the shipped policies, a cache key.
+//! Per-request pieces: parsing a chat request, running the shipped policies (together, each
+//! alone, and an empty hook for the fixed cost of a call), encoding the upstream body.
 //! Run with `cargo bench --bench request_path`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -9,6 +10,10 @@ use std::sync::Arc;
 use switchboard::policy::{engine, PolicyEnv, PolicySet};
 use switchboard::store::{KeyRecord, Role, Store};
 use switchboard::wire::{ChatRequest, RequestBody};
+
+/// The binary's allocator, so the figures are the gateway's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CHAT: &[u8] = br#"{"model":"echo","temperature":0,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"Paris."},{"role":"user","content":"And of Italy?"}],"max_tokens":256,"stream":false}"#;
 
@@ -44,6 +49,44 @@ fn benches(c: &mut Criterion) {
     let request: ChatRequest = serde_json::from_slice(CHAT).unwrap();
     let key = key();
     c.bench_function("shipped policies on_request", |b| {
+        b.iter_batched(
+            || RequestBody::Chat(request.clone()),
+            |body| {
+                policies
+                    .on_request(body, key.clone(), Vec::new(), env.clone())
+                    .unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    // Each shipped script alone, to see where the chain's time goes.
+    let engine = Arc::new(engine::build());
+    for script in ["10-aliases", "20-cache", "30-canary", "40-quotas"] {
+        let one = tempfile::tempdir().unwrap();
+        let file = format!("{script}.rhai");
+        std::fs::copy(shipped.join(&file), one.path().join(&file)).unwrap();
+        let policies = PolicySet::load_dir(engine.clone(), one.path(), false).unwrap();
+        c.bench_function(&format!("policy {script}"), |b| {
+            b.iter_batched(
+                || RequestBody::Chat(request.clone()),
+                |body| {
+                    policies
+                        .on_request(body, key.clone(), Vec::new(), env.clone())
+                        .unwrap()
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(
+        empty.path().join("empty.rhai"),
+        "fn on_request(req, ctx) {}",
+    )
+    .unwrap();
+    let policies = PolicySet::load_dir(engine.clone(), empty.path(), false).unwrap();
+    c.bench_function("policy: one empty on_request", |b| {
         b.iter_batched(
             || RequestBody::Chat(request.clone()),
             |body| {
