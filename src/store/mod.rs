@@ -45,6 +45,22 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 /// sled's segment size; see `open_with`. Fixed once a database is created.
 pub const SEGMENT_BYTES: usize = 2 << 20;
 
+/// The segment size of the database in `dir`: the one it was created with (sled refuses to open
+/// it with another; folders made before 2 MiB segments have sled's default 512 KiB), or
+/// [`SEGMENT_BYTES`] for a new one.
+fn segment_size_of(dir: &Path) -> usize {
+    // The file ends in a binary checksum, so it is read as bytes.
+    std::fs::read(dir.join("conf"))
+        .ok()
+        .and_then(|conf| {
+            String::from_utf8_lossy(&conf)
+                .lines()
+                .find_map(|l| l.strip_prefix("segment_size:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(SEGMENT_BYTES)
+}
+
 /// How often expired cache entries are swept.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -67,7 +83,7 @@ impl Store {
             // sled writes a page bigger than a quarter segment as a blob, and its cache counts
             // a blob by its pointer: such pages would never be evicted. 2 MiB segments (sled's
             // default is 512 KiB) put that limit at 512 KiB, above a full leaf of log records.
-            .segment_size(SEGMENT_BYTES)
+            .segment_size(segment_size_of(dir))
             // Writes reach disk in the background; nothing on a request path waits for a flush.
             .flush_every_ms(Some(500))
             .open()
@@ -126,5 +142,28 @@ fn spawn_sweeper(cache: std::sync::Weak<cache::SledCache>) {
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the cache sweeper");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_made_with_sleds_default_segments_still_opens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let old = sled::Config::new().path(dir.path()).open().unwrap();
+            old.insert(b"kept", b"yes").unwrap();
+            old.flush().unwrap();
+        }
+        assert_eq!(segment_size_of(dir.path()), 512 * 1024);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.db.get(b"kept").unwrap().unwrap(), &b"yes"[..]);
+        drop(store);
+
+        let fresh = tempfile::tempdir().unwrap();
+        drop(Store::open(fresh.path(), 1 << 20).unwrap());
+        assert_eq!(segment_size_of(fresh.path()), SEGMENT_BYTES);
     }
 }
