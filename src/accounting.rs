@@ -165,3 +165,37 @@ pub fn cost(pricing: Option<crate::config::Pricing>, prompt: u64, completion: u6
         None => 0.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::logs::LogFilter;
+    use crate::store::Store;
+
+    #[test]
+    fn what_is_queued_is_written_when_the_accountant_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let accountant = Accountant::start(
+            store.logs.clone(),
+            store.usage.clone(),
+            Arc::new(Metrics::default()),
+            Retention::default(),
+            false,
+        )
+        .unwrap();
+        for i in 0..3 {
+            accountant.record(LogEntry {
+                request_id: format!("r{i}"),
+                at_ms: now_ms(),
+                key_id: "k".into(),
+                ..LogEntry::default()
+            });
+        }
+        // Dropped at once: well within the writer's first tick.
+        drop(accountant);
+        let page = store.logs.query(&LogFilter::default(), 10, None).unwrap();
+        let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(ids, vec!["r2", "r1", "r0"]);
+    }
+}
