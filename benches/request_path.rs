@@ -40,7 +40,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 8 << 20).unwrap();
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let policies = PolicySet::load_dir(Arc::new(engine::build()), &shipped, false).unwrap();
+    let engine = Arc::new(engine::build());
     let env = PolicyEnv {
         counters: store.counters.clone(),
         assignments: store.assignments.clone(),
@@ -48,26 +48,9 @@ fn benches(c: &mut Criterion) {
     };
     let request: ChatRequest = serde_json::from_slice(CHAT).unwrap();
     let key = key();
-    c.bench_function("shipped policies on_request", |b| {
-        b.iter_batched(
-            || RequestBody::Chat(request.clone()),
-            |body| {
-                policies
-                    .on_request(body, key.clone(), Vec::new(), env.clone())
-                    .unwrap()
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
-
-    // Each shipped script alone, to see where the chain's time goes.
-    let engine = Arc::new(engine::build());
-    for script in ["10-aliases", "20-cache", "30-canary", "40-quotas"] {
-        let one = tempfile::tempdir().unwrap();
-        let file = format!("{script}.rhai");
-        std::fs::copy(shipped.join(&file), one.path().join(&file)).unwrap();
-        let policies = PolicySet::load_dir(engine.clone(), one.path(), false).unwrap();
-        c.bench_function(&format!("policy {script}"), |b| {
+    let mut bench_policies = |name: &str, dir: &Path| {
+        let policies = PolicySet::load_dir(engine.clone(), dir, false).unwrap();
+        c.bench_function(name, |b| {
             b.iter_batched(
                 || RequestBody::Chat(request.clone()),
                 |body| {
@@ -78,25 +61,24 @@ fn benches(c: &mut Criterion) {
                 criterion::BatchSize::SmallInput,
             )
         });
+    };
+    bench_policies("shipped policies on_request", &shipped);
+
+    // Each shipped script alone, to see where the chain's time goes.
+    for script in ["10-aliases", "20-cache", "30-canary", "40-quotas"] {
+        let one = tempfile::tempdir().unwrap();
+        let file = format!("{script}.rhai");
+        std::fs::copy(shipped.join(&file), one.path().join(&file)).unwrap();
+        bench_policies(&format!("policy {script}"), one.path());
     }
+    // The fixed cost of a hook call.
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(
         empty.path().join("empty.rhai"),
         "fn on_request(req, ctx) {}",
     )
     .unwrap();
-    let policies = PolicySet::load_dir(engine.clone(), empty.path(), false).unwrap();
-    c.bench_function("policy: one empty on_request", |b| {
-        b.iter_batched(
-            || RequestBody::Chat(request.clone()),
-            |body| {
-                policies
-                    .on_request(body, key.clone(), Vec::new(), env.clone())
-                    .unwrap()
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    bench_policies("policy: one empty on_request", empty.path());
 
     let body = RequestBody::Chat(request.clone());
     c.bench_function("upstream body encoding", |b| {
