@@ -37,7 +37,6 @@ pub struct Clients {
     per_thread: thread_local::ThreadLocal<reqwest::Client>,
 }
 
-#[derive(Clone)]
 struct ClientSettings {
     headers: HeaderMap,
     timeouts: crate::config::Timeouts,
