@@ -221,8 +221,51 @@ impl ScriptParams {
             .register_fn("keys", Self::keys)
             .register_fn("len", Self::len)
             .register_fn("to_map", Self::whole_map);
+        // `req.params.x` first looks for a getter named `x`; when there is none, rhai builds an
+        // error message (type names, formatting) and only then falls back to the indexer. That
+        // costs more than the read itself, so the fields scripts commonly touch get real
+        // getters and setters; any other name still works through the indexer.
+        for &name in KNOWN_PARAMS {
+            engine.register_get_set(
+                name,
+                move |p: &mut ScriptParams| p.get(name),
+                move |p: &mut ScriptParams, value: Dynamic| p.set(name, value),
+            );
+        }
     }
 }
+
+/// Request fields with a direct accessor on `req.params` (see `ScriptParams::register`).
+const KNOWN_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "stream_options",
+    "metadata",
+    "store",
+    "reasoning_effort",
+    "service_tier",
+    "modalities",
+    "suffix",
+    "echo",
+    "best_of",
+    "encoding_format",
+    "dimensions",
+];
 
 /// `req.key`: read-only, and cheap to reach: fields are read on demand, no map is built.
 #[derive(Clone)]
