@@ -40,11 +40,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "The request body is empty; send a JSON object.",
         ));
     }
+    // The plain parse is the fast path; only a body that fails is parsed again, with path
+    // tracking (which costs on every field), to say where the problem is.
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => Err(explain::<T>(bytes)),
+    }
+}
+
+/// The error for a body that does not parse as `T`: the field path and what is wrong there.
+fn explain<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    if let Err(e) = serde_path_to_error::deserialize::<_, T>(&mut de) {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        return if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(format!("The request body is not valid JSON: {inner}"))
                 .with_code("invalid_json")
         } else if path == "." {
@@ -52,15 +62,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::bad_request(format!("Invalid request body at `{path}`: {inner}"))
                 .with_param(path)
-        }
-    })?;
-    de.end().map_err(|e| {
-        ApiError::bad_request(format!(
-            "The request body has trailing data after the JSON: {e}"
-        ))
-        .with_code("invalid_json")
-    })?;
-    Ok(value)
+        };
+    }
+    // The value parsed, so what failed the plain parse is what follows it.
+    let message = match de.end() {
+        Err(e) => format!("The request body has trailing data after the JSON: {e}"),
+        Ok(()) => "The request body could not be parsed as JSON.".to_string(),
+    };
+    ApiError::bad_request(message).with_code("invalid_json")
 }
 
 #[cfg(test)]
@@ -84,6 +93,10 @@ mod tests {
         assert_eq!(e.code.as_deref(), Some("invalid_json"));
         let e = parse_json::<ChatRequest>(b"{\"model\":\"m\"}").unwrap_err();
         assert!(e.message.contains("messages"), "{}", e.message);
+        let e = parse_json::<ChatRequest>(b"{\"model\":\"m\",\"messages\":[]} {}").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("invalid_json"));
+        assert!(e.message.contains("trailing"), "{}", e.message);
+        assert!(parse_json::<ChatRequest>(b"{\"model\":\"m\",\"messages\":[]}").is_ok());
         assert!(parse_json::<ChatRequest>(b"  ")
             .unwrap_err()
             .message
