@@ -116,17 +116,43 @@ impl SledCounters {
 }
 
 impl Inner {
-    /// The live count of a counter, resetting it if its window has passed.
-    fn current(&mut self, k: &str, window_secs: u64, now: u64) -> &mut Window {
+    /// The live count of a counter: 0 when it has none yet or its window has passed.
+    fn count(&mut self, k: &str, window_secs: u64, now: u64) -> u64 {
         let start = window_start(now, window_secs);
-        let w = self
-            .windows
-            .entry(k.to_string())
-            .or_insert(Window { start, count: 0 });
-        if w.start != start {
-            *w = Window { start, count: 0 };
+        match self.windows.get_mut(k) {
+            Some(w) if w.start == start => w.count,
+            Some(w) => {
+                *w = Window { start, count: 0 };
+                0
+            }
+            None => 0,
         }
-        w
+    }
+
+    /// Adds to a counter, starting a new window if the old one has passed. Looks up by `&str`
+    /// first: only a counter seen for the first time costs an owned key.
+    fn charge(&mut self, k: &str, window_secs: u64, now: u64, amount: u64) {
+        let start = window_start(now, window_secs);
+        match self.windows.get_mut(k) {
+            Some(w) => {
+                if w.start != start {
+                    *w = Window { start, count: 0 };
+                }
+                w.count = w.count.saturating_add(amount);
+            }
+            None => {
+                self.windows.insert(
+                    k.to_string(),
+                    Window {
+                        start,
+                        count: amount,
+                    },
+                );
+            }
+        }
+        if !self.dirty.contains(k) {
+            self.dirty.insert(k.to_string());
+        }
     }
 }
 
@@ -151,27 +177,24 @@ impl CounterStore for SledCounters {
             return Ok(());
         }
         let now = now_secs();
+        let keys: Vec<String> = limits.iter().map(|l| key(&l.name, l.window_secs)).collect();
         let mut inner = self.lock();
-        for limit in limits {
-            let k = key(&limit.name, limit.window_secs);
-            if inner.current(&k, limit.window_secs, now).count >= limit.max {
+        for (limit, k) in limits.iter().zip(&keys) {
+            if inner.count(k, limit.window_secs, now) >= limit.max {
                 return Err(over(limit, now));
             }
         }
-        for limit in limits {
-            let k = key(&limit.name, limit.window_secs);
-            inner.current(&k, limit.window_secs, now).count += 1;
-            inner.dirty.insert(k);
+        for (limit, k) in limits.iter().zip(&keys) {
+            inner.charge(k, limit.window_secs, now, 1);
         }
         Ok(())
     }
 
     fn check_budgets(&self, limits: &[Limit]) -> Result<(), OverLimit> {
         let now = now_secs();
-        let mut inner = self.lock();
         for limit in limits {
             let k = key(&limit.name, limit.window_secs);
-            if inner.current(&k, limit.window_secs, now).count >= limit.max {
+            if self.lock().count(&k, limit.window_secs, now) >= limit.max {
                 return Err(over(limit, now));
             }
         }
@@ -181,24 +204,13 @@ impl CounterStore for SledCounters {
     fn add(&self, name: &str, window_secs: u64, amount: u64) {
         let now = now_secs();
         let k = key(name, window_secs);
-        let mut inner = self.lock();
-        let w = inner.current(&k, window_secs, now);
-        w.count = w.count.saturating_add(amount);
-        inner.dirty.insert(k);
+        self.lock().charge(&k, window_secs, now, amount);
     }
 
     fn get(&self, name: &str, window_secs: u64) -> u64 {
         let now = now_secs();
         let k = key(name, window_secs);
-        let mut inner = self.lock();
-        let start = window_start(now, window_secs);
-        match inner.windows.get(&k) {
-            Some(w) if w.start == start => w.count,
-            _ => {
-                let _ = inner.current(&k, window_secs, now);
-                0
-            }
-        }
+        self.lock().count(&k, window_secs, now)
     }
 
     fn persist(&self) -> Result<(), StoreError> {
@@ -286,5 +298,30 @@ mod tests {
             window_secs: 3600,
         };
         assert!(counters.check_budgets(&[budget]).is_err());
+    }
+
+    #[test]
+    fn windows_restart_and_only_charges_mark_dirty() {
+        let mut inner = Inner {
+            windows: HashMap::new(),
+            dirty: HashSet::new(),
+        };
+        let k = key("rpm:k", 60);
+        assert_eq!(inner.count(&k, 60, 120), 0);
+        assert!(inner.windows.is_empty(), "reading creates nothing");
+        inner.charge(&k, 60, 120, 2);
+        inner.charge(&k, 60, 179, 3);
+        assert_eq!(inner.count(&k, 60, 179), 5, "same window adds up");
+        assert_eq!(inner.count(&k, 60, 180), 0, "the next window starts empty");
+        inner.charge(&k, 60, 181, 1);
+        assert_eq!(inner.count(&k, 60, 181), 1);
+        assert_eq!(inner.dirty.len(), 1);
+        let forever = key("exposures:s:a", 0);
+        inner.charge(&forever, 0, 10, 1);
+        assert_eq!(
+            inner.count(&forever, 0, 1_000_000),
+            1,
+            "window 0 never resets"
+        );
     }
 }
