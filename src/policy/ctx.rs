@@ -21,8 +21,8 @@ pub struct PolicyEnv {
 struct Inner {
     decision: Decision,
     env: PolicyEnv,
-    /// Default sticky id for splits: the API key's id.
-    key_id: String,
+    /// Default sticky id for splits: the API key's id (shared, so a split costs no copy).
+    key_id: ImmutableString,
     /// The script now running, for rejections.
     script: String,
 }
@@ -89,7 +89,7 @@ impl PolicyCtx {
         PolicyCtx(Arc::new(Mutex::new(Inner {
             decision,
             env,
-            key_id,
+            key_id: key_id.into(),
             script: String::new(),
         })))
     }
@@ -334,7 +334,7 @@ impl PolicyCtx {
 
     fn split_default(&mut self, name: ImmutableString, weights: Map) -> Res<ImmutableString> {
         let sticky = self.lock().key_id.clone();
-        self.split(name, weights, sticky.into())
+        self.split(name, weights, sticky)
     }
 
     /// Sticky, deterministic weighted assignment. An existing assignment stays while its
@@ -345,7 +345,7 @@ impl PolicyCtx {
         weights: Map,
         sticky: ImmutableString,
     ) -> Res<ImmutableString> {
-        let mut table: Vec<(String, u64)> = Vec::with_capacity(weights.len());
+        let mut table: Vec<(&str, u64)> = Vec::with_capacity(weights.len());
         for (variant, weight) in &weights {
             let w = weight
                 .as_int()
@@ -356,7 +356,7 @@ impl PolicyCtx {
                         "split `{name}`: weight of `{variant}` must be an integer >= 0"
                     ))
                 })?;
-            table.push((variant.to_string(), w));
+            table.push((variant.as_str(), w));
         }
         let total: u64 = table.iter().map(|(_, w)| w).sum();
         if total == 0 {
@@ -364,7 +364,9 @@ impl PolicyCtx {
                 "split `{name}` has no variant with weight above 0"
             )));
         }
-        let env = self.lock().env.clone();
+        // One lock for the whole call: the stores have their own locks and never call back.
+        let mut inner = self.lock();
+        let env = &inner.env;
         let existing = env
             .assignments
             .get(&name, &sticky)
@@ -372,7 +374,7 @@ impl PolicyCtx {
         let variant = match existing {
             Some(v) => v,
             None => {
-                let chosen = pick(&name, &sticky, &table, total);
+                let chosen = pick(&name, &sticky, &table, total).to_string();
                 if !env.simulate {
                     if let Err(e) = env.assignments.set(&name, &sticky, &chosen) {
                         tracing::error!(error = %e, split = %name, "could not persist a split assignment");
@@ -385,7 +387,7 @@ impl PolicyCtx {
             env.counters
                 .add(&format!("exposures:{name}:{variant}"), 0, 1);
         }
-        self.lock()
+        inner
             .decision
             .variants
             .insert(name.to_string(), variant.clone());
@@ -451,7 +453,7 @@ impl PolicyCtx {
 
 /// A point in [0, total) from the hash of (split, sticky id), mapped onto the weights in
 /// variant-name order: the same inputs always give the same variant.
-fn pick(split: &str, sticky: &str, table: &[(String, u64)], total: u64) -> String {
+fn pick<'a>(split: &str, sticky: &str, table: &[(&'a str, u64)], total: u64) -> &'a str {
     let mut h = Sha256::new();
     h.update(split.as_bytes());
     h.update([0x1f]);
@@ -462,11 +464,11 @@ fn pick(split: &str, sticky: &str, table: &[(String, u64)], total: u64) -> Strin
     let mut point = u64::from_be_bytes(first) % total;
     for (variant, weight) in table {
         if point < *weight {
-            return variant.clone();
+            return variant;
         }
         point -= weight;
     }
-    table.last().map(|(v, _)| v.clone()).unwrap_or_default()
+    table.last().map(|(v, _)| *v).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -475,7 +477,7 @@ mod tests {
 
     #[test]
     fn picks_follow_weights_and_are_deterministic() {
-        let table = vec![("a".to_string(), 90), ("b".to_string(), 10)];
+        let table = [("a", 90), ("b", 10)];
         let mut b = 0;
         for i in 0..2000 {
             let v = pick("exp", &format!("user-{i}"), &table, 100);
