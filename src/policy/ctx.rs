@@ -21,10 +21,10 @@ pub struct PolicyEnv {
 struct Inner {
     decision: Decision,
     env: PolicyEnv,
-    /// Default sticky id for splits: the API key's id (shared, so a split costs no copy).
-    key_id: ImmutableString,
-    /// The script now running, for rejections.
-    script: String,
+    /// Default sticky id for splits: the API key's id.
+    key_id: String,
+    /// The script now running, for rejections (shared with the loaded script: no copy per call).
+    script: Option<Arc<str>>,
 }
 
 /// Cloning shares the decisions, so the copy a script receives is the caller's.
@@ -89,8 +89,8 @@ impl PolicyCtx {
         PolicyCtx(Arc::new(Mutex::new(Inner {
             decision,
             env,
-            key_id: key_id.into(),
-            script: String::new(),
+            key_id,
+            script: None,
         })))
     }
 
@@ -98,8 +98,8 @@ impl PolicyCtx {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_script(&self, name: &str) {
-        self.lock().script = name.to_string();
+    pub fn set_script(&self, name: &Arc<str>) {
+        self.lock().script = Some(name.clone());
     }
 
     pub fn decision(&self) -> Decision {
@@ -273,7 +273,7 @@ impl PolicyCtx {
                 script_err(format!("ctx.reject status must be 400..599, got {status}"))
             })?;
         let mut inner = self.lock();
-        let script = inner.script.clone();
+        let script = inner.script.as_deref().unwrap_or_default().to_string();
         inner.decision.rejection = Some(Rejection {
             status,
             message: message.to_string(),
@@ -333,7 +333,7 @@ impl PolicyCtx {
     }
 
     fn split_default(&mut self, name: ImmutableString, weights: Map) -> Res<ImmutableString> {
-        let sticky = self.lock().key_id.clone();
+        let sticky = self.lock().key_id.as_str().into();
         self.split(name, weights, sticky)
     }
 

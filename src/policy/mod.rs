@@ -68,7 +68,7 @@ impl fmt::Display for ScriptFailure {
 
 struct Script {
     /// File name, e.g. `10-aliases.rhai`.
-    name: String,
+    name: Arc<str>,
     ast: AST,
     on_request: bool,
     on_response: bool,
@@ -188,7 +188,7 @@ impl PolicySet {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
-                    .to_string(),
+                    .into(),
                 ast,
                 on_request,
                 on_response,
@@ -198,7 +198,7 @@ impl PolicySet {
     }
 
     pub fn script_names(&self) -> Vec<String> {
-        self.scripts.iter().map(|s| s.name.clone()).collect()
+        self.scripts.iter().map(|s| s.name.to_string()).collect()
     }
 
     pub fn has_request_hooks(&self) -> bool {
