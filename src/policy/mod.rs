@@ -357,17 +357,20 @@ mod tests {
         let (body, decision) = run(
             r#"fn on_request(req, ctx) {
                 let p = req.params;
-                if "top_p" in p && !("nope" in p) && p.len() == 2 { ctx.tag("in", "yes"); }
+                if "top_p" in p && !("nope" in p) && p.len() == 3 { ctx.tag("in", "yes"); }
                 ctx.tag("keys", p.keys().len().to_string());
+                // A field without a direct accessor: the dot form falls back to the indexer.
+                ctx.tag("custom", `${p.x_custom}/${p["x_custom"]}/${p.temperature}`);
                 ctx.tag("removed", p.remove("top_p").to_string());
                 req.params.tools = [#{ type: "function" }];
                 req.params.nested = #{ a: [1, 2.5, "x", ()] };
                 ctx.tag("map", type_of(req.params.to_map()));
             }"#,
-            r#"{"model":"m","messages":[],"top_p":0.5,"user":"u"}"#,
+            r#"{"model":"m","messages":[],"top_p":0.5,"user":"u","x_custom":7}"#,
         );
         assert_eq!(decision.tags["in"], "yes");
-        assert_eq!(decision.tags["keys"], "2");
+        assert_eq!(decision.tags["keys"], "3");
+        assert_eq!(decision.tags["custom"], "7/7/");
         assert_eq!(decision.tags["removed"], "0.5");
         assert_eq!(decision.tags["map"], "map");
         let json = body.to_json_value();
