@@ -30,15 +30,21 @@ BIN=target/release
 EX=target/release/examples
 
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# `start` runs inside `$(...)`, a subshell, so the servers' pids are kept in files, not in a
+# variable the subshell would set for itself only.
+cleanup() {
+  for f in "$WORK"/*.pid; do
+    [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # Starts a server in the background; echoes its address once it has printed it.
 start() {
   local name=$1; shift
   "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  PIDS+=($!)
   echo $! >"$WORK/$name.pid"
   for _ in $(seq 1 200); do
     local addr
