@@ -192,9 +192,10 @@ impl CounterStore for SledCounters {
 
     fn check_budgets(&self, limits: &[Limit]) -> Result<(), OverLimit> {
         let now = now_secs();
+        let mut inner = self.lock();
         for limit in limits {
             let k = key(&limit.name, limit.window_secs);
-            if self.lock().count(&k, limit.window_secs, now) >= limit.max {
+            if inner.count(&k, limit.window_secs, now) >= limit.max {
                 return Err(over(limit, now));
             }
         }
