@@ -43,11 +43,13 @@ struct Queue {
 }
 
 impl Queue {
+    /// The entries; a panic elsewhere while holding the lock leaves a usable vector behind.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LogEntry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take(&self) -> Vec<LogEntry> {
-        match self.entries.lock() {
-            Ok(mut q) => std::mem::take(&mut *q),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        }
+        std::mem::take(&mut *self.lock())
     }
 }
 
@@ -110,12 +112,13 @@ impl Accountant {
 
     /// Queues an entry; never blocks the request beyond a short lock.
     pub fn record(&self, entry: LogEntry) {
-        let queued = match self.queue.entries.lock() {
-            Ok(mut q) if q.len() < QUEUE => {
+        let queued = {
+            let mut q = self.queue.lock();
+            let room = q.len() < QUEUE;
+            if room {
                 q.push(entry);
-                true
             }
-            _ => false,
+            room
         };
         if !queued {
             self.metrics.dropped_log_entry();
