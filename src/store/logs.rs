@@ -355,6 +355,14 @@ use crate::clock::now_ms;
 mod tests {
     use super::*;
 
+    /// A log store in a fresh sled folder; the folder lives as long as the first value.
+    fn open_logs() -> (tempfile::TempDir, sled::Db, SledLogs) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let logs = SledLogs::open(&db).unwrap();
+        (dir, db, logs)
+    }
+
     fn entry(i: u64, status: u16, key: &str) -> LogEntry {
         LogEntry {
             request_id: format!("req{i}"),
@@ -370,9 +378,7 @@ mod tests {
 
     #[test]
     fn pages_filters_and_prunes() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let logs = SledLogs::open(&db).unwrap();
+        let (_dir, _db, logs) = open_logs();
         let entries: Vec<LogEntry> = (0..10)
             .map(|i| {
                 entry(
@@ -453,9 +459,7 @@ mod tests {
 
     #[test]
     fn a_big_batch_is_split_into_records_below_the_blob_size() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let logs = SledLogs::open(&db).unwrap();
+        let (_dir, db, logs) = open_logs();
         // About 1 KiB each: 1000 of them are a megabyte, a few times a blob's size.
         let entries: Vec<LogEntry> = (0..1000)
             .map(|i| LogEntry {
@@ -491,9 +495,7 @@ mod tests {
 
     #[test]
     fn records_written_uncompressed_are_still_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let logs = SledLogs::open(&db).unwrap();
+        let (_dir, _db, logs) = open_logs();
         let old = serde_json::to_vec(&[entry(1, 200, "a"), entry(2, 500, "a")]).unwrap();
         logs.batches.insert(batch_key(1002, 0, 2), old).unwrap();
         logs.append(&[entry(3, 200, "b")]).unwrap();
