@@ -20,6 +20,10 @@ pub struct ApiError {
     pub code: Option<String>,
     /// Seconds a client should wait before trying again (sent as `retry-after`).
     pub retry_after: Option<u64>,
+    /// Extra response headers: the gateway's own (`x-switchboard-attempts`) and those relayed
+    /// from an upstream's error reply (rate-limit headers). `retry_after` wins over a relayed
+    /// `retry-after`.
+    headers: Vec<(header::HeaderName, header::HeaderValue)>,
 }
 
 /// The error body every endpoint answers with on failure (the OpenAI shape).
@@ -57,7 +61,26 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header, replacing an earlier one of the same name.
+    pub fn with_header(mut self, name: header::HeaderName, value: header::HeaderValue) -> Self {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Adds headers relayed from an upstream's reply (see [`ApiError::with_header`]).
+    pub fn with_headers(
+        mut self,
+        headers: impl IntoIterator<Item = (header::HeaderName, header::HeaderValue)>,
+    ) -> Self {
+        for (name, value) in headers {
+            self = self.with_header(name, value);
+        }
+        self
     }
 
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
@@ -159,6 +182,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut builder = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            builder.insert_header((name.clone(), value.clone()));
+        }
         builder.insert_header((header::CONTENT_TYPE, "application/json"));
         if let Some(secs) = self.retry_after {
             builder.insert_header((header::RETRY_AFTER, secs.to_string()));

@@ -231,12 +231,12 @@ impl Metrics {
         let families: [Family; 6] = [
             (
                 "switchboard_upstream_requests_total",
-                "Completed proxied requests by provider and model.",
+                "Upstream calls by provider and model: every attempt (retries and fallbacks included), and cache hits.",
                 |u| u.requests.to_string(),
             ),
             (
                 "switchboard_upstream_errors_total",
-                "Proxied requests that failed.",
+                "Upstream calls that failed (each failed attempt counts).",
                 |u| u.errors.to_string(),
             ),
             (

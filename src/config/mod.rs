@@ -9,7 +9,7 @@ pub mod raw;
 pub mod resilience;
 mod validate;
 
-pub use raw::{Pricing, ProviderKind, RawMock as MockOptions};
+pub use raw::{Pricing, ProviderKind, RawMock as MockOptions, UnsupportedParams};
 pub use resilience::{BreakerPolicy, HealthCheck, RetryPolicy};
 
 use sha2::{Digest, Sha256};
@@ -59,6 +59,8 @@ pub struct ProviderConfig {
     pub health_check: Option<HealthCheck>,
     /// Share among balanced targets of equal rank (`weighted`); default 1.
     pub weight: u32,
+    /// What the anthropic and gemini adapters do with parameters they cannot map.
+    pub unsupported_params: UnsupportedParams,
 }
 
 #[derive(Debug, Clone, PartialEq)]

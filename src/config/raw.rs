@@ -39,6 +39,21 @@ pub struct RawProvider {
     /// Share of traffic among balanced targets of equal rank (`weighted` strategy).
     #[serde(default, deserialize_with = "weight")]
     pub weight: Option<u32>,
+    /// What a translating adapter does with a parameter its API cannot express.
+    #[serde(default)]
+    pub unsupported_params: UnsupportedParams,
+}
+
+/// What a translating adapter (anthropic, gemini) does with a request parameter its wire
+/// format cannot express.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsupportedParams {
+    /// Refuse the request with a 400 naming the parameter, before anything goes upstream.
+    #[default]
+    Reject,
+    /// Leave the parameter out and say so in `x-switchboard-dropped-params`.
+    Drop,
 }
 
 fn default_true() -> bool {

@@ -209,6 +209,7 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
         breaker: super::BreakerPolicy::from_raw(&raw.breaker),
         health_check,
         weight: raw.weight.unwrap_or(1),
+        unsupported_params: raw.unsupported_params,
     })))
 }
 

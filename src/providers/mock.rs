@@ -45,6 +45,8 @@ impl MockProvider {
                 kind: Some("server_error".into()),
                 code: Some("mock_failure".into()),
                 retry_after: None,
+                param: None,
+                headers: Vec::new(),
             });
         }
         let id = format!("mock-{}", call.request_id);
@@ -88,7 +90,7 @@ impl MockProvider {
                             "model": model, "choices": [], "usage": usage,
                         }));
                     }
-                    Ok(Reply::Stream(self.stream(payloads)))
+                    Ok(Reply::Stream(self.stream(payloads), Vec::new()))
                 } else {
                     Ok(json_reply(
                         json!({
@@ -121,7 +123,7 @@ impl MockProvider {
                             "model": model, "choices": [], "usage": usage,
                         }));
                     }
-                    Ok(Reply::Stream(self.stream(payloads)))
+                    Ok(Reply::Stream(self.stream(payloads), Vec::new()))
                 } else {
                     Ok(json_reply(
                         json!({
@@ -192,6 +194,7 @@ fn json_reply(body: Value, usage: Usage) -> Reply {
         status: StatusCode::OK,
         body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         usage: Some(usage),
+        headers: Vec::new(),
     }
 }
 

@@ -11,11 +11,13 @@ pub mod mock;
 pub mod openai;
 pub mod sse;
 pub mod stream;
+pub mod unsupported;
 pub mod upstream;
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::ApiError;
 use crate::wire::{RequestBody, Usage};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -36,14 +38,18 @@ pub struct UpstreamCall<'a> {
 /// the clean end; an `Err` item means the stream broke.
 pub type EventStream = BoxStream<'static, Result<Bytes, ProviderError>>;
 
+/// Upstream response headers worth relaying to the client (rate limits, processing time).
+pub type RelayedHeaders = Vec<(HeaderName, HeaderValue)>;
+
 pub enum Reply {
     /// A complete OpenAI-shaped JSON body, as the upstream sent it.
     Json {
         status: StatusCode,
         body: Bytes,
         usage: Option<Usage>,
+        headers: RelayedHeaders,
     },
-    Stream(EventStream),
+    Stream(EventStream, RelayedHeaders),
 }
 
 /// Why a call failed. The message is safe to show a client: no URLs with credentials, no keys.
@@ -55,8 +61,12 @@ pub enum ProviderError {
         status: StatusCode,
         message: String,
         kind: Option<String>,
+        /// The request field the upstream (or the translation) found at fault.
+        param: Option<String>,
         code: Option<String>,
         retry_after: Option<u64>,
+        /// Rate-limit headers of the upstream's error reply, relayed to the client.
+        headers: RelayedHeaders,
     },
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
@@ -74,10 +84,14 @@ impl From<ProviderError> for ApiError {
                 status,
                 message,
                 kind,
+                param,
                 code,
                 retry_after,
+                headers,
             } => {
-                let mut err = ApiError::new(status, "upstream_error", message);
+                let mut err =
+                    ApiError::new(status, "upstream_error", message).with_headers(headers);
+                err.param = param;
                 if let Some(kind) = kind {
                     // Keep the upstream's own error type when it gave one, as OpenAI clients
                     // branch on it; leak it as a static str only from a small known set.

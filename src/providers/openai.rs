@@ -125,14 +125,18 @@ impl OpenAiProvider {
         if !status.is_success() {
             return Err(upstream::status_error(response, parse_error).await);
         }
+        let headers = upstream::relayed_headers(response.headers());
         if call.body.is_stream() {
-            Ok(Reply::Stream(super::stream::translate(
-                self.name.clone(),
-                response.bytes_stream(),
-                Passthrough {
-                    provider: self.name.clone(),
-                },
-            )))
+            Ok(Reply::Stream(
+                super::stream::translate(
+                    self.name.clone(),
+                    response.bytes_stream(),
+                    Passthrough {
+                        provider: self.name.clone(),
+                    },
+                ),
+                headers,
+            ))
         } else {
             let body = response
                 .bytes()
@@ -143,6 +147,7 @@ impl OpenAiProvider {
                 status,
                 body,
                 usage,
+                headers,
             })
         }
     }
@@ -188,7 +193,7 @@ impl Provider for OpenAiProvider {
     }
 }
 
-/// OpenAI's error body: `{"error":{"message","type","code"}}`.
+/// OpenAI's error body: `{"error":{"message","type","param","code"}}`.
 fn parse_error(body: &[u8]) -> Option<ErrorParts> {
     #[derive(Deserialize)]
     struct ErrorBody {
@@ -199,6 +204,7 @@ fn parse_error(body: &[u8]) -> Option<ErrorParts> {
         message: Option<String>,
         #[serde(rename = "type")]
         kind: Option<String>,
+        param: Option<serde_json::Value>,
         code: Option<serde_json::Value>,
     }
     let parsed = serde_json::from_slice::<ErrorBody>(body).ok()?;
@@ -208,6 +214,10 @@ fn parse_error(body: &[u8]) -> Option<ErrorParts> {
             .message
             .unwrap_or_else(|| "upstream error".to_string()),
         kind: parsed.error.kind,
+        param: match parsed.error.param {
+            Some(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        },
         code: parsed.error.code.map(|c| match c {
             serde_json::Value::String(s) => s,
             other => other.to_string(),

@@ -132,6 +132,29 @@ pub struct ErrorParts {
     pub message: String,
     pub kind: Option<String>,
     pub code: Option<String>,
+    /// The request field the upstream names, kept for the client.
+    pub param: Option<String>,
+}
+
+/// Whether an upstream response header is relayed to the client: its rate-limit state
+/// (`x-ratelimit-*`, `retry-after`) and processing time, which clients use to pace themselves.
+fn relayed(name: &str) -> bool {
+    name.starts_with("x-ratelimit-") || name == "retry-after" || name == "openai-processing-ms"
+}
+
+/// The upstream headers to relay, converted to the server's header types. Values that are
+/// not valid header values on the way out are left behind rather than failing the reply.
+pub fn relayed_headers(headers: &HeaderMap) -> super::RelayedHeaders {
+    headers
+        .iter()
+        .filter(|(name, _)| relayed(name.as_str()))
+        .filter_map(|(name, value)| {
+            Some((
+                actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
+                actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()).ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// An upstream error status. `parse` reads the format's error body; a body it cannot read is
@@ -146,6 +169,7 @@ pub async fn status_error(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let headers = relayed_headers(response.headers());
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {
@@ -166,6 +190,7 @@ pub async fn status_error(
             },
             kind: None,
             code: None,
+            param: None,
         }
     });
     ProviderError::Status {
@@ -174,18 +199,62 @@ pub async fn status_error(
         kind: parts.kind,
         code: parts.code,
         retry_after,
+        param: parts.param,
+        headers,
     }
 }
 
 /// A request the target format cannot express: a 400 naming the parameter and the provider,
-/// sent before anything goes upstream.
+/// sent before anything goes upstream. The adapters' messages name the parameter first (a
+/// `messages[i]` path, or the first name in backticks), and `param` is read from there so
+/// that every such 400 carries it.
 pub fn unsupported(provider: &str, message: impl std::fmt::Display) -> ProviderError {
+    let message = message.to_string();
     ProviderError::Status {
         status: StatusCode::BAD_REQUEST,
+        param: param_named(&message),
         message: format!("{message} (provider `{provider}`)"),
         kind: Some("invalid_request_error".into()),
         code: Some("unsupported_parameter".into()),
         retry_after: None,
+        headers: Vec::new(),
+    }
+}
+
+/// The request field an adapter's message is about: `messages[2].content[0]` from
+/// "messages[2].content[0]: ...", `stop` from "`stop` must be ...", `seed` from
+/// "parameter `seed` ...".
+fn param_named(message: &str) -> Option<String> {
+    let is_path = |s: &str| {
+        !s.is_empty()
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'.' | b'[' | b']')
+            })
+    };
+    let lead = message.split([':', ' ']).next().unwrap_or("");
+    if lead.contains('[') && is_path(lead) {
+        return Some(lead.to_string());
+    }
+    let name = message.split('`').nth(1)?;
+    is_path(name).then(|| name.to_string())
+}
+
+/// The header that lists the parameters an adapter left out (`unsupported_params: drop`).
+pub const DROPPED_PARAMS_HEADER: &str = "x-switchboard-dropped-params";
+
+/// `x-switchboard-dropped-params: a, b` for the reply, when anything was dropped.
+pub fn dropped_header(dropped: &[String]) -> super::RelayedHeaders {
+    if dropped.is_empty() {
+        return Vec::new();
+    }
+    match actix_web::http::header::HeaderValue::from_str(&dropped.join(", ")) {
+        Ok(value) => vec![(
+            actix_web::http::header::HeaderName::from_static(DROPPED_PARAMS_HEADER),
+            value,
+        )],
+        Err(_) => Vec::new(),
     }
 }
 
@@ -230,6 +299,44 @@ pub async fn probe(
             kind: None,
             code: None,
             retry_after: None,
+            param: None,
+            headers: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param_named;
+
+    #[test]
+    fn the_parameter_is_read_from_an_adapter_message() {
+        let cases = [
+            (
+                "parameter `seed` is not supported by the Gemini API",
+                Some("seed"),
+            ),
+            (
+                "`stop` must be a string or an array of strings",
+                Some("stop"),
+            ),
+            (
+                "messages[2]: role `robot` is not supported",
+                Some("messages[2]"),
+            ),
+            (
+                "messages[0].content[1].image_url.url is required",
+                Some("messages[0].content[1].image_url.url"),
+            ),
+            (
+                "tools[3]: only `function` tools are supported",
+                Some("tools[3]"),
+            ),
+            ("images must be base64 `data:` URLs", None),
+            ("nothing named here", None),
+        ];
+        for (message, param) in cases {
+            assert_eq!(param_named(message).as_deref(), param, "{message}");
+        }
     }
 }

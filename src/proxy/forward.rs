@@ -12,7 +12,7 @@ use crate::state::AppState;
 use crate::store::logs::LogEntry;
 use crate::store::{KeyRecord, OverLimit};
 use crate::wire::RequestBody;
-use actix_web::http::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use std::sync::Arc;
@@ -52,9 +52,22 @@ fn policy_headers(
     }
 }
 
-pub fn policy_error(failure: ScriptFailure) -> ApiError {
-    tracing::error!(%failure, "policy failed the request");
-    ApiError::internal(failure.to_string()).with_code("policy_error")
+/// A failed script: the client learns only that a policy failed and the request id to quote;
+/// the script's name, line and message go to the log and the request log entry, since they
+/// describe the operator's configuration, not the client's request.
+fn policy_error(failure: ScriptFailure, request_id: &RequestId) -> Failure {
+    let request_id = request_id.as_str();
+    tracing::error!(request_id, %failure, "policy failed the request");
+    Failure {
+        error: ApiError::internal(format!(
+            "A policy of this gateway failed on the request; the operator can find the cause \
+             in the request log under request id {request_id}."
+        ))
+        .with_code("policy_error"),
+        attempts: Vec::new(),
+        calls: 0,
+        detail: Some(format!("policy error: {failure}")),
+    }
 }
 
 fn rejected(r: &Rejection) -> ApiError {
@@ -83,10 +96,40 @@ fn over_limit(o: OverLimit, what: &str) -> ApiError {
     err
 }
 
-fn may_use(caller: &KeyRecord, requested: &str, first: &Target) -> bool {
-    caller.models.is_empty()
-        || caller.models.iter().any(|m| m == requested)
-        || caller.allows_model(&first.id, &first.model.name)
+/// Whether the key may be served by this target. Every target is checked before it is called
+/// (fallbacks, pool members and split routes too), so routing can never reach a model the
+/// key may not use.
+fn may_use(caller: &KeyRecord, target: &Target) -> bool {
+    caller.allows_model(&target.id, &target.model.name)
+}
+
+/// What the client's `Cache-Control` asks of the response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheControl {
+    /// Read and write as the policies decided.
+    Normal,
+    /// `no-cache`: do not answer from the cache, but store the fresh reply.
+    Refresh,
+    /// `no-store`: neither read nor write.
+    NoStore,
+}
+
+fn cache_control(headers: &HeaderMap) -> CacheControl {
+    let mut control = CacheControl::Normal;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            // A directive may carry an argument (`no-cache="field"`); its name is what counts.
+            let name = directive.split('=').next().unwrap_or("").trim();
+            if name.eq_ignore_ascii_case("no-store") {
+                return CacheControl::NoStore;
+            }
+            if name.eq_ignore_ascii_case("no-cache") {
+                control = CacheControl::Refresh;
+            }
+        }
+    }
+    control
 }
 
 /// Runs the request, and logs it when it fails before a reply exists (a reply logs itself
@@ -113,12 +156,19 @@ pub async fn forward(
     result.map_err(|failure| {
         let mut log = log;
         log.status = failure.error.status.as_u16();
-        log.error = Some(failure.error.message.clone());
+        log.error = Some(
+            failure
+                .detail
+                .unwrap_or_else(|| failure.error.message.clone()),
+        );
         log.latency_ms = started.elapsed().as_millis() as u64;
-        log.attempts = failure.attempts.len() as u32;
+        log.attempts = failure.calls;
         log.attempt_log = failure.attempts;
         state.accountant.record(log);
-        failure.error
+        failure.error.with_header(
+            HeaderName::from_static(ATTEMPTS_HEADER),
+            HeaderValue::from(failure.calls),
+        )
     })
 }
 
@@ -148,19 +198,27 @@ async fn proxy(
         )
         .map_err(|f| {
             state.metrics.policy_error();
-            policy_error(f)
+            policy_error(f, request_id)
         })?;
     if let Some(r) = &decision.rejection {
         return Err(rejected(r).into());
     }
     let targets = router::targets::resolve(&snapshot.models, &decision.routes, body.model())?;
-    if !may_use(caller, &requested, &targets[0]) {
-        return Err(
-            ApiError::forbidden(format!("This key may not use the model `{requested}`."))
+    let may_use = |target: &Target| may_use(caller, target);
+    if !targets.iter().any(may_use) {
+        return Err(Failure {
+            error: ApiError::forbidden(format!("This key may not use the model `{requested}`."))
                 .with_param("model")
-                .with_code("model_not_allowed")
-                .into(),
-        );
+                .with_code("model_not_allowed"),
+            attempts: attempt_log(
+                &targets
+                    .iter()
+                    .map(router::attempts::not_allowed)
+                    .collect::<Vec<_>>(),
+            ),
+            calls: 0,
+            detail: None,
+        });
     }
     state
         .store
@@ -181,13 +239,10 @@ async fn proxy(
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();
-    let bypass_cache = headers
-        .get(CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("no-cache") || v.contains("no-store"));
+    let control = cache_control(headers);
     let cache_slot = decision
         .cache_ttl
-        .filter(|_| cache::cacheable(&body))
+        .filter(|_| cache::cacheable(&body) && control != CacheControl::NoStore)
         .map(|ttl| (cache::key(&targets, &body), ttl));
 
     let aftermath =
@@ -209,7 +264,7 @@ async fn proxy(
         };
 
     if let Some((key, _)) = &cache_slot {
-        if !bypass_cache {
+        if control == CacheControl::Normal {
             if let Some(hit) = state.store.cache.get(key, crate::store::keys::now_secs()) {
                 let target = targets
                     .iter()
@@ -250,9 +305,12 @@ async fn proxy(
             }
         }
     }
-    let cache_state = cache_slot
-        .as_ref()
-        .map(|_| if bypass_cache { "bypass" } else { "miss" });
+    let cache_state = match control {
+        _ if decision.cache_ttl.is_none() => None,
+        CacheControl::NoStore => Some("bypass"),
+        CacheControl::Refresh => cache_slot.as_ref().map(|_| "refresh"),
+        CacheControl::Normal => cache_slot.as_ref().map(|_| "miss"),
+    };
 
     // Ask for the usage chunk even when the client did not, so streams can be accounted.
     let outcome = router::attempts::run(
@@ -264,6 +322,7 @@ async fn proxy(
             body: &mut body,
             ask_stream_usage: stream && !client_wants_usage,
             decision: &decision,
+            may_use: &may_use,
         },
     )
     .await;
@@ -271,12 +330,16 @@ async fn proxy(
         Ok(served) => served,
         Err(failed) => {
             let attempts = router::attempts::calls(&failed.attempts);
+            count_attempts(state, &failed.attempts);
             return Err(Failure {
                 error: with_attempts(failed.error, attempts),
                 attempts: attempt_log(&failed.attempts),
+                calls: attempts,
+                detail: None,
             });
         }
     };
+    count_attempts(state, &served.attempts);
     // `served.attempts` is the per-try record (target, outcome, latency, why it moved on).
     let attempts = router::attempts::calls(&served.attempts);
     let target = &served.target;
@@ -288,10 +351,16 @@ async fn proxy(
     });
     let mut after = aftermath(target, false, cache_put, attempts);
     after.log.attempt_log = attempt_log(&served.attempts);
-    let mut response = match &reply {
-        Reply::Json { status, .. } => HttpResponse::build(*status),
-        Reply::Stream(_) => HttpResponse::build(StatusCode::OK),
+    let (mut response, relayed) = match &reply {
+        Reply::Json {
+            status, headers, ..
+        } => (HttpResponse::build(*status), headers),
+        Reply::Stream(_, headers) => (HttpResponse::build(StatusCode::OK), headers),
     };
+    // The upstream's rate-limit headers first, so the gateway's own headers win on a clash.
+    for (name, value) in relayed {
+        response.insert_header((name.clone(), value.clone()));
+    }
     decorate(
         &mut response,
         &target.provider,
@@ -305,6 +374,7 @@ async fn proxy(
             status,
             body,
             usage,
+            ..
         } => {
             let keep =
                 (after.cache_put.is_some() || after.accountant.log_bodies).then(|| body.clone());
@@ -320,7 +390,7 @@ async fn proxy(
                 .insert_header((CONTENT_TYPE, "application/json"))
                 .body(body)
         }
-        Reply::Stream(events) => {
+        Reply::Stream(events, _) => {
             let capture = (after.cache_put.is_some() && cache::cacheable(&body))
                 || after.accountant.log_bodies;
             let relay = Relay::new(events, !client_wants_usage, Some(stream_finish(after)));
@@ -333,6 +403,10 @@ async fn proxy(
 struct Failure {
     error: ApiError,
     attempts: Vec<serde_json::Value>,
+    /// Upstream calls made, for `x-switchboard-attempts` and the log.
+    calls: u32,
+    /// What the request log records instead of the client's message, when that says less.
+    detail: Option<String>,
 }
 
 impl From<ApiError> for Failure {
@@ -340,7 +414,36 @@ impl From<ApiError> for Failure {
         Failure {
             error,
             attempts: Vec::new(),
+            calls: 0,
+            detail: None,
         }
+    }
+}
+
+/// Counts every upstream call that did not serve the reply against the provider it went to.
+/// The one that served is counted with its usage when the request is accounted.
+fn count_attempts(state: &AppState, records: &[router::attempts::AttemptRecord]) {
+    use router::attempts::{AttemptOutcome, Then};
+    for r in records
+        .iter()
+        .filter(|r| r.called() && r.then != Then::Served)
+    {
+        let model = r
+            .target
+            .strip_prefix(&*r.provider)
+            .and_then(|m| m.strip_prefix('/'))
+            .unwrap_or(&r.target);
+        let ok = matches!(r.outcome, AttemptOutcome::Ok { status } if status < 400);
+        state.metrics.upstream(
+            &r.provider,
+            model,
+            ok,
+            false,
+            0,
+            0,
+            0.0,
+            r.latency_ms as f64 / 1000.0,
+        );
     }
 }
 

@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use request_id::RequestId;
 
@@ -26,17 +27,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(crate::http::resource("/v1/models/{id:.+}").route(web::get().to(models::get)));
 }
 
-/// Reads and parses the body as `T`, then forwards it.
+/// Reads and parses the body as `T`, then forwards it. A request refused before forwarding
+/// (no key, a bad body) still says it made no upstream call, like every proxied response.
 async fn proxied<T: serde::de::DeserializeOwned>(
     req: HttpRequest,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     request_id: RequestId,
     payload: web::Payload,
     state: web::Data<AppState>,
     wrap: fn(T) -> RequestBody,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read_limited(&req, payload, state.body_limit).await?;
-    let parsed: T = body::parse_json(&bytes)?;
+    let no_calls = |e: ApiError| {
+        e.with_header(
+            HeaderName::from_static(forward::ATTEMPTS_HEADER),
+            HeaderValue::from_static("0"),
+        )
+    };
+    let caller = caller.map_err(no_calls)?;
+    let bytes = body::read_limited(&req, payload, state.body_limit)
+        .await
+        .map_err(no_calls)?;
+    let parsed: T = body::parse_json(&bytes).map_err(no_calls)?;
     forward::forward(&state, &caller.0, &request_id, req.headers(), wrap(parsed)).await
 }
 
@@ -69,7 +80,7 @@ async fn proxied<T: serde::de::DeserializeOwned>(
 )]
 async fn chat_completions(
     req: HttpRequest,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     request_id: RequestId,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -101,7 +112,7 @@ async fn chat_completions(
 )]
 async fn completions(
     req: HttpRequest,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     request_id: RequestId,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -136,7 +147,7 @@ async fn completions(
 )]
 async fn embeddings(
     req: HttpRequest,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     request_id: RequestId,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -54,6 +54,8 @@ pub enum AttemptOutcome {
     Protocol,
     /// Not called: the provider's circuit breaker is open.
     BreakerOpen,
+    /// Not called: the caller's key may not use this target's model.
+    NotAllowed,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -72,7 +74,10 @@ pub enum Then {
 impl AttemptRecord {
     /// Whether this attempt called the upstream (skips do not count in the header).
     pub fn called(&self) -> bool {
-        self.outcome != AttemptOutcome::BreakerOpen
+        !matches!(
+            self.outcome,
+            AttemptOutcome::BreakerOpen | AttemptOutcome::NotAllowed
+        )
     }
 }
 
@@ -99,6 +104,8 @@ pub struct Call<'a> {
     /// Ask providers that support it for a usage chunk the client did not ask for.
     pub ask_stream_usage: bool,
     pub decision: &'a Decision,
+    /// Whether the caller's key may use a target; one it may not is skipped, never called.
+    pub may_use: &'a (dyn Fn(&Target) -> bool + Sync),
 }
 
 /// Failures worth another try: the upstream, not the request, is at fault.
@@ -128,6 +135,7 @@ pub async fn run(
         body,
         ask_stream_usage,
         decision,
+        may_use,
     } = call;
     let mut records: Vec<AttemptRecord> = Vec::with_capacity(targets.len() + 2);
     let mut last_error: Option<ProviderError> = None;
@@ -135,6 +143,10 @@ pub async fn run(
 
     for index in order(health, snapshot, targets, decision) {
         let target = &targets[index];
+        if !may_use(target) {
+            records.push(not_allowed(target));
+            continue;
+        }
         let (Some(provider), Some(config)) = (
             snapshot.provider(&target.provider),
             provider_config(snapshot, &target.provider),
@@ -183,7 +195,7 @@ pub async fn run(
                     let latency = started.elapsed();
                     let status = match &reply {
                         Reply::Json { status, .. } => status.as_u16(),
-                        Reply::Stream(_) => 200,
+                        Reply::Stream(..) => 200,
                     };
                     records.push(record(
                         target,
@@ -326,14 +338,15 @@ async fn first_byte(
 ) -> Result<Reply, (ProviderError, AttemptOutcome)> {
     let attempt = async {
         match provider.call(call).await? {
-            Reply::Stream(mut events) => match events.next().await {
+            Reply::Stream(mut events, headers) => match events.next().await {
                 Some(Err(e)) => Err(e),
                 Some(Ok(first)) => Ok(Reply::Stream(
                     futures_util::stream::once(async move { Ok(first) })
                         .chain(events)
                         .boxed(),
+                    headers,
                 )),
-                None => Ok(Reply::Stream(events)),
+                None => Ok(Reply::Stream(events, headers)),
             },
             json => Ok(json),
         }
@@ -364,16 +377,19 @@ fn guard(
     config: &ProviderConfig,
 ) -> Reply {
     match reply {
-        Reply::Stream(events) => Reply::Stream(watch::watch(
-            events,
-            Limits {
-                provider: target.provider.clone(),
-                idle: limits.idle,
-                deadline: started + limits.total,
-            },
-            entry,
-            config.breaker,
-        )),
+        Reply::Stream(events, headers) => Reply::Stream(
+            watch::watch(
+                events,
+                Limits {
+                    provider: target.provider.clone(),
+                    idle: limits.idle,
+                    deadline: started + limits.total,
+                },
+                entry,
+                config.breaker,
+            ),
+            headers,
+        ),
         json => json,
     }
 }
@@ -387,6 +403,16 @@ fn outcome_of(e: &ProviderError) -> AttemptOutcome {
         ProviderError::Unreachable(_) => AttemptOutcome::Unreachable,
         ProviderError::Protocol(_) => AttemptOutcome::Protocol,
     }
+}
+
+/// The record of a target skipped because the caller's key may not use it.
+pub fn not_allowed(target: &Target) -> AttemptRecord {
+    record(
+        target,
+        AttemptOutcome::NotAllowed,
+        Duration::ZERO,
+        Then::NextTarget,
+    )
 }
 
 fn record(

@@ -72,6 +72,8 @@ mod tests {
             kind: None,
             code: None,
             retry_after,
+            param: None,
+            headers: Vec::new(),
         }
     }
 

@@ -91,6 +91,7 @@ mod tests {
             breaker: Default::default(),
             health_check: None,
             weight: 1,
+            unsupported_params: Default::default(),
         }
     }
 

@@ -230,6 +230,7 @@ async fn unsupported_parameters_and_endpoints_are_400s_that_never_reach_upstream
             "{message}"
         );
         assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], key, "param names the parameter");
     }
     let res = app
         .post("/v1/embeddings", ADMIN_KEY)
@@ -272,4 +273,51 @@ async fn policy_headers_reach_the_anthropic_upstream() {
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(upstream.last().headers["x-team"], "search");
+}
+
+#[tokio::test]
+async fn with_unsupported_params_drop_they_are_left_out_and_listed() {
+    let upstream = anthropic_upstream::start().await;
+    let yaml = anthropic_upstream::provider_yaml(&upstream).replacen(
+        "kind: anthropic\n",
+        "kind: anthropic\nunsupported_params: drop\n",
+        1,
+    );
+    let app = spawn(Spawn::default().provider("claude", yaml)).await;
+    for stream in [false, true] {
+        let res = app
+            .chat(
+                ADMIN_KEY,
+                json!({
+                    "model": "claude/text", "stream": stream,
+                    "messages": [{"role": "user", "content": "x"}],
+                    "seed": 7, "temperature": 0.2, "reasoning_effort": "low",
+                    "logprobs": true, "presence_penalty": 0.5
+                }),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "stream: {stream}");
+        assert_eq!(
+            res.headers()["x-switchboard-dropped-params"],
+            "seed, reasoning_effort, logprobs, presence_penalty"
+        );
+        let _ = res.text().await;
+        let sent = upstream.last().body;
+        for dropped in ["seed", "reasoning_effort", "logprobs", "presence_penalty"] {
+            assert!(
+                sent.get(dropped).is_none(),
+                "{dropped} was left out: {sent}"
+            );
+        }
+        assert_eq!(sent["temperature"], 0.2, "mapped parameters still go");
+    }
+    // Nothing dropped, no header.
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({"model": "claude/text", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(!res.headers().contains_key("x-switchboard-dropped-params"));
 }

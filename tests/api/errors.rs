@@ -195,3 +195,99 @@ async fn secrets_never_appear_in_error_bodies() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_proxied_error_says_how_many_upstream_calls_it_made() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream.provider_yaml(&[("bad", "status-400"), ("boom", "status-500-text")]);
+    let app = spawn(Spawn::default().provider("up", yaml)).await;
+    let attempts = |res: &reqwest::Response| {
+        res.headers()
+            .get("x-switchboard-attempts")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let msg = json!([{"role": "user", "content": "x"}]);
+
+    // Refused before any call: no key, a bad body, an unknown model.
+    let res = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&json!({"model": "bad", "messages": msg}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attempts(&res).as_deref(), Some("0"));
+    assert_error(res, 401).await;
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attempts(&res).as_deref(), Some("0"));
+    assert_error(res, 400).await;
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "nowhere", "messages": msg}))
+        .await;
+    assert_eq!(attempts(&res).as_deref(), Some("0"));
+    assert_error(res, 404).await;
+
+    // An upstream 4xx is one call; a 5xx is retried twice by default.
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "bad", "messages": msg}))
+        .await;
+    assert_eq!(attempts(&res).as_deref(), Some("1"));
+    let body = assert_error(res, 400).await;
+    assert_eq!(
+        body["error"]["param"], "temperature",
+        "the upstream's param is kept"
+    );
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "boom", "messages": msg}))
+        .await;
+    assert_eq!(attempts(&res).as_deref(), Some("3"));
+    assert_error(res, 500).await;
+}
+
+#[tokio::test]
+async fn upstream_rate_limit_headers_are_relayed() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream.provider_yaml(&[
+        ("limited", "ratelimited"),
+        ("limited-stream", "ratelimited-stream"),
+        ("busy", "status-429"),
+    ]);
+    let app = spawn(Spawn::default().provider("up", yaml)).await;
+    let msg = json!([{"role": "user", "content": "x"}]);
+    let relayed = [
+        ("x-ratelimit-limit-requests", "100"),
+        ("x-ratelimit-remaining-requests", "99"),
+        ("x-ratelimit-reset-tokens", "6ms"),
+        ("openai-processing-ms", "42"),
+    ];
+    for body in [
+        json!({"model": "limited", "messages": msg}),
+        json!({"model": "limited-stream", "stream": true, "messages": msg}),
+    ] {
+        let res = app.chat(ADMIN_KEY, body.clone()).await;
+        assert_eq!(res.status(), 200, "{body}");
+        for (name, value) in relayed {
+            assert_eq!(res.headers()[name], value, "{name} for {body}");
+        }
+        assert!(
+            !res.headers().contains_key("x-internal-route"),
+            "only rate-limit and timing headers are relayed"
+        );
+        assert_eq!(res.headers()["x-switchboard-provider"], "up");
+        let _ = res.text().await;
+    }
+
+    // On an upstream error too, with the gateway's own retry-after.
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "busy", "messages": msg}))
+        .await;
+    assert_eq!(res.headers()["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(res.headers()["retry-after"], "7");
+    assert_eq!(res.headers().get_all("retry-after").iter().count(), 1);
+    assert_error(res, 429).await;
+}

@@ -229,6 +229,10 @@ async fn unsupported_parameters_are_400s_that_never_reach_upstream() {
         message.contains("`logprobs`") && message.contains("`gem`"),
         "{message}"
     );
+    assert_eq!(
+        body["error"]["param"], "logprobs",
+        "param names the parameter"
+    );
     let res = app
         .post("/v1/completions", ADMIN_KEY)
         .json(&json!({"model": "gem/text", "prompt": "x"}))
@@ -237,4 +241,35 @@ async fn unsupported_parameters_are_400s_that_never_reach_upstream() {
         .unwrap();
     assert_error(res, 400).await;
     assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn with_unsupported_params_drop_they_are_left_out_and_listed() {
+    let upstream = gemini_upstream::start().await;
+    let yaml = gemini_upstream::provider_yaml(&upstream).replacen(
+        "kind: gemini\n",
+        "kind: gemini\nunsupported_params: drop\n",
+        1,
+    );
+    let app = spawn(Spawn::default().provider("gem", yaml)).await;
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({
+                "model": "gem/text", "messages": [{"role": "user", "content": "x"}],
+                "logprobs": true, "seed": 3, "reasoning_effort": "high"
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["x-switchboard-dropped-params"],
+        "logprobs, reasoning_effort"
+    );
+    let sent = upstream.last().body;
+    assert_eq!(
+        sent["generationConfig"]["seed"], 3,
+        "a mapped parameter still goes"
+    );
+    assert!(!sent.to_string().contains("logprobs") && !sent.to_string().contains("reasoning"));
 }

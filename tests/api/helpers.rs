@@ -296,3 +296,30 @@ where
     tokio::spawn(server);
     MockServer { addr, handle }
 }
+
+/// The request log entry for `request_id`, waiting for the background writer to store it.
+pub async fn log_entry(app: &TestApp, request_id: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let res = app
+            .get(&format!("/admin/logs/{request_id}"), ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            return res.json().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "request {request_id} was never logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET path` with the admin key, as JSON.
+pub async fn admin_json(app: &TestApp, path: &str) -> serde_json::Value {
+    let res = app.get(path, ADMIN_KEY).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.unwrap()
+}

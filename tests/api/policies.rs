@@ -158,7 +158,7 @@ async fn cache_serves_hits_without_upstream_as_json_and_as_sse() {
     assert_eq!(text, "from upstream");
     assert_eq!(calls(&upstream, "plain"), 1);
 
-    // Cache-Control: no-cache bypasses the lookup.
+    // Cache-Control: no-cache skips the lookup and refreshes the entry.
     let res = app
         .post("/v1/chat/completions", ADMIN_KEY)
         .header("cache-control", "no-cache")
@@ -166,8 +166,131 @@ async fn cache_serves_hits_without_upstream_as_json_and_as_sse() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["x-switchboard-cache"], "bypass");
+    assert_eq!(res.headers()["x-switchboard-cache"], "refresh");
     assert_eq!(calls(&upstream, "plain"), 2);
+}
+
+/// Polls until `req` is answered from the cache (the store happens after the reply).
+async fn becomes_a_hit(app: &TestApp, req: &Value) -> bool {
+    for _ in 0..50 {
+        let res = app.chat(ADMIN_KEY, req.clone()).await;
+        if res.headers()["x-switchboard-cache"] == "hit" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn no_store_neither_reads_nor_writes_the_cache_and_no_cache_refreshes_it() {
+    let app = spawn(
+        Spawn::default()
+            .provider("mock", MOCK)
+            .policy("cache.rhai", "fn on_request(req, ctx) { ctx.cache(60); }"),
+    )
+    .await;
+    let send = |req: Value, control: &'static str| {
+        app.post("/v1/chat/completions", ADMIN_KEY)
+            .header("cache-control", control)
+            .json(&req)
+            .send()
+    };
+
+    // `no-store` (also among other directives, in any case) leaves nothing behind.
+    let private = hi("echo-private");
+    let private = json!({"model": "echo", "messages": private["messages"], "seed": 1});
+    for control in ["no-store", "max-age=0, No-Store"] {
+        let res = send(private.clone(), control).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-switchboard-cache"], "bypass");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = app.chat(ADMIN_KEY, private.clone()).await;
+    assert_eq!(
+        res.headers()["x-switchboard-cache"],
+        "miss",
+        "a no-store reply was not stored"
+    );
+
+    // A cached entry is not read under `no-store` either.
+    assert!(becomes_a_hit(&app, &private).await);
+    let res = send(private.clone(), "no-store").await.unwrap();
+    assert_eq!(res.headers()["x-switchboard-cache"], "bypass");
+
+    // `no-cache` skips the read but stores the fresh reply.
+    let fresh =
+        json!({"model": "echo", "messages": [{"role": "user", "content": "fresh"}], "seed": 2});
+    let res = send(fresh.clone(), "no-cache").await.unwrap();
+    assert_eq!(res.headers()["x-switchboard-cache"], "refresh");
+    assert!(
+        becomes_a_hit(&app, &fresh).await,
+        "the no-cache reply was stored"
+    );
+}
+
+#[tokio::test]
+async fn routing_never_reaches_a_model_the_key_may_not_use() {
+    let upstream = Upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("up", upstream.provider_yaml(&[("premium", "plain"), ("flaky", "status-503")]))
+            .provider("mock", MOCK)
+            .policy("10-route.rhai", r#"
+                fn on_request(req, ctx) {
+                    if req.model == "fallback" { ctx.route(["mock/echo", "up/premium"]); }
+                    if req.model == "primary" { ctx.route(["up/premium", "mock/echo"]); }
+                    if req.model == "flaky" { ctx.route(["up/flaky", "up/premium"]); }
+                    if req.model == "pool" { ctx.route_balanced(["up/premium", "mock/echo"], "round_robin"); }
+                    if req.model == "split" { ctx.route(["up/premium"]); }
+                }"#),
+    )
+    .await;
+    let (_, echo_only) = app
+        .create_key(json!({"name": "echo-only", "models": ["mock/echo"]}))
+        .await;
+    let (_, flaky_only) = app
+        .create_key(json!({"name": "flaky-only", "models": ["up/flaky"]}))
+        .await;
+
+    // A forbidden primary is skipped, recorded, and never called.
+    let res = app.chat(&echo_only, hi("primary")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchboard-provider"], "mock");
+    assert_eq!(res.headers()["x-switchboard-attempts"], "1");
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let entry = log_entry(&app, &request_id).await;
+    let outcomes: Vec<&str> = entry["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["not_allowed", "ok"]);
+
+    // Balanced pool members the key may not use are never chosen.
+    for _ in 0..4 {
+        let res = app.chat(&echo_only, hi("pool")).await;
+        assert_eq!(res.headers()["x-switchboard-provider"], "mock");
+    }
+
+    // A failing allowed target does not fall back to a forbidden one.
+    let res = app.chat(&flaky_only, hi("flaky")).await;
+    assert_eq!(res.headers()["x-switchboard-attempts"], "3");
+    assert_error(res, 503).await;
+
+    // Nothing allowed at all: 403, nothing called.
+    let body = assert_error(app.chat(&echo_only, hi("split")).await, 403).await;
+    assert_eq!(body["error"]["code"], "model_not_allowed");
+    assert_eq!(
+        calls(&upstream, "plain"),
+        0,
+        "no forbidden target was called"
+    );
+
+    // The admin key (no allow-list) still falls back as routed.
+    let res = app.chat(ADMIN_KEY, hi("flaky")).await;
+    assert_eq!(res.headers()["x-switchboard-model"], "premium");
 }
 
 #[tokio::test]
@@ -395,7 +518,7 @@ async fn a_rejection_ends_the_chain() {
 }
 
 #[tokio::test]
-async fn runaway_and_broken_scripts_fail_closed_with_script_and_line() {
+async fn runaway_and_broken_scripts_fail_closed_and_only_the_log_names_the_script() {
     let app = spawn(
         Spawn::default()
             .provider("mock", MOCK)
@@ -404,28 +527,45 @@ async fn runaway_and_broken_scripts_fail_closed_with_script_and_line() {
     )
     .await;
     let started = Instant::now();
-    let body = assert_error(app.chat(ADMIN_KEY, hi("loop")).await, 500).await;
+    let res = app.chat(ADMIN_KEY, hi("loop")).await;
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = assert_error(res, 500).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the loop was stopped"
     );
+    // The client learns that a policy failed and which request to quote, nothing about the
+    // operator's scripts.
     let message = body["error"]["message"].as_str().unwrap();
-    // rhai gives no position for an overrun: the hook's own line is named.
+    assert!(message.contains(&request_id), "{message}");
     assert!(
-        message.contains("10-loop.rhai")
-            && message.contains("line 1")
-            && message.contains("on_request"),
+        !message.contains("rhai") && !message.contains("line") && !message.contains("on_request"),
         "{message}"
     );
     assert_eq!(body["error"]["code"], "policy_error");
-
-    let body = assert_error(app.chat(ADMIN_KEY, hi("broken")).await, 500).await;
-    let message = body["error"]["message"].as_str().unwrap();
+    // The request log has the details; rhai gives no position for an overrun, so the hook's
+    // own line is named.
+    let entry = log_entry(&app, &request_id).await;
+    let logged = entry["error"].as_str().unwrap();
     assert!(
-        message.contains("20-broken.rhai")
-            && message.contains("line 3")
-            && message.contains("no_such_function"),
-        "{message}"
+        logged.contains("10-loop.rhai")
+            && logged.contains("line 1")
+            && logged.contains("on_request"),
+        "{logged}"
+    );
+
+    let res = app.chat(ADMIN_KEY, hi("broken")).await;
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = assert_error(res, 500).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("no_such_function"), "{message}");
+    let entry = log_entry(&app, &request_id).await;
+    let logged = entry["error"].as_str().unwrap();
+    assert!(
+        logged.contains("20-broken.rhai")
+            && logged.contains("line 3")
+            && logged.contains("no_such_function"),
+        "{logged}"
     );
 
     // The gateway is unharmed.

@@ -92,6 +92,39 @@ async fn a_failing_primary_falls_back_to_a_healthy_target_after_bounded_retries(
     assert_eq!(tries[3]["target"], "mock/echo");
     assert_eq!(tries[3]["then"], "served");
     assert!(tries[0]["latency_ms"].is_number());
+
+    // The provider fallen back from shows its three failed calls, in the admin API and in
+    // the metrics; the one that served shows its one call.
+    let providers = admin_json(&app, "/admin/providers").await;
+    let stats = |name: &str| {
+        providers["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["stats"]
+            .clone()
+    };
+    assert_eq!(stats("up")["requests"], 3);
+    assert_eq!(stats("up")["errors"], 3);
+    assert_eq!(stats("up")["error_rate"], 1.0);
+    assert_eq!(stats("mock")["requests"], 1);
+    assert_eq!(stats("mock")["errors"], 0);
+    let metrics = app
+        .get("/metrics", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"switchboard_upstream_requests_total{provider="up",model="bad"} 3"#,
+        r#"switchboard_upstream_errors_total{provider="up",model="bad"} 3"#,
+        r#"switchboard_upstream_requests_total{provider="mock",model="echo"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -546,10 +579,12 @@ async fn bad_balancing_and_timeout_calls_are_script_errors() {
         ("b", "above 0"),
         ("c", "unknown key"),
     ] {
-        let body = assert_error(app.chat(ADMIN_KEY, hi(model)).await, 500).await;
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(says),
-            "{body}"
-        );
+        let res = app.chat(ADMIN_KEY, hi(model)).await;
+        let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = assert_error(res, 500).await;
+        assert_eq!(body["error"]["code"], "policy_error");
+        // What was wrong is for the operator: in the request log, not the client's error.
+        let entry = log_entry(&app, &request_id).await;
+        assert!(entry["error"].as_str().unwrap().contains(says), "{entry}");
     }
 }

@@ -5,7 +5,9 @@
 //! - `stream`: three content chunks, a finish chunk, a usage chunk if asked, `[DONE]`;
 //! - `gated`: one chunk, then waits for `release()` before the rest;
 //! - `cut`: one chunk, then the body ends without `[DONE]`;
-//! - `status-400`, `status-429` (retry-after 7), `status-500-text`;
+//! - `status-400`, `status-429` (retry-after 7, a rate-limit header), `status-500-text`;
+//! - `ratelimited`, `ratelimited-stream`: `plain` / a short stream with rate-limit and
+//!   processing-time headers, and one internal header that must not be relayed;
 //! - `slow`: answers after 3 s.
 //!
 //! Failure injection for the resilience tests:
@@ -159,11 +161,26 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
         }
         "cut" => sse(vec![chunk("partial")]),
+        "ratelimited" | "ratelimited-stream" => {
+            let mut res = HttpResponse::Ok();
+            res.insert_header(("x-ratelimit-limit-requests", "100"))
+                .insert_header(("x-ratelimit-remaining-requests", "99"))
+                .insert_header(("x-ratelimit-reset-tokens", "6ms"))
+                .insert_header(("openai-processing-ms", "42"))
+                .insert_header(("x-internal-route", "rack-7"));
+            if model == "ratelimited" {
+                res.content_type("application/json").body(PLAIN_BODY)
+            } else {
+                res.content_type("text/event-stream")
+                    .body(format!("{}{FINISH}data: [DONE]\n\n", chunk("hi")))
+            }
+        }
         "status-400" => HttpResponse::BadRequest().json(serde_json::json!({
             "error": {"message": "bad temperature from upstream", "type": "invalid_request_error", "param": "temperature", "code": "bad_temp"}
         })),
         "status-429" => HttpResponse::TooManyRequests()
             .insert_header(("retry-after", "7"))
+            .insert_header(("x-ratelimit-remaining-requests", "0"))
             .json(serde_json::json!({
                 "error": {"message": "slow down", "type": "rate_limit_error", "param": null, "code": "rate_limited"}
             })),

@@ -7,9 +7,10 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+use super::unsupported::Unmapped;
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
-use crate::config::ProviderConfig;
+use crate::config::{ProviderConfig, UnsupportedParams};
 use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -25,6 +26,7 @@ pub struct AnthropicProvider {
     messages_url: reqwest::Url,
     /// `base_url`, for health probes.
     base: reqwest::Url,
+    unsupported_params: UnsupportedParams,
 }
 
 impl AnthropicProvider {
@@ -44,6 +46,7 @@ impl AnthropicProvider {
             messages_url: upstream::join(base, "messages")
                 .map_err(|e| format!("provider {}: {e}", config.name))?,
             base: base.clone(),
+            unsupported_params: config.unsupported_params,
         })
     }
 
@@ -57,7 +60,9 @@ impl AnthropicProvider {
                 ),
             ));
         };
-        let body = request::messages_request(chat, call.upstream_model, &self.name)?;
+        let mut unmapped = Unmapped::new(self.unsupported_params);
+        let body = request::messages_request(chat, call.upstream_model, &self.name, &mut unmapped)?;
+        let dropped = upstream::dropped_header(&unmapped.dropped);
         let body = serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
         let response = upstream::json_post(self.client.get(), self.messages_url.clone(), &call)
@@ -78,11 +83,10 @@ impl AnthropicProvider {
                 call.upstream_model.to_string(),
                 call.body.wants_stream_usage(),
             );
-            return Ok(Reply::Stream(super::stream::translate(
-                self.name.clone(),
-                response.bytes_stream(),
-                translator,
-            )));
+            return Ok(Reply::Stream(
+                super::stream::translate(self.name.clone(), response.bytes_stream(), translator),
+                dropped,
+            ));
         }
         let bytes = response
             .bytes()
@@ -99,6 +103,7 @@ impl AnthropicProvider {
             status: StatusCode::OK,
             body: Bytes::from(body.to_string()),
             usage: Some(usage),
+            headers: dropped,
         })
     }
 }
@@ -112,12 +117,16 @@ fn overloaded_as_503(e: ProviderError) -> ProviderError {
             kind,
             code,
             retry_after,
+            param,
+            headers,
         } if status.as_u16() == 529 => ProviderError::Status {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message,
             kind,
             code,
             retry_after,
+            param,
+            headers,
         },
         other => other,
     }

@@ -6,6 +6,7 @@
 //! for. A parameter at its neutral value (`n: 1`, `logprobs: false`, a zero penalty) is fine.
 
 use crate::providers::content::{parse_data_url, plain_text};
+use crate::providers::unsupported::Unmapped;
 use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::{ChatMessage, ChatRequest};
@@ -20,6 +21,7 @@ pub fn messages_request(
     req: &ChatRequest,
     model: &str,
     provider: &str,
+    unmapped: &mut Unmapped,
 ) -> Result<Value, ProviderError> {
     let bad = |message: String| unsupported(provider, message);
     let mut out = Map::new();
@@ -60,11 +62,12 @@ pub fn messages_request(
             // the adapter itself, the rest is OpenAI-side storage and billing.
             "stream_options" | "store" | "metadata" | "service_tier" => {}
             _ if is_neutral(key, value) => {}
-            _ => {
-                return Err(bad(format!(
-                    "parameter `{key}` is not supported by the Anthropic Messages API"
-                )))
-            }
+            _ => unmapped
+                .handle(
+                    key,
+                    format!("parameter `{key}` is not supported by the Anthropic Messages API"),
+                )
+                .map_err(bad)?,
         }
     }
     out.insert(
@@ -297,7 +300,12 @@ mod tests {
 
     fn translate(body: Value) -> Result<Value, ProviderError> {
         let req: ChatRequest = serde_json::from_value(body).unwrap();
-        messages_request(&req, "claude-x", "claude")
+        messages_request(
+            &req,
+            "claude-x",
+            "claude",
+            &mut Unmapped::new(Default::default()),
+        )
     }
 
     fn message_of(err: ProviderError) -> String {

@@ -135,6 +135,7 @@ pub fn error_parts(detail: ErrorDetail) -> ErrorParts {
         // Anthropic's error types are the names OpenAI clients know (`rate_limit_error` ...).
         kind: Some(detail.kind),
         code: None,
+        param: None,
     }
 }
 

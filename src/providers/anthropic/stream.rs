@@ -213,6 +213,8 @@ impl Translate for StreamTranslator {
                     kind: parts.kind,
                     code: parts.code,
                     retry_after: None,
+                    param: None,
+                    headers: Vec::new(),
                 }));
                 return Step::Done;
             }

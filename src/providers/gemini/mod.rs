@@ -8,9 +8,10 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+use super::unsupported::Unmapped;
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
-use crate::config::ProviderConfig;
+use crate::config::{ProviderConfig, UnsupportedParams};
 use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -22,6 +23,7 @@ pub struct GeminiProvider {
     name: String,
     client: upstream::Clients,
     base: reqwest::Url,
+    unsupported_params: UnsupportedParams,
 }
 
 impl GeminiProvider {
@@ -39,6 +41,7 @@ impl GeminiProvider {
             name: config.name.clone(),
             client: upstream::build_client(config, auth)?,
             base: upstream::base_url(config)?.clone(),
+            unsupported_params: config.unsupported_params,
         })
     }
 
@@ -97,7 +100,9 @@ impl GeminiProvider {
         let fallback_id = format!("chatcmpl-{}", call.request_id);
         match call.body {
             RequestBody::Chat(chat) => {
-                let body = request::generate_request(chat, &self.name)?;
+                let mut unmapped = Unmapped::new(self.unsupported_params);
+                let body = request::generate_request(chat, &self.name, &mut unmapped)?;
+                let dropped = upstream::dropped_header(&unmapped.dropped);
                 if call.body.is_stream() {
                     let mut url = self.url(model, "streamGenerateContent")?;
                     url.query_pairs_mut().append_pair("alt", "sse");
@@ -108,11 +113,14 @@ impl GeminiProvider {
                         model.to_string(),
                         call.body.wants_stream_usage(),
                     );
-                    return Ok(Reply::Stream(super::stream::translate(
-                        self.name.clone(),
-                        response.bytes_stream(),
-                        translator,
-                    )));
+                    return Ok(Reply::Stream(
+                        super::stream::translate(
+                            self.name.clone(),
+                            response.bytes_stream(),
+                            translator,
+                        ),
+                        dropped,
+                    ));
                 }
                 let response = self
                     .post(self.url(model, "generateContent")?, &body, &call)
@@ -124,6 +132,7 @@ impl GeminiProvider {
                     status: StatusCode::OK,
                     body: Bytes::from(body.to_string()),
                     usage: Some(usage),
+                    headers: dropped,
                 })
             }
             RequestBody::Embeddings(req) => {
@@ -137,6 +146,7 @@ impl GeminiProvider {
                     status: StatusCode::OK,
                     body: Bytes::from(body.to_string()),
                     usage: None,
+                    headers: Vec::new(),
                 })
             }
             RequestBody::Completions(_) => Err(unsupported(

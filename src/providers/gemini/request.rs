@@ -4,12 +4,17 @@
 //! change the answer, or refused with a 400 naming them (README "Native adapters").
 
 use crate::providers::content::{parse_data_url, plain_text};
+use crate::providers::unsupported::Unmapped;
 use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::{ChatMessage, ChatRequest};
 use serde_json::{json, Map, Value};
 
-pub fn generate_request(req: &ChatRequest, provider: &str) -> Result<Value, ProviderError> {
+pub fn generate_request(
+    req: &ChatRequest,
+    provider: &str,
+    unmapped: &mut Unmapped,
+) -> Result<Value, ProviderError> {
     let bad = |message: String| unsupported(provider, message);
     let mut config = Map::new();
     let mut out = Map::new();
@@ -50,9 +55,13 @@ pub fn generate_request(req: &ChatRequest, provider: &str) -> Result<Value, Prov
             "stream_options" | "store" | "metadata" | "service_tier" | "user" => continue,
             _ if is_neutral(key, value) => continue,
             _ => {
-                return Err(bad(format!(
-                    "parameter `{key}` is not supported by the Gemini API"
-                )))
+                unmapped
+                    .handle(
+                        key,
+                        format!("parameter `{key}` is not supported by the Gemini API"),
+                    )
+                    .map_err(bad)?;
+                continue;
             }
         };
         config.insert(field.into(), mapped);
@@ -276,7 +285,7 @@ mod tests {
 
     fn translate(body: Value) -> Result<Value, ProviderError> {
         let req: ChatRequest = serde_json::from_value(body).unwrap();
-        generate_request(&req, "gem")
+        generate_request(&req, "gem", &mut Unmapped::new(Default::default()))
     }
 
     #[test]

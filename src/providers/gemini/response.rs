@@ -218,6 +218,7 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorParts> {
         },
         kind,
         code: parsed.error.status,
+        param: None,
     })
 }
 

@@ -95,6 +95,8 @@ impl Translate for StreamTranslator {
                 kind: parts.as_ref().and_then(|p| p.kind.clone()),
                 code: parts.and_then(|p| p.code),
                 retry_after: None,
+                param: None,
+                headers: Vec::new(),
             }));
             return Step::Done;
         }

@@ -1,0 +1,34 @@
+//! Parameters a translating adapter (anthropic, gemini) cannot express: refused with a 400, or
+//! left out and listed in `x-switchboard-dropped-params`, as the provider's
+//! `unsupported_params` setting says.
+
+use crate::config::UnsupportedParams;
+
+/// Collects what an adapter dropped while translating one request.
+#[derive(Debug)]
+pub struct Unmapped {
+    mode: UnsupportedParams,
+    /// The parameters left out, in the order the request had them.
+    pub dropped: Vec<String>,
+}
+
+impl Unmapped {
+    pub fn new(mode: UnsupportedParams) -> Self {
+        Unmapped {
+            mode,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// `key` cannot be expressed: `Err(message)` when refusing, `Ok` when it is dropped (and
+    /// remembered for the response header).
+    pub fn handle(&mut self, key: &str, message: String) -> Result<(), String> {
+        match self.mode {
+            UnsupportedParams::Reject => Err(message),
+            UnsupportedParams::Drop => {
+                self.dropped.push(key.to_string());
+                Ok(())
+            }
+        }
+    }
+}
