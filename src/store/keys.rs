@@ -116,6 +116,8 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 }
 
 pub struct SledKeyStore {
+    /// Flushed after every change: a key change is durable before it is acknowledged.
+    db: sled::Db,
     /// id → KeyRecord (JSON)
     records: sled::Tree,
     /// sha256(secret) → id
@@ -128,6 +130,7 @@ pub struct SledKeyStore {
 impl SledKeyStore {
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
         let store = SledKeyStore {
+            db: db.clone(),
             records: db.open_tree("keys")?,
             hashes: db.open_tree("key_hashes")?,
             live: ArcSwap::from_pointee(HashMap::new()),
@@ -163,20 +166,47 @@ impl SledKeyStore {
         }
     }
 
-    /// Drops every secret hash that points at this id.
-    fn forget_hashes(&self, id: &str) -> Result<(), StoreError> {
+    /// Every secret hash that points at this id.
+    fn hashes_of(&self, id: &str) -> Result<Vec<sled::IVec>, StoreError> {
+        let mut out = Vec::new();
         for entry in self.hashes.iter() {
             let (hash, owner) = entry?;
             if owner.as_ref() == id.as_bytes() {
-                self.hashes.remove(hash)?;
+                out.push(hash);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
-    fn put(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    /// Writes `record`, removes the secret hashes `forget` and adds `add`, all in one
+    /// transaction (a crash never leaves a record with a half-changed secret), refreshes the
+    /// in-memory index (a revoked secret stops working at once), then flushes to disk: the
+    /// caller answers only once the change would survive a crash or a power cut.
+    fn commit(
+        &self,
+        record: &KeyRecord,
+        forget: &[sled::IVec],
+        add: Option<[u8; 32]>,
+    ) -> Result<(), StoreError> {
+        use sled::transaction::{TransactionError, Transactional};
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.records.insert(record.id.as_bytes(), bytes)?;
+        (&self.records, &self.hashes)
+            .transaction(|(records, hashes)| {
+                records.insert(record.id.as_bytes(), bytes.as_slice())?;
+                for hash in forget {
+                    hashes.remove(hash)?;
+                }
+                if let Some(hash) = add {
+                    hashes.insert(&hash[..], record.id.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => StoreError::Corrupt("key write aborted".into()),
+            })?;
+        self.rebuild_index()?;
+        self.db.flush()?;
         Ok(())
     }
 }
@@ -201,10 +231,7 @@ impl KeyStore for SledKeyStore {
             expires_at: new.expires_at,
             metadata: new.metadata,
         };
-        self.put(&record)?;
-        self.hashes
-            .insert(hash_secret(&secret), record.id.as_bytes())?;
-        self.rebuild_index()?;
+        self.commit(&record, &[], Some(hash_secret(&secret)))?;
         Ok((record, secret))
     }
 
@@ -248,8 +275,7 @@ impl KeyStore for SledKeyStore {
         if let Some(metadata) = update.metadata {
             record.metadata = metadata;
         }
-        self.put(&record)?;
-        self.rebuild_index()?;
+        self.commit(&record, &[], None)?;
         Ok(Some(record))
     }
 
@@ -258,13 +284,10 @@ impl KeyStore for SledKeyStore {
         let Some(mut record) = self.get(id)?.filter(|r| r.revoked_at.is_none()) else {
             return Ok(None);
         };
-        self.forget_hashes(id)?;
+        let old = self.hashes_of(id)?;
         let secret = new_secret();
         record.masked = mask(&secret);
-        self.put(&record)?;
-        self.hashes
-            .insert(hash_secret(&secret), record.id.as_bytes())?;
-        self.rebuild_index()?;
+        self.commit(&record, &old, Some(hash_secret(&secret)))?;
         Ok(Some((record, secret)))
     }
 
@@ -275,10 +298,9 @@ impl KeyStore for SledKeyStore {
         };
         if record.revoked_at.is_none() {
             record.revoked_at = Some(now_secs());
-            self.put(&record)?;
         }
-        self.forget_hashes(id)?;
-        self.rebuild_index()?;
+        let old = self.hashes_of(id)?;
+        self.commit(&record, &old, None)?;
         Ok(Some(record))
     }
 

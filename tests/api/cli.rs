@@ -282,3 +282,105 @@ fn policy_test_fails_on_a_mismatch_and_check_reports_script_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.rhai:2:"), "{err}");
 }
+
+/// `method url` with a bearer key and a JSON body; the status and the body as JSON.
+fn call(method: &str, url: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let res = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    })
+}
+
+#[test]
+fn acknowledged_key_changes_survive_a_kill_right_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let providers = dir.path().join("providers.d");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::write(providers.join("mock.yaml"), "kind: mock\nmodels: [echo]\n").unwrap();
+    let admin = "sk-cli-admin";
+    let start = || {
+        let mut cmd = bin();
+        cmd.env("SWITCHBOARD_ADMIN_KEY", admin);
+        serve_with(cmd, dir.path(), &providers, &["--no-watch"])
+    };
+    let chat = |addr: &str, key: &str| {
+        call(
+            "POST",
+            &format!("{addr}/v1/chat/completions"),
+            key,
+            serde_json::json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .0
+    };
+    // Several rounds: each change is answered, then the process is killed with SIGKILL at
+    // once, well inside sled's own 500 ms flush interval.
+    for round in 0..3 {
+        let (server, addr, _) = start();
+        let create = |name: &str| {
+            let (status, body) = call(
+                "POST",
+                &format!("{addr}/admin/keys"),
+                admin,
+                serde_json::json!({"name": name}),
+            );
+            assert_eq!(status, 201);
+            (
+                body["id"].as_str().unwrap().to_string(),
+                body["key"].as_str().unwrap().to_string(),
+            )
+        };
+        let (_, kept) = create("kept");
+        let (revoked_id, revoked) = create("revoked");
+        let (rotated_id, rotated_old) = create("rotated");
+        let (status, _) = call(
+            "DELETE",
+            &format!("{addr}/admin/keys/{revoked_id}"),
+            admin,
+            serde_json::Value::Null,
+        );
+        assert_eq!(status, 200);
+        let (status, body) = call(
+            "POST",
+            &format!("{addr}/admin/keys/{rotated_id}/rotate"),
+            admin,
+            serde_json::Value::Null,
+        );
+        assert_eq!(status, 200);
+        let rotated_new = body["key"].as_str().unwrap().to_string();
+        drop(server); // SIGKILL, no shutdown
+
+        let (_server, addr, _) = start();
+        assert_eq!(
+            chat(&addr, &kept),
+            200,
+            "round {round}: a created key was lost"
+        );
+        assert_eq!(
+            chat(&addr, &revoked),
+            401,
+            "round {round}: a revocation was undone"
+        );
+        assert_eq!(
+            chat(&addr, &rotated_old),
+            401,
+            "round {round}: a rotation was undone"
+        );
+        assert_eq!(
+            chat(&addr, &rotated_new),
+            200,
+            "round {round}: a rotated secret was lost"
+        );
+    }
+}
