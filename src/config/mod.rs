@@ -61,6 +61,8 @@ pub struct ProviderConfig {
     pub weight: u32,
     /// What the anthropic and gemini adapters do with parameters they cannot map.
     pub unsupported_params: UnsupportedParams,
+    /// The largest non-streamed reply read from the provider (a 502 beyond it).
+    pub max_response_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -42,6 +42,24 @@ pub struct RawProvider {
     /// What a translating adapter does with a parameter its API cannot express.
     #[serde(default)]
     pub unsupported_params: UnsupportedParams,
+    /// The largest non-streamed reply read from this provider, in bytes.
+    #[serde(default, deserialize_with = "response_bytes")]
+    pub max_response_bytes: Option<usize>,
+}
+
+/// The default `max_response_bytes`: far above any real completion or embeddings reply, far
+/// below what would hurt the gateway.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+fn response_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let v = u64::deserialize(d)?;
+    if (1024..=1 << 30).contains(&v) {
+        Ok(Some(v as usize))
+    } else {
+        Err(de::Error::custom(format!(
+            "must be from 1024 to 1073741824 bytes, got {v}"
+        )))
+    }
 }
 
 /// What a translating adapter (anthropic, gemini) does with a request parameter its wire

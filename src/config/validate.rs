@@ -210,6 +210,9 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
         health_check,
         weight: raw.weight.unwrap_or(1),
         unsupported_params: raw.unsupported_params,
+        max_response_bytes: raw
+            .max_response_bytes
+            .unwrap_or(super::raw::DEFAULT_MAX_RESPONSE_BYTES),
     })))
 }
 

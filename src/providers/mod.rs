@@ -9,6 +9,7 @@ pub mod content;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod redact;
 pub mod sse;
 pub mod stream;
 pub mod unsupported;
@@ -75,6 +76,9 @@ pub enum ProviderError {
     /// The upstream answered something that is not the protocol.
     #[error("bad upstream response: {0}")]
     Protocol(String),
+    /// The reply was larger than the provider's `max_response_bytes`.
+    #[error("upstream response too large: {0}")]
+    TooLarge(String),
 }
 
 impl From<ProviderError> for ApiError {
@@ -104,6 +108,9 @@ impl From<ProviderError> for ApiError {
             ProviderError::Unreachable(m) => ApiError::bad_gateway(m),
             ProviderError::Protocol(m) => {
                 ApiError::bad_gateway(m).with_code("bad_upstream_response")
+            }
+            ProviderError::TooLarge(m) => {
+                ApiError::bad_gateway(m).with_code("upstream_response_too_large")
             }
             ProviderError::Timeout(m) => ApiError::gateway_timeout(m),
         }
@@ -139,13 +146,15 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// Builds the provider a config entry describes (with its own pooled HTTP client).
+/// Builds the provider a config entry describes (with its own pooled HTTP client), wrapped so
+/// its errors never carry its secrets.
 pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
-    Ok(match config.kind {
+    let provider: Arc<dyn Provider> = match config.kind {
         ProviderKind::Openai => Arc::new(openai::OpenAiProvider::new(config)?),
         ProviderKind::Mock => Arc::new(mock::MockProvider::new(config)),
         ProviderKind::Azure => Arc::new(openai::OpenAiProvider::azure(config)?),
         ProviderKind::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config)?),
         ProviderKind::Gemini => Arc::new(gemini::GeminiProvider::new(config)?),
-    })
+    };
+    Ok(redact::wrap(provider, config))
 }

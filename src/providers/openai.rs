@@ -9,7 +9,7 @@ use super::stream::{Out, Step, Translate};
 use super::upstream::{self, transport_error, ErrorParts};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::ProviderConfig;
-use crate::wire::{usage_of, Endpoint};
+use crate::wire::{Endpoint, Usage};
 use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 use serde::Deserialize;
@@ -37,6 +37,7 @@ pub struct OpenAiProvider {
     stream_usage: bool,
     /// `base_url`, for health probes.
     base: reqwest::Url,
+    max_response_bytes: usize,
 }
 
 impl OpenAiProvider {
@@ -62,6 +63,7 @@ impl OpenAiProvider {
             },
             stream_usage: config.stream_usage,
             base: base.clone(),
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -85,6 +87,7 @@ impl OpenAiProvider {
             },
             stream_usage: config.stream_usage,
             base,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -138,11 +141,15 @@ impl OpenAiProvider {
                 headers,
             ))
         } else {
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| transport_error(&self.name, e))?;
-            let usage = usage_of(&body);
+            let body = upstream::read_body(&self.name, response, self.max_response_bytes).await?;
+            // A success that is not a JSON object (an HTML page, an empty or cut-off body) is
+            // the upstream's failure: never relayed as a 200, never cached, retried elsewhere.
+            let usage = usage_of_reply(&body).ok_or_else(|| {
+                ProviderError::Protocol(format!(
+                    "provider `{}` answered {status} with a body that is not a JSON object",
+                    self.name
+                ))
+            })?;
             Ok(Reply::Json {
                 status,
                 body,
@@ -225,6 +232,18 @@ fn parse_error(body: &[u8]) -> Option<ErrorParts> {
     })
 }
 
+/// The usage of a JSON reply, or `None` when the body is not a JSON object at all. Only
+/// `usage` is read into a value; the rest is checked and skipped.
+fn usage_of_reply(body: &[u8]) -> Option<Option<Usage>> {
+    #[derive(Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    let reply: Reply = serde_json::from_slice(body).ok()?;
+    Some(reply.usage.and_then(|raw| serde_json::from_str(raw.get()).ok()))
+}
+
 /// OpenAI's own stream: payloads pass untouched until `[DONE]`; a body that ends without
 /// `[DONE]` was cut off.
 struct Passthrough {
@@ -251,6 +270,19 @@ impl Translate for Passthrough {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_must_be_a_json_object_and_its_usage_is_read_leniently() {
+        let usage = usage_of_reply(
+            br#"{"id":"x","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+        );
+        assert_eq!(usage.flatten().map(|u| u.total_tokens), Some(3));
+        assert_eq!(usage_of_reply(br#"{"id":"x","usage":null}"#), Some(None));
+        assert_eq!(usage_of_reply(br#"{"id":"x","usage":"odd"}"#), Some(None));
+        for bad in [&b""[..], b"<html>oops</html>", b"{\"id\":\"x\",", b"\"text\"", b"[1]"] {
+            assert_eq!(usage_of_reply(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn azure_urls_name_the_deployment_and_version() {

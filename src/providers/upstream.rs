@@ -127,6 +127,35 @@ pub fn status_of(response: &reqwest::Response) -> StatusCode {
     StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
+/// Reads a whole (non-streamed) reply, refusing one larger than `max` bytes before it is read
+/// (by its declared length) or as soon as it grows past the limit, so one reply can never
+/// hold more than `max` bytes of memory.
+pub async fn read_body(
+    provider: &str,
+    response: reqwest::Response,
+    max: usize,
+) -> Result<bytes::Bytes, ProviderError> {
+    let too_large = || {
+        ProviderError::TooLarge(format!(
+            "provider `{provider}` sent a reply larger than its max_response_bytes ({max})"
+        ))
+    };
+    let declared = response.content_length();
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(max as u64) as usize);
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| transport_error(provider, e))?;
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// What a wire format's error body says, once parsed.
 pub struct ErrorParts {
     pub message: String,

@@ -114,6 +114,8 @@ pub fn retryable(e: &ProviderError) -> bool {
         ProviderError::Unreachable(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) => {
             true
         }
+        // The same request would get the same reply: trying again only costs more.
+        ProviderError::TooLarge(_) => false,
         // 501 and 505 say the request can never work there; other 5xx (529 overloaded,
         // a proxy's 520..) are the upstream's passing trouble, like 500/502/503/504.
         ProviderError::Status { status, .. } => {
@@ -401,7 +403,7 @@ fn outcome_of(e: &ProviderError) -> AttemptOutcome {
         },
         ProviderError::Timeout(_) => AttemptOutcome::Timeout,
         ProviderError::Unreachable(_) => AttemptOutcome::Unreachable,
-        ProviderError::Protocol(_) => AttemptOutcome::Protocol,
+        ProviderError::Protocol(_) | ProviderError::TooLarge(_) => AttemptOutcome::Protocol,
     }
 }
 

@@ -92,6 +92,7 @@ mod tests {
             health_check: None,
             weight: 1,
             unsupported_params: Default::default(),
+            max_response_bytes: 1 << 20,
         }
     }
 

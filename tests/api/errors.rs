@@ -197,6 +197,103 @@ async fn secrets_never_appear_in_error_bodies() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_echoes_its_credentials_has_them_redacted_everywhere() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream.provider_yaml(&[("leaky", "echo-key")]);
+    let app = spawn(Spawn::default().provider("up", yaml)).await;
+    for stream in [false, true] {
+        let res = app
+            .chat(
+                ADMIN_KEY,
+                json!({"model": "leaky", "stream": stream, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = assert_error(res, 401).await;
+        let message = body["error"]["message"].as_str().unwrap();
+        assert_eq!(
+            message,
+            "Incorrect API key provided: Bearer [redacted] (sent with [redacted])"
+        );
+        let entry = log_entry(&app, &request_id).await.to_string();
+        assert!(
+            !entry.contains("sk-upstream-secret") && !entry.contains("custom-value"),
+            "{entry}"
+        );
+        assert!(entry.contains("[redacted]"), "{entry}");
+    }
+    // The upstream really was sent the secret it echoed.
+    assert_eq!(
+        upstream.last().headers["authorization"],
+        "Bearer sk-upstream-secret"
+    );
+}
+
+#[tokio::test]
+async fn a_200_that_is_not_json_is_a_502_retried_and_never_cached() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream.provider_yaml(&[("html", "html-200"), ("empty", "empty-200")]);
+    let app = spawn(
+        Spawn::default()
+            .provider("up", yaml)
+            .provider("mock", "kind: mock\nmodels: [echo]\n")
+            .policy(
+                "r.rhai",
+                r#"fn on_request(req, ctx) {
+                    ctx.cache(60);
+                    if req.model == "fallback" { ctx.route(["up/html", "mock/echo"]); }
+                }"#,
+            ),
+    )
+    .await;
+    let msg = json!([{"role": "user", "content": "x"}]);
+    for (model, upstream_model) in [("html", "html-200"), ("empty", "empty-200")] {
+        for round in 1..=2 {
+            let res = app
+                .chat(ADMIN_KEY, json!({"model": model, "messages": msg}))
+                .await;
+            assert_eq!(res.headers()["x-switchboard-attempts"], "3", "retried");
+            let body = assert_error(res, 502).await;
+            assert_eq!(body["error"]["code"], "bad_upstream_response");
+            assert_eq!(
+                upstream.calls(upstream_model),
+                3 * round,
+                "{model}: the failure was not cached"
+            );
+        }
+    }
+    // A fallback serves when there is one.
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "fallback", "messages": msg}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchboard-provider"], "mock");
+}
+
+#[tokio::test]
+async fn a_reply_over_max_response_bytes_is_a_502_without_being_read_whole() {
+    let upstream = Upstream::start().await;
+    let yaml = upstream
+        .provider_yaml(&[("huge", "huge"), ("huge-chunked", "huge-chunked"), ("plain", "plain")])
+        .replacen("kind: openai\n", "kind: openai\nmax_response_bytes: 1048576\n", 1);
+    let app = spawn(Spawn::default().provider("up", yaml)).await;
+    let msg = json!([{"role": "user", "content": "x"}]);
+    for model in ["huge", "huge-chunked"] {
+        let res = app
+            .chat(ADMIN_KEY, json!({"model": model, "messages": msg}))
+            .await;
+        assert_eq!(res.headers()["x-switchboard-attempts"], "1", "not retried");
+        let body = assert_error(res, 502).await;
+        assert_eq!(body["error"]["code"], "upstream_response_too_large");
+        assert!(body["error"]["message"].as_str().unwrap().contains("1048576"));
+    }
+    let res = app
+        .chat(ADMIN_KEY, json!({"model": "plain", "messages": msg}))
+        .await;
+    assert_eq!(res.status(), 200, "smaller replies pass");
+}
+
+#[tokio::test]
 async fn every_proxied_error_says_how_many_upstream_calls_it_made() {
     let upstream = Upstream::start().await;
     let yaml = upstream.provider_yaml(&[("bad", "status-400"), ("boom", "status-500-text")]);

@@ -6,6 +6,9 @@
 //! - `gated`: one chunk, then waits for `release()` before the rest;
 //! - `cut`: one chunk, then the body ends without `[DONE]`;
 //! - `status-400`, `status-429` (retry-after 7, a rate-limit header), `status-500-text`;
+//! - `echo-key`: a 401 whose message echoes the credential and a header value it was sent;
+//! - `html-200`, `empty-200`: a 200 whose body is not JSON;
+//! - `huge`, `huge-chunked`: a 2 MiB JSON reply, with a length or chunked;
 //! - `ratelimited`, `ratelimited-stream`: `plain` / a short stream with rate-limit and
 //!   processing-time headers, and one internal header that must not be relayed;
 //! - `slow`: answers after 3 s.
@@ -161,6 +164,36 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
         }
         "cut" => sse(vec![chunk("partial")]),
+        "echo-key" => HttpResponse::Unauthorized().json(serde_json::json!({
+            "error": {
+                "message": format!(
+                    "Incorrect API key provided: {} (sent with {})",
+                    req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                    req.headers().get("x-custom").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                ),
+                "type": "invalid_request_error", "code": "invalid_api_key"
+            }
+        })),
+        "html-200" => HttpResponse::Ok()
+            .content_type("text/html")
+            .body("<html><body>Gateway login</body></html>"),
+        "empty-200" => HttpResponse::Ok().content_type("application/json").finish(),
+        "huge" | "huge-chunked" => {
+            // 2 MiB of JSON, with a declared length or chunked without one.
+            let body = format!(r#"{{"id":"big","pad":"{}"}}"#, "x".repeat(2 << 20));
+            if model == "huge" {
+                HttpResponse::Ok().content_type("application/json").body(body)
+            } else {
+                let pieces: Vec<Result<Bytes, actix_web::Error>> = body
+                    .into_bytes()
+                    .chunks(64 * 1024)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect();
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .streaming(futures_util::stream::iter(pieces))
+            }
+        }
         "ratelimited" | "ratelimited-stream" => {
             let mut res = HttpResponse::Ok();
             res.insert_header(("x-ratelimit-limit-requests", "100"))

@@ -27,6 +27,7 @@ pub struct AnthropicProvider {
     /// `base_url`, for health probes.
     base: reqwest::Url,
     unsupported_params: UnsupportedParams,
+    max_response_bytes: usize,
 }
 
 impl AnthropicProvider {
@@ -47,6 +48,7 @@ impl AnthropicProvider {
                 .map_err(|e| format!("provider {}: {e}", config.name))?,
             base: base.clone(),
             unsupported_params: config.unsupported_params,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -88,10 +90,7 @@ impl AnthropicProvider {
                 dropped,
             ));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
+        let bytes = upstream::read_body(&self.name, response, self.max_response_bytes).await?;
         let (body, usage) = response::chat_completion(&bytes).map_err(|e| {
             tracing::warn!(provider = %self.name, error = %e, "unreadable upstream reply");
             ProviderError::Protocol(format!(

@@ -24,6 +24,7 @@ pub struct GeminiProvider {
     client: upstream::Clients,
     base: reqwest::Url,
     unsupported_params: UnsupportedParams,
+    max_response_bytes: usize,
 }
 
 impl GeminiProvider {
@@ -42,6 +43,7 @@ impl GeminiProvider {
             client: upstream::build_client(config, auth)?,
             base: upstream::base_url(config)?.clone(),
             unsupported_params: config.unsupported_params,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -81,10 +83,7 @@ impl GeminiProvider {
     }
 
     async fn read(&self, response: reqwest::Response) -> Result<Bytes, ProviderError> {
-        response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&self.name, e))
+        upstream::read_body(&self.name, response, self.max_response_bytes).await
     }
 
     fn unreadable(&self, e: String) -> ProviderError {
