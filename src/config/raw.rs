@@ -274,11 +274,12 @@ pub struct RawRetry {
     pub max_retry_after_secs: Option<Seconds>,
 }
 
+/// Every field is optional, so `Default` (the block left out) and `breaker: {}` are the same;
+/// the defaults are filled in by `BreakerPolicy::from_raw`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBreaker {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
+    pub enabled: Option<bool>,
     /// Consecutive failures that open the breaker.
     #[serde(default, deserialize_with = "positive_count")]
     pub consecutive_failures: Option<u32>,

@@ -95,7 +95,7 @@ impl BreakerPolicy {
     pub fn from_raw(raw: &RawBreaker) -> Self {
         let d = BreakerPolicy::default();
         BreakerPolicy {
-            enabled: raw.enabled,
+            enabled: raw.enabled.unwrap_or(d.enabled),
             consecutive_failures: raw.consecutive_failures.unwrap_or(d.consecutive_failures),
             error_rate: raw.error_rate.unwrap_or(d.error_rate),
             min_calls: raw.min_calls.unwrap_or(d.min_calls),

@@ -390,6 +390,50 @@ mod tests {
         assert_eq!(errs[0].field, "retry");
     }
 
+    /// An openai provider file with `block` appended (empty: the block left out).
+    fn network_provider(block: &str) -> ProviderConfig {
+        serving(&format!(
+            "kind: openai\nbase_url: http://x/v1\nmodels: [a]\n{block}"
+        ))
+    }
+
+    // The defaults README "providers.d reference" documents hold whether a block is left out,
+    // written empty, or given only some of its fields.
+
+    #[test]
+    fn breaker_defaults_hold_when_absent_empty_or_partial() {
+        use super::super::BreakerPolicy;
+        let documented = BreakerPolicy {
+            enabled: true,
+            consecutive_failures: 5,
+            error_rate: 0.5,
+            min_calls: 20,
+            window: Duration::from_secs(60),
+            cool_down: Duration::from_secs(30),
+        };
+        let cases = [
+            ("", documented),
+            ("breaker: {}\n", documented),
+            (
+                "breaker:\n  min_calls: 7\n",
+                BreakerPolicy {
+                    min_calls: 7,
+                    ..documented
+                },
+            ),
+            (
+                "breaker: { enabled: false }\n",
+                BreakerPolicy {
+                    enabled: false,
+                    ..documented
+                },
+            ),
+        ];
+        for (block, expected) in cases {
+            assert_eq!(network_provider(block).breaker, expected, "{block:?}");
+        }
+    }
+
     #[test]
     fn secrets_do_not_show_in_debug() {
         let p = serving("kind: openai\nbase_url: http://x/v1\napi_key: sk-very-secret\nheaders: { x-token: tok-secret }\nmodels: [a]\n");
