@@ -297,7 +297,8 @@ pub struct RawBreaker {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    pub interval_secs: Seconds,
+    /// Between probes; default 15.
+    pub interval_secs: Option<Seconds>,
     /// Relative to `base_url`; default `models`.
     pub path: Option<String>,
 }

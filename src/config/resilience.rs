@@ -60,6 +60,13 @@ pub struct HealthCheck {
     pub path: String,
 }
 
+impl HealthCheck {
+    /// Used when `health_check:` is given without `interval_secs`.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+    /// Used when `health_check:` is given without `path`.
+    pub const DEFAULT_PATH: &'static str = "models";
+}
+
 fn secs(s: Option<Seconds>, default: Duration) -> Duration {
     s.map(|s| Duration::from_secs_f64(s.0)).unwrap_or(default)
 }
@@ -107,14 +114,17 @@ impl BreakerPolicy {
 
 impl HealthCheck {
     pub fn from_raw(raw: &RawHealthCheck) -> Result<Self, String> {
-        let path = raw.path.clone().unwrap_or_else(|| "models".to_string());
+        let path = raw
+            .path
+            .clone()
+            .unwrap_or_else(|| HealthCheck::DEFAULT_PATH.to_string());
         let path = path.trim_start_matches('/').to_string();
         // A query is allowed: Azure needs `openai/models?api-version=...`.
         if path.contains("://") || path.contains('#') {
             return Err(format!("path {path:?} must be a path relative to base_url"));
         }
         Ok(HealthCheck {
-            interval: Duration::from_secs_f64(raw.interval_secs.0),
+            interval: secs(raw.interval_secs, HealthCheck::DEFAULT_INTERVAL),
             path,
         })
     }

@@ -435,6 +435,35 @@ mod tests {
     }
 
     #[test]
+    fn health_check_defaults_hold_when_empty_or_partial_and_absent_means_no_probe() {
+        use super::super::HealthCheck;
+        let check = |interval: Duration, path: &str| {
+            Some(HealthCheck {
+                interval,
+                path: path.to_string(),
+            })
+        };
+        let cases = [
+            ("", None),
+            (
+                "health_check: {}\n",
+                check(Duration::from_secs(15), "models"),
+            ),
+            (
+                "health_check:\n  path: health\n",
+                check(Duration::from_secs(15), "health"),
+            ),
+            (
+                "health_check: { interval_secs: 5 }\n",
+                check(Duration::from_secs(5), "models"),
+            ),
+        ];
+        for (block, expected) in cases {
+            assert_eq!(network_provider(block).health_check, expected, "{block:?}");
+        }
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug() {
         let p = serving("kind: openai\nbase_url: http://x/v1\napi_key: sk-very-secret\nheaders: { x-token: tok-secret }\nmodels: [a]\n");
         let debug = format!("{p:?}");
