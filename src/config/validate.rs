@@ -435,6 +435,56 @@ mod tests {
     }
 
     #[test]
+    fn retry_defaults_hold_when_absent_empty_or_partial() {
+        use super::super::RetryPolicy;
+        let documented = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(2000),
+            max_total: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(5),
+        };
+        let cases = [
+            ("", documented),
+            ("retry: {}\n", documented),
+            (
+                "retry:\n  max_delay_ms: 5000\n",
+                RetryPolicy {
+                    max_delay: Duration::from_millis(5000),
+                    ..documented
+                },
+            ),
+        ];
+        for (block, expected) in cases {
+            assert_eq!(network_provider(block).retry, expected, "{block:?}");
+        }
+    }
+
+    #[test]
+    fn timeout_defaults_hold_when_absent_empty_or_partial() {
+        let documented = Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            read: Duration::from_secs(300),
+            total: Duration::from_secs(600),
+        };
+        let cases = [
+            ("", documented),
+            ("timeouts: {}\n", documented),
+            (
+                "timeouts:\n  read_secs: 20\n",
+                Timeouts {
+                    read: Duration::from_secs(20),
+                    ..documented
+                },
+            ),
+        ];
+        for (block, expected) in cases {
+            assert_eq!(network_provider(block).timeouts, expected, "{block:?}");
+        }
+    }
+
+    #[test]
     fn health_check_defaults_hold_when_empty_or_partial_and_absent_means_no_probe() {
         use super::super::HealthCheck;
         let check = |interval: Duration, path: &str| {
@@ -460,6 +510,40 @@ mod tests {
         ];
         for (block, expected) in cases {
             assert_eq!(network_provider(block).health_check, expected, "{block:?}");
+        }
+    }
+
+    #[test]
+    fn mock_defaults_hold_when_absent_empty_or_partial() {
+        use super::super::MockOptions;
+        let documented = MockOptions {
+            latency_ms: 0,
+            chunk_delay_ms: 0,
+            fail_rate: 0.0,
+            fail_status: 503,
+            reply: None,
+        };
+        let cases = [
+            ("", documented.clone()),
+            ("mock: {}\n", documented.clone()),
+            (
+                "mock:\n  fail_rate: 0.25\n",
+                MockOptions {
+                    fail_rate: 0.25,
+                    ..documented.clone()
+                },
+            ),
+            (
+                "mock: { reply: fixed }\n",
+                MockOptions {
+                    reply: Some("fixed".into()),
+                    ..documented
+                },
+            ),
+        ];
+        for (block, expected) in cases {
+            let p = serving(&format!("kind: mock\nmodels: [a]\n{block}"));
+            assert_eq!(p.mock, expected, "{block:?}");
         }
     }
 
