@@ -1,10 +1,12 @@
 //! `kind: mock`: a built-in provider that needs no network.
 //!
 //! Replies are deterministic: chat echoes the last user message (or a fixed `reply`), text
-//! completions echo the prompt, embeddings are derived from a hash of the input. Tokens are
+//! completions echo the prompt, embeddings are derived from a hash of the input (as floats, or
+//! base64 when the request asks for `encoding_format: base64`, as OpenAI does). Tokens are
 //! counted as whitespace-separated words, so usage is real and predictable. Streams send one
 //! word per chunk. Latency and failures can be injected from the provider file.
 
+use super::embeddings::EncodingFormat;
 use super::{EventStream, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{MockOptions, ProviderConfig};
 use crate::wire::{RequestBody, Usage};
@@ -136,6 +138,7 @@ impl MockProvider {
                 }
             }
             RequestBody::Embeddings(req) => {
+                let format = EncodingFormat::of(req, &self.name)?;
                 let inputs: Vec<String> = match &req.input {
                     Value::Array(items) => items.iter().map(text_of).collect(),
                     other => vec![text_of(other)],
@@ -155,7 +158,7 @@ impl MockProvider {
                 let data: Vec<Value> = inputs
                     .iter()
                     .enumerate()
-                    .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embed(text, dims)}))
+                    .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": format.encode(&embed(text, dims))}))
                     .collect();
                 Ok(json_reply(
                     json!({

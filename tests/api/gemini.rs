@@ -217,6 +217,46 @@ async fn embeddings_use_batch_embed_contents() {
 }
 
 #[tokio::test]
+async fn embeddings_in_base64_decode_to_the_float_vectors() {
+    let (app, upstream) = app().await;
+    let embed = |format: Value| {
+        app.post("/v1/embeddings", ADMIN_KEY)
+            .json(&json!({"model": "gem/embed", "input": ["a", "b"], "encoding_format": format}))
+            .send()
+    };
+    let res = embed(json!("float")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let floats: Value = res.json().await.unwrap();
+    let res = embed(json!("base64")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let encoded: Value = res.json().await.unwrap();
+    assert_eq!(encoded["data"].as_array().unwrap().len(), 2);
+    for i in 0..2 {
+        let got = decode_base64_embedding(&encoded["data"][i]["embedding"]);
+        assert_eq!(got, float_embedding(&floats["data"][i]["embedding"]), "{i}");
+        assert_eq!(encoded["data"][i]["index"], i);
+    }
+    assert_eq!(
+        decode_base64_embedding(&encoded["data"][1]["embedding"]),
+        [0.5, 0.25, -0.125]
+    );
+    let got = upstream.last();
+    assert_eq!(got.path, "/v1beta/models/embed:batchEmbedContents");
+    assert!(
+        !got.body.to_string().contains("encoding_format"),
+        "Gemini is not told: {}",
+        got.body
+    );
+
+    let calls = upstream.received().len();
+    let body = assert_error(embed(json!("int8")).await.unwrap(), 400).await;
+    assert_eq!(body["error"]["param"], "encoding_format");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`gem`"));
+    assert_eq!(upstream.received().len(), calls, "never sent upstream");
+}
+
+#[tokio::test]
 async fn unsupported_parameters_are_400s_that_never_reach_upstream() {
     let (app, upstream) = app().await;
     let body = assert_error(

@@ -323,3 +323,30 @@ pub async fn admin_json(app: &TestApp, path: &str) -> serde_json::Value {
     assert_eq!(res.status(), 200, "{path}");
     res.json().await.unwrap()
 }
+
+/// An embedding sent as `encoding_format: base64`, decoded as OpenAI's SDKs do: standard
+/// base64 (padding required) of float32 little-endian values.
+pub fn decode_base64_embedding(value: &serde_json::Value) -> Vec<f32> {
+    use base64::Engine as _;
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a base64 string: {value}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("standard base64 with padding");
+    assert_eq!(bytes.len() % 4, 0, "whole float32 values: {text}");
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// A float embedding at float32, the precision a base64 one carries.
+pub fn float_embedding(value: &serde_json::Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array of floats: {value}"))
+        .iter()
+        .map(|v| v.as_f64().expect("a number") as f32)
+        .collect()
+}

@@ -99,6 +99,53 @@ async fn completions_and_embeddings() {
 }
 
 #[tokio::test]
+async fn embeddings_in_base64_decode_to_the_float_vectors() {
+    let app = spawn_mock().await;
+    let embed = |extra: Value| {
+        let mut body = json!({"model": "text-embedding-mock", "input": ["alpha", "beta"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        app.post("/v1/embeddings", ADMIN_KEY).json(&body).send()
+    };
+    for dims in [json!({}), json!({"dimensions": 5})] {
+        let floats: Value = embed(dims.clone()).await.unwrap().json().await.unwrap();
+        let mut base64 = dims.clone();
+        base64["encoding_format"] = json!("base64");
+        let res = embed(base64).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let encoded: Value = res.json().await.unwrap();
+        for i in 0..2 {
+            let got = decode_base64_embedding(&encoded["data"][i]["embedding"]);
+            assert_eq!(
+                got,
+                float_embedding(&floats["data"][i]["embedding"]),
+                "{dims} {i}"
+            );
+        }
+        assert_eq!(encoded["usage"], floats["usage"]);
+    }
+    let explicit: Value = embed(json!({"encoding_format": "float"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        explicit["data"][0]["embedding"].as_array().unwrap().len(),
+        8
+    );
+
+    let body = assert_error(
+        embed(json!({"encoding_format": "binary"})).await.unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(body["error"]["param"], "encoding_format");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test]
 async fn failure_injection_and_fixed_replies() {
     let app = spawn(
         Spawn::default()

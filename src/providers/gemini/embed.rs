@@ -1,19 +1,22 @@
 //! OpenAI embeddings <-> Gemini `batchEmbedContents`.
 //!
 //! Gemini reports no token counts for embeddings, so the reply's usage is zero and the gateway
-//! records none.
+//! records none. Gemini always answers floats; `encoding_format: base64` is done here.
 
+use crate::providers::embeddings::EncodingFormat;
 use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::EmbeddingRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The `batchEmbedContents` body, and how the reply's vectors are to be encoded.
 pub fn batch_request(
     req: &EmbeddingRequest,
     model: &str,
     provider: &str,
-) -> Result<Value, ProviderError> {
+) -> Result<(Value, EncodingFormat), ProviderError> {
+    let format = EncodingFormat::of(req, provider)?;
     let bad = |message: String| unsupported(provider, message);
     let texts: Vec<&str> = match &req.input {
         Value::String(s) => vec![s.as_str()],
@@ -29,7 +32,7 @@ pub fn batch_request(
         match key.as_str() {
             _ if value.is_null() => {}
             "dimensions" => dimensions = Some(value.clone()),
-            "encoding_format" if value == "float" => {}
+            "encoding_format" => {} // checked above
             "user" => {}
             _ => {
                 return Err(bad(format!(
@@ -51,11 +54,11 @@ pub fn batch_request(
             r
         })
         .collect();
-    Ok(json!({ "requests": requests }))
+    Ok((json!({ "requests": requests }), format))
 }
 
 /// The OpenAI embeddings list from Gemini's `{"embeddings":[{"values":[...]}]}`.
-pub fn embedding_list(body: &[u8], model: &str) -> Result<Value, String> {
+pub fn embedding_list(body: &[u8], model: &str, format: EncodingFormat) -> Result<Value, String> {
     #[derive(Deserialize)]
     struct Batch {
         #[serde(default)]
@@ -71,7 +74,7 @@ pub fn embedding_list(body: &[u8], model: &str) -> Result<Value, String> {
         .embeddings
         .into_iter()
         .enumerate()
-        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e.values}))
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": format.encode(&e.values)}))
         .collect();
     Ok(json!({
         "object": "list",
@@ -91,19 +94,32 @@ mod tests {
             json!({"model": "e", "input": ["a", "b"], "dimensions": 3, "encoding_format": "float"}),
         )
         .unwrap();
-        let out = batch_request(&req, "text-embedding-004", "gem").unwrap();
+        let (out, format) = batch_request(&req, "text-embedding-004", "gem").unwrap();
+        assert_eq!(format, EncodingFormat::Float);
         assert_eq!(
             out["requests"][1],
             json!({"model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 3})
         );
-        let list = embedding_list(
-            br#"{"embeddings":[{"values":[0.1,0.2]},{"values":[0.3,0.4]}]}"#,
-            "e",
-        )
-        .unwrap();
+        let batch = br#"{"embeddings":[{"values":[0.1,0.2]},{"values":[1.0,-2.0,0.5]}]}"#;
+        let list = embedding_list(batch, "e", EncodingFormat::Float).unwrap();
         assert_eq!(
             list["data"][1],
-            json!({"object": "embedding", "index": 1, "embedding": [0.3, 0.4]})
+            json!({"object": "embedding", "index": 1, "embedding": [1.0, -2.0, 0.5]})
+        );
+        let list = embedding_list(batch, "e", EncodingFormat::Base64).unwrap();
+        assert_eq!(
+            list["data"][1],
+            json!({"object": "embedding", "index": 1, "embedding": "AACAPwAAAMAAAAA/"})
+        );
+        let req: EmbeddingRequest = serde_json::from_value(
+            json!({"model": "e", "input": "a", "encoding_format": "base64"}),
+        )
+        .unwrap();
+        let (out, format) = batch_request(&req, "m", "gem").unwrap();
+        assert_eq!(format, EncodingFormat::Base64);
+        assert!(
+            out["requests"][0].get("encoding_format").is_none(),
+            "not sent to Gemini"
         );
         let req: EmbeddingRequest =
             serde_json::from_value(json!({"model": "e", "input": [[1, 2]]})).unwrap();

@@ -135,12 +135,13 @@ impl GeminiProvider {
                 })
             }
             RequestBody::Embeddings(req) => {
-                let body = embed::batch_request(req, model, &self.name)?;
+                let (body, format) = embed::batch_request(req, model, &self.name)?;
                 let response = self
                     .post(self.url(model, "batchEmbedContents")?, &body, &call)
                     .await?;
                 let bytes = self.read(response).await?;
-                let body = embed::embedding_list(&bytes, model).map_err(|e| self.unreadable(e))?;
+                let body =
+                    embed::embedding_list(&bytes, model, format).map_err(|e| self.unreadable(e))?;
                 Ok(Reply::Json {
                     status: StatusCode::OK,
                     body: Bytes::from(body.to_string()),
