@@ -1,7 +1,7 @@
 //! `kind: openai` is passed through faithfully: requests, replies, headers.
 
 use crate::helpers::*;
-use crate::upstream::{Upstream, PLAIN_BODY};
+use crate::upstream::{Upstream, EMBEDDINGS_BASE64, EMBEDDINGS_FLOAT, PLAIN_BODY};
 use serde_json::json;
 
 async fn app_with_upstream(models: &[(&str, &str)]) -> (TestApp, Upstream) {
@@ -105,5 +105,32 @@ async fn completions_and_embeddings_reach_their_upstream_paths() {
     assert_eq!(
         got.body,
         json!({"model": "echo-embed", "input": ["a", "b"], "encoding_format": "float", "dimensions": 3})
+    );
+}
+
+#[tokio::test]
+async fn embeddings_encoding_format_is_left_to_the_upstream() {
+    let (app, upstream) = app_with_upstream(&[("embed", "embed-base64")]).await;
+    for (format, reply) in [
+        (json!("base64"), EMBEDDINGS_BASE64),
+        (json!("float"), EMBEDDINGS_FLOAT),
+    ] {
+        let request = json!({"model": "up/embed", "input": ["a"], "encoding_format": format});
+        let res = app
+            .post("/v1/embeddings", ADMIN_KEY)
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), reply, "byte for byte");
+        let mut expected = request;
+        expected["model"] = json!("embed-base64");
+        assert_eq!(upstream.last().body, expected, "sent unchanged");
+    }
+    let reply: serde_json::Value = serde_json::from_str(EMBEDDINGS_BASE64).unwrap();
+    assert_eq!(
+        decode_base64_embedding(&reply["data"][0]["embedding"]),
+        [1.0, -2.0, 0.5]
     );
 }

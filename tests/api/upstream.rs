@@ -11,7 +11,9 @@
 //! - `huge`, `huge-chunked`: a 2 MiB JSON reply, with a length or chunked;
 //! - `ratelimited`, `ratelimited-stream`: `plain` / a short stream with rate-limit and
 //!   processing-time headers, and one internal header that must not be relayed;
-//! - `slow`: answers after 3 s.
+//! - `slow`: answers after 3 s;
+//! - `embed-base64`: an embeddings list, base64 ([`EMBEDDINGS_BASE64`]) when the request asks
+//!   for `encoding_format: base64` as OpenAI does, floats otherwise.
 //!
 //! Failure injection for the resilience tests:
 //! - `status-503`: always 503; `fail-twice`: 503 for its first two calls, then `plain`;
@@ -30,6 +32,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub const PLAIN_BODY: &str = r#"{"id":"up-1","object":"chat.completion","created":1700000000,"model":"plain","system_fingerprint":"fp_x","choices":[{"index":0,"message":{"role":"assistant","content":"from upstream","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14},"vendor_extension":{"nested":[1,2.5,"x",null,true]}}"#;
+
+/// One embedding, [1.0, -2.0, 0.5], as OpenAI encodes it for `encoding_format: base64`.
+pub const EMBEDDINGS_BASE64: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AACAPwAAAMAAAAA/"}],"model":"embed-base64","usage":{"prompt_tokens":1,"total_tokens":1}}"#;
+pub const EMBEDDINGS_FLOAT: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1.0,-2.0,0.5]}],"model":"embed-base64","usage":{"prompt_tokens":1,"total_tokens":1}}"#;
 
 pub use crate::helpers::Received;
 
@@ -258,6 +264,13 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
         }
         "stream-empty" => sse(vec![]),
+        "embed-base64" => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(if json["encoding_format"] == "base64" {
+                EMBEDDINGS_BASE64
+            } else {
+                EMBEDDINGS_FLOAT
+            }),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             HttpResponse::Ok().content_type("application/json").body(PLAIN_BODY)
