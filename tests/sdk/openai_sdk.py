@@ -3,11 +3,24 @@
 
 Usage: python3 tests/sdk/openai_sdk.py [path/to/switchboard]   (default: target/debug/switchboard)
 Starts the binary on port 0 in a temp folder, runs the checks, prints 'N passed, N failed'.
+
+Besides the shipped providers.d (copied to the temp folder), the gateway serves an openai, an
+azure and a gemini provider pointed at a small mock upstream this script starts on 127.0.0.1
+port 0, so the SDK's embeddings (base64 by default) are checked for every kind that has them.
+Nothing reaches the internet: the gateway gets no `*_API_KEY` variables, so the presets stay
+skipped.
 """
+import base64
+import http.server
+import json
 import os
+import re
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 
 import openai
@@ -16,11 +29,98 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "switchboard")
 
 
-def start(tmp):
-    env = dict(os.environ, RUST_LOG="warn", SWITCHBOARD_ADMIN_KEY="sk-sdk-admin")
+def vector(text):
+    """The mock upstream's embedding of `text`: values float32 holds exactly."""
+    return [float(len(text)), 0.5, -0.25, 0.125]
+
+
+class Upstream(http.server.ThreadingHTTPServer):
+    """One mock upstream for three wire formats, told apart by path; it records every request.
+
+    - `POST /v1/embeddings` (openai) and `POST /openai/deployments/{d}/embeddings` (azure):
+      floats, or base64 of float32 little-endian values when asked, as OpenAI answers;
+    - `POST /v1beta/models/{m}:batchEmbedContents` (gemini): Gemini's `{"embeddings": [...]}`.
+    """
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), UpstreamHandler)
+        self.received = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def origin(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def last(self, path_part):
+        return [r for r in self.received if path_part in r["path"]][-1]
+
+
+class UpstreamHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"null")
+        path, _, query = self.path.partition("?")
+        self.server.received.append(
+            {"path": path, "query": query, "headers": {k.lower(): v for k, v in self.headers.items()},
+             "body": body})
+        if path == "/v1/embeddings" or re.fullmatch(r"/openai/deployments/[^/]+/embeddings", path):
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            base64_asked = body.get("encoding_format") == "base64"
+
+            def encode(values):
+                if base64_asked:
+                    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+                return values
+            self.reply(200, {
+                "object": "list", "model": body.get("model", "deployment"),
+                "data": [{"object": "embedding", "index": i, "embedding": encode(vector(t))}
+                         for i, t in enumerate(inputs)],
+                "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+            })
+        elif re.fullmatch(r"/v1beta/models/[^/]+:batchEmbedContents", path):
+            self.reply(200, {"embeddings": [{"values": vector(r["content"]["parts"][0]["text"])}
+                                            for r in body["requests"]]})
+        else:
+            self.reply(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    def reply(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def providers_dir(tmp, upstream):
+    """The shipped providers.d plus one provider of each network kind on the mock upstream."""
+    folder = os.path.join(tmp, "providers.d")
+    shutil.copytree(os.path.join(ROOT, "providers.d"), folder)
+    files = {
+        "sdk-openai": f"kind: openai\nbase_url: {upstream.origin}/v1\napi_key: sk-mock-openai\n"
+                      "models: [sdk-openai-embed]\n",
+        "sdk-azure": f"kind: azure\nbase_url: {upstream.origin}\napi_key: mock-azure-key\n"
+                     "api_version: 2024-10-21\n"
+                     "models:\n  - name: sdk-azure-embed\n    upstream: embed-deployment\n",
+        "sdk-gemini": f"kind: gemini\nbase_url: {upstream.origin}/v1beta\napi_key: mock-gemini-key\n"
+                      "models: [sdk-gemini-embed]\n",
+    }
+    for name, yaml in files.items():
+        with open(os.path.join(folder, name + ".yaml"), "w") as f:
+            f.write(yaml)
+    return folder
+
+
+def start(tmp, providers):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(RUST_LOG="warn", SWITCHBOARD_ADMIN_KEY="sk-sdk-admin")
     proc = subprocess.Popen(
         [BINARY, "serve", "--listen", "127.0.0.1:0", "--data", os.path.join(tmp, "data"),
-         "--providers", os.path.join(ROOT, "providers.d"), "--policies", os.path.join(ROOT, "policies")],
+         "--providers", providers, "--policies", os.path.join(ROOT, "policies")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )
     for line in proc.stdout:
@@ -30,7 +130,12 @@ def start(tmp):
     raise RuntimeError("the gateway exited before listening")
 
 
-def checks(client):
+def as_float32(values):
+    """`values` at float32 precision, as a base64 embedding carries them."""
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
+
+
+def checks(client, upstream):
     def chat():
         r = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello sdk"}])
         assert r.choices[0].message.content == "hello sdk", r
@@ -64,6 +169,44 @@ def checks(client):
     def embeddings():
         r = client.embeddings.create(model="text-embedding-mock", input=["a", "b"])
         assert len(r.data) == 2 and len(r.data[0].embedding) == 8
+
+    # The SDK asks for base64 by default and decodes it; each kind must answer it.
+    def default_base64(model, inputs):
+        raw = client.embeddings.with_raw_response.create(model=model, input=inputs)
+        wire = raw.http_response.json()["data"]
+        assert all(isinstance(d["embedding"], str) for d in wire), wire
+        return [d.embedding for d in raw.parse().data]
+
+    def embeddings_base64_mock():
+        got = default_base64("text-embedding-mock", ["a", "b"])
+        floats = client.embeddings.create(model="text-embedding-mock", input=["a", "b"],
+                                          encoding_format="float")
+        assert got == [as_float32(d.embedding) for d in floats.data], (got, floats)
+        assert len(got[0]) == 8 and got[0] != got[1]
+
+    def embeddings_base64_openai():
+        got = default_base64("sdk-openai/sdk-openai-embed", ["hi", "there"])
+        assert got == [vector("hi"), vector("there")], got
+        sent = upstream.last("/v1/embeddings")
+        assert sent["body"]["encoding_format"] == "base64", sent
+        assert sent["headers"]["authorization"] == "Bearer sk-mock-openai"
+
+    def embeddings_base64_azure():
+        got = default_base64("sdk-azure/sdk-azure-embed", ["hi", "there"])
+        assert got == [vector("hi"), vector("there")], got
+        sent = upstream.last("/openai/deployments/embed-deployment/embeddings")
+        assert sent["body"]["encoding_format"] == "base64", sent
+        assert sent["query"] == "api-version=2024-10-21" and sent["headers"]["api-key"] == "mock-azure-key"
+
+    def embeddings_base64_gemini():
+        got = default_base64("sdk-gemini/sdk-gemini-embed", ["hi", "there"])
+        assert got == [vector("hi"), vector("there")], got
+        sent = upstream.last(":batchEmbedContents")
+        assert sent["path"] == "/v1beta/models/sdk-gemini-embed:batchEmbedContents", sent
+        assert "encoding_format" not in json.dumps(sent["body"]), sent
+        floats = client.embeddings.create(model="sdk-gemini/sdk-gemini-embed", input="hi",
+                                          encoding_format="float")
+        assert floats.data[0].embedding == vector("hi"), floats
 
     def completions():
         r = client.completions.create(model="echo", prompt="echo me")
@@ -118,7 +261,8 @@ def checks(client):
         else:
             raise AssertionError("expected BadRequestError")
 
-    return [chat, chat_raw_headers, stream, models, embeddings, completions,
+    return [chat, chat_raw_headers, stream, models, embeddings, embeddings_base64_mock,
+            embeddings_base64_openai, embeddings_base64_azure, embeddings_base64_gemini, completions,
             unknown_model_is_not_found, bad_key_is_authentication_error,
             alias_falls_back_to_the_mock, temperature_zero_is_cached, canary_variant_is_reported,
             long_conversations_are_rejected]
@@ -126,11 +270,12 @@ def checks(client):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start(tmp)
+        upstream = Upstream()
+        proc, base = start(tmp, providers_dir(tmp, upstream))
         try:
             client = openai.OpenAI(base_url=base + "/v1", api_key="sk-sdk-admin", max_retries=0)
             passed = failed = 0
-            for check in checks(client):
+            for check in checks(client, upstream):
                 try:
                     check()
                     passed += 1
@@ -144,6 +289,7 @@ def main():
         finally:
             proc.kill()
             proc.wait()
+            upstream.shutdown()
 
 
 if __name__ == "__main__":
