@@ -240,8 +240,16 @@ fn usage_of_reply(body: &[u8]) -> Option<Option<Usage>> {
         #[serde(borrow, default)]
         usage: Option<&'a serde_json::value::RawValue>,
     }
+    // serde would also read a struct from a JSON array; a reply is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     let reply: Reply = serde_json::from_slice(body).ok()?;
-    Some(reply.usage.and_then(|raw| serde_json::from_str(raw.get()).ok()))
+    Some(
+        reply
+            .usage
+            .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+    )
 }
 
 /// OpenAI's own stream: payloads pass untouched until `[DONE]`; a body that ends without
@@ -279,8 +287,19 @@ mod tests {
         assert_eq!(usage.flatten().map(|u| u.total_tokens), Some(3));
         assert_eq!(usage_of_reply(br#"{"id":"x","usage":null}"#), Some(None));
         assert_eq!(usage_of_reply(br#"{"id":"x","usage":"odd"}"#), Some(None));
-        for bad in [&b""[..], b"<html>oops</html>", b"{\"id\":\"x\",", b"\"text\"", b"[1]"] {
-            assert_eq!(usage_of_reply(bad), None, "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"<html>oops</html>",
+            b"{\"id\":\"x\",",
+            b"\"text\"",
+            b"[1]",
+        ] {
+            assert_eq!(
+                usage_of_reply(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -124,7 +124,8 @@ mod tests {
     #[test]
     fn every_occurrence_of_every_secret_is_masked() {
         let secrets = vec!["sk-live-abcdef123".to_string(), "hdr-token".to_string()];
-        let text = "Incorrect API key provided: Bearer sk-live-abcdef123 (hdr-token, sk-live-abcdef123)";
+        let text =
+            "Incorrect API key provided: Bearer sk-live-abcdef123 (hdr-token, sk-live-abcdef123)";
         assert_eq!(
             redact(text, &secrets),
             "Incorrect API key provided: Bearer [redacted] ([redacted], [redacted])"

@@ -144,7 +144,8 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(max as u64) as usize);
+    let mut body =
+        bytes::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(max as u64) as usize);
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| transport_error(provider, e))?;

@@ -232,7 +232,14 @@ async fn an_upstream_that_echoes_its_credentials_has_them_redacted_everywhere() 
 #[tokio::test]
 async fn a_200_that_is_not_json_is_a_502_retried_and_never_cached() {
     let upstream = Upstream::start().await;
-    let yaml = upstream.provider_yaml(&[("html", "html-200"), ("empty", "empty-200")]);
+    // The breaker stays on, opening later than these twelve failures in a row.
+    let yaml = upstream
+        .provider_yaml(&[("html", "html-200"), ("empty", "empty-200")])
+        .replacen(
+            "kind: openai\n",
+            "kind: openai\nbreaker: { consecutive_failures: 20 }\n",
+            1,
+        );
     let app = spawn(
         Spawn::default()
             .provider("up", yaml)
@@ -262,6 +269,16 @@ async fn a_200_that_is_not_json_is_a_502_retried_and_never_cached() {
             );
         }
     }
+    // Each was a failure for the breaker.
+    let providers = admin_json(&app, "/admin/providers").await;
+    let up = providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "up")
+        .unwrap();
+    assert_eq!(up["health"]["consecutive_failures"], 12, "{up}");
+
     // A fallback serves when there is one.
     let res = app
         .chat(ADMIN_KEY, json!({"model": "fallback", "messages": msg}))
@@ -274,8 +291,16 @@ async fn a_200_that_is_not_json_is_a_502_retried_and_never_cached() {
 async fn a_reply_over_max_response_bytes_is_a_502_without_being_read_whole() {
     let upstream = Upstream::start().await;
     let yaml = upstream
-        .provider_yaml(&[("huge", "huge"), ("huge-chunked", "huge-chunked"), ("plain", "plain")])
-        .replacen("kind: openai\n", "kind: openai\nmax_response_bytes: 1048576\n", 1);
+        .provider_yaml(&[
+            ("huge", "huge"),
+            ("huge-chunked", "huge-chunked"),
+            ("plain", "plain"),
+        ])
+        .replacen(
+            "kind: openai\n",
+            "kind: openai\nmax_response_bytes: 1048576\n",
+            1,
+        );
     let app = spawn(Spawn::default().provider("up", yaml)).await;
     let msg = json!([{"role": "user", "content": "x"}]);
     for model in ["huge", "huge-chunked"] {
@@ -285,7 +310,10 @@ async fn a_reply_over_max_response_bytes_is_a_502_without_being_read_whole() {
         assert_eq!(res.headers()["x-switchboard-attempts"], "1", "not retried");
         let body = assert_error(res, 502).await;
         assert_eq!(body["error"]["code"], "upstream_response_too_large");
-        assert!(body["error"]["message"].as_str().unwrap().contains("1048576"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"));
     }
     let res = app
         .chat(ADMIN_KEY, json!({"model": "plain", "messages": msg}))
