@@ -40,7 +40,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 8 << 20).unwrap();
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let engine = Arc::new(engine::build());
+    let engine = Arc::new(engine::build(switchboard::Settings::DEFAULT_BODY_LIMIT));
     let env = PolicyEnv {
         counters: store.counters.clone(),
         assignments: store.assignments.clone(),

@@ -241,7 +241,9 @@ fn check(args: FolderArgs) -> ExitCode {
             failed += errors.0.len();
         }
     }
-    let engine = std::sync::Arc::new(policy::engine::build());
+    let engine = std::sync::Arc::new(policy::engine::build(
+        switchboard::Settings::DEFAULT_BODY_LIMIT,
+    ));
     match policy::PolicySet::load_dir(engine, &args.policies, false) {
         Ok(set) => {
             for name in set.script_names() {

@@ -55,7 +55,7 @@ impl Application {
             tracing::warn!(dir = %settings.providers_dir.display(), "no provider is enabled; every model request will be a 404");
         }
 
-        let engine = std::sync::Arc::new(crate::policy::engine::build());
+        let engine = std::sync::Arc::new(crate::policy::engine::build(settings.body_limit));
         let policies = PolicySet::load_dir(
             engine.clone(),
             &settings.policies_dir,

@@ -151,7 +151,9 @@ pub struct Report {
 
 /// Loads the policies in `dir` and runs every fixture in `dir/tests`.
 pub fn run_dir(dir: &Path) -> Result<Report, String> {
-    let engine = Arc::new(super::engine::build());
+    let engine = Arc::new(super::engine::build(
+        crate::settings::Settings::DEFAULT_BODY_LIMIT,
+    ));
     let policies = PolicySet::load_dir(engine, dir, false).map_err(|errors| {
         errors
             .iter()

@@ -339,7 +339,7 @@ mod tests {
     fn run(script: &str, body: &str) -> (RequestBody, Decision) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rhai"), script).unwrap();
-        let set = PolicySet::load_dir(Arc::new(engine::build()), dir.path(), false).unwrap();
+        let set = PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false).unwrap();
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path(), 1 << 20).unwrap();
         let env = PolicyEnv {
@@ -391,5 +391,100 @@ mod tests {
         let json = body.to_json_value();
         assert_eq!(json["temperature"], 0.1);
         assert!(json.get("top_p").is_none());
+    }
+
+    fn load(script: &str) -> Result<PolicySet, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rhai"), script).unwrap();
+        PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false)
+            .map(|set| set)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn try_run(script: &str, body: &str) -> Result<Decision, String> {
+        let set = load(script)?;
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open(data.path(), 1 << 20).unwrap();
+        let env = PolicyEnv {
+            counters: store.counters.clone(),
+            assignments: store.assignments.clone(),
+            simulate: true,
+        };
+        let body = RequestBody::Chat(serde_json::from_str(body).unwrap());
+        let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
+        set.on_request(body, key, vec![], env)
+            .map(|(_, d)| d)
+            .map_err(|f| f.to_string())
+    }
+
+    #[test]
+    fn scripts_can_neither_eval_nor_import() {
+        let err = load(r#"fn on_request(req, ctx) { eval("ctx.tag(\"a\", \"b\")"); }"#)
+            .err()
+            .expect("eval does not compile");
+        assert!(err.contains("eval"), "{err}");
+        // A module next to the script would be found by rhai's default file resolver.
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("helper");
+        std::fs::write(module.with_extension("rhai"), "fn f() { 1 }").unwrap();
+        let err = try_run(
+            &format!(
+                r#"fn on_request(req, ctx) {{ import "{}" as m; ctx.tag("f", m::f().to_string()); }}"#,
+                module.display()
+            ),
+            r#"{"model":"m","messages":[]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("helper"), "{err}");
+    }
+
+    #[test]
+    fn one_costly_operation_cannot_stretch_the_time_budget() {
+        let too_big = try_run(
+            r#"fn on_request(req, ctx) { let a = []; a.pad(100000, 0); }"#,
+            r#"{"model":"m","messages":[]}"#,
+        )
+        .unwrap_err();
+        assert!(too_big.contains("Size of array"), "{too_big}");
+        let started = std::time::Instant::now();
+        let overrun = try_run(
+            r#"fn on_request(req, ctx) { let a = []; a.pad(10000, 0); loop { a.contains(1); } }"#,
+            r#"{"model":"m","messages":[]}"#,
+        )
+        .unwrap_err();
+        assert!(overrun.contains("time budget"), "{overrun}");
+        // The budget is 50 ms; the documented margin is 100 ms. The bound checked here is
+        // loose so a slow, shared test machine cannot fail it: before the clock was read every
+        // 16 operations, this loop ran for seconds.
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn messages_longer_than_a_mebibyte_are_readable() {
+        let long = "word ".repeat(300_000); // 1.5 MB
+        let body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": long}]});
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.rhai"),
+            r#"fn on_request(req, ctx) { ctx.tag("len", req.messages[0].content.len().to_string()); }"#,
+        )
+        .unwrap();
+        let set = PolicySet::load_dir(Arc::new(engine::build(4 << 20)), dir.path(), false).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open(data.path(), 1 << 20).unwrap();
+        let env = PolicyEnv {
+            counters: store.counters.clone(),
+            assignments: store.assignments.clone(),
+            simulate: true,
+        };
+        let body = RequestBody::Chat(serde_json::from_value(body).unwrap());
+        let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
+        let (_, decision) = set.on_request(body, key, vec![], env).unwrap();
+        assert_eq!(decision.tags["len"], "1500000");
     }
 }
