@@ -224,8 +224,13 @@ impl Reloader {
                 );
             }
         }
-        // An unchanged check by the watcher does not hide the outcome of a real attempt.
-        if outcome != Outcome::Unchanged || last.is_none() || force {
+        // An unchanged check by the watcher does not hide the outcome of a real attempt, except
+        // a rollback whose cause is gone: the files match the running configuration again
+        // (a deleted folder was restored, a broken edit undone), so its errors no longer hold.
+        let resolves_rollback = last
+            .as_ref()
+            .is_some_and(|l| l.outcome == Outcome::RolledBack);
+        if outcome != Outcome::Unchanged || last.is_none() || force || resolves_rollback {
             *last = Some(attempt.clone());
         }
         attempt
@@ -327,7 +332,9 @@ fn watch_loop(reloader: Weak<Reloader>) {
         }
     };
     let mut identities: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
-    let mut pending: Option<Instant> = None;
+    // A change made between the start's load and the watch being armed raised no event:
+    // check once now, so it is not missed until some later change.
+    let mut pending: Option<Instant> = Some(Instant::now() - DEBOUNCE);
     // Set when an event concerns a watched folder itself (deleted, moved): its watch is dead,
     // and a folder made again may reuse the old inode, so identity alone cannot tell.
     let mut folder_touched = false;

@@ -111,7 +111,19 @@ impl PolicySet {
         };
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(set),
+            // A folder deleted at run time (or never made) is an error, not "no policies": a
+            // reload then keeps the last good set, so quotas and rejections cannot vanish
+            // because a folder went missing. An empty folder is a valid empty set.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(vec![LoadError {
+                    file: dir.to_path_buf(),
+                    line: None,
+                    column: None,
+                    message: "the policies folder does not exist; create it (an empty folder \
+                              means no policies)"
+                        .to_string(),
+                }])
+            }
             Err(e) => {
                 return Err(vec![LoadError {
                     file: dir.to_path_buf(),

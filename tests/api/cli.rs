@@ -84,6 +84,7 @@ fn serve_with(
     providers: &Path,
     extra: &[&str],
 ) -> (Running, String, Vec<String>) {
+    std::fs::create_dir_all(base.join("policies")).unwrap();
     let mut child = cmd
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)

@@ -289,7 +289,7 @@ async fn a_deleted_and_recreated_folder_is_watched_again() {
     let dir = policies(&app);
     std::fs::remove_dir_all(&dir).unwrap();
     within(Duration::from_secs(2), || async {
-        config(&app).await["version"].as_u64() >= Some(1)
+        config(&app).await["last_reload"]["outcome"] == "rolled_back"
     })
     .await;
     std::fs::create_dir_all(&dir).unwrap();
@@ -389,4 +389,55 @@ async fn admin_reload_reports_errors_and_needs_an_admin_key() {
         .as_str()
         .unwrap()
         .contains("nonsense"));
+}
+
+#[tokio::test]
+async fn a_deleted_folder_keeps_the_last_good_config_and_an_empty_one_is_valid() {
+    let app = spawn(Spawn::default().provider("mock", MOCK).policy(
+        "quota.rhai",
+        r#"fn on_request(req, ctx) { ctx.reject(429, "quota"); }"#,
+    ))
+    .await;
+    let status = || async {
+        app.chat(ADMIN_KEY, json!({"model": "echo", "messages": []}))
+            .await
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status().await, 429);
+
+    // Deleting either folder is an error: the running configuration stays, quota included.
+    for folder in ["policies", "providers.d"] {
+        let dir = app._dir.path().join(folder);
+        let files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        within(Duration::from_secs(3), || async {
+            let cfg = config(&app).await;
+            cfg["last_reload"]["outcome"] == "rolled_back"
+                && cfg["last_reload"]["errors"].to_string().contains(folder)
+        })
+        .await;
+        assert_eq!(
+            status().await,
+            429,
+            "{folder} deleted: the quota still holds"
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        for (path, bytes) in &files {
+            std::fs::write(path, bytes).unwrap();
+        }
+        within(Duration::from_secs(3), || async {
+            let cfg = config(&app).await;
+            cfg["last_reload"]["outcome"] != "rolled_back"
+        })
+        .await;
+    }
+
+    // An empty policies folder is valid: no policies.
+    std::fs::remove_file(policies(&app).join("quota.rhai")).unwrap();
+    within(Duration::from_secs(3), || async { status().await == 200 }).await;
 }
