@@ -444,6 +444,19 @@ async fn dashboard_in_a_real_browser() {
 
     let problems = console_problems(&d).await;
     assert!(problems.is_empty(), "console: {problems:#?}");
+
+    // Swagger UI works under its Content-Security-Policy: the operations of the proxy document
+    // render, and the browser reports no violation.
+    d.goto(&app.url("/docs/")).await;
+    d.wait_for(
+        "Swagger UI's operations",
+        "return document.querySelectorAll('.opblock').length > 0",
+        json!([]),
+    )
+    .await;
+    shot(&d, &dir, "30-docs").await;
+    let problems = console_problems(&d).await;
+    assert!(problems.is_empty(), "console on /docs: {problems:#?}");
     d.quit().await;
     eprintln!(
         "dashboard e2e passed in {:.1}s; screenshots in {}",

@@ -59,6 +59,42 @@ async fn documents_and_swagger_ui_are_served_without_a_key() {
     );
 }
 
+#[tokio::test]
+async fn responses_are_never_sniffed_and_the_docs_cannot_be_framed() {
+    let app = spawn_mock().await;
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(docs.headers()["x-frame-options"], "DENY");
+    assert_eq!(docs.headers()["x-content-type-options"], "nosniff");
+    for res in [
+        app.get("/v1/models", ADMIN_KEY).send().await.unwrap(),
+        app.client.get(app.url("/v1/nowhere")).send().await.unwrap(),
+        app.client
+            .get(app.url("/openapi/proxy.json"))
+            .send()
+            .await
+            .unwrap(),
+        app.client.get(app.url("/health")).send().await.unwrap(),
+    ] {
+        assert_eq!(
+            res.headers()["x-content-type-options"],
+            "nosniff",
+            "{}",
+            res.url()
+        );
+    }
+    // The dashboard keeps its own, stricter policy.
+    let dashboard = app.client.get(app.url("/dashboard")).send().await.unwrap();
+    let csp = dashboard.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+}
+
 /// Route paths as the source registers them (`resource("...")`, `.route("...")`), so a new
 /// route is caught here without anyone remembering to list it.
 fn registered_paths() -> BTreeSet<String> {
