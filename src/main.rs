@@ -12,6 +12,15 @@ use switchboard::{config, policy, Application, Settings};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` runs (hence a static, not code). By default it keeps
+/// freed pages for ten seconds and purges them only when some thread allocates again, so after
+/// a burst of large replies an idle gateway held about 1 GB for a long time. A background
+/// thread now purges, and freed pages go back to the system after one second.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &u8 =
+    &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0"[0];
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",

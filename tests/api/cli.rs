@@ -385,3 +385,30 @@ fn acknowledged_key_changes_survive_a_kill_right_after() {
         );
     }
 }
+
+#[test]
+fn the_allocator_returns_freed_memory_promptly() {
+    // jemalloc prints the options it runs with at exit when asked to; the binary must run
+    // with a background purging thread and one-second decay (see main.rs).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mock.yaml"), "kind: mock\nmodels: [a]\n").unwrap();
+    let out = bin()
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .arg("check")
+        .arg("--providers")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 1000",
+    ] {
+        assert!(
+            stats.contains(line),
+            "{line} missing from jemalloc's options"
+        );
+    }
+}
