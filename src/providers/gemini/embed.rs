@@ -4,6 +4,7 @@
 //! records none. Gemini always answers floats; `encoding_format: base64` is done here.
 
 use crate::providers::embeddings::EncodingFormat;
+use crate::providers::unsupported::Unmapped;
 use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::EmbeddingRequest;
@@ -15,6 +16,7 @@ pub fn batch_request(
     req: &EmbeddingRequest,
     model: &str,
     provider: &str,
+    unmapped: &mut Unmapped,
 ) -> Result<(Value, EncodingFormat), ProviderError> {
     let format = EncodingFormat::of(req, provider)?;
     let bad = |message: String| unsupported(provider, message);
@@ -34,11 +36,12 @@ pub fn batch_request(
             "dimensions" => dimensions = Some(value.clone()),
             "encoding_format" => {} // checked above
             "user" => {}
-            _ => {
-                return Err(bad(format!(
-                    "parameter `{key}` is not supported by Gemini embeddings"
-                )))
-            }
+            _ => unmapped
+                .handle(
+                    key,
+                    format!("parameter `{key}` is not supported by Gemini embeddings"),
+                )
+                .map_err(bad)?,
         }
     }
     let requests: Vec<Value> = texts
@@ -94,7 +97,13 @@ mod tests {
             json!({"model": "e", "input": ["a", "b"], "dimensions": 3, "encoding_format": "float"}),
         )
         .unwrap();
-        let (out, format) = batch_request(&req, "text-embedding-004", "gem").unwrap();
+        let (out, format) = batch_request(
+            &req,
+            "text-embedding-004",
+            "gem",
+            &mut Unmapped::new(Default::default()),
+        )
+        .unwrap();
         assert_eq!(format, EncodingFormat::Float);
         assert_eq!(
             out["requests"][1],
@@ -115,7 +124,8 @@ mod tests {
             json!({"model": "e", "input": "a", "encoding_format": "base64"}),
         )
         .unwrap();
-        let (out, format) = batch_request(&req, "m", "gem").unwrap();
+        let (out, format) =
+            batch_request(&req, "m", "gem", &mut Unmapped::new(Default::default())).unwrap();
         assert_eq!(format, EncodingFormat::Base64);
         assert!(
             out["requests"][0].get("encoding_format").is_none(),
@@ -123,6 +133,6 @@ mod tests {
         );
         let req: EmbeddingRequest =
             serde_json::from_value(json!({"model": "e", "input": [[1, 2]]})).unwrap();
-        assert!(batch_request(&req, "m", "gem").is_err());
+        assert!(batch_request(&req, "m", "gem", &mut Unmapped::new(Default::default())).is_err());
     }
 }

@@ -135,7 +135,8 @@ impl GeminiProvider {
                 })
             }
             RequestBody::Embeddings(req) => {
-                let (body, format) = embed::batch_request(req, model, &self.name)?;
+                let mut unmapped = Unmapped::new(self.unsupported_params);
+                let (body, format) = embed::batch_request(req, model, &self.name, &mut unmapped)?;
                 let response = self
                     .post(self.url(model, "batchEmbedContents")?, &body, &call)
                     .await?;
@@ -146,7 +147,7 @@ impl GeminiProvider {
                     status: StatusCode::OK,
                     body: Bytes::from(body.to_string()),
                     usage: None,
-                    headers: Vec::new(),
+                    headers: upstream::dropped_header(&unmapped.dropped),
                 })
             }
             RequestBody::Completions(_) => Err(unsupported(
