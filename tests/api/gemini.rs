@@ -312,4 +312,15 @@ async fn with_unsupported_params_drop_they_are_left_out_and_listed() {
         "a mapped parameter still goes"
     );
     assert!(!sent.to_string().contains("logprobs") && !sent.to_string().contains("reasoning"));
+
+    // Embeddings too.
+    let res = app
+        .post("/v1/embeddings", ADMIN_KEY)
+        .json(&json!({"model": "gem/embed", "input": ["a", "b"], "truncate": "END"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchboard-dropped-params"], "truncate");
+    assert!(!upstream.last().body.to_string().contains("truncate"));
 }
