@@ -1,5 +1,6 @@
 //! `encoding_format` for the embeddings the gateway builds itself (`kind: gemini` and
-//! `kind: mock`; `openai` and `azure` pass the field upstream, which does the encoding).
+//! `kind: mock`; `openai` and `azure` pass the field upstream, which does the encoding), and
+//! what counts as one input.
 //!
 //! OpenAI answers `encoding_format: "base64"` with each vector as one string: its values as
 //! float32, little-endian, in standard base64 with padding. The official Python and Node SDKs
@@ -11,6 +12,15 @@ use actix_web::http::StatusCode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
+
+/// The inputs of an embeddings request as OpenAI counts them: each item of an array of
+/// strings or of token arrays; a string, or one token array (an array of numbers), is one.
+pub fn inputs(input: &Value) -> &[Value] {
+    match input {
+        Value::Array(items) if items.is_empty() || !items.iter().all(Value::is_number) => items,
+        one => std::slice::from_ref(one),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodingFormat {
@@ -95,6 +105,16 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn inputs_are_counted_as_openai_counts_them() {
+        let count = |input: Value| inputs(&input).len();
+        assert_eq!(count(json!("one")), 1);
+        assert_eq!(count(json!([1, 2, 3])), 1, "one token array");
+        assert_eq!(count(json!(["a", "b"])), 2);
+        assert_eq!(count(json!([[1, 2], [3]])), 2);
+        assert_eq!(count(json!([])), 0);
     }
 
     #[test]

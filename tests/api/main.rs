@@ -12,6 +12,7 @@ mod admin;
 mod anthropic;
 mod auth;
 mod azure;
+mod bounds;
 mod cli;
 mod dashboard;
 mod dashboard_e2e;
