@@ -181,6 +181,7 @@ async fn proxy(
     started: Instant,
     log: &LogEntry,
 ) -> Result<HttpResponse, Failure> {
+    super::bounds::check(&body)?;
     let snapshot = state.snapshot();
     let requested = body.model().to_string();
     let env = PolicyEnv {

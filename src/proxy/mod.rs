@@ -2,6 +2,7 @@
 
 pub mod aftermath;
 pub mod body;
+pub mod bounds;
 pub mod cache;
 pub mod forward;
 pub mod models;

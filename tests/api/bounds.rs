@@ -3,6 +3,7 @@
 //! mock provider builds and what a stream's capture keeps) a documented cap.
 
 use crate::helpers::*;
+use crate::upstream::Upstream;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -14,6 +15,125 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> (reqwest::Response, Du
     let started = Instant::now();
     let res = app.post(path, ADMIN_KEY).json(body).send().await.unwrap();
     (res, started.elapsed())
+}
+
+/// Asserts a fast 400 `invalid_request_error` with `param` and `code`, whose message names
+/// `bound`, refused before any upstream call.
+async fn assert_refused(
+    (res, took): (reqwest::Response, Duration),
+    param: &str,
+    code: &str,
+    bound: &str,
+) {
+    assert!(took < FAST, "the refusal took {took:?}");
+    assert_eq!(res.headers()["x-switchboard-attempts"], "0");
+    let body = assert_error(res, 400).await;
+    let err = &body["error"];
+    assert_eq!(err["type"], "invalid_request_error", "{body}");
+    assert_eq!(err["param"], param, "{body}");
+    assert_eq!(err["code"], code, "{body}");
+    assert!(
+        err["message"].as_str().unwrap().contains(bound),
+        "the message names the bound {bound}: {body}"
+    );
+}
+
+/// The mock, an openai-kind upstream and a gemini-kind upstream, all serving embeddings.
+async fn embedding_kinds() -> (TestApp, Upstream, crate::recorder::Recorder) {
+    let openai = Upstream::start().await;
+    let gemini = crate::gemini_upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("mock", "kind: mock\nmodels: [echo, text-embedding-mock]\n")
+            .provider("up", openai.provider_yaml(&[("embed", "embed-base64")]))
+            .provider("gm", crate::gemini_upstream::provider_yaml(&gemini)),
+    )
+    .await;
+    (app, openai, gemini)
+}
+
+const EMBEDDING_MODELS: [&str; 3] = ["mock/text-embedding-mock", "up/embed", "gm/embed"];
+
+#[tokio::test]
+async fn more_than_2048_embedding_inputs_are_a_fast_400_on_every_kind() {
+    let (app, openai, gemini) = embedding_kinds().await;
+    for model in EMBEDDING_MODELS {
+        for input in [json!(vec![""; 2049]), json!(vec![[1, 2]; 2049])] {
+            let body = json!({"model": model, "input": input});
+            assert_refused(
+                post(&app, "/v1/embeddings", &body).await,
+                "input",
+                "too_many_inputs",
+                "2048",
+            )
+            .await;
+        }
+    }
+    assert!(openai.received().is_empty(), "no upstream was called");
+    assert!(gemini.received().is_empty(), "no upstream was called");
+
+    // The security review's request: 24 KB of 8,000 empty strings at 4096 dimensions.
+    let hostile =
+        json!({"model": "text-embedding-mock", "input": vec![""; 8000], "dimensions": 4096});
+    assert!(serde_json::to_vec(&hostile).unwrap().len() < 25_000);
+    assert_refused(
+        post(&app, "/v1/embeddings", &hostile).await,
+        "input",
+        "too_many_inputs",
+        "2048",
+    )
+    .await;
+
+    // At the bound it is served; one token array is one input, however long.
+    let (res, _) = post(
+        &app,
+        "/v1/embeddings",
+        &json!({"model": "text-embedding-mock", "input": vec![""; 2048]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2048);
+    let tokens: Vec<u32> = (0..5000).collect();
+    let (res, _) = post(
+        &app,
+        "/v1/embeddings",
+        &json!({"model": "text-embedding-mock", "input": tokens}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn dimensions_above_8192_are_a_fast_400_on_every_kind() {
+    let (app, openai, gemini) = embedding_kinds().await;
+    for model in EMBEDDING_MODELS {
+        for dimensions in [json!(8193), json!(1u64 << 40), json!(1e300)] {
+            let body = json!({"model": model, "input": "x", "dimensions": dimensions});
+            assert_refused(
+                post(&app, "/v1/embeddings", &body).await,
+                "dimensions",
+                "dimensions_too_large",
+                "8192",
+            )
+            .await;
+        }
+    }
+    assert!(openai.received().is_empty(), "no upstream was called");
+    assert!(gemini.received().is_empty(), "no upstream was called");
+
+    // 8192 itself is honoured.
+    let (res, _) = post(
+        &app,
+        "/v1/embeddings",
+        &json!({"model": "text-embedding-mock", "input": "x", "dimensions": 8192}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8192);
 }
 
 #[tokio::test]
