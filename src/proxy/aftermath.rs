@@ -42,7 +42,8 @@ pub struct Aftermath {
 pub struct Completed {
     pub status: u16,
     pub usage: Option<Usage>,
-    /// The JSON body, or the stream's payloads; only needed when caching.
+    /// The JSON body, or the stream's payloads; only needed when caching or logging bodies.
+    /// A stream whose payloads outgrew the relay's capture bound has neither.
     pub body: Option<Bytes>,
     pub payloads: Vec<Bytes>,
     /// False when a stream broke or the client left: such a reply is never cached.
@@ -63,7 +64,8 @@ impl Aftermath {
             }
         }
         if let Some(put) = &self.cache_put {
-            if done.complete && done.status == 200 {
+            let kept = done.body.is_some() || !done.payloads.is_empty();
+            if done.complete && done.status == 200 && kept {
                 self.store(put, &done);
             }
         }

@@ -4,10 +4,13 @@
 //! [`check`] runs once, on the parsed request, before policies or any provider see it; each
 //! bound exceeded is a 400 (`invalid_request_error`) naming the field in `param` and the bound
 //! in the message. What a provider builds itself has bounds of its own (the mock's reply and
-//! embeddings, see `providers::mock`). The README lists them all under "Bounds per request".
+//! embeddings, see `providers::mock`), and [`capture_limit`] bounds what a stream keeps for
+//! the cache and the request log. The README lists them all under "Bounds per request".
 
+use crate::config::raw::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::error::ApiError;
 use crate::providers::embeddings;
+use crate::snapshot::Snapshot;
 use crate::wire::RequestBody;
 use serde_json::Value;
 
@@ -43,6 +46,18 @@ pub fn check(body: &RequestBody) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// The most payload bytes a relayed stream keeps for the cache and the request log: the
+/// serving provider's `max_response_bytes`, the bound its non-streamed replies have. A stream
+/// past it is still relayed whole, but is neither cached nor logged.
+pub fn capture_limit(snapshot: &Snapshot, provider: &str) -> usize {
+    snapshot
+        .config
+        .providers
+        .iter()
+        .find(|p| p.name == provider)
+        .map_or(DEFAULT_MAX_RESPONSE_BYTES, |p| p.max_response_bytes)
 }
 
 #[cfg(test)]

@@ -395,7 +395,12 @@ async fn proxy(
             let capture = (after.cache_put.is_some() && cache::cacheable(&body))
                 || after.accountant.log_bodies;
             let relay = Relay::new(events, !client_wants_usage, Some(stream_finish(after)));
-            sse(&mut response, if capture { relay.capture() } else { relay })
+            let relay = if capture {
+                relay.capture(super::bounds::capture_limit(&snapshot, &target.provider))
+            } else {
+                relay
+            };
+            sse(&mut response, relay)
         }
     })
 }

@@ -4,7 +4,7 @@
 //! `data: [DONE]`; a broken upstream ends with an in-band error event and no `[DONE]`, so a
 //! truncated answer never looks complete. Usage is read off the stream as it passes; the usage
 //! chunk the gateway asked for on the client's behalf is not forwarded to a client that did
-//! not ask for it.
+//! not ask for it. Payloads kept for the cache and the request log are bounded in bytes.
 
 use crate::error::ApiError;
 use crate::providers::{EventStream, ProviderError};
@@ -25,7 +25,9 @@ pub struct StreamOutcome {
     pub error: Option<String>,
     /// True when the client went away before the end.
     pub client_gone: bool,
-    /// Every payload, the stripped usage chunk included, when capture was asked for (caching).
+    /// Every payload, the stripped usage chunk included, when capture was asked for (caching,
+    /// logging bodies). Empty when the payloads outgrew the capture's bound: a partial reply
+    /// is worth neither caching nor logging.
     pub payloads: Vec<Bytes>,
 }
 
@@ -35,7 +37,8 @@ pub type OnFinish = Box<dyn FnOnce(StreamOutcome) + Send>;
 pub struct Relay {
     events: EventStream,
     strip_usage_chunk: bool,
-    capture: bool,
+    /// Bytes that capture may still keep; `None` when not capturing (or no longer).
+    capture_room: Option<usize>,
     outcome: StreamOutcome,
     on_finish: Option<OnFinish>,
     done: bool,
@@ -46,17 +49,39 @@ impl Relay {
         Relay {
             events,
             strip_usage_chunk,
-            capture: false,
+            capture_room: None,
             outcome: StreamOutcome::default(),
             on_finish,
             done: false,
         }
     }
 
-    /// Keeps a copy of every payload for the finish callback (to fill the cache).
-    pub fn capture(mut self) -> Self {
-        self.capture = true;
+    /// Keeps a copy of every payload for the finish callback (to fill the cache, or the
+    /// request log), up to `max_bytes` of payloads. Past that, capture stops and what was kept
+    /// is dropped; the stream itself goes on to the client unchanged.
+    pub fn capture(mut self, max_bytes: usize) -> Self {
+        self.capture_room = Some(max_bytes);
         self
+    }
+
+    fn keep(&mut self, payload: &Bytes) {
+        let Some(room) = self.capture_room else {
+            return;
+        };
+        match room.checked_sub(payload.len()) {
+            Some(left) => {
+                self.capture_room = Some(left);
+                self.outcome.payloads.push(payload.clone());
+            }
+            None => {
+                tracing::debug!(
+                    kept = self.outcome.payloads.len(),
+                    "a streamed reply outgrew its capture bound; it is not cached or logged"
+                );
+                self.capture_room = None;
+                self.outcome.payloads = Vec::new();
+            }
+        }
     }
 
     fn finish(&mut self) {
@@ -102,9 +127,7 @@ impl Stream for Relay {
             match self.events.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(payload))) => {
-                    if self.capture {
-                        self.outcome.payloads.push(payload.clone());
-                    }
+                    self.keep(&payload);
                     if self.inspect(&payload) {
                         continue;
                     }
@@ -197,6 +220,35 @@ mod tests {
         let outcome = seen.lock().unwrap().clone().unwrap();
         assert_eq!(outcome.usage.unwrap().total_tokens, 3);
         assert_eq!(outcome.chunks, 1);
+    }
+
+    #[tokio::test]
+    async fn capture_keeps_payloads_up_to_its_bound_and_then_none() {
+        let run = |max_bytes: usize| {
+            let seen = Arc::new(Mutex::new(None));
+            let sink = seen.clone();
+            let relay = Relay::new(
+                events(vec![Ok("{\"a\":1}"), Ok("{\"b\":2}"), Ok("{\"c\":3}")]),
+                false,
+                Some(Box::new(move |o| *sink.lock().unwrap() = Some(o))),
+            )
+            .capture(max_bytes);
+            async move {
+                let text = collect(relay).await;
+                let outcome = seen.lock().unwrap().clone().unwrap();
+                (text, outcome)
+            }
+        };
+        let (_, all) = run(21).await;
+        assert_eq!(all.payloads.len(), 3, "7 bytes each: 21 fit");
+        let (text, over) = run(20).await;
+        assert!(over.payloads.is_empty(), "past the bound nothing is kept");
+        assert_eq!(over.chunks, 3);
+        assert!(over.error.is_none());
+        assert_eq!(
+            text, "data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: {\"c\":3}\n\ndata: [DONE]\n\n",
+            "the client still gets every event"
+        );
     }
 
     #[tokio::test]

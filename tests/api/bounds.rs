@@ -292,3 +292,47 @@ async fn a_long_mock_stream_is_produced_lazily_in_bounded_memory() {
     // payload at a time (plus the 400 KB request and echoed text).
     assert!(growth < 200 << 20, "RSS grew by {} MB", growth >> 20);
 }
+
+#[tokio::test]
+async fn a_stream_over_max_response_bytes_reaches_the_client_whole_but_is_not_kept() {
+    let app = spawn(Spawn {
+        log_bodies: true,
+        ..Spawn::default()
+            .provider(
+                "mock",
+                "kind: mock\nmodels: [echo]\nmax_response_bytes: 4096\n",
+            )
+            .policy("cache.rhai", "fn on_request(req, ctx) { ctx.cache(60); }")
+    })
+    .await;
+    let stream = |text: &str| json!({"model": "echo", "stream": true, "messages": [{"role": "user", "content": text}]});
+
+    // Under the bound: captured, cached and logged as before.
+    let short = stream("short reply");
+    let res = app.chat(ADMIN_KEY, short.clone()).await;
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let _ = res.text().await.unwrap();
+    assert!(log_entry(&app, &id).await["response_body"].is_string());
+    let res = app.chat(ADMIN_KEY, short).await;
+    assert_eq!(res.headers()["x-switchboard-cache"], "hit");
+
+    // Over it (300 chunks of about 200 bytes): the client gets every chunk and [DONE], but
+    // capture stops at 4096 bytes, so the reply is neither cached nor kept in the log.
+    let words: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    let long = stream(&words.join(" "));
+    let res = app.chat(ADMIN_KEY, long.clone()).await;
+    assert_eq!(res.headers()["x-switchboard-cache"], "miss");
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let payloads = sse_payloads(res).await;
+    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+    let (text, finish) = streamed_text(&payloads, "delta");
+    assert_eq!(text, words.join(" "));
+    assert_eq!(finish, ["stop"]);
+    // The log entry is written after the cache would have been: once it is there, the
+    // reply was either stored or never will be.
+    let entry = log_entry(&app, &id).await;
+    assert_eq!(entry["status"], 200);
+    assert!(entry.get("response_body").is_none(), "{entry}");
+    let res = app.chat(ADMIN_KEY, long).await;
+    assert_eq!(res.headers()["x-switchboard-cache"], "miss", "not cached");
+}
