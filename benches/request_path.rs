@@ -52,7 +52,7 @@ fn benches(c: &mut Criterion) {
         let policies = PolicySet::load_dir(engine.clone(), dir, false).unwrap();
         c.bench_function(name, |b| {
             b.iter_batched(
-                || RequestBody::Chat(request.clone()),
+                || RequestBody::from(request.clone()),
                 |body| {
                     policies
                         .on_request(body, key.clone(), Vec::new(), env.clone())
@@ -80,7 +80,7 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     bench_policies("policy: one empty on_request", empty.path());
 
-    let body = RequestBody::Chat(request.clone());
+    let body = RequestBody::from(request.clone());
     c.bench_function("upstream body encoding", |b| {
         b.iter(|| body.to_upstream_json(black_box("echo")).unwrap())
     });

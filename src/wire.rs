@@ -114,61 +114,133 @@ pub struct EmbeddingRequest {
     pub extra: Map<String, Value>,
 }
 
-/// A parsed request for any of the proxied endpoints.
+/// The typed view of a request, one variant per endpoint. Read it through
+/// [`RequestBody::typed`]; changes go through `RequestBody`'s methods.
 #[derive(Debug, Clone)]
-pub enum RequestBody {
+pub enum Typed {
     Chat(ChatRequest),
     Completions(CompletionRequest),
     Embeddings(EmbeddingRequest),
 }
 
+/// A parsed request for any of the proxied endpoints. The typed view is read through
+/// [`RequestBody::typed`] and changed only through the methods here.
+#[derive(Debug, Clone)]
+pub struct RequestBody {
+    typed: Typed,
+}
+
+impl From<Typed> for RequestBody {
+    fn from(typed: Typed) -> Self {
+        RequestBody { typed }
+    }
+}
+
+impl From<ChatRequest> for RequestBody {
+    fn from(r: ChatRequest) -> Self {
+        Typed::Chat(r).into()
+    }
+}
+
+impl From<CompletionRequest> for RequestBody {
+    fn from(r: CompletionRequest) -> Self {
+        Typed::Completions(r).into()
+    }
+}
+
+impl From<EmbeddingRequest> for RequestBody {
+    fn from(r: EmbeddingRequest) -> Self {
+        Typed::Embeddings(r).into()
+    }
+}
+
 impl RequestBody {
+    /// The typed fields, for reading.
+    pub fn typed(&self) -> &Typed {
+        &self.typed
+    }
+
     pub fn endpoint(&self) -> Endpoint {
-        match self {
-            RequestBody::Chat(_) => Endpoint::Chat,
-            RequestBody::Completions(_) => Endpoint::Completions,
-            RequestBody::Embeddings(_) => Endpoint::Embeddings,
+        match &self.typed {
+            Typed::Chat(_) => Endpoint::Chat,
+            Typed::Completions(_) => Endpoint::Completions,
+            Typed::Embeddings(_) => Endpoint::Embeddings,
         }
     }
 
     pub fn model(&self) -> &str {
-        match self {
-            RequestBody::Chat(r) => &r.model,
-            RequestBody::Completions(r) => &r.model,
-            RequestBody::Embeddings(r) => &r.model,
+        match &self.typed {
+            Typed::Chat(r) => &r.model,
+            Typed::Completions(r) => &r.model,
+            Typed::Embeddings(r) => &r.model,
         }
     }
 
     pub fn set_model(&mut self, model: String) {
-        match self {
-            RequestBody::Chat(r) => r.model = model,
-            RequestBody::Completions(r) => r.model = model,
-            RequestBody::Embeddings(r) => r.model = model,
+        match &mut self.typed {
+            Typed::Chat(r) => r.model = model,
+            Typed::Completions(r) => r.model = model,
+            Typed::Embeddings(r) => r.model = model,
         }
     }
 
     pub fn is_stream(&self) -> bool {
-        match self {
-            RequestBody::Chat(r) => r.stream == Some(true),
-            RequestBody::Completions(r) => r.stream == Some(true),
-            RequestBody::Embeddings(_) => false,
+        match &self.typed {
+            Typed::Chat(r) => r.stream == Some(true),
+            Typed::Completions(r) => r.stream == Some(true),
+            Typed::Embeddings(_) => false,
         }
     }
 
+    /// The chat messages, for a chat request.
+    pub fn messages(&self) -> Option<&[ChatMessage]> {
+        match &self.typed {
+            Typed::Chat(r) => Some(&r.messages),
+            _ => None,
+        }
+    }
+
+    /// Replaces the chat messages; `false` (and nothing changed) when this is not a chat
+    /// request.
+    #[must_use]
+    pub fn set_messages(&mut self, messages: Vec<ChatMessage>) -> bool {
+        let Typed::Chat(chat) = &mut self.typed else {
+            return false;
+        };
+        chat.messages = messages;
+        true
+    }
+
+    /// The fields the gateway does not type (`temperature`, `tools`, ...), for reading.
     pub fn extra(&self) -> &Map<String, Value> {
-        match self {
-            RequestBody::Chat(r) => &r.extra,
-            RequestBody::Completions(r) => &r.extra,
-            RequestBody::Embeddings(r) => &r.extra,
+        match &self.typed {
+            Typed::Chat(r) => &r.extra,
+            Typed::Completions(r) => &r.extra,
+            Typed::Embeddings(r) => &r.extra,
         }
     }
 
-    pub fn extra_mut(&mut self) -> &mut Map<String, Value> {
-        match self {
-            RequestBody::Chat(r) => &mut r.extra,
-            RequestBody::Completions(r) => &mut r.extra,
-            RequestBody::Embeddings(r) => &mut r.extra,
+    fn extra_mut(&mut self) -> &mut Map<String, Value> {
+        match &mut self.typed {
+            Typed::Chat(r) => &mut r.extra,
+            Typed::Completions(r) => &mut r.extra,
+            Typed::Embeddings(r) => &mut r.extra,
         }
+    }
+
+    /// Sets untyped field `name`.
+    pub fn set_param(&mut self, name: &str, value: Value) {
+        self.extra_mut().insert(name.to_owned(), value);
+    }
+
+    /// Removes untyped field `name`, returning its value; the other fields keep their order.
+    pub fn remove_param(&mut self, name: &str) -> Option<Value> {
+        self.extra_mut().shift_remove(name)
+    }
+
+    /// Replaces all untyped fields.
+    pub fn replace_params(&mut self, params: Map<String, Value>) {
+        *self.extra_mut() = params;
     }
 
     /// Did the client ask for a usage chunk at the end of its stream?
@@ -206,19 +278,20 @@ impl RequestBody {
     /// Parses a request for `endpoint` from JSON.
     pub fn from_json(endpoint: Endpoint, value: Value) -> Result<RequestBody, serde_json::Error> {
         Ok(match endpoint {
-            Endpoint::Chat => RequestBody::Chat(serde_json::from_value(value)?),
-            Endpoint::Completions => RequestBody::Completions(serde_json::from_value(value)?),
-            Endpoint::Embeddings => RequestBody::Embeddings(serde_json::from_value(value)?),
-        })
+            Endpoint::Chat => Typed::Chat(serde_json::from_value(value)?),
+            Endpoint::Completions => Typed::Completions(serde_json::from_value(value)?),
+            Endpoint::Embeddings => Typed::Embeddings(serde_json::from_value(value)?),
+        }
+        .into())
     }
 
     /// The JSON body for upstream, with `model` set to `upstream_model` and every other field as
     /// the client sent it.
     pub fn to_upstream_json(&self, upstream_model: &str) -> Result<Vec<u8>, serde_json::Error> {
-        let rest = match self {
-            RequestBody::Chat(r) => serde_json::to_vec(r)?,
-            RequestBody::Completions(r) => serde_json::to_vec(r)?,
-            RequestBody::Embeddings(r) => serde_json::to_vec(r)?,
+        let rest = match &self.typed {
+            Typed::Chat(r) => serde_json::to_vec(r)?,
+            Typed::Completions(r) => serde_json::to_vec(r)?,
+            Typed::Embeddings(r) => serde_json::to_vec(r)?,
         };
         // `rest` is a JSON object without `model` (skipped above); splice `model` in first.
         let mut out = Vec::with_capacity(rest.len() + upstream_model.len() + 16);
@@ -262,7 +335,7 @@ mod tests {
     fn unknown_fields_round_trip_and_model_is_rewritten() {
         let text = r#"{"model":"alias","messages":[{"role":"user","content":"hi","name":"x"}],"temperature":0.7,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"future_param":{"a":[1,2,3]}}"#;
         let req: ChatRequest = serde_json::from_str(text).unwrap();
-        let body = RequestBody::Chat(req);
+        let body = RequestBody::from(req);
         let out: Value =
             serde_json::from_slice(&body.to_upstream_json("real-id").unwrap()).unwrap();
         let mut expected: Value = serde_json::from_str(text).unwrap();
@@ -276,7 +349,7 @@ mod tests {
             r#"{"model":"m","messages":[],"stream":true,"stream_options":{"other":1}}"#,
         )
         .unwrap();
-        let mut body = RequestBody::Chat(req);
+        let mut body = RequestBody::from(req);
         assert!(!body.wants_stream_usage());
         body.request_stream_usage();
         assert!(body.wants_stream_usage());

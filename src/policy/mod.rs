@@ -347,7 +347,8 @@ mod tests {
             assignments: store.assignments.clone(),
             simulate: true,
         };
-        let body = RequestBody::Chat(serde_json::from_str(body).unwrap());
+        let body =
+            RequestBody::from(serde_json::from_str::<crate::wire::ChatRequest>(body).unwrap());
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         set.on_request(body, key, vec![], env).unwrap()
     }

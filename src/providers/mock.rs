@@ -7,7 +7,7 @@
 
 use super::{EventStream, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{MockOptions, ProviderConfig};
-use crate::wire::{RequestBody, Usage};
+use crate::wire::{Typed, Usage};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -50,8 +50,8 @@ impl MockProvider {
         let id = format!("mock-{}", call.request_id);
         let model = call.upstream_model;
         let created = crate::clock::now_secs();
-        match call.body {
-            RequestBody::Chat(req) => {
+        match call.body.typed() {
+            Typed::Chat(req) => {
                 let prompt: String = req
                     .messages
                     .iter()
@@ -105,7 +105,7 @@ impl MockProvider {
                     ))
                 }
             }
-            RequestBody::Completions(req) => {
+            Typed::Completions(req) => {
                 let prompt = text_of(&req.prompt);
                 let reply = self.options.reply.clone().unwrap_or_else(|| prompt.clone());
                 let usage = usage(&prompt, &reply);
@@ -133,7 +133,7 @@ impl MockProvider {
                     ))
                 }
             }
-            RequestBody::Embeddings(req) => {
+            Typed::Embeddings(req) => {
                 let inputs: Vec<String> = match &req.input {
                     Value::Array(items) => items.iter().map(text_of).collect(),
                     other => vec![text_of(other)],

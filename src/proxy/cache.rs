@@ -257,7 +257,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"y"}],"temperature":0,"top_p":1}"#,
         )
         .unwrap();
-        let k = |r| key(&[], &RequestBody::Chat(r));
+        let k = |r: crate::wire::ChatRequest| key(&[], &RequestBody::from(r));
         assert_eq!(k(a.clone()), k(b));
         assert_ne!(k(a), k(c));
     }

@@ -11,7 +11,7 @@ pub mod request_id;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody};
+use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody, Typed};
 use actix_web::{web, HttpRequest, HttpResponse};
 use request_id::RequestId;
 
@@ -33,11 +33,12 @@ async fn proxied<T: serde::de::DeserializeOwned>(
     request_id: RequestId,
     payload: web::Payload,
     state: web::Data<AppState>,
-    wrap: fn(T) -> RequestBody,
+    wrap: fn(T) -> Typed,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read_limited(&req, payload, state.body_limit).await?;
     let parsed: T = body::parse_json(&bytes)?;
-    forward::forward(&state, &caller.0, &request_id, req.headers(), wrap(parsed)).await
+    let body = RequestBody::from(wrap(parsed));
+    forward::forward(&state, &caller.0, &request_id, req.headers(), body).await
 }
 
 /// Creates a chat completion, streamed or whole.
@@ -74,7 +75,7 @@ async fn chat_completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    proxied::<ChatRequest>(req, caller, request_id, payload, state, RequestBody::Chat).await
+    proxied::<ChatRequest>(req, caller, request_id, payload, state, Typed::Chat).await
 }
 
 /// Creates a legacy text completion.
@@ -106,15 +107,7 @@ async fn completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    proxied::<CompletionRequest>(
-        req,
-        caller,
-        request_id,
-        payload,
-        state,
-        RequestBody::Completions,
-    )
-    .await
+    proxied::<CompletionRequest>(req, caller, request_id, payload, state, Typed::Completions).await
 }
 
 /// Creates embeddings.
@@ -141,13 +134,5 @@ async fn embeddings(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    proxied::<EmbeddingRequest>(
-        req,
-        caller,
-        request_id,
-        payload,
-        state,
-        RequestBody::Embeddings,
-    )
-    .await
+    proxied::<EmbeddingRequest>(req, caller, request_id, payload, state, Typed::Embeddings).await
 }

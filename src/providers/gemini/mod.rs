@@ -11,7 +11,7 @@ pub mod stream;
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::ProviderConfig;
-use crate::wire::RequestBody;
+use crate::wire::Typed;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -95,8 +95,8 @@ impl GeminiProvider {
     async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
         let model = call.upstream_model;
         let fallback_id = format!("chatcmpl-{}", call.request_id);
-        match call.body {
-            RequestBody::Chat(chat) => {
+        match call.body.typed() {
+            Typed::Chat(chat) => {
                 let body = request::generate_request(chat, &self.name)?;
                 if call.body.is_stream() {
                     let mut url = self.url(model, "streamGenerateContent")?;
@@ -126,7 +126,7 @@ impl GeminiProvider {
                     usage: Some(usage),
                 })
             }
-            RequestBody::Embeddings(req) => {
+            Typed::Embeddings(req) => {
                 let body = embed::batch_request(req, model, &self.name)?;
                 let response = self
                     .post(self.url(model, "batchEmbedContents")?, &body, &call)
@@ -139,7 +139,7 @@ impl GeminiProvider {
                     usage: None,
                 })
             }
-            RequestBody::Completions(_) => Err(unsupported(
+            Typed::Completions(_) => Err(unsupported(
                 &self.name,
                 "`/v1/completions` is not available from Gemini; use /v1/chat/completions",
             )),
