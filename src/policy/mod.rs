@@ -347,8 +347,10 @@ mod tests {
             assignments: store.assignments.clone(),
             simulate: true,
         };
+        // As the proxy builds it: the client's bytes kept, changes tracked.
+        let typed = crate::wire::Typed::Chat(serde_json::from_str(body).unwrap());
         let body =
-            RequestBody::from(serde_json::from_str::<crate::wire::ChatRequest>(body).unwrap());
+            RequestBody::with_original(typed, bytes::Bytes::copy_from_slice(body.as_bytes()));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         set.on_request(body, key, vec![], env).unwrap()
     }

@@ -26,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(crate::http::resource("/v1/models/{id:.+}").route(web::get().to(models::get)));
 }
 
-/// Reads and parses the body as `T`, then forwards it.
+/// Reads and parses the body as `T`, then forwards it. The body keeps the client's bytes, so
+/// the fields the gateway leaves alone go upstream exactly as they came.
 async fn proxied<T: serde::de::DeserializeOwned>(
     req: HttpRequest,
     caller: Caller,
@@ -37,7 +38,7 @@ async fn proxied<T: serde::de::DeserializeOwned>(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read_limited(&req, payload, state.body_limit).await?;
     let parsed: T = body::parse_json(&bytes)?;
-    let body = RequestBody::from(wrap(parsed));
+    let body = RequestBody::with_original(wrap(parsed), bytes);
     forward::forward(&state, &caller.0, &request_id, req.headers(), body).await
 }
 
