@@ -359,7 +359,10 @@ mod tests {
             assignments: store.assignments.clone(),
             simulate: true,
         };
-        let body = RequestBody::Chat(serde_json::from_str(body).unwrap());
+        // As the proxy builds it: the client's bytes kept, changes tracked.
+        let typed = crate::wire::Typed::Chat(serde_json::from_str(body).unwrap());
+        let body =
+            RequestBody::with_original(typed, bytes::Bytes::copy_from_slice(body.as_bytes()));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         set.on_request(body, key, vec![], env).unwrap()
     }
@@ -421,7 +424,9 @@ mod tests {
             assignments: store.assignments.clone(),
             simulate: true,
         };
-        let body = RequestBody::Chat(serde_json::from_str(body).unwrap());
+        let body = RequestBody::from(crate::wire::Typed::Chat(
+            serde_json::from_str(body).unwrap(),
+        ));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         set.on_request(body, key, vec![], env)
             .map(|(_, d)| d)
@@ -493,7 +498,9 @@ mod tests {
             assignments: store.assignments.clone(),
             simulate: true,
         };
-        let body = RequestBody::Chat(serde_json::from_value(body).unwrap());
+        let body = RequestBody::from(crate::wire::Typed::Chat(
+            serde_json::from_value(body).unwrap(),
+        ));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         let (_, decision) = set.on_request(body, key, vec![], env).unwrap();
         assert_eq!(decision.tags["len"], "1500000");

@@ -77,9 +77,9 @@ impl ScriptRequest {
     }
 
     fn messages(&mut self) -> Res<Dynamic> {
-        self.with_body(|b| match b {
-            RequestBody::Chat(chat) => rhai::serde::to_dynamic(&chat.messages),
-            _ => Ok(Dynamic::from(Array::new())),
+        self.with_body(|b| match b.messages() {
+            Some(messages) => rhai::serde::to_dynamic(messages),
+            None => Ok(Dynamic::from(Array::new())),
         })
     }
 
@@ -89,21 +89,18 @@ impl ScriptRequest {
                 "req.messages must be an array of maps with a `role`: {e}"
             ))
         })?;
-        self.with_body(|b| match b {
-            RequestBody::Chat(chat) => {
-                chat.messages = parsed;
+        self.with_body(|b| {
+            if b.set_messages(parsed) {
                 Ok(())
+            } else {
+                Err(script_err("req.messages can only be set on chat requests"))
             }
-            _ => Err(script_err("req.messages can only be set on chat requests")),
         })
     }
 
     /// Cheaper than `req.messages.len()`: nothing is converted.
     fn message_count(&mut self) -> Res<i64> {
-        self.with_body(|b| match b {
-            RequestBody::Chat(chat) => Ok(chat.messages.len() as i64),
-            _ => Ok(0),
-        })
+        self.with_body(|b| Ok(b.messages().map_or(0, |m| m.len() as i64)))
     }
 
     /// A view on the request's other fields: reading `req.params.temperature` converts that
@@ -117,7 +114,7 @@ impl ScriptRequest {
             rhai::serde::from_dynamic(&Dynamic::from(params))
                 .map_err(|e| script_err(format!("req.params must be a map: {e}")))?;
         self.with_body(|b| {
-            *b.extra_mut() = parsed;
+            b.replace_params(parsed);
             Ok(())
         })
     }
@@ -183,7 +180,7 @@ impl ScriptParams {
         let value: Value = rhai::serde::from_dynamic(&value)
             .map_err(|e| script_err(format!("req.params.{name} cannot be sent as JSON: {e}")))?;
         self.0.with_body(|b| {
-            b.extra_mut().insert(name.to_string(), value);
+            b.set_param(name, value);
             Ok(())
         })
     }
@@ -193,7 +190,7 @@ impl ScriptParams {
     }
 
     fn remove(&mut self, name: &str) -> Res<Dynamic> {
-        self.0.with_body(|b| match b.extra_mut().remove(name) {
+        self.0.with_body(|b| match b.remove_param(name) {
             Some(old) => rhai::serde::to_dynamic(&old),
             None => Ok(Dynamic::UNIT),
         })

@@ -13,7 +13,7 @@
 use super::embeddings::{self, EncodingFormat};
 use super::{EventStream, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{MockOptions, ProviderConfig};
-use crate::wire::{RequestBody, Usage};
+use crate::wire::{Typed, Usage};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -68,8 +68,8 @@ impl MockProvider {
         let id = format!("mock-{}", call.request_id);
         let model = call.upstream_model;
         let created = crate::clock::now_secs();
-        match call.body {
-            RequestBody::Chat(req) => {
+        match call.body.typed() {
+            Typed::Chat(req) => {
                 let prompt_tokens = req.messages.iter().map(|m| count_words(&m.text())).sum();
                 let (reply, finish) = capped(self.options.reply.clone().unwrap_or_else(|| {
                     req.messages
@@ -101,7 +101,7 @@ impl MockProvider {
                     ))
                 }
             }
-            RequestBody::Completions(req) => {
+            Typed::Completions(req) => {
                 let prompt = text_of(&req.prompt);
                 let prompt_tokens = count_words(&prompt);
                 let (reply, finish) = capped(self.options.reply.clone().unwrap_or(prompt));
@@ -121,7 +121,7 @@ impl MockProvider {
                     ))
                 }
             }
-            RequestBody::Embeddings(req) => {
+            Typed::Embeddings(req) => {
                 let format = EncodingFormat::of(req, &self.name)?;
                 let inputs = embeddings::inputs(&req.input);
                 let asked = req.extra.get("dimensions").and_then(Value::as_u64);

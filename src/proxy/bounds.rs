@@ -11,7 +11,7 @@ use crate::config::raw::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::error::ApiError;
 use crate::providers::embeddings;
 use crate::snapshot::Snapshot;
-use crate::wire::RequestBody;
+use crate::wire::{RequestBody, Typed};
 use serde_json::Value;
 
 /// The most inputs one embeddings request may carry: OpenAI's own limit.
@@ -23,7 +23,7 @@ pub const MAX_EMBEDDING_DIMENSIONS: u64 = 8192;
 
 /// Refuses a request that asks for more than the bounds allow.
 pub fn check(body: &RequestBody) -> Result<(), ApiError> {
-    let RequestBody::Embeddings(req) = body else {
+    let Typed::Embeddings(req) = body.typed() else {
         return Ok(());
     };
     let inputs = embeddings::inputs(&req.input).len();
@@ -66,7 +66,7 @@ mod tests {
     use serde_json::json;
 
     fn embeddings(body: Value) -> RequestBody {
-        RequestBody::Embeddings(serde_json::from_value(body).unwrap())
+        RequestBody::from(Typed::Embeddings(serde_json::from_value(body).unwrap()))
     }
 
     fn refusal(body: Value) -> Option<(String, String)> {
@@ -109,6 +109,6 @@ mod tests {
         let chat: crate::wire::ChatRequest =
             serde_json::from_value(json!({"model": "m", "messages": [], "dimensions": 1e9}))
                 .unwrap();
-        assert!(check(&RequestBody::Chat(chat)).is_ok());
+        assert!(check(&RequestBody::from(Typed::Chat(chat))).is_ok());
     }
 }

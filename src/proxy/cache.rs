@@ -248,17 +248,26 @@ mod tests {
 
     #[test]
     fn key_ignores_field_order_and_stream_flags() {
-        let a: crate::wire::ChatRequest = serde_json::from_str(
-            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":0,"top_p":1}"#,
-        )
-        .unwrap();
-        let b: crate::wire::ChatRequest = serde_json::from_str(r#"{"top_p":1,"stream":true,"stream_options":{"include_usage":true},"temperature":0,"messages":[{"content":"x","role":"user"}],"model":"m"}"#).unwrap();
-        let c: crate::wire::ChatRequest = serde_json::from_str(
-            r#"{"model":"m","messages":[{"role":"user","content":"y"}],"temperature":0,"top_p":1}"#,
-        )
-        .unwrap();
-        let k = |r| key(&[], &RequestBody::Chat(r));
-        assert_eq!(k(a.clone()), k(b));
-        assert_ne!(k(a), k(c));
+        let a =
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":0,"top_p":1}"#;
+        let b = r#"{"top_p":1,"stream":true,"stream_options":{"include_usage":true},"temperature":0,"messages":[{"content":"x","role":"user"}],"model":"m"}"#;
+        let c =
+            r#"{"model":"m","messages":[{"role":"user","content":"y"}],"temperature":0,"top_p":1}"#;
+        // As the proxy builds them (the client's bytes kept), and from values alone.
+        let kept = |text: &'static str| {
+            let typed = crate::wire::Typed::Chat(serde_json::from_str(text).unwrap());
+            key(
+                &[],
+                &RequestBody::with_original(typed, Bytes::from_static(text.as_bytes())),
+            )
+        };
+        let plain = |text: &str| {
+            let chat: crate::wire::ChatRequest = serde_json::from_str(text).unwrap();
+            key(&[], &RequestBody::from(chat))
+        };
+        assert_eq!(kept(a), kept(b));
+        assert_ne!(kept(a), kept(c));
+        assert_eq!(kept(a), plain(a));
+        assert_eq!(plain(a), plain(b));
     }
 }

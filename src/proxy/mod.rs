@@ -12,7 +12,7 @@ pub mod request_id;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody};
+use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody, Typed};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use request_id::RequestId;
@@ -28,15 +28,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(crate::http::resource("/v1/models/{id:.+}").route(web::get().to(models::get)));
 }
 
-/// Reads and parses the body as `T`, then forwards it. A request refused before forwarding
-/// (no key, a bad body) still says it made no upstream call, like every proxied response.
+/// Reads and parses the body as `T`, then forwards it. The body keeps the client's bytes, so
+/// the fields the gateway leaves alone go upstream exactly as they came. A request refused
+/// before forwarding (no key, a bad body) still says it made no upstream call, like every
+/// proxied response.
 async fn proxied<T: serde::de::DeserializeOwned>(
     req: HttpRequest,
     caller: Result<Caller, ApiError>,
     request_id: RequestId,
     payload: web::Payload,
     state: web::Data<AppState>,
-    wrap: fn(T) -> RequestBody,
+    wrap: fn(T) -> Typed,
 ) -> Result<HttpResponse, ApiError> {
     let no_calls = |e: ApiError| {
         e.with_header(
@@ -49,7 +51,8 @@ async fn proxied<T: serde::de::DeserializeOwned>(
         .await
         .map_err(no_calls)?;
     let parsed: T = body::parse_json(&bytes).map_err(no_calls)?;
-    forward::forward(&state, &caller.0, &request_id, req.headers(), wrap(parsed)).await
+    let body = RequestBody::with_original(wrap(parsed), bytes);
+    forward::forward(&state, &caller.0, &request_id, req.headers(), body).await
 }
 
 /// Creates a chat completion, streamed or whole.
@@ -86,7 +89,7 @@ async fn chat_completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    proxied::<ChatRequest>(req, caller, request_id, payload, state, RequestBody::Chat).await
+    proxied::<ChatRequest>(req, caller, request_id, payload, state, Typed::Chat).await
 }
 
 /// Creates a legacy text completion.
@@ -118,15 +121,7 @@ async fn completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    proxied::<CompletionRequest>(
-        req,
-        caller,
-        request_id,
-        payload,
-        state,
-        RequestBody::Completions,
-    )
-    .await
+    proxied::<CompletionRequest>(req, caller, request_id, payload, state, Typed::Completions).await
 }
 
 /// Creates embeddings.
@@ -153,13 +148,5 @@ async fn embeddings(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    proxied::<EmbeddingRequest>(
-        req,
-        caller,
-        request_id,
-        payload,
-        state,
-        RequestBody::Embeddings,
-    )
-    .await
+    proxied::<EmbeddingRequest>(req, caller, request_id, payload, state, Typed::Embeddings).await
 }

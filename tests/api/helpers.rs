@@ -241,6 +241,8 @@ pub struct Received {
     pub query: String,
     pub headers: std::collections::HashMap<String, String>,
     pub body: serde_json::Value,
+    /// The body as it arrived (lossy UTF-8), for checks on the exact bytes.
+    pub raw: String,
 }
 
 impl Received {
@@ -254,6 +256,7 @@ impl Received {
                 .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect(),
             body: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
+            raw: String::from_utf8_lossy(body).into_owned(),
         }
     }
 }

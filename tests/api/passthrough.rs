@@ -134,3 +134,119 @@ async fn embeddings_encoding_format_is_left_to_the_upstream() {
         [1.0, -2.0, 0.5]
     );
 }
+
+/// Fields whose text any re-encoding would change, each as `(key, value)` exactly as sent:
+/// an integer beyond 64 bits, trailing zeros, an exponent, `\u` and other escapes, nested
+/// objects inside messages.
+const AWKWARD: &[(&str, &str)] = &[
+    (
+        r#""messages""#,
+        r#"[{"role": "system", "content": "say \"hi\"\n\t\u00e9 \\ \/ \ud83d\ude00"},
+            {"role": "user", "content": [{"type": "text", "text": "x"}], "x_meta": {"deep": {"deeper": [1, 2.50, {"k": "\u2603"}]}}}]"#,
+    ),
+    (r#""seed""#, "123456789012345678901234567890"),
+    (r#""temperature""#, "1.50"),
+    (r#""max_tokens""#, "1e3"),
+    (r#""user""#, r#""\u00e9""#),
+    (
+        r#""response_format""#,
+        r#"{"type": "json_schema", "json_schema": {"name": "x", "schema": {"minimum": -0.0, "maximum": 1E+2}}}"#,
+    ),
+];
+
+/// A chat body for `model` with the awkward fields (but `skip`) and `more`, spaced unevenly.
+fn awkward_body(model: &str, skip: &[&str], more: &[(&str, &str)]) -> String {
+    let fields: Vec<String> = AWKWARD
+        .iter()
+        .filter(|(key, _)| !skip.contains(key))
+        .chain(more)
+        .map(|(key, value)| format!("\n  {key} :\t{value}"))
+        .collect();
+    format!("{{ \"model\" : \"{model}\",{} \n}}", fields.join(" ,"))
+}
+
+async fn send_raw(app: &TestApp, body: String) -> reqwest::Response {
+    app.post("/v1/chat/completions", ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Every `(key, value)` reached upstream as sent: the value's bytes right after its key.
+fn assert_arrived_as_sent(received: &str, fields: &[(&str, &str)]) {
+    for (key, value) in fields {
+        assert!(
+            received.contains(&format!("{key}:{value}")),
+            "{key}:{value} did not arrive byte for byte in\n{received}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn untouched_fields_reach_upstream_byte_for_byte() {
+    let (app, upstream) = app_with_upstream(&[("smart", "plain")]).await;
+    let res = send_raw(&app, awkward_body("up/smart", &[], &[])).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), PLAIN_BODY);
+
+    let got = upstream.last();
+    assert!(
+        got.raw.starts_with(r#"{"model":"plain","#),
+        "model is rewritten and first: {}",
+        got.raw
+    );
+    assert_eq!(got.raw.matches("\"model\"").count(), 1, "{}", got.raw);
+    assert_arrived_as_sent(&got.raw, AWKWARD);
+}
+
+#[tokio::test]
+async fn a_field_a_policy_changes_is_re_encoded_and_the_others_kept() {
+    let upstream = Upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("up", upstream.provider_yaml(&[("smart", "plain")]))
+            .policy(
+                "10-temperature.rhai",
+                "fn on_request(req, ctx) { req.params.temperature = 0.2; }",
+            ),
+    )
+    .await;
+    let res = send_raw(&app, awkward_body("smart", &[], &[])).await;
+    assert_eq!(res.status(), 200);
+
+    let got = upstream.last();
+    assert!(got.raw.starts_with(r#"{"model":"plain","#), "{}", got.raw);
+    assert!(got.raw.contains(r#""temperature":0.2"#), "{}", got.raw);
+    assert!(!got.raw.contains("1.50"), "{}", got.raw);
+    let others: Vec<(&str, &str)> = AWKWARD
+        .iter()
+        .copied()
+        .filter(|(key, _)| *key != r#""temperature""#)
+        .collect();
+    assert_arrived_as_sent(&got.raw, &others);
+}
+
+#[tokio::test]
+async fn a_stream_gets_stream_options_added_and_the_rest_kept() {
+    let (app, upstream) = app_with_upstream(&[("streamy", "stream")]).await;
+    let stream = [(r#""stream""#, "true")];
+    let res = send_raw(&app, awkward_body("streamy", &[], &stream)).await;
+    assert_eq!(res.status(), 200);
+    let payloads = sse_payloads(res).await;
+    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+    // The gateway's usage chunk was asked for but not forwarded to this client.
+    assert!(!payloads.iter().any(|p| p.contains("prompt_tokens")));
+
+    let got = upstream.last();
+    assert!(got.raw.starts_with(r#"{"model":"stream","#), "{}", got.raw);
+    assert!(
+        got.raw
+            .ends_with(r#","stream_options":{"include_usage":true}}"#),
+        "added last: {}",
+        got.raw
+    );
+    assert_arrived_as_sent(&got.raw, AWKWARD);
+    assert_arrived_as_sent(&got.raw, &stream);
+}

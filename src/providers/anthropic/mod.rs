@@ -11,7 +11,7 @@ use super::unsupported::Unmapped;
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
-use crate::wire::RequestBody;
+use crate::wire::Typed;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -53,7 +53,7 @@ impl AnthropicProvider {
     }
 
     async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
-        let RequestBody::Chat(chat) = call.body else {
+        let Typed::Chat(chat) = call.body.typed() else {
             return Err(unsupported(
                 &self.name,
                 format!(

@@ -12,7 +12,7 @@ use super::unsupported::Unmapped;
 use super::upstream::{self, transport_error, unsupported};
 use super::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
-use crate::wire::RequestBody;
+use crate::wire::Typed;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -97,8 +97,8 @@ impl GeminiProvider {
     async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
         let model = call.upstream_model;
         let fallback_id = format!("chatcmpl-{}", call.request_id);
-        match call.body {
-            RequestBody::Chat(chat) => {
+        match call.body.typed() {
+            Typed::Chat(chat) => {
                 let mut unmapped = Unmapped::new(self.unsupported_params);
                 let body = request::generate_request(chat, &self.name, &mut unmapped)?;
                 let dropped = upstream::dropped_header(&unmapped.dropped);
@@ -134,7 +134,7 @@ impl GeminiProvider {
                     headers: dropped,
                 })
             }
-            RequestBody::Embeddings(req) => {
+            Typed::Embeddings(req) => {
                 let mut unmapped = Unmapped::new(self.unsupported_params);
                 let (body, format) = embed::batch_request(req, model, &self.name, &mut unmapped)?;
                 let response = self
@@ -150,7 +150,7 @@ impl GeminiProvider {
                     headers: upstream::dropped_header(&unmapped.dropped),
                 })
             }
-            RequestBody::Completions(_) => Err(unsupported(
+            Typed::Completions(_) => Err(unsupported(
                 &self.name,
                 "`/v1/completions` is not available from Gemini; use /v1/chat/completions",
             )),
