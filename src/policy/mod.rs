@@ -415,8 +415,8 @@ mod tests {
             .map_err(|e| format!("{e:?}"))
     }
 
-    fn try_run(script: &str, body: &str) -> Result<Decision, String> {
-        let set = load(script)?;
+    /// Runs `set`'s hooks on a chat request `body` (JSON), with a throwaway store.
+    fn run_set(set: &PolicySet, body: serde_json::Value) -> Result<Decision, String> {
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path(), 1 << 20).unwrap();
         let env = PolicyEnv {
@@ -425,12 +425,16 @@ mod tests {
             simulate: true,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(
-            serde_json::from_str(body).unwrap(),
+            serde_json::from_value(body).unwrap(),
         ));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         set.on_request(body, key, vec![], env)
             .map(|(_, d)| d)
             .map_err(|f| f.to_string())
+    }
+
+    fn try_run(script: &str, body: &str) -> Result<Decision, String> {
+        run_set(&load(script)?, serde_json::from_str(body).unwrap())
     }
 
     #[test]
@@ -491,18 +495,7 @@ mod tests {
         )
         .unwrap();
         let set = PolicySet::load_dir(Arc::new(engine::build(4 << 20)), dir.path(), false).unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), 1 << 20).unwrap();
-        let env = PolicyEnv {
-            counters: store.counters.clone(),
-            assignments: store.assignments.clone(),
-            simulate: true,
-        };
-        let body = RequestBody::from(crate::wire::Typed::Chat(
-            serde_json::from_value(body).unwrap(),
-        ));
-        let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
-        let (_, decision) = set.on_request(body, key, vec![], env).unwrap();
+        let decision = run_set(&set, body).unwrap();
         assert_eq!(decision.tags["len"], "1500000");
     }
 }

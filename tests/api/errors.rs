@@ -270,13 +270,7 @@ async fn a_200_that_is_not_json_is_a_502_retried_and_never_cached() {
         }
     }
     // Each was a failure for the breaker.
-    let providers = admin_json(&app, "/admin/providers").await;
-    let up = providers["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "up")
-        .unwrap();
+    let up = admin_provider(&app, "up").await;
     assert_eq!(up["health"]["consecutive_failures"], 12, "{up}");
 
     // A fallback serves when there is one.

@@ -353,3 +353,22 @@ pub fn float_embedding(value: &serde_json::Value) -> Vec<f32> {
         .map(|v| v.as_f64().expect("a number") as f32)
         .collect()
 }
+
+/// `GET path` with the admin key, as text (e.g. `/metrics`).
+pub async fn admin_text(app: &TestApp, path: &str) -> String {
+    let res = app.get(path, ADMIN_KEY).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.unwrap()
+}
+
+/// One provider's entry in `/admin/providers`.
+pub async fn admin_provider(app: &TestApp, name: &str) -> serde_json::Value {
+    let list = admin_json(app, "/admin/providers").await;
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no provider {name} in {list}"))
+        .clone()
+}
