@@ -1,5 +1,8 @@
 //! The `switchboard` command line. Only argument handling lives here; the work is in the library.
 
+// Printing results (keys, check reports, the listen address) is this binary's job.
+#![allow(clippy::print_stdout)]
+
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +19,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// freed pages for ten seconds and purges them only when some thread allocates again, so after
 /// a burst of large replies an idle gateway held about 1 GB for a long time. A background
 /// thread now purges, and freed pages go back to the system after one second.
-#[allow(non_upper_case_globals)]
+// The one `unsafe_code` exception: jemalloc reads its options from this exported symbol.
+#[allow(non_upper_case_globals, unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &u8 =
     &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0"[0];

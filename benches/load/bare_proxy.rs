@@ -2,6 +2,14 @@
 //! does (no auth, no parsing, no policies, no accounting). `bare_proxy LISTEN UPSTREAM_BASE`;
 //! prints `listening on http://ADDR`.
 
+// A benchmark tool, not the gateway: it prints its results and stops at the first failure.
+#![allow(
+    clippy::print_stdout,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic
+)]
+
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::StreamExt;

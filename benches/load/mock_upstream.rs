@@ -6,6 +6,14 @@
 //! 50 ms; a body with
 //! `"stream":true` gets 20 SSE chunks 20 ms apart, then a usage chunk and `[DONE]`.
 
+// A benchmark tool, not the gateway: it prints its results and stops at the first failure.
+#![allow(
+    clippy::print_stdout,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic
+)]
+
 use actix_web::{web, App, HttpResponse, HttpServer};
 use bytes::Bytes;
 use std::time::Duration;

@@ -118,7 +118,7 @@ const LZ4_JSON: u8 = 1;
 /// keeps logging cheap at high request rates (sled copies a leaf on every insert). A record is
 /// the JSON array of its entries, LZ4-compressed: log entries repeat themselves, and sled's
 /// memory grows with the bytes written, well beyond its cache size (uncompressed, the log was
-/// most of the gateway's memory under load). A record also stays under [`RECORD_BYTES`]:
+/// most of the gateway's memory under load). A record also stays under `RECORD_BYTES`:
 /// sled keeps larger pages as blobs, and its cache counts a blob by its pointer, not its size.
 ///
 /// Key: write time in ms (8 bytes) ++ sequence (8) ++ entry count (4), all big-endian, so

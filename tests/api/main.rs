@@ -1,6 +1,15 @@
 //! Integration tests: the real server on port 0, real HTTP mock upstreams on 127.0.0.1.
 //! One test binary (modules below) keeps link time down.
 
+// Test code: a failed unwrap or assertion is a failed test, which is what it is for
+// (clippy.toml allows these in test functions; this covers the helpers around them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 mod anthropic_upstream;
 mod gemini_upstream;
 mod helpers;
