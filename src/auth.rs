@@ -1,16 +1,12 @@
-//! Who is calling: bearer keys resolved to key records, as actix extractors.
-//!
-//! `Caller` is any live key; `AdminCaller` additionally requires the admin role (403 if not).
+//! Who is calling: a bearer key resolved to its key record (or the environment's admin key).
+//! The actix extractors built on this are in `http::callers`.
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::keys::{hash_secret, now_secs};
 use crate::store::{KeyRecord, KeyStore, Role};
-use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::HttpRequest;
 use std::collections::BTreeMap;
-use std::future::{ready, Ready};
 use std::sync::Arc;
 
 pub struct Authenticator {
@@ -81,46 +77,4 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         ));
     }
     Ok(secret.trim())
-}
-
-fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("application state is missing"))
-}
-
-/// Any authenticated key.
-pub struct Caller(pub Arc<KeyRecord>);
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            state(req)
-                .and_then(|s| s.auth.authenticate(req))
-                .map(Caller),
-        )
-    }
-}
-
-/// An authenticated key with the admin role.
-pub struct AdminCaller(pub Arc<KeyRecord>);
-
-impl FromRequest for AdminCaller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            state(req)
-                .and_then(|s| s.auth.authenticate(req))
-                .and_then(|key| match key.role {
-                    Role::Admin => Ok(AdminCaller(key)),
-                    Role::User => Err(ApiError::forbidden(
-                        "This endpoint needs an admin key; the key you sent is a user key.",
-                    )),
-                }),
-        )
-    }
 }

@@ -19,7 +19,6 @@ pub mod providers;
 pub mod proxy;
 pub mod reload;
 pub mod router;
-pub mod security_headers;
 pub mod server;
 pub mod settings;
 pub mod snapshot;

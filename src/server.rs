@@ -136,7 +136,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request(format!("Invalid path: {e}")).into()
                 }))
-                .wrap(from_fn(crate::security_headers::middleware))
+                .wrap(from_fn(crate::http::security_headers::middleware))
                 .wrap(from_fn(proxy::request_id::middleware))
                 .configure(health::configure)
                 .configure(proxy::configure)

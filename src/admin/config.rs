@@ -1,8 +1,8 @@
 //! `/admin/config` (what is loaded, from which files, the last reload) and `/admin/reload`.
 
-use crate::auth::AdminCaller;
 use crate::config::{SkippedProvider, SourceFile};
 use crate::error::ApiError;
+use crate::http::callers::AdminCaller;
 use crate::reload::{Attempt, Outcome};
 use crate::state::AppState;
 use actix_web::http::StatusCode;

@@ -2,8 +2,8 @@
 //! usage totals), update, rotate, revoke.
 
 use super::blocking;
-use crate::auth::AdminCaller;
 use crate::error::ApiError;
+use crate::http::callers::AdminCaller;
 use crate::proxy::body;
 use crate::state::AppState;
 use crate::store::keys::KeyUpdate;

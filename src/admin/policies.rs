@@ -1,7 +1,7 @@
 //! `/admin/policies`: the loaded scripts, and simulating a request through them.
 
-use crate::auth::AdminCaller;
 use crate::error::ApiError;
+use crate::http::callers::AdminCaller;
 use crate::policy::fixtures::FixtureKey;
 use crate::policy::simulate::{simulate, Simulation};
 use crate::proxy::body;

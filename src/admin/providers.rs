@@ -1,9 +1,9 @@
 //! `/admin/providers` (what is loaded, with health), `/admin/cache` (stats, purge) and
 //! `/metrics` (Prometheus text). No response here carries a secret.
 
-use crate::auth::AdminCaller;
 use crate::config::Pricing;
 use crate::error::ApiError;
+use crate::http::callers::AdminCaller;
 use crate::metrics::ProviderStats;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};

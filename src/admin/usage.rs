@@ -2,8 +2,8 @@
 //! Both read off the async workers: a large scan never stalls the proxy.
 
 use super::blocking;
-use crate::auth::AdminCaller;
 use crate::error::ApiError;
+use crate::http::callers::AdminCaller;
 use crate::state::AppState;
 use crate::store::logs::LogFilter;
 use crate::store::usage::{Bucket, GroupBy, Totals, UsageRow};

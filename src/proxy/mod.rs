@@ -9,8 +9,8 @@ pub mod models;
 pub mod relay;
 pub mod request_id;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::callers::Caller;
 use crate::state::AppState;
 use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody, Typed};
 use actix_web::http::header::{HeaderName, HeaderValue};

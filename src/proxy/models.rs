@@ -1,7 +1,7 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the models this key may use, OpenAI's list shape.
 
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::callers::Caller;
 use crate::router::Target;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};

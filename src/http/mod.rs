@@ -1,4 +1,8 @@
-//! Small HTTP helpers shared by the proxy and admin routes.
+//! What every route shares: the callers (key extractors), security headers, and the 404 and
+//! 405 answers.
+
+pub mod callers;
+pub mod security_headers;
 
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
