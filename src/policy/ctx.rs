@@ -121,15 +121,15 @@ impl PolicyCtx {
 
     fn route_one(&mut self, target: ImmutableString) {
         let mut inner = self.lock();
-        inner.decision.routes = vec![target.to_string()];
-        inner.decision.balance = None;
+        inner.decision.route.routes = vec![target.to_string()];
+        inner.decision.route.balance = None;
     }
 
     fn route_many(&mut self, targets: Array) -> Res<()> {
         let routes = strings(targets, "ctx.route")?;
         let mut inner = self.lock();
-        inner.decision.routes = routes;
-        inner.decision.balance = None;
+        inner.decision.route.routes = routes;
+        inner.decision.route.balance = None;
         Ok(())
     }
 
@@ -148,12 +148,12 @@ impl PolicyCtx {
         })?;
         let fallbacks = strings(fallbacks, "ctx.route_balanced")?;
         let mut inner = self.lock();
-        inner.decision.balance = Some(Balance {
+        inner.decision.route.balance = Some(Balance {
             strategy,
             pool: pool.len(),
             weights,
         });
-        inner.decision.routes = pool.into_iter().chain(fallbacks).collect();
+        inner.decision.route.routes = pool.into_iter().chain(fallbacks).collect();
         Ok(())
     }
 
@@ -204,13 +204,13 @@ impl PolicyCtx {
     /// The first-byte timeout for this request, over the providers' own.
     fn timeout(&mut self, secs: Dynamic) -> Res<()> {
         let secs = seconds(&secs, "ctx.timeout")?;
-        self.lock().decision.timeouts.first_byte_secs = Some(secs);
+        self.lock().decision.route.timeouts.first_byte_secs = Some(secs);
         Ok(())
     }
 
     /// `#{first_byte: 5, idle: 30, total: 120}`; keys left out keep their value.
     fn timeouts(&mut self, map: Map) -> Res<()> {
-        let mut t = self.lock().decision.timeouts;
+        let mut t = self.lock().decision.route.timeouts;
         for (key, value) in &map {
             let secs = Some(seconds(value, "ctx.timeouts")?);
             match key.as_str() {
@@ -224,7 +224,7 @@ impl PolicyCtx {
                 }
             }
         }
-        self.lock().decision.timeouts = t;
+        self.lock().decision.route.timeouts = t;
         Ok(())
     }
 
@@ -297,6 +297,7 @@ impl PolicyCtx {
         }
         self.lock()
             .decision
+            .route
             .headers
             .insert(lower, value.to_string());
         Ok(())
@@ -397,6 +398,7 @@ impl PolicyCtx {
     fn routes(&mut self) -> Array {
         self.lock()
             .decision
+            .route
             .routes
             .iter()
             .map(|r| Dynamic::from(r.clone()))
@@ -419,7 +421,7 @@ impl PolicyCtx {
     }
 
     fn headers(&mut self) -> Map {
-        to_map(&self.lock().decision.headers)
+        to_map(&self.lock().decision.route.headers)
     }
 
     pub fn register(engine: &mut Engine) {

@@ -12,7 +12,7 @@ pub mod request;
 pub mod simulate;
 
 pub use ctx::{PolicyCtx, PolicyEnv};
-pub use decision::{Balance, Decision, Rejection, TimeoutOverrides};
+pub use decision::{Balance, Decision, Rejection, RoutePlan, TimeoutOverrides};
 pub use request::ScriptRequest;
 
 use crate::store::KeyRecord;

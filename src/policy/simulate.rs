@@ -2,7 +2,7 @@
 //! The admin simulate endpoint and `switchboard policy test` both use this, and it shares its
 //! decision code with real requests, so all three agree.
 
-use super::{Decision, PolicyEnv, PolicySet, Rejection};
+use super::{Decision, PolicyEnv, PolicySet, Rejection, RoutePlan};
 use crate::store::{AssignmentStore, CounterStore, KeyRecord, Limit};
 use crate::wire::RequestBody;
 use serde::Serialize;
@@ -71,17 +71,21 @@ pub fn simulate(
     match policies.on_request(body, key, headers, env) {
         Ok((body, decision)) => {
             let Decision {
-                routes,
+                route:
+                    RoutePlan {
+                        routes,
+                        headers,
+                        // How targets are ordered and timed is the router's business, not
+                        // simulated.
+                        balance: _,
+                        timeouts: _,
+                    },
                 cache_ttl,
                 variants,
                 limits,
                 token_limits,
                 rejection,
-                headers,
                 tags,
-                // How targets are ordered and timed is the router's business, not simulated.
-                balance: _,
-                timeouts: _,
             } = decision;
             Simulation {
                 route: routes,

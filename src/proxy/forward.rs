@@ -204,7 +204,7 @@ async fn proxy(
     if let Some(r) = &decision.rejection {
         return Err(rejected(r).into());
     }
-    let targets = router::targets::resolve(&snapshot.models, &decision.routes, body.model())?;
+    let targets = router::targets::resolve(&snapshot.models, &decision.route.routes, body.model())?;
     let may_use = |target: &Target| may_use(caller, target);
     if !targets.iter().any(may_use) {
         return Err(Failure {
@@ -322,7 +322,7 @@ async fn proxy(
             request_id: request_id.as_str(),
             body: &mut body,
             ask_stream_usage: stream && !client_wants_usage,
-            decision: &decision,
+            plan: &decision.route,
             may_use: &may_use,
         },
     )

@@ -6,11 +6,11 @@
 
 use super::backoff;
 use super::health::{Entry, Registry};
+use super::plan::{RoutePlan, TimeoutOverrides};
 use super::watch::{self, Limits};
 use super::{targets, Target};
 use crate::config::{ProviderConfig, Timeouts};
 use crate::error::ApiError;
-use crate::policy::{Decision, TimeoutOverrides};
 use crate::providers::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::snapshot::Snapshot;
 use crate::wire::RequestBody;
@@ -103,7 +103,8 @@ pub struct Call<'a> {
     pub body: &'a mut RequestBody,
     /// Ask providers that support it for a usage chunk the client did not ask for.
     pub ask_stream_usage: bool,
-    pub decision: &'a Decision,
+    /// The routes, balancing, timeouts and headers the policies chose.
+    pub plan: &'a RoutePlan,
     /// Whether the caller's key may use a target; one it may not is skipped, never called.
     pub may_use: &'a (dyn Fn(&Target) -> bool + Sync),
 }
@@ -136,14 +137,14 @@ pub async fn run(
         request_id,
         body,
         ask_stream_usage,
-        decision,
+        plan,
         may_use,
     } = call;
     let mut records: Vec<AttemptRecord> = Vec::with_capacity(targets.len() + 2);
     let mut last_error: Option<ProviderError> = None;
     let mut shortest_wait: Option<Duration> = None;
 
-    for index in order(health, snapshot, targets, decision) {
+    for index in order(health, snapshot, targets, plan) {
         let target = &targets[index];
         if !may_use(target) {
             records.push(not_allowed(target));
@@ -158,7 +159,7 @@ pub async fn run(
         if ask_stream_usage && provider.asks_stream_usage() && !body.wants_stream_usage() {
             body.request_stream_usage();
         }
-        let limits = effective(&config.timeouts, &decision.timeouts);
+        let limits = effective(&config.timeouts, &plan.timeouts);
         let budget = config.retry.max_total.min(limits.total);
         let entry = health.entry(&target.provider);
         let on_target = Instant::now();
@@ -183,7 +184,7 @@ pub async fn run(
                 request_id,
                 body,
                 upstream_model: &target.model.upstream,
-                headers: &decision.headers,
+                headers: &plan.headers,
             };
             match first_byte(
                 provider.as_ref(),
@@ -275,12 +276,12 @@ fn order(
     health: &Registry,
     snapshot: &Snapshot,
     targets: &[Target],
-    decision: &Decision,
+    plan: &RoutePlan,
 ) -> Vec<usize> {
-    let Some(balance) = &decision.balance else {
+    let Some(balance) = &plan.balance else {
         return (0..targets.len()).collect();
     };
-    let pool_routes = &decision.routes[..balance.pool.min(decision.routes.len())];
+    let pool_routes = &plan.routes[..balance.pool.min(plan.routes.len())];
     // Resolution drops duplicates and unknown names, keeping order, so the pool's targets are
     // the first ones of `targets`.
     let pool = targets::resolve(&snapshot.models, pool_routes, "")

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod checks;
 pub mod health;
 pub mod models;
+pub mod plan;
 pub mod targets;
 pub mod watch;
 
