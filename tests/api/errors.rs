@@ -416,3 +416,32 @@ async fn upstream_rate_limit_headers_are_relayed() {
     assert_eq!(res.headers().get_all("retry-after").iter().count(), 1);
     assert_error(res, 429).await;
 }
+
+#[tokio::test]
+async fn error_bodies_repeat_only_the_start_of_long_input() {
+    let app = spawn_mock().await;
+    let long = "m".repeat(16 * 1024);
+    // An unknown model: the 404 names it, but only its first 256 bytes.
+    let res = app
+        .get(&format!("/v1/models/{long}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 404).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 400, "{} bytes", message.len());
+    assert!(
+        message.contains(&format!("`{}…`", "m".repeat(256))),
+        "{message}"
+    );
+    // Any other echoed value: the message is capped at 2 KiB, and says it was cut.
+    let res = app
+        .get(&format!("/admin/logs/{long}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 404).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() <= 2048 + 3, "{} bytes", message.len());
+    assert!(message.ends_with('…'), "{message}");
+}
