@@ -203,6 +203,23 @@ async fn proxy(
     if let Some(r) = &decision.rejection {
         return Err(rejected(r).into());
     }
+    // Limits first: every request a key makes uses its slot, a 404 or a 403 as much as a 200.
+    state
+        .store
+        .counters
+        .acquire(&decision.limits)
+        .map_err(|o| {
+            state.metrics.quota_rejection();
+            over_limit(o, "request limit")
+        })?;
+    state
+        .store
+        .counters
+        .check_budgets(&decision.token_limits)
+        .map_err(|o| {
+            state.metrics.quota_rejection();
+            over_limit(o, "token budget")
+        })?;
     let targets = router::targets::resolve(&snapshot.models, &decision.routes, body.model())?;
     let may_use = |target: &Target| may_use(caller, target);
     if !targets.iter().any(may_use) {
@@ -220,22 +237,6 @@ async fn proxy(
             detail: None,
         });
     }
-    state
-        .store
-        .counters
-        .acquire(&decision.limits)
-        .map_err(|o| {
-            state.metrics.quota_rejection();
-            over_limit(o, "request limit")
-        })?;
-    state
-        .store
-        .counters
-        .check_budgets(&decision.token_limits)
-        .map_err(|o| {
-            state.metrics.quota_rejection();
-            over_limit(o, "token budget")
-        })?;
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();
