@@ -142,17 +142,31 @@ pub async fn forward(
     body: RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let model_too_long = body.model().len() > router::models::MAX_NAME_BYTES;
     let log = LogEntry {
         request_id: request_id.as_str().to_string(),
         at_ms: crate::accounting::now_ms(),
         key_id: caller.id.clone(),
         endpoint: body.endpoint().path().to_string(),
-        requested_model: body.model().to_string(),
+        requested_model: crate::error::truncated(body.model(), router::models::MAX_NAME_BYTES)
+            .into_owned(),
         stream: body.is_stream(),
-        request_body: state.accountant.log_bodies.then(|| body.to_json_value()),
+        // A request refused for its model name keeps no body: it never reached the policies.
+        request_body: (state.accountant.log_bodies && !model_too_long)
+            .then(|| body.to_json_value()),
         ..LogEntry::default()
     };
-    let result = proxy(state, caller, request_id, headers, body, started, &log).await;
+    let result = if model_too_long {
+        Err(ApiError::bad_request(format!(
+            "`model` is longer than {} bytes; no model has such a name",
+            router::models::MAX_NAME_BYTES
+        ))
+        .with_param("model")
+        .with_code("model_too_long")
+        .into())
+    } else {
+        proxy(state, caller, request_id, headers, body, started, &log).await
+    };
     result.map_err(|failure| {
         let mut log = log;
         log.status = failure.error.status.as_u16();
