@@ -177,6 +177,13 @@ pub async fn forward(
         );
         log.latency_ms = started.elapsed().as_millis() as u64;
         log.attempts = failure.calls;
+        // A name that is no served model, refused before any target: counted as `(unknown)`.
+        log.unknown_model = failure.attempts.is_empty()
+            && state
+                .snapshot()
+                .models
+                .resolve(&log.requested_model)
+                .is_none();
         log.attempt_log = failure.attempts;
         state.accountant.record(log);
         failure.error.with_header(

@@ -39,6 +39,12 @@ pub struct LogEntry {
     pub request_body: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// Set on a request that nothing served, that reached no target, and whose
+    /// `requested_model` names no served model (an unknown name, refused or not): usage counts
+    /// it under [`super::usage::UNKNOWN_MODEL`], so names clients make up never become usage
+    /// rows. For the usage writer only; not stored in the log.
+    #[serde(skip)]
+    pub unknown_model: bool,
 }
 
 /// What to look for. Every field given must match.

@@ -134,11 +134,19 @@ struct Dims<'a> {
     tags: String,
 }
 
+/// The model a request for an unknown model is counted under (see [`LogEntry::unknown_model`]).
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
 fn dims(e: &LogEntry) -> Dims<'_> {
+    let asked = if e.unknown_model {
+        UNKNOWN_MODEL
+    } else {
+        &e.requested_model
+    };
     Dims {
         key: &e.key_id,
         provider: e.provider.as_deref().unwrap_or(""),
-        model: e.model.as_deref().unwrap_or(&e.requested_model),
+        model: e.model.as_deref().unwrap_or(asked),
         variant: e
             .variants
             .iter()
@@ -353,8 +361,37 @@ mod tests {
             1
         );
 
+        // Requests for unknown models: one row, whatever names they used.
+        let unknown = |at_s: u64, name: &str| LogEntry {
+            at_ms: at_s * 1000,
+            key_id: "a".into(),
+            requested_model: name.into(),
+            status: 404,
+            unknown_model: true,
+            ..LogEntry::default()
+        };
+        usage
+            .record(&[unknown(30, "made-up-1"), unknown(40, "made-up-2")])
+            .unwrap();
+        let by_model = usage
+            .query(0, 3600, Bucket::Hour, &"model".parse().unwrap())
+            .unwrap();
+        let unknown_rows: Vec<_> = by_model
+            .iter()
+            .filter(|r| r.group.as_deref() == Some(UNKNOWN_MODEL))
+            .collect();
+        assert_eq!(unknown_rows.len(), 1);
+        assert_eq!(
+            (
+                unknown_rows[0].totals.requests,
+                unknown_rows[0].totals.errors
+            ),
+            (2, 2)
+        );
+        assert_eq!(usage.hours.len(), 3, "one stored row for both");
+
         let a = usage.key_usage("a").unwrap();
-        assert_eq!((a.totals.requests, a.last_used_ms), (2, Some(20_000)));
+        assert_eq!((a.totals.requests, a.last_used_ms), (4, Some(40_000)));
         assert!("color".parse::<GroupBy>().is_err());
     }
 }

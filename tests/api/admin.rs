@@ -118,7 +118,7 @@ async fn usage_and_logs_match_what_the_upstream_reported() {
         .map(|r| r["group"].as_str().unwrap_or("-"))
         .collect();
     assert!(
-        groups.contains(&"mock/priced") && groups.contains(&"nope"),
+        groups.contains(&"mock/priced") && groups.contains(&"(unknown)"),
         "{groups:?}"
     );
 
@@ -464,4 +464,52 @@ async fn log_query_with_a_huge_time_is_not_a_crash() {
             .unwrap();
         assert_eq!(res.status(), 200, "{query}");
     }
+}
+
+#[tokio::test]
+async fn usage_counts_requests_for_unknown_models_under_one_name() {
+    let app = spawn(Spawn::default().provider("mock", PRICED).policy(
+        "l.rhai",
+        r#"fn on_request(req, ctx) { ctx.limit("all", 4, 3600); }"#,
+    ))
+    .await;
+    let chat = |model: String| {
+        app.chat(
+            ADMIN_KEY,
+            json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
+        )
+    };
+    for i in 0..3 {
+        assert_error(chat(format!("made-up-{i}")).await, 404).await;
+    }
+    assert_eq!(chat("echo".into()).await.status(), 200);
+    // Over the limit: refused before the name was looked up, still not a row of its own.
+    assert_error(chat("made-up-3".into()).await, 429).await;
+    assert_error(chat("priced".into()).await, 429).await;
+
+    let entries = logged(&app, 6).await;
+    assert!(entries.iter().any(|e| e["requested_model"] == "made-up-3"));
+    let usage = get_json(&app, "/admin/usage?group_by=model").await;
+    let mut groups: Vec<(String, u64, u64)> = usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["group"].as_str().unwrap().to_string(),
+                r["requests"].as_u64().unwrap(),
+                r["errors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![
+            ("(unknown)".to_string(), 4, 4),
+            ("mock/echo".to_string(), 1, 0),
+            // A served model's name is kept when a limit refused it.
+            ("priced".to_string(), 1, 1),
+        ]
+    );
 }
