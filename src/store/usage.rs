@@ -114,6 +114,9 @@ pub trait UsageStore: Send + Sync {
         group: &GroupBy,
     ) -> Result<Vec<UsageRow>, StoreError>;
     fn key_usage(&self, key_id: &str) -> Result<KeyUsage, StoreError>;
+    /// Drops the hourly rows that ended at or before `before` (unix seconds); returns how
+    /// many. Keys' all-time figures are kept.
+    fn prune(&self, before: u64) -> Result<usize, StoreError>;
 }
 
 pub struct SledUsage {
@@ -277,6 +280,24 @@ impl UsageStore for SledUsage {
     fn key_usage(&self, key_id: &str) -> Result<KeyUsage, StoreError> {
         Ok(read(self.keys.get(key_id.as_bytes())?))
     }
+
+    fn prune(&self, before: u64) -> Result<usize, StoreError> {
+        // Rows are keyed by their hour's start: those starting at or before `before - 1 h`
+        // have ended.
+        let Some(last_ended) = before.checked_sub(3600) else {
+            return Ok(0);
+        };
+        let first_kept = last_ended + 1;
+        let old: Vec<sled::IVec> = self
+            .hours
+            .range(..first_kept.to_be_bytes().to_vec())
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in &old {
+            self.hours.remove(key)?;
+        }
+        Ok(old.len())
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -393,5 +414,14 @@ mod tests {
         let a = usage.key_usage("a").unwrap();
         assert_eq!((a.totals.requests, a.last_used_ms), (4, Some(40_000)));
         assert!("color".parse::<GroupBy>().is_err());
+
+        // The hour [0, 3600) has not ended at 3599; it has at 3600, and goes.
+        assert_eq!(usage.prune(3599).unwrap(), 0);
+        assert_eq!(usage.prune(3600).unwrap(), 2);
+        let left = usage
+            .query(0, 86_400, Bucket::Hour, &GroupBy::None)
+            .unwrap();
+        assert_eq!(left.iter().map(|r| r.start).collect::<Vec<_>>(), vec![3600]);
+        assert_eq!(usage.key_usage("a").unwrap().totals.requests, 4);
     }
 }
