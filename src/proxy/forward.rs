@@ -98,9 +98,9 @@ fn over_limit(o: OverLimit, what: &str) -> ApiError {
 
 /// Whether the key may be served by this target. Every target is checked before it is called
 /// (fallbacks, pool members and split routes too), so routing can never reach a model the
-/// key may not use.
-fn may_use(caller: &KeyRecord, target: &Target) -> bool {
-    caller.allows_model(&target.id, &target.model.name)
+/// key may not use. The key's entries are names, resolved as requests are.
+pub fn may_use(caller: &KeyRecord, models: &router::ModelIndex, target: &Target) -> bool {
+    caller.allows_model(&target.id, |name| models.resolve(name).map(|t| &*t.id))
 }
 
 /// What the client's `Cache-Control` asks of the response cache.
@@ -242,7 +242,7 @@ async fn proxy(
             over_limit(o, "token budget")
         })?;
     let targets = router::targets::resolve(&snapshot.models, &decision.routes, body.model())?;
-    let may_use = |target: &Target| may_use(caller, target);
+    let may_use = |target: &Target| may_use(caller, &snapshot.models, target);
     if !targets.iter().any(may_use) {
         return Err(Failure {
             error: ApiError::forbidden(format!("This key may not use the model `{requested}`."))
