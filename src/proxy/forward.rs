@@ -56,7 +56,7 @@ fn policy_headers(
 /// the script's name, line and message go to the log and the request log entry, since they
 /// describe the operator's configuration, not the client's request.
 fn policy_error(failure: ScriptFailure, request_id: &RequestId) -> Failure {
-    let request_id = request_id.as_str();
+    let request_id = request_id.log_id();
     tracing::error!(request_id, %failure, "policy failed the request");
     Failure {
         error: ApiError::internal(format!(
@@ -144,7 +144,8 @@ pub async fn forward(
     let started = Instant::now();
     let model_too_long = body.model().len() > router::models::MAX_NAME_BYTES;
     let log = LogEntry {
-        request_id: request_id.as_str().to_string(),
+        request_id: request_id.log_id().to_string(),
+        client_request_id: request_id.client().map(str::to_string),
         at_ms: crate::accounting::now_ms(),
         key_id: caller.id.clone(),
         endpoint: body.endpoint().path().to_string(),

@@ -513,3 +513,50 @@ async fn usage_counts_requests_for_unknown_models_under_one_name() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_client_chosen_request_id_never_shadows_another_log_entry() {
+    let app = spawn(Spawn::default().provider("mock", PRICED)).await;
+    let (a_id, a) = app.create_key(json!({"name": "a"})).await;
+    let (b_id, b) = app.create_key(json!({"name": "b"})).await;
+    let hi = json!({"model": "echo", "messages": [{"role": "user", "content": "x"}]});
+    // A's request, no id of its own: the gateway's id is the header and the log id.
+    let res = app.chat(&a, hi.clone()).await;
+    let a_request = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    // B sends A's id as its own x-request-id, twice: it is echoed, and logged beside B's ids.
+    for _ in 0..2 {
+        let res = app
+            .post("/v1/chat/completions", &b)
+            .header("x-request-id", &a_request)
+            .json(&hi)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-request-id"], a_request.as_str());
+    }
+    let entries = logged(&app, 3).await;
+    let mut ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "every entry has its own id");
+
+    let one = get_json(&app, &format!("/admin/logs/{a_request}")).await;
+    assert_eq!(one["key_id"], a_id.as_str(), "still A's entry");
+    assert!(one.get("client_request_id").is_none());
+
+    let found = get_json(&app, &format!("/admin/logs?request_id={a_request}")).await;
+    let found = found["data"].as_array().unwrap();
+    assert_eq!(
+        found.len(),
+        3,
+        "the gateway's id and the client's, both searchable"
+    );
+    for e in found.iter().filter(|e| e["key_id"] == b_id.as_str()) {
+        assert_eq!(e["client_request_id"], a_request.as_str());
+        assert_ne!(e["request_id"], a_request.as_str());
+    }
+}

@@ -547,6 +547,7 @@ async function showLog(id, names) {
   const obj = (o) => (o && Object.keys(o).length ? Object.entries(o).map(([k, v]) => `${k}=${v}`).join(', ') : '–');
   await modal(`Request ${e.request_id}`, h('div', { id: 'log-detail' },
     kv([
+      e.client_request_id ? ['Client request id', e.client_request_id] : null,
       ['Time', dateTimeMs(e.at_ms)],
       ['Status', statusBadge(e.status)],
       ['Key', `${names.get(e.key_id) || ''} ${e.key_id}`.trim()],
