@@ -3,6 +3,7 @@
 
 import { api, qs, ApiError } from './api.js';
 import { barChart, lineChart, legend } from './charts.js';
+import { csv } from './csv.js';
 import {
   h, num, compact, pct, ms, usd, dateTime, dateTimeMs, toast, modal, confirmAction, showSecret,
   table, stat, kv, errorBox, pretty, fill,
@@ -412,14 +413,6 @@ async function keyNames() {
   } catch {
     return new Map();
   }
-}
-
-function csv(rows) {
-  const esc = (v) => {
-    const s = v === null || v === undefined ? '' : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return rows.map((r) => r.map(esc).join(',')).join('\n') + '\n';
 }
 
 async function usagePage(main) {
