@@ -15,11 +15,19 @@ const QUEUE: usize = 16_384;
 const TICK: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// How long request logs are kept.
+/// How long request logs and usage roll-ups are kept; the writer prunes both every minute.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
+    /// Request log entries older than this go.
     pub max_age: Duration,
+    /// The oldest request log entries beyond this many go.
     pub max_entries: usize,
+    /// Hourly usage rows that ended longer ago than this go (keys' all-time figures stay).
+    pub usage_max_age: Duration,
+}
+
+impl Retention {
+    pub const DEFAULT_USAGE_MAX_AGE_DAYS: u64 = 400;
 }
 
 impl Default for Retention {
@@ -27,6 +35,7 @@ impl Default for Retention {
         Retention {
             max_age: Duration::from_secs(7 * 86_400),
             max_entries: 100_000,
+            usage_max_age: Duration::from_secs(Self::DEFAULT_USAGE_MAX_AGE_DAYS * 86_400),
         }
     }
 }
@@ -98,6 +107,13 @@ impl Accountant {
                             Ok(0) => {}
                             Ok(n) => tracing::debug!(removed = n, "pruned request logs"),
                             Err(e) => tracing::error!(error = %e, "pruning request logs failed"),
+                        }
+                        let before =
+                            (now_ms() / 1000).saturating_sub(retention.usage_max_age.as_secs());
+                        match usage.prune(before) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(removed = n, "pruned usage roll-ups"),
+                            Err(e) => tracing::error!(error = %e, "pruning usage failed"),
                         }
                     }
                 }
@@ -200,5 +216,55 @@ mod tests {
         let page = store.logs.query(&LogFilter::default(), 10, None).unwrap();
         let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
         assert_eq!(ids, vec!["r2", "r1", "r0"]);
+    }
+
+    #[test]
+    fn the_writer_prunes_usage_older_than_its_retention() {
+        use crate::store::usage::{Bucket, GroupBy};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let day_ms = 86_400_000;
+        let at = |ms: u64| LogEntry {
+            at_ms: ms,
+            key_id: "k".into(),
+            requested_model: "echo".into(),
+            ..LogEntry::default()
+        };
+        let now = now_ms();
+        store
+            .usage
+            .record(&[at(now - 3 * day_ms), at(now - day_ms / 2), at(now)])
+            .unwrap();
+        let rows = || {
+            store
+                .usage
+                .query(0, now / 1000 + 3600, Bucket::Hour, &GroupBy::None)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(rows(), 3);
+        let accountant = Accountant::start(
+            store.logs.clone(),
+            store.usage.clone(),
+            Arc::new(Metrics::default()),
+            Retention {
+                usage_max_age: Duration::from_secs(86_400),
+                ..Retention::default()
+            },
+            false,
+        )
+        .unwrap();
+        // The writer prunes on its first tick.
+        let started = Instant::now();
+        while rows() != 2 {
+            assert!(started.elapsed() < Duration::from_secs(5), "never pruned");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(accountant);
+        assert_eq!(
+            store.usage.key_usage("k").unwrap().totals.requests,
+            3,
+            "a key's all-time figures stay"
+        );
     }
 }

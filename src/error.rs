@@ -52,11 +52,36 @@ pub struct ErrorDetail {
     pub code: Option<String>,
 }
 
+/// The longest message an error body carries, in bytes; a longer one is cut (see
+/// [`truncated`]). Messages may echo client input or an upstream's reply, so without a cap a
+/// 1 MiB model name would come back in a 1 MiB error.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// The longest model name an error message repeats, in bytes.
+const MAX_ECHOED_MODEL_BYTES: usize = 256;
+
+/// `text` cut to at most `max_bytes` bytes at a character boundary, with `…` added when
+/// anything was cut (so the result may be up to 3 bytes longer than `max_bytes`).
+pub fn truncated(text: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            message = truncated(&message, MAX_MESSAGE_BYTES).into_owned();
+        }
         ApiError {
             status,
-            message: message.into(),
+            message,
             kind,
             param: None,
             code: None,
@@ -120,7 +145,9 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found_error", message).with_code("not_found")
     }
 
+    /// The model name is repeated only up to `MAX_ECHOED_MODEL_BYTES` (256).
     pub fn model_not_found(model: &str) -> Self {
+        let model = truncated(model, MAX_ECHOED_MODEL_BYTES);
         Self::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -143,11 +170,12 @@ impl ApiError {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "api_error", message).with_code("upstream_timeout")
     }
 
-    /// The JSON body alone, for in-band stream errors.
+    /// The JSON body alone, for in-band stream errors. The message is capped here too, since
+    /// `message` is public and may have grown after [`ApiError::new`].
     pub fn body_json(&self) -> String {
         let body = ErrorResponse {
             error: ErrorDetail {
-                message: self.message.clone(),
+                message: truncated(&self.message, MAX_MESSAGE_BYTES).into_owned(),
                 kind: self.kind.to_string(),
                 param: self.param.clone(),
                 code: self.code.clone(),
@@ -196,4 +224,41 @@ impl ResponseError for ApiError {
 /// Maps actix's own extractor and routing failures to the same body shape.
 pub fn not_found_handler() -> ApiError {
     ApiError::not_found("no such endpoint; see /docs for the API")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters_and_marks_the_cut() {
+        assert_eq!(truncated("short", 10), "short");
+        assert_eq!(truncated("abcdef", 3), "abc…");
+        // `é` is two bytes: a cut inside it backs off to the character before.
+        assert_eq!(truncated("aéb", 2), "a…");
+    }
+
+    #[test]
+    fn messages_are_capped_in_the_body() {
+        let huge = "x".repeat(1 << 20);
+        let err = ApiError::bad_request(format!("bad: {huge}"));
+        assert!(err.message.len() <= MAX_MESSAGE_BYTES + 3);
+        assert!(err.message.ends_with('…'));
+
+        // Grown after construction: the body is still capped.
+        let mut err = ApiError::bad_request("x");
+        err.message = "é".repeat(1 << 19);
+        let body: serde_json::Value = serde_json::from_str(&err.body_json()).unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.len() <= MAX_MESSAGE_BYTES + 3, "{}", message.len());
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn model_not_found_repeats_only_the_start_of_a_long_name() {
+        let name = "m".repeat(1 << 20);
+        let err = ApiError::model_not_found(&name);
+        assert!(err.message.len() < 400, "{}", err.message.len());
+        assert!(err.message.contains(&format!("`{}…`", "m".repeat(256))));
+    }
 }

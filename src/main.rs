@@ -104,6 +104,9 @@ struct ServeArgs {
     /// The most request log entries to keep.
     #[arg(long, env = "SWITCHBOARD_LOG_MAX_ENTRIES", default_value_t = 100_000)]
     log_max_entries: usize,
+    /// Days of hourly usage roll-ups to keep (keys' all-time figures are kept regardless).
+    #[arg(long, env = "SWITCHBOARD_USAGE_MAX_AGE_DAYS", default_value_t = switchboard::accounting::Retention::DEFAULT_USAGE_MAX_AGE_DAYS)]
+    usage_max_age_days: u64,
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
@@ -180,6 +183,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.log_retention = switchboard::accounting::Retention {
         max_age: std::time::Duration::from_secs(args.log_max_age_days.saturating_mul(86_400)),
         max_entries: args.log_max_entries,
+        usage_max_age: std::time::Duration::from_secs(
+            args.usage_max_age_days.saturating_mul(86_400),
+        ),
     };
     settings.cache_max_entries = args.cache_max_entries;
     settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();

@@ -23,7 +23,7 @@ pub struct Settings {
     pub policy_fail_open: bool,
     /// Keep request and response bodies in the request log.
     pub log_bodies: bool,
-    /// How long, and how many, request log entries are kept.
+    /// How long, and how many, request log entries are kept, and how long usage roll-ups.
     pub log_retention: crate::accounting::Retention,
     /// Watch providers.d and policies for changes and reload them.
     pub watch: bool,

@@ -36,7 +36,9 @@ pub struct CreateKey {
     pub name: String,
     #[serde(default)]
     pub role: Role,
-    /// Models the key may use; empty or absent means all.
+    /// Models the key may use; empty or absent means all. Each entry (`provider/model` or a
+    /// bare name) allows the model a request naming it goes to: a bare name, the first
+    /// provider (in file order) that serves it.
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]

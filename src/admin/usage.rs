@@ -101,6 +101,9 @@ async fn usage(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// The gateway's id of a request, or an `x-request-id` a client sent (several requests
+    /// may have sent the same one).
+    request_id: Option<String>,
     key_id: Option<String>,
     model: Option<String>,
     provider: Option<String>,
@@ -150,6 +153,7 @@ async fn logs(
         );
     }
     let filter = LogFilter {
+        request_id: q.request_id,
         key_id: q.key_id,
         model: q.model,
         provider: q.provider,
@@ -164,13 +168,13 @@ async fn logs(
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// One logged request by its `x-request-id`.
+/// One logged request by the gateway's id for it.
 #[utoipa::path(
     get,
     path = "/admin/logs/{request_id}",
     operation_id = "getLog",
     tag = "usage",
-    params(("request_id" = String, Path, description = "The `x-request-id` of the request")),
+    params(("request_id" = String, Path, description = "The entry's `request_id`: the gateway's own id, unique, which is the `x-request-id` response header unless the client sent its own (find those with `GET /admin/logs?request_id=`)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The entry", body = crate::store::logs::LogEntry),

@@ -86,6 +86,18 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
             ));
             continue;
         }
+        let id_bytes = name.len() + 1 + m.name.len();
+        if id_bytes > crate::router::models::MAX_NAME_BYTES {
+            errors.push(err(
+                find_text_line(text, &m.name),
+                &field,
+                format!(
+                    "model id `{name}/…` is {id_bytes} bytes; requests may name at most {} bytes",
+                    crate::router::models::MAX_NAME_BYTES
+                ),
+            ));
+            continue;
+        }
         if models.iter().any(|prev| prev.name == m.name) {
             errors.push(err(
                 find_text_line(text, &m.name),
@@ -284,6 +296,18 @@ mod tests {
             Ok(Loaded::Skipped(s)) => panic!("skipped: {}", s.reason),
             Err(e) => panic!("errors: {e:?}"),
         }
+    }
+
+    #[test]
+    fn a_model_id_longer_than_a_request_may_name_is_an_error() {
+        // `test/` + 251 bytes = 256: the longest a request may carry.
+        serving(&format!("kind: mock\nmodels: [{}]\n", "a".repeat(251)));
+        let errs = match load(&format!("kind: mock\nmodels: [ok, {}]\n", "a".repeat(252))) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(errs[0].field, "models[1]");
+        assert!(errs[0].message.contains("257 bytes"), "{}", errs[0].message);
     }
 
     #[test]

@@ -46,6 +46,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/charts.js"),
     },
     Asset {
+        name: "csv.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/csv.js"),
+    },
+    Asset {
         name: "pages.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/pages.js"),

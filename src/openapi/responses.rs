@@ -34,6 +34,7 @@ pub enum ProxyErrors {
     #[response(
         status = 400,
         description = "The body is empty, not JSON, or lacks a required field (`param` names it); \
+            `model` is longer than 256 bytes (`code`: `model_too_long`); \
             or the upstream rejected the request"
     )]
     BadRequest(ErrorResponse),

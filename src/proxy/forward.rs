@@ -56,7 +56,7 @@ fn policy_headers(
 /// the script's name, line and message go to the log and the request log entry, since they
 /// describe the operator's configuration, not the client's request.
 fn policy_error(failure: ScriptFailure, request_id: &RequestId) -> Failure {
-    let request_id = request_id.as_str();
+    let request_id = request_id.log_id();
     tracing::error!(request_id, %failure, "policy failed the request");
     Failure {
         error: ApiError::internal(format!(
@@ -98,9 +98,9 @@ fn over_limit(o: OverLimit, what: &str) -> ApiError {
 
 /// Whether the key may be served by this target. Every target is checked before it is called
 /// (fallbacks, pool members and split routes too), so routing can never reach a model the
-/// key may not use.
-fn may_use(caller: &KeyRecord, target: &Target) -> bool {
-    caller.allows_model(&target.id, &target.model.name)
+/// key may not use. The key's entries are names, resolved as requests are.
+pub fn may_use(caller: &KeyRecord, models: &router::ModelIndex, target: &Target) -> bool {
+    caller.allows_model(&target.id, |name| models.resolve(name).map(|t| &*t.id))
 }
 
 /// What the client's `Cache-Control` asks of the response cache.
@@ -142,17 +142,32 @@ pub async fn forward(
     body: RequestBody,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let model_too_long = body.model().len() > router::models::MAX_NAME_BYTES;
     let log = LogEntry {
-        request_id: request_id.as_str().to_string(),
+        request_id: request_id.log_id().to_string(),
+        client_request_id: request_id.client().map(str::to_string),
         at_ms: crate::accounting::now_ms(),
         key_id: caller.id.clone(),
         endpoint: body.endpoint().path().to_string(),
-        requested_model: body.model().to_string(),
+        requested_model: crate::error::truncated(body.model(), router::models::MAX_NAME_BYTES)
+            .into_owned(),
         stream: body.is_stream(),
-        request_body: state.accountant.log_bodies.then(|| body.to_json_value()),
+        // A request refused for its model name keeps no body: it never reached the policies.
+        request_body: (state.accountant.log_bodies && !model_too_long)
+            .then(|| body.to_json_value()),
         ..LogEntry::default()
     };
-    let result = proxy(state, caller, request_id, headers, body, started, &log).await;
+    let result = if model_too_long {
+        Err(ApiError::bad_request(format!(
+            "`model` is longer than {} bytes; no model has such a name",
+            router::models::MAX_NAME_BYTES
+        ))
+        .with_param("model")
+        .with_code("model_too_long")
+        .into())
+    } else {
+        proxy(state, caller, request_id, headers, body, started, &log).await
+    };
     result.map_err(|failure| {
         let mut log = log;
         log.status = failure.error.status.as_u16();
@@ -163,6 +178,13 @@ pub async fn forward(
         );
         log.latency_ms = started.elapsed().as_millis() as u64;
         log.attempts = failure.calls;
+        // A name that is no served model, refused before any target: counted as `(unknown)`.
+        log.unknown_model = failure.attempts.is_empty()
+            && state
+                .snapshot()
+                .models
+                .resolve(&log.requested_model)
+                .is_none();
         log.attempt_log = failure.attempts;
         state.accountant.record(log);
         failure.error.with_header(
@@ -204,23 +226,7 @@ async fn proxy(
     if let Some(r) = &decision.rejection {
         return Err(rejected(r).into());
     }
-    let targets = router::targets::resolve(&snapshot.models, &decision.route.routes, body.model())?;
-    let may_use = |target: &Target| may_use(caller, target);
-    if !targets.iter().any(may_use) {
-        return Err(Failure {
-            error: ApiError::forbidden(format!("This key may not use the model `{requested}`."))
-                .with_param("model")
-                .with_code("model_not_allowed"),
-            attempts: attempt_log(
-                &targets
-                    .iter()
-                    .map(router::attempts::not_allowed)
-                    .collect::<Vec<_>>(),
-            ),
-            calls: 0,
-            detail: None,
-        });
-    }
+    // Limits first: every request a key makes uses its slot, a 404 or a 403 as much as a 200.
     state
         .store
         .counters
@@ -237,6 +243,23 @@ async fn proxy(
             state.metrics.quota_rejection();
             over_limit(o, "token budget")
         })?;
+    let targets = router::targets::resolve(&snapshot.models, &decision.route.routes, body.model())?;
+    let may_use = |target: &Target| may_use(caller, &snapshot.models, target);
+    if !targets.iter().any(may_use) {
+        return Err(Failure {
+            error: ApiError::forbidden(format!("This key may not use the model `{requested}`."))
+                .with_param("model")
+                .with_code("model_not_allowed"),
+            attempts: attempt_log(
+                &targets
+                    .iter()
+                    .map(router::attempts::not_allowed)
+                    .collect::<Vec<_>>(),
+            ),
+            calls: 0,
+            detail: None,
+        });
+    }
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();

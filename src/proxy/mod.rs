@@ -69,7 +69,7 @@ async fn proxied<T: serde::de::DeserializeOwned>(
     responses(
         (status = 200, description = "The completion; with `stream: true`, server-sent events of `chat.completion.chunk` objects ending in `data: [DONE]`",
             headers(
-                ("x-request-id" = String, description = "The request's id, also in the request log"),
+                ("x-request-id" = String, description = "The client's `x-request-id` if it sent one (the log's `client_request_id`), else the gateway's id for the request (the log's `request_id`)"),
                 ("x-switchboard-provider" = String, description = "The provider that answered"),
                 ("x-switchboard-model" = String, description = "The model that answered"),
             ),

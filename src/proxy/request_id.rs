@@ -1,5 +1,8 @@
-//! Every request gets an id: the client's `x-request-id` when it is sane, a fresh one otherwise.
-//! It is sent back on every response, errors included, and passed upstream.
+//! Every request gets the gateway's own id, unique, under which the request log keeps it. A
+//! client may send its own `x-request-id` (kept when it is sane): that one is echoed on the
+//! response and passed upstream, and logged beside the gateway's id, never instead of it, so a
+//! client cannot choose the id of another request's log entry. Without one, the gateway's id
+//! is echoed and passed upstream.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,11 +16,35 @@ use std::time::Instant;
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone)]
-pub struct RequestId(pub Arc<str>);
+pub struct RequestId {
+    /// The gateway's own id: unique, the request log entry's `request_id`.
+    own: Arc<str>,
+    /// The client's `x-request-id`, when it sent a sane one.
+    client: Option<Arc<str>>,
+}
 
 impl RequestId {
+    fn new(client: Option<Arc<str>>) -> Self {
+        RequestId {
+            own: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            client,
+        }
+    }
+
+    /// The id the request goes by outside the gateway: echoed in `x-request-id` and sent
+    /// upstream. The client's, when it sent one; otherwise the gateway's own.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.client.as_deref().unwrap_or(&self.own)
+    }
+
+    /// The gateway's own id, unique per request: what the request log is keyed by.
+    pub fn log_id(&self) -> &str {
+        &self.own
+    }
+
+    /// The client's `x-request-id`, if it sent one.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 }
 
@@ -34,17 +61,13 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get(&HEADER)
-        .and_then(accept_client_id)
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().simple().to_string()));
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let rid = RequestId::new(req.headers().get(&HEADER).and_then(accept_client_id));
+    req.extensions_mut().insert(rid.clone());
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
     let mut res = next.call(req).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(rid.as_str()) {
         res.headers_mut().insert(HEADER, value);
     }
     let status = res.status().as_u16();
@@ -62,10 +85,11 @@ pub async fn middleware(
             .metrics
             .http(&route, method.as_str(), status, micros as f64 / 1e6);
     }
+    let (id, client_id) = (rid.log_id(), rid.client());
     if status >= 500 {
-        tracing::warn!(request_id = %id, %method, path, status, micros, "request failed");
+        tracing::warn!(request_id = id, client_request_id = client_id, %method, path, status, micros, "request failed");
     } else {
-        tracing::debug!(request_id = %id, %method, path, status, micros, "request");
+        tracing::debug!(request_id = id, client_request_id = client_id, %method, path, status, micros, "request");
     }
     Ok(res)
 }
@@ -79,7 +103,7 @@ impl FromRequest for RequestId {
             .extensions()
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId(Arc::from(uuid::Uuid::new_v4().simple().to_string())));
+            .unwrap_or_else(|| RequestId::new(None));
         ready(Ok(id))
     }
 }

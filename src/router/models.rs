@@ -9,6 +9,10 @@ use crate::config::{Config, ModelConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The longest model name a request may carry, in bytes (`provider/model` included). A longer
+/// one is a 400 before anything is logged or stored under it.
+pub const MAX_NAME_BYTES: usize = 256;
+
 /// A provider and one of its models.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -43,7 +43,9 @@ pub struct KeyRecord {
     pub masked: String,
     /// Unix seconds.
     pub created_at: u64,
-    /// Models this key may call (`provider/model` or bare names); empty means all.
+    /// Models this key may call (`provider/model` or bare names, `*` for all); empty means
+    /// all. Each entry allows the model a request naming it goes to: a bare name, the first
+    /// provider (in file order) that serves it.
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]
@@ -60,13 +62,22 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    /// May this key call `target_id` (`provider/model`) / `bare` (the model's own name)?
-    pub fn allows_model(&self, target_id: &str, bare: &str) -> bool {
+    /// May this key call the model `target_id` (`provider/model`)?
+    ///
+    /// An entry allows exactly the model a request naming it is served by: `resolve` gives the
+    /// id a name resolves to (the model index: `provider/model` first, then a bare name's first
+    /// provider in file order). So `echo` allows `mock/echo` when that is where `echo` goes,
+    /// and not `other/echo`, which only `other/echo` allows. `*` allows every model.
+    pub fn allows_model<'a>(
+        &self,
+        target_id: &str,
+        resolve: impl Fn(&str) -> Option<&'a str>,
+    ) -> bool {
         self.models.is_empty()
             || self
                 .models
                 .iter()
-                .any(|m| m == target_id || m == bare || m == "*")
+                .any(|m| m == "*" || m == target_id || resolve(m) == Some(target_id))
     }
 }
 
@@ -348,6 +359,38 @@ mod tests {
             role,
             ..NewKey::default()
         }
+    }
+
+    #[test]
+    fn an_entry_allows_the_model_a_request_naming_it_goes_to() {
+        // `echo` is served by `first` and `second`; a bare `echo` goes to `first`.
+        let resolve = |name: &str| match name {
+            "echo" | "first/echo" => Some("first/echo"),
+            "second/echo" => Some("second/echo"),
+            _ => None,
+        };
+        let key = |models: &[&str]| KeyRecord {
+            id: "k".into(),
+            name: "k".into(),
+            role: Role::User,
+            masked: String::new(),
+            created_at: 0,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            tags: BTreeMap::new(),
+            revoked_at: None,
+            expires_at: None,
+            metadata: BTreeMap::new(),
+        };
+        let allows = |k: &KeyRecord, id: &str| k.allows_model(id, resolve);
+        let bare = key(&["echo"]);
+        assert!(allows(&bare, "first/echo"));
+        assert!(!allows(&bare, "second/echo"), "not every provider's `echo`");
+        let second = key(&["second/echo"]);
+        assert!(allows(&second, "second/echo"));
+        assert!(!allows(&second, "first/echo"));
+        assert!(allows(&key(&[]), "second/echo"));
+        assert!(allows(&key(&["*"]), "second/echo"));
+        assert!(!allows(&key(&["gone"]), "first/echo"));
     }
 
     #[test]

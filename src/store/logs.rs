@@ -9,7 +9,13 @@ use utoipa::ToSchema;
 /// One proxied request, as the log keeps it. Bodies only when `--log-bodies` is on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogEntry {
+    /// The gateway's own id for the request, unique: `GET /admin/logs/{request_id}`. It is the
+    /// `x-request-id` response header unless the client sent its own.
     pub request_id: String,
+    /// The `x-request-id` the client sent, if any (echoed back to it and passed upstream). Any
+    /// client may send any id, so it is not unique: find it with `GET /admin/logs?request_id=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     /// Unix milliseconds when the request arrived.
     pub at_ms: u64,
     pub key_id: String,
@@ -39,11 +45,19 @@ pub struct LogEntry {
     pub request_body: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// Set on a request that nothing served, that reached no target, and whose
+    /// `requested_model` names no served model (an unknown name, refused or not): usage counts
+    /// it under [`super::usage::UNKNOWN_MODEL`], so names clients make up never become usage
+    /// rows. For the usage writer only; not stored in the log.
+    #[serde(skip)]
+    pub unknown_model: bool,
 }
 
 /// What to look for. Every field given must match.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LogFilter {
+    /// The gateway's id of the request, or the `x-request-id` the client sent.
+    pub request_id: Option<String>,
     pub key_id: Option<String>,
     /// Matches the requested model, the served model, or `provider/model`.
     pub model: Option<String>,
@@ -71,7 +85,12 @@ impl LogFilter {
                 code == s
             }
         });
-        self.key_id.as_deref().is_none_or(|k| e.key_id == k)
+        let id_ok = self
+            .request_id
+            .as_deref()
+            .is_none_or(|id| e.request_id == id || e.client_request_id.as_deref() == Some(id));
+        id_ok
+            && self.key_id.as_deref().is_none_or(|k| e.key_id == k)
             && self
                 .provider
                 .as_deref()
@@ -380,8 +399,9 @@ mod tests {
     fn pages_filters_and_prunes() {
         let (_dir, _db, logs) = open_logs();
         let entries: Vec<LogEntry> = (0..10)
-            .map(|i| {
-                entry(
+            .map(|i| LogEntry {
+                client_request_id: (i == 7).then(|| "client-7".into()),
+                ..entry(
                     i,
                     if i % 3 == 0 { 500 } else { 200 },
                     if i < 5 { "a" } else { "b" },
@@ -437,6 +457,22 @@ mod tests {
         assert_eq!(seen, expected);
 
         assert_eq!(logs.get("req3").unwrap().unwrap().status, 500);
+        // By id: the gateway's, or the one the client sent.
+        let by_id = |id: &str| {
+            let filter = LogFilter {
+                request_id: Some(id.into()),
+                ..LogFilter::default()
+            };
+            logs.query(&filter, 10, None)
+                .unwrap()
+                .data
+                .into_iter()
+                .map(|e| e.request_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(by_id("req4"), vec!["req4"]);
+        assert_eq!(by_id("client-7"), vec!["req7"]);
+        assert_eq!(by_id("req3x"), Vec::<String>::new());
         let now = now_ms();
         assert_eq!(
             logs.prune(now, 86_400_000, 7).unwrap(),

@@ -114,6 +114,9 @@ pub trait UsageStore: Send + Sync {
         group: &GroupBy,
     ) -> Result<Vec<UsageRow>, StoreError>;
     fn key_usage(&self, key_id: &str) -> Result<KeyUsage, StoreError>;
+    /// Drops the hourly rows that ended at or before `before` (unix seconds); returns how
+    /// many. Keys' all-time figures are kept.
+    fn prune(&self, before: u64) -> Result<usize, StoreError>;
 }
 
 pub struct SledUsage {
@@ -134,11 +137,19 @@ struct Dims<'a> {
     tags: String,
 }
 
+/// The model a request for an unknown model is counted under (see [`LogEntry::unknown_model`]).
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
 fn dims(e: &LogEntry) -> Dims<'_> {
+    let asked = if e.unknown_model {
+        UNKNOWN_MODEL
+    } else {
+        &e.requested_model
+    };
     Dims {
         key: &e.key_id,
         provider: e.provider.as_deref().unwrap_or(""),
-        model: e.model.as_deref().unwrap_or(&e.requested_model),
+        model: e.model.as_deref().unwrap_or(asked),
         variant: e
             .variants
             .iter()
@@ -269,6 +280,24 @@ impl UsageStore for SledUsage {
     fn key_usage(&self, key_id: &str) -> Result<KeyUsage, StoreError> {
         Ok(read(self.keys.get(key_id.as_bytes())?))
     }
+
+    fn prune(&self, before: u64) -> Result<usize, StoreError> {
+        // Rows are keyed by their hour's start: those starting at or before `before - 1 h`
+        // have ended.
+        let Some(last_ended) = before.checked_sub(3600) else {
+            return Ok(0);
+        };
+        let first_kept = last_ended + 1;
+        let old: Vec<sled::IVec> = self
+            .hours
+            .range(..first_kept.to_be_bytes().to_vec())
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in &old {
+            self.hours.remove(key)?;
+        }
+        Ok(old.len())
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -353,8 +382,46 @@ mod tests {
             1
         );
 
+        // Requests for unknown models: one row, whatever names they used.
+        let unknown = |at_s: u64, name: &str| LogEntry {
+            at_ms: at_s * 1000,
+            key_id: "a".into(),
+            requested_model: name.into(),
+            status: 404,
+            unknown_model: true,
+            ..LogEntry::default()
+        };
+        usage
+            .record(&[unknown(30, "made-up-1"), unknown(40, "made-up-2")])
+            .unwrap();
+        let by_model = usage
+            .query(0, 3600, Bucket::Hour, &"model".parse().unwrap())
+            .unwrap();
+        let unknown_rows: Vec<_> = by_model
+            .iter()
+            .filter(|r| r.group.as_deref() == Some(UNKNOWN_MODEL))
+            .collect();
+        assert_eq!(unknown_rows.len(), 1);
+        assert_eq!(
+            (
+                unknown_rows[0].totals.requests,
+                unknown_rows[0].totals.errors
+            ),
+            (2, 2)
+        );
+        assert_eq!(usage.hours.len(), 3, "one stored row for both");
+
         let a = usage.key_usage("a").unwrap();
-        assert_eq!((a.totals.requests, a.last_used_ms), (2, Some(20_000)));
+        assert_eq!((a.totals.requests, a.last_used_ms), (4, Some(40_000)));
         assert!("color".parse::<GroupBy>().is_err());
+
+        // The hour [0, 3600) has not ended at 3599; it has at 3600, and goes.
+        assert_eq!(usage.prune(3599).unwrap(), 0);
+        assert_eq!(usage.prune(3600).unwrap(), 2);
+        let left = usage
+            .query(0, 86_400, Bucket::Hour, &GroupBy::None)
+            .unwrap();
+        assert_eq!(left.iter().map(|r| r.start).collect::<Vec<_>>(), vec![3600]);
+        assert_eq!(usage.key_usage("a").unwrap().totals.requests, 4);
     }
 }

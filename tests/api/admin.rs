@@ -118,7 +118,7 @@ async fn usage_and_logs_match_what_the_upstream_reported() {
         .map(|r| r["group"].as_str().unwrap_or("-"))
         .collect();
     assert!(
-        groups.contains(&"mock/priced") && groups.contains(&"nope"),
+        groups.contains(&"mock/priced") && groups.contains(&"(unknown)"),
         "{groups:?}"
     );
 
@@ -463,5 +463,100 @@ async fn log_query_with_a_huge_time_is_not_a_crash() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn usage_counts_requests_for_unknown_models_under_one_name() {
+    let app = spawn(Spawn::default().provider("mock", PRICED).policy(
+        "l.rhai",
+        r#"fn on_request(req, ctx) { ctx.limit("all", 4, 3600); }"#,
+    ))
+    .await;
+    let chat = |model: String| {
+        app.chat(
+            ADMIN_KEY,
+            json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
+        )
+    };
+    for i in 0..3 {
+        assert_error(chat(format!("made-up-{i}")).await, 404).await;
+    }
+    assert_eq!(chat("echo".into()).await.status(), 200);
+    // Over the limit: refused before the name was looked up, still not a row of its own.
+    assert_error(chat("made-up-3".into()).await, 429).await;
+    assert_error(chat("priced".into()).await, 429).await;
+
+    let entries = logged(&app, 6).await;
+    assert!(entries.iter().any(|e| e["requested_model"] == "made-up-3"));
+    let usage = get_json(&app, "/admin/usage?group_by=model").await;
+    let mut groups: Vec<(String, u64, u64)> = usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["group"].as_str().unwrap().to_string(),
+                r["requests"].as_u64().unwrap(),
+                r["errors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![
+            ("(unknown)".to_string(), 4, 4),
+            ("mock/echo".to_string(), 1, 0),
+            // A served model's name is kept when a limit refused it.
+            ("priced".to_string(), 1, 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_client_chosen_request_id_never_shadows_another_log_entry() {
+    let app = spawn(Spawn::default().provider("mock", PRICED)).await;
+    let (a_id, a) = app.create_key(json!({"name": "a"})).await;
+    let (b_id, b) = app.create_key(json!({"name": "b"})).await;
+    let hi = json!({"model": "echo", "messages": [{"role": "user", "content": "x"}]});
+    // A's request, no id of its own: the gateway's id is the header and the log id.
+    let res = app.chat(&a, hi.clone()).await;
+    let a_request = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    // B sends A's id as its own x-request-id, twice: it is echoed, and logged beside B's ids.
+    for _ in 0..2 {
+        let res = app
+            .post("/v1/chat/completions", &b)
+            .header("x-request-id", &a_request)
+            .json(&hi)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-request-id"], a_request.as_str());
+    }
+    let entries = logged(&app, 3).await;
+    let mut ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "every entry has its own id");
+
+    let one = get_json(&app, &format!("/admin/logs/{a_request}")).await;
+    assert_eq!(one["key_id"], a_id.as_str(), "still A's entry");
+    assert!(one.get("client_request_id").is_none());
+
+    let found = get_json(&app, &format!("/admin/logs?request_id={a_request}")).await;
+    let found = found["data"].as_array().unwrap();
+    assert_eq!(
+        found.len(),
+        3,
+        "the gateway's id and the client's, both searchable"
+    );
+    for e in found.iter().filter(|e| e["key_id"] == b_id.as_str()) {
+        assert_eq!(e["client_request_id"], a_request.as_str());
+        assert_ne!(e["request_id"], a_request.as_str());
     }
 }

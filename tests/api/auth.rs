@@ -221,3 +221,65 @@ async fn first_start_without_an_admin_key_creates_one_once() {
         200
     );
 }
+
+#[tokio::test]
+async fn an_allow_list_entry_means_what_a_request_for_that_name_means() {
+    // Both providers serve `echo`; a bare `echo` goes to `first` (file order).
+    let app = spawn(
+        Spawn::default()
+            .provider("first", "kind: mock\nmodels: [echo]\n")
+            .provider("second", "kind: mock\nmodels: [echo]\n"),
+    )
+    .await;
+    let app = &app;
+    let chat = |key: String, model: &'static str| async move {
+        app.chat(
+            &key,
+            json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await
+    };
+    let listed = |key: String| async move {
+        let list: Value = app
+            .get("/v1/models", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    // A bare entry: the model a bare request goes to, not every provider's `echo`.
+    let (_, bare) = app
+        .create_key(json!({"name": "bare", "models": ["echo"]}))
+        .await;
+    let res = chat(bare.clone(), "echo").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchboard-provider"], "first");
+    assert_eq!(chat(bare.clone(), "first/echo").await.status(), 200);
+    let body = assert_error(chat(bare.clone(), "second/echo").await, 403).await;
+    assert_eq!(body["error"]["code"], "model_not_allowed");
+    assert_eq!(listed(bare.clone()).await, vec!["first/echo"]);
+    let res = app
+        .get("/v1/models/second/echo", &bare)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 404).await;
+
+    // A `provider/model` entry: that model only, which a bare `echo` does not reach.
+    let (_, second) = app
+        .create_key(json!({"name": "second", "models": ["second/echo"]}))
+        .await;
+    assert_eq!(chat(second.clone(), "second/echo").await.status(), 200);
+    assert_error(chat(second.clone(), "echo").await, 403).await;
+    assert_error(chat(second.clone(), "first/echo").await, 403).await;
+    assert_eq!(listed(second).await, vec!["second/echo"]);
+}

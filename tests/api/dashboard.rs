@@ -38,6 +38,7 @@ async fn assets_have_their_content_types() {
         ("ui.js", "text/javascript; charset=utf-8"),
         ("charts.js", "text/javascript; charset=utf-8"),
         ("pages.js", "text/javascript; charset=utf-8"),
+        ("csv.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
     ] {

@@ -410,3 +410,68 @@ async fn upstream_rate_limit_headers_are_relayed() {
     assert_eq!(res.headers().get_all("retry-after").iter().count(), 1);
     assert_error(res, 429).await;
 }
+
+#[tokio::test]
+async fn error_bodies_repeat_only_the_start_of_long_input() {
+    let app = spawn_mock().await;
+    let long = "m".repeat(16 * 1024);
+    // An unknown model: the 404 names it, but only its first 256 bytes.
+    let res = app
+        .get(&format!("/v1/models/{long}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 404).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 400, "{} bytes", message.len());
+    assert!(
+        message.contains(&format!("`{}…`", "m".repeat(256))),
+        "{message}"
+    );
+    // Any other echoed value: the message is capped at 2 KiB, and says it was cut.
+    let res = app
+        .get(&format!("/admin/logs/{long}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 404).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() <= 2048 + 3, "{} bytes", message.len());
+    assert!(message.ends_with('…'), "{message}");
+}
+
+#[tokio::test]
+async fn a_model_name_over_256_bytes_is_a_400_and_logged_cut_short() {
+    let app = spawn_mock().await;
+    let name = "m".repeat(1 << 20);
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({"model": name, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let text = res.text().await.unwrap();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["param"], "model");
+    assert_eq!(body["error"]["code"], "model_too_long");
+    let entry = log_entry(&app, &request_id).await;
+    assert_eq!(entry["status"], 400);
+    let logged = entry["requested_model"].as_str().unwrap();
+    assert_eq!(logged, format!("{}…", "m".repeat(256)));
+
+    // 256 bytes is still a name: an unknown one, a 404 that repeats it whole.
+    let name = "m".repeat(256);
+    let res = app
+        .chat(
+            ADMIN_KEY,
+            json!({"model": name, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let body = assert_error(res, 404).await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("`{name}`")));
+}

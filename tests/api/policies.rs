@@ -673,3 +673,26 @@ async fn simulate_matches_real_requests_and_charges_nothing() {
         .unwrap();
     assert_error(res, 403).await;
 }
+
+#[tokio::test]
+async fn a_limit_counts_requests_for_unknown_and_forbidden_models_too() {
+    let app = spawn(
+        Spawn::default()
+            .provider("mock", "kind: mock\nmodels: [echo, other]\n")
+            .policy(
+                "limit.rhai",
+                r#"fn on_request(req, ctx) { ctx.limit("rpm:" + req.key.id, 3, 3600); }"#,
+            ),
+    )
+    .await;
+    let (_, key) = app
+        .create_key(json!({"name": "k", "models": ["mock/echo"]}))
+        .await;
+    assert_error(app.chat(&key, hi("no-such-model")).await, 404).await;
+    assert_error(app.chat(&key, hi("other")).await, 403).await;
+    assert_eq!(app.chat(&key, hi("echo")).await.status(), 200);
+    // The limit of 3 is used up, by the 404 and the 403 as much as by the 200.
+    let body = assert_error(app.chat(&key, hi("no-such-model")).await, 429).await;
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_error(app.chat(&key, hi("echo")).await, 429).await;
+}

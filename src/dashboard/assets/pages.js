@@ -3,6 +3,7 @@
 
 import { api, qs, ApiError } from './api.js';
 import { barChart, lineChart, legend } from './charts.js';
+import { csv } from './csv.js';
 import {
   h, num, compact, pct, ms, usd, dateTime, dateTimeMs, toast, modal, confirmAction, showSecret,
   table, stat, kv, errorBox, pretty, fill,
@@ -414,14 +415,6 @@ async function keyNames() {
   }
 }
 
-function csv(rows) {
-  const esc = (v) => {
-    const s = v === null || v === undefined ? '' : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return rows.map((r) => r.map(esc).join(',')).join('\n') + '\n';
-}
-
 async function usagePage(main) {
   const preset = h('select', { id: 'usage-range' }, [['1', 'Last 24 hours'], ['7', 'Last 7 days'], ['30', 'Last 30 days'], ['custom', 'Custom']].map(([v, l]) => h('option', { value: v }, l)));
   const since = h('input', { type: 'datetime-local', id: 'usage-since' });
@@ -547,6 +540,7 @@ async function showLog(id, names) {
   const obj = (o) => (o && Object.keys(o).length ? Object.entries(o).map(([k, v]) => `${k}=${v}`).join(', ') : '–');
   await modal(`Request ${e.request_id}`, h('div', { id: 'log-detail' },
     kv([
+      e.client_request_id ? ['Client request id', e.client_request_id] : null,
       ['Time', dateTimeMs(e.at_ms)],
       ['Status', statusBadge(e.status)],
       ['Key', `${names.get(e.key_id) || ''} ${e.key_id}`.trim()],
