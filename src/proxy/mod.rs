@@ -1,13 +1,52 @@
-//! The OpenAI-compatible `/v1` endpoints.
+//! The OpenAI-compatible `/v1` endpoints, and the pipeline every proxied request runs.
+//!
+//! A handler reads the body within `--body-limit` and parses it (`body.rs`), keeping the
+//! client's bytes so untouched fields go upstream as sent; then `forward.rs` runs the stages
+//! in this order, each a module with one job. What a stage reads, and what it adds:
+//!
+//! 0. **request id** (`request_id.rs`, middleware): the client's sane `x-request-id` or a fresh
+//!    one, plus the gateway's own log id. Adds: `RequestId`.
+//! 1. **decide** (`decide.rs`): reads the body, the key, the headers (without credentials).
+//!    Checks the per-request bounds (`bounds.rs`), then runs the policies' `on_request`.
+//!    Adds: the rewritten body and a `Decision` (route plan, cache TTL, limits, budgets,
+//!    variants, upstream headers, tags); a rejection or a script error ends the request.
+//! 2. **admit** (`admit.rs`): reads the decision's limits and budgets. Charges the request
+//!    limits and checks the budgets, before the model is looked up, so every request a key
+//!    makes uses its slot. Adds: nothing, or a 429.
+//! 3. **route** (`route.rs`): reads the route plan, the model table, the key's allow-list.
+//!    Adds: the ordered targets; a 404 when none resolves, a 403 when the key may use none.
+//! 4. **cache lookup** (`lookup.rs`, keys and replay in `cache.rs`): reads the decision's
+//!    cache TTL and the client's `Cache-Control`. Adds: the cache slot and label; a hit is
+//!    answered at once (stage 6) and settled (stage 7) without calling upstream.
+//! 5. **dispatch** (`dispatch.rs`, the loop in `router::attempts`): reads the targets and the
+//!    route plan; skips targets the key may not use or whose breaker is open; retries and
+//!    falls back. Counts every call against its provider. Adds: the reply and its attempt
+//!    records, or the last error.
+//! 6. **respond** (`respond.rs`, streams through `relay.rs`): reads the reply. Adds the
+//!    headers (provider, model, attempts, cache, variants, relayed upstream rate limits) and
+//!    sends the JSON, or relays the stream event by event.
+//! 7. **settle** (`aftermath.rs`): when the JSON is built or the stream ends, however it ends:
+//!    token budgets charged with real usage, the cache written, `on_response` policies, the
+//!    request log entry and usage (queued for the accounting thread).
+//!
+//! A stage that ends the request returns a `Failure` (`failure.rs`): the client's error, the
+//! attempts made and a detail for the request log, which `forward.rs` records.
 
+pub mod admit;
 pub mod aftermath;
 pub mod body;
 pub mod bounds;
 pub mod cache;
+pub mod decide;
+pub mod dispatch;
+pub mod failure;
 pub mod forward;
+pub mod lookup;
 pub mod models;
 pub mod relay;
 pub mod request_id;
+pub mod respond;
+pub mod route;
 
 use crate::error::ApiError;
 use crate::http::callers::Caller;
@@ -42,7 +81,7 @@ async fn proxied<T: serde::de::DeserializeOwned>(
 ) -> Result<HttpResponse, ApiError> {
     let no_calls = |e: ApiError| {
         e.with_header(
-            HeaderName::from_static(forward::ATTEMPTS_HEADER),
+            HeaderName::from_static(respond::ATTEMPTS_HEADER),
             HeaderValue::from_static("0"),
         )
     };

@@ -61,7 +61,7 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> HttpResponse {
         .models
         .all()
         .iter()
-        .filter(|t| super::forward::may_use(&caller.0, &snapshot.models, t))
+        .filter(|t| super::route::may_use(&caller.0, &snapshot.models, t))
         .map(|t| object(t, created))
         .collect();
     HttpResponse::Ok().json(ModelList {
@@ -95,7 +95,7 @@ pub async fn get(
     let target = snapshot
         .models
         .resolve(&id)
-        .filter(|t| super::forward::may_use(&caller.0, &snapshot.models, t))
+        .filter(|t| super::route::may_use(&caller.0, &snapshot.models, t))
         .ok_or_else(|| ApiError::model_not_found(&id))?;
     Ok(HttpResponse::Ok().json(object(target, created(&state))))
 }

@@ -1,0 +1,157 @@
+//! Stage 6, respond: the reply's headers (who served, attempts, cache, variants, relayed
+//! upstream rate limits), then its body: JSON whole, or the stream relayed event by event.
+//! Each reply carries its settle work (stage 7), run when the JSON is built or the stream ends.
+
+use super::aftermath::{Aftermath, Completed};
+use super::cache;
+use super::relay::{OnFinish, Relay, StreamOutcome};
+use crate::policy::Decision;
+use crate::providers::Reply;
+use crate::store::CachedReply;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+
+pub const PROVIDER_HEADER: &str = "x-switchboard-provider";
+pub const MODEL_HEADER: &str = "x-switchboard-model";
+pub const CACHE_HEADER: &str = "x-switchboard-cache";
+pub const VARIANT_HEADER: &str = "x-switchboard-variant";
+pub const ATTEMPTS_HEADER: &str = "x-switchboard-attempts";
+
+/// What a served reply's headers say.
+pub struct Served<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub decision: &'a Decision,
+    /// `x-switchboard-cache`, when the policies cache this request.
+    pub cache_label: Option<&'a str>,
+    pub attempts: u32,
+}
+
+impl Served<'_> {
+    fn decorate(&self, response: &mut HttpResponseBuilder) {
+        response
+            .insert_header((PROVIDER_HEADER, self.provider))
+            .insert_header((MODEL_HEADER, self.model))
+            .insert_header((ATTEMPTS_HEADER, self.attempts.to_string()));
+        if let Some(label) = self.cache_label {
+            response.insert_header((CACHE_HEADER, label));
+        }
+        if let Some(variants) = self.decision.variant_header() {
+            response.insert_header((VARIANT_HEADER, variants));
+        }
+    }
+}
+
+/// A cache hit: replayed as JSON, or as chunks to a streaming client.
+pub fn from_cache(
+    hit: &CachedReply,
+    headers: Served<'_>,
+    stream: bool,
+    client_wants_usage: bool,
+    after: Aftermath,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    headers.decorate(&mut response);
+    if stream {
+        let chunks = cache::as_chunks(hit, client_wants_usage);
+        let events = futures_util::stream::iter(chunks.into_iter().map(Ok));
+        return sse(
+            &mut response,
+            Relay::new(Box::pin(events), false, Some(on_stream_end(after))),
+        );
+    }
+    let json = cache::as_json(hit);
+    after.finish(Completed {
+        status: 200,
+        usage: crate::wire::usage_of(&json),
+        body: None,
+        payloads: vec![],
+        complete: true,
+        error: None,
+    });
+    response
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(json)
+}
+
+/// How much of a stream to keep for the cache and the request log, if anything.
+pub struct Capture {
+    pub wanted: bool,
+    pub limit: usize,
+}
+
+/// An upstream's reply.
+pub fn from_upstream(
+    reply: Reply,
+    headers: Served<'_>,
+    client_wants_usage: bool,
+    capture: Capture,
+    after: Aftermath,
+) -> HttpResponse {
+    let (mut response, relayed) = match &reply {
+        Reply::Json {
+            status, headers, ..
+        } => (HttpResponse::build(*status), headers),
+        Reply::Stream(_, headers) => (HttpResponse::build(StatusCode::OK), headers),
+    };
+    // The upstream's rate-limit headers first, so the gateway's own headers win on a clash.
+    for (name, value) in relayed {
+        response.insert_header((name.clone(), value.clone()));
+    }
+    headers.decorate(&mut response);
+    match reply {
+        Reply::Json {
+            status,
+            body,
+            usage,
+            ..
+        } => {
+            let keep =
+                (after.cache_put.is_some() || after.accountant.log_bodies).then(|| body.clone());
+            after.finish(Completed {
+                status: status.as_u16(),
+                usage,
+                body: keep,
+                payloads: vec![],
+                complete: true,
+                error: None,
+            });
+            response
+                .insert_header((CONTENT_TYPE, "application/json"))
+                .body(body)
+        }
+        Reply::Stream(events, _) => {
+            let relay = Relay::new(events, !client_wants_usage, Some(on_stream_end(after)));
+            let relay = if capture.wanted {
+                relay.capture(capture.limit)
+            } else {
+                relay
+            };
+            sse(&mut response, relay)
+        }
+    }
+}
+
+fn sse(response: &mut HttpResponseBuilder, relay: Relay) -> HttpResponse {
+    response
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(relay)
+}
+
+/// A stream settles when it ends, however it ends.
+fn on_stream_end(after: Aftermath) -> OnFinish {
+    Box::new(move |outcome: StreamOutcome| {
+        let complete = outcome.error.is_none() && !outcome.client_gone;
+        after.finish(Completed {
+            status: if outcome.error.is_some() { 502 } else { 200 },
+            usage: outcome.usage,
+            body: None,
+            payloads: outcome.payloads,
+            complete,
+            error: outcome.error,
+        })
+    })
+}
