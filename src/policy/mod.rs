@@ -217,6 +217,10 @@ impl PolicySet {
         self.scripts.iter().any(|s| s.on_request)
     }
 
+    pub fn has_response_hooks(&self) -> bool {
+        self.scripts.iter().any(|s| s.on_response)
+    }
+
     /// Runs every `on_request` in order. Returns the (possibly rewritten) request and the
     /// decisions; a rejection ends the chain early and is part of the decision.
     pub fn on_request(

@@ -2,9 +2,9 @@
 //! decide, admit, route, cache lookup, dispatch, respond, settle. Each stage is its own
 //! module; this file only runs them in order and logs a request that fails before a reply.
 
-use super::aftermath::{Aftermath, CachePut};
 use super::failure::{attempt_log, Failure};
 use super::request_id::RequestId;
+use super::settle::{Aftermath, CachePut};
 use super::{admit, decide, dispatch, lookup, respond, route};
 use crate::error::ApiError;
 use crate::policy::PolicyEnv;

@@ -25,7 +25,7 @@
 //! 6. **respond** (`respond.rs`, streams through `relay.rs`): reads the reply. Adds the
 //!    headers (provider, model, attempts, cache, variants, relayed upstream rate limits) and
 //!    sends the JSON, or relays the stream event by event.
-//! 7. **settle** (`aftermath.rs`): when the JSON is built or the stream ends, however it ends:
+//! 7. **settle** (`settle.rs`): when the JSON is built or the stream ends, however it ends:
 //!    token budgets charged with real usage, the cache written, `on_response` policies, the
 //!    request log entry and usage (queued for the accounting thread).
 //!
@@ -33,7 +33,6 @@
 //! attempts made and a detail for the request log, which `forward.rs` records.
 
 pub mod admit;
-pub mod aftermath;
 pub mod body;
 pub mod bounds;
 pub mod cache;
@@ -47,6 +46,7 @@ pub mod relay;
 pub mod request_id;
 pub mod respond;
 pub mod route;
+pub mod settle;
 
 use crate::error::ApiError;
 use crate::http::callers::Caller;

@@ -2,9 +2,9 @@
 //! upstream rate limits), then its body: JSON whole, or the stream relayed event by event.
 //! Each reply carries its settle work (stage 7), run when the JSON is built or the stream ends.
 
-use super::aftermath::{Aftermath, Completed};
 use super::cache;
 use super::relay::{OnFinish, Relay, StreamOutcome};
+use super::settle::{Aftermath, Completed};
 use crate::policy::Decision;
 use crate::providers::Reply;
 use crate::store::CachedReply;

@@ -368,12 +368,13 @@ async fn cache_stats_and_purge_by_namespace() {
             .policy("c.rhai", "fn on_request(req, ctx) { ctx.cache(60); }"),
     )
     .await;
-    for model in ["echo", "priced"] {
+    for (n, model) in [(1, "echo"), (2, "priced")] {
         app.chat(
             ADMIN_KEY,
             json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
         )
         .await;
+        cached_entries(&app, n).await;
         app.chat(
             ADMIN_KEY,
             json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),

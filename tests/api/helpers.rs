@@ -372,3 +372,38 @@ pub async fn admin_provider(app: &TestApp, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no provider {name} in {list}"))
         .clone()
 }
+
+/// Waits until the response cache holds `n` entries: a reply is stored just after it is sent,
+/// off the request's thread.
+pub async fn cached_entries(app: &TestApp, n: u64) {
+    let started = std::time::Instant::now();
+    while admin_json(app, "/admin/cache").await["entries"] != n {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the cache never held {n} entries"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the request answered by `res` is settled (its log entry is written last, after
+/// the cache write and the `on_response` hooks).
+pub async fn settled(app: &TestApp, res: &reqwest::Response) {
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let entries = admin_json(app, &format!("/admin/logs?request_id={id}")).await;
+    if entries["data"].as_array().is_some_and(|d| !d.is_empty()) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let entries = admin_json(app, &format!("/admin/logs?request_id={id}")).await;
+        if entries["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "request {id} was never settled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

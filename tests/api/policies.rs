@@ -124,6 +124,7 @@ async fn cache_serves_hits_without_upstream_as_json_and_as_sse() {
     let first = app.chat(ADMIN_KEY, req.clone()).await;
     assert_eq!(first.headers()["x-switchboard-cache"], "miss");
     let first_body = first.text().await.unwrap();
+    cached_entries(&app, 1).await;
     let second = app.chat(ADMIN_KEY, req.clone()).await;
     assert_eq!(second.headers()["x-switchboard-cache"], "hit");
     assert_eq!(second.headers()["x-switchboard-provider"], "up");
@@ -494,7 +495,9 @@ async fn on_response_sees_the_reply_and_can_count() {
         }"#,
     ))
     .await;
-    assert_eq!(app.chat(ADMIN_KEY, hi("echo")).await.status(), 200);
+    let first = app.chat(ADMIN_KEY, hi("echo")).await;
+    assert_eq!(first.status(), 200);
+    settled(&app, &first).await;
     let body = assert_error(app.chat(ADMIN_KEY, hi("echo")).await, 429).await;
     assert_eq!(body["error"]["message"], "seen 6");
     assert_eq!(body["error"]["code"], "policy_rejected");

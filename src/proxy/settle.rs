@@ -1,6 +1,11 @@
-//! What happens once a reply is complete: `on_response` policies, token settlement, caching,
-//! and the request log entry. Runs when a JSON reply is built, or when a stream ends (however
-//! it ends).
+//! Stage 7, settle: what happens once a reply is complete (a JSON reply built, a stream
+//! ended, however it ended): token budgets charged with real usage, the cache written,
+//! `on_response` policies, the request log entry and usage.
+//!
+//! Only the budget charge happens on the request's own thread, since the next request must
+//! see it. The rest leaves the actix worker (a blocking-pool thread) whenever it has real
+//! work (a cache write or `on_response` scripts), so a request's latency never includes it;
+//! without either, what is left is a queue push, done in place.
 
 use crate::accounting::{self, Accountant};
 use crate::policy::{Decision, PolicyEnv};
@@ -63,14 +68,27 @@ impl Aftermath {
                     .add(&limit.name, limit.window_secs, usage.total_tokens);
             }
         }
+        // The request's latency ends here, whenever the rest runs.
+        let latency_ms = self.started.elapsed().as_millis() as u64;
+        let heavy = self.cache_put.is_some() || self.snapshot.policies.has_response_hooks();
+        if heavy {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn_blocking(move || self.complete(done, usage, latency_ms));
+                return;
+            }
+        }
+        self.complete(done, usage, latency_ms);
+    }
+
+    /// Everything after the budget charge: cache write, `on_response`, the log entry.
+    fn complete(self, done: Completed, usage: Usage, latency_ms: u64) {
         if let Some(put) = &self.cache_put {
             let kept = done.body.is_some() || !done.payloads.is_empty();
             if done.complete && done.status == 200 && kept {
                 self.store(put, &done);
             }
         }
-        let res = self.response_map(&done, usage);
-        let latency_ms = self.started.elapsed().as_millis() as u64;
+        let res = self.response_map(&done, usage, latency_ms);
         let decision =
             self.snapshot
                 .policies
@@ -118,7 +136,7 @@ impl Aftermath {
         }
     }
 
-    fn response_map(&self, done: &Completed, usage: Usage) -> Map {
+    fn response_map(&self, done: &Completed, usage: Usage, latency_ms: u64) -> Map {
         let mut usage_map = Map::new();
         usage_map.insert("prompt_tokens".into(), (usage.prompt_tokens as i64).into());
         usage_map.insert(
@@ -137,10 +155,7 @@ impl Aftermath {
         res.insert("provider".into(), Dynamic::from(self.provider.clone()));
         res.insert("model".into(), Dynamic::from(self.model.clone()));
         res.insert("usage".into(), usage_map.into());
-        res.insert(
-            "latency_ms".into(),
-            (self.started.elapsed().as_millis() as i64).into(),
-        );
+        res.insert("latency_ms".into(), (latency_ms as i64).into());
         res.insert("cached".into(), self.cached.into());
         res.insert("complete".into(), done.complete.into());
         res.insert(
