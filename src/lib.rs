@@ -1,7 +1,7 @@
 //! Switchboard: a policy-scripted, OpenAI-compatible LLM gateway.
 //!
 //! `Application::build(settings)` gives a bound server; `main.rs` and the integration tests
-//! both start it that way. See DESIGN.md for the map of modules and the life of a request.
+//! both start it that way. See ARCHITECTURE.md in the repository for the map of modules and the life of a request.
 
 pub mod accounting;
 pub mod admin;
