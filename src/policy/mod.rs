@@ -409,7 +409,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rhai"), script).unwrap();
         PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false)
-            .map(|set| set)
             .map_err(|e| format!("{e:?}"))
     }
 
