@@ -1,18 +1,30 @@
 //! After the response: request log entries, usage roll-ups and upstream metrics, written by
 //! one background thread in batches, so the request path only hands an entry to a channel.
+//!
+//! A batch that cannot be written (a full disk) is not dropped: it stays in memory and is tried
+//! again on a later tick, and so is a batch written but not yet flushed when the store had to
+//! be reopened (the reopen keeps only what reached the disk; a batch that did reach it is
+//! found there and not counted twice, see [`crate::store::ledger`]). At most [`HELD`] entries
+//! wait this way; beyond that the oldest go, and are counted.
 
 use crate::metrics::Metrics;
-use crate::store::logs::{LogEntry, LogStore};
-use crate::store::usage::UsageStore;
+use crate::store::logs::LogEntry;
+use crate::store::{LedgerBatch, Store, What};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Entries waiting for the writer; beyond this, new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
+/// Entries the writer holds when they cannot be written (or not yet confirmed on disk);
+/// beyond this the oldest are dropped, and counted in `switchboard_accounting_dropped_total`.
+pub const HELD: usize = 65_536;
 /// How often the writer takes what is queued: one record per tick is what makes logging
 /// cheap, and a tenth of a second is no delay for someone reading the logs.
 const TICK: Duration = Duration::from_millis(100);
+/// How often what was written is flushed to disk (and so no longer held in memory).
+const CONFIRM_EVERY: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long request logs and usage roll-ups are kept; the writer prunes both every minute.
@@ -47,7 +59,7 @@ pub use crate::clock::now_ms;
 /// polls on its own clock. A wake-up per request cost a futex call and a context switch.
 struct Queue {
     entries: Mutex<Vec<LogEntry>>,
-    /// Set when the accountant drops: the writer writes what is left and stops.
+    /// Set when the accountant stops: the writer writes what is left and stops.
     stop: AtomicBool,
 }
 
@@ -65,17 +77,16 @@ impl Queue {
 pub struct Accountant {
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keep request and response bodies in the log.
     pub log_bodies: bool,
 }
 
 impl Accountant {
     /// Starts the writer thread; it writes what is queued every tick, and once more when the
-    /// accountant drops.
+    /// accountant stops.
     pub fn start(
-        logs: Arc<dyn LogStore>,
-        usage: Arc<dyn UsageStore>,
+        store: Store,
         metrics: Arc<Metrics>,
         retention: Retention,
         log_bodies: bool,
@@ -85,7 +96,7 @@ impl Accountant {
             stop: AtomicBool::new(false),
         });
         let writer_queue = queue.clone();
-        let writer_metrics = metrics.clone();
+        let mut w = Writer::new(store, metrics.clone());
         let writer = std::thread::Builder::new()
             .name("accounting".into())
             .spawn(move || {
@@ -93,35 +104,24 @@ impl Accountant {
                 loop {
                     std::thread::park_timeout(TICK);
                     let stopping = writer_queue.stop.load(Ordering::Acquire);
-                    let batch = writer_queue.take();
-                    if !batch.is_empty() {
-                        write(&batch, logs.as_ref(), usage.as_ref(), &writer_metrics);
-                    }
+                    w.hold(writer_queue.take());
+                    w.write();
                     if stopping {
+                        w.finish();
                         return;
                     }
-                    if last_prune.elapsed() >= PRUNE_EVERY {
+                    w.confirm(false);
+                    // Only with nothing held: a record pruned now is never written again.
+                    if last_prune.elapsed() >= PRUNE_EVERY && w.held() == 0 {
                         last_prune = Instant::now();
-                        let max_age = retention.max_age.as_millis() as u64;
-                        match logs.prune(now_ms(), max_age, retention.max_entries) {
-                            Ok(0) => {}
-                            Ok(n) => tracing::debug!(removed = n, "pruned request logs"),
-                            Err(e) => tracing::error!(error = %e, "pruning request logs failed"),
-                        }
-                        let before =
-                            (now_ms() / 1000).saturating_sub(retention.usage_max_age.as_secs());
-                        match usage.prune(before) {
-                            Ok(0) => {}
-                            Ok(n) => tracing::debug!(removed = n, "pruned usage roll-ups"),
-                            Err(e) => tracing::error!(error = %e, "pruning usage failed"),
-                        }
+                        w.prune(retention);
                     }
                 }
             })?;
         Ok(Accountant {
             queue,
             metrics,
-            writer: Some(writer),
+            writer: Mutex::new(Some(writer)),
             log_bodies,
         })
     }
@@ -141,12 +141,12 @@ impl Accountant {
             tracing::warn!("request log writer is behind; an entry was dropped");
         }
     }
-}
 
-impl Drop for Accountant {
-    /// Writes what is still queued before the process goes.
-    fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
+    /// Writes what is queued or held, flushes it to disk, and stops the writer. For a graceful
+    /// stop; dropping the accountant does the same.
+    pub fn stop(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
             self.queue.stop.store(true, Ordering::Release);
             writer.thread().unpark();
             let _ = writer.join();
@@ -154,26 +154,194 @@ impl Drop for Accountant {
     }
 }
 
-fn write(batch: &[LogEntry], logs: &dyn LogStore, usage: &dyn UsageStore, metrics: &Metrics) {
-    for e in batch {
-        if let (Some(provider), Some(model)) = (&e.provider, &e.model) {
-            metrics.upstream(
-                provider,
-                model,
-                e.status < 400,
-                e.cached,
-                if e.cached { 0 } else { e.prompt_tokens },
-                if e.cached { 0 } else { e.completion_tokens },
-                if e.cached { 0.0 } else { e.cost_usd },
-                e.latency_ms as f64 / 1000.0,
+impl Drop for Accountant {
+    /// Writes what is still queued before the process goes.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The writer thread's state: batches not written yet, and batches written but not yet known
+/// to be on disk. Both oldest first; every written batch is older than every pending one.
+struct Writer {
+    store: Store,
+    metrics: Arc<Metrics>,
+    pending: VecDeque<LedgerBatch>,
+    written: VecDeque<LedgerBatch>,
+    /// The store generation `written` went to; a reopen since means they may be gone.
+    written_generation: u64,
+    last_confirm: Instant,
+}
+
+impl Writer {
+    fn new(store: Store, metrics: Arc<Metrics>) -> Writer {
+        Writer {
+            store,
+            metrics,
+            pending: VecDeque::new(),
+            written: VecDeque::new(),
+            written_generation: 0,
+            last_confirm: Instant::now(),
+        }
+    }
+
+    /// Entries held, pending or written but not confirmed.
+    fn held(&self) -> usize {
+        self.pending
+            .iter()
+            .chain(self.written.iter())
+            .map(|b| b.entries.len())
+            .sum()
+    }
+
+    /// Takes new entries as a batch (and counts them in the metrics), then drops the oldest
+    /// batches while more than [`HELD`] entries are held.
+    fn hold(&mut self, entries: Vec<LogEntry>) {
+        if !entries.is_empty() {
+            for e in &entries {
+                if let (Some(provider), Some(model)) = (&e.provider, &e.model) {
+                    self.metrics.upstream(
+                        provider,
+                        model,
+                        e.status < 400,
+                        e.cached,
+                        if e.cached { 0 } else { e.prompt_tokens },
+                        if e.cached { 0 } else { e.completion_tokens },
+                        if e.cached { 0.0 } else { e.cost_usd },
+                        e.latency_ms as f64 / 1000.0,
+                    );
+                }
+            }
+            self.pending.push_back(self.store.ledger.batch(entries));
+        }
+        let mut held = self.held();
+        let mut dropped = 0;
+        while held > HELD {
+            let Some(oldest) = self
+                .written
+                .pop_front()
+                .or_else(|| self.pending.pop_front())
+            else {
+                break;
+            };
+            held -= oldest.entries.len();
+            dropped += oldest.entries.len();
+        }
+        if dropped > 0 {
+            self.metrics.accounting_dropped(dropped as u64);
+            tracing::error!(
+                dropped,
+                held = HELD,
+                "request log entries and usage that could not be written were dropped: too many held"
+            );
+        }
+        self.metrics.accounting_held(held as u64);
+    }
+
+    /// Writes pending batches, oldest first, until one fails (it is tried again next tick).
+    fn write(&mut self) {
+        // A reopen keeps only what reached the disk: what was written before it is written
+        // again (a batch that is there is found and skipped).
+        if !self.written.is_empty() && self.store.generation() != self.written_generation {
+            while let Some(batch) = self.written.pop_back() {
+                self.pending.push_front(batch);
+            }
+        }
+        // While the store cannot write, batches wait instead of failing every tick; the
+        // store's probe notices when it can write again.
+        if self.pending.is_empty() || self.store.write_fault().is_some() {
+            return;
+        }
+        while let Some(batch) = self.pending.front() {
+            let generation = self.store.generation();
+            match self.store.ledger.write(batch) {
+                Ok(_) => {
+                    if self.written.is_empty() {
+                        self.written_generation = generation;
+                    }
+                    if let Some(batch) = self.pending.pop_front() {
+                        self.written.push_back(batch);
+                    }
+                }
+                Err(e) => {
+                    self.store.report(What::Accounting, &e);
+                    tracing::debug!(error = %e, "writing request logs and usage failed; kept for the next tick");
+                    break;
+                }
+            }
+        }
+        self.metrics.accounting_held(self.held() as u64);
+    }
+
+    /// Flushes what was written, every [`CONFIRM_EVERY`] (or now, with `now`), and lets go of
+    /// it once it is on disk.
+    fn confirm(&mut self, now: bool) {
+        if self.written.is_empty() || (!now && self.last_confirm.elapsed() < CONFIRM_EVERY) {
+            return;
+        }
+        // A flush cannot work before the store has recovered (see `write`).
+        if !now && self.store.write_fault().is_some() {
+            return;
+        }
+        self.last_confirm = Instant::now();
+        let generation = self.store.generation();
+        match self.store.sync() {
+            Ok(()) if generation == self.written_generation => {
+                self.written.clear();
+                self.metrics.accounting_held(self.held() as u64);
+            }
+            // Flushed a newer database: what was written went to the old one.
+            Ok(()) => {}
+            Err(e) => self.store.report(What::Accounting, &e),
+        }
+    }
+
+    /// On stop: write and flush what is held; if the store cannot write, try once to recover
+    /// it (the disk may have room again) and write again. What still cannot be written is lost,
+    /// and said so.
+    fn finish(&mut self) {
+        self.confirm(true);
+        if self.held() > 0 && self.store.check() {
+            self.write();
+            self.confirm(true);
+        }
+        let lost = self.held();
+        if lost > 0 {
+            self.metrics.accounting_dropped(lost as u64);
+            tracing::error!(
+                entries = lost,
+                reason = self.store.write_fault().unwrap_or_default(),
+                "request log entries and usage could not be written before stopping; they are lost"
             );
         }
     }
-    if let Err(e) = logs.append(batch) {
-        tracing::error!(error = %e, "writing request logs failed");
-    }
-    if let Err(e) = usage.record(batch) {
-        tracing::error!(error = %e, "writing usage failed");
+
+    fn prune(&mut self, retention: Retention) {
+        if self.store.write_fault().is_some() {
+            return;
+        }
+        let max_age = retention.max_age.as_millis() as u64;
+        match self
+            .store
+            .logs
+            .prune(now_ms(), max_age, retention.max_entries)
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "pruned request logs"),
+            Err(e) => {
+                self.store.report(What::Accounting, &e);
+                tracing::debug!(error = %e, "pruning request logs failed");
+            }
+        }
+        let before = (now_ms() / 1000).saturating_sub(retention.usage_max_age.as_secs());
+        match self.store.usage.prune(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "pruned usage roll-ups"),
+            Err(e) => {
+                self.store.report(What::Accounting, &e);
+                tracing::debug!(error = %e, "pruning usage failed");
+            }
+        }
     }
 }
 
@@ -196,8 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let accountant = Accountant::start(
-            store.logs.clone(),
-            store.usage.clone(),
+            store.clone(),
             Arc::new(Metrics::default()),
             Retention::default(),
             false,
@@ -216,6 +383,89 @@ mod tests {
         let page = store.logs.query(&LogFilter::default(), 10, None).unwrap();
         let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
         assert_eq!(ids, vec!["r2", "r1", "r0"]);
+    }
+
+    fn entries(n: usize, key: &str) -> Vec<LogEntry> {
+        (0..n)
+            .map(|i| LogEntry {
+                request_id: format!("{key}{i}"),
+                at_ms: now_ms(),
+                key_id: key.into(),
+                ..LogEntry::default()
+            })
+            .collect()
+    }
+
+    fn disk_full() -> crate::store::StoreError {
+        crate::store::StoreError::Sled(sled::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "test",
+        )))
+    }
+
+    #[test]
+    fn held_while_the_store_cannot_write_and_written_once_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let mut w = Writer::new(store.clone(), metrics.clone());
+        store.report(What::Probe, &disk_full());
+        w.hold(entries(3, "a"));
+        w.write();
+        assert_eq!(w.held(), 3, "not written while the store cannot write");
+        assert_eq!(store.usage.key_usage("a").unwrap().totals.requests, 0);
+        assert!(metrics
+            .render()
+            .contains("switchboard_accounting_held_entries 3"));
+
+        assert!(store.check(), "the probe finds the store writing again");
+        w.write();
+        w.confirm(true);
+        assert_eq!(w.held(), 0);
+        assert_eq!(store.usage.key_usage("a").unwrap().totals.requests, 3);
+    }
+
+    #[test]
+    fn written_again_after_a_reopen_but_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut w = Writer::new(store.clone(), Arc::new(Metrics::default()));
+        w.hold(entries(2, "b"));
+        w.write();
+        assert_eq!(w.held(), 2, "written, not yet confirmed");
+        store.database().reopen().unwrap();
+        w.write();
+        w.confirm(true);
+        assert_eq!(w.held(), 0);
+        assert_eq!(store.usage.key_usage("b").unwrap().totals.requests, 2);
+        let page = store.logs.query(&LogFilter::default(), 10, None).unwrap();
+        assert_eq!(page.data.len(), 2);
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let mut w = Writer::new(store.clone(), metrics.clone());
+        store.report(What::Probe, &disk_full());
+        w.hold(entries(HELD - 10, "old"));
+        w.hold(entries(5, "mid"));
+        assert_eq!(w.held(), HELD - 5);
+        w.hold(entries(20, "new"));
+        assert_eq!(w.held(), 25, "the oldest batch went whole");
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!(
+                "switchboard_accounting_dropped_total {}",
+                HELD - 10
+            )),
+            "{text}"
+        );
+        assert!(store.check());
+        w.write();
+        assert_eq!(store.usage.key_usage("old").unwrap().totals.requests, 0);
+        assert_eq!(store.usage.key_usage("new").unwrap().totals.requests, 20);
     }
 
     #[test]
@@ -244,8 +494,7 @@ mod tests {
         };
         assert_eq!(rows(), 3);
         let accountant = Accountant::start(
-            store.logs.clone(),
-            store.usage.clone(),
+            store.clone(),
             Arc::new(Metrics::default()),
             Retention {
                 usage_max_age: Duration::from_secs(86_400),

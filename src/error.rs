@@ -162,6 +162,20 @@ impl ApiError {
             .with_code("internal_error")
     }
 
+    /// The store could not write (a full disk, an I/O error) or is recovering from it.
+    pub fn storage_unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "The gateway's data store cannot write right now (a full disk or an I/O error; \
+             see /health/ready). The change may not have been saved: check, and retry once \
+             /health/ready answers 200.",
+        )
+        .with_code("storage_unavailable");
+        e.retry_after = Some(crate::store::database::PROBE_EVERY.as_secs().max(1) * 2);
+        e
+    }
+
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "api_error", message).with_code("upstream_unreachable")
     }

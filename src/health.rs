@@ -25,8 +25,9 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready to serve: a configuration is loaded, the store answers, and some provider can serve
-/// (its breaker is not open). With no provider configured at all, readiness is the store's.
+/// Ready to serve: a configuration is loaded, the store answers and writes, and some provider
+/// can serve (its breaker is not open). With no provider configured at all, readiness is the
+/// store's.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -34,25 +35,28 @@ async fn live() -> HttpResponse {
     tag = "health",
     security(()),
     responses(
-        (status = 200, description = "Ready to serve: a configuration is loaded and the store answers.", body = crate::openapi::schemas::Readiness),
-        (status = 503, description = "Not ready: the store does not answer, or no configured provider can serve (every breaker open)", body = crate::openapi::schemas::Readiness),
+        (status = 200, description = "Ready to serve: a configuration is loaded and the store answers and writes.", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Not ready: the store does not answer or cannot write (`store_error` says why), or no configured provider can serve (every breaker open)", body = crate::openapi::schemas::Readiness),
     )
 )]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
-    let store_ok = state.store.is_healthy();
+    let store = StoreState::of(&state);
     let providers = state.health.snapshot(&snapshot);
     let can_serve = providers.is_empty() || providers.iter().any(|p| p.can_serve);
-    let ok = store_ok && can_serve;
-    let body = json!({
+    let ok = store.ok() && can_serve;
+    let mut body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "config_version": snapshot.version,
-        "store": if store_ok { "ok" } else { "unavailable" },
+        "store": store.name(),
         "providers": providers
             .iter()
             .map(|p| json!({"name": p.name, "breaker": p.breaker, "can_serve": p.can_serve}))
             .collect::<Vec<_>>(),
     });
+    if let StoreState::Unwritable(why) = &store {
+        body["store_error"] = json!(why);
+    }
     if ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -69,23 +73,61 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     security(()),
     responses(
         (status = 200, description = "A summary: status, version, providers and models served.", body = crate::openapi::schemas::Health),
-        (status = 503, description = "Degraded: the store does not answer", body = crate::openapi::schemas::Health),
+        (status = 503, description = "Degraded: the store does not answer or cannot write", body = crate::openapi::schemas::Health),
     )
 )]
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
-    let store_ok = state.store.is_healthy();
-    let body = json!({
-        "status": if store_ok { "ok" } else { "degraded" },
+    let store = StoreState::of(&state);
+    let mut body = json!({
+        "status": if store.ok() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "config_version": snapshot.version,
         "providers": snapshot.providers.len(),
         "models": snapshot.models.all().len(),
-        "store": if store_ok { "ok" } else { "unavailable" },
+        "store": store.name(),
     });
-    if store_ok {
+    if let StoreState::Unwritable(why) = &store {
+        body["store_error"] = json!(why);
+    }
+    if store.ok() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// The store as the health endpoints report it.
+enum StoreState {
+    Ok,
+    /// It does not answer a read.
+    Unavailable,
+    /// It reads, but its last write or probe failed (why: a full disk, an I/O error).
+    Unwritable(String),
+}
+
+impl StoreState {
+    fn of(state: &AppState) -> StoreState {
+        // Without a read while it cannot write: a stuck sled may block a read.
+        if let Some(why) = state.store.write_fault() {
+            return StoreState::Unwritable(why);
+        }
+        if state.store.is_healthy() {
+            StoreState::Ok
+        } else {
+            StoreState::Unavailable
+        }
+    }
+
+    fn ok(&self) -> bool {
+        matches!(self, StoreState::Ok)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            StoreState::Ok => "ok",
+            StoreState::Unavailable => "unavailable",
+            StoreState::Unwritable(_) => "unwritable",
+        }
     }
 }

@@ -78,6 +78,10 @@ struct Inner {
     /// outcome → count
     reloads: BTreeMap<String, u64>,
     dropped_log_entries: u64,
+    /// Request log entries (with their usage) held in memory, not yet on disk.
+    accounting_held: u64,
+    /// Held entries dropped: more than the cap waited, or they could not be written on stop.
+    accounting_dropped: u64,
 }
 
 /// A counter family over (provider, model): name, help, and how to read the value.
@@ -170,6 +174,14 @@ impl Metrics {
 
     pub fn dropped_log_entry(&self) {
         self.lock().dropped_log_entries += 1;
+    }
+
+    pub fn accounting_held(&self, entries: u64) {
+        self.lock().accounting_held = entries;
+    }
+
+    pub fn accounting_dropped(&self, entries: u64) {
+        self.lock().accounting_dropped += entries;
     }
 
     /// Requests, errors and latency quantiles per provider, summed over its models.
@@ -291,6 +303,8 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP switchboard_log_entries_dropped_total Request log entries dropped because the writer fell behind.\n# TYPE switchboard_log_entries_dropped_total counter\nswitchboard_log_entries_dropped_total {}", inner.dropped_log_entries);
+        let _ = writeln!(out, "# HELP switchboard_accounting_held_entries Request log entries (with their usage) held in memory because they are not on disk yet: not written (the store cannot write) or not yet flushed.\n# TYPE switchboard_accounting_held_entries gauge\nswitchboard_accounting_held_entries {}", inner.accounting_held);
+        let _ = writeln!(out, "# HELP switchboard_accounting_dropped_total Held request log entries (with their usage) dropped: beyond the cap while the store could not write, or still unwritten at shutdown.\n# TYPE switchboard_accounting_dropped_total counter\nswitchboard_accounting_dropped_total {}", inner.accounting_dropped);
         out
     }
 }

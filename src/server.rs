@@ -98,8 +98,7 @@ impl Application {
         }
         reload::spawn_sighup(std::sync::Arc::downgrade(&reloader));
         let accountant = crate::accounting::Accountant::start(
-            store.logs.clone(),
-            store.usage.clone(),
+            store.clone(),
             metrics.clone(),
             settings.log_retention,
             settings.log_bodies,
@@ -179,10 +178,21 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped (SIGTERM or SIGINT stop gracefully: requests in flight finish),
+    /// then writes what is held in memory (request logs and usage, counters) and flushes the
+    /// store, before returning.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
-        if let Err(e) = self.state.store.flush() {
-            tracing::error!(error = %e, "could not flush the store on shutdown");
+        let state = self.state.clone();
+        let flushed = web::block(move || {
+            state.accountant.stop();
+            state.store.flush()
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("stopped; the store is flushed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "could not flush the store on shutdown"),
+            Err(e) => tracing::error!(error = %e, "could not flush the store on shutdown"),
         }
         result
     }

@@ -26,7 +26,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|_| ApiError::internal("the store call was interrupted"))?
         .map_err(|e| {
-            tracing::error!(error = %e, "store call failed");
-            ApiError::internal("the store failed; see the gateway log")
+            if e.is_storage() {
+                // The store's state is in /health/ready and logged once when it changes.
+                tracing::warn!(error = %e, "store call failed");
+                ApiError::storage_unavailable()
+            } else {
+                tracing::error!(error = %e, "store call failed");
+                ApiError::internal("the store failed; see the gateway log")
+            }
         })
 }

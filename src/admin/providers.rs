@@ -196,6 +196,7 @@ async fn purge(
 async fn metrics(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     use std::fmt::Write;
     let mut text = state.metrics.render();
+    state.store.render_metrics(&mut text);
     text.push_str("# HELP switchboard_breaker_state Circuit breaker per provider: 0 closed, 1 half open, 2 open.\n# TYPE switchboard_breaker_state gauge\n");
     for h in state.health.snapshot(&state.snapshot()) {
         let value = match h.breaker {

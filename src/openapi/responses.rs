@@ -98,6 +98,12 @@ pub enum BadRequest {
 pub enum StoreFailed {
     #[response(status = 500, description = "The store failed; see the gateway log")]
     Internal(ErrorResponse),
+    #[response(
+        status = 503,
+        description = "The store cannot write (a full disk, an I/O error) or is recovering from it (`code: storage_unavailable`, with `retry-after`); a change asked for may not have been saved",
+        headers(("retry-after" = u64, description = "Seconds to wait before trying again"))
+    )]
+    Unavailable(ErrorResponse),
 }
 
 /// The named resource does not exist.

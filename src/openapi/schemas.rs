@@ -88,7 +88,8 @@ pub struct Embedding {
     pub embedding: serde_json::Value,
 }
 
-/// What `/health` answers (503 with `status: degraded` when the store does not answer).
+/// What `/health` answers (503 with `status: degraded` when the store does not answer or
+/// cannot write).
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok", "version": "0.1.0", "config_version": 1,
                           "providers": 1, "models": 3, "store": "ok"}))]
@@ -103,19 +104,26 @@ pub struct Health {
     pub providers: u64,
     /// Models served, over all providers.
     pub models: u64,
-    /// `ok` or `unavailable`
+    /// `ok`, `unwritable` (it reads but cannot write: see `store_error`) or `unavailable`
     pub store: String,
+    /// Why the store cannot write (e.g. `no space left on the device`); only when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
-/// What `/health/ready` answers (503 with `status: not_ready` when the store does not answer).
+/// What `/health/ready` answers (503 with `status: not_ready` when the store does not answer
+/// or cannot write, or no provider can serve).
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ready", "config_version": 1, "store": "ok"}))]
 pub struct Readiness {
     /// `ready` or `not_ready`
     pub status: String,
     pub config_version: u64,
-    /// `ok` or `unavailable`
+    /// `ok`, `unwritable` (it reads but cannot write: see `store_error`) or `unavailable`
     pub store: String,
+    /// Why the store cannot write (e.g. `no space left on the device`); only when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
 /// What `/health/live` answers.

@@ -377,8 +377,15 @@ impl PolicyCtx {
             None => {
                 let chosen = pick(&name, &sticky, &table, total).to_string();
                 if !env.simulate {
-                    if let Err(e) = env.assignments.set(&name, &sticky, &chosen) {
-                        tracing::error!(error = %e, split = %name, "could not persist a split assignment");
+                    match env.assignments.set(&name, &sticky, &chosen) {
+                        Ok(()) => {}
+                        // Counted in the store's metrics, and written again after it recovers.
+                        Err(e) if e.is_storage() => {
+                            tracing::debug!(error = %e, split = %name, "could not persist a split assignment")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, split = %name, "could not persist a split assignment")
+                        }
                     }
                 }
                 chosen

@@ -131,8 +131,13 @@ impl Aftermath {
             body: done.body.as_ref().map(text),
             chunks: done.payloads.iter().map(text).collect(),
         };
-        if let Err(e) = put.cache.put(&put.key, &entry) {
-            tracing::error!(error = %e, "could not store a reply in the cache");
+        match put.cache.put(&put.key, &entry) {
+            Ok(()) => {}
+            // Counted in the store's metrics; readiness says why the store cannot write.
+            Err(e) if e.is_storage() => {
+                tracing::debug!(error = %e, "could not store a reply in the cache")
+            }
+            Err(e) => tracing::error!(error = %e, "could not store a reply in the cache"),
         }
     }
 

@@ -5,10 +5,11 @@
 //! entries can be purged alone. A second tree orders keys by expiry, so sweeping and evicting
 //! touch only what they remove.
 
-use super::StoreError;
+use super::database::Trees;
+use super::{Database, StoreError, What};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use utoipa::ToSchema;
 
 /// A cached reply: a whole JSON body, or a stream's event payloads in order.
@@ -44,9 +45,9 @@ pub trait ResponseCache: Send + Sync {
 }
 
 pub struct SledCache {
-    entries: sled::Tree,
-    /// expires_at (8 bytes, big-endian) ++ key → ()
-    by_expiry: sled::Tree,
+    /// The trees `cache` (key → CachedReply as JSON) and `cache_expiry` (expires_at, 8 bytes
+    /// big-endian, ++ key → ()).
+    db: Arc<Database>,
     max_entries: usize,
     count: AtomicUsize,
     hits: AtomicU64,
@@ -63,38 +64,72 @@ fn expiry_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
 }
 
 impl SledCache {
-    pub fn open(db: &sled::Db, max_entries: usize) -> Result<Self, StoreError> {
-        let entries = db.open_tree("cache")?;
-        let count = entries.len();
-        Ok(SledCache {
-            entries,
-            by_expiry: db.open_tree("cache_expiry")?,
+    pub fn open(db: &Arc<Database>, max_entries: usize) -> Result<Arc<Self>, StoreError> {
+        let count = db.trees()?.cache.len();
+        let cache = Arc::new(SledCache {
+            db: db.clone(),
             max_entries: max_entries.max(1),
             count: AtomicUsize::new(count),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             write_lock: Mutex::new(()),
-        })
+        });
+        // A reopened database may hold fewer (or more) entries than were counted.
+        let weak = Arc::downgrade(&cache);
+        db.on_reopen(move || {
+            if let Some(cache) = weak.upgrade() {
+                let _guard = cache.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let n = cache.db.trees()?.cache.len();
+                cache.count.store(n, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        Ok(cache)
     }
 
-    fn remove_oldest(&self) -> Result<bool, StoreError> {
-        let Some((ek, _)) = self.by_expiry.pop_min()? else {
+    fn remove_oldest(&self, trees: &Trees) -> Result<bool, StoreError> {
+        let Some((ek, _)) = trees.cache_expiry.pop_min()? else {
             return Ok(false);
         };
-        if self.entries.remove(&ek[8..])?.is_some() {
+        if trees.cache.remove(&ek[8..])?.is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(true)
+    }
+
+    fn insert(&self, key: &[u8], reply: &CachedReply) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(reply).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let trees = self.db.trees()?;
+        match trees.cache.insert(key, bytes)? {
+            Some(old) => {
+                if let Ok(old) = serde_json::from_slice::<CachedReply>(&old) {
+                    trees.cache_expiry.remove(expiry_key(old.expires_at, key))?;
+                }
+            }
+            None => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        trees
+            .cache_expiry
+            .insert(expiry_key(reply.expires_at, key), &[])?;
+        while self.count.load(Ordering::Relaxed) > self.max_entries {
+            if !self.remove_oldest(&trees)? {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
 impl ResponseCache for SledCache {
     fn get(&self, key: &[u8], now: u64) -> Option<CachedReply> {
         let found = self
-            .entries
-            .get(key)
+            .db
+            .trees()
             .ok()
-            .flatten()
+            .and_then(|t| t.cache.get(key).ok().flatten())
             .and_then(|v| serde_json::from_slice::<CachedReply>(&v).ok())
             .filter(|r| r.expires_at > now);
         match found {
@@ -110,35 +145,50 @@ impl ResponseCache for SledCache {
     }
 
     fn put(&self, key: &[u8], reply: &CachedReply) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(reply).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        match self.entries.insert(key, bytes)? {
-            Some(old) => {
-                if let Ok(old) = serde_json::from_slice::<CachedReply>(&old) {
-                    self.by_expiry.remove(expiry_key(old.expires_at, key))?;
-                }
-            }
-            None => {
-                self.count.fetch_add(1, Ordering::Relaxed);
-            }
+        // While the store cannot write, a reply is simply not cached.
+        let written = self.db.writable().and_then(|()| self.insert(key, reply));
+        if let Err(e) = &written {
+            self.db.report(What::Cache, e);
         }
-        self.by_expiry
-            .insert(expiry_key(reply.expires_at, key), &[])?;
-        while self.count.load(Ordering::Relaxed) > self.max_entries {
-            if !self.remove_oldest()? {
-                break;
-            }
-        }
-        Ok(())
+        written
     }
 
     fn sweep(&self, now: u64) -> Result<usize, StoreError> {
+        self.db.writable()?;
+        let swept = self.sweep_expired(now);
+        if let Err(e) = &swept {
+            self.db.report(What::Cache, e);
+        }
+        swept
+    }
+
+    fn purge(&self, namespace: Option<&str>) -> Result<usize, StoreError> {
+        self.db.writable()?;
+        let purged = self.remove_namespace(namespace);
+        if let Err(e) = &purged {
+            self.db.report(What::Cache, e);
+        }
+        purged
+    }
+
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.count.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl SledCache {
+    fn sweep_expired(&self, now: u64) -> Result<usize, StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let trees = self.db.trees()?;
         let mut removed = 0;
-        for entry in self.by_expiry.range(..now.to_be_bytes().to_vec()) {
+        for entry in trees.cache_expiry.range(..now.to_be_bytes().to_vec()) {
             let (ek, _) = entry?;
-            self.by_expiry.remove(&ek)?;
-            if self.entries.remove(&ek[8..])?.is_some() {
+            trees.cache_expiry.remove(&ek)?;
+            if trees.cache.remove(&ek[8..])?.is_some() {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 removed += 1;
             }
@@ -146,12 +196,13 @@ impl ResponseCache for SledCache {
         Ok(removed)
     }
 
-    fn purge(&self, namespace: Option<&str>) -> Result<usize, StoreError> {
+    fn remove_namespace(&self, namespace: Option<&str>) -> Result<usize, StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let trees = self.db.trees()?;
         let Some(namespace) = namespace else {
-            let n = self.entries.len();
-            self.entries.clear()?;
-            self.by_expiry.clear()?;
+            let n = trees.cache.len();
+            trees.cache.clear()?;
+            trees.cache_expiry.clear()?;
             self.count.store(0, Ordering::Relaxed);
             return Ok(n);
         };
@@ -162,25 +213,19 @@ impl ResponseCache for SledCache {
             format!("{namespace}/")
         };
         let mut removed = 0;
-        for entry in self.entries.scan_prefix(prefix.as_bytes()) {
+        for entry in trees.cache.scan_prefix(prefix.as_bytes()) {
             let (key, value) = entry?;
             if let Ok(old) = serde_json::from_slice::<CachedReply>(&value) {
-                self.by_expiry.remove(expiry_key(old.expires_at, &key))?;
+                trees
+                    .cache_expiry
+                    .remove(expiry_key(old.expires_at, &key))?;
             }
-            if self.entries.remove(&key)?.is_some() {
+            if trees.cache.remove(&key)?.is_some() {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 removed += 1;
             }
         }
         Ok(removed)
-    }
-
-    fn stats(&self) -> CacheStats {
-        CacheStats {
-            entries: self.count.load(Ordering::Relaxed),
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-        }
     }
 }
 
@@ -201,7 +246,7 @@ mod tests {
     #[test]
     fn expiry_bounds_and_sweeping() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let cache = SledCache::open(&db, 2).unwrap();
         cache.put(&[1; 32], &reply(100)).unwrap();
         assert!(cache.get(&[1; 32], 50).is_some());
@@ -227,7 +272,7 @@ mod tests {
     #[test]
     fn purge_by_namespace() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let cache = SledCache::open(&db, 10).unwrap();
         for (i, ns) in ["a/m1", "a/m2", "ab/m1"].iter().enumerate() {
             let mut key = ns.as_bytes().to_vec();

@@ -5,7 +5,7 @@
 //! counters to sled every few hundred milliseconds and on shutdown; on start they are loaded
 //! back, so limits survive a restart (a crash can lose at most the last interval's counts).
 
-use super::StoreError;
+use super::{Database, StoreError, What};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -51,7 +51,8 @@ struct Inner {
 }
 
 pub struct SledCounters {
-    tree: sled::Tree,
+    /// The tree `counters`: name ++ 0x1f ++ window → window start and count (8 + 8 bytes).
+    db: Arc<Database>,
     inner: Mutex<Inner>,
 }
 
@@ -70,10 +71,9 @@ fn window_start(now: u64, window_secs: u64) -> u64 {
 }
 
 impl SledCounters {
-    pub fn open(db: &sled::Db) -> Result<Arc<Self>, StoreError> {
-        let tree = db.open_tree("counters")?;
+    pub fn open(db: &Arc<Database>) -> Result<Arc<Self>, StoreError> {
         let mut windows = HashMap::new();
-        for entry in tree.iter() {
+        for entry in db.trees()?.counters.iter() {
             let (k, v) = entry?;
             if v.len() == 16 {
                 let start = u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
@@ -85,11 +85,22 @@ impl SledCounters {
             }
         }
         let counters = Arc::new(SledCounters {
-            tree,
+            db: db.clone(),
             inner: Mutex::new(Inner {
                 windows,
                 dirty: HashSet::new(),
             }),
+        });
+        // What is in memory is newer than anything on disk: after a reopen (which lost what
+        // was not flushed), all of it is written again.
+        let weak = Arc::downgrade(&counters);
+        db.on_reopen(move || {
+            if let Some(c) = weak.upgrade() {
+                let mut inner = c.lock();
+                let all: Vec<String> = inner.windows.keys().cloned().collect();
+                inner.dirty.extend(all);
+            }
+            Ok(())
         });
         // The writer holds a weak reference, so it ends when the store is dropped.
         let weak = Arc::downgrade(&counters);
@@ -98,9 +109,12 @@ impl SledCounters {
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(250));
                 match weak.upgrade() {
+                    // While the store cannot write, changes wait in memory (marked dirty)
+                    // instead of failing every 250 ms; the probe notices when it can again.
+                    Some(c) if c.db.fault().is_some() => {}
                     Some(c) => {
                         if let Err(e) = c.persist() {
-                            tracing::error!(error = %e, "could not persist counters");
+                            tracing::debug!(error = %e, "could not persist counters");
                         }
                     }
                     None => return,
@@ -215,24 +229,35 @@ impl CounterStore for SledCounters {
     }
 
     fn persist(&self) -> Result<(), StoreError> {
-        let batch = {
+        // While the store cannot write, changes wait in memory, marked dirty.
+        self.db.writable()?;
+        let (dirty, batch) = {
             let mut inner = self.lock();
             if inner.dirty.is_empty() {
                 return Ok(());
             }
             let dirty: Vec<String> = inner.dirty.drain().collect();
             let mut batch = sled::Batch::default();
-            for k in dirty {
-                if let Some(w) = inner.windows.get(&k) {
+            for k in &dirty {
+                if let Some(w) = inner.windows.get(k) {
                     let mut v = [0u8; 16];
                     v[..8].copy_from_slice(&w.start.to_be_bytes());
                     v[8..].copy_from_slice(&w.count.to_be_bytes());
                     batch.insert(k.as_bytes(), &v);
                 }
             }
-            batch
+            (dirty, batch)
         };
-        self.tree.apply_batch(batch)?;
+        let applied = self
+            .db
+            .trees()
+            .and_then(|t| t.counters.apply_batch(batch).map_err(StoreError::from));
+        if let Err(e) = applied {
+            // Not written: still dirty, for the next try.
+            self.lock().dirty.extend(dirty);
+            self.db.report(What::Counters, &e);
+            return Err(e);
+        }
         Ok(())
     }
 }
@@ -252,7 +277,7 @@ mod tests {
     #[test]
     fn admits_exactly_max_under_concurrency() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let counters = SledCounters::open(&db).unwrap();
         let admitted = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {
@@ -275,7 +300,7 @@ mod tests {
     fn all_or_nothing_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let db = Database::open(dir.path(), 1 << 20).unwrap();
             let counters = SledCounters::open(&db).unwrap();
             let tight = Limit {
                 name: "tight".into(),
@@ -289,7 +314,7 @@ mod tests {
             counters.persist().unwrap();
             db.flush().unwrap();
         }
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let counters = SledCounters::open(&db).unwrap();
         assert_eq!(counters.get("rpm:k", 3600), 1);
         assert_eq!(counters.get("tokens", 3600), 500);

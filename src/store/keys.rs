@@ -4,7 +4,7 @@
 //! keeps authentication to a hash and a map lookup. The hash → record index lives in memory
 //! behind an `ArcSwap`, rebuilt on the rare writes, so requests never touch sled to authenticate.
 
-use super::StoreError;
+use super::{Database, StoreError, What};
 use arc_swap::ArcSwap;
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
@@ -127,33 +127,38 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 }
 
 pub struct SledKeyStore {
+    /// The trees `keys` (id → KeyRecord as JSON) and `key_hashes` (sha256(secret) → id).
     /// Flushed after every change: a key change is durable before it is acknowledged.
-    db: sled::Db,
-    /// id → KeyRecord (JSON)
-    records: sled::Tree,
-    /// sha256(secret) → id
-    hashes: sled::Tree,
+    db: Arc<Database>,
     live: ArcSwap<HashMap<[u8; 32], Arc<KeyRecord>>>,
     /// Serialises writers so the in-memory index is rebuilt from a consistent view.
     write_lock: Mutex<()>,
 }
 
 impl SledKeyStore {
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let store = SledKeyStore {
+    pub fn open(db: &Arc<Database>) -> Result<Arc<Self>, StoreError> {
+        let store = Arc::new(SledKeyStore {
             db: db.clone(),
-            records: db.open_tree("keys")?,
-            hashes: db.open_tree("key_hashes")?,
             live: ArcSwap::from_pointee(HashMap::new()),
             write_lock: Mutex::new(()),
-        };
+        });
         store.rebuild_index()?;
+        // A reopened database holds what reached the disk: the index follows it.
+        let weak = Arc::downgrade(&store);
+        db.on_reopen(move || match weak.upgrade() {
+            Some(keys) => {
+                let _guard = keys.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+                keys.rebuild_index()
+            }
+            None => Ok(()),
+        });
         Ok(store)
     }
 
     fn rebuild_index(&self) -> Result<(), StoreError> {
+        let trees = self.db.trees()?;
         let mut index = HashMap::new();
-        for entry in self.hashes.iter() {
+        for entry in trees.key_hashes.iter() {
             let (hash, id) = entry?;
             let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else {
                 continue;
@@ -169,7 +174,7 @@ impl SledKeyStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        match self.records.get(id.as_bytes())? {
+        match self.db.trees()?.keys.get(id.as_bytes())? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(format!("key {id}: {e}"))),
@@ -180,7 +185,7 @@ impl SledKeyStore {
     /// Every secret hash that points at this id.
     fn hashes_of(&self, id: &str) -> Result<Vec<sled::IVec>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.hashes.iter() {
+        for entry in self.db.trees()?.key_hashes.iter() {
             let (hash, owner) = entry?;
             if owner.as_ref() == id.as_bytes() {
                 out.push(hash);
@@ -190,10 +195,30 @@ impl SledKeyStore {
     }
 
     /// Writes `record`, removes the secret hashes `forget` and adds `add`, all in one
-    /// transaction (a crash never leaves a record with a half-changed secret), refreshes the
-    /// in-memory index (a revoked secret stops working at once), then flushes to disk: the
-    /// caller answers only once the change would survive a crash or a power cut.
+    /// transaction (a crash never leaves a record with a half-changed secret), flushes it to
+    /// disk, and only then refreshes the in-memory index (a revoked secret stops working at
+    /// once): the caller answers only once the change would survive a crash or a power cut,
+    /// and a change that could not be written (a full disk) is an error and never takes effect
+    /// in this process. Such a change may still have reached the disk before the failure: it
+    /// is then there after the store reopens.
     fn commit(
+        &self,
+        record: &KeyRecord,
+        forget: &[sled::IVec],
+        add: Option<[u8; 32]>,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .db
+            .writable()
+            .and_then(|()| self.write(record, forget, add));
+        if let Err(e) = &written {
+            self.db.report(What::Keys, e);
+        }
+        written?;
+        self.rebuild_index()
+    }
+
+    fn write(
         &self,
         record: &KeyRecord,
         forget: &[sled::IVec],
@@ -201,7 +226,8 @@ impl SledKeyStore {
     ) -> Result<(), StoreError> {
         use sled::transaction::{TransactionError, Transactional};
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        (&self.records, &self.hashes)
+        let trees = self.db.trees()?;
+        (&trees.keys, &trees.key_hashes)
             .transaction(|(records, hashes)| {
                 records.insert(record.id.as_bytes(), bytes.as_slice())?;
                 for hash in forget {
@@ -216,9 +242,8 @@ impl SledKeyStore {
                 TransactionError::Storage(e) => StoreError::Sled(e),
                 TransactionError::Abort(()) => StoreError::Corrupt("key write aborted".into()),
             })?;
-        self.rebuild_index()?;
-        self.db.flush()?;
-        Ok(())
+        drop(trees);
+        self.db.flush()
     }
 }
 
@@ -252,7 +277,7 @@ impl KeyStore for SledKeyStore {
 
     fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.records.iter() {
+        for entry in self.db.trees()?.keys.iter() {
             let (_, bytes) = entry?;
             out.push(
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -346,9 +371,9 @@ pub use crate::clock::now_secs;
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, SledKeyStore) {
+    fn store() -> (tempfile::TempDir, Arc<SledKeyStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let store = SledKeyStore::open(&db).unwrap();
         (dir, store)
     }
@@ -413,20 +438,20 @@ mod tests {
     fn stored_bytes_hold_no_secret_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let secret = {
-            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let db = Database::open(dir.path(), 1 << 20).unwrap();
             let keys = SledKeyStore::open(&db).unwrap();
             let (_, secret) = keys.create(new_key(Role::Admin)).unwrap();
-            for tree in [&keys.records, &keys.hashes] {
+            let trees = db.trees().unwrap();
+            for tree in [&trees.keys, &trees.key_hashes] {
                 for entry in tree.iter() {
                     let (k, v) = entry.unwrap();
                     let hay = [k.as_ref(), v.as_ref()].concat();
                     assert!(!hay.windows(secret.len()).any(|w| w == secret.as_bytes()));
                 }
             }
-            db.flush().unwrap();
             secret
         };
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let keys = SledKeyStore::open(&db).unwrap();
         assert_eq!(keys.authenticate(&secret).unwrap().role, Role::Admin);
         assert!(keys.has_admin());

@@ -1,9 +1,10 @@
 //! The request log: one entry per proxied request, newest first, bounded by age and count.
 
-use super::StoreError;
+use super::{Database, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use utoipa::ToSchema;
 
 /// One proxied request, as the log keeps it. Bodies only when `--log-bodies` is on.
@@ -144,9 +145,24 @@ const LZ4_JSON: u8 = 1;
 /// records sort by write time and the count is known without reading the value. A request is
 /// written after it completes, so its `at_ms` is at or before its record's write time.
 pub struct SledLogs {
-    batches: sled::Tree,
+    /// The tree `log_batches`.
+    db: Arc<Database>,
     seq: std::sync::atomic::AtomicU64,
     count: AtomicUsize,
+    /// Serialises writers, so `count` follows the tree (and is recounted alone after a reopen).
+    write_lock: Mutex<()>,
+}
+
+/// A stored record: its key and its (compressed) value.
+pub(super) type Record = (Vec<u8>, Vec<u8>);
+
+/// Where a batch of entries goes: its write time and the first of the sequence numbers kept
+/// for it, one per entry (a record holds one entry or more). The same batch always gets the
+/// same record keys, so writing it again after a failure finds what is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchId {
+    pub write_ms: u64,
+    pub seq: u64,
 }
 
 fn batch_key(write_ms: u64, seq: u64, n: u32) -> Vec<u8> {
@@ -188,21 +204,84 @@ fn decode_cursor(cursor: &str) -> Result<(Vec<u8>, usize), StoreError> {
     ))
 }
 
+/// How many entries the records in `tree` hold, and the next free sequence number.
+fn scan(tree: &sled::Tree) -> Result<(usize, u64), StoreError> {
+    let mut count = 0usize;
+    let mut seq = 0u64;
+    for key in tree.iter().keys() {
+        let (_, s, n) = key_parts(&key?);
+        count += n as usize;
+        seq = seq.max(s + 1);
+    }
+    Ok((count, seq))
+}
+
 impl SledLogs {
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let batches = db.open_tree("log_batches")?;
-        let mut count = 0usize;
-        let mut seq = 0u64;
-        for key in batches.iter().keys() {
-            let (_, s, n) = key_parts(&key?);
-            count += n as usize;
-            seq = seq.max(s + 1);
-        }
-        Ok(SledLogs {
-            batches,
+    pub fn open(db: &Arc<Database>) -> Result<Arc<Self>, StoreError> {
+        let (count, seq) = scan(&db.trees()?.log_batches)?;
+        let logs = Arc::new(SledLogs {
+            db: db.clone(),
             seq: std::sync::atomic::AtomicU64::new(seq),
             count: AtomicUsize::new(count),
-        })
+            write_lock: Mutex::new(()),
+        });
+        // A reopened database holds what reached the disk: count that. Sequence numbers only
+        // go up, so a batch given its id before the reopen still writes to the same keys.
+        let weak = Arc::downgrade(&logs);
+        db.on_reopen(move || {
+            if let Some(logs) = weak.upgrade() {
+                let _guard = logs.lock();
+                let (count, seq) = scan(&logs.db.trees()?.log_batches)?;
+                logs.count.store(count, Ordering::Relaxed);
+                logs.seq.fetch_max(seq, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        Ok(logs)
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An id for a batch of these entries, written after they completed.
+    pub fn batch_id(&self, entries: &[LogEntry]) -> BatchId {
+        let write_ms = entries
+            .iter()
+            .map(|e| e.at_ms)
+            .max()
+            .unwrap_or(0)
+            .max(now_ms());
+        let seq = self
+            .seq
+            .fetch_add(entries.len().max(1) as u64, Ordering::Relaxed);
+        BatchId { write_ms, seq }
+    }
+
+    /// The records (key, value) of a batch: always the same for the same id and entries.
+    pub(super) fn records(id: BatchId, entries: &[LogEntry]) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let mut record = Vec::with_capacity(RECORD_BYTES + 4096);
+        let mut in_record = 0u32;
+        for (i, entry) in entries.iter().enumerate() {
+            record.push(if in_record == 0 { b'[' } else { b',' });
+            serde_json::to_writer(&mut record, entry)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            in_record += 1;
+            if record.len() >= RECORD_BYTES || i + 1 == entries.len() {
+                record.push(b']');
+                let seq = id.seq + out.len() as u64;
+                out.push((batch_key(id.write_ms, seq, in_record), Self::pack(&record)));
+                record.clear();
+                in_record = 0;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notes entries written by someone else (the ledger), for pruning by count.
+    pub(super) fn counted(&self, entries: usize) {
+        self.count.fetch_add(entries, Ordering::Relaxed);
     }
 
     /// A record's entries: LZ4-compressed JSON, or plain JSON as earlier versions wrote it.
@@ -224,8 +303,8 @@ impl SledLogs {
         value
     }
 
-    fn remove(&self, key: &[u8]) -> Result<usize, StoreError> {
-        if self.batches.remove(key)?.is_some() {
+    fn remove(&self, trees: &super::database::Trees, key: &[u8]) -> Result<usize, StoreError> {
+        if trees.log_batches.remove(key)?.is_some() {
             let n = key_parts(key).2 as usize;
             self.count.fetch_sub(n, Ordering::Relaxed);
             return Ok(n);
@@ -239,29 +318,14 @@ impl LogStore for SledLogs {
         if entries.is_empty() {
             return Ok(());
         }
-        let write_ms = entries
-            .iter()
-            .map(|e| e.at_ms)
-            .max()
-            .unwrap_or(0)
-            .max(now_ms());
-        let mut record = Vec::with_capacity(RECORD_BYTES + 4096);
-        let mut in_record = 0u32;
-        for (i, entry) in entries.iter().enumerate() {
-            record.push(if in_record == 0 { b'[' } else { b',' });
-            serde_json::to_writer(&mut record, entry)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            in_record += 1;
-            if record.len() >= RECORD_BYTES || i + 1 == entries.len() {
-                record.push(b']');
-                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                self.batches
-                    .insert(batch_key(write_ms, seq, in_record), Self::pack(&record))?;
-                self.count.fetch_add(in_record as usize, Ordering::Relaxed);
-                record.clear();
-                in_record = 0;
-            }
+        self.db.writable()?;
+        let records = Self::records(self.batch_id(entries), entries)?;
+        let _guard = self.lock();
+        let trees = self.db.trees()?;
+        for (key, value) in records {
+            trees.log_batches.insert(key, value)?;
         }
+        self.counted(entries.len());
         Ok(())
     }
 
@@ -285,7 +349,8 @@ impl LogStore for SledLogs {
         let lower = filter.since_ms.unwrap_or(0).to_be_bytes().to_vec();
         let mut data = Vec::new();
         let mut scanned = 0usize;
-        for item in self.batches.range(lower..upper).rev() {
+        let trees = self.db.trees()?;
+        for item in trees.log_batches.range(lower..upper).rev() {
             let (key, value) = item?;
             let entries = Self::read(&value);
             let from = match start.take() {
@@ -324,7 +389,7 @@ impl LogStore for SledLogs {
     fn get(&self, request_id: &str) -> Result<Option<LogEntry>, StoreError> {
         // Admin detail lookups are rare; a newest-first scan keeps writes to one insert.
         let mut scanned = 0usize;
-        for item in self.batches.iter().rev() {
+        for item in self.db.trees()?.log_batches.iter().rev() {
             let (_, value) = item?;
             let entries = Self::read(&value);
             scanned += entries.len();
@@ -343,22 +408,25 @@ impl LogStore for SledLogs {
     }
 
     fn prune(&self, now_ms: u64, max_age_ms: u64, max_entries: usize) -> Result<usize, StoreError> {
+        self.db.writable()?;
+        let _guard = self.lock();
+        let trees = self.db.trees()?;
         let mut removed = 0;
         let cutoff = now_ms.saturating_sub(max_age_ms).to_be_bytes();
-        let old: Vec<sled::IVec> = self
-            .batches
+        let old: Vec<sled::IVec> = trees
+            .log_batches
             .range(..cutoff.to_vec())
             .keys()
             .collect::<Result<_, _>>()?;
         for key in old {
-            removed += self.remove(&key)?;
+            removed += self.remove(&trees, &key)?;
         }
         // Whole records go, oldest first, until the count is within bounds.
         while self.count.load(Ordering::Relaxed) > max_entries {
-            let Some((key, _)) = self.batches.first()? else {
+            let Some((key, _)) = trees.log_batches.first()? else {
                 break;
             };
-            let n = self.remove(&key)?;
+            let n = self.remove(&trees, &key)?;
             if n == 0 {
                 break;
             }
@@ -375,9 +443,9 @@ mod tests {
     use super::*;
 
     /// A log store in a fresh sled folder; the folder lives as long as the first value.
-    fn open_logs() -> (tempfile::TempDir, sled::Db, SledLogs) {
+    fn open_logs() -> (tempfile::TempDir, Arc<Database>, Arc<SledLogs>) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
         let logs = SledLogs::open(&db).unwrap();
         (dir, db, logs)
     }
@@ -505,8 +573,13 @@ mod tests {
             .collect();
         logs.append(&entries).unwrap();
 
-        let records: Vec<(sled::IVec, sled::IVec)> =
-            logs.batches.iter().map(|r| r.unwrap()).collect();
+        let records: Vec<(sled::IVec, sled::IVec)> = db
+            .trees()
+            .unwrap()
+            .log_batches
+            .iter()
+            .map(|r| r.unwrap())
+            .collect();
         assert!(records.len() > 10, "{} records", records.len());
         for (key, value) in &records {
             assert_eq!(value[0], LZ4_JSON);
@@ -531,9 +604,13 @@ mod tests {
 
     #[test]
     fn records_written_uncompressed_are_still_read() {
-        let (_dir, _db, logs) = open_logs();
+        let (_dir, db, logs) = open_logs();
         let old = serde_json::to_vec(&[entry(1, 200, "a"), entry(2, 500, "a")]).unwrap();
-        logs.batches.insert(batch_key(1002, 0, 2), old).unwrap();
+        db.trees()
+            .unwrap()
+            .log_batches
+            .insert(batch_key(1002, 0, 2), old)
+            .unwrap();
         logs.append(&[entry(3, 200, "b")]).unwrap();
         let ids: Vec<String> = logs
             .query(&LogFilter::default(), 10, None)

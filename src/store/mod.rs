@@ -6,14 +6,18 @@
 pub mod assignments;
 pub mod cache;
 pub mod counters;
+pub mod database;
 pub mod keys;
+pub mod ledger;
 pub mod logs;
 pub mod usage;
 
 pub use assignments::AssignmentStore;
 pub use cache::{CachedReply, ResponseCache};
 pub use counters::{CounterStore, Limit, OverLimit};
+pub use database::{Database, What};
 pub use keys::{KeyRecord, KeyStore, NewKey, Role, SledKeyStore};
+pub use ledger::{Ledger, LedgerBatch};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,40 +30,40 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The store cannot take the call now: it is being reopened after a write failure.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// A failure of the disk or the database file, not of the data: a full disk, an I/O
+    /// error, a store being reopened. The same call may work later.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sled(sled::Error::Io(_)) | StoreError::Unavailable(_)
+        )
+    }
 }
 
 /// The open database and the stores built on it.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: Arc<Database>,
     pub keys: Arc<dyn KeyStore>,
     pub counters: Arc<dyn CounterStore>,
     pub assignments: Arc<dyn AssignmentStore>,
     pub cache: Arc<dyn ResponseCache>,
     pub logs: Arc<dyn logs::LogStore>,
     pub usage: Arc<dyn usage::UsageStore>,
+    /// Request log entries with their usage, written together (what the accounting writer uses).
+    pub ledger: Arc<dyn Ledger>,
 }
 
 /// How many cached responses to keep at most, unless told otherwise.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
-/// sled's segment size; see `open_with`. Fixed once a database is created.
+/// sled's segment size; see `database::open_sled`. Fixed once a database is created.
 pub const SEGMENT_BYTES: usize = 2 << 20;
-
-/// The segment size of the database in `dir`: the one it was created with (sled refuses to open
-/// it with another; folders made before 2 MiB segments have sled's default 512 KiB), or
-/// [`SEGMENT_BYTES`] for a new one.
-fn segment_size_of(dir: &Path) -> usize {
-    // The file ends in a binary checksum, so it is read as bytes.
-    std::fs::read(dir.join("conf"))
-        .ok()
-        .and_then(|conf| {
-            String::from_utf8_lossy(&conf)
-                .lines()
-                .find_map(|l| l.strip_prefix("segment_size:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(SEGMENT_BYTES)
-}
 
 /// How often expired cache entries are swept.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -76,36 +80,19 @@ impl Store {
         cache_bytes: u64,
         cache_max_entries: usize,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // sled writes a page bigger than a quarter segment as a blob, and its cache counts
-            // a blob by its pointer: such pages would never be evicted. 2 MiB segments (sled's
-            // default is 512 KiB) put that limit at 512 KiB, above a full leaf of log records.
-            .segment_size(segment_size_of(dir))
-            // Writes reach disk in the background; nothing on a request path waits for a flush.
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked(dir.display().to_string())
-                }
-                other => StoreError::Sled(other),
-            })?;
-        let keys = Arc::new(SledKeyStore::open(&db)?);
+        let db = Database::open(dir, cache_bytes)?;
+        let keys = SledKeyStore::open(&db)?;
         let counters = counters::SledCounters::open(&db)?;
-        let assignments = Arc::new(assignments::SledAssignments::open(&db)?);
-        let cache = Arc::new(cache::SledCache::open(&db, cache_max_entries)?);
+        let assignments = assignments::SledAssignments::open(&db)?;
+        let cache = cache::SledCache::open(&db, cache_max_entries)?;
         spawn_sweeper(Arc::downgrade(&cache));
-        let logs = Arc::new(logs::SledLogs::open(&db)?);
-        let usage = Arc::new(usage::SledUsage::open(&db)?);
+        let logs = logs::SledLogs::open(&db)?;
+        let usage = Arc::new(usage::SledUsage::open(&db));
+        let ledger = Arc::new(ledger::SledLedger::new(&db, logs.clone()));
         Ok(Store {
             logs,
             usage,
+            ledger,
             db,
             keys,
             counters,
@@ -114,16 +101,59 @@ impl Store {
         })
     }
 
-    /// Writes everything to disk now; for the CLI, which exits right after.
+    /// Writes everything to disk now: the counters, then whatever sled holds. If the store
+    /// cannot write, it first tries to recover (see [`Database::check`]). For shutdown and
+    /// the CLI, which exit right after.
     pub fn flush(&self) -> Result<(), StoreError> {
+        if self.db.fault().is_some() {
+            self.db.check();
+        }
+        self.db.writable()?;
         self.counters.persist()?;
-        self.db.flush()?;
-        Ok(())
+        self.db.flush()
+    }
+
+    /// Makes every write so far durable (sled's flush alone).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()
     }
 
     /// True when the database answers a read; `/health/ready` uses it.
     pub fn is_healthy(&self) -> bool {
-        self.db.contains_key(b"health").is_ok()
+        self.db
+            .trees()
+            .is_ok_and(|t| t.db.contains_key(b"health").is_ok())
+    }
+
+    /// Why the store cannot write, or `None` while it can (the last write or probe worked).
+    pub fn write_fault(&self) -> Option<String> {
+        self.db.fault()
+    }
+
+    /// Checks now that the store writes, recovering if it can; see [`Database::check`].
+    pub fn check(&self) -> bool {
+        self.db.check()
+    }
+
+    /// Increases by one each time the database is reopened after a write failure: anything
+    /// written before that and not flushed was lost with the old one.
+    pub fn generation(&self) -> u64 {
+        self.db.generation()
+    }
+
+    /// Counts a failed write (and notes a storage failure for readiness).
+    pub fn report(&self, what: What, e: &StoreError) {
+        self.db.report(what, e)
+    }
+
+    /// The store's metrics in Prometheus text.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.db.render_metrics(out)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn database(&self) -> &Arc<Database> {
+        &self.db
     }
 }
 
@@ -137,6 +167,9 @@ fn spawn_sweeper(cache: std::sync::Weak<cache::SledCache>) {
             match cache.sweep(keys::now_secs()) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(removed = n, "swept expired cache entries"),
+                Err(e) if e.is_storage() => {
+                    tracing::debug!(error = %e, "cache sweep skipped or failed")
+                }
                 Err(e) => tracing::error!(error = %e, "cache sweep failed"),
             }
         });
@@ -157,13 +190,73 @@ mod tests {
             old.insert(b"kept", b"yes").unwrap();
             old.flush().unwrap();
         }
-        assert_eq!(segment_size_of(dir.path()), 512 * 1024);
+        assert_eq!(database::segment_size_of(dir.path()), 512 * 1024);
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(store.db.get(b"kept").unwrap().unwrap(), &b"yes"[..]);
-        drop(store);
+        let trees = store.db.trees().unwrap();
+        assert_eq!(trees.db.get(b"kept").unwrap().unwrap(), &b"yes"[..]);
+        drop((trees, store));
 
         let fresh = tempfile::tempdir().unwrap();
         drop(Store::open(fresh.path(), 1 << 20).unwrap());
-        assert_eq!(segment_size_of(fresh.path()), SEGMENT_BYTES);
+        assert_eq!(database::segment_size_of(fresh.path()), SEGMENT_BYTES);
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_left_by_a_full_disk_does_not_stop_the_store_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let (_, secret) = store.keys.create(NewKey::default()).unwrap();
+            secret
+        };
+        // What sled leaves when writing a snapshot fails for want of space; alone, sled then
+        // refuses to open ("Read corrupted data").
+        std::fs::write(dir.path().join("snap.7FFFFFFFFFFFFFFF.generating"), b"").unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert!(store.keys.authenticate(&secret).is_some());
+        assert!(!dir.path().join("snap.7FFFFFFFFFFFFFFF.generating").exists());
+    }
+
+    #[test]
+    fn after_a_reopen_every_store_works_and_memory_follows_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let (_, secret) = store.keys.create(NewKey::default()).unwrap();
+        store.counters.add("tokens", 0, 7);
+        store.assignments.set("split", "user", "b").unwrap();
+        let reply = CachedReply {
+            provider: "p".into(),
+            model: "m".into(),
+            expires_at: u64::MAX,
+            body: Some("{}".into()),
+            chunks: vec![],
+        };
+        store.cache.put(b"p/m\x1fk", &reply).unwrap();
+        let entry = logs::LogEntry {
+            request_id: "r".into(),
+            key_id: "k".into(),
+            ..logs::LogEntry::default()
+        };
+        store
+            .ledger
+            .write(&store.ledger.batch(vec![entry]))
+            .unwrap();
+        // The counter may not be persisted yet: a reopen may lose it on disk, not in memory.
+        assert_eq!(store.generation(), 0);
+
+        store.database().reopen().unwrap();
+        assert_eq!(store.generation(), 1);
+        assert!(store.keys.authenticate(&secret).is_some());
+        assert_eq!(store.counters.get("tokens", 0), 7);
+        assert_eq!(store.assignments.get("split", "user").as_deref(), Some("b"));
+        assert_eq!(store.cache.stats().entries, 1);
+        assert!(store.logs.get("r").unwrap().is_some());
+        assert_eq!(store.usage.key_usage("k").unwrap().totals.requests, 1);
+        // Written again from memory into the reopened database.
+        store.flush().unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.counters.get("tokens", 0), 7);
+        assert!(store.keys.authenticate(&secret).is_some());
     }
 }

@@ -2,9 +2,10 @@
 //! the request log has been pruned. Queries regroup the hourly rows by the dimension asked for.
 
 use super::logs::LogEntry;
-use super::StoreError;
+use super::{Database, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// Summed figures. Tokens and cost are what the upstreams reported; cache hits are counted in
@@ -21,7 +22,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, o: &Totals) {
+    pub(super) fn add(&mut self, o: &Totals) {
         self.requests += o.requests;
         self.errors += o.errors;
         self.cached += o.cached;
@@ -120,10 +121,37 @@ pub trait UsageStore: Send + Sync {
 }
 
 pub struct SledUsage {
-    /// hour (8 bytes) ++ dims joined by 0x1f → Totals (JSON)
-    hours: sled::Tree,
-    /// key id → KeyUsage (JSON)
-    keys: sled::Tree,
+    /// The trees `usage_hours` (hour, 8 bytes, ++ dims joined by 0x1f → Totals as JSON) and
+    /// `usage_keys` (key id → KeyUsage as JSON).
+    db: Arc<Database>,
+}
+
+/// A batch's usage merged in memory: what to add to each hourly row and to each key.
+#[derive(Debug, Default)]
+pub(super) struct Merged {
+    pub rows: BTreeMap<Vec<u8>, Totals>,
+    pub keys: BTreeMap<String, KeyUsage>,
+}
+
+impl Merged {
+    pub fn of(entries: &[LogEntry]) -> Merged {
+        let mut m = Merged::default();
+        for e in entries {
+            let hour = e.at_ms / 1000 / 3600 * 3600;
+            let t = Totals::of(e);
+            m.rows.entry(row_key(hour, &dims(e))).or_default().add(&t);
+            let k = m.keys.entry(e.key_id.clone()).or_default();
+            k.totals.add(&t);
+            k.last_used_ms = k.last_used_ms.max(Some(e.at_ms));
+        }
+        m
+    }
+
+    /// `current` with this batch's figures for `key_id` added.
+    pub fn add_key(current: &mut KeyUsage, add: &KeyUsage) {
+        current.totals.add(&add.totals);
+        current.last_used_ms = current.last_used_ms.max(add.last_used_ms);
+    }
 }
 
 const SEP: char = '\u{1f}';
@@ -197,42 +225,33 @@ fn group_value(group: &GroupBy, parts: &[&str]) -> Option<String> {
 }
 
 impl SledUsage {
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(SledUsage {
-            hours: db.open_tree("usage_hours")?,
-            keys: db.open_tree("usage_keys")?,
-        })
+    pub fn open(db: &Arc<Database>) -> SledUsage {
+        SledUsage { db: db.clone() }
     }
 }
 
-fn read<T: for<'de> Deserialize<'de> + Default>(v: Option<sled::IVec>) -> T {
+pub(super) fn read<T: for<'de> Deserialize<'de> + Default>(v: Option<sled::IVec>) -> T {
     v.and_then(|v| serde_json::from_slice(&v).ok())
         .unwrap_or_default()
 }
 
 impl UsageStore for SledUsage {
     fn record(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        self.db.writable()?;
         // Merge the batch in memory first: one read and one write per row touched.
-        let mut rows: BTreeMap<Vec<u8>, Totals> = BTreeMap::new();
-        let mut keys: BTreeMap<String, KeyUsage> = BTreeMap::new();
-        for e in entries {
-            let hour = e.at_ms / 1000 / 3600 * 3600;
-            let t = Totals::of(e);
-            rows.entry(row_key(hour, &dims(e))).or_default().add(&t);
-            let k = keys.entry(e.key_id.clone()).or_default();
-            k.totals.add(&t);
-            k.last_used_ms = k.last_used_ms.max(Some(e.at_ms));
-        }
-        for (key, add) in rows {
-            let mut current: Totals = read(self.hours.get(&key)?);
+        let merged = Merged::of(entries);
+        let trees = self.db.trees()?;
+        for (key, add) in merged.rows {
+            let mut current: Totals = read(trees.usage_hours.get(&key)?);
             current.add(&add);
-            self.hours.insert(key, encode(&current))?;
+            trees.usage_hours.insert(key, encode(&current))?;
         }
-        for (key_id, add) in keys {
-            let mut current: KeyUsage = read(self.keys.get(key_id.as_bytes())?);
-            current.totals.add(&add.totals);
-            current.last_used_ms = current.last_used_ms.max(add.last_used_ms);
-            self.keys.insert(key_id.as_bytes(), encode(&current))?;
+        for (key_id, add) in merged.keys {
+            let mut current: KeyUsage = read(trees.usage_keys.get(key_id.as_bytes())?);
+            Merged::add_key(&mut current, &add);
+            trees
+                .usage_keys
+                .insert(key_id.as_bytes(), encode(&current))?;
         }
         Ok(())
     }
@@ -251,7 +270,9 @@ impl UsageStore for SledUsage {
         let from = since / 3600 * 3600;
         let mut grouped: BTreeMap<(u64, Option<String>), Totals> = BTreeMap::new();
         for item in self
-            .hours
+            .db
+            .trees()?
+            .usage_hours
             .range(from.to_be_bytes().to_vec()..until.to_be_bytes().to_vec())
         {
             let (key, value) = item?;
@@ -278,7 +299,7 @@ impl UsageStore for SledUsage {
     }
 
     fn key_usage(&self, key_id: &str) -> Result<KeyUsage, StoreError> {
-        Ok(read(self.keys.get(key_id.as_bytes())?))
+        Ok(read(self.db.trees()?.usage_keys.get(key_id.as_bytes())?))
     }
 
     fn prune(&self, before: u64) -> Result<usize, StoreError> {
@@ -288,19 +309,21 @@ impl UsageStore for SledUsage {
             return Ok(0);
         };
         let first_kept = last_ended + 1;
-        let old: Vec<sled::IVec> = self
-            .hours
+        self.db.writable()?;
+        let trees = self.db.trees()?;
+        let hours = &trees.usage_hours;
+        let old: Vec<sled::IVec> = hours
             .range(..first_kept.to_be_bytes().to_vec())
             .keys()
             .collect::<Result<_, _>>()?;
         for key in &old {
-            self.hours.remove(key)?;
+            hours.remove(key)?;
         }
         Ok(old.len())
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
@@ -329,8 +352,8 @@ mod tests {
     #[test]
     fn rolls_up_and_regroups() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let usage = SledUsage::open(&db).unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
+        let usage = SledUsage::open(&db);
         usage
             .record(&[
                 e(10, "a", "m1", 1, false, "x"),
@@ -409,7 +432,11 @@ mod tests {
             ),
             (2, 2)
         );
-        assert_eq!(usage.hours.len(), 3, "one stored row for both");
+        assert_eq!(
+            usage.db.trees().unwrap().usage_hours.len(),
+            3,
+            "one stored row for both"
+        );
 
         let a = usage.key_usage("a").unwrap();
         assert_eq!((a.totals.requests, a.last_used_ms), (4, Some(40_000)));

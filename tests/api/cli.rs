@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.env_remove("SWITCHBOARD_ADMIN_KEY")
         .env("RUST_LOG", "warn");
@@ -63,7 +63,7 @@ fn check_passes_on_the_shipped_providers() {
     assert!(text.contains("ok       mock"), "{text}");
 }
 
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -78,22 +78,24 @@ fn serve(base: &Path) -> (Running, String, Vec<String>) {
     serve_with(bin(), base, &shipped, &[])
 }
 
-fn serve_with(
+/// As [`serve`], with this command, providers folder and extra arguments. The data folder is
+/// `base/data` unless `extra` gives `--data`.
+pub(crate) fn serve_with(
     mut cmd: Command,
     base: &Path,
     providers: &Path,
     extra: &[&str],
 ) -> (Running, String, Vec<String>) {
     std::fs::create_dir_all(base.join("policies")).unwrap();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+    if !extra.contains(&"--data") {
+        cmd.arg("--data").arg(base.join("data"));
+    }
     let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
         .arg("--providers")
         .arg(providers)
         .arg("--policies")
         .arg(base.join("policies"))
-        .arg("--data")
-        .arg(base.join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -285,7 +287,12 @@ fn policy_test_fails_on_a_mismatch_and_check_reports_script_errors() {
 }
 
 /// `method url` with a bearer key and a JSON body; the status and the body as JSON.
-fn call(method: &str, url: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) fn call(
+    method: &str,
+    url: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

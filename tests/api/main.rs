@@ -26,6 +26,7 @@ mod cli;
 mod dashboard;
 mod dashboard_e2e;
 mod errors;
+mod full_disk;
 mod gemini;
 mod health;
 mod mock_provider;
