@@ -2,6 +2,7 @@
 //! The actix extractors built on this are in `http::callers`.
 
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::store::keys::{hash_secret, now_secs};
 use crate::store::{KeyRecord, KeyStore, Role};
 use actix_web::http::header::AUTHORIZATION;
@@ -54,7 +55,7 @@ impl Authenticator {
         })?;
         if key.expires_at.is_some_and(|at| at <= now_secs()) {
             return Err(
-                ApiError::unauthorized("This API key has expired.").with_code("expired_api_key")
+                ApiError::unauthorized("This API key has expired.").with_code(Code::ExpiredApiKey)
             );
         }
         Ok(key)

@@ -4,6 +4,7 @@
 //! [`ApiError`], which carries the HTTP status and the OpenAI-shaped fields. Internal causes are
 //! logged where they happen and never copied into the message a client sees.
 
+pub use crate::error_codes::Code;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -108,8 +109,9 @@ impl ApiError {
         self
     }
 
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    /// One of the gateway's own codes (`error_codes.rs`); an upstream's code is kept as given.
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = Some(code.as_str().to_string());
         self
     }
 
@@ -128,21 +130,21 @@ impl ApiError {
             "invalid_request_error",
             format!("request body is larger than the limit of {limit} bytes"),
         )
-        .with_code("payload_too_large")
+        .with_code(Code::PayloadTooLarge)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
-            .with_code("invalid_api_key")
+            .with_code(Code::InvalidApiKey)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "permission_error", message)
-            .with_code("insufficient_permissions")
+            .with_code(Code::InsufficientPermissions)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found_error", message).with_code("not_found")
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message).with_code(Code::NotFound)
     }
 
     /// The model name is repeated only up to `MAX_ECHOED_MODEL_BYTES` (256).
@@ -154,12 +156,12 @@ impl ApiError {
             format!("The model `{model}` does not exist or is not served by this gateway"),
         )
         .with_param("model")
-        .with_code("model_not_found")
+        .with_code(Code::ModelNotFound)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", message)
-            .with_code("internal_error")
+            .with_code(Code::InternalError)
     }
 
     /// The store could not write (a full disk, an I/O error) or is recovering from it.
@@ -171,17 +173,19 @@ impl ApiError {
              see /health/ready). The change may not have been saved: check, and retry once \
              /health/ready answers 200.",
         )
-        .with_code("storage_unavailable");
+        .with_code(Code::StorageUnavailable);
         e.retry_after = Some(crate::store::database::PROBE_EVERY.as_secs().max(1) * 2);
         e
     }
 
     pub fn bad_gateway(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "api_error", message).with_code("upstream_unreachable")
+        Self::new(StatusCode::BAD_GATEWAY, "api_error", message)
+            .with_code(Code::UpstreamUnreachable)
     }
 
     pub fn gateway_timeout(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "api_error", message).with_code("upstream_timeout")
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "api_error", message)
+            .with_code(Code::UpstreamTimeout)
     }
 
     /// The JSON body alone, for in-band stream errors. The message is capped here too, since
@@ -242,6 +246,30 @@ pub fn not_found_handler() -> ApiError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_constructors_agree_with_the_code_table() {
+        for e in [
+            ApiError::payload_too_large(1),
+            ApiError::unauthorized("x"),
+            ApiError::forbidden("x"),
+            ApiError::not_found("x"),
+            ApiError::model_not_found("m"),
+            ApiError::internal("x"),
+            ApiError::storage_unavailable(),
+            ApiError::bad_gateway("x"),
+            ApiError::gateway_timeout("x"),
+        ] {
+            let code = e.code.clone().unwrap_or_default();
+            let entry = Code::ALL
+                .iter()
+                .find(|c| c.as_str() == code)
+                .unwrap_or_else(|| panic!("{code} is not in the table"));
+            assert_eq!(entry.status(), Some(e.status), "{code}");
+            assert_eq!(entry.kind(), e.kind, "{code}");
+        }
+    }
+
     use super::*;
 
     #[test]

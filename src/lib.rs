@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod error_codes;
 pub mod health;
 pub mod http;
 pub mod metrics;

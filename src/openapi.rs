@@ -105,9 +105,31 @@ pub struct AdminDoc;
 /// Both documents, by file stem: what the CLI writes and the server serves.
 pub fn documents() -> [(&'static str, Document); 2] {
     [
-        ("proxy", ProxyDoc::openapi()),
-        ("admin", AdminDoc::openapi()),
+        ("proxy", with_error_codes(ProxyDoc::openapi())),
+        ("admin", with_error_codes(AdminDoc::openapi())),
     ]
+}
+
+/// Lists the gateway's error codes (`error_codes.rs`) in the description of `ErrorDetail.code`.
+fn with_error_codes(mut doc: Document) -> Document {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let code = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("ErrorDetail"))
+        .and_then(|detail| match detail {
+            RefOr::T(Schema::Object(object)) => object.properties.get_mut("code"),
+            _ => None,
+        });
+    if let Some(RefOr::T(Schema::Object(code))) = code {
+        code.description = Some(format!(
+            "A stable machine-readable code. The gateway's own codes are below; an upstream's \
+             error keeps the upstream's code.\n\n{}",
+            crate::error_codes::markdown_table()
+        ));
+    }
+    doc
 }
 
 /// A document as it is checked in: pretty JSON with a trailing newline.
@@ -132,8 +154,14 @@ pub fn write_all(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBu
 /// `/openapi/*.json` and Swagger UI at `/docs/` (the documents need no key: they hold no secret).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(SwaggerUi::new("/docs/{_:.*}").urls(vec![
-        (Url::new("proxy", PROXY_JSON), ProxyDoc::openapi()),
-        (Url::new("admin", ADMIN_JSON), AdminDoc::openapi()),
+        (
+            Url::new("proxy", PROXY_JSON),
+            with_error_codes(ProxyDoc::openapi()),
+        ),
+        (
+            Url::new("admin", ADMIN_JSON),
+            with_error_codes(AdminDoc::openapi()),
+        ),
     ]))
     // Swagger UI's assets are relative to `/docs/`, so the bare path has to redirect there.
     .service(web::redirect("/docs", "/docs/"));

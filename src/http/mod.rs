@@ -5,6 +5,7 @@ pub mod callers;
 pub mod security_headers;
 
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use actix_web::http::StatusCode;
 use actix_web::{web, Resource};
 
@@ -17,7 +18,7 @@ pub fn resource(path: &str) -> Resource {
                 "invalid_request_error",
                 "This method is not allowed on this endpoint.",
             )
-            .with_code("method_not_allowed"),
+            .with_code(Code::MethodNotAllowed),
         )
     }))
 }

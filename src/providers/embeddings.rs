@@ -7,6 +7,7 @@
 //! ask for that by default and decode it back to floats.
 
 use super::ProviderError;
+use crate::error_codes::Code;
 use crate::wire::EmbeddingRequest;
 use actix_web::http::StatusCode;
 use base64::engine::general_purpose::STANDARD;
@@ -44,7 +45,7 @@ impl EncodingFormat {
                     "`encoding_format` must be `float` or `base64`, not {other} (provider `{provider}`)"
                 ),
                 kind: Some("invalid_request_error".into()),
-                code: Some("unsupported_value".into()),
+                code: Some(Code::UnsupportedValue.as_str().into()),
                 param: Some("encoding_format".into()),
                 retry_after: None,
                 headers: Vec::new(),

@@ -13,6 +13,7 @@
 use super::embeddings::{self, EncodingFormat};
 use super::{EventStream, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{MockOptions, ProviderConfig};
+use crate::error_codes::Code;
 use crate::wire::{Typed, Usage};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -59,7 +60,7 @@ impl MockProvider {
                     .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 message: format!("mock provider `{}` failed on purpose", self.name),
                 kind: Some("server_error".into()),
-                code: Some("mock_failure".into()),
+                code: Some(Code::MockFailure.as_str().into()),
                 retry_after: None,
                 param: None,
                 headers: Vec::new(),
@@ -163,7 +164,7 @@ impl MockProvider {
             ),
             kind: Some("invalid_request_error".into()),
             param: Some(if asked { "dimensions" } else { "input" }.into()),
-            code: Some("too_many_embedding_values".into()),
+            code: Some(Code::TooManyEmbeddingValues.as_str().into()),
             retry_after: None,
             headers: Vec::new(),
         }

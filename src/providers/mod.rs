@@ -18,6 +18,7 @@ pub mod upstream;
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::wire::{RequestBody, Usage};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
@@ -108,10 +109,10 @@ impl From<ProviderError> for ApiError {
             }
             ProviderError::Unreachable(m) => ApiError::bad_gateway(m),
             ProviderError::Protocol(m) => {
-                ApiError::bad_gateway(m).with_code("bad_upstream_response")
+                ApiError::bad_gateway(m).with_code(Code::BadUpstreamResponse)
             }
             ProviderError::TooLarge(m) => {
-                ApiError::bad_gateway(m).with_code("upstream_response_too_large")
+                ApiError::bad_gateway(m).with_code(Code::UpstreamResponseTooLarge)
             }
             ProviderError::Timeout(m) => ApiError::gateway_timeout(m),
         }

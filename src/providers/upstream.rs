@@ -4,6 +4,7 @@
 
 use super::ProviderError;
 use crate::config::ProviderConfig;
+use crate::error_codes::Code;
 use actix_web::http::StatusCode;
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -245,7 +246,7 @@ pub fn unsupported(provider: &str, message: impl std::fmt::Display) -> ProviderE
         param: param_named(&message),
         message: format!("{message} (provider `{provider}`)"),
         kind: Some("invalid_request_error".into()),
-        code: Some("unsupported_parameter".into()),
+        code: Some(Code::UnsupportedParameter.as_str().into()),
         retry_after: None,
         headers: Vec::new(),
     }

@@ -3,6 +3,7 @@
 //! or a 403 as much as a 200.
 
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::policy::Decision;
 use crate::state::AppState;
 use crate::store::OverLimit;
@@ -36,7 +37,7 @@ fn over_limit(o: OverLimit, what: &str) -> ApiError {
             o.name, o.max, o.retry_after_secs
         ),
     )
-    .with_code("rate_limit_exceeded");
+    .with_code(Code::RateLimitExceeded);
     err.retry_after = Some(o.retry_after_secs);
     err
 }

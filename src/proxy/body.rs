@@ -1,6 +1,7 @@
 //! Reading a request body within the size limit and parsing it with a useful error.
 
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, HttpRequest};
 use bytes::BytesMut;
@@ -56,7 +57,7 @@ fn explain<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
         let inner = e.into_inner();
         return if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(format!("The request body is not valid JSON: {inner}"))
-                .with_code("invalid_json")
+                .with_code(Code::InvalidJson)
         } else if path == "." {
             ApiError::bad_request(format!("Invalid request body: {inner}"))
         } else {
@@ -69,7 +70,7 @@ fn explain<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
         Err(e) => format!("The request body has trailing data after the JSON: {e}"),
         Ok(()) => "The request body could not be parsed as JSON.".to_string(),
     };
-    ApiError::bad_request(message).with_code("invalid_json")
+    ApiError::bad_request(message).with_code(Code::InvalidJson)
 }
 
 #[cfg(test)]

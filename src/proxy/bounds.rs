@@ -9,6 +9,7 @@
 
 use crate::config::raw::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::providers::embeddings;
 use crate::snapshot::Snapshot;
 use crate::wire::{RequestBody, Typed};
@@ -32,7 +33,7 @@ pub fn check(body: &RequestBody) -> Result<(), ApiError> {
             "`input` holds {inputs} inputs; at most {MAX_EMBEDDING_INPUTS} are allowed per request"
         ))
         .with_param("input")
-        .with_code("too_many_inputs"));
+        .with_code(Code::TooManyInputs));
     }
     // Any number counts, so `1e300` or `8193.5` cannot slip past as "not an integer".
     if let Some(dimensions) = req.extra.get("dimensions").and_then(Value::as_f64) {
@@ -42,7 +43,7 @@ pub fn check(body: &RequestBody) -> Result<(), ApiError> {
                 req.extra["dimensions"]
             ))
             .with_param("dimensions")
-            .with_code("dimensions_too_large"));
+            .with_code(Code::DimensionsTooLarge));
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 use super::failure::Failure;
 use super::request_id::RequestId;
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::policy::{Decision, PolicyEnv, Rejection, ScriptFailure};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -74,7 +75,7 @@ fn policy_error(failure: ScriptFailure, request_id: &RequestId) -> Failure {
                 "A policy of this gateway failed on the request; the operator can find the cause \
              in the request log under request id {request_id}."
             ))
-            .with_code("policy_error"),
+            .with_code(Code::PolicyError),
         ),
         attempts: Vec::new(),
         calls: 0,
@@ -91,5 +92,5 @@ fn rejected(r: &Rejection) -> ApiError {
         s if s >= 500 => "api_error",
         _ => "invalid_request_error",
     };
-    ApiError::new(status, kind, r.message.clone()).with_code("policy_rejected")
+    ApiError::new(status, kind, r.message.clone()).with_code(Code::PolicyRejected)
 }

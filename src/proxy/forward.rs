@@ -7,6 +7,7 @@ use super::request_id::RequestId;
 use super::settle::{Aftermath, CachePut};
 use super::{admit, decide, dispatch, lookup, respond, route};
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::policy::PolicyEnv;
 use crate::router::{self, Target};
 use crate::state::AppState;
@@ -49,7 +50,7 @@ pub async fn forward(
             router::models::MAX_NAME_BYTES
         ))
         .with_param("model")
-        .with_code("model_too_long")
+        .with_code(Code::ModelTooLong)
         .into())
     } else {
         proxy(state, caller, request_id, headers, body, started, &log).await

@@ -3,6 +3,7 @@
 
 use super::failure::{attempt_log, Failure};
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::policy::Decision;
 use crate::router::{self, ModelIndex, Target};
 use crate::store::KeyRecord;
@@ -29,7 +30,7 @@ pub fn route(
             error: Box::new(
                 ApiError::forbidden(format!("This key may not use the model `{requested}`."))
                     .with_param("model")
-                    .with_code("model_not_allowed"),
+                    .with_code(Code::ModelNotAllowed),
             ),
             attempts: attempt_log(
                 &targets

@@ -11,6 +11,7 @@ use super::watch::{self, Limits};
 use super::{targets, Target};
 use crate::config::{ProviderConfig, Timeouts};
 use crate::error::ApiError;
+use crate::error_codes::Code;
 use crate::providers::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::snapshot::Snapshot;
 use crate::wire::RequestBody;
@@ -258,7 +259,7 @@ pub async fn run(
                 "api_error",
                 "every provider for this model is failing and temporarily skipped (circuit open)",
             )
-            .with_code("circuit_open");
+            .with_code(Code::CircuitOpen);
             err.retry_after = shortest_wait.map(|w| w.as_secs().max(1));
             err
         }
