@@ -63,6 +63,9 @@ fn expiry_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Entries a sweep or purge removes per hold of the write lock.
+const BATCH: usize = 256;
+
 impl SledCache {
     pub fn open(db: &Arc<Database>, max_entries: usize) -> Result<Arc<Self>, StoreError> {
         let count = db.trees()?.cache.len();
@@ -181,19 +184,30 @@ impl ResponseCache for SledCache {
 }
 
 impl SledCache {
+    /// Removes expired entries in batches of `BATCH`, taking the write lock for one batch at
+    /// a time, so a request's cache write waits for at most one batch, never a whole sweep.
     fn sweep_expired(&self, now: u64) -> Result<usize, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let trees = self.db.trees()?;
         let mut removed = 0;
-        for entry in trees.cache_expiry.range(..now.to_be_bytes().to_vec()) {
-            let (ek, _) = entry?;
-            trees.cache_expiry.remove(&ek)?;
-            if trees.cache.remove(&ek[8..])?.is_some() {
-                self.count.fetch_sub(1, Ordering::Relaxed);
-                removed += 1;
+        loop {
+            let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let trees = self.db.trees()?;
+            let batch: Vec<sled::IVec> = trees
+                .cache_expiry
+                .range(..now.to_be_bytes().to_vec())
+                .keys()
+                .take(BATCH)
+                .collect::<Result<_, _>>()?;
+            for ek in &batch {
+                trees.cache_expiry.remove(ek)?;
+                if trees.cache.remove(&ek[8..])?.is_some() {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    removed += 1;
+                }
+            }
+            if batch.len() < BATCH {
+                return Ok(removed);
             }
         }
-        Ok(removed)
     }
 
     fn remove_namespace(&self, namespace: Option<&str>) -> Result<usize, StoreError> {
@@ -212,20 +226,29 @@ impl SledCache {
         } else {
             format!("{namespace}/")
         };
+        drop(_guard);
+        // In batches, as the sweep, so a purge never holds up requests' cache writes.
         let mut removed = 0;
-        for entry in trees.cache.scan_prefix(prefix.as_bytes()) {
-            let (key, value) = entry?;
-            if let Ok(old) = serde_json::from_slice::<CachedReply>(&value) {
-                trees
-                    .cache_expiry
-                    .remove(expiry_key(old.expires_at, &key))?;
+        loop {
+            let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let batch: Vec<(sled::IVec, sled::IVec)> = trees
+                .cache
+                .scan_prefix(prefix.as_bytes())
+                .take(BATCH)
+                .collect::<Result<_, _>>()?;
+            for (key, value) in &batch {
+                if let Ok(old) = serde_json::from_slice::<CachedReply>(value) {
+                    trees.cache_expiry.remove(expiry_key(old.expires_at, key))?;
+                }
+                if trees.cache.remove(key)?.is_some() {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    removed += 1;
+                }
             }
-            if trees.cache.remove(&key)?.is_some() {
-                self.count.fetch_sub(1, Ordering::Relaxed);
-                removed += 1;
+            if batch.len() < BATCH {
+                return Ok(removed);
             }
         }
-        Ok(removed)
     }
 }
 
@@ -283,5 +306,25 @@ mod tests {
         assert_eq!(cache.purge(Some("a/m1")).unwrap(), 1);
         assert_eq!(cache.purge(Some("a")).unwrap(), 1, "a/m2, not ab/m1");
         assert_eq!(cache.stats().entries, 1);
+    }
+
+    #[test]
+    fn sweeps_and_purges_larger_than_a_batch_remove_everything_they_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
+        let cache = SledCache::open(&db, 10_000).unwrap();
+        let n = BATCH * 2 + 7;
+        for i in 0..n {
+            let mut key = b"a/m\x1f".to_vec();
+            key.extend_from_slice(&(i as u64).to_be_bytes());
+            // Half expire at 100, half at 1000.
+            cache
+                .put(&key, &reply(if i % 2 == 0 { 100 } else { 1000 }))
+                .unwrap();
+        }
+        assert_eq!(cache.sweep(500).unwrap(), n.div_ceil(2));
+        assert_eq!(cache.stats().entries as usize, n / 2);
+        assert_eq!(cache.purge(Some("a")).unwrap(), n / 2);
+        assert_eq!(cache.stats().entries, 0);
     }
 }
