@@ -115,7 +115,7 @@ impl Aftermath {
         if self.accountant.log_bodies {
             log.response_body = match (&done.body, done.payloads.is_empty()) {
                 (Some(body), _) => Some(String::from_utf8_lossy(body).into_owned()),
-                (None, false) => Some(super::cache::assemble_payloads(&done.payloads)),
+                (None, false) => Some(crate::wire::chunks::assemble_payloads(&done.payloads)),
                 (None, true) => None,
             };
         }

@@ -8,6 +8,8 @@
 //! [`RequestBody::to_upstream_json`].
 
 use bytes::Bytes;
+pub mod chunks;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
