@@ -397,10 +397,7 @@ mod tests {
     }
 
     fn disk_full() -> crate::store::StoreError {
-        crate::store::StoreError::Sled(sled::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            "test",
-        )))
+        crate::store::StoreError::Io(std::io::Error::new(std::io::ErrorKind::StorageFull, "test"))
     }
 
     #[test]

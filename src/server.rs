@@ -103,7 +103,7 @@ impl Application {
             settings.log_retention,
             settings.log_bodies,
         )
-        .map_err(|e| StartError::Store(StoreError::Sled(e.into())))?;
+        .map_err(|e| StartError::Store(StoreError::from(e)))?;
         let health = std::sync::Arc::new(crate::router::health::Registry::new());
         crate::router::checks::spawn(&health, &live);
         let state = web::Data::new(AppState {

@@ -120,7 +120,7 @@ impl SledCounters {
                     None => return,
                 }
             })
-            .map_err(|e| StoreError::Sled(e.into()))?;
+            .map_err(StoreError::from)?;
         Ok(counters)
     }
 

@@ -161,7 +161,7 @@ pub(super) fn segment_size_of(dir: &Path) -> usize {
 }
 
 fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
+    std::fs::create_dir_all(dir)?;
     sled::Config::new()
         .path(dir)
         .cache_capacity(cache_bytes)
@@ -179,7 +179,7 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
             {
                 StoreError::Locked(dir.display().to_string())
             }
-            other => StoreError::Sled(other),
+            other => other.into(),
         })
 }
 
@@ -191,9 +191,7 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
 /// it. It is removed only after sled failed to open, so no other sled holds the folder.
 fn open_sled_recovering(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     match open_sled(dir, cache_bytes) {
-        Err(StoreError::Sled(sled::Error::Corruption { .. }))
-            if remove_unfinished_snapshots(dir) > 0 =>
-        {
+        Err(StoreError::Corrupt(_)) if remove_unfinished_snapshots(dir) > 0 => {
             open_sled(dir, cache_bytes)
         }
         other => other,
@@ -226,7 +224,7 @@ fn remove_unfinished_snapshots(dir: &Path) -> usize {
 /// A short reason for an operator: what the disk said.
 pub fn describe(e: &StoreError) -> String {
     match e {
-        StoreError::Sled(sled::Error::Io(io)) => {
+        StoreError::Io(io) => {
             let text = io.to_string();
             if io.kind() == std::io::ErrorKind::StorageFull || text.contains("code: 28") {
                 "no space left on the device".to_string()
@@ -300,7 +298,7 @@ impl Database {
             .spawn(move || {
                 let _ = tx.send(flushing.db.flush());
             })
-            .map_err(|e| StoreError::Sled(e.into()))?;
+            .map_err(StoreError::from)?;
         let started = Instant::now();
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -356,7 +354,7 @@ impl Database {
         let i = What::ALL.iter().position(|w| *w == what).unwrap_or(0);
         self.failures[i].fetch_add(1, Ordering::Relaxed);
         match e {
-            StoreError::Sled(sled::Error::Io(_)) => {}
+            StoreError::Io(_) => {}
             // Refused because the store is known not to write (or is reopening): said once.
             StoreError::Unavailable(_) => return,
             _ => {

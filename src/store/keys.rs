@@ -239,7 +239,7 @@ impl SledKeyStore {
                 Ok(())
             })
             .map_err(|e: TransactionError<()>| match e {
-                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Storage(e) => e.into(),
                 TransactionError::Abort(()) => StoreError::Corrupt("key write aborted".into()),
             })?;
         drop(trees);

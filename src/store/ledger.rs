@@ -84,7 +84,7 @@ impl Ledger for SledLedger {
                 Ok::<_, ConflictableTransactionError<()>>(true)
             })
             .map_err(|e: TransactionError<()>| match e {
-                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Storage(e) => e.into(),
                 TransactionError::Abort(()) => StoreError::Corrupt("ledger write aborted".into()),
             })?;
         if wrote {
