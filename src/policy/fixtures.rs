@@ -14,7 +14,9 @@
 
 use super::simulate::{simulate, Simulation};
 use super::PolicySet;
-use crate::store::{KeyRecord, Role, Store};
+use crate::store::assignments::MemoryAssignments;
+use crate::store::counters::MemoryCounters;
+use crate::store::{AssignmentStore, CounterStore, KeyRecord, Role};
 use crate::wire::{Endpoint, RequestBody};
 use serde::Deserialize;
 use serde_json::Value;
@@ -168,9 +170,9 @@ pub fn run_dir(dir: &Path) -> Result<Report, String> {
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
-    // Counters and assignments start empty, in a throwaway store.
-    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch store: {e}"))?;
-    let store = Store::open(scratch.path(), 1 << 20).map_err(|e| e.to_string())?;
+    // Counters and assignments start empty, in memory: a fixture run touches no disk.
+    let counters: Arc<dyn CounterStore> = Arc::new(MemoryCounters::default());
+    let assignments: Arc<dyn AssignmentStore> = Arc::new(MemoryAssignments::default());
 
     let mut report = Report {
         passed: 0,
@@ -206,8 +208,8 @@ pub fn run_dir(dir: &Path) -> Result<Report, String> {
                 body,
                 Arc::new(case.key.record()),
                 headers,
-                store.counters.clone(),
-                store.assignments.clone(),
+                counters.clone(),
+                assignments.clone(),
             );
             let problems = check(&case, &sim);
             if problems.is_empty() {

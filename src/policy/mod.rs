@@ -350,17 +350,14 @@ fn failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     fn run(script: &str, body: &str) -> (RequestBody, Decision) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rhai"), script).unwrap();
         let set = PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false).unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), 1 << 20).unwrap();
         let env = PolicyEnv {
-            counters: store.counters.clone(),
-            assignments: store.assignments.clone(),
+            counters: Arc::new(crate::store::counters::MemoryCounters::default()),
+            assignments: Arc::new(crate::store::assignments::MemoryAssignments::default()),
             simulate: true,
         };
         // As the proxy builds it: the client's bytes kept, changes tracked.
@@ -421,11 +418,9 @@ mod tests {
 
     /// Runs `set`'s hooks on a chat request `body` (JSON), with a throwaway store.
     fn run_set(set: &PolicySet, body: serde_json::Value) -> Result<Decision, String> {
-        let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), 1 << 20).unwrap();
         let env = PolicyEnv {
-            counters: store.counters.clone(),
-            assignments: store.assignments.clone(),
+            counters: Arc::new(crate::store::counters::MemoryCounters::default()),
+            assignments: Arc::new(crate::store::assignments::MemoryAssignments::default()),
             simulate: true,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(

@@ -97,3 +97,55 @@ impl AssignmentStore for SledAssignments {
         Ok(())
     }
 }
+
+/// Assignments in memory only, for `switchboard policy test`, benches and unit tests.
+#[derive(Default)]
+pub struct MemoryAssignments {
+    map: std::sync::RwLock<std::collections::HashMap<Vec<u8>, String>>,
+}
+
+impl AssignmentStore for MemoryAssignments {
+    fn get(&self, split: &str, sticky_id: &str) -> Option<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key(split, sticky_id))
+            .cloned()
+    }
+
+    fn set(&self, split: &str, sticky_id: &str, variant: &str) -> Result<(), StoreError> {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key(split, sticky_id), variant.to_string());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod contract {
+    use super::*;
+
+    /// What every assignment backend must do; each backend runs it below.
+    fn keeps_the_contract(store: &dyn AssignmentStore) {
+        assert_eq!(store.get("split", "k1"), None);
+        store.set("split", "k1", "a").unwrap();
+        store.set("split", "k2", "b").unwrap();
+        store.set("other", "k1", "c").unwrap();
+        assert_eq!(store.get("split", "k1").as_deref(), Some("a"));
+        assert_eq!(store.get("split", "k2").as_deref(), Some("b"));
+        assert_eq!(store.get("other", "k1").as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn sled_assignments_keep_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
+        keeps_the_contract(SledAssignments::open(&db).unwrap().as_ref());
+    }
+
+    #[test]
+    fn memory_assignments_keep_the_contract() {
+        keeps_the_contract(&MemoryAssignments::default());
+    }
+}

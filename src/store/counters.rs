@@ -185,47 +185,58 @@ fn over(limit: &Limit, now: u64) -> OverLimit {
     }
 }
 
-impl CounterStore for SledCounters {
-    fn acquire(&self, limits: &[Limit]) -> Result<(), OverLimit> {
+impl Inner {
+    fn new() -> Self {
+        Inner {
+            windows: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    fn acquire(&mut self, limits: &[Limit], now: u64) -> Result<(), OverLimit> {
         if limits.is_empty() {
             return Ok(());
         }
-        let now = now_secs();
         let keys: Vec<String> = limits.iter().map(|l| key(&l.name, l.window_secs)).collect();
-        let mut inner = self.lock();
         for (limit, k) in limits.iter().zip(&keys) {
-            if inner.count(k, limit.window_secs, now) >= limit.max {
+            if self.count(k, limit.window_secs, now) >= limit.max {
                 return Err(over(limit, now));
             }
         }
         for (limit, k) in limits.iter().zip(&keys) {
-            inner.charge(k, limit.window_secs, now, 1);
+            self.charge(k, limit.window_secs, now, 1);
         }
         Ok(())
+    }
+
+    fn check_budgets(&mut self, limits: &[Limit], now: u64) -> Result<(), OverLimit> {
+        for limit in limits {
+            let k = key(&limit.name, limit.window_secs);
+            if self.count(&k, limit.window_secs, now) >= limit.max {
+                return Err(over(limit, now));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CounterStore for SledCounters {
+    fn acquire(&self, limits: &[Limit]) -> Result<(), OverLimit> {
+        self.lock().acquire(limits, now_secs())
     }
 
     fn check_budgets(&self, limits: &[Limit]) -> Result<(), OverLimit> {
-        let now = now_secs();
-        let mut inner = self.lock();
-        for limit in limits {
-            let k = key(&limit.name, limit.window_secs);
-            if inner.count(&k, limit.window_secs, now) >= limit.max {
-                return Err(over(limit, now));
-            }
-        }
-        Ok(())
+        self.lock().check_budgets(limits, now_secs())
     }
 
     fn add(&self, name: &str, window_secs: u64, amount: u64) {
-        let now = now_secs();
         let k = key(name, window_secs);
-        self.lock().charge(&k, window_secs, now, amount);
+        self.lock().charge(&k, window_secs, now_secs(), amount);
     }
 
     fn get(&self, name: &str, window_secs: u64) -> u64 {
-        let now = now_secs();
         let k = key(name, window_secs);
-        self.lock().count(&k, window_secs, now)
+        self.lock().count(&k, window_secs, now_secs())
     }
 
     fn persist(&self) -> Result<(), StoreError> {
@@ -262,6 +273,53 @@ impl CounterStore for SledCounters {
     }
 }
 
+/// Counters in memory only: the same semantics as [`SledCounters`], nothing kept. For
+/// `switchboard policy test`, the simulator's scratch state, benches and unit tests.
+pub struct MemoryCounters {
+    inner: Mutex<Inner>,
+}
+
+impl Default for MemoryCounters {
+    fn default() -> Self {
+        MemoryCounters {
+            inner: Mutex::new(Inner::new()),
+        }
+    }
+}
+
+impl MemoryCounters {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CounterStore for MemoryCounters {
+    fn acquire(&self, limits: &[Limit]) -> Result<(), OverLimit> {
+        self.lock().acquire(limits, now_secs())
+    }
+
+    fn check_budgets(&self, limits: &[Limit]) -> Result<(), OverLimit> {
+        self.lock().check_budgets(limits, now_secs())
+    }
+
+    fn add(&self, name: &str, window_secs: u64, amount: u64) {
+        let k = key(name, window_secs);
+        let mut inner = self.lock();
+        inner.charge(&k, window_secs, now_secs(), amount);
+        // Nothing is ever written, so nothing needs remembering as changed.
+        inner.dirty.clear();
+    }
+
+    fn get(&self, name: &str, window_secs: u64) -> u64 {
+        let k = key(name, window_secs);
+        self.lock().count(&k, window_secs, now_secs())
+    }
+
+    fn persist(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,11 +332,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn admits_exactly_max_under_concurrency() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path(), 1 << 20).unwrap();
-        let counters = SledCounters::open(&db).unwrap();
+    /// What every counter backend must do; each backend runs it below.
+    fn keeps_the_contract(counters: &dyn CounterStore) {
+        // Exactly `max` admitted, however concurrent.
         let admitted = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -294,6 +350,42 @@ mod tests {
         assert_eq!(admitted.into_inner(), 100);
         let refused = counters.acquire(&[limit(100)]).unwrap_err();
         assert!(refused.retry_after_secs >= 1 && refused.retry_after_secs <= 3600);
+        // All or nothing: a refusal charges no limit.
+        let roomy = Limit {
+            name: "roomy".into(),
+            max: 10,
+            window_secs: 60,
+        };
+        assert!(counters.acquire(&[roomy.clone(), limit(100)]).is_err());
+        assert_eq!(counters.get("roomy", 60), 0, "nothing charged on refusal");
+        // Budgets: checked without charging, refused once spent.
+        let budget = Limit {
+            name: "tokens".into(),
+            max: 500,
+            window_secs: 3600,
+        };
+        counters.check_budgets(std::slice::from_ref(&budget)).unwrap();
+        assert_eq!(counters.get("tokens", 3600), 0);
+        counters.add("tokens", 3600, 500);
+        assert_eq!(counters.get("tokens", 3600), 500);
+        assert!(counters.check_budgets(&[budget]).is_err());
+        // A window of 0 never resets; windows of different lengths are different counters.
+        counters.add("ever", 0, 3);
+        assert_eq!(counters.get("ever", 0), 3);
+        assert_eq!(counters.get("ever", 60), 0);
+        counters.persist().unwrap();
+    }
+
+    #[test]
+    fn sled_counters_keep_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
+        keeps_the_contract(SledCounters::open(&db).unwrap().as_ref());
+    }
+
+    #[test]
+    fn memory_counters_keep_the_contract() {
+        keeps_the_contract(&MemoryCounters::default());
     }
 
     #[test]
