@@ -104,7 +104,7 @@ impl Application {
             settings.log_bodies,
         )
         .map_err(|e| StartError::Store(StoreError::from(e)))?;
-        let health = std::sync::Arc::new(crate::router::health::Registry::new());
+        let health = std::sync::Arc::new(crate::router::provider_health::Registry::new());
         crate::router::checks::spawn(&health, &live);
         let state = web::Data::new(AppState {
             snapshot: live,

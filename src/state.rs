@@ -18,7 +18,7 @@ pub struct AppState {
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Provider health (breakers, latency), kept across reloads.
-    pub health: Arc<crate::router::health::Registry>,
+    pub health: Arc<crate::router::provider_health::Registry>,
 }
 
 impl AppState {

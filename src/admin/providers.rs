@@ -65,7 +65,7 @@ pub struct ProviderView {
     /// Circuit breaker: `closed`, `open` or `half_open`.
     breaker: Option<crate::router::breaker::BreakerState>,
     /// Breaker, error rate, latency average and health-check details.
-    health: Option<crate::router::health::ProviderHealth>,
+    health: Option<crate::router::provider_health::ProviderHealth>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -5,9 +5,9 @@
 //! still be retried or passed to the next target, since the client has seen nothing.
 
 use super::backoff;
-use super::health::{Entry, Registry};
 use super::plan::{RoutePlan, TimeoutOverrides};
-use super::watch::{self, Limits};
+use super::provider_health::{Entry, Registry};
+use super::stream_guard::{self, Limits};
 use super::{targets, Target};
 use crate::config::{ProviderConfig, Timeouts};
 use crate::error::ApiError;
@@ -382,7 +382,7 @@ fn guard(
 ) -> Reply {
     match reply {
         Reply::Stream(events, headers) => Reply::Stream(
-            watch::watch(
+            stream_guard::watch(
                 events,
                 Limits {
                     provider: target.provider.clone(),

@@ -3,7 +3,7 @@
 //! traffic. One background task serves all providers and follows reloads; it ends when the
 //! gateway it belongs to is gone.
 
-use super::health::Registry;
+use super::provider_health::Registry;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;

@@ -6,10 +6,10 @@ pub mod backoff;
 pub mod balance;
 pub mod breaker;
 pub mod checks;
-pub mod health;
 pub mod models;
 pub mod plan;
+pub mod provider_health;
+pub mod stream_guard;
 pub mod targets;
-pub mod watch;
 
 pub use models::{ModelIndex, Target};

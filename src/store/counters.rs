@@ -364,7 +364,9 @@ mod tests {
             max: 500,
             window_secs: 3600,
         };
-        counters.check_budgets(std::slice::from_ref(&budget)).unwrap();
+        counters
+            .check_budgets(std::slice::from_ref(&budget))
+            .unwrap();
         assert_eq!(counters.get("tokens", 3600), 0);
         counters.add("tokens", 3600, 500);
         assert_eq!(counters.get("tokens", 3600), 500);

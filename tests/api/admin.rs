@@ -78,6 +78,8 @@ async fn usage_and_logs_match_what_the_upstream_reported() {
         .unwrap();
     prompt += body["usage"]["prompt_tokens"].as_u64().unwrap();
     completion += body["usage"]["completion_tokens"].as_u64().unwrap();
+    // The reply is stored just after it is sent.
+    cached_entries(&app, 1).await;
     assert_eq!(
         app.chat(&secret, cached).await.headers()["x-switchboard-cache"],
         "hit"

@@ -2,7 +2,7 @@
 //! longer than the idle timeout or runs past the total one, and tells the provider's health
 //! entry when a stream that started well breaks (it was a success at its first byte).
 
-use super::health::Entry;
+use super::provider_health::Entry;
 use crate::config::BreakerPolicy;
 use crate::providers::{EventStream, ProviderError};
 use bytes::Bytes;
