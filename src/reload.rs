@@ -175,13 +175,13 @@ impl Reloader {
                             self.live.store(Arc::new(next));
                             Outcome::Applied
                         }
-                        Err(message) => {
+                        Err(e) => {
                             errors.push(ReloadError {
                                 file: self.providers_dir.display().to_string(),
                                 line: None,
                                 column: None,
                                 field: None,
-                                message,
+                                message: e.to_string(),
                             });
                             Outcome::RolledBack
                         }

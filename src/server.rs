@@ -25,7 +25,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot build providers: {0}")]
-    Provider(String),
+    Provider(#[from] crate::providers::BuildError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -82,7 +82,7 @@ impl Application {
             None
         };
 
-        let snapshot = Snapshot::build(config, policies, 1).map_err(StartError::Provider)?;
+        let snapshot = Snapshot::build(config, policies, 1)?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let reloader = std::sync::Arc::new(Reloader::new(

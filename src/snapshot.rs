@@ -22,7 +22,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Prepares a snapshot from a validated config; fails without side effects.
-    pub fn build(config: Config, policies: PolicySet, version: u64) -> Result<Snapshot, String> {
+    pub fn build(
+        config: Config,
+        policies: PolicySet,
+        version: u64,
+    ) -> Result<Snapshot, providers::BuildError> {
         Self::build_from(config, policies, version, None)
     }
 
@@ -33,7 +37,7 @@ impl Snapshot {
         policies: PolicySet,
         version: u64,
         previous: Option<&Snapshot>,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, providers::BuildError> {
         let mut built = HashMap::with_capacity(config.providers.len());
         for provider in &config.providers {
             let kept = previous.and_then(|prev| {

@@ -148,9 +148,36 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// Why a provider could not be built from its (validated) configuration. The message names the
+/// provider and never a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("provider {provider}: base_url is required")]
+    MissingBaseUrl { provider: String },
+    #[error("provider {provider}: api_version is required")]
+    MissingApiVersion { provider: String },
+    #[error("provider {provider}: api_key is not a valid header value")]
+    BadApiKey { provider: String },
+    #[error("provider {provider}: bad header name {name}")]
+    BadHeaderName { provider: String, name: String },
+    #[error("provider {provider}: bad value for header {name}")]
+    BadHeaderValue { provider: String, name: String },
+    #[error("provider {provider}: {path:?} does not make a URL with base_url: {source}")]
+    BadUrl {
+        provider: String,
+        path: String,
+        source: url::ParseError,
+    },
+    #[error("provider {provider}: cannot build HTTP client: {source}")]
+    Client {
+        provider: String,
+        source: reqwest::Error,
+    },
+}
+
 /// Builds the provider a config entry describes (with its own pooled HTTP client), wrapped so
 /// its errors never carry its secrets.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
     let provider: Arc<dyn Provider> = match config.kind {
         ProviderKind::Openai => Arc::new(openai::OpenAiProvider::new(config)?),
         ProviderKind::Mock => Arc::new(mock::MockProvider::new(config)),

@@ -7,7 +7,7 @@
 use super::sse::SseEvent;
 use super::stream::{Out, Step, Translate};
 use super::upstream::{self, transport_error, ErrorParts};
-use super::{Provider, ProviderError, Reply, UpstreamCall};
+use super::{BuildError, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::ProviderConfig;
 use crate::wire::{Endpoint, Usage};
 use futures_util::future::BoxFuture;
@@ -41,10 +41,14 @@ pub struct OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
         let base = upstream::base_url(config)?;
         let join = |path: &str| {
-            upstream::join(base, path).map_err(|e| format!("provider {}: {e}", config.name))
+            upstream::join(base, path).map_err(|source| BuildError::BadUrl {
+                provider: config.name.clone(),
+                path: path.to_string(),
+                source,
+            })
         };
         let mut auth = HeaderMap::new();
         if let Some(key) = &config.api_key {
@@ -68,12 +72,15 @@ impl OpenAiProvider {
     }
 
     /// `kind: azure`: Azure OpenAI authenticates with `api-key` and addresses deployments.
-    pub fn azure(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn azure(config: &ProviderConfig) -> Result<Self, BuildError> {
         let base = upstream::base_url(config)?.clone();
-        let api_version = config
-            .api_version
-            .clone()
-            .ok_or_else(|| format!("provider {}: api_version is required", config.name))?;
+        let api_version =
+            config
+                .api_version
+                .clone()
+                .ok_or_else(|| BuildError::MissingApiVersion {
+                    provider: config.name.clone(),
+                })?;
         let mut auth = HeaderMap::new();
         if let Some(key) = &config.api_key {
             auth.insert("api-key", upstream::secret_header(config, key.expose())?);

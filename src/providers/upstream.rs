@@ -2,7 +2,7 @@
 //! transport failures and error responses into [`ProviderError`]s. Wire formats differ only in
 //! how an error body is parsed, so that is the one thing passed in.
 
-use super::ProviderError;
+use super::{BuildError, ProviderError};
 use crate::config::ProviderConfig;
 use crate::error_codes::Code;
 use actix_web::http::StatusCode;
@@ -13,12 +13,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// A sensitive header value for the provider's credential; the error never shows the value.
-pub fn secret_header(config: &ProviderConfig, value: &str) -> Result<HeaderValue, String> {
-    let mut value = HeaderValue::from_str(value).map_err(|_| {
-        format!(
-            "provider {}: api_key is not a valid header value",
-            config.name
-        )
+pub fn secret_header(config: &ProviderConfig, value: &str) -> Result<HeaderValue, BuildError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| BuildError::BadApiKey {
+        provider: config.name.clone(),
     })?;
     value.set_sensitive(true);
     Ok(value)
@@ -69,13 +66,19 @@ impl Clients {
 
 /// The provider's clients: `auth` headers first, then the file's `headers`, which win so an
 /// operator can override anything (for example `anthropic-version`).
-pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<Clients, String> {
+pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<Clients, BuildError> {
     let mut headers = auth;
     for (name, value) in &config.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("provider {}: bad header name {name}", config.name))?;
-        let mut value = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("provider {}: bad value for header {name}", config.name))?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError::BadHeaderName {
+                provider: config.name.clone(),
+                name: name.clone(),
+            })?;
+        let mut value =
+            HeaderValue::from_str(value.expose()).map_err(|_| BuildError::BadHeaderValue {
+                provider: config.name.clone(),
+                name: name.to_string(),
+            })?;
         value.set_sensitive(true);
         headers.insert(name, value);
     }
@@ -83,9 +86,10 @@ pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<Clients,
         headers,
         timeouts: config.timeouts,
     };
-    let first = settings
-        .build()
-        .map_err(|e| format!("provider {}: cannot build HTTP client: {e}", config.name))?;
+    let first = settings.build().map_err(|source| BuildError::Client {
+        provider: config.name.clone(),
+        source,
+    })?;
     Ok(Clients {
         settings,
         first,
@@ -94,20 +98,22 @@ pub fn build_client(config: &ProviderConfig, auth: HeaderMap) -> Result<Clients,
 }
 
 /// The provider's `base_url`, required by every network kind.
-pub fn base_url(config: &ProviderConfig) -> Result<&reqwest::Url, String> {
+pub fn base_url(config: &ProviderConfig) -> Result<&reqwest::Url, BuildError> {
     config
         .base_url
         .as_ref()
-        .ok_or_else(|| format!("provider {}: base_url is required", config.name))
+        .ok_or_else(|| BuildError::MissingBaseUrl {
+            provider: config.name.clone(),
+        })
 }
 
 /// `base` + `/` + `path`. `Url::join` would drop the last segment of a base without a
 /// trailing slash, which is how every preset writes it.
-pub fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+pub fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, url::ParseError> {
     let mut s = base.as_str().trim_end_matches('/').to_string();
     s.push('/');
     s.push_str(path);
-    reqwest::Url::parse(&s).map_err(|e| format!("{e}"))
+    reqwest::Url::parse(&s)
 }
 
 pub fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {

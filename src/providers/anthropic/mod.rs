@@ -9,7 +9,7 @@ pub mod stream;
 
 use super::unsupported::Unmapped;
 use super::upstream::{self, transport_error, unsupported};
-use super::{Provider, ProviderError, Reply, UpstreamCall};
+use super::{BuildError, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
 use crate::wire::Typed;
 use actix_web::http::StatusCode;
@@ -31,7 +31,7 @@ pub struct AnthropicProvider {
 }
 
 impl AnthropicProvider {
-    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
         let base = upstream::base_url(config)?;
         let mut auth = HeaderMap::new();
         auth.insert(
@@ -44,8 +44,13 @@ impl AnthropicProvider {
         Ok(AnthropicProvider {
             name: config.name.clone(),
             client: upstream::build_client(config, auth)?,
-            messages_url: upstream::join(base, "messages")
-                .map_err(|e| format!("provider {}: {e}", config.name))?,
+            messages_url: upstream::join(base, "messages").map_err(|source| {
+                BuildError::BadUrl {
+                    provider: config.name.clone(),
+                    path: "messages".into(),
+                    source,
+                }
+            })?,
             base: base.clone(),
             unsupported_params: config.unsupported_params,
             max_response_bytes: config.max_response_bytes,

@@ -10,7 +10,7 @@ pub mod stream;
 
 use super::unsupported::Unmapped;
 use super::upstream::{self, transport_error, unsupported};
-use super::{Provider, ProviderError, Reply, UpstreamCall};
+use super::{BuildError, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
 use crate::wire::Typed;
 use actix_web::http::StatusCode;
@@ -28,7 +28,7 @@ pub struct GeminiProvider {
 }
 
 impl GeminiProvider {
-    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
         let mut auth = HeaderMap::new();
         if let Some(key) = &config.api_key {
             // A header rather than `?key=`, so the key is never part of a URL that could be
