@@ -17,6 +17,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The longest model name (or `provider/model` id) the gateway accepts, in bytes: longer ones
+/// are a config error in providers.d and a 400 in requests.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+
 /// The validated provider configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {

@@ -87,13 +87,13 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
             continue;
         }
         let id_bytes = name.len() + 1 + m.name.len();
-        if id_bytes > crate::router::models::MAX_NAME_BYTES {
+        if id_bytes > super::MAX_MODEL_NAME_BYTES {
             errors.push(err(
                 find_text_line(text, &m.name),
                 &field,
                 format!(
                     "model id `{name}/…` is {id_bytes} bytes; requests may name at most {} bytes",
-                    crate::router::models::MAX_NAME_BYTES
+                    super::MAX_MODEL_NAME_BYTES
                 ),
             ));
             continue;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// The longest model name a request may carry, in bytes (`provider/model` included). A longer
 /// one is a 400 before anything is logged or stored under it.
-pub const MAX_NAME_BYTES: usize = 256;
+pub use crate::config::MAX_MODEL_NAME_BYTES as MAX_NAME_BYTES;
 
 /// A provider and one of its models.
 #[derive(Debug, Clone)]
