@@ -220,26 +220,44 @@ impl Inner {
     }
 }
 
-impl CounterStore for SledCounters {
+/// A counter backend that keeps the windows in memory (exact, one lock) and only differs in
+/// how changed windows are written: every such backend gets `CounterStore` from this.
+trait CounterWindows: Send + Sync {
+    fn windows(&self) -> MutexGuard<'_, Inner>;
+    /// Writes the windows marked changed, if the backend keeps them anywhere.
+    fn write_changed(&self) -> Result<(), StoreError>;
+}
+
+impl<T: CounterWindows> CounterStore for T {
     fn acquire(&self, limits: &[Limit]) -> Result<(), OverLimit> {
-        self.lock().acquire(limits, now_secs())
+        self.windows().acquire(limits, now_secs())
     }
 
     fn check_budgets(&self, limits: &[Limit]) -> Result<(), OverLimit> {
-        self.lock().check_budgets(limits, now_secs())
+        self.windows().check_budgets(limits, now_secs())
     }
 
     fn add(&self, name: &str, window_secs: u64, amount: u64) {
         let k = key(name, window_secs);
-        self.lock().charge(&k, window_secs, now_secs(), amount);
+        self.windows().charge(&k, window_secs, now_secs(), amount);
     }
 
     fn get(&self, name: &str, window_secs: u64) -> u64 {
         let k = key(name, window_secs);
-        self.lock().count(&k, window_secs, now_secs())
+        self.windows().count(&k, window_secs, now_secs())
     }
 
     fn persist(&self) -> Result<(), StoreError> {
+        self.write_changed()
+    }
+}
+
+impl CounterWindows for SledCounters {
+    fn windows(&self) -> MutexGuard<'_, Inner> {
+        self.lock()
+    }
+
+    fn write_changed(&self) -> Result<(), StoreError> {
         // While the store cannot write, changes wait in memory, marked dirty.
         self.db.writable()?;
         let (dirty, batch) = {
@@ -287,35 +305,14 @@ impl Default for MemoryCounters {
     }
 }
 
-impl MemoryCounters {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+impl CounterWindows for MemoryCounters {
+    fn windows(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-impl CounterStore for MemoryCounters {
-    fn acquire(&self, limits: &[Limit]) -> Result<(), OverLimit> {
-        self.lock().acquire(limits, now_secs())
-    }
-
-    fn check_budgets(&self, limits: &[Limit]) -> Result<(), OverLimit> {
-        self.lock().check_budgets(limits, now_secs())
-    }
-
-    fn add(&self, name: &str, window_secs: u64, amount: u64) {
-        let k = key(name, window_secs);
-        let mut inner = self.lock();
-        inner.charge(&k, window_secs, now_secs(), amount);
-        // Nothing is ever written, so nothing needs remembering as changed.
-        inner.dirty.clear();
-    }
-
-    fn get(&self, name: &str, window_secs: u64) -> u64 {
-        let k = key(name, window_secs);
-        self.lock().count(&k, window_secs, now_secs())
-    }
-
-    fn persist(&self) -> Result<(), StoreError> {
+    /// Nothing is kept anywhere: forgetting what changed is all there is to do.
+    fn write_changed(&self) -> Result<(), StoreError> {
+        self.windows().dirty.clear();
         Ok(())
     }
 }
