@@ -178,7 +178,8 @@ fn sighup_reloads_the_configuration() {
     }
 }
 
-fn get(url: &str, key: &str) -> String {
+/// `GET url` with a bearer key, as text, from a test without an async runtime.
+pub fn get(url: &str, key: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

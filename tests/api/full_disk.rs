@@ -3,7 +3,7 @@
 //! Mounting needs root (or CAP_SYS_ADMIN). Without it the test prints a SKIPPED line and passes,
 //! except in CI (`CI=true`), where it must run.
 
-use crate::cli::{bin, call, serve_with};
+use crate::cli::{bin, call, get, serve_with};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,24 +54,6 @@ fn fill(path: &Path) {
         while f.write_all(&buf).is_ok() {}
     }
     let _ = f.sync_all();
-}
-
-fn text(url: &str, key: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::Client::new()
-            .get(url)
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    })
 }
 
 /// The value of one metric line (`name{labels} value`), 0 when absent.
@@ -214,7 +196,7 @@ fn a_full_disk_fails_writes_honestly_and_recovers_without_a_restart() {
         assert_eq!(chat(&before), 200);
     }
     let metrics = wait_for(5, "held entries in /metrics", || {
-        let m = text(&url("/metrics"), ADMIN);
+        let m = get(&url("/metrics"), ADMIN);
         (metric(&m, "switchboard_accounting_held_entries") >= 5.0).then_some(m)
     });
     assert_eq!(metric(&metrics, "switchboard_store_writable"), 0.0);
@@ -238,7 +220,7 @@ fn a_full_disk_fails_writes_honestly_and_recovers_without_a_restart() {
     });
     assert_eq!(body["store"], "ok", "{body}");
     let metrics = wait_for(5, "held entries written", || {
-        let m = text(&url("/metrics"), ADMIN);
+        let m = get(&url("/metrics"), ADMIN);
         (metric(&m, "switchboard_accounting_held_entries") == 0.0).then_some(m)
     });
     assert_eq!(metric(&metrics, "switchboard_store_writable"), 1.0);
@@ -290,7 +272,7 @@ fn a_full_disk_fails_writes_honestly_and_recovers_without_a_restart() {
         (ready().0 == 200).then_some(())
     });
     let metrics = wait_for(5, "held entries written again", || {
-        let m = text(&url("/metrics"), ADMIN);
+        let m = get(&url("/metrics"), ADMIN);
         (metric(&m, "switchboard_accounting_held_entries") == 0.0).then_some(m)
     });
     assert!(
