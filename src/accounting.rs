@@ -96,7 +96,7 @@ impl Accountant {
             stop: AtomicBool::new(false),
         });
         let writer_queue = queue.clone();
-        let mut w = Writer::new(store, metrics.clone());
+        let mut w = Writer::new(store, metrics.clone())?;
         let writer = std::thread::Builder::new()
             .name("accounting".into())
             .spawn(move || {
@@ -171,18 +171,25 @@ struct Writer {
     /// The store generation `written` went to; a reopen since means they may be gone.
     written_generation: u64,
     last_confirm: Instant,
+    /// Runs the store's async calls on this thread: the writer is the only one waiting on
+    /// them, and a batch written in place needs no hop to another thread.
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Writer {
-    fn new(store: Store, metrics: Arc<Metrics>) -> Writer {
-        Writer {
+    fn new(store: Store, metrics: Arc<Metrics>) -> std::io::Result<Writer> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Writer {
+            runtime,
             store,
             metrics,
             pending: VecDeque::new(),
             written: VecDeque::new(),
             written_generation: 0,
             last_confirm: Instant::now(),
-        }
+        })
     }
 
     /// Entries held, pending or written but not confirmed.
@@ -242,19 +249,19 @@ impl Writer {
     fn write(&mut self) {
         // A reopen keeps only what reached the disk: what was written before it is written
         // again (a batch that is there is found and skipped).
-        if !self.written.is_empty() && self.store.generation() != self.written_generation {
+        if !self.written.is_empty() && self.store.backend.generation() != self.written_generation {
             while let Some(batch) = self.written.pop_back() {
                 self.pending.push_front(batch);
             }
         }
         // While the store cannot write, batches wait instead of failing every tick; the
         // store's probe notices when it can write again.
-        if self.pending.is_empty() || self.store.write_fault().is_some() {
+        if self.pending.is_empty() || self.store.backend.write_fault().is_some() {
             return;
         }
         while let Some(batch) = self.pending.front() {
-            let generation = self.store.generation();
-            match self.store.ledger.write(batch) {
+            let generation = self.store.backend.generation();
+            match self.runtime.block_on(self.store.ledger.write(batch)) {
                 Ok(_) => {
                     if self.written.is_empty() {
                         self.written_generation = generation;
@@ -264,7 +271,7 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    self.store.report(What::Accounting, &e);
+                    self.store.backend.report(What::Accounting, &e);
                     tracing::debug!(error = %e, "writing request logs and usage failed; kept for the next tick");
                     break;
                 }
@@ -280,19 +287,19 @@ impl Writer {
             return;
         }
         // A flush cannot work before the store has recovered (see `write`).
-        if !now && self.store.write_fault().is_some() {
+        if !now && self.store.backend.write_fault().is_some() {
             return;
         }
         self.last_confirm = Instant::now();
-        let generation = self.store.generation();
-        match self.store.sync() {
+        let generation = self.store.backend.generation();
+        match self.runtime.block_on(self.store.backend.sync()) {
             Ok(()) if generation == self.written_generation => {
                 self.written.clear();
                 self.metrics.accounting_held(self.held() as u64);
             }
             // Flushed a newer database: what was written went to the old one.
             Ok(()) => {}
-            Err(e) => self.store.report(What::Accounting, &e),
+            Err(e) => self.store.backend.report(What::Accounting, &e),
         }
     }
 
@@ -301,7 +308,7 @@ impl Writer {
     /// and said so.
     fn finish(&mut self) {
         self.confirm(true);
-        if self.held() > 0 && self.store.check() {
+        if self.held() > 0 && self.store.backend.check() {
             self.write();
             self.confirm(true);
         }
@@ -310,35 +317,35 @@ impl Writer {
             self.metrics.accounting_dropped(lost as u64);
             tracing::error!(
                 entries = lost,
-                reason = self.store.write_fault().unwrap_or_default(),
+                reason = self.store.backend.write_fault().unwrap_or_default(),
                 "request log entries and usage could not be written before stopping; they are lost"
             );
         }
     }
 
     fn prune(&mut self, retention: Retention) {
-        if self.store.write_fault().is_some() {
+        if self.store.backend.write_fault().is_some() {
             return;
         }
         let max_age = retention.max_age.as_millis() as u64;
-        match self
+        let logs = self
             .store
             .logs
-            .prune(now_ms(), max_age, retention.max_entries)
-        {
+            .prune(now_ms(), max_age, retention.max_entries);
+        match self.runtime.block_on(logs) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "pruned request logs"),
             Err(e) => {
-                self.store.report(What::Accounting, &e);
+                self.store.backend.report(What::Accounting, &e);
                 tracing::debug!(error = %e, "pruning request logs failed");
             }
         }
         let before = (now_ms() / 1000).saturating_sub(retention.usage_max_age.as_secs());
-        match self.store.usage.prune(before) {
+        match self.runtime.block_on(self.store.usage.prune(before)) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "pruned usage roll-ups"),
             Err(e) => {
-                self.store.report(What::Accounting, &e);
+                self.store.backend.report(What::Accounting, &e);
                 tracing::debug!(error = %e, "pruning usage failed");
             }
         }
@@ -358,6 +365,15 @@ mod tests {
     use super::*;
     use crate::store::logs::LogFilter;
     use crate::store::Store;
+
+    /// Waits for a store call from a plain test thread.
+    fn wait<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
 
     #[test]
     fn what_is_queued_is_written_when_the_accountant_drops() {
@@ -380,7 +396,7 @@ mod tests {
         }
         // Dropped at once: well within the writer's first tick.
         drop(accountant);
-        let page = store.logs.query(&LogFilter::default(), 10, None).unwrap();
+        let page = wait(store.logs.query(&LogFilter::default(), 10, None)).unwrap();
         let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
         assert_eq!(ids, vec!["r2", "r1", "r0"]);
     }
@@ -405,37 +421,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let mut w = Writer::new(store.clone(), metrics.clone());
-        store.report(What::Probe, &disk_full());
+        let mut w = Writer::new(store.clone(), metrics.clone()).unwrap();
+        store.backend.report(What::Probe, &disk_full());
         w.hold(entries(3, "a"));
         w.write();
         assert_eq!(w.held(), 3, "not written while the store cannot write");
-        assert_eq!(store.usage.key_usage("a").unwrap().totals.requests, 0);
+        assert_eq!(wait(store.usage.key_usage("a")).unwrap().totals.requests, 0);
         assert!(metrics
             .render()
             .contains("switchboard_accounting_held_entries 3"));
 
-        assert!(store.check(), "the probe finds the store writing again");
+        assert!(
+            store.backend.check(),
+            "the probe finds the store writing again"
+        );
         w.write();
         w.confirm(true);
         assert_eq!(w.held(), 0);
-        assert_eq!(store.usage.key_usage("a").unwrap().totals.requests, 3);
+        assert_eq!(wait(store.usage.key_usage("a")).unwrap().totals.requests, 3);
     }
 
     #[test]
     fn written_again_after_a_reopen_but_counted_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let mut w = Writer::new(store.clone(), Arc::new(Metrics::default()));
+        let mut w = Writer::new(store.clone(), Arc::new(Metrics::default())).unwrap();
         w.hold(entries(2, "b"));
         w.write();
         assert_eq!(w.held(), 2, "written, not yet confirmed");
-        store.database().reopen().unwrap();
+        store.backend.sled_database().unwrap().reopen().unwrap();
         w.write();
         w.confirm(true);
         assert_eq!(w.held(), 0);
-        assert_eq!(store.usage.key_usage("b").unwrap().totals.requests, 2);
-        let page = store.logs.query(&LogFilter::default(), 10, None).unwrap();
+        assert_eq!(wait(store.usage.key_usage("b")).unwrap().totals.requests, 2);
+        let page = wait(store.logs.query(&LogFilter::default(), 10, None)).unwrap();
         assert_eq!(page.data.len(), 2);
     }
 
@@ -444,8 +463,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let mut w = Writer::new(store.clone(), metrics.clone());
-        store.report(What::Probe, &disk_full());
+        let mut w = Writer::new(store.clone(), metrics.clone()).unwrap();
+        store.backend.report(What::Probe, &disk_full());
         w.hold(entries(HELD - 10, "old"));
         w.hold(entries(5, "mid"));
         assert_eq!(w.held(), HELD - 5);
@@ -459,10 +478,16 @@ mod tests {
             )),
             "{text}"
         );
-        assert!(store.check());
+        assert!(store.backend.check());
         w.write();
-        assert_eq!(store.usage.key_usage("old").unwrap().totals.requests, 0);
-        assert_eq!(store.usage.key_usage("new").unwrap().totals.requests, 20);
+        assert_eq!(
+            wait(store.usage.key_usage("old")).unwrap().totals.requests,
+            0
+        );
+        assert_eq!(
+            wait(store.usage.key_usage("new")).unwrap().totals.requests,
+            20
+        );
     }
 
     #[test]
@@ -478,16 +503,18 @@ mod tests {
             ..LogEntry::default()
         };
         let now = now_ms();
-        store
-            .usage
-            .record(&[at(now - 3 * day_ms), at(now - day_ms / 2), at(now)])
-            .unwrap();
+        let batch = store
+            .ledger
+            .batch(vec![at(now - 3 * day_ms), at(now - day_ms / 2), at(now)]);
+        wait(store.ledger.write(&batch)).unwrap();
         let rows = || {
-            store
-                .usage
-                .query(0, now / 1000 + 3600, Bucket::Hour, &GroupBy::None)
-                .unwrap()
-                .len()
+            wait(
+                store
+                    .usage
+                    .query(0, now / 1000 + 3600, Bucket::Hour, &GroupBy::None),
+            )
+            .unwrap()
+            .len()
         };
         assert_eq!(rows(), 3);
         let accountant = Accountant::start(
@@ -508,7 +535,7 @@ mod tests {
         }
         drop(accountant);
         assert_eq!(
-            store.usage.key_usage("k").unwrap().totals.requests,
+            wait(store.usage.key_usage("k")).unwrap().totals.requests,
             3,
             "a key's all-time figures stay"
         );

@@ -174,7 +174,7 @@ impl ApiError {
              /health/ready answers 200.",
         )
         .with_code(Code::StorageUnavailable);
-        e.retry_after = Some(crate::store::database::PROBE_EVERY.as_secs().max(1) * 2);
+        e.retry_after = Some(crate::store::sled::database::PROBE_EVERY.as_secs().max(1) * 2);
         e
     }
 

@@ -109,10 +109,10 @@ enum StoreState {
 impl StoreState {
     fn of(state: &AppState) -> StoreState {
         // Without a read while it cannot write: a stuck sled may block a read.
-        if let Some(why) = state.store.write_fault() {
+        if let Some(why) = state.store.backend.write_fault() {
             return StoreState::Unwritable(why);
         }
-        if state.store.is_healthy() {
+        if state.store.backend.is_healthy() {
             StoreState::Ok
         } else {
             StoreState::Unavailable

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchboard::store::{NewKey, Role, Store};
+use switchboard::store::{NewKey, Role, Store, StoreError};
 use switchboard::{config, policy, Application, Settings};
 
 /// jemalloc: the request path allocates many small, short-lived objects across worker threads;
@@ -80,6 +80,10 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     folders: FolderArgs,
+    /// Where keys, counters, budgets, the cache, assignments, usage and logs live: `sled` (a
+    /// database in `--data`) or `memory` (nothing survives a restart: for trying things out).
+    #[arg(long, env = "SWITCHBOARD_STORE", value_enum, default_value = "sled")]
+    store: switchboard::store::StoreKind,
     /// Folder for the database (keys, counters, cache, usage, logs).
     #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
     data: PathBuf,
@@ -174,6 +178,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.listen = args.listen;
     settings.providers_dir = args.folders.providers;
     settings.policies_dir = args.folders.policies;
+    settings.store = args.store;
     settings.data_dir = args.data;
     settings.body_limit = args.body_limit;
     settings.workers = args.workers;
@@ -328,26 +333,50 @@ fn keys(command: KeysCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match command {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        keys_command(&store, command).await?;
+        store.flush().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one `keys` command against the open store.
+async fn keys_command(store: &Store, command: KeysCommand) -> Result<(), StoreError> {
+    match command {
         KeysCommand::Create {
             name, role, models, ..
-        } => store
-            .keys
-            .create(NewKey {
+        } => {
+            let new = NewKey {
                 name,
                 role,
                 models,
                 ..NewKey::default()
-            })
-            .map(|(record, secret)| {
-                println!("id:     {}", record.id);
-                println!("name:   {}", record.name);
-                println!("role:   {:?}", record.role);
-                println!("key:    {secret}");
-                println!("(the key is shown only this once)");
-            }),
-        KeysCommand::List { .. } => store.keys.list().map(|keys| {
-            for k in keys {
+            };
+            let (record, secret) = store.keys.create(new).await?;
+            println!("id:     {}", record.id);
+            println!("name:   {}", record.name);
+            println!("role:   {:?}", record.role);
+            println!("key:    {secret}");
+            println!("(the key is shown only this once)");
+        }
+        KeysCommand::List { .. } => {
+            for k in store.keys.list().await? {
                 let state = if k.revoked_at.is_some() {
                     "revoked"
                 } else {
@@ -362,17 +391,11 @@ fn keys(command: KeysCommand) -> ExitCode {
                     k.name
                 );
             }
-        }),
-        KeysCommand::Revoke { id, .. } => store.keys.revoke(&id).map(|r| match r {
+        }
+        KeysCommand::Revoke { id, .. } => match store.keys.revoke(&id).await? {
             Some(_) => println!("revoked {id}"),
             None => println!("no key with id {id}"),
-        }),
-    };
-    match result.and_then(|_| store.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        },
     }
+    Ok(())
 }

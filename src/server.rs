@@ -8,7 +8,7 @@ use crate::reload::{self, Reloader};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
-use crate::store::{NewKey, Role, Store, StoreError};
+use crate::store::{NewKey, Role, Store, StoreError, StoreKind, StoreOptions};
 use crate::{admin, dashboard, health, http, openapi, proxy};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -64,19 +64,28 @@ impl Application {
         .map_err(StartError::Policies)?;
         tracing::info!(scripts = ?policies.script_names(), "policies loaded");
 
-        let store = Store::open_with(
-            &settings.data_dir,
-            settings.store_cache_bytes,
-            settings.cache_max_entries,
-        )?;
+        let store = Store::open_with(&StoreOptions {
+            kind: settings.store,
+            dir: &settings.data_dir,
+            cache_bytes: settings.store_cache_bytes,
+            cache_max_entries: settings.cache_max_entries,
+        })?;
+        if settings.store == StoreKind::Memory {
+            tracing::warn!(
+                "--store memory: keys, limits, usage and logs are lost when the gateway stops"
+            );
+        }
         let auth = Authenticator::new(store.keys.clone(), settings.admin_key.as_deref());
-        let new_admin_key = if !auth.has_env_admin() && !store.keys.has_admin() {
-            let (_, secret) = store.keys.create(NewKey {
-                name: "bootstrap admin".into(),
-                role: Role::Admin,
-                ..NewKey::default()
-            })?;
-            store.flush()?;
+        let new_admin_key = if !auth.has_env_admin() && !store.keys.has_admin().await? {
+            let (_, secret) = store
+                .keys
+                .create(NewKey {
+                    name: "bootstrap admin".into(),
+                    role: Role::Admin,
+                    ..NewKey::default()
+                })
+                .await?;
+            store.flush().await?;
             Some(secret)
         } else {
             None
@@ -183,15 +192,14 @@ impl Application {
     /// store, before returning.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // The accountant's writer is a thread of its own: waiting for it blocks.
         let state = self.state.clone();
-        let flushed = web::block(move || {
-            state.accountant.stop();
-            state.store.flush()
-        })
-        .await;
-        match flushed {
-            Ok(Ok(())) => tracing::info!("stopped; the store is flushed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "could not flush the store on shutdown"),
+        let stopped = web::block(move || state.accountant.stop()).await;
+        if let Err(e) = stopped {
+            tracing::error!(error = %e, "could not stop the request log writer cleanly");
+        }
+        match self.state.store.flush().await {
+            Ok(()) => tracing::info!("stopped; the store is flushed"),
             Err(e) => tracing::error!(error = %e, "could not flush the store on shutdown"),
         }
         result

@@ -12,6 +12,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub providers_dir: PathBuf,
     pub policies_dir: PathBuf,
+    /// Where the state lives: `sled` in `data_dir`, or `memory` (nothing kept).
+    pub store: crate::store::StoreKind,
     pub data_dir: PathBuf,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
@@ -44,6 +46,7 @@ impl Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             providers_dir: base.join("providers.d"),
             policies_dir: base.join("policies"),
+            store: crate::store::StoreKind::Sled,
             data_dir: base.join("data"),
             body_limit: Self::DEFAULT_BODY_LIMIT,
             admin_key: None,
@@ -65,6 +68,7 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("providers_dir", &self.providers_dir)
             .field("policies_dir", &self.policies_dir)
+            .field("store", &self.store)
             .field("data_dir", &self.data_dir)
             .field("body_limit", &self.body_limit)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))

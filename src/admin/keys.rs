@@ -1,14 +1,14 @@
 //! `/admin/keys`: create (the secret is shown once), list and get (masked, with last use and
 //! usage totals), update, rotate, revoke.
 
-use super::blocking;
+use super::store_failed;
 use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::proxy::body;
 use crate::state::AppState;
 use crate::store::keys::KeyUpdate;
 use crate::store::usage::KeyUsage;
-use crate::store::{KeyRecord, NewKey, Role, StoreError};
+use crate::store::{KeyRecord, NewKey, Role};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -137,8 +137,8 @@ async fn create(
         expires_at: new.expires_at,
         metadata: new.metadata,
     };
-    let keys = state.store.keys.clone();
-    let (record, key) = blocking(move || keys.create(new_key)).await?;
+    let keys = &state.store.keys;
+    let (record, key) = keys.create(new_key).await.map_err(store_failed)?;
     tracing::info!(key_id = %record.id, role = ?record.role, "key created");
     Ok(HttpResponse::Created().json(CreatedKey { key, record }))
 }
@@ -157,18 +157,17 @@ async fn create(
     )
 )]
 async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = state.store.keys.clone();
-    let usage = state.store.usage.clone();
-    let data = blocking(move || {
-        keys.list()?
-            .into_iter()
-            .map(|record| {
-                let usage = usage.key_usage(&record.id)?;
-                Ok(KeyView { record, usage })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()
-    })
-    .await?;
+    let store = &state.store;
+    let keys = store.keys.list().await.map_err(store_failed)?;
+    let mut data = Vec::with_capacity(keys.len());
+    for record in keys {
+        let usage = store
+            .usage
+            .key_usage(&record.id)
+            .await
+            .map_err(store_failed)?;
+        data.push(KeyView { record, usage });
+    }
     Ok(HttpResponse::Ok().json(KeyList {
         object: "list",
         data,
@@ -197,21 +196,16 @@ async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (keys, usage, lookup) = (
-        state.store.keys.clone(),
-        state.store.usage.clone(),
-        id.clone(),
-    );
-    let view = blocking(move || {
-        let Some(record) = keys.find(&lookup)? else {
-            return Ok(None);
-        };
-        let usage = usage.key_usage(&record.id)?;
-        Ok(Some(KeyView { record, usage }))
-    })
-    .await?;
-    view.map(|v| HttpResponse::Ok().json(v))
-        .ok_or_else(|| ApiError::not_found(format!("no key with id `{id}`")))
+    let store = &state.store;
+    let Some(record) = store.keys.find(&id).await.map_err(store_failed)? else {
+        return Err(ApiError::not_found(format!("no key with id `{id}`")));
+    };
+    let usage = store
+        .usage
+        .key_usage(&record.id)
+        .await
+        .map_err(store_failed)?;
+    Ok(HttpResponse::Ok().json(KeyView { record, usage }))
 }
 
 /// Changes a key's name, models, tags, expiry or metadata.
@@ -249,8 +243,8 @@ async fn update(
         expires_at: patch.expires_at,
         metadata: patch.metadata,
     };
-    let (keys, lookup) = (state.store.keys.clone(), id.clone());
-    let record = blocking(move || keys.update(&lookup, update)).await?;
+    let keys = &state.store.keys;
+    let record = keys.update(&id, update).await.map_err(store_failed)?;
     let record = record.ok_or_else(|| no_key(&id))?;
     tracing::info!(key_id = %record.id, "key updated");
     Ok(HttpResponse::Ok().json(record))
@@ -278,8 +272,7 @@ async fn rotate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (keys, lookup) = (state.store.keys.clone(), id.clone());
-    let rotated = blocking(move || keys.rotate(&lookup)).await?;
+    let rotated = state.store.keys.rotate(&id).await.map_err(store_failed)?;
     let (record, key) = rotated.ok_or_else(|| no_key(&id))?;
     tracing::info!(key_id = %record.id, "key rotated");
     Ok(HttpResponse::Ok().json(CreatedKey { key, record }))
@@ -307,8 +300,7 @@ async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (keys, lookup) = (state.store.keys.clone(), id.clone());
-    match blocking(move || keys.revoke(&lookup)).await? {
+    match state.store.keys.revoke(&id).await.map_err(store_failed)? {
         Some(record) => {
             tracing::info!(key_id = %record.id, "key revoked");
             Ok(HttpResponse::Ok().json(record))

@@ -16,23 +16,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     usage::configure(cfg);
 }
 
-/// Runs a blocking store call off the async workers; a store failure is logged and answered
-/// with a 500 that says where to look, never with its cause.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, crate::error::ApiError> {
+/// The answer to a store failure: logged, and answered with a 503 (the store cannot write
+/// now) or a 500 that says where to look, never with its cause.
+pub(crate) fn store_failed(e: crate::store::StoreError) -> crate::error::ApiError {
     use crate::error::ApiError;
-    web::block(f)
-        .await
-        .map_err(|_| ApiError::internal("the store call was interrupted"))?
-        .map_err(|e| {
-            if e.is_storage() {
-                // The store's state is in /health/ready and logged once when it changes.
-                tracing::warn!(error = %e, "store call failed");
-                ApiError::storage_unavailable()
-            } else {
-                tracing::error!(error = %e, "store call failed");
-                ApiError::internal("the store failed; see the gateway log")
-            }
-        })
+    if e.is_storage() {
+        // The store's state is in /health/ready and logged once when it changes.
+        tracing::warn!(error = %e, "store call failed");
+        ApiError::storage_unavailable()
+    } else {
+        tracing::error!(error = %e, "store call failed");
+        ApiError::internal("the store failed; see the gateway log")
+    }
 }

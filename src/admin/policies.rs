@@ -112,10 +112,8 @@ async fn simulate_request(
             .store
             .keys
             .find(id)
-            .map_err(|e| {
-                tracing::error!(error = %e, "key lookup failed");
-                ApiError::internal("the key store failed")
-            })?
+            .await
+            .map_err(super::store_failed)?
             .ok_or_else(|| {
                 ApiError::not_found(format!("no key with id `{id}`")).with_param("key_id")
             })?,

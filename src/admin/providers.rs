@@ -135,10 +135,20 @@ async fn providers(_admin: AdminCaller, state: web::Data<AppState>) -> HttpRespo
     responses(
         (status = 200, description = "Cache figures", body = crate::store::cache::CacheStats),
         crate::openapi::responses::AdminRequired,
+        crate::openapi::responses::StoreFailed,
     )
 )]
-async fn cache_stats(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.store.cache.stats())
+async fn cache_stats(
+    _admin: AdminCaller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let stats = state
+        .store
+        .cache
+        .stats()
+        .await
+        .map_err(super::store_failed)?;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -169,15 +179,12 @@ async fn purge(
     query: web::Query<PurgeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let cache = state.store.cache.clone();
     let namespace = query.into_inner().namespace;
-    let removed = web::block(move || cache.purge(namespace.as_deref()))
+    let cache = &state.store.cache;
+    let removed = cache
+        .purge(namespace.as_deref())
         .await
-        .map_err(|_| ApiError::internal("the purge was interrupted"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cache purge failed");
-            ApiError::internal("the cache purge failed; see the gateway log")
-        })?;
+        .map_err(super::store_failed)?;
     Ok(HttpResponse::Ok().json(Purged { removed }))
 }
 
@@ -196,7 +203,7 @@ async fn purge(
 async fn metrics(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     use std::fmt::Write;
     let mut text = state.metrics.render();
-    state.store.render_metrics(&mut text);
+    state.store.backend.render_metrics(&mut text);
     text.push_str("# HELP switchboard_breaker_state Circuit breaker per provider: 0 closed, 1 half open, 2 open.\n# TYPE switchboard_breaker_state gauge\n");
     for h in state.health.snapshot(&state.snapshot()) {
         let value = match h.breaker {

@@ -1,12 +1,12 @@
 //! `/admin/usage` (usage and cost over time, grouped) and `/admin/logs` (the request log).
 //! Both read off the async workers: a large scan never stalls the proxy.
 
-use super::blocking;
+use super::store_failed;
 use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::state::AppState;
 use crate::store::logs::LogFilter;
-use crate::store::usage::{Bucket, GroupBy, Totals, UsageRow};
+use crate::store::usage::{Bucket, GroupBy, Totals, UnknownGroup, UsageRow};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -74,9 +74,12 @@ async fn usage(
         .as_deref()
         .unwrap_or("none")
         .parse()
-        .map_err(|e: String| ApiError::bad_request(e).with_param("group_by"))?;
-    let store = state.store.usage.clone();
-    let data = blocking(move || store.query(since, until, bucket, &group)).await?;
+        .map_err(|e: UnknownGroup| ApiError::bad_request(e.to_string()).with_param("group_by"))?;
+    let usage = &state.store.usage;
+    let data = usage
+        .query(since, until, bucket, &group)
+        .await
+        .map_err(store_failed)?;
     let mut totals = Totals::default();
     for row in &data {
         totals.requests += row.totals.requests;
@@ -162,9 +165,11 @@ async fn logs(
         since_ms: q.since.map(|s| s.saturating_mul(1000)),
         until_ms: q.until.map(|u| u.saturating_mul(1000)),
     };
-    let store = state.store.logs.clone();
-    let cursor = q.cursor;
-    let page = blocking(move || store.query(&filter, limit, cursor.as_deref())).await?;
+    let logs = &state.store.logs;
+    let page = logs
+        .query(&filter, limit, q.cursor.as_deref())
+        .await
+        .map_err(store_failed)?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -190,10 +195,10 @@ async fn log_entry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let store = state.store.logs.clone();
-    let lookup = id.clone();
-    blocking(move || store.get(&lookup))
-        .await?
+    let logs = &state.store.logs;
+    logs.get(&id)
+        .await
+        .map_err(store_failed)?
         .map(|e| HttpResponse::Ok().json(e))
         .ok_or_else(|| ApiError::not_found(format!("no logged request with id `{id}`")))
 }

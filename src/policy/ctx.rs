@@ -2,8 +2,9 @@
 //! counters) a policy needs. Every function here is Rust, bounded and fast; scripts do no I/O.
 
 use super::decision::{Balance, Decision, Rejection};
+use super::writes::Assignment;
 use crate::router::balance::Strategy;
-use crate::store::{AssignmentStore, CounterStore, Limit};
+use crate::store::{AssignmentStore, CounterAdd, CounterStore, Limit};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -315,8 +316,13 @@ impl PolicyCtx {
     fn count(&mut self, name: ImmutableString, window_secs: i64) -> Res<i64> {
         let window = u64::try_from(window_secs)
             .map_err(|_| script_err(format!("ctx.count window must be >= 0, got {window_secs}")))?;
-        let counters = self.lock().env.counters.clone();
-        Ok(counters.get(&name, window).min(i64::MAX as u64) as i64)
+        let inner = self.lock();
+        let count = inner
+            .env
+            .counters
+            .peek(&name, window)
+            .saturating_add(inner.decision.writes.pending(&name, window));
+        Ok(count.min(i64::MAX as u64) as i64)
     }
 
     /// Adds to a counter (for example errors per provider, from `on_response`). Simulation
@@ -326,9 +332,13 @@ impl PolicyCtx {
             .map_err(|_| script_err(format!("ctx.incr window must be >= 0, got {window_secs}")))?;
         let amount = u64::try_from(amount)
             .map_err(|_| script_err(format!("ctx.incr amount must be >= 0, got {amount}")))?;
-        let env = self.lock().env.clone();
-        if !env.simulate {
-            env.counters.add(&name, window, amount);
+        let mut inner = self.lock();
+        if !inner.env.simulate {
+            inner.decision.writes.counters.push(CounterAdd {
+                name: name.to_string(),
+                window_secs: window,
+                amount,
+            });
         }
         Ok(())
     }
@@ -367,33 +377,34 @@ impl PolicyCtx {
         }
         // One lock for the whole call: the stores have their own locks and never call back.
         let mut inner = self.lock();
-        let env = &inner.env;
-        let existing = env
-            .assignments
-            .get(&name, &sticky)
-            .filter(|v| table.iter().any(|(name, w)| name == v && *w > 0));
+        let live = |v: &str| table.iter().any(|(name, w)| *name == v && *w > 0);
+        let existing = match inner.decision.writes.assigned(&name, &sticky) {
+            Some(v) => Some(v.to_string()),
+            None => inner.env.assignments.get(&name, &sticky),
+        }
+        .filter(|v| live(v));
+        let simulate = inner.env.simulate;
+        let writes = &mut inner.decision.writes;
         let variant = match existing {
             Some(v) => v,
             None => {
                 let chosen = pick(&name, &sticky, &table, total).to_string();
-                if !env.simulate {
-                    match env.assignments.set(&name, &sticky, &chosen) {
-                        Ok(()) => {}
-                        // Counted in the store's metrics, and written again after it recovers.
-                        Err(e) if e.is_storage() => {
-                            tracing::debug!(error = %e, split = %name, "could not persist a split assignment")
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, split = %name, "could not persist a split assignment")
-                        }
-                    }
+                if !simulate {
+                    writes.assignments.push(Assignment {
+                        split: name.to_string(),
+                        sticky: sticky.to_string(),
+                        variant: chosen.clone(),
+                    });
                 }
                 chosen
             }
         };
-        if !env.simulate {
-            env.counters
-                .add(&format!("exposures:{name}:{variant}"), 0, 1);
+        if !simulate {
+            writes.counters.push(CounterAdd {
+                name: format!("exposures:{name}:{variant}"),
+                window_secs: 0,
+                amount: 1,
+            });
         }
         inner
             .decision

@@ -22,6 +22,9 @@ pub struct Decision {
     pub rejection: Option<Rejection>,
     /// Labels recorded with usage and logs.
     pub tags: BTreeMap<String, String>,
+    /// Counter additions and split assignments the hooks made, written once they ran.
+    #[serde(skip)]
+    pub writes: super::writes::StateWrites,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

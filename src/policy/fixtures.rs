@@ -14,8 +14,8 @@
 
 use super::simulate::{simulate, Simulation};
 use super::PolicySet;
-use crate::store::assignments::MemoryAssignments;
-use crate::store::counters::MemoryCounters;
+use crate::store::memory::assignments::MemoryAssignments;
+use crate::store::memory::counters::MemoryCounters;
 use crate::store::{AssignmentStore, CounterStore, KeyRecord, Role};
 use crate::wire::{Endpoint, RequestBody};
 use serde::Deserialize;

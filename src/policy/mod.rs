@@ -10,10 +10,12 @@ pub mod engine;
 pub mod fixtures;
 pub mod request;
 pub mod simulate;
+pub mod writes;
 
 pub use ctx::{PolicyCtx, PolicyEnv};
 pub use decision::{Balance, Decision, Rejection, RoutePlan, TimeoutOverrides};
 pub use request::ScriptRequest;
+pub use writes::StateWrites;
 
 use crate::store::KeyRecord;
 use crate::wire::RequestBody;
@@ -356,8 +358,8 @@ mod tests {
         std::fs::write(dir.path().join("p.rhai"), script).unwrap();
         let set = PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false).unwrap();
         let env = PolicyEnv {
-            counters: Arc::new(crate::store::counters::MemoryCounters::default()),
-            assignments: Arc::new(crate::store::assignments::MemoryAssignments::default()),
+            counters: Arc::new(crate::store::memory::counters::MemoryCounters::default()),
+            assignments: Arc::new(crate::store::memory::assignments::MemoryAssignments::default()),
             simulate: true,
         };
         // As the proxy builds it: the client's bytes kept, changes tracked.
@@ -419,8 +421,8 @@ mod tests {
     /// Runs `set`'s hooks on a chat request `body` (JSON), with a throwaway store.
     fn run_set(set: &PolicySet, body: serde_json::Value) -> Result<Decision, String> {
         let env = PolicyEnv {
-            counters: Arc::new(crate::store::counters::MemoryCounters::default()),
-            assignments: Arc::new(crate::store::assignments::MemoryAssignments::default()),
+            counters: Arc::new(crate::store::memory::counters::MemoryCounters::default()),
+            assignments: Arc::new(crate::store::memory::assignments::MemoryAssignments::default()),
             simulate: true,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(

@@ -42,7 +42,7 @@ fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitCheck> {
     limits
         .iter()
         .map(|l| {
-            let current = counters.get(&l.name, l.window_secs);
+            let current = counters.peek(&l.name, l.window_secs);
             LimitCheck {
                 name: l.name.clone(),
                 max: l.max,
@@ -86,6 +86,8 @@ pub fn simulate(
                 token_limits,
                 rejection,
                 tags,
+                // Simulation writes nothing, so it collects nothing to write.
+                writes: _,
             } = decision;
             Simulation {
                 route: routes,

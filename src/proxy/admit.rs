@@ -6,26 +6,39 @@ use crate::error::ApiError;
 use crate::error_codes::Code;
 use crate::policy::Decision;
 use crate::state::AppState;
-use crate::store::OverLimit;
+use crate::store::{AdmitError, OverLimit};
 use actix_web::http::StatusCode;
 
-pub fn admit(state: &AppState, decision: &Decision) -> Result<(), ApiError> {
-    state
-        .store
-        .counters
-        .acquire(&decision.limits)
-        .map_err(|o| {
+pub async fn admit(state: &AppState, decision: &Decision) -> Result<(), ApiError> {
+    let counters = &state.store.counters;
+    if !decision.limits.is_empty() {
+        counters
+            .acquire(&decision.limits)
+            .await
+            .map_err(|e| refused(state, e, "request limit"))?;
+    }
+    if !decision.token_limits.is_empty() {
+        counters
+            .check_budgets(&decision.token_limits)
+            .await
+            .map_err(|e| refused(state, e, "token budget"))?;
+    }
+    Ok(())
+}
+
+/// A limit used up is a 429; a store that cannot say is a 503, and nothing is admitted on a
+/// guess.
+fn refused(state: &AppState, e: AdmitError, what: &str) -> ApiError {
+    match e {
+        AdmitError::Over(o) => {
             state.metrics.quota_rejection();
-            over_limit(o, "request limit")
-        })?;
-    state
-        .store
-        .counters
-        .check_budgets(&decision.token_limits)
-        .map_err(|o| {
-            state.metrics.quota_rejection();
-            over_limit(o, "token budget")
-        })
+            over_limit(o, what)
+        }
+        AdmitError::Store(e) => {
+            tracing::error!(error = %e, "could not check a {what}");
+            ApiError::storage_unavailable()
+        }
+    }
 }
 
 fn over_limit(o: OverLimit, what: &str) -> ApiError {

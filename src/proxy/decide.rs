@@ -14,8 +14,9 @@ use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use std::sync::Arc;
 
-/// Runs the policies on `body`; a rejection is a failure here, so later stages never see one.
-pub fn decide(
+/// Runs the policies on `body` and writes what they counted and assigned; a rejection is a
+/// failure here, so later stages never see one.
+pub async fn decide(
     state: &AppState,
     snapshot: &Snapshot,
     caller: &Arc<KeyRecord>,
@@ -25,13 +26,20 @@ pub fn decide(
     env: PolicyEnv,
 ) -> Result<(RequestBody, Decision), Failure> {
     super::bounds::check(&body)?;
-    let (body, decision) = snapshot
+    let (body, mut decision) = snapshot
         .policies
-        .on_request(body, caller.clone(), policy_headers(snapshot, headers), env)
+        .on_request(
+            body,
+            caller.clone(),
+            policy_headers(snapshot, headers),
+            env.clone(),
+        )
         .map_err(|f| {
             state.metrics.policy_error();
             policy_error(f, request_id)
         })?;
+    // A rejected request's exposures and counts stand: the scripts ran.
+    env.commit(std::mem::take(&mut decision.writes)).await;
     if let Some(r) = &decision.rejection {
         return Err(rejected(r).into());
     }

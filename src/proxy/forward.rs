@@ -107,9 +107,10 @@ async fn proxy(
         headers,
         body,
         env.clone(),
-    )?;
+    )
+    .await?;
     // 2. admit: limits and budgets, for every request a key makes.
-    admit::admit(state, &decision)?;
+    admit::admit(state, &decision).await?;
     // 3. route: the targets, each held against the key's allow-list.
     let targets = route::route(&snapshot.models, caller, &decision, &body, &requested)?;
     let may_use = |target: &Target| route::may_use(caller, &snapshot.models, target);
@@ -135,7 +136,7 @@ async fn proxy(
         };
 
     // 4. cache lookup: a hit is answered here, settled like any reply.
-    let cached = lookup::lookup(state, &decision, &targets, &body, headers);
+    let cached = lookup::lookup(state, &decision, &targets, &body, headers).await;
     if let Some(hit) = &cached.hit {
         let target = targets
             .iter()

@@ -50,7 +50,7 @@ pub struct Lookup {
     pub hit: Option<CachedReply>,
 }
 
-pub fn lookup(
+pub async fn lookup(
     state: &AppState,
     decision: &Decision,
     targets: &[Target],
@@ -73,9 +73,14 @@ pub fn lookup(
     let key = cache::key(targets, body);
     let (hit, label) = match control {
         Control::Refresh => (None, "refresh"),
-        _ => match state.store.cache.get(&key, crate::store::keys::now_secs()) {
-            Some(hit) => (Some(hit), "hit"),
-            None => (None, "miss"),
+        _ => match state.store.cache.get(&key, crate::clock::now_secs()).await {
+            Ok(Some(hit)) => (Some(hit), "hit"),
+            Ok(None) => (None, "miss"),
+            // A cache that cannot answer is a miss: the request goes upstream.
+            Err(e) => {
+                tracing::warn!(error = %e, "cache lookup failed; treated as a miss");
+                (None, "miss")
+            }
         },
     };
     Lookup {

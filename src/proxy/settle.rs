@@ -3,15 +3,15 @@
 //! `on_response` policies, the request log entry and usage.
 //!
 //! Only the budget charge happens on the request's own thread, since the next request must
-//! see it. The rest leaves the actix worker (a blocking-pool thread) whenever it has real
-//! work (a cache write or `on_response` scripts), so a request's latency never includes it;
-//! without either, what is left is a queue push, done in place.
+//! see it. The rest runs as a task of its own whenever it has real work (a cache write, or
+//! `on_response` scripts, which run on the blocking pool), so a request's latency never
+//! includes it; without either, what is left is a queue push, done in place.
 
 use crate::accounting::{self, Accountant};
 use crate::policy::{Decision, PolicyEnv};
 use crate::snapshot::Snapshot;
 use crate::store::logs::LogEntry;
-use crate::store::{CachedReply, CounterStore, ResponseCache};
+use crate::store::{CachedReply, CounterAdd, CounterStore, ResponseCache};
 use crate::wire::Usage;
 use bytes::Bytes;
 use rhai::{Dynamic, Map};
@@ -62,37 +62,78 @@ impl Aftermath {
         let usage = done.usage.unwrap_or_default();
         // Token budgets are charged with what the upstream really reported; cache hits cost
         // the upstream nothing and are not charged.
-        if !self.cached && usage.total_tokens > 0 {
-            for limit in &self.decision.token_limits {
-                self.counters
-                    .add(&limit.name, limit.window_secs, usage.total_tokens);
-            }
+        if !self.cached && usage.total_tokens > 0 && !self.decision.token_limits.is_empty() {
+            let adds: Vec<CounterAdd> = self
+                .decision
+                .token_limits
+                .iter()
+                .map(|limit| CounterAdd {
+                    name: limit.name.clone(),
+                    window_secs: limit.window_secs,
+                    amount: usage.total_tokens,
+                })
+                .collect();
+            let counters = self.counters.clone();
+            now_or_spawned(async move {
+                if let Err(e) = counters.add(&adds).await {
+                    tracing::error!(error = %e, "could not charge token budgets");
+                }
+            });
         }
         // The request's latency ends here, whenever the rest runs.
         let latency_ms = self.started.elapsed().as_millis() as u64;
         let heavy = self.cache_put.is_some() || self.snapshot.policies.has_response_hooks();
-        if heavy {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn_blocking(move || self.complete(done, usage, latency_ms));
-                return;
-            }
+        if !heavy {
+            // What is left is a queue push: done in place.
+            let decision = self.decision.clone();
+            return self.record(done, usage, latency_ms, decision);
         }
-        self.complete(done, usage, latency_ms);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(self.complete(done, usage, latency_ms));
+            }
+            // Outside a runtime (a test driving a reply by hand): run it here.
+            Err(_) => match tokio::runtime::Builder::new_current_thread().build() {
+                Ok(runtime) => runtime.block_on(self.complete(done, usage, latency_ms)),
+                Err(e) => tracing::error!(error = %e, "could not settle a reply"),
+            },
+        }
     }
 
-    /// Everything after the budget charge: cache write, `on_response`, the log entry.
-    fn complete(self, done: Completed, usage: Usage, latency_ms: u64) {
+    /// Everything after the budget charge, off the request: cache write, `on_response` (on
+    /// the blocking pool: scripts are CPU work), what the hooks counted, the log entry.
+    async fn complete(self, done: Completed, usage: Usage, latency_ms: u64) {
         if let Some(put) = &self.cache_put {
             let kept = done.body.is_some() || !done.payloads.is_empty();
             if done.complete && done.status == 200 && kept {
-                self.store(put, &done);
+                self.store(put, &done).await;
             }
         }
-        let res = self.response_map(&done, usage, latency_ms);
-        let decision =
-            self.snapshot
-                .policies
-                .on_response(res, self.decision, self.env, self.key_id);
+        let mut decision = if self.snapshot.policies.has_response_hooks() {
+            let res = self.response_map(&done, usage, latency_ms);
+            let (snapshot, env, key_id) =
+                (self.snapshot.clone(), self.env.clone(), self.key_id.clone());
+            let decision = self.decision.clone();
+            let ran = tokio::task::spawn_blocking(move || {
+                snapshot.policies.on_response(res, decision, env, key_id)
+            })
+            .await;
+            match ran {
+                Ok(decision) => decision,
+                Err(e) => {
+                    tracing::error!(error = %e, "on_response did not finish");
+                    self.decision.clone()
+                }
+            }
+        } else {
+            self.decision.clone()
+        };
+        self.env.commit(std::mem::take(&mut decision.writes)).await;
+        self.record(done, usage, latency_ms, decision);
+    }
+
+    /// Completes the log entry begun when the request arrived and queues it.
+    fn record(self, done: Completed, usage: Usage, latency_ms: u64, decision: Decision) {
         let mut log = self.log;
         log.provider = Some(self.provider);
         log.model = Some(self.model);
@@ -122,16 +163,16 @@ impl Aftermath {
         self.accountant.record(log);
     }
 
-    fn store(&self, put: &CachePut, done: &Completed) {
+    async fn store(&self, put: &CachePut, done: &Completed) {
         let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
         let entry = CachedReply {
             provider: self.provider.clone(),
             model: self.model.clone(),
-            expires_at: crate::store::keys::now_secs() + put.ttl_secs,
+            expires_at: crate::clock::now_secs() + put.ttl_secs,
             body: done.body.as_ref().map(text),
             chunks: done.payloads.iter().map(text).collect(),
         };
-        match put.cache.put(&put.key, &entry) {
+        match put.cache.put(&put.key, &entry).await {
             Ok(()) => {}
             // Counted in the store's metrics; readiness says why the store cannot write.
             Err(e) if e.is_storage() => {
@@ -172,5 +213,20 @@ impl Aftermath {
         );
         res.insert("variants".into(), variants.into());
         res
+    }
+}
+
+/// Runs `work` now if it finishes without waiting (the in-process backends always do, so the
+/// next request sees the charge), or else on the runtime.
+fn now_or_spawned(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let mut work = Box::pin(work);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if work.as_mut().poll(&mut cx).is_pending() {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(work);
+            }
+            Err(_) => tracing::error!("a store write could not finish: no runtime"),
+        }
     }
 }

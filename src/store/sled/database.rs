@@ -30,7 +30,7 @@
 //! - hands out the trees per call ([`Database::trees`]): no store keeps a tree, or the old
 //!   database could not close (sled locks the folder while any handle lives).
 
-use super::StoreError;
+use crate::store::StoreError;
 use arc_swap::ArcSwapOption;
 use std::io::Write;
 use std::path::{Path, PathBuf};

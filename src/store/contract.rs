@@ -1,0 +1,441 @@
+//! What every backend must do: one suite over every trait, run below against each backend (a
+//! new backend adds its own `#[tokio::test]` that opens it and calls [`keeps_the_contract`]).
+
+use super::cache::CachedReply;
+use super::counters::{AdmitError, CounterAdd, Limit};
+use super::keys::{KeyUpdate, NewKey, Role, SECRET_PREFIX};
+use super::logs::{LogEntry, LogFilter};
+use super::usage::{Bucket, GroupBy, UNKNOWN_MODEL};
+use super::{Store, StoreKind, StoreOptions};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The cache bound the suite's stores are opened with.
+const CACHE_ENTRIES: usize = 2;
+
+pub async fn keeps_the_contract(store: &Store) {
+    keys(store).await;
+    counters(store).await;
+    assignments(store).await;
+    cache(store).await;
+    ledger_logs_and_usage(store).await;
+    store.flush().await.unwrap();
+}
+
+async fn keys(store: &Store) {
+    let keys = &store.keys;
+    assert!(!keys.has_admin().await.unwrap());
+    let new = NewKey {
+        name: "first".into(),
+        ..NewKey::default()
+    };
+    let (record, secret) = keys.create(new).await.unwrap();
+    assert!(secret.starts_with(SECRET_PREFIX));
+    assert!(
+        !record.masked.contains(&secret[10..30]),
+        "no secret in the record"
+    );
+    assert_eq!(keys.authenticate(&secret).unwrap().id, record.id);
+    assert!(keys.authenticate("sk-sb-wrong").is_none());
+    assert!(!keys.has_admin().await.unwrap());
+
+    let admin = NewKey {
+        name: "admin".into(),
+        role: Role::Admin,
+        ..NewKey::default()
+    };
+    let (admin, _) = keys.create(admin).await.unwrap();
+    assert!(keys.has_admin().await.unwrap());
+    let listed: Vec<String> = keys
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&record.id) && listed.contains(&admin.id));
+
+    let update = KeyUpdate {
+        name: Some("renamed".into()),
+        models: Some(vec!["mock/echo".into()]),
+        ..KeyUpdate::default()
+    };
+    let updated = keys.update(&record.id, update).await.unwrap().unwrap();
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(
+        keys.authenticate(&secret).unwrap().models,
+        vec!["mock/echo"]
+    );
+    assert_eq!(
+        keys.find(&record.id).await.unwrap().unwrap().name,
+        "renamed"
+    );
+
+    let (rotated, new_secret) = keys.rotate(&record.id).await.unwrap().unwrap();
+    assert_eq!(rotated.id, record.id);
+    assert!(
+        keys.authenticate(&secret).is_none(),
+        "the old secret stops at once"
+    );
+    assert_eq!(keys.authenticate(&new_secret).unwrap().id, record.id);
+
+    let revoked = keys.revoke(&record.id).await.unwrap().unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(keys.authenticate(&new_secret).is_none());
+    assert!(keys.revoke("key_missing").await.unwrap().is_none());
+    assert!(
+        keys.rotate(&record.id).await.unwrap().is_none(),
+        "revoked stays revoked"
+    );
+    assert!(keys
+        .update(&record.id, KeyUpdate::default())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(keys.find("key_missing").await.unwrap().is_none());
+}
+
+fn limit(name: &str, max: u64, window_secs: u64) -> Limit {
+    Limit {
+        name: name.into(),
+        max,
+        window_secs,
+    }
+}
+
+async fn counters(store: &Store) {
+    let counters = &store.counters;
+    // Exactly `max` admitted, however concurrent.
+    let admitted = std::sync::Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (counters, admitted) = (counters.clone(), admitted.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                if counters.acquire(&[limit("rpm:k", 100, 3600)]).await.is_ok() {
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::Relaxed), 100);
+    let Err(AdmitError::Over(refused)) = counters.acquire(&[limit("rpm:k", 100, 3600)]).await
+    else {
+        panic!("the 101st is refused for its limit");
+    };
+    assert!(refused.retry_after_secs >= 1 && refused.retry_after_secs <= 3600);
+    assert_eq!(refused.name, "rpm:k");
+    // All or nothing: a refusal charges no limit.
+    let both = [limit("roomy", 10, 60), limit("rpm:k", 100, 3600)];
+    assert!(counters.acquire(&both).await.is_err());
+    assert_eq!(counters.get("roomy", 60).await.unwrap(), 0);
+    // Budgets: checked without charging, refused once spent.
+    let budget = limit("tokens", 500, 3600);
+    counters
+        .check_budgets(std::slice::from_ref(&budget))
+        .await
+        .unwrap();
+    assert_eq!(counters.get("tokens", 3600).await.unwrap(), 0);
+    let add = |name: &str, window_secs, amount| CounterAdd {
+        name: name.into(),
+        window_secs,
+        amount,
+    };
+    counters
+        .add(&[
+            add("tokens", 3600, 400),
+            add("tokens", 3600, 100),
+            add("ever", 0, 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counters.get("tokens", 3600).await.unwrap(), 500);
+    assert_eq!(counters.peek("tokens", 3600), 500);
+    assert!(matches!(
+        counters.check_budgets(&[budget]).await,
+        Err(AdmitError::Over(_))
+    ));
+    // A window of 0 never resets; windows of different lengths are different counters.
+    assert_eq!(counters.get("ever", 0).await.unwrap(), 3);
+    assert_eq!(counters.get("ever", 60).await.unwrap(), 0);
+}
+
+async fn assignments(store: &Store) {
+    let a = &store.assignments;
+    assert_eq!(a.get("split", "k1"), None);
+    a.set("split", "k1", "a").await.unwrap();
+    a.set("split", "k2", "b").await.unwrap();
+    a.set("other", "k1", "c").await.unwrap();
+    assert_eq!(a.get("split", "k1").as_deref(), Some("a"));
+    assert_eq!(a.get("split", "k2").as_deref(), Some("b"));
+    assert_eq!(a.get("other", "k1").as_deref(), Some("c"));
+    a.set("split", "k1", "b").await.unwrap();
+    assert_eq!(a.get("split", "k1").as_deref(), Some("b"));
+}
+
+fn reply(expires_at: u64) -> CachedReply {
+    CachedReply {
+        provider: "p".into(),
+        model: "m".into(),
+        expires_at,
+        body: Some("{}".into()),
+        chunks: vec![],
+    }
+}
+
+fn namespaced(namespace: &str, i: u8) -> Vec<u8> {
+    let mut key = namespace.as_bytes().to_vec();
+    key.push(0x1f);
+    key.extend_from_slice(&[i; 32]);
+    key
+}
+
+async fn cache(store: &Store) {
+    let cache = &store.cache;
+    let before = cache.stats().await.unwrap();
+    cache.put(&[1; 32], &reply(100)).await.unwrap();
+    assert!(cache.get(&[1; 32], 50).await.unwrap().is_some());
+    assert!(
+        cache.get(&[1; 32], 100).await.unwrap().is_none(),
+        "expired entries are not served"
+    );
+    let stats = cache.stats().await.unwrap();
+    assert_eq!(
+        (stats.hits, stats.misses),
+        (before.hits + 1, before.misses + 1)
+    );
+    cache.put(&[2; 32], &reply(200)).await.unwrap();
+    cache.put(&[3; 32], &reply(300)).await.unwrap();
+    assert_eq!(
+        cache.stats().await.unwrap().entries,
+        CACHE_ENTRIES,
+        "bounded: the earliest-expiring entry went"
+    );
+    assert!(cache.get(&[1; 32], 0).await.unwrap().is_none());
+    // Writing a key again replaces it, and its old expiry with it.
+    cache.put(&[2; 32], &reply(210)).await.unwrap();
+    assert_eq!(
+        cache.get(&[2; 32], 0).await.unwrap().unwrap().expires_at,
+        210
+    );
+    assert_eq!(cache.sweep(250).await.unwrap(), 1);
+    assert_eq!(cache.stats().await.unwrap().entries, 1);
+    assert!(cache.get(&[3; 32], 250).await.unwrap().is_some());
+    assert_eq!(cache.purge(None).await.unwrap(), 1);
+    assert_eq!(cache.stats().await.unwrap().entries, 0);
+
+    // By namespace: a model, or a provider's every model (and not a longer provider name).
+    cache
+        .put(&namespaced("a/m1", 1), &reply(100))
+        .await
+        .unwrap();
+    cache
+        .put(&namespaced("ab/m1", 2), &reply(100))
+        .await
+        .unwrap();
+    assert_eq!(cache.purge(Some("a/m1")).await.unwrap(), 1);
+    cache
+        .put(&namespaced("a/m2", 3), &reply(100))
+        .await
+        .unwrap();
+    assert_eq!(cache.purge(Some("a")).await.unwrap(), 1, "a/m2, not ab/m1");
+    assert_eq!(cache.stats().await.unwrap().entries, 1);
+    assert_eq!(cache.purge(None).await.unwrap(), 1);
+}
+
+fn entry(i: u64, at_s: u64, key: &str, status: u16) -> LogEntry {
+    LogEntry {
+        request_id: format!("req{i}"),
+        client_request_id: (i == 7).then(|| "client-7".into()),
+        at_ms: at_s * 1000 + i,
+        key_id: key.into(),
+        requested_model: "echo".into(),
+        provider: Some("mock".into()),
+        model: Some("echo".into()),
+        status,
+        prompt_tokens: 2,
+        completion_tokens: 3,
+        total_tokens: 5,
+        cost_usd: 0.5,
+        tags: BTreeMap::from([("team".to_string(), key.to_string())]),
+        ..LogEntry::default()
+    }
+}
+
+async fn ledger_logs_and_usage(store: &Store) {
+    let (ledger, logs, usage) = (&store.ledger, &store.logs, &store.usage);
+    // Ten requests in the hour starting at 7200 s, in three batches.
+    let entries: Vec<LogEntry> = (0..10)
+        .map(|i| {
+            entry(
+                i,
+                7200,
+                if i < 5 { "a" } else { "b" },
+                if i % 3 == 0 { 500 } else { 200 },
+            )
+        })
+        .collect();
+    let first = ledger.batch(entries[..3].to_vec());
+    assert!(ledger.write(&first).await.unwrap());
+    assert!(
+        !ledger.write(&first).await.unwrap(),
+        "a batch is written once"
+    );
+    for part in [&entries[3..4], &entries[4..]] {
+        assert!(ledger.write(&ledger.batch(part.to_vec())).await.unwrap());
+    }
+    assert!(!ledger.write(&ledger.batch(vec![])).await.unwrap());
+
+    // Usage: each request once.
+    let a = usage.key_usage("a").await.unwrap();
+    assert_eq!(
+        (a.totals.requests, a.totals.errors, a.totals.total_tokens),
+        (5, 2, 25)
+    );
+    assert_eq!(a.last_used_ms, Some(7_200_004));
+    assert_eq!(usage.key_usage("nobody").await.unwrap().totals.requests, 0);
+    let by_team = usage
+        .query(0, 86_400, Bucket::Day, &"tag:team".parse().unwrap())
+        .await
+        .unwrap();
+    let teams: Vec<(Option<String>, u64)> = by_team
+        .iter()
+        .map(|r| (r.group.clone(), r.totals.requests))
+        .collect();
+    assert_eq!(teams, vec![(Some("a".into()), 5), (Some("b".into()), 5)]);
+    let hourly = usage
+        .query(0, 86_400, Bucket::Hour, &GroupBy::None)
+        .await
+        .unwrap();
+    assert_eq!(hourly.len(), 1);
+    assert_eq!((hourly[0].start, hourly[0].totals.requests), (7200, 10));
+    assert!(usage
+        .query(10_800, 86_400, Bucket::Hour, &GroupBy::None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Logs: newest first, paged, filtered.
+    let all = LogFilter::default();
+    let page = logs.query(&all, 4, None).await.unwrap();
+    let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(ids, vec!["req9", "req8", "req7", "req6"]);
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = logs.query(&all, 4, cursor.as_deref()).await.unwrap();
+        assert!(super::logs::valid_cursor(
+            page.next_cursor.as_deref().unwrap_or("00.0")
+        ));
+        seen.extend(page.data.into_iter().map(|e| e.request_id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..10).rev().map(|i| format!("req{i}")).collect();
+    assert_eq!(seen, expected, "pages: nothing twice, nothing lost");
+    let errors_of_b = LogFilter {
+        status: Some("5xx".into()),
+        key_id: Some("b".into()),
+        ..LogFilter::default()
+    };
+    let ids: Vec<String> = logs
+        .query(&errors_of_b, 10, None)
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|e| e.request_id)
+        .collect();
+    assert_eq!(ids, vec!["req9", "req6"]);
+    let by_id = |id: &str| LogFilter {
+        request_id: Some(id.into()),
+        ..LogFilter::default()
+    };
+    let found = logs.query(&by_id("client-7"), 10, None).await.unwrap();
+    assert_eq!(found.data.len(), 1);
+    assert_eq!(found.data[0].request_id, "req7");
+    assert_eq!(logs.get("req3").await.unwrap().unwrap().status, 500);
+    assert!(logs.get("req3x").await.unwrap().is_none());
+
+    // Unknown models: one usage row, whatever names they used.
+    let unknown = |i: u64, name: &str| LogEntry {
+        request_id: format!("unknown{i}"),
+        at_ms: 7_200_000 + i,
+        key_id: "a".into(),
+        requested_model: name.into(),
+        status: 404,
+        unknown_model: true,
+        ..LogEntry::default()
+    };
+    let batch = ledger.batch(vec![unknown(1, "made-up-1"), unknown(2, "made-up-2")]);
+    ledger.write(&batch).await.unwrap();
+    let by_model = usage
+        .query(0, 86_400, Bucket::Day, &"model".parse().unwrap())
+        .await
+        .unwrap();
+    let unknown_rows: Vec<_> = by_model
+        .iter()
+        .filter(|r| r.group.as_deref() == Some(UNKNOWN_MODEL))
+        .collect();
+    assert_eq!(unknown_rows.len(), 1);
+    assert_eq!(unknown_rows[0].totals.requests, 2);
+
+    // Pruning: the log by age and count, usage by hour; keys' totals stay.
+    let now = crate::clock::now_ms();
+    let removed = logs.prune(now, 86_400_000, 8).await.unwrap();
+    assert!(
+        removed >= 4,
+        "down to at most 8 entries, oldest first: {removed}"
+    );
+    assert!(logs.get("req0").await.unwrap().is_none());
+    assert!(logs.get("unknown2").await.unwrap().is_some());
+    assert_eq!(
+        logs.prune(now + 2 * 86_400_000, 86_400_000, 100)
+            .await
+            .unwrap(),
+        12 - removed
+    );
+    assert!(logs.query(&all, 10, None).await.unwrap().data.is_empty());
+    // The hour [7200, 10800) has not ended at 10799; it has at 10800, and goes.
+    assert_eq!(usage.prune(10_799).await.unwrap(), 0);
+    assert!(usage.prune(10_800).await.unwrap() >= 1);
+    assert!(usage
+        .query(0, 86_400, Bucket::Hour, &GroupBy::None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(usage.key_usage("a").await.unwrap().totals.requests, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(&StoreOptions {
+        kind: StoreKind::Sled,
+        dir: dir.path(),
+        cache_bytes: 1 << 20,
+        cache_max_entries: CACHE_ENTRIES,
+    })
+    .unwrap();
+    assert_eq!(store.backend.kind(), StoreKind::Sled);
+    keeps_the_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_keeps_the_contract() {
+    let store = Store::open_with(&StoreOptions {
+        kind: StoreKind::Memory,
+        dir: std::path::Path::new("/nonexistent"),
+        cache_bytes: 0,
+        cache_max_entries: CACHE_ENTRIES,
+    })
+    .unwrap();
+    assert_eq!(store.backend.kind(), StoreKind::Memory);
+    keeps_the_contract(&store).await;
+}

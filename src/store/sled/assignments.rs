@@ -1,0 +1,90 @@
+//! Assignments in sled: the tree `assignments` (split ++ 0x1f ++ sticky id → variant), with
+//! the ones seen lately kept in memory.
+
+use super::database::{Database, What};
+use crate::store::assignments::{key, AssignmentStore};
+use crate::store::StoreError;
+use std::sync::Arc;
+
+/// Assignments served from memory once seen; this many at most before the memory is cleared
+/// (sled still has them all).
+const REMEMBERED: usize = 100_000;
+
+pub struct SledAssignments {
+    /// The tree `assignments`: split ++ 0x1f ++ sticky id → variant.
+    db: Arc<Database>,
+    /// What sled holds, for the keys seen lately: a split runs on every request, so the hot
+    /// path is a read lock and a hash lookup.
+    seen: std::sync::RwLock<std::collections::HashMap<Vec<u8>, String>>,
+}
+
+impl SledAssignments {
+    pub fn open(db: &Arc<Database>) -> Result<Arc<Self>, StoreError> {
+        let store = Arc::new(SledAssignments {
+            db: db.clone(),
+            seen: Default::default(),
+        });
+        // Assignments already handed out stay as they were: those remembered are written
+        // again into a reopened database, which may have lost the latest.
+        let weak = Arc::downgrade(&store);
+        db.on_reopen(move || {
+            let Some(store) = weak.upgrade() else {
+                return Ok(());
+            };
+            let seen = store.seen.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let trees = store.db.trees()?;
+            for (k, variant) in seen {
+                trees.assignments.insert(k, variant.as_bytes())?;
+            }
+            Ok(())
+        });
+        Ok(store)
+    }
+
+    fn remember(&self, key: Vec<u8>, variant: &str) {
+        let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(key, variant.to_string());
+    }
+}
+
+#[async_trait::async_trait]
+impl AssignmentStore for SledAssignments {
+    fn get(&self, split: &str, sticky_id: &str) -> Option<String> {
+        let k = key(split, sticky_id);
+        if let Some(v) = self.seen.read().unwrap_or_else(|p| p.into_inner()).get(&k) {
+            return Some(v.clone());
+        }
+        match self.db.trees().and_then(|t| Ok(t.assignments.get(&k)?)) {
+            Ok(Some(v)) => {
+                let variant = String::from_utf8_lossy(&v).into_owned();
+                self.remember(k, &variant);
+                Some(variant)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "assignment lookup failed");
+                None
+            }
+        }
+    }
+
+    async fn set(&self, split: &str, sticky_id: &str, variant: &str) -> Result<(), StoreError> {
+        let k = key(split, sticky_id);
+        // Remembered even if the write fails: the request goes on with this variant, and
+        // the next requests of this sticky id should too.
+        self.remember(k.clone(), variant);
+        let written = self.db.writable().and_then(|()| {
+            let trees = self.db.trees()?;
+            trees.assignments.insert(&k, variant.as_bytes())?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            self.db.report(What::Assignments, &e);
+            return Err(e);
+        }
+        Ok(())
+    }
+}

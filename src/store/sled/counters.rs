@@ -1,0 +1,168 @@
+//! Counters in sled: the windows live in memory ([`crate::store::windows`]); a background
+//! thread writes changed ones to the tree `counters` every 250 ms and on flush, and they are
+//! loaded back on start, so limits survive a restart (a crash can lose at most the last
+//! interval's counts).
+
+use super::database::{Database, What};
+use crate::store::windows::{CounterWindows, Window, Windows};
+use crate::store::StoreError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub struct SledCounters {
+    /// The tree `counters`: name ++ 0x1f ++ window → window start and count (8 + 8 bytes).
+    db: Arc<Database>,
+    inner: Mutex<Windows>,
+}
+
+impl SledCounters {
+    pub fn open(db: &Arc<Database>) -> Result<Arc<Self>, StoreError> {
+        let mut windows = HashMap::new();
+        for entry in db.trees()?.counters.iter() {
+            let (k, v) = entry?;
+            if v.len() == 16 {
+                let start = u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
+                let count = u64::from_be_bytes(v[8..].try_into().unwrap_or([0; 8]));
+                windows.insert(
+                    String::from_utf8_lossy(&k).into_owned(),
+                    Window { start, count },
+                );
+            }
+        }
+        let counters = Arc::new(SledCounters {
+            db: db.clone(),
+            inner: Mutex::new(Windows {
+                windows,
+                dirty: Default::default(),
+            }),
+        });
+        // What is in memory is newer than anything on disk: after a reopen (which lost what
+        // was not flushed), all of it is written again.
+        let weak = Arc::downgrade(&counters);
+        db.on_reopen(move || {
+            if let Some(c) = weak.upgrade() {
+                let mut inner = c.lock();
+                let all: Vec<String> = inner.windows.keys().cloned().collect();
+                inner.dirty.extend(all);
+            }
+            Ok(())
+        });
+        // The writer holds a weak reference, so it ends when the store is dropped.
+        let weak = Arc::downgrade(&counters);
+        std::thread::Builder::new()
+            .name("counter-writer".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(250));
+                match weak.upgrade() {
+                    // While the store cannot write, changes wait in memory (marked dirty)
+                    // instead of failing every 250 ms; the probe notices when it can again.
+                    Some(c) if c.db.fault().is_some() => {}
+                    Some(c) => {
+                        if let Err(e) = c.write_changed() {
+                            tracing::debug!(error = %e, "could not persist counters");
+                        }
+                    }
+                    None => return,
+                }
+            })
+            .map_err(StoreError::from)?;
+        Ok(counters)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Windows> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CounterWindows for SledCounters {
+    fn windows(&self) -> MutexGuard<'_, Windows> {
+        self.lock()
+    }
+
+    fn write_changed(&self) -> Result<(), StoreError> {
+        // While the store cannot write, changes wait in memory, marked dirty.
+        self.db.writable()?;
+        let (dirty, batch) = {
+            let mut inner = self.lock();
+            if inner.dirty.is_empty() {
+                return Ok(());
+            }
+            let dirty: Vec<String> = inner.dirty.drain().collect();
+            let mut batch = sled::Batch::default();
+            for k in &dirty {
+                if let Some(w) = inner.windows.get(k) {
+                    let mut v = [0u8; 16];
+                    v[..8].copy_from_slice(&w.start.to_be_bytes());
+                    v[8..].copy_from_slice(&w.count.to_be_bytes());
+                    batch.insert(k.as_bytes(), &v);
+                }
+            }
+            (dirty, batch)
+        };
+        let applied = self
+            .db
+            .trees()
+            .and_then(|t| t.counters.apply_batch(batch).map_err(StoreError::from));
+        if let Err(e) = applied {
+            // Not written: still dirty, for the next try.
+            self.lock().dirty.extend(dirty);
+            self.db.report(What::Counters, &e);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::counters::{CounterAdd, CounterStore, Limit};
+
+    fn limit(max: u64) -> Limit {
+        Limit {
+            name: "rpm:k".into(),
+            max,
+            window_secs: 3600,
+        }
+    }
+
+    #[tokio::test]
+    async fn all_or_nothing_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::open(dir.path(), 1 << 20).unwrap();
+            let counters = SledCounters::open(&db).unwrap();
+            let tight = Limit {
+                name: "tight".into(),
+                max: 1,
+                window_secs: 3600,
+            };
+            counters.acquire(&[limit(10), tight.clone()]).await.unwrap();
+            assert!(counters.acquire(&[limit(10), tight]).await.is_err());
+            assert_eq!(
+                counters.peek("rpm:k", 3600),
+                1,
+                "nothing charged on refusal"
+            );
+            let tokens = CounterAdd {
+                name: "tokens".into(),
+                window_secs: 3600,
+                amount: 500,
+            };
+            counters.add(&[tokens]).await.unwrap();
+            counters.write_changed().unwrap();
+            db.flush().unwrap();
+        }
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
+        let counters = SledCounters::open(&db).unwrap();
+        assert_eq!(counters.get("rpm:k", 3600).await.unwrap(), 1);
+        assert_eq!(counters.get("tokens", 3600).await.unwrap(), 500);
+        let budget = Limit {
+            name: "tokens".into(),
+            max: 500,
+            window_secs: 3600,
+        };
+        assert!(counters.check_budgets(&[budget]).await.is_err());
+    }
+}
