@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::store::{NewKey, Role, Store, StoreError};
-use switchboard::{config, policy, Application, Settings};
+use switchboard::{load, policy, Application, Settings};
 
 /// jemalloc: the request path allocates many small, short-lived objects across worker threads;
 /// glibc's allocator both costs more per call there and holds on to more memory afterwards.
@@ -243,45 +243,43 @@ fn openapi(out: &std::path::Path) -> ExitCode {
 }
 
 fn check(args: FolderArgs) -> ExitCode {
-    let mut failed = 0;
-    match config::load_dir(&args.providers) {
-        Ok(config) => {
-            for p in &config.providers {
-                println!(
-                    "ok       {} ({}, {} models)",
-                    p.name,
-                    p.kind.as_str(),
-                    p.models.len()
-                );
-            }
-            for s in &config.skipped {
-                println!("skipped  {}: {}", s.name, s.reason);
-            }
+    // As the server loads at start, with the default limits and failing closed.
+    let sources = load::Sources::new(
+        args.providers.clone(),
+        args.policies.clone(),
+        Settings::DEFAULT_BODY_LIMIT,
+        false,
+    );
+    let loaded = sources.read();
+    // What is valid is listed even when the other folder is not.
+    if let Ok(config) = &loaded.config {
+        for p in &config.providers {
+            println!(
+                "ok       {} ({}, {} models)",
+                p.name,
+                p.kind.as_str(),
+                p.models.len()
+            );
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
-            failed += errors.0.len();
-        }
-    }
-    let engine = std::sync::Arc::new(policy::engine::build(
-        switchboard::Settings::DEFAULT_BODY_LIMIT,
-    ));
-    match policy::PolicySet::load_dir(engine, &args.policies, false) {
-        Ok(set) => {
-            for name in set.script_names() {
-                println!("ok       policy {name}");
-            }
-        }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            failed += errors.len();
+        for s in &config.skipped {
+            println!("skipped  {}: {}", s.name, s.reason);
         }
     }
-    if failed == 0 {
+    if let Ok(set) = &loaded.policies {
+        for name in set.script_names() {
+            println!("ok       policy {name}");
+        }
+    }
+    let errors: Vec<String> = match loaded.build(1, None) {
+        Ok(_) => Vec::new(),
+        Err(load::LoadFailure::Invalid { config, policies }) => config
+            .iter()
+            .map(ToString::to_string)
+            .chain(policies.iter().map(ToString::to_string))
+            .collect(),
+        Err(load::LoadFailure::Build(e)) => vec![format!("{}: {e}", args.providers.display())],
+    };
+    if errors.is_empty() {
         println!(
             "{} and {} are valid",
             args.providers.display(),
@@ -289,7 +287,10 @@ fn check(args: FolderArgs) -> ExitCode {
         );
         ExitCode::SUCCESS
     } else {
-        eprintln!("{failed} error(s)");
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("{} error(s)", errors.len());
         ExitCode::FAILURE
     }
 }

@@ -1,16 +1,16 @@
-//! Reloading providers.d and policies while serving: prepare a whole new snapshot, validate
-//! all of it, then swap it in with one atomic store. A bad file never replaces a good config.
+//! Reloading providers.d and policies while serving: load a whole new snapshot (`load.rs`, as
+//! at start), then swap it in with one atomic store. A bad file never replaces a good config.
 //!
 //! Triggers: a file watcher (notify, debounced, re-armed when a folder is recreated or the
 //! watcher fails), SIGHUP, and `POST /admin/reload`. Requests in flight keep the snapshot they
 //! loaded; providers whose configuration did not change are carried over with their
 //! connection pools.
 
-use crate::config::{self, ConfigError, SourceFile};
-use crate::policy::{LoadError, PolicySet};
+use crate::config::ConfigError;
+use crate::load::{LoadFailure, Sources};
+use crate::policy::LoadError;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
-use rhai::Engine;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -89,10 +89,7 @@ pub struct Attempt {
 }
 
 pub struct Reloader {
-    providers_dir: PathBuf,
-    policies_dir: PathBuf,
-    policy_fail_open: bool,
-    engine: Arc<Engine>,
+    sources: Sources,
     live: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Serialises reloads, and holds the last attempt.
@@ -103,18 +100,12 @@ use crate::clock::now_secs;
 
 impl Reloader {
     pub fn new(
-        providers_dir: PathBuf,
-        policies_dir: PathBuf,
-        policy_fail_open: bool,
-        engine: Arc<Engine>,
+        sources: Sources,
         live: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Reloader {
-            providers_dir,
-            policies_dir,
-            policy_fail_open,
-            engine,
+            sources,
             live,
             metrics,
             last: Mutex::new(None),
@@ -130,11 +121,11 @@ impl Reloader {
     }
 
     pub fn providers_dir(&self) -> &Path {
-        &self.providers_dir
+        &self.sources.providers_dir
     }
 
     pub fn policies_dir(&self) -> &Path {
-        &self.policies_dir
+        &self.sources.policies_dir
     }
 
     /// Loads everything, and swaps it in only if all of it is valid. `force`: rebuild even when
@@ -143,52 +134,18 @@ impl Reloader {
         let mut last = self.lock();
         let started = Instant::now();
         let current = self.live.load_full();
-        let mut errors: Vec<ReloadError> = Vec::new();
-
-        let config = config::load_dir(&self.providers_dir)
-            .map_err(|e| errors.extend(e.0.iter().map(ReloadError::from)))
-            .ok();
-        let policies = PolicySet::load_dir(
-            self.engine.clone(),
-            &self.policies_dir,
-            self.policy_fail_open,
-        )
-        .map_err(|e| errors.extend(e.iter().map(ReloadError::from)))
-        .ok();
-
-        let outcome = match (config, policies) {
-            (Some(config), Some(policies)) => {
-                if !force
-                    && same_files(&config.files, &current.config.files)
-                    && same_files(&policies.files, &current.policies.files)
-                {
-                    Outcome::Unchanged
-                } else {
-                    match Snapshot::build_from(
-                        config,
-                        policies,
-                        current.version + 1,
-                        Some(&current),
-                    ) {
-                        Ok(next) => {
-                            log_changes(&current, &next);
-                            self.live.store(Arc::new(next));
-                            Outcome::Applied
-                        }
-                        Err(e) => {
-                            errors.push(ReloadError {
-                                file: self.providers_dir.display().to_string(),
-                                line: None,
-                                column: None,
-                                field: None,
-                                message: e.to_string(),
-                            });
-                            Outcome::RolledBack
-                        }
-                    }
+        let loaded = self.sources.read();
+        let (outcome, errors) = if !force && loaded.same_files_as(&current) {
+            (Outcome::Unchanged, Vec::new())
+        } else {
+            match loaded.build(current.version + 1, Some(&current)) {
+                Ok(next) => {
+                    log_changes(&current, &next);
+                    self.live.store(Arc::new(next));
+                    (Outcome::Applied, Vec::new())
                 }
+                Err(failure) => (Outcome::RolledBack, self.report(&failure)),
             }
-            _ => Outcome::RolledBack,
         };
         let attempt = Attempt {
             at: now_secs(),
@@ -235,13 +192,25 @@ impl Reloader {
         }
         attempt
     }
-}
 
-fn same_files(a: &[SourceFile], b: &[SourceFile]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.path == y.path && x.sha256 == y.sha256)
+    /// A failed load as `/admin/config` lists it: each file's errors, or the providers folder
+    /// with the provider that could not be built.
+    fn report(&self, failure: &LoadFailure) -> Vec<ReloadError> {
+        match failure {
+            LoadFailure::Invalid { config, policies } => config
+                .iter()
+                .map(ReloadError::from)
+                .chain(policies.iter().map(ReloadError::from))
+                .collect(),
+            LoadFailure::Build(e) => vec![ReloadError {
+                file: self.providers_dir().display().to_string(),
+                line: None,
+                column: None,
+                field: None,
+                message: e.to_string(),
+            }],
+        }
+    }
 }
 
 fn log_changes(old: &Snapshot, new: &Snapshot) {

@@ -1,9 +1,8 @@
 //! Building the server: load config, open the store, bind, serve.
 
 use crate::auth::Authenticator;
-use crate::config::{self, ConfigErrors};
 use crate::error::ApiError;
-use crate::policy::PolicySet;
+use crate::load::{LoadFailure, Sources};
 use crate::reload::{self, Reloader};
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
@@ -18,14 +17,11 @@ use std::net::{SocketAddr, TcpListener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid provider configuration:\n{0}")]
-    Config(ConfigErrors),
-    #[error("invalid policies:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
-    Policies(Vec<crate::policy::LoadError>),
+    /// The configuration: every error of providers.d and policies, or a provider not built.
+    #[error(transparent)]
+    Load(#[from] LoadFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot build providers: {0}")]
-    Provider(#[from] crate::providers::BuildError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -43,26 +39,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        let config = config::load_dir(&settings.providers_dir).map_err(StartError::Config)?;
-        for skipped in &config.skipped {
-            tracing::info!(provider = %skipped.name, "provider skipped: {}", skipped.reason);
-        }
-        for p in &config.providers {
-            let models: Vec<&str> = p.models.iter().map(|m| m.name.as_str()).collect();
-            tracing::info!(provider = %p.name, kind = p.kind.as_str(), models = ?models, "provider loaded");
-        }
-        if config.providers.is_empty() {
-            tracing::warn!(dir = %settings.providers_dir.display(), "no provider is enabled; every model request will be a 404");
-        }
-
-        let engine = std::sync::Arc::new(crate::policy::engine::build(settings.body_limit));
-        let policies = PolicySet::load_dir(
-            engine.clone(),
-            &settings.policies_dir,
+        // Loaded (providers built too) before the store is opened: a configuration that cannot
+        // serve leaves no trace, not even a bootstrap admin key.
+        let sources = Sources::new(
+            settings.providers_dir.clone(),
+            settings.policies_dir.clone(),
+            settings.body_limit,
             settings.policy_fail_open,
-        )
-        .map_err(StartError::Policies)?;
-        tracing::info!(scripts = ?policies.script_names(), "policies loaded");
+        );
+        let snapshot = sources.load(1)?;
+        log_loaded(&snapshot, &sources);
 
         let store = Store::open_with(&StoreOptions {
             kind: settings.store,
@@ -91,17 +77,9 @@ impl Application {
             None
         };
 
-        let snapshot = Snapshot::build(config, policies, 1)?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
-        let reloader = std::sync::Arc::new(Reloader::new(
-            settings.providers_dir.clone(),
-            settings.policies_dir.clone(),
-            settings.policy_fail_open,
-            engine,
-            live.clone(),
-            metrics.clone(),
-        ));
+        let reloader = std::sync::Arc::new(Reloader::new(sources, live.clone(), metrics.clone()));
         if settings.watch {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
@@ -204,4 +182,20 @@ impl Application {
         }
         result
     }
+}
+
+/// What the start loaded, for the log.
+fn log_loaded(snapshot: &Snapshot, sources: &Sources) {
+    let config = &snapshot.config;
+    for skipped in &config.skipped {
+        tracing::info!(provider = %skipped.name, "provider skipped: {}", skipped.reason);
+    }
+    for p in &config.providers {
+        let models: Vec<&str> = p.models.iter().map(|m| m.name.as_str()).collect();
+        tracing::info!(provider = %p.name, kind = p.kind.as_str(), models = ?models, "provider loaded");
+    }
+    if config.providers.is_empty() {
+        tracing::warn!(dir = %sources.providers_dir.display(), "no provider is enabled; every model request will be a 404");
+    }
+    tracing::info!(scripts = ?snapshot.policies.script_names(), "policies loaded");
 }

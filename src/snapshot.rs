@@ -21,17 +21,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Prepares a snapshot from a validated config; fails without side effects.
-    pub fn build(
-        config: Config,
-        policies: PolicySet,
-        version: u64,
-    ) -> Result<Snapshot, providers::BuildError> {
-        Self::build_from(config, policies, version, None)
-    }
-
-    /// As [`Snapshot::build`], carrying over from `previous` every provider whose configuration
-    /// is unchanged, so its connection pool (and any state it keeps) survives the reload.
+    /// Prepares a snapshot from a validated config (`load.rs` reads and validates it); fails
+    /// without side effects. Every provider whose configuration is the same as in `previous` is
+    /// carried over, so its connection pool (and any state it keeps) survives the reload.
     pub fn build_from(
         config: Config,
         policies: PolicySet,

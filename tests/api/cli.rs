@@ -46,6 +46,32 @@ fn check_lists_every_error_with_file_line_and_field() {
 }
 
 #[test]
+fn check_reports_a_provider_that_cannot_be_built_as_serve_would() {
+    // The file is valid, but no HTTP header can carry this key: serve would fail to start.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("up.yaml"),
+        "kind: openai\nbase_url: http://127.0.0.1:9/v1\napi_key: ${SB_CHECK_TEST_KEY}\nmodels: [a]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .env("SB_CHECK_TEST_KEY", "sk-line\nbreak")
+        .arg("check")
+        .arg("--providers")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("provider up: api_key is not a valid header value"),
+        "{err}"
+    );
+    assert!(err.contains("1 error(s)"), "{err}");
+    assert!(!err.contains("sk-line"), "the key is never shown: {err}");
+}
+
+#[test]
 fn check_passes_on_the_shipped_providers() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.d");
     let out = bin()
