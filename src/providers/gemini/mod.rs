@@ -8,11 +8,12 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+use super::translate_error::{Api, TranslateError};
 use super::unsupported::Unmapped;
-use super::upstream::{self, transport_error, unsupported};
+use super::upstream::{self, transport_error};
 use super::{BuildError, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
-use crate::wire::Typed;
+use crate::wire::{Endpoint, Typed};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -150,10 +151,11 @@ impl GeminiProvider {
                     headers: upstream::dropped_header(&unmapped.dropped),
                 })
             }
-            Typed::Completions(_) => Err(unsupported(
-                &self.name,
-                "`/v1/completions` is not available from Gemini; use /v1/chat/completions",
-            )),
+            Typed::Completions(_) => Err(TranslateError::Endpoint {
+                endpoint: Endpoint::Completions,
+                api: Api::Gemini,
+            }
+            .refused_by(&self.name)),
         }
     }
 }
