@@ -11,6 +11,16 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 /// Upstream error bodies larger than this are cut before being read into a message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// A success body that is not what its format promises. The detail (serde's, which may quote
+/// the body) is for the log; the client gets the adapter's fixed message.
+#[derive(Debug, thiserror::Error)]
+#[error("not {expected}: {error}")]
+pub struct UnreadableReply {
+    /// What the body should have been, e.g. "an Anthropic message".
+    pub expected: &'static str,
+    pub error: serde_json::Error,
+}
+
 /// A sensitive header value for the provider's credential; the error never shows the value.
 pub fn secret_header(config: &ProviderConfig, value: &str) -> Result<HeaderValue, BuildError> {
     let mut value = HeaderValue::from_str(value).map_err(|_| BuildError::BadApiKey {

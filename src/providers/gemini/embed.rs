@@ -6,6 +6,7 @@
 use crate::providers::embeddings::EncodingFormat;
 use crate::providers::translate_error::{Api, TranslateError};
 use crate::providers::unsupported::Unmapped;
+use crate::providers::upstream::UnreadableReply;
 use crate::providers::ProviderError;
 use crate::wire::EmbeddingRequest;
 use serde::Deserialize;
@@ -64,7 +65,11 @@ fn batch(
 }
 
 /// The OpenAI embeddings list from Gemini's `{"embeddings":[{"values":[...]}]}`.
-pub fn embedding_list(body: &[u8], model: &str, format: EncodingFormat) -> Result<Value, String> {
+pub fn embedding_list(
+    body: &[u8],
+    model: &str,
+    format: EncodingFormat,
+) -> Result<Value, UnreadableReply> {
     #[derive(Deserialize)]
     struct Batch {
         #[serde(default)]
@@ -74,8 +79,10 @@ pub fn embedding_list(body: &[u8], model: &str, format: EncodingFormat) -> Resul
     struct Embedding {
         values: Vec<f64>,
     }
-    let batch: Batch =
-        serde_json::from_slice(body).map_err(|e| format!("not an embeddings batch: {e}"))?;
+    let batch: Batch = serde_json::from_slice(body).map_err(|error| UnreadableReply {
+        expected: "an embeddings batch",
+        error,
+    })?;
     let data: Vec<Value> = batch
         .embeddings
         .into_iter()

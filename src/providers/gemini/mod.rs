@@ -87,7 +87,7 @@ impl GeminiProvider {
         upstream::read_body(&self.name, response, self.max_response_bytes).await
     }
 
-    fn unreadable(&self, e: String) -> ProviderError {
+    fn unreadable(&self, e: upstream::UnreadableReply) -> ProviderError {
         tracing::warn!(provider = %self.name, error = %e, "unreadable upstream reply");
         ProviderError::Protocol(format!(
             "provider `{}` answered with a body that is not a Gemini response",
