@@ -6,6 +6,17 @@
 
 use serde::de::{Deserialize, Deserializer, Error as _};
 
+/// A malformed `${...}` reference; serde adds the file position and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("unclosed `${{` in {raw:?}")]
+    Unclosed { raw: String },
+    #[error(
+        "`${{{reference}}}` is not a valid variable reference (use ${{NAME}} or ${{NAME:-default}})"
+    )]
+    BadReference { reference: String },
+}
+
 /// A string from a provider file after interpolation.
 #[derive(Clone, PartialEq)]
 pub struct EnvString {
@@ -36,7 +47,7 @@ impl<'de> Deserialize<'de> for EnvString {
 pub fn interpolate(
     raw: &str,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<EnvString, String> {
+) -> Result<EnvString, EnvError> {
     let mut out = String::with_capacity(raw.len());
     let mut missing = Vec::new();
     let mut rest = raw;
@@ -53,18 +64,18 @@ pub fn interpolate(
             rest = after;
             continue;
         };
-        let end = body
-            .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in {raw:?}"))?;
+        let end = body.find('}').ok_or_else(|| EnvError::Unclosed {
+            raw: raw.to_string(),
+        })?;
         let reference = &body[..end];
         let (name, default) = match reference.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (reference, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "`${{{reference}}}` is not a valid variable reference (use ${{NAME}} or ${{NAME:-default}})"
-            ));
+            return Err(EnvError::BadReference {
+                reference: reference.to_string(),
+            });
         }
         match (lookup(name).filter(|v| !v.is_empty()), default) {
             (Some(value), _) => out.push_str(&value),
@@ -115,9 +126,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_references() {
-        assert!(interpolate("${OPEN", env).unwrap_err().contains("unclosed"));
-        assert!(interpolate("${bad name}", env)
-            .unwrap_err()
-            .contains("not a valid"));
+        assert_eq!(
+            interpolate("${OPEN", env).unwrap_err().to_string(),
+            r#"unclosed `${` in "${OPEN""#
+        );
+        assert_eq!(
+            interpolate("${bad name}", env).unwrap_err().to_string(),
+            "`${bad name}` is not a valid variable reference (use ${NAME} or ${NAME:-default})"
+        );
     }
 }

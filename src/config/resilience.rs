@@ -67,12 +67,21 @@ impl HealthCheck {
     pub const DEFAULT_PATH: &'static str = "models";
 }
 
+/// A resilience block whose fields do not fit together; the validator adds file, line and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResilienceError {
+    #[error("base_delay_ms ({base_ms}) must not exceed max_delay_ms ({max_ms})")]
+    DelayOrder { base_ms: u128, max_ms: u128 },
+    #[error("path {path:?} must be a path relative to base_url")]
+    NotRelative { path: String },
+}
+
 fn secs(s: Option<Seconds>, default: Duration) -> Duration {
     s.map(|s| Duration::from_secs_f64(s.0)).unwrap_or(default)
 }
 
 impl RetryPolicy {
-    pub fn from_raw(raw: &RawRetry) -> Result<Self, String> {
+    pub fn from_raw(raw: &RawRetry) -> Result<Self, ResilienceError> {
         let d = RetryPolicy::default();
         let policy = RetryPolicy {
             max_attempts: raw.max_attempts.unwrap_or(d.max_attempts),
@@ -88,11 +97,10 @@ impl RetryPolicy {
             max_retry_after: secs(raw.max_retry_after_secs, d.max_retry_after),
         };
         if policy.base_delay > policy.max_delay {
-            return Err(format!(
-                "base_delay_ms ({}) must not exceed max_delay_ms ({})",
-                policy.base_delay.as_millis(),
-                policy.max_delay.as_millis()
-            ));
+            return Err(ResilienceError::DelayOrder {
+                base_ms: policy.base_delay.as_millis(),
+                max_ms: policy.max_delay.as_millis(),
+            });
         }
         Ok(policy)
     }
@@ -113,7 +121,7 @@ impl BreakerPolicy {
 }
 
 impl HealthCheck {
-    pub fn from_raw(raw: &RawHealthCheck) -> Result<Self, String> {
+    pub fn from_raw(raw: &RawHealthCheck) -> Result<Self, ResilienceError> {
         let path = raw
             .path
             .clone()
@@ -121,7 +129,7 @@ impl HealthCheck {
         let path = path.trim_start_matches('/').to_string();
         // A query is allowed: Azure needs `openai/models?api-version=...`.
         if path.contains("://") || path.contains('#') {
-            return Err(format!("path {path:?} must be a path relative to base_url"));
+            return Err(ResilienceError::NotRelative { path });
         }
         Ok(HealthCheck {
             interval: secs(raw.interval_secs, HealthCheck::DEFAULT_INTERVAL),

@@ -139,8 +139,8 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
     let base_url = match raw.base_url.as_ref().and_then(|u| u.value.as_deref()) {
         Some(text_url) => match parse_base_url(text_url) {
             Ok(url) => Some(url),
-            Err(message) => {
-                errors.push(err(line_of("base_url"), "base_url", message));
+            Err(e) => {
+                errors.push(err(line_of("base_url"), "base_url", e.to_string()));
                 None
             }
         },
@@ -161,11 +161,17 @@ pub fn provider_file(path: &Path, name: &str, text: &str) -> Result<Loaded, Vec<
     }
 
     let retry = super::RetryPolicy::from_raw(&raw.retry)
-        .map_err(|m| errors.push(err(line_of("retry"), "retry", m)))
+        .map_err(|e| errors.push(err(line_of("retry"), "retry", e.to_string())))
         .ok();
     let health_check = match &raw.health_check {
         Some(h) => super::HealthCheck::from_raw(h)
-            .map_err(|m| errors.push(err(line_of("health_check"), "health_check.path", m)))
+            .map_err(|e| {
+                errors.push(err(
+                    line_of("health_check"),
+                    "health_check.path",
+                    e.to_string(),
+                ))
+            })
             .ok(),
         None => None,
     };
@@ -249,13 +255,34 @@ fn parse(path: &Path, text: &str) -> Result<RawProvider, Vec<ConfigError>> {
     })
 }
 
-fn parse_base_url(text: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+/// Why a `base_url` cannot be one; the validator adds file, line and field.
+#[derive(Debug, thiserror::Error)]
+enum BaseUrlError {
+    #[error("{text:?} is not a URL: {error}")]
+    NotAUrl {
+        text: String,
+        error: url::ParseError,
+    },
+    #[error("{text:?} must start with http:// or https://")]
+    Scheme { text: String },
+    #[error("{text:?} must not have a query or fragment")]
+    QueryOrFragment { text: String },
+}
+
+fn parse_base_url(text: &str) -> Result<reqwest::Url, BaseUrlError> {
+    let url = reqwest::Url::parse(text).map_err(|error| BaseUrlError::NotAUrl {
+        text: text.to_string(),
+        error,
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{text:?} must start with http:// or https://"));
+        return Err(BaseUrlError::Scheme {
+            text: text.to_string(),
+        });
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{text:?} must not have a query or fragment"));
+        return Err(BaseUrlError::QueryOrFragment {
+            text: text.to_string(),
+        });
     }
     Ok(url)
 }
@@ -412,6 +439,50 @@ mod tests {
             _ => panic!("expected an error"),
         };
         assert_eq!(errs[0].field, "retry");
+    }
+
+    #[test]
+    fn base_url_and_resilience_messages_quote_the_value() {
+        let message_of = |text: &str, field: &str| match load(text) {
+            Err(errs) => errs
+                .into_iter()
+                .find(|e| e.field == field)
+                .map(|e| (e.line, e.message))
+                .unwrap_or_else(|| panic!("no error for {field}")),
+            Ok(_) => panic!("accepted: {text}"),
+        };
+        let cases = [
+            (
+                "kind: openai\nbase_url: nope\nmodels: [a]\n",
+                "base_url",
+                r#""nope" is not a URL: relative URL without a base"#,
+            ),
+            (
+                "kind: openai\nbase_url: ftp://x\nmodels: [a]\n",
+                "base_url",
+                r#""ftp://x" must start with http:// or https://"#,
+            ),
+            (
+                "kind: openai\nbase_url: http://x/v1?a=1\nmodels: [a]\n",
+                "base_url",
+                r#""http://x/v1?a=1" must not have a query or fragment"#,
+            ),
+            (
+                "kind: openai\nbase_url: http://x/v1\nmodels: [a]\nretry: { base_delay_ms: 500, max_delay_ms: 100 }\n",
+                "retry",
+                "base_delay_ms (500) must not exceed max_delay_ms (100)",
+            ),
+            (
+                "kind: openai\nbase_url: http://x/v1\nmodels: [a]\nhealth_check: { path: \"http://y/models\" }\n",
+                "health_check.path",
+                r#"path "http://y/models" must be a path relative to base_url"#,
+            ),
+        ];
+        for (text, field, message) in cases {
+            let (line, got) = message_of(text, field);
+            assert_eq!(got, message);
+            assert!(line.is_some(), "{field} is located");
+        }
     }
 
     /// An openai provider file with `block` appended (empty: the block left out).

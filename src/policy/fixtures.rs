@@ -13,7 +13,7 @@
 //! ```
 
 use super::simulate::{simulate, Simulation};
-use super::PolicySet;
+use super::{LoadError, PolicySet};
 use crate::store::memory::assignments::MemoryAssignments;
 use crate::store::memory::counters::MemoryCounters;
 use crate::store::{AssignmentStore, CounterStore, KeyRecord, Role};
@@ -145,6 +145,28 @@ fn matches(expected: &Value, got: &Value) -> bool {
     }
 }
 
+/// Why fixtures could not be run at all (a failing case is part of the [`Report`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The policies themselves do not load; one line per error.
+    #[error("{}", lines(.0))]
+    Policies(Vec<LoadError>),
+    #[error("cannot read {}: {error}", .dir.display())]
+    ReadDir { dir: PathBuf, error: std::io::Error },
+    #[error("{file}: {error}")]
+    ReadFile { file: String, error: std::io::Error },
+    #[error("{file}: {error}")]
+    Parse {
+        file: String,
+        error: serde_yaml::Error,
+    },
+}
+
+fn lines(errors: &[LoadError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
 pub struct Report {
     pub passed: usize,
     pub failed: usize,
@@ -152,20 +174,17 @@ pub struct Report {
 }
 
 /// Loads the policies in `dir` and runs every fixture in `dir/tests`.
-pub fn run_dir(dir: &Path) -> Result<Report, String> {
+pub fn run_dir(dir: &Path) -> Result<Report, FixtureError> {
     let engine = Arc::new(super::engine::build(
         crate::settings::Settings::DEFAULT_BODY_LIMIT,
     ));
-    let policies = PolicySet::load_dir(engine, dir, false).map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let policies = PolicySet::load_dir(engine, dir, false).map_err(FixtureError::Policies)?;
     let tests_dir = dir.join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
-        .map_err(|e| format!("cannot read {}: {e}", tests_dir.display()))?
+        .map_err(|error| FixtureError::ReadDir {
+            dir: tests_dir.clone(),
+            error,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
@@ -185,8 +204,15 @@ pub fn run_dir(dir: &Path) -> Result<Report, String> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{label}: {e}"))?;
-        let cases: Vec<Case> = serde_yaml::from_str(&text).map_err(|e| format!("{label}: {e}"))?;
+        let text = std::fs::read_to_string(&file).map_err(|error| FixtureError::ReadFile {
+            file: label.clone(),
+            error,
+        })?;
+        let cases: Vec<Case> =
+            serde_yaml::from_str(&text).map_err(|error| FixtureError::Parse {
+                file: label.clone(),
+                error,
+            })?;
         for case in cases {
             let body = match RequestBody::from_json(case.endpoint, case.request.clone()) {
                 Ok(body) => body,
@@ -225,4 +251,46 @@ pub fn run_dir(dir: &Path) -> Result<Report, String> {
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(dir: &Path) -> String {
+        match run_dir(dir) {
+            Err(e) => e.to_string(),
+            Ok(report) => panic!("ran: {:?}", report.lines),
+        }
+    }
+
+    #[test]
+    fn what_stops_a_run_names_its_folder_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rhai"), "fn on_request(req, ctx) {}").unwrap();
+        let err = error_of(dir.path());
+        let tests_dir = dir.path().join("tests");
+        assert!(
+            err.starts_with(&format!("cannot read {}: ", tests_dir.display())),
+            "{err}"
+        );
+
+        std::fs::create_dir(&tests_dir).unwrap();
+        std::fs::write(tests_dir.join("bad.yaml"), "- name: [").unwrap();
+        let err = error_of(dir.path());
+        assert!(err.starts_with("bad.yaml: "), "{err}");
+
+        for name in ["a.rhai", "b.rhai"] {
+            std::fs::write(
+                dir.path().join(name),
+                "fn on_request(req, ctx) {\n  let = 1;\n}",
+            )
+            .unwrap();
+        }
+        let err = error_of(dir.path());
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "one line per script: {err}");
+        assert!(lines[0].starts_with(&dir.path().join("a.rhai").display().to_string()));
+        assert!(lines[1].starts_with(&dir.path().join("b.rhai").display().to_string()));
+    }
 }

@@ -411,15 +411,24 @@ mod tests {
         assert!(json.get("top_p").is_none());
     }
 
-    fn load(script: &str) -> Result<PolicySet, String> {
+    /// A script that did not load, or failed when run.
+    #[derive(Debug, thiserror::Error)]
+    enum Failed {
+        #[error("{0:?}")]
+        Load(Vec<LoadError>),
+        #[error("{0}")]
+        Run(ScriptFailure),
+    }
+
+    fn load(script: &str) -> Result<PolicySet, Failed> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rhai"), script).unwrap();
         PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false)
-            .map_err(|e| format!("{e:?}"))
+            .map_err(Failed::Load)
     }
 
     /// Runs `set`'s hooks on a chat request `body` (JSON), with a throwaway store.
-    fn run_set(set: &PolicySet, body: serde_json::Value) -> Result<Decision, String> {
+    fn run_set(set: &PolicySet, body: serde_json::Value) -> Result<Decision, ScriptFailure> {
         let env = PolicyEnv {
             counters: Arc::new(crate::store::memory::counters::MemoryCounters::default()),
             assignments: Arc::new(crate::store::memory::assignments::MemoryAssignments::default()),
@@ -429,20 +438,19 @@ mod tests {
             serde_json::from_value(body).unwrap(),
         ));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
-        set.on_request(body, key, vec![], env)
-            .map(|(_, d)| d)
-            .map_err(|f| f.to_string())
+        set.on_request(body, key, vec![], env).map(|(_, d)| d)
     }
 
-    fn try_run(script: &str, body: &str) -> Result<Decision, String> {
-        run_set(&load(script)?, serde_json::from_str(body).unwrap())
+    fn try_run(script: &str, body: &str) -> Result<Decision, Failed> {
+        run_set(&load(script)?, serde_json::from_str(body).unwrap()).map_err(Failed::Run)
     }
 
     #[test]
     fn scripts_can_neither_eval_nor_import() {
         let err = load(r#"fn on_request(req, ctx) { eval("ctx.tag(\"a\", \"b\")"); }"#)
             .err()
-            .expect("eval does not compile");
+            .expect("eval does not compile")
+            .to_string();
         assert!(err.contains("eval"), "{err}");
         // A module next to the script would be found by rhai's default file resolver.
         let dir = tempfile::tempdir().unwrap();
@@ -455,7 +463,8 @@ mod tests {
             ),
             r#"{"model":"m","messages":[]}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("helper"), "{err}");
     }
 
@@ -465,14 +474,16 @@ mod tests {
             r#"fn on_request(req, ctx) { let a = []; a.pad(100000, 0); }"#,
             r#"{"model":"m","messages":[]}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(too_big.contains("Size of array"), "{too_big}");
         let started = std::time::Instant::now();
         let overrun = try_run(
             r#"fn on_request(req, ctx) { let a = []; a.pad(10000, 0); loop { a.contains(1); } }"#,
             r#"{"model":"m","messages":[]}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(overrun.contains("time budget"), "{overrun}");
         // The budget is 50 ms; the documented margin is 100 ms. The bound checked here is
         // loose so a slow, shared test machine cannot fail it: before the clock was read every

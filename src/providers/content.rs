@@ -1,9 +1,10 @@
 //! Reading OpenAI message content for adapters whose formats take it apart differently.
 
+use super::translate_error::TranslateError;
 use serde_json::Value;
 
-/// A content that may only hold text: a string, or text parts.
-pub fn plain_text(content: Option<&Value>, i: usize) -> Result<String, String> {
+/// A content that may only hold text: a string, or text parts. `i`: the message's index.
+pub fn plain_text(content: Option<&Value>, i: usize) -> Result<String, TranslateError> {
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -13,13 +14,11 @@ pub fn plain_text(content: Option<&Value>, i: usize) -> Result<String, String> {
                 p.get("text")
                     .and_then(Value::as_str)
                     .filter(|_| p.get("type").and_then(Value::as_str) == Some("text"))
-                    .ok_or_else(|| format!("messages[{i}]: only text content is supported here"))
+                    .ok_or(TranslateError::OnlyText { message: i })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(|texts| texts.join("")),
-        Some(_) => Err(format!(
-            "messages[{i}].content must be a string or an array"
-        )),
+        Some(_) => Err(TranslateError::ContentShape { message: i }),
     }
 }
 

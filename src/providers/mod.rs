@@ -13,6 +13,7 @@ pub mod openai;
 pub mod redact;
 pub mod sse;
 pub mod stream;
+pub mod translate_error;
 pub mod unsupported;
 pub mod upstream;
 

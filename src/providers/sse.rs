@@ -18,6 +18,13 @@ pub struct SseEvent {
 /// The largest event accepted; a server sending more without a line break is broken.
 const MAX_PENDING: usize = 16 * 1024 * 1024;
 
+/// Why the decoder refused a chunk: the stream cannot be an event stream any more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    #[error("an event stream line exceeded {limit} bytes")]
+    LineTooLong { limit: usize },
+}
+
 #[derive(Default)]
 pub struct SseDecoder {
     buf: BytesMut,
@@ -33,9 +40,9 @@ impl SseDecoder {
         Self::default()
     }
 
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), String> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), SseError> {
         if self.buf.len() + chunk.len() > MAX_PENDING {
-            return Err(format!("an event stream line exceeded {MAX_PENDING} bytes"));
+            return Err(SseError::LineTooLong { limit: MAX_PENDING });
         }
         self.buf.extend_from_slice(chunk);
         Ok(())
@@ -159,6 +166,10 @@ mod tests {
     #[test]
     fn oversized_lines_are_refused() {
         let mut d = SseDecoder::new();
-        assert!(d.push(&vec![b'x'; MAX_PENDING + 1]).is_err());
+        let err = d.push(&vec![b'x'; MAX_PENDING + 1]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("an event stream line exceeded {MAX_PENDING} bytes")
+        );
     }
 }

@@ -67,7 +67,8 @@ pub fn translate(
                 Some(Ok(chunk)) => {
                     if let Err(e) = st.decoder.push(&chunk) {
                         st.ended = true;
-                        st.ready.push_back(Err(ProviderError::Protocol(e)));
+                        st.ready
+                            .push_back(Err(ProviderError::Protocol(e.to_string())));
                         continue;
                     }
                     while let Some(event) = st.decoder.next_event() {

@@ -2,6 +2,7 @@
 //! left out and listed in `x-switchboard-dropped-params`, as the provider's
 //! `unsupported_params` setting says.
 
+use super::translate_error::{Api, TranslateError};
 use crate::config::UnsupportedParams;
 
 /// Collects what an adapter dropped while translating one request.
@@ -20,11 +21,14 @@ impl Unmapped {
         }
     }
 
-    /// `key` cannot be expressed: `Err(message)` when refusing, `Ok` when it is dropped (and
-    /// remembered for the response header).
-    pub fn handle(&mut self, key: &str, message: String) -> Result<(), String> {
+    /// `key` cannot be expressed in `api`: an error when refusing, `Ok` when it is dropped
+    /// (and remembered for the response header).
+    pub fn handle(&mut self, key: &str, api: Api) -> Result<(), TranslateError> {
         match self.mode {
-            UnsupportedParams::Reject => Err(message),
+            UnsupportedParams::Reject => Err(TranslateError::Unsupported {
+                key: key.to_string(),
+                api,
+            }),
             UnsupportedParams::Drop => {
                 self.dropped.push(key.to_string());
                 Ok(())

@@ -4,13 +4,22 @@
 
 use super::{BuildError, ProviderError};
 use crate::config::ProviderConfig;
-use crate::error_codes::Code;
 use actix_web::http::StatusCode;
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Upstream error bodies larger than this are cut before being read into a message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A success body that is not what its format promises. The detail (serde's, which may quote
+/// the body) is for the log; the client gets the adapter's fixed message.
+#[derive(Debug, thiserror::Error)]
+#[error("not {expected}: {error}")]
+pub struct UnreadableReply {
+    /// What the body should have been, e.g. "an Anthropic message".
+    pub expected: &'static str,
+    pub error: serde_json::Error,
+}
 
 /// A sensitive header value for the provider's credential; the error never shows the value.
 pub fn secret_header(config: &ProviderConfig, value: &str) -> Result<HeaderValue, BuildError> {
@@ -241,43 +250,6 @@ pub async fn status_error(
     }
 }
 
-/// A request the target format cannot express: a 400 naming the parameter and the provider,
-/// sent before anything goes upstream. The adapters' messages name the parameter first (a
-/// `messages[i]` path, or the first name in backticks), and `param` is read from there so
-/// that every such 400 carries it.
-pub fn unsupported(provider: &str, message: impl std::fmt::Display) -> ProviderError {
-    let message = message.to_string();
-    ProviderError::Status {
-        status: StatusCode::BAD_REQUEST,
-        param: param_named(&message),
-        message: format!("{message} (provider `{provider}`)"),
-        kind: Some("invalid_request_error".into()),
-        code: Some(Code::UnsupportedParameter.as_str().into()),
-        retry_after: None,
-        headers: Vec::new(),
-    }
-}
-
-/// The request field an adapter's message is about: `messages[2].content[0]` from
-/// "messages[2].content[0]: ...", `stop` from "`stop` must be ...", `seed` from
-/// "parameter `seed` ...".
-fn param_named(message: &str) -> Option<String> {
-    let is_path = |s: &str| {
-        !s.is_empty()
-            && s.bytes().all(|b| {
-                b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || matches!(b, b'_' | b'.' | b'[' | b']')
-            })
-    };
-    let lead = message.split([':', ' ']).next().unwrap_or("");
-    if lead.contains('[') && is_path(lead) {
-        return Some(lead.to_string());
-    }
-    let name = message.split('`').nth(1)?;
-    is_path(name).then(|| name.to_string())
-}
-
 /// The header that lists the parameters an adapter left out (`unsupported_params: drop`).
 pub const DROPPED_PARAMS_HEADER: &str = "x-switchboard-dropped-params";
 
@@ -339,41 +311,5 @@ pub async fn probe(
             param: None,
             headers: Vec::new(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::param_named;
-
-    #[test]
-    fn the_parameter_is_read_from_an_adapter_message() {
-        let cases = [
-            (
-                "parameter `seed` is not supported by the Gemini API",
-                Some("seed"),
-            ),
-            (
-                "`stop` must be a string or an array of strings",
-                Some("stop"),
-            ),
-            (
-                "messages[2]: role `robot` is not supported",
-                Some("messages[2]"),
-            ),
-            (
-                "messages[0].content[1].image_url.url is required",
-                Some("messages[0].content[1].image_url.url"),
-            ),
-            (
-                "tools[3]: only `function` tools are supported",
-                Some("tools[3]"),
-            ),
-            ("images must be base64 `data:` URLs", None),
-            ("nothing named here", None),
-        ];
-        for (message, param) in cases {
-            assert_eq!(param_named(message).as_deref(), param, "{message}");
-        }
     }
 }

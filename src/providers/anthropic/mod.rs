@@ -7,8 +7,9 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+use super::translate_error::{Api, TranslateError};
 use super::unsupported::Unmapped;
-use super::upstream::{self, transport_error, unsupported};
+use super::upstream::{self, transport_error};
 use super::{BuildError, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
 use crate::wire::Typed;
@@ -59,13 +60,11 @@ impl AnthropicProvider {
 
     async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
         let Typed::Chat(chat) = call.body.typed() else {
-            return Err(unsupported(
-                &self.name,
-                format!(
-                    "`/v1/{}` is not available from Anthropic; use /v1/chat/completions",
-                    call.body.endpoint().path()
-                ),
-            ));
+            return Err(TranslateError::Endpoint {
+                endpoint: call.body.endpoint(),
+                api: Api::AnthropicMessages,
+            }
+            .refused_by(&self.name));
         };
         let mut unmapped = Unmapped::new(self.unsupported_params);
         let body = request::messages_request(chat, call.upstream_model, &self.name, &mut unmapped)?;

@@ -6,8 +6,8 @@
 //! for. A parameter at its neutral value (`n: 1`, `logprobs: false`, a zero penalty) is fine.
 
 use crate::providers::content::{parse_data_url, plain_text};
+use crate::providers::translate_error::{Api, TranslateError};
 use crate::providers::unsupported::Unmapped;
-use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::{ChatMessage, ChatRequest};
 use serde_json::{json, Map, Value};
@@ -16,14 +16,22 @@ use serde_json::{json, Map, Value};
 /// nor `max_completion_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// The Messages API body for `req`, sent to `model`.
+/// The Messages API body for `req`, sent to `model`; a 400 naming `provider` when the request
+/// cannot be expressed.
 pub fn messages_request(
     req: &ChatRequest,
     model: &str,
     provider: &str,
     unmapped: &mut Unmapped,
 ) -> Result<Value, ProviderError> {
-    let bad = |message: String| unsupported(provider, message);
+    translate(req, model, unmapped).map_err(|e| e.refused_by(provider))
+}
+
+fn translate(
+    req: &ChatRequest,
+    model: &str,
+    unmapped: &mut Unmapped,
+) -> Result<Value, TranslateError> {
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
     let mut max_tokens = None;
@@ -38,7 +46,7 @@ pub fn messages_request(
                 let n = value
                     .as_u64()
                     .filter(|n| *n > 0)
-                    .ok_or_else(|| bad(format!("`{key}` must be a positive integer")))?;
+                    .ok_or_else(|| TranslateError::NotPositive { key: key.clone() })?;
                 max_tokens = Some(n);
             }
             // Same meaning in both APIs; `top_k` is Anthropic's own and let through.
@@ -46,10 +54,10 @@ pub fn messages_request(
                 out.insert(key.clone(), value.clone());
             }
             "stop" => {
-                out.insert("stop_sequences".into(), stop_sequences(value).map_err(bad)?);
+                out.insert("stop_sequences".into(), stop_sequences(value)?);
             }
             "tools" => {
-                out.insert("tools".into(), tools(value).map_err(bad)?);
+                out.insert("tools".into(), tools(value)?);
             }
             "tool_choice" => tool_choice = Some(value),
             "parallel_tool_calls" => parallel_tool_calls = value.as_bool(),
@@ -62,19 +70,14 @@ pub fn messages_request(
             // the adapter itself, the rest is OpenAI-side storage and billing.
             "stream_options" | "store" | "metadata" | "service_tier" => {}
             _ if is_neutral(key, value) => {}
-            _ => unmapped
-                .handle(
-                    key,
-                    format!("parameter `{key}` is not supported by the Anthropic Messages API"),
-                )
-                .map_err(bad)?,
+            _ => unmapped.handle(key, Api::AnthropicMessages)?,
         }
     }
     out.insert(
         "max_tokens".into(),
         json!(max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
     );
-    if let Some(choice) = tool_choice_of(tool_choice, parallel_tool_calls).map_err(bad)? {
+    if let Some(choice) = tool_choice_of(tool_choice, parallel_tool_calls)? {
         out.insert("tool_choice".into(), choice);
     }
 
@@ -84,17 +87,18 @@ pub fn messages_request(
         let (role, blocks) = match m.role.as_str() {
             // Anthropic has one top-level system prompt; system messages anywhere join it.
             "system" | "developer" => {
-                system.push(plain_text(m.rest.get("content"), i).map_err(bad)?);
+                system.push(plain_text(m.rest.get("content"), i)?);
                 continue;
             }
-            "user" => ("user", user_blocks(m.rest.get("content"), i).map_err(bad)?),
-            "assistant" => ("assistant", assistant_blocks(m, i).map_err(bad)?),
+            "user" => ("user", user_blocks(m.rest.get("content"), i)?),
+            "assistant" => ("assistant", assistant_blocks(m, i)?),
             // Tool results travel in a user turn.
-            "tool" => ("user", vec![tool_result(m, i).map_err(bad)?]),
+            "tool" => ("user", vec![tool_result(m, i)?]),
             other => {
-                return Err(bad(format!(
-                    "messages[{i}]: role `{other}` is not supported"
-                )))
+                return Err(TranslateError::Role {
+                    message: i,
+                    role: other.to_string(),
+                })
             }
         };
         // Anthropic wants turns to alternate, and parallel tool results in one user turn.
@@ -134,26 +138,26 @@ fn is_neutral(key: &str, value: &Value) -> bool {
     }
 }
 
-fn stop_sequences(value: &Value) -> Result<Value, String> {
+fn stop_sequences(value: &Value) -> Result<Value, TranslateError> {
     match value {
         Value::String(s) => Ok(json!([s])),
         Value::Array(items) if items.iter().all(Value::is_string) => Ok(value.clone()),
-        _ => Err("`stop` must be a string or an array of strings".into()),
+        _ => Err(TranslateError::Stop),
     }
 }
 
-fn tools(value: &Value) -> Result<Value, String> {
-    let list = value.as_array().ok_or("`tools` must be an array")?;
+fn tools(value: &Value) -> Result<Value, TranslateError> {
+    let list = value.as_array().ok_or(TranslateError::ToolsNotArray)?;
     list.iter()
         .enumerate()
         .map(|(i, tool)| {
             if tool.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(format!("tools[{i}]: only `function` tools are supported"));
+                return Err(TranslateError::ToolNotFunction { tool: i });
             }
             let f = &tool["function"];
             let name = f["name"]
                 .as_str()
-                .ok_or_else(|| format!("tools[{i}].function.name is required"))?;
+                .ok_or(TranslateError::ToolName { tool: i })?;
             let mut out = json!({
                 "name": name,
                 // Anthropic requires a schema; OpenAI allows leaving it out for no arguments.
@@ -171,21 +175,25 @@ fn tools(value: &Value) -> Result<Value, String> {
 fn tool_choice_of(
     choice: Option<&Value>,
     parallel_tool_calls: Option<bool>,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, TranslateError> {
     let mut out = match choice {
         None => None,
         Some(Value::String(s)) => Some(match s.as_str() {
             "auto" => json!({"type": "auto"}),
             "none" => json!({"type": "none"}),
             "required" => json!({"type": "any"}),
-            other => return Err(format!("`tool_choice` value `{other}` is not supported")),
+            other => {
+                return Err(TranslateError::ToolChoiceValue {
+                    value: other.to_string(),
+                })
+            }
         }),
         Some(obj) => {
             let name = obj
                 .get("function")
                 .and_then(|f| f.get("name"))
                 .and_then(Value::as_str)
-                .ok_or("`tool_choice` must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}")?;
+                .ok_or(TranslateError::ToolChoiceShape)?;
             Some(json!({"type": "tool", "name": name}))
         }
     };
@@ -202,7 +210,7 @@ fn text_block(text: &str) -> Value {
     json!({"type": "text", "text": text})
 }
 
-fn user_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, String> {
+fn user_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, TranslateError> {
     let parts = match content {
         Some(Value::Array(parts)) => parts,
         other => return Ok(vec![text_block(&plain_text(other, i)?)]),
@@ -219,34 +227,40 @@ fn user_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, String> 
                     .get("url")
                     .unwrap_or(&part["image_url"])
                     .as_str()
-                    .ok_or_else(|| {
-                        format!("messages[{i}].content[{j}].image_url.url is required")
+                    .ok_or(TranslateError::ImageUrlMissing {
+                        message: i,
+                        part: j,
                     })?;
-                image_block(url).map_err(|e| format!("messages[{i}].content[{j}]: {e}"))
+                image_block(url).ok_or(TranslateError::ImageNotDataOrHttp {
+                    message: i,
+                    part: j,
+                })
             }
-            other => Err(format!(
-                "messages[{i}].content[{j}]: content part type `{}` is not supported",
-                other.unwrap_or("(none)")
-            )),
+            other => Err(TranslateError::PartType {
+                message: i,
+                part: j,
+                kind: other.unwrap_or("(none)").to_string(),
+            }),
         })
         .collect()
 }
 
-/// `data:` URLs become base64 sources, http(s) URLs URL sources.
-pub fn image_block(url: &str) -> Result<Value, String> {
+/// `data:` URLs become base64 sources, http(s) URLs URL sources; nothing else is an image
+/// Anthropic can take.
+pub fn image_block(url: &str) -> Option<Value> {
     if let Some((media_type, data)) = parse_data_url(url) {
-        return Ok(json!({
+        return Some(json!({
             "type": "image",
             "source": {"type": "base64", "media_type": media_type, "data": data},
         }));
     }
     if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return Some(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
-    Err("images must be base64 `data:` URLs or http(s) URLs".into())
+    None
 }
 
-fn assistant_blocks(m: &ChatMessage, i: usize) -> Result<Vec<Value>, String> {
+fn assistant_blocks(m: &ChatMessage, i: usize) -> Result<Vec<Value>, TranslateError> {
     let text = plain_text(m.rest.get("content"), i)?;
     let mut blocks = Vec::new();
     // Anthropic refuses empty text blocks; an assistant turn with only tool calls has none.
@@ -256,24 +270,30 @@ fn assistant_blocks(m: &ChatMessage, i: usize) -> Result<Vec<Value>, String> {
     if let Some(calls) = m.rest.get("tool_calls").and_then(Value::as_array) {
         for (j, call) in calls.iter().enumerate() {
             let f = &call["function"];
-            let id = call["id"]
-                .as_str()
-                .ok_or_else(|| format!("messages[{i}].tool_calls[{j}].id is required"))?;
-            let name = f["name"].as_str().ok_or_else(|| {
-                format!("messages[{i}].tool_calls[{j}].function.name is required")
+            let id = call["id"].as_str().ok_or(TranslateError::ToolCallId {
+                message: i,
+                call: j,
+            })?;
+            let name = f["name"].as_str().ok_or(TranslateError::ToolCallName {
+                message: i,
+                call: j,
             })?;
             let arguments = f["arguments"].as_str().unwrap_or("");
             let input: Value = if arguments.trim().is_empty() {
                 json!({})
             } else {
                 serde_json::from_str(arguments).map_err(|_| {
-                    format!("messages[{i}].tool_calls[{j}].function.arguments is not valid JSON")
+                    TranslateError::ToolCallArgumentsJson {
+                        message: i,
+                        call: j,
+                    }
                 })?
             };
             if !input.is_object() {
-                return Err(format!(
-                    "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
-                ));
+                return Err(TranslateError::ToolCallArgumentsObject {
+                    message: i,
+                    call: j,
+                });
             }
             blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
         }
@@ -281,12 +301,12 @@ fn assistant_blocks(m: &ChatMessage, i: usize) -> Result<Vec<Value>, String> {
     Ok(blocks)
 }
 
-fn tool_result(m: &ChatMessage, i: usize) -> Result<Value, String> {
+fn tool_result(m: &ChatMessage, i: usize) -> Result<Value, TranslateError> {
     let id = m
         .rest
         .get("tool_call_id")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("messages[{i}].tool_call_id is required"))?;
+        .ok_or(TranslateError::ToolResultId { message: i })?;
     Ok(json!({
         "type": "tool_result",
         "tool_use_id": id,
@@ -316,6 +336,13 @@ mod tests {
                 assert_eq!(status, 400);
                 message
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn param_of(err: ProviderError) -> Option<String> {
+        match err {
+            ProviderError::Status { param, .. } => param,
             other => panic!("{other:?}"),
         }
     }
@@ -436,7 +463,14 @@ mod tests {
             {"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}),
         )
         .unwrap_err();
-        assert!(message_of(err).contains("messages[0].content[0]"));
+        assert_eq!(
+            param_of(err.clone()).as_deref(),
+            Some("messages[0].content[0]")
+        );
+        assert_eq!(
+            message_of(err),
+            "messages[0].content[0]: images must be base64 `data:` URLs or http(s) URLs (provider `claude`)"
+        );
     }
 
     #[test]
@@ -450,7 +484,9 @@ mod tests {
         ] {
             let mut body = json!({"model": "m", "messages": []});
             body[key] = value;
-            let message = message_of(translate(body).unwrap_err());
+            let err = translate(body).unwrap_err();
+            assert_eq!(param_of(err.clone()).as_deref(), Some(key));
+            let message = message_of(err);
             assert!(message.contains(&format!("`{key}`")), "{message}");
             assert!(message.contains("`claude`"), "{message}");
         }
@@ -461,6 +497,10 @@ mod tests {
         let err = translate(json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
             {"id": "t", "type": "function", "function": {"name": "f", "arguments": "not json"}}]}]}))
         .unwrap_err();
+        assert_eq!(
+            param_of(err.clone()).as_deref(),
+            Some("messages[0].tool_calls[0].function.arguments")
+        );
         assert!(message_of(err).contains("messages[0].tool_calls[0]"));
     }
 }

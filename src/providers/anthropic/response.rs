@@ -1,7 +1,7 @@
 //! Anthropic Messages responses and errors -> OpenAI's shapes.
 
 use crate::providers::chunk::{now, usage};
-use crate::providers::upstream::ErrorParts;
+use crate::providers::upstream::{ErrorParts, UnreadableReply};
 use crate::wire::Usage;
 use actix_web::http::StatusCode;
 use serde::Deserialize;
@@ -67,9 +67,11 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 }
 
 /// An OpenAI `chat.completion` body from an Anthropic message body.
-pub fn chat_completion(body: &[u8]) -> Result<(Value, Usage), String> {
-    let message: Message =
-        serde_json::from_slice(body).map_err(|e| format!("not an Anthropic message: {e}"))?;
+pub fn chat_completion(body: &[u8]) -> Result<(Value, Usage), UnreadableReply> {
+    let message: Message = serde_json::from_slice(body).map_err(|error| UnreadableReply {
+        expected: "an Anthropic message",
+        error,
+    })?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for block in &message.content {
@@ -179,6 +181,15 @@ mod tests {
             (12, 5, 17)
         );
         assert_eq!(v["usage"]["total_tokens"], 17);
+    }
+
+    #[test]
+    fn a_body_that_is_no_message_says_so_for_the_log() {
+        let err = chat_completion(b"<html>").unwrap_err();
+        assert!(
+            err.to_string().starts_with("not an Anthropic message: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! records none. Gemini always answers floats; `encoding_format: base64` is done here.
 
 use crate::providers::embeddings::EncodingFormat;
+use crate::providers::translate_error::{Api, TranslateError};
 use crate::providers::unsupported::Unmapped;
-use crate::providers::upstream::unsupported;
+use crate::providers::upstream::UnreadableReply;
 use crate::providers::ProviderError;
 use crate::wire::EmbeddingRequest;
 use serde::Deserialize;
@@ -19,29 +20,32 @@ pub fn batch_request(
     unmapped: &mut Unmapped,
 ) -> Result<(Value, EncodingFormat), ProviderError> {
     let format = EncodingFormat::of(req, provider)?;
-    let bad = |message: String| unsupported(provider, message);
+    let body = batch(req, model, unmapped).map_err(|e| e.refused_by(provider))?;
+    Ok((body, format))
+}
+
+fn batch(
+    req: &EmbeddingRequest,
+    model: &str,
+    unmapped: &mut Unmapped,
+) -> Result<Value, TranslateError> {
     let texts: Vec<&str> = match &req.input {
         Value::String(s) => vec![s.as_str()],
         Value::Array(items) => items
             .iter()
             .map(Value::as_str)
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad("`input` must be a string or an array of strings (token arrays are not supported)".into()))?,
-        _ => return Err(bad("`input` must be a string or an array of strings".into())),
+            .ok_or(TranslateError::InputTokens)?,
+        _ => return Err(TranslateError::Input),
     };
     let mut dimensions = None;
     for (key, value) in &req.extra {
         match key.as_str() {
             _ if value.is_null() => {}
             "dimensions" => dimensions = Some(value.clone()),
-            "encoding_format" => {} // checked above
+            "encoding_format" => {} // checked by `batch_request`
             "user" => {}
-            _ => unmapped
-                .handle(
-                    key,
-                    format!("parameter `{key}` is not supported by Gemini embeddings"),
-                )
-                .map_err(bad)?,
+            _ => unmapped.handle(key, Api::GeminiEmbeddings)?,
         }
     }
     let requests: Vec<Value> = texts
@@ -57,11 +61,15 @@ pub fn batch_request(
             r
         })
         .collect();
-    Ok((json!({ "requests": requests }), format))
+    Ok(json!({ "requests": requests }))
 }
 
 /// The OpenAI embeddings list from Gemini's `{"embeddings":[{"values":[...]}]}`.
-pub fn embedding_list(body: &[u8], model: &str, format: EncodingFormat) -> Result<Value, String> {
+pub fn embedding_list(
+    body: &[u8],
+    model: &str,
+    format: EncodingFormat,
+) -> Result<Value, UnreadableReply> {
     #[derive(Deserialize)]
     struct Batch {
         #[serde(default)]
@@ -71,8 +79,10 @@ pub fn embedding_list(body: &[u8], model: &str, format: EncodingFormat) -> Resul
     struct Embedding {
         values: Vec<f64>,
     }
-    let batch: Batch =
-        serde_json::from_slice(body).map_err(|e| format!("not an embeddings batch: {e}"))?;
+    let batch: Batch = serde_json::from_slice(body).map_err(|error| UnreadableReply {
+        expected: "an embeddings batch",
+        error,
+    })?;
     let data: Vec<Value> = batch
         .embeddings
         .into_iter()

@@ -8,11 +8,12 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+use super::translate_error::{Api, TranslateError};
 use super::unsupported::Unmapped;
-use super::upstream::{self, transport_error, unsupported};
+use super::upstream::{self, transport_error};
 use super::{BuildError, Provider, ProviderError, Reply, UpstreamCall};
 use crate::config::{ProviderConfig, UnsupportedParams};
-use crate::wire::Typed;
+use crate::wire::{Endpoint, Typed};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -86,7 +87,7 @@ impl GeminiProvider {
         upstream::read_body(&self.name, response, self.max_response_bytes).await
     }
 
-    fn unreadable(&self, e: String) -> ProviderError {
+    fn unreadable(&self, e: upstream::UnreadableReply) -> ProviderError {
         tracing::warn!(provider = %self.name, error = %e, "unreadable upstream reply");
         ProviderError::Protocol(format!(
             "provider `{}` answered with a body that is not a Gemini response",
@@ -150,10 +151,11 @@ impl GeminiProvider {
                     headers: upstream::dropped_header(&unmapped.dropped),
                 })
             }
-            Typed::Completions(_) => Err(unsupported(
-                &self.name,
-                "`/v1/completions` is not available from Gemini; use /v1/chat/completions",
-            )),
+            Typed::Completions(_) => Err(TranslateError::Endpoint {
+                endpoint: Endpoint::Completions,
+                api: Api::Gemini,
+            }
+            .refused_by(&self.name)),
         }
     }
 }

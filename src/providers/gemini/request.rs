@@ -4,18 +4,23 @@
 //! change the answer, or refused with a 400 naming them (README "Native adapters").
 
 use crate::providers::content::{parse_data_url, plain_text};
+use crate::providers::translate_error::{Api, TranslateError};
 use crate::providers::unsupported::Unmapped;
-use crate::providers::upstream::unsupported;
 use crate::providers::ProviderError;
 use crate::wire::{ChatMessage, ChatRequest};
 use serde_json::{json, Map, Value};
 
+/// The `generateContent` body for `req`; a 400 naming `provider` when the request cannot be
+/// expressed.
 pub fn generate_request(
     req: &ChatRequest,
     provider: &str,
     unmapped: &mut Unmapped,
 ) -> Result<Value, ProviderError> {
-    let bad = |message: String| unsupported(provider, message);
+    translate(req, unmapped).map_err(|e| e.refused_by(provider))
+}
+
+fn translate(req: &ChatRequest, unmapped: &mut Unmapped) -> Result<Value, TranslateError> {
     let mut config = Map::new();
     let mut out = Map::new();
     for (key, value) in &req.extra {
@@ -36,31 +41,26 @@ pub fn generate_request(
                 match value {
                     Value::String(s) => json!([s]),
                     Value::Array(a) if a.iter().all(Value::is_string) => value.clone(),
-                    _ => return Err(bad("`stop` must be a string or an array of strings".into())),
+                    _ => return Err(TranslateError::Stop),
                 },
             ),
             "response_format" => {
-                response_format(value, &mut config).map_err(bad)?;
+                response_format(value, &mut config)?;
                 continue;
             }
             "tools" => {
-                out.insert("tools".into(), tools(value).map_err(bad)?);
+                out.insert("tools".into(), tools(value)?);
                 continue;
             }
             "tool_choice" => {
-                out.insert("toolConfig".into(), tool_config(value).map_err(bad)?);
+                out.insert("toolConfig".into(), tool_config(value)?);
                 continue;
             }
             // Bookkeeping that does not change the answer.
             "stream_options" | "store" | "metadata" | "service_tier" | "user" => continue,
             _ if is_neutral(key, value) => continue,
             _ => {
-                unmapped
-                    .handle(
-                        key,
-                        format!("parameter `{key}` is not supported by the Gemini API"),
-                    )
-                    .map_err(bad)?;
+                unmapped.handle(key, Api::Gemini)?;
                 continue;
             }
         };
@@ -72,19 +72,17 @@ pub fn generate_request(
     for (i, m) in req.messages.iter().enumerate() {
         let (role, parts) = match m.role.as_str() {
             "system" | "developer" => {
-                system.push(plain_text(m.rest.get("content"), i).map_err(bad)?);
+                system.push(plain_text(m.rest.get("content"), i)?);
                 continue;
             }
-            "user" => ("user", user_parts(m.rest.get("content"), i).map_err(bad)?),
-            "assistant" => ("model", model_parts(m, i).map_err(bad)?),
-            "tool" => (
-                "user",
-                vec![function_response(m, i, &req.messages).map_err(bad)?],
-            ),
+            "user" => ("user", user_parts(m.rest.get("content"), i)?),
+            "assistant" => ("model", model_parts(m, i)?),
+            "tool" => ("user", vec![function_response(m, i, &req.messages)?]),
             other => {
-                return Err(bad(format!(
-                    "messages[{i}]: role `{other}` is not supported"
-                )))
+                return Err(TranslateError::Role {
+                    message: i,
+                    role: other.to_string(),
+                })
             }
         };
         // Parallel function responses belong in one turn, answering the one model turn.
@@ -126,7 +124,7 @@ fn is_neutral(key: &str, value: &Value) -> bool {
     }
 }
 
-fn response_format(value: &Value, config: &mut Map<String, Value>) -> Result<(), String> {
+fn response_format(value: &Value, config: &mut Map<String, Value>) -> Result<(), TranslateError> {
     match value.get("type").and_then(Value::as_str) {
         Some("text") => {}
         Some("json_object") => {
@@ -136,28 +134,28 @@ fn response_format(value: &Value, config: &mut Map<String, Value>) -> Result<(),
             let schema = value
                 .get("json_schema")
                 .and_then(|s| s.get("schema"))
-                .ok_or("`response_format.json_schema.schema` is required")?;
+                .ok_or(TranslateError::JsonSchemaMissing)?;
             config.insert("responseMimeType".into(), json!("application/json"));
             config.insert("responseJsonSchema".into(), schema.clone());
         }
-        _ => return Err("`response_format` type is not supported".into()),
+        _ => return Err(TranslateError::ResponseFormat),
     }
     Ok(())
 }
 
-fn tools(value: &Value) -> Result<Value, String> {
-    let list = value.as_array().ok_or("`tools` must be an array")?;
+fn tools(value: &Value) -> Result<Value, TranslateError> {
+    let list = value.as_array().ok_or(TranslateError::ToolsNotArray)?;
     let declarations = list
         .iter()
         .enumerate()
         .map(|(i, tool)| {
             if tool.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(format!("tools[{i}]: only `function` tools are supported"));
+                return Err(TranslateError::ToolNotFunction { tool: i });
             }
             let f = &tool["function"];
             let name = f["name"]
                 .as_str()
-                .ok_or_else(|| format!("tools[{i}].function.name is required"))?;
+                .ok_or(TranslateError::ToolName { tool: i })?;
             let mut out = json!({ "name": name });
             if let Some(d) = f.get("description").filter(|d| d.is_string()) {
                 out["description"] = d.clone();
@@ -171,27 +169,31 @@ fn tools(value: &Value) -> Result<Value, String> {
     Ok(json!([{ "functionDeclarations": declarations }]))
 }
 
-fn tool_config(value: &Value) -> Result<Value, String> {
+fn tool_config(value: &Value) -> Result<Value, TranslateError> {
     let config = match value {
         Value::String(s) => match s.as_str() {
             "auto" => json!({"mode": "AUTO"}),
             "none" => json!({"mode": "NONE"}),
             "required" => json!({"mode": "ANY"}),
-            other => return Err(format!("`tool_choice` value `{other}` is not supported")),
+            other => {
+                return Err(TranslateError::ToolChoiceValue {
+                    value: other.to_string(),
+                })
+            }
         },
         obj => {
             let name = obj
                 .get("function")
                 .and_then(|f| f.get("name"))
                 .and_then(Value::as_str)
-                .ok_or("`tool_choice` must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}")?;
+                .ok_or(TranslateError::ToolChoiceShape)?;
             json!({"mode": "ANY", "allowedFunctionNames": [name]})
         }
     };
     Ok(json!({ "functionCallingConfig": config }))
 }
 
-fn user_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, String> {
+fn user_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, TranslateError> {
     let parts = match content {
         Some(Value::Array(parts)) => parts,
         other => return Ok(vec![json!({ "text": plain_text(other, i)? })]),
@@ -208,20 +210,22 @@ fn user_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, String> {
                     .as_str()
                     .unwrap_or_default();
                 // Gemini fetches no arbitrary URLs; images travel inline.
-                let (mime, data) = parse_data_url(url).ok_or_else(|| {
-                    format!("messages[{i}].content[{j}]: images must be base64 `data:` URLs")
+                let (mime, data) = parse_data_url(url).ok_or(TranslateError::ImageNotData {
+                    message: i,
+                    part: j,
                 })?;
                 Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
             }
-            other => Err(format!(
-                "messages[{i}].content[{j}]: content part type `{}` is not supported",
-                other.unwrap_or("(none)")
-            )),
+            other => Err(TranslateError::PartType {
+                message: i,
+                part: j,
+                kind: other.unwrap_or("(none)").to_string(),
+            }),
         })
         .collect()
 }
 
-fn model_parts(m: &ChatMessage, i: usize) -> Result<Vec<Value>, String> {
+fn model_parts(m: &ChatMessage, i: usize) -> Result<Vec<Value>, TranslateError> {
     let text = plain_text(m.rest.get("content"), i)?;
     let mut parts = Vec::new();
     if !text.is_empty() {
@@ -229,15 +233,17 @@ fn model_parts(m: &ChatMessage, i: usize) -> Result<Vec<Value>, String> {
     }
     for (j, call) in tool_calls(m).iter().enumerate() {
         let f = &call["function"];
-        let name = f["name"]
-            .as_str()
-            .ok_or_else(|| format!("messages[{i}].tool_calls[{j}].function.name is required"))?;
+        let name = f["name"].as_str().ok_or(TranslateError::ToolCallName {
+            message: i,
+            call: j,
+        })?;
         let arguments = f["arguments"].as_str().unwrap_or("");
         let args: Value = if arguments.trim().is_empty() {
             json!({})
         } else {
-            serde_json::from_str(arguments).map_err(|_| {
-                format!("messages[{i}].tool_calls[{j}].function.arguments is not valid JSON")
+            serde_json::from_str(arguments).map_err(|_| TranslateError::ToolCallArgumentsJson {
+                message: i,
+                call: j,
             })?
         };
         parts.push(json!({"functionCall": {"name": name, "args": args}}));
@@ -255,20 +261,25 @@ fn tool_calls(m: &ChatMessage) -> &[Value] {
 
 /// Gemini matches a function response to its call by function name, which an OpenAI tool
 /// message does not carry: it is found through `tool_call_id` in the earlier assistant turns.
-fn function_response(m: &ChatMessage, i: usize, all: &[ChatMessage]) -> Result<Value, String> {
+fn function_response(
+    m: &ChatMessage,
+    i: usize,
+    all: &[ChatMessage],
+) -> Result<Value, TranslateError> {
     let id = m
         .rest
         .get("tool_call_id")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("messages[{i}].tool_call_id is required"))?;
+        .ok_or(TranslateError::ToolResultId { message: i })?;
     let name = all[..i]
         .iter()
         .filter(|prev| prev.role == "assistant")
         .flat_map(tool_calls)
         .find(|call| call["id"].as_str() == Some(id))
         .and_then(|call| call["function"]["name"].as_str())
-        .ok_or_else(|| {
-            format!("messages[{i}].tool_call_id `{id}` matches no earlier assistant tool call")
+        .ok_or_else(|| TranslateError::ToolResultUnmatched {
+            message: i,
+            id: id.to_string(),
         })?;
     let text = plain_text(m.rest.get("content"), i)?;
     // `response` must be an object: a JSON object result is sent as is, anything else wrapped.

@@ -2,7 +2,7 @@
 //! response type piece by piece, so the types here serve `stream.rs` too.
 
 use crate::providers::chunk::{now, usage};
-use crate::providers::upstream::ErrorParts;
+use crate::providers::upstream::{ErrorParts, UnreadableReply};
 use crate::wire::Usage;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -124,9 +124,12 @@ pub fn chat_completion(
     body: &[u8],
     fallback_id: &str,
     model: &str,
-) -> Result<(Value, Usage), String> {
+) -> Result<(Value, Usage), UnreadableReply> {
     let reply: GenerateResponse =
-        serde_json::from_slice(body).map_err(|e| format!("not a Gemini response: {e}"))?;
+        serde_json::from_slice(body).map_err(|error| UnreadableReply {
+            expected: "a Gemini response",
+            error,
+        })?;
     let id = reply
         .response_id
         .clone()
