@@ -2,7 +2,7 @@
 //! counters) a policy needs. Every function here is Rust, bounded and fast; scripts do no I/O.
 
 use super::decision::{Balance, Decision, Rejection};
-use super::writes::Assignment;
+use super::writes::{Assignment, StateWrites};
 use crate::router::balance::Strategy;
 use crate::store::{AssignmentStore, CounterAdd, CounterStore, Limit};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
@@ -489,6 +489,35 @@ fn pick<'a>(split: &str, sticky: &str, table: &[(&'a str, u64)], total: u64) -> 
         point -= weight;
     }
     table.last().map(|(v, _)| *v).unwrap_or_default()
+}
+
+impl PolicyEnv {
+    /// Makes the writes: the counters in one call, then each new assignment. A failure is
+    /// logged and counted by the store; the request goes on with what was decided.
+    pub async fn commit(&self, writes: StateWrites) {
+        if self.simulate || writes.is_empty() {
+            return;
+        }
+        if !writes.counters.is_empty() {
+            if let Err(e) = self.counters.add(&writes.counters).await {
+                log_failure("policy counters", &e);
+            }
+        }
+        for a in &writes.assignments {
+            if let Err(e) = self.assignments.set(&a.split, &a.sticky, &a.variant).await {
+                log_failure("a split assignment", &e);
+            }
+        }
+    }
+}
+
+fn log_failure(what: &str, e: &crate::store::StoreError) {
+    // Storage failures are counted in the store's metrics and retried once it recovers.
+    if e.is_storage() {
+        tracing::debug!(error = %e, "could not persist {what}");
+    } else {
+        tracing::error!(error = %e, "could not persist {what}");
+    }
 }
 
 #[cfg(test)]

@@ -370,6 +370,44 @@ mod tests {
         set.on_request(body, key, vec![], env).unwrap()
     }
 
+    #[tokio::test]
+    async fn a_hooks_writes_are_seen_by_its_own_reads_and_made_once_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.rhai"),
+            r#"fn on_request(req, ctx) {
+                ctx.incr("seen", 0, 2);
+                ctx.tag("count", ctx.count("seen", 0).to_string());
+                let first = ctx.split("s", #{ a: 1, b: 1 }, "user-1");
+                ctx.tag("same", (ctx.split("s", #{ a: 1, b: 1 }, "user-1") == first).to_string());
+            }"#,
+        )
+        .unwrap();
+        let set = PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false).unwrap();
+        let store = crate::store::Store::memory();
+        let env = PolicyEnv {
+            counters: store.counters.clone(),
+            assignments: store.assignments.clone(),
+            simulate: false,
+        };
+        let body = RequestBody::from(crate::wire::Typed::Chat(
+            serde_json::from_value(serde_json::json!({"model": "m", "messages": []})).unwrap(),
+        ));
+        let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
+        let (_, mut decision) = set.on_request(body, key, vec![], env.clone()).unwrap();
+        assert_eq!(decision.tags["count"], "2", "the script sees its own increment");
+        assert_eq!(decision.tags["same"], "true");
+        assert_eq!(store.counters.peek("seen", 0), 0, "nothing written yet");
+        assert_eq!(store.assignments.get("s", "user-1"), None);
+
+        env.commit(std::mem::take(&mut decision.writes)).await;
+        assert_eq!(store.counters.peek("seen", 0), 2);
+        let variant = decision.variants["s"].clone();
+        assert_eq!(store.assignments.get("s", "user-1"), Some(variant.clone()));
+        let exposures = format!("exposures:s:{variant}");
+        assert_eq!(store.counters.peek(&exposures, 0), 2, "each split served counts");
+    }
+
     #[test]
     fn params_behave_like_a_map() {
         let (body, decision) = run(

@@ -1,6 +1,6 @@
 //! Sticky A/B assignments: (split, sticky id) → variant, kept so they survive restarts.
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Split assignments. A split runs on every request inside a (synchronous) script, so `get`
 /// is answered from memory; `set` is one round trip, made after the policies ran.

@@ -4,7 +4,7 @@
 //! a SHA-256 of the resolved route and the canonical request, so one provider's or model's
 //! entries can be purged alone. When full, the entry that expires first makes room.
 
-use super::StoreError;
+use super::error::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -4,7 +4,7 @@
 //! of a request checked and charged in one step (one lock in process, one server-side operation
 //! for a shared backend).
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// One limit to check: at most `max` per `window_secs`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

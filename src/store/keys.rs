@@ -5,7 +5,7 @@
 //! in memory ([`KeyIndex`]), so requests never wait for the store to authenticate; the writes
 //! (rare, from the admin API) are async and durable when they return.
 
-use super::StoreError;
+use super::error::StoreError;
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -3,8 +3,8 @@
 //! made, so writing it again (after a failure that may or may not have kept it) finds it and
 //! does nothing: usage is never counted twice.
 
+use super::error::StoreError;
 use super::logs::LogEntry;
-use super::StoreError;
 
 /// Where a batch of entries goes: its write time and the first of the sequence numbers kept
 /// for it, one per entry (a record holds one entry or more). The same batch always gets the

@@ -1,6 +1,6 @@
 //! The request log: one entry per proxied request, newest first, bounded by age and count.
 
-use super::StoreError;
+use super::error::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;

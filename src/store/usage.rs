@@ -1,8 +1,8 @@
 //! Usage and cost rolled up per hour, per key, provider, model, variant and tags, kept after
 //! the request log has been pruned. Queries regroup the hourly rows by the dimension asked for.
 
+use super::error::StoreError;
 use super::logs::LogEntry;
-use super::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;

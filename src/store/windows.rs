@@ -3,7 +3,7 @@
 //! windows are written.
 
 use super::counters::{AdmitError, CounterAdd, CounterStore, Limit, OverLimit};
-use super::StoreError;
+use super::error::StoreError;
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 

@@ -446,3 +446,49 @@ fn the_allocator_returns_freed_memory_promptly() {
         );
     }
 }
+
+/// The bootstrap admin key a server printed on start.
+fn printed_admin_key(lines: &[String]) -> String {
+    let at = lines
+        .iter()
+        .position(|l| l.contains("created an admin key"))
+        .unwrap_or_else(|| panic!("no admin key printed: {lines:?}"));
+    lines[at + 1].trim().to_string()
+}
+
+#[test]
+fn the_memory_store_serves_everything_and_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers.d");
+    let args = ["--store", "memory"];
+    let (server, addr, lines) = serve_with(bin(), dir.path(), &shipped, &args);
+    let admin = printed_admin_key(&lines);
+    let res = ureq_post(&format!("{addr}/v1/chat/completions"), &admin);
+    assert!(res.contains("\"content\":\"ping\""), "{res}");
+    // The request is logged and counted in usage, in memory.
+    let started = std::time::Instant::now();
+    while !get(&format!("{addr}/admin/logs"), &admin).contains("\"requested_model\":\"echo\"") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the request was never logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let keys = get(&format!("{addr}/admin/keys"), &admin);
+    assert!(keys.contains("bootstrap admin"), "{keys}");
+    let ready = get(&format!("{addr}/health/ready"), &admin);
+    assert!(ready.contains("\"store\":\"ok\""), "{ready}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "no database is made with --store memory"
+    );
+    drop(server);
+
+    // A new process starts empty: the old key is unknown, a new one is printed.
+    let (_server, addr, lines) = serve_with(bin(), dir.path(), &shipped, &args);
+    let again = printed_admin_key(&lines);
+    assert_ne!(again, admin);
+    let refused = ureq_post(&format!("{addr}/v1/chat/completions"), &admin);
+    assert!(refused.contains("invalid_api_key") || refused.contains("401"), "{refused}");
+    assert!(get(&format!("{addr}/admin/logs"), &again).contains("\"data\":[]"));
+}

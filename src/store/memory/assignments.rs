@@ -1,7 +1,7 @@
 //! Assignments in memory only.
 
 use crate::store::assignments::{key, AssignmentStore};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// For `switchboard policy test`, the simulator, `--store memory`, benches and unit tests.
 #[derive(Default)]

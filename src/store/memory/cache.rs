@@ -1,7 +1,7 @@
 //! The response cache in memory only: the same bound and expiry order as the sled backend.
 
 use crate::store::cache::{namespace_prefix, CacheStats, CachedReply, ResponseCache};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};

@@ -1,7 +1,7 @@
 //! Counters in memory only: the same windows as the sled backend, nothing kept.
 
+use crate::store::error::StoreError;
 use crate::store::windows::{CounterWindows, Windows};
-use crate::store::StoreError;
 use std::sync::{Mutex, MutexGuard};
 
 /// For `switchboard policy test`, the simulator's scratch state, `--store memory`, benches

@@ -1,10 +1,10 @@
 //! Keys in memory only: lost when the process ends.
 
+use crate::store::error::StoreError;
 use crate::store::keys::{
     hash_secret, mark_revoked, new_record, rotate_secret, sort_listed, KeyIndex, KeyRecord,
     KeyStore, KeyUpdate, NewKey,
 };
-use crate::store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 

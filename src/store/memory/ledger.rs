@@ -2,6 +2,7 @@
 //! structure behind one lock, so a batch lands in both at once as it does in sled.
 
 use crate::clock::now_ms;
+use crate::store::error::StoreError;
 use crate::store::ledger::{BatchId, Ledger, LedgerBatch};
 use crate::store::logs::{
     decode_cursor, encode_cursor, LogEntry, LogFilter, LogPage, LogStore, MAX_SCAN,
@@ -9,7 +10,6 @@ use crate::store::logs::{
 use crate::store::usage::{
     first_kept_hour, regroup, Bucket, GroupBy, KeyUsage, Merged, Totals, UsageRow, UsageStore,
 };
-use crate::store::StoreError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};

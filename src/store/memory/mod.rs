@@ -8,7 +8,8 @@ pub mod counters;
 pub mod keys;
 pub mod ledger;
 
-use super::{Backend, Store, StoreError, StoreKind, What};
+use crate::store::backend::{Backend, Store, StoreKind};
+use crate::store::error::{StoreError, What};
 use std::sync::Arc;
 
 /// Every store in memory; `cache_max_entries` bounds the response cache.

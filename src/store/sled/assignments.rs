@@ -1,9 +1,10 @@
 //! Assignments in sled: the tree `assignments` (split ++ 0x1f ++ sticky id → variant), with
 //! the ones seen lately kept in memory.
 
-use super::database::{Database, What};
+use super::database::Database;
 use crate::store::assignments::{key, AssignmentStore};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
+use crate::store::error::What;
 use std::sync::Arc;
 
 /// Assignments served from memory once seen; this many at most before the memory is cleared

@@ -3,9 +3,10 @@
 //! touch only what they remove.
 
 use super::blocking;
-use super::database::{Database, Trees, What};
+use super::database::{Database, Trees};
 use crate::store::cache::{namespace_prefix, CacheStats, CachedReply, ResponseCache};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
+use crate::store::error::What;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 

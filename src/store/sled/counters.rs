@@ -3,9 +3,10 @@
 //! loaded back on start, so limits survive a restart (a crash can lose at most the last
 //! interval's counts).
 
-use super::database::{Database, What};
+use super::database::Database;
+use crate::store::error::StoreError;
+use crate::store::error::What;
 use crate::store::windows::{CounterWindows, Window, Windows};
-use crate::store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -30,7 +30,7 @@
 //! - hands out the trees per call ([`Database::trees`]): no store keeps a tree, or the old
 //!   database could not close (sled locks the folder while any handle lives).
 
-use crate::store::StoreError;
+use crate::store::error::{StoreError, What};
 use arc_swap::ArcSwapOption;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,45 +52,6 @@ const OPEN_WAIT: Duration = Duration::from_millis(500);
 /// The space check before a reopen: a file of this size is written, synced and removed.
 const SPACE_CHECK_BYTES: usize = 64 * 1024;
 const SPACE_CHECK_FILE: &str = ".switchboard-space-check";
-
-/// What a failed write was writing, the `what` label of `switchboard_store_write_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum What {
-    /// A key change (create, update, rotate, revoke).
-    Keys,
-    /// Request log entries and their usage roll-ups.
-    Accounting,
-    /// Quota, budget and exposure counters.
-    Counters,
-    /// A reply for the response cache.
-    Cache,
-    /// A sticky A/B assignment.
-    Assignments,
-    /// The periodic write probe.
-    Probe,
-}
-
-impl What {
-    const ALL: [What; 6] = [
-        What::Keys,
-        What::Accounting,
-        What::Counters,
-        What::Cache,
-        What::Assignments,
-        What::Probe,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            What::Keys => "keys",
-            What::Accounting => "accounting",
-            What::Counters => "counters",
-            What::Cache => "cache",
-            What::Assignments => "assignments",
-            What::Probe => "probe",
-        }
-    }
-}
 
 /// The open sled database and its trees; one per (re)open.
 pub struct Trees {

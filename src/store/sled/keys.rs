@@ -2,12 +2,13 @@
 //! id). Every change is one transaction, flushed before it is acknowledged.
 
 use super::blocking;
-use super::database::{Database, What};
+use super::database::Database;
+use crate::store::error::StoreError;
+use crate::store::error::What;
 use crate::store::keys::{
     hash_secret, mark_revoked, new_record, rotate_secret, sort_listed, KeyIndex, KeyRecord,
     KeyStore, KeyUpdate, NewKey,
 };
-use crate::store::StoreError;
 use std::sync::{Arc, Mutex};
 
 /// A handle on the sled key store; clones share it.

@@ -4,10 +4,10 @@ use super::blocking;
 use super::database::Database;
 use super::logs::SledLogs;
 use super::usage::{encode, read};
+use crate::store::error::StoreError;
 use crate::store::ledger::{Ledger, LedgerBatch};
 use crate::store::logs::LogEntry;
 use crate::store::usage::{KeyUsage, Merged, Totals};
-use crate::store::StoreError;
 use std::sync::Arc;
 
 #[derive(Clone)]

@@ -2,11 +2,11 @@
 
 use super::blocking;
 use super::database::Database;
+use crate::store::error::StoreError;
 use crate::store::ledger::BatchId;
 use crate::store::logs::{
     decode_cursor, encode_cursor, LogEntry, LogFilter, LogPage, LogStore, MAX_SCAN,
 };
-use crate::store::StoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 

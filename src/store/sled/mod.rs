@@ -13,8 +13,9 @@ pub mod ledger;
 pub mod logs;
 pub mod usage;
 
-use super::What;
-use super::{Backend, Store, StoreError, StoreKind};
+use crate::store::backend::{Backend, Store, StoreKind};
+use crate::store::error::StoreError;
+use crate::store::error::What;
 use crate::store::windows::CounterWindows;
 use database::Database;
 use std::path::Path;

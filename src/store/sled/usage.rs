@@ -3,10 +3,10 @@
 
 use super::blocking;
 use super::database::Database;
+use crate::store::error::StoreError;
 use crate::store::usage::{
     first_kept_hour, regroup, Bucket, GroupBy, KeyUsage, Totals, UsageRow, UsageStore,
 };
-use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

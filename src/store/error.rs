@@ -1,0 +1,79 @@
+//! What can go wrong in a store, and what was being written when it did.
+
+/// What can go wrong in a store, whatever the backend: the variants say what it means for
+/// the caller (retry later, the data is bad, someone else holds the folder), not which
+/// library failed. A backend maps its own errors in (`From<sled::Error>` below).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data folder {0} is in use by another switchboard process (is the gateway running? use the admin API instead)")]
+    Locked(String),
+    /// The disk or the connection failed (a full disk, an I/O error): the same call may work
+    /// later.
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// The store cannot take the call now: it is being reopened after a write failure.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure of the backend.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+impl From<::sled::Error> for StoreError {
+    fn from(e: ::sled::Error) -> Self {
+        match e {
+            ::sled::Error::Io(io) => StoreError::Io(io),
+            ::sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// A failure of the disk or the database file, not of the data: a full disk, an I/O
+    /// error, a store being reopened. The same call may work later.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, StoreError::Io(_) | StoreError::Unavailable(_))
+    }
+}
+
+/// What a failed write was writing, the `what` label of `switchboard_store_write_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// A key change (create, update, rotate, revoke).
+    Keys,
+    /// Request log entries and their usage roll-ups.
+    Accounting,
+    /// Quota, budget and exposure counters.
+    Counters,
+    /// A reply for the response cache.
+    Cache,
+    /// A sticky A/B assignment.
+    Assignments,
+    /// The periodic write probe.
+    Probe,
+}
+
+impl What {
+    pub const ALL: [What; 6] = [
+        What::Keys,
+        What::Accounting,
+        What::Counters,
+        What::Cache,
+        What::Assignments,
+        What::Probe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            What::Keys => "keys",
+            What::Accounting => "accounting",
+            What::Counters => "counters",
+            What::Cache => "cache",
+            What::Assignments => "assignments",
+            What::Probe => "probe",
+        }
+    }
+}
