@@ -3,7 +3,6 @@
 //! `Application::build(settings)` gives a bound server; `main.rs` and the integration tests
 //! both start it that way. See ARCHITECTURE.md in the repository for the map of modules and the life of a request.
 
-pub mod accounting;
 pub mod admin;
 pub mod auth;
 pub mod clock;
@@ -13,6 +12,7 @@ pub mod error;
 pub mod error_codes;
 pub mod health;
 pub mod http;
+pub mod ledger_writer;
 pub mod load;
 pub mod metrics;
 pub mod openapi;

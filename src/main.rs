@@ -109,7 +109,7 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_LOG_MAX_ENTRIES", default_value_t = 100_000)]
     log_max_entries: usize,
     /// Days of hourly usage roll-ups to keep (keys' all-time figures are kept regardless).
-    #[arg(long, env = "SWITCHBOARD_USAGE_MAX_AGE_DAYS", default_value_t = switchboard::accounting::Retention::DEFAULT_USAGE_MAX_AGE_DAYS)]
+    #[arg(long, env = "SWITCHBOARD_USAGE_MAX_AGE_DAYS", default_value_t = switchboard::ledger_writer::Retention::DEFAULT_USAGE_MAX_AGE_DAYS)]
     usage_max_age_days: u64,
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
@@ -185,7 +185,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.policy_fail_open = args.policy_fail_open;
     settings.watch = !args.no_watch;
     settings.log_bodies = args.log_bodies;
-    settings.log_retention = switchboard::accounting::Retention {
+    settings.log_retention = switchboard::ledger_writer::Retention {
         max_age: std::time::Duration::from_secs(args.log_max_age_days.saturating_mul(86_400)),
         max_entries: args.log_max_entries,
         usage_max_age: std::time::Duration::from_secs(

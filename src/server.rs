@@ -84,7 +84,7 @@ impl Application {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
         reload::spawn_sighup(std::sync::Arc::downgrade(&reloader));
-        let accountant = crate::accounting::Accountant::start(
+        let accountant = crate::ledger_writer::Accountant::start(
             store.clone(),
             metrics.clone(),
             settings.log_retention,

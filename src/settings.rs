@@ -26,7 +26,7 @@ pub struct Settings {
     /// Keep request and response bodies in the request log.
     pub log_bodies: bool,
     /// How long, and how many, request log entries are kept, and how long usage roll-ups.
-    pub log_retention: crate::accounting::Retention,
+    pub log_retention: crate::ledger_writer::Retention,
     /// Watch providers.d and policies for changes and reload them.
     pub watch: bool,
     /// The most responses the cache keeps.
@@ -54,7 +54,7 @@ impl Settings {
             policy_fail_open: false,
             watch: true,
             log_bodies: false,
-            log_retention: crate::accounting::Retention::default(),
+            log_retention: crate::ledger_writer::Retention::default(),
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
         }

@@ -11,7 +11,7 @@ pub struct AppState {
     /// The live configuration; replaced whole on reload.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
-    pub accountant: Arc<crate::accounting::Accountant>,
+    pub accountant: Arc<crate::ledger_writer::Accountant>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub store: Store,
     pub auth: Authenticator,

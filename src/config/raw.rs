@@ -175,6 +175,13 @@ pub struct Pricing {
     pub output: f64,
 }
 
+impl Pricing {
+    /// USD for this usage at this price (USD per million tokens).
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output) / 1_000_000.0
+    }
+}
+
 fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
     if v.is_finite() && v >= 0.0 {

@@ -395,7 +395,10 @@ mod tests {
         ));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
         let (_, mut decision) = set.on_request(body, key, vec![], env.clone()).unwrap();
-        assert_eq!(decision.tags["count"], "2", "the script sees its own increment");
+        assert_eq!(
+            decision.tags["count"], "2",
+            "the script sees its own increment"
+        );
         assert_eq!(decision.tags["same"], "true");
         assert_eq!(store.counters.peek("seen", 0), 0, "nothing written yet");
         assert_eq!(store.assignments.get("s", "user-1"), None);
@@ -405,7 +408,11 @@ mod tests {
         let variant = decision.variants["s"].clone();
         assert_eq!(store.assignments.get("s", "user-1"), Some(variant.clone()));
         let exposures = format!("exposures:s:{variant}");
-        assert_eq!(store.counters.peek(&exposures, 0), 2, "each split served counts");
+        assert_eq!(
+            store.counters.peek(&exposures, 0),
+            2,
+            "each split served counts"
+        );
     }
 
     #[test]

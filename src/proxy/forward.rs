@@ -33,7 +33,7 @@ pub async fn forward(
     let log = LogEntry {
         request_id: request_id.log_id().to_string(),
         client_request_id: request_id.client().map(str::to_string),
-        at_ms: crate::accounting::now_ms(),
+        at_ms: crate::clock::now_ms(),
         key_id: caller.id.clone(),
         endpoint: body.endpoint().path().to_string(),
         requested_model: crate::error::truncated(body.model(), router::models::MAX_NAME_BYTES)

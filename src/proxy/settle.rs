@@ -7,7 +7,7 @@
 //! `on_response` scripts, which run on the blocking pool), so a request's latency never
 //! includes it; without either, what is left is a queue push, done in place.
 
-use crate::accounting::{self, Accountant};
+use crate::ledger_writer::Accountant;
 use crate::policy::{Decision, PolicyEnv};
 use crate::snapshot::Snapshot;
 use crate::store::logs::LogEntry;
@@ -142,7 +142,9 @@ impl Aftermath {
         log.prompt_tokens = usage.prompt_tokens;
         log.completion_tokens = usage.completion_tokens;
         log.total_tokens = usage.total_tokens;
-        log.cost_usd = accounting::cost(self.pricing, usage.prompt_tokens, usage.completion_tokens);
+        log.cost_usd = self.pricing.map_or(0.0, |p| {
+            p.cost(usage.prompt_tokens, usage.completion_tokens)
+        });
         log.cached = self.cached;
         log.attempts = self.attempts;
         log.variants = decision.variants;

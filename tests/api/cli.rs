@@ -489,6 +489,9 @@ fn the_memory_store_serves_everything_and_keeps_nothing() {
     let again = printed_admin_key(&lines);
     assert_ne!(again, admin);
     let refused = ureq_post(&format!("{addr}/v1/chat/completions"), &admin);
-    assert!(refused.contains("invalid_api_key") || refused.contains("401"), "{refused}");
+    assert!(
+        refused.contains("invalid_api_key") || refused.contains("401"),
+        "{refused}"
+    );
     assert!(get(&format!("{addr}/admin/logs"), &again).contains("\"data\":[]"));
 }

@@ -52,7 +52,7 @@ impl Default for Retention {
     }
 }
 
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 
 /// The queue between the request path and the writer. A plain mutex-guarded vector: pushing
 /// is a short uncontended lock, and unlike a channel it never wakes the writer thread, which
@@ -349,14 +349,6 @@ impl Writer {
                 tracing::debug!(error = %e, "pruning usage failed");
             }
         }
-    }
-}
-
-/// USD for this usage at this price (USD per million tokens).
-pub fn cost(pricing: Option<crate::config::Pricing>, prompt: u64, completion: u64) -> f64 {
-    match pricing {
-        Some(p) => (prompt as f64 * p.input + completion as f64 * p.output) / 1_000_000.0,
-        None => 0.0,
     }
 }
 
