@@ -34,6 +34,8 @@ fn key() -> Arc<KeyRecord> {
         revoked_at: None,
         expires_at: None,
         metadata: Default::default(),
+        limits: Default::default(),
+        team: None,
     })
 }
 

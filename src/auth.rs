@@ -30,6 +30,8 @@ impl Authenticator {
                 revoked_at: None,
                 expires_at: None,
                 metadata: Default::default(),
+                limits: Default::default(),
+                team: None,
             };
             (hash_secret(secret), Arc::new(record))
         });

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchboard::store::{NewKey, Role, Store, StoreError};
+use switchboard::store::{Limits, NewKey, Role, Store, StoreError};
 use switchboard::{load, policy, Application, Settings};
 
 /// jemalloc: the request path allocates many small, short-lived objects across worker threads;
@@ -136,6 +136,11 @@ enum KeysCommand {
         /// A model the key may use; repeat for several (default: all).
         #[arg(long = "model")]
         models: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// The team the key belongs to (a team id).
+        #[arg(long)]
+        team: Option<String>,
         #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
         data: PathBuf,
     },
@@ -327,6 +332,13 @@ fn keys(command: KeysCommand) -> ExitCode {
         | KeysCommand::List { data }
         | KeysCommand::Revoke { data, .. } => data.clone(),
     };
+    // Bad input is refused before the data folder is touched.
+    if let KeysCommand::Create { limits, .. } = &command {
+        if let Err(e) = limits.limits().validate() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let store = match Store::open(&data, 8 * 1024 * 1024) {
         Ok(store) => store,
         Err(e) => {
@@ -357,16 +369,67 @@ fn keys(command: KeysCommand) -> ExitCode {
     }
 }
 
+/// A key's limits on the command line; each is optional (see README, "Limits and budgets").
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<u64>,
+    /// Requests per day (UTC).
+    #[arg(long)]
+    rpd: Option<u64>,
+    /// Tokens per minute.
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Tokens per day (UTC).
+    #[arg(long)]
+    tpd: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long)]
+    max_parallel: Option<u64>,
+    /// USD per day (UTC).
+    #[arg(long)]
+    budget_usd_day: Option<f64>,
+    /// USD per calendar month (UTC).
+    #[arg(long)]
+    budget_usd_month: Option<f64>,
+    /// USD over the key's lifetime.
+    #[arg(long)]
+    budget_usd_total: Option<f64>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            rpm: self.rpm,
+            rpd: self.rpd,
+            tpm: self.tpm,
+            tpd: self.tpd,
+            max_parallel: self.max_parallel,
+            budget_usd_day: self.budget_usd_day,
+            budget_usd_month: self.budget_usd_month,
+            budget_usd_total: self.budget_usd_total,
+        }
+    }
+}
+
 /// Runs one `keys` command against the open store.
 async fn keys_command(store: &Store, command: KeysCommand) -> Result<(), StoreError> {
     match command {
         KeysCommand::Create {
-            name, role, models, ..
+            name,
+            role,
+            models,
+            limits,
+            team,
+            ..
         } => {
             let new = NewKey {
                 name,
                 role,
                 models,
+                limits: limits.limits(),
+                team,
                 ..NewKey::default()
             };
             let (record, secret) = store.keys.create(new).await?;

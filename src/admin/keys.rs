@@ -8,7 +8,7 @@ use crate::proxy::body;
 use crate::state::AppState;
 use crate::store::keys::KeyUpdate;
 use crate::store::usage::KeyUsage;
-use crate::store::{KeyRecord, NewKey, Role};
+use crate::store::{KeyRecord, Limits, NewKey, Role};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -47,6 +47,11 @@ pub struct CreateKey {
     pub expires_at: Option<u64>,
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Limits and budgets enforced without a script (see README, "Limits and budgets").
+    #[serde(default)]
+    pub limits: Limits,
+    /// The id of the team the key belongs to.
+    pub team: Option<String>,
 }
 
 /// Only the fields given change.
@@ -62,11 +67,19 @@ pub struct PatchKey {
     #[schema(value_type = Option<u64>)]
     pub expires_at: Option<Option<u64>>,
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    /// Replaces the key's limits whole (`{}` removes them all).
+    pub limits: Option<Limits>,
+    /// A team id, or `null` to take the key out of its team.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub team: Option<Option<String>>,
 }
 
-/// Tells `"expires_at": null` (remove) from an absent field (keep).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(d).map(Some)
+/// Tells `"field": null` (remove) from an absent field (keep).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A newly created or rotated key: the only responses that ever carry the secret.
@@ -136,6 +149,8 @@ async fn create(
         tags: new.tags,
         expires_at: new.expires_at,
         metadata: new.metadata,
+        limits: valid_limits(new.limits)?,
+        team: new.team,
     };
     let keys = &state.store.keys;
     let (record, key) = keys.create(new_key).await.map_err(store_failed)?;
@@ -242,6 +257,8 @@ async fn update(
         tags: patch.tags,
         expires_at: patch.expires_at,
         metadata: patch.metadata,
+        limits: patch.limits.map(valid_limits).transpose()?,
+        team: patch.team,
     };
     let keys = &state.store.keys;
     let record = keys.update(&id, update).await.map_err(store_failed)?;
@@ -307,4 +324,11 @@ async fn revoke(
         }
         None => Err(ApiError::not_found(format!("no key with id `{id}`"))),
     }
+}
+
+fn valid_limits(limits: Limits) -> Result<Limits, ApiError> {
+    limits
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()).with_param("limits"))?;
+    Ok(limits)
 }

@@ -87,6 +87,8 @@ impl FixtureKey {
             revoked_at: None,
             expires_at: None,
             metadata: Default::default(),
+            limits: Default::default(),
+            team: None,
         }
     }
 }

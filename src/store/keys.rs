@@ -6,6 +6,7 @@
 //! (rare, from the admin API) are async and durable when they return.
 
 use super::error::StoreError;
+use super::limits::Limits;
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,6 +60,12 @@ pub struct KeyRecord {
     /// Free-form data for the operator (owner, ticket, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Limits and budgets of this key, enforced without a script.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+    /// The team this key belongs to; a request must fit the team's limits too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 impl KeyRecord {
@@ -90,6 +97,8 @@ pub struct NewKey {
     pub tags: BTreeMap<String, String>,
     pub expires_at: Option<u64>,
     pub metadata: BTreeMap<String, serde_json::Value>,
+    pub limits: Limits,
+    pub team: Option<String>,
 }
 
 /// Changes to a key; `None` leaves a field as it is.
@@ -101,6 +110,10 @@ pub struct KeyUpdate {
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<u64>>,
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    /// Replaces the key's limits whole.
+    pub limits: Option<Limits>,
+    /// `Some(None)` takes the key out of its team.
+    pub team: Option<Option<String>>,
 }
 
 /// Client keys. Writes are durable when they return; `authenticate` is answered from memory.
@@ -171,6 +184,8 @@ pub fn new_record(new: NewKey) -> (KeyRecord, String) {
         revoked_at: None,
         expires_at: new.expires_at,
         metadata: new.metadata,
+        limits: new.limits,
+        team: new.team,
     };
     (record, secret)
 }
@@ -192,6 +207,12 @@ impl KeyUpdate {
         }
         if let Some(metadata) = self.metadata {
             record.metadata = metadata;
+        }
+        if let Some(limits) = self.limits {
+            record.limits = limits;
+        }
+        if let Some(team) = self.team {
+            record.team = team;
         }
     }
 }
@@ -260,6 +281,8 @@ mod tests {
             revoked_at: None,
             expires_at: None,
             metadata: BTreeMap::new(),
+            limits: Default::default(),
+            team: None,
         };
         let allows = |k: &KeyRecord, id: &str| k.allows_model(id, resolve);
         let bare = key(&["echo"]);

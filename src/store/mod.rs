@@ -15,6 +15,7 @@ pub mod counters;
 pub mod error;
 pub mod keys;
 pub mod ledger;
+pub mod limits;
 pub mod logs;
 pub mod memory;
 pub mod sled;
@@ -28,6 +29,7 @@ pub use counters::{AdmitError, CounterAdd, CounterStore, Limit, OverLimit};
 pub use error::{StoreError, What};
 pub use keys::{KeyRecord, KeyStore, NewKey, Role};
 pub use ledger::{Ledger, LedgerBatch};
+pub use limits::Limits;
 pub use logs::LogStore;
 pub use usage::UsageStore;
 

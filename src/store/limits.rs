@@ -1,0 +1,71 @@
+//! Limits and budgets set on a key or a team, without a script: what the admit stage turns
+//! into counters beside the ones policies declare.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every field is optional; an absent one does not limit. Token limits count prompt and
+/// completion tokens; USD budgets use the models' `pricing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"rpm": 60, "tpd": 1_000_000, "max_parallel": 4, "budget_usd_month": 250.0}))]
+pub struct Limits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Requests per day (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpd: Option<u64>,
+    /// Tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Tokens per day (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<u64>,
+    /// Requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u64>,
+    /// USD per day (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd_day: Option<f64>,
+    /// USD per calendar month (UTC, resetting on the 1st).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd_month: Option<f64>,
+    /// USD over the key's or team's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd_total: Option<f64>,
+}
+
+/// A limit that cannot be enforced as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`limits.{field}` {problem}")]
+pub struct InvalidLimit {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// Refuses budgets that are negative or not numbers (a budget of 0 refuses everything,
+    /// which is allowed: it stops a key without revoking it).
+    pub fn validate(&self) -> Result<(), InvalidLimit> {
+        for (field, value) in [
+            ("budget_usd_day", self.budget_usd_day),
+            ("budget_usd_month", self.budget_usd_month),
+            ("budget_usd_total", self.budget_usd_total),
+        ] {
+            if let Some(v) = value {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(InvalidLimit {
+                        field,
+                        problem: "must be a number of USD, 0 or more",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
