@@ -82,13 +82,7 @@ async fn usage(
         .map_err(store_failed)?;
     let mut totals = Totals::default();
     for row in &data {
-        totals.requests += row.totals.requests;
-        totals.errors += row.totals.errors;
-        totals.cached += row.totals.cached;
-        totals.prompt_tokens += row.totals.prompt_tokens;
-        totals.completion_tokens += row.totals.completion_tokens;
-        totals.total_tokens += row.totals.total_tokens;
-        totals.cost_usd += row.totals.cost_usd;
+        totals.add(&row.totals);
     }
     Ok(HttpResponse::Ok().json(UsageReport {
         since,

@@ -4,6 +4,7 @@
 use super::decision::{Balance, Decision, Rejection};
 use super::writes::{Assignment, StateWrites};
 use crate::router::balance::Strategy;
+use crate::store::counters::{LimitKind, LIFETIME, MONTH};
 use crate::store::{AssignmentStore, CounterAdd, CounterStore, Limit};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
 use sha2::{Digest, Sha256};
@@ -42,6 +43,21 @@ fn script_err(message: impl Into<String>) -> Box<EvalAltResult> {
         Dynamic::from(message.into()),
         Position::NONE,
     ))
+}
+
+/// A named period as a window: `minute`, `hour`, `day`, `month` (calendar, UTC) or
+/// `lifetime` (never resets).
+fn period_secs(period: &str, what: &str) -> Res<u64> {
+    match period {
+        "minute" => Ok(60),
+        "hour" => Ok(3_600),
+        "day" => Ok(86_400),
+        "month" => Ok(MONTH),
+        "lifetime" => Ok(LIFETIME),
+        other => Err(script_err(format!(
+            "{what}: unknown period `{other}` (use minute, hour, day, month or lifetime, or seconds)"
+        ))),
+    }
 }
 
 fn positive(value: i64, what: &str) -> Res<u64> {
@@ -237,32 +253,79 @@ impl PolicyCtx {
         Ok(())
     }
 
-    fn limit(&mut self, name: ImmutableString, max: i64, window_secs: i64) -> Res<()> {
-        let limit = Limit {
-            name: name.to_string(),
-            max: u64::try_from(max)
-                .map_err(|_| script_err(format!("ctx.limit max must be >= 0, got {max}")))?,
-            window_secs: positive(window_secs, "ctx.limit window")?,
-        };
+    /// Adds a limit of this kind; the same name again replaces the earlier one (later
+    /// scripts override).
+    fn push_limit(&mut self, limit: Limit) {
         let mut inner = self.lock();
-        let limits = &mut inner.decision.limits;
-        // The same name again replaces the earlier limit: later scripts override.
+        let limits = match limit.kind {
+            LimitKind::Tokens => &mut inner.decision.token_limits,
+            LimitKind::MicroUsd => &mut inner.decision.cost_limits,
+            _ => &mut inner.decision.limits,
+        };
         limits.retain(|l| l.name != limit.name);
         limits.push(limit);
+    }
+
+    fn limit(&mut self, name: ImmutableString, max: i64, window_secs: i64) -> Res<()> {
+        let window = positive(window_secs, "ctx.limit window")?;
+        self.limit_in(name, max, window)
+    }
+
+    fn limit_period(
+        &mut self,
+        name: ImmutableString,
+        max: i64,
+        period: ImmutableString,
+    ) -> Res<()> {
+        let window = period_secs(&period, "ctx.limit")?;
+        self.limit_in(name, max, window)
+    }
+
+    fn limit_in(&mut self, name: ImmutableString, max: i64, window: u64) -> Res<()> {
+        let max = u64::try_from(max)
+            .map_err(|_| script_err(format!("ctx.limit max must be >= 0, got {max}")))?;
+        self.push_limit(Limit::new(name.as_str(), max, window, LimitKind::Requests));
         Ok(())
     }
 
     fn token_limit(&mut self, name: ImmutableString, max: i64, window_secs: i64) -> Res<()> {
-        let limit = Limit {
-            name: name.to_string(),
-            max: u64::try_from(max)
-                .map_err(|_| script_err(format!("ctx.token_limit max must be >= 0, got {max}")))?,
-            window_secs: positive(window_secs, "ctx.token_limit window")?,
-        };
-        let mut inner = self.lock();
-        let limits = &mut inner.decision.token_limits;
-        limits.retain(|l| l.name != limit.name);
-        limits.push(limit);
+        let window = positive(window_secs, "ctx.token_limit window")?;
+        self.token_limit_in(name, max, window)
+    }
+
+    fn token_limit_period(
+        &mut self,
+        name: ImmutableString,
+        max: i64,
+        period: ImmutableString,
+    ) -> Res<()> {
+        let window = period_secs(&period, "ctx.token_limit")?;
+        self.token_limit_in(name, max, window)
+    }
+
+    fn token_limit_in(&mut self, name: ImmutableString, max: i64, window: u64) -> Res<()> {
+        let max = u64::try_from(max)
+            .map_err(|_| script_err(format!("ctx.token_limit max must be >= 0, got {max}")))?;
+        self.push_limit(Limit::new(name.as_str(), max, window, LimitKind::Tokens));
+        Ok(())
+    }
+
+    /// A cost budget in USD (counted in millionths), from the served model's pricing.
+    fn cost_limit(
+        &mut self,
+        name: ImmutableString,
+        usd: Dynamic,
+        period: ImmutableString,
+    ) -> Res<()> {
+        let window = period_secs(&period, "ctx.cost_limit")?;
+        let usd = usd
+            .as_float()
+            .or_else(|_| usd.as_int().map(|i| i as f64))
+            .ok()
+            .filter(|u| u.is_finite() && *u >= 0.0)
+            .ok_or_else(|| script_err("ctx.cost_limit takes a number of USD, 0 or more"))?;
+        let max = crate::store::limits::micro_usd(usd);
+        self.push_limit(Limit::new(name.as_str(), max, window, LimitKind::MicroUsd));
         Ok(())
     }
 
@@ -455,7 +518,10 @@ impl PolicyCtx {
             .register_fn("timeouts", Self::timeouts)
             .register_fn("cache", Self::cache)
             .register_fn("limit", Self::limit)
+            .register_fn("limit", Self::limit_period)
             .register_fn("token_limit", Self::token_limit)
+            .register_fn("token_limit", Self::token_limit_period)
+            .register_fn("cost_limit", Self::cost_limit)
             .register_fn("reject", Self::reject)
             .register_fn("set_header", Self::set_header)
             .register_fn("tag", Self::tag)

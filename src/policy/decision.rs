@@ -17,8 +17,11 @@ pub struct Decision {
     pub variants: BTreeMap<String, String>,
     /// Request limits, checked and charged before the call.
     pub limits: Vec<Limit>,
-    /// Token budgets, checked before the call and charged with real usage after it.
+    /// Token budgets: the request's estimate reserved before the call, its real usage
+    /// charged after it.
     pub token_limits: Vec<Limit>,
+    /// Cost budgets in millionths of a USD, reserved and charged as token budgets are.
+    pub cost_limits: Vec<Limit>,
     pub rejection: Option<Rejection>,
     /// Labels recorded with usage and logs.
     pub tags: BTreeMap<String, String>,

@@ -3,6 +3,7 @@
 //! decision code with real requests, so all three agree.
 
 use super::{Decision, PolicyEnv, PolicySet, Rejection, RoutePlan};
+use crate::store::counters::LimitKind;
 use crate::store::{AssignmentStore, CounterStore, KeyRecord, Limit};
 use crate::wire::RequestBody;
 use serde::Serialize;
@@ -12,12 +13,20 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LimitCheck {
+    /// The limit as clients see it named (`key:ci rpm`, or the script's counter name).
     pub name: String,
+    pub kind: LimitKind,
+    /// Tokens, requests, requests in flight, or millionths of a USD, per `kind`.
     pub max: u64,
+    /// 0: never resets; 18446744073709551615: a calendar month (UTC).
     pub window_secs: u64,
-    /// The count in the current window.
+    /// Used in the current window (for `parallel`: in flight now).
     pub current: u64,
-    /// Whether a real request would pass this limit now.
+    /// Held by requests in flight, not yet settled.
+    pub reserved: u64,
+    pub remaining: u64,
+    /// Whether a real request would pass this limit now (budgets: whether anything is left;
+    /// a real request also needs its estimate to fit).
     pub would_pass: bool,
 }
 
@@ -27,8 +36,14 @@ pub struct Simulation {
     pub route: Vec<String>,
     pub cache_ttl: Option<u64>,
     pub variants: BTreeMap<String, String>,
+    /// The scripts' request limits (`ctx.limit`).
     pub limits: Vec<LimitCheck>,
+    /// The scripts' token budgets (`ctx.token_limit`).
     pub token_limits: Vec<LimitCheck>,
+    /// The scripts' cost budgets (`ctx.cost_limit`).
+    pub cost_limits: Vec<LimitCheck>,
+    /// The key's own limits (and its team's), enforced without a script.
+    pub key_limits: Vec<LimitCheck>,
     pub rejection: Option<Rejection>,
     pub headers: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
@@ -39,16 +54,21 @@ pub struct Simulation {
 }
 
 fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitCheck> {
+    let usage = counters.usage(limits);
     limits
         .iter()
-        .map(|l| {
-            let current = counters.peek(&l.name, l.window_secs);
+        .zip(usage)
+        .map(|(l, u)| {
+            let taken = u.used.saturating_add(u.reserved);
             LimitCheck {
-                name: l.name.clone(),
+                name: l.label().to_string(),
+                kind: l.kind,
                 max: l.max,
                 window_secs: l.window_secs,
-                current,
-                would_pass: current < l.max,
+                current: u.used,
+                reserved: u.reserved,
+                remaining: l.max.saturating_sub(taken),
+                would_pass: taken < l.max,
             }
         })
         .collect()
@@ -68,6 +88,7 @@ pub fn simulate(
         simulate: true,
     };
     let original = body.to_json_value();
+    let owned = key.limits.as_counters("key", &key.id, &key.name);
     match policies.on_request(body, key, headers, env) {
         Ok((body, decision)) => {
             let Decision {
@@ -84,6 +105,7 @@ pub fn simulate(
                 variants,
                 limits,
                 token_limits,
+                cost_limits,
                 rejection,
                 tags,
                 // Simulation writes nothing, so it collects nothing to write.
@@ -95,6 +117,8 @@ pub fn simulate(
                 variants,
                 limits: checks(&limits, counters.as_ref()),
                 token_limits: checks(&token_limits, counters.as_ref()),
+                cost_limits: checks(&cost_limits, counters.as_ref()),
+                key_limits: checks(&owned, counters.as_ref()),
                 rejection,
                 headers,
                 tags,
@@ -108,6 +132,8 @@ pub fn simulate(
             variants: BTreeMap::new(),
             limits: vec![],
             token_limits: vec![],
+            cost_limits: vec![],
+            key_limits: vec![],
             rejection: None,
             headers: BTreeMap::new(),
             tags: BTreeMap::new(),

@@ -1,56 +1,204 @@
-//! Stage 2, admit: the policies' request limits are charged and their token budgets checked.
-//! It runs before the model is looked up, so every request a key makes uses its slot, a 404
-//! or a 403 as much as a 200.
+//! Stage 3, admit: every limit and budget the request is subject to, reserved in one step.
+//!
+//! Script limits (`ctx.limit`, `ctx.token_limit`, `ctx.cost_limit`) and the key's own limits
+//! go into one reservation, all or nothing: request limits are charged, budgets hold the
+//! request's estimate (prompt estimated from its text, completion from `max_tokens` or the
+//! default; cost at the priciest target's pricing), requests in flight take a slot. The
+//! returned [`Hold`] is settled with what the reply used, or, dropped on any other path (a
+//! refusal later, a failed call), gives everything back.
 
+use super::eager::run_now_or_spawn;
+use super::estimate;
 use crate::error::ApiError;
 use crate::error_codes::Code;
 use crate::policy::Decision;
+use crate::router::Target;
 use crate::state::AppState;
-use crate::store::{AdmitError, OverLimit};
+use crate::store::counters::{Actual, LimitKind, Reservation, Standing, LIFETIME, MONTH};
+use crate::store::limits::micro_usd;
+use crate::store::{AdmitError, CounterStore, KeyRecord, Limit, OverLimit};
+use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
+use std::sync::Arc;
 
-pub async fn admit(state: &AppState, decision: &Decision) -> Result<(), ApiError> {
-    let counters = &state.store.counters;
-    if !decision.limits.is_empty() {
-        counters
-            .acquire(&decision.limits)
-            .await
-            .map_err(|e| refused(state, e, "request limit"))?;
-    }
-    if !decision.token_limits.is_empty() {
-        counters
-            .check_budgets(&decision.token_limits)
-            .await
-            .map_err(|e| refused(state, e, "token budget"))?;
-    }
-    Ok(())
+/// What an admitted request holds until it settles.
+pub struct Hold {
+    counters: Arc<dyn CounterStore>,
+    reservation: Option<Reservation>,
 }
 
-/// A limit used up is a 429; a store that cannot say is a 503, and nothing is admitted on a
-/// guess.
-fn refused(state: &AppState, e: AdmitError, what: &str) -> ApiError {
-    match e {
-        AdmitError::Over(o) => {
+impl Hold {
+    /// Holds nothing.
+    pub fn none(counters: Arc<dyn CounterStore>) -> Hold {
+        Hold {
+            counters,
+            reservation: None,
+        }
+    }
+
+    /// How each limit stood after this request was admitted.
+    pub fn standing(&self) -> &[Standing] {
+        self.reservation
+            .as_ref()
+            .map(|r| r.standing.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Replaces the reservation with what the request used.
+    pub fn settle(mut self, actual: Actual) {
+        if let Some(reservation) = self.reservation.take() {
+            let counters = self.counters.clone();
+            run_now_or_spawn(async move {
+                if let Err(e) = counters.settle(&reservation, actual).await {
+                    tracing::error!(error = %e, "could not settle a request's limits");
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Hold {
+    /// Not settled: the request was refused or failed, and gives everything back.
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            let counters = self.counters.clone();
+            run_now_or_spawn(async move {
+                if let Err(e) = counters.release(&reservation).await {
+                    tracing::error!(error = %e, "could not release a request's limits");
+                }
+            });
+        }
+    }
+}
+
+pub async fn admit(
+    state: &AppState,
+    caller: &KeyRecord,
+    decision: &Decision,
+    body: &RequestBody,
+    targets: &[Target],
+) -> Result<Hold, ApiError> {
+    let counters = state.store.counters.clone();
+    let mut limits: Vec<Limit> = Vec::new();
+    limits.extend(decision.limits.iter().cloned());
+    limits.extend(decision.token_limits.iter().cloned());
+    limits.extend(decision.cost_limits.iter().cloned());
+    limits.extend(key_limits(caller));
+    if limits.is_empty() {
+        return Ok(Hold::none(counters));
+    }
+    let prompt = estimate::prompt_tokens(body);
+    let completion = estimate::completion_tokens(body);
+    let cost = targets
+        .iter()
+        .filter_map(|t| t.model.pricing)
+        .map(|p| p.cost(prompt, completion))
+        .fold(0.0, f64::max);
+    let held: Vec<(Limit, u64)> = limits
+        .into_iter()
+        .map(|l| {
+            let amount = match l.kind {
+                LimitKind::Requests | LimitKind::Parallel => 1,
+                LimitKind::Tokens => prompt + completion,
+                LimitKind::MicroUsd => micro_usd(cost),
+            };
+            (l, amount)
+        })
+        .collect();
+    match counters.reserve(&held).await {
+        Ok(reservation) => Ok(Hold {
+            counters,
+            reservation: Some(reservation),
+        }),
+        Err(AdmitError::Over(o)) => {
             state.metrics.quota_rejection();
-            over_limit(o, what)
+            Err(over_limit(o))
         }
-        AdmitError::Store(e) => {
-            tracing::error!(error = %e, "could not check a {what}");
-            ApiError::storage_unavailable()
+        Err(AdmitError::Store(e)) => {
+            tracing::error!(error = %e, "could not check the request's limits");
+            Err(ApiError::storage_unavailable())
         }
     }
 }
 
-fn over_limit(o: OverLimit, what: &str) -> ApiError {
-    let mut err = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_error",
-        format!(
-            "{what} `{}` of {} is used up; try again in {} s",
-            o.name, o.max, o.retry_after_secs
+/// The key's own limits, as counters named by its id and labelled by its name.
+pub fn key_limits(key: &KeyRecord) -> Vec<Limit> {
+    key.limits.as_counters("key", &key.id, &key.name)
+}
+
+/// The 429 that says which limit refused, how much of it is used, and when it resets.
+fn over_limit(o: OverLimit) -> ApiError {
+    let label = o.limit.label();
+    let message = match o.limit.kind {
+        LimitKind::Parallel => format!(
+            "limit `{label}`: {} requests in flight, the most allowed; try again when one finishes",
+            o.used
         ),
-    )
-    .with_code(Code::RateLimitExceeded);
-    err.retry_after = Some(o.retry_after_secs);
+        LimitKind::Requests => format!(
+            "request limit `{label}` of {} {} is used up ({} used, 0 remaining); resets in {} s",
+            o.limit.max,
+            per(o.limit.window_secs),
+            o.used,
+            o.retry_after_secs
+        ),
+        LimitKind::Tokens => format!(
+            "token budget `{label}` of {} {}: {} used or reserved, {} remaining, this request needs about {}; {}",
+            o.limit.max,
+            per(o.limit.window_secs),
+            o.used,
+            o.limit.max.saturating_sub(o.used),
+            o.wanted,
+            resets(o.retry_after_secs)
+        ),
+        LimitKind::MicroUsd => format!(
+            "cost budget `{label}` of {} {}: {} used or reserved, {} remaining, this request needs about {}; {}",
+            usd(o.limit.max),
+            per(o.limit.window_secs),
+            usd(o.used),
+            usd(o.limit.max.saturating_sub(o.used)),
+            usd(o.wanted),
+            resets(o.retry_after_secs)
+        ),
+    };
+    let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+        .with_code(Code::RateLimitExceeded);
+    // A lifetime budget never resets: no retry-after would be true.
+    if o.retry_after_secs > 0 {
+        err.retry_after = Some(o.retry_after_secs);
+    }
     err
+}
+
+fn usd(micro: u64) -> String {
+    format!("${:.6}", micro as f64 / 1_000_000.0)
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+}
+
+fn per(window_secs: u64) -> String {
+    match window_secs {
+        LIFETIME => "in all".into(),
+        MONTH => "per calendar month".into(),
+        60 => "per minute".into(),
+        3_600 => "per hour".into(),
+        86_400 => "per day".into(),
+        w => format!("per {w} s"),
+    }
+}
+
+fn resets(secs: u64) -> String {
+    if secs == 0 {
+        "it never resets".into()
+    } else {
+        format!("resets in {secs} s")
+    }
+}
+
+/// Settles a request that cost the upstream nothing (a cache hit) or what `actual` says.
+pub fn actual(tokens: u64, cost_usd: f64) -> Actual {
+    Actual {
+        tokens,
+        micro_usd: micro_usd(cost_usd),
+    }
 }

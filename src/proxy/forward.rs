@@ -109,31 +109,38 @@ async fn proxy(
         env.clone(),
     )
     .await?;
-    // 2. admit: limits and budgets, for every request a key makes.
-    admit::admit(state, &decision).await?;
-    // 3. route: the targets, each held against the key's allow-list.
+    // 2. route: the targets, each held against the key's allow-list.
     let targets = route::route(&snapshot.models, caller, &decision, &body, &requested)?;
+    // 3. admit: every limit and budget reserved at once; dropped unsettled, all given back.
+    let hold = admit::admit(state, caller, &decision, &body, &targets).await?;
     let may_use = |target: &Target| route::may_use(caller, &snapshot.models, target);
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();
-    let settle =
-        |target: &Target, cached: bool, cache_put: Option<CachePut>, attempts: u32| Aftermath {
-            snapshot: snapshot.clone(),
-            env: env.clone(),
-            counters: state.store.counters.clone(),
-            decision: decision.clone(),
-            key_id: caller.id.clone(),
-            provider: target.provider.to_string(),
-            model: target.model.name.clone(),
-            started,
-            cached,
-            cache_put,
-            pricing: target.model.pricing,
-            attempts,
-            log: log.clone(),
-            accountant: state.accountant.clone(),
-        };
+    let standing = hold.standing().to_vec();
+    let prompt_estimate = super::estimate::prompt_tokens(&body);
+    let settle = |hold: admit::Hold,
+                  target: &Target,
+                  cached: bool,
+                  cache_put: Option<CachePut>,
+                  attempts: u32| Aftermath {
+        snapshot: snapshot.clone(),
+        env: env.clone(),
+        hold,
+        prompt_estimate,
+        decision: decision.clone(),
+        key_id: caller.id.clone(),
+        provider: target.provider.to_string(),
+        model: target.model.name.clone(),
+        started,
+        cached,
+        cache_put,
+        pricing: target.model.pricing,
+        attempts,
+        log: log.clone(),
+        accountant: state.accountant.clone(),
+        usage_estimated: false,
+    };
 
     // 4. cache lookup: a hit is answered here, settled like any reply.
     let cached = lookup::lookup(state, &decision, &targets, &body, headers).await;
@@ -148,8 +155,9 @@ async fn proxy(
             decision: &decision,
             cache_label: cached.label,
             attempts: 0,
+            standing: &standing,
         };
-        let after = settle(target, true, None, 0);
+        let after = settle(hold, target, true, None, 0);
         return Ok(respond::from_cache(
             hit,
             served,
@@ -181,7 +189,7 @@ async fn proxy(
         key,
         ttl_secs,
     });
-    let mut after = settle(target, false, cache_put, attempts);
+    let mut after = settle(hold, target, false, cache_put, attempts);
     after.log.attempt_log = attempt_log(&served.attempts);
     let capture = respond::Capture {
         wanted: after.cache_put.is_some() || after.accountant.log_bodies,
@@ -193,6 +201,7 @@ async fn proxy(
         decision: &decision,
         cache_label: cached.label,
         attempts,
+        standing: &standing,
     };
     Ok(respond::from_upstream(
         served.reply,

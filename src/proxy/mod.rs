@@ -10,11 +10,13 @@
 //!    Checks the per-request bounds (`bounds.rs`), then runs the policies' `on_request`.
 //!    Adds: the rewritten body and a `Decision` (route plan, cache TTL, limits, budgets,
 //!    variants, upstream headers, tags); a rejection or a script error ends the request.
-//! 2. **admit** (`admit.rs`): reads the decision's limits and budgets. Charges the request
-//!    limits and checks the budgets, before the model is looked up, so every request a key
-//!    makes uses its slot. Adds: nothing, or a 429.
-//! 3. **route** (`route.rs`): reads the route plan, the model table, the key's allow-list.
+//! 2. **route** (`route.rs`): reads the route plan, the model table, the key's allow-list.
 //!    Adds: the ordered targets; a 404 when none resolves, a 403 when the key may use none.
+//! 3. **admit** (`admit.rs`, estimates in `estimate.rs`): reads the decision's limits and
+//!    budgets, the key's own limits, the body and the targets' pricing. Reserves all of them
+//!    in one step. Adds: a `Hold` (settled in stage 7 with real usage, or given back whole if
+//!    the request fails on the way) and each limit's standing for the rate-limit headers; or
+//!    a 429 that names the limit.
 //! 4. **cache lookup** (`lookup.rs`, keys and replay in `cache.rs`): reads the decision's
 //!    cache TTL and the client's `Cache-Control`. Adds: the cache slot and label; a hit is
 //!    answered at once (stage 6) and settled (stage 7) without calling upstream.
@@ -23,10 +25,12 @@
 //!    falls back. Counts every call against its provider. Adds: the reply and its attempt
 //!    records, or the last error.
 //! 6. **respond** (`respond.rs`, streams through `relay.rs`): reads the reply. Adds the
-//!    headers (provider, model, attempts, cache, variants, relayed upstream rate limits) and
+//!    headers (provider, model, attempts, cache, variants, the tightest limits'
+//!    `x-ratelimit-*`, or the upstream's when no limit of the gateway's applied) and
 //!    sends the JSON, or relays the stream event by event.
 //! 7. **settle** (`settle.rs`): when the JSON is built or the stream ends, however it ends:
-//!    token budgets charged with real usage, the cache written, `on_response` policies, the
+//!    the hold settled with real usage (estimated from the streamed text when a stream
+//!    reports none), the cache written, `on_response` policies, the
 //!    request log entry and usage (queued for the accounting thread).
 //!
 //! A stage that ends the request returns a `Failure` (`failure.rs`): the client's error, the
@@ -38,6 +42,8 @@ pub mod bounds;
 pub mod cache;
 pub mod decide;
 pub mod dispatch;
+mod eager;
+pub mod estimate;
 pub mod failure;
 pub mod forward;
 pub mod lookup;

@@ -21,6 +21,9 @@ use std::task::{Context, Poll};
 pub struct StreamOutcome {
     pub usage: Option<Usage>,
     pub chunks: u64,
+    /// Bytes of text streamed (`delta.content`, `text`): what the completion is estimated
+    /// from when no usage arrives.
+    pub text_bytes: usize,
     /// Set when the stream broke instead of ending cleanly.
     pub error: Option<String>,
     /// True when the client went away before the end.
@@ -93,6 +96,7 @@ impl Relay {
 
     /// Records usage from `payload`; true when the payload is a usage-only chunk to drop.
     fn inspect(&mut self, payload: &[u8]) -> bool {
+        self.outcome.text_bytes += super::estimate::streamed_text_bytes(payload);
         // Most chunks carry no usage object; skip the parse for them.
         if !contains(payload, b"\"usage\"") {
             return false;

@@ -7,6 +7,7 @@ use super::relay::{OnFinish, Relay, StreamOutcome};
 use super::settle::{Aftermath, Completed};
 use crate::policy::Decision;
 use crate::providers::Reply;
+use crate::store::counters::{LimitKind, Standing};
 use crate::store::CachedReply;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
@@ -26,6 +27,8 @@ pub struct Served<'a> {
     /// `x-switchboard-cache`, when the policies cache this request.
     pub cache_label: Option<&'a str>,
     pub attempts: u32,
+    /// How the request's limits stood once it was admitted.
+    pub standing: &'a [Standing],
 }
 
 impl Served<'_> {
@@ -40,6 +43,43 @@ impl Served<'_> {
         if let Some(variants) = self.decision.variant_header() {
             response.insert_header((VARIANT_HEADER, variants));
         }
+        for (kind, suffix) in [
+            (LimitKind::Requests, "requests"),
+            (LimitKind::Tokens, "tokens"),
+        ] {
+            if let Some(tightest) = tightest(self.standing, kind) {
+                let reset = reset_text(tightest.reset_secs);
+                response
+                    .insert_header((
+                        format!("x-ratelimit-limit-{suffix}"),
+                        tightest.limit.max.to_string(),
+                    ))
+                    .insert_header((
+                        format!("x-ratelimit-remaining-{suffix}"),
+                        tightest.remaining.to_string(),
+                    ))
+                    .insert_header((format!("x-ratelimit-reset-{suffix}"), reset));
+            }
+        }
+    }
+}
+
+/// The limit of this kind with the least left (the one that would refuse first).
+fn tightest(standing: &[Standing], kind: LimitKind) -> Option<&Standing> {
+    standing
+        .iter()
+        .filter(|s| s.limit.kind == kind)
+        .min_by_key(|s| (s.remaining, s.reset_secs))
+}
+
+/// A reset time as OpenAI writes it: `1s`, `6m0s`, `1h2m3s`; `0s` for a limit that never
+/// resets.
+fn reset_text(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
     }
 }
 
@@ -65,6 +105,7 @@ pub fn from_cache(
     after.finish(Completed {
         status: 200,
         usage: crate::wire::usage_of(&json),
+        text_bytes: 0,
         body: None,
         payloads: vec![],
         complete: true,
@@ -109,9 +150,16 @@ pub fn from_upstream(
         } => {
             let keep =
                 (after.cache_put.is_some() || after.accountant.log_bodies).then(|| body.clone());
+            // Only read when the upstream reported no usage.
+            let text_bytes = if usage.is_none() {
+                super::estimate::streamed_text_bytes(&body)
+            } else {
+                0
+            };
             after.finish(Completed {
                 status: status.as_u16(),
                 usage,
+                text_bytes,
                 body: keep,
                 payloads: vec![],
                 complete: true,
@@ -148,6 +196,7 @@ fn on_stream_end(after: Aftermath) -> OnFinish {
         after.finish(Completed {
             status: if outcome.error.is_some() { 502 } else { 200 },
             usage: outcome.usage,
+            text_bytes: outcome.text_bytes,
             body: None,
             payloads: outcome.payloads,
             complete,

@@ -7,11 +7,12 @@
 //! `on_response` scripts, which run on the blocking pool), so a request's latency never
 //! includes it; without either, what is left is a queue push, done in place.
 
+use super::admit::{self, Hold};
 use crate::ledger_writer::Accountant;
 use crate::policy::{Decision, PolicyEnv};
 use crate::snapshot::Snapshot;
 use crate::store::logs::LogEntry;
-use crate::store::{CachedReply, CounterAdd, CounterStore, ResponseCache};
+use crate::store::{CachedReply, ResponseCache};
 use crate::wire::Usage;
 use bytes::Bytes;
 use rhai::{Dynamic, Map};
@@ -28,7 +29,10 @@ pub struct CachePut {
 pub struct Aftermath {
     pub snapshot: Arc<Snapshot>,
     pub env: PolicyEnv,
-    pub counters: Arc<dyn CounterStore>,
+    /// The request's limits, held since admission.
+    pub hold: Hold,
+    /// The prompt's estimated tokens, for a reply that reports no usage.
+    pub prompt_estimate: u64,
     pub decision: Decision,
     pub key_id: String,
     pub provider: String,
@@ -41,12 +45,16 @@ pub struct Aftermath {
     /// The log entry begun when the request arrived; completed and queued here.
     pub log: LogEntry,
     pub accountant: Arc<Accountant>,
+    /// Set when finished: the usage is an estimate (the reply reported none).
+    pub usage_estimated: bool,
 }
 
 /// How the reply ended.
 pub struct Completed {
     pub status: u16,
     pub usage: Option<Usage>,
+    /// Bytes of text in the reply, counted when it reported no usage.
+    pub text_bytes: usize,
     /// The JSON body, or the stream's payloads; only needed when caching or logging bodies.
     /// A stream whose payloads outgrew the relay's capture bound has neither.
     pub body: Option<Bytes>,
@@ -58,28 +66,19 @@ pub struct Completed {
 }
 
 impl Aftermath {
-    pub fn finish(self, done: Completed) {
-        let usage = done.usage.unwrap_or_default();
-        // Token budgets are charged with what the upstream really reported; cache hits cost
-        // the upstream nothing and are not charged.
-        if !self.cached && usage.total_tokens > 0 && !self.decision.token_limits.is_empty() {
-            let adds: Vec<CounterAdd> = self
-                .decision
-                .token_limits
-                .iter()
-                .map(|limit| CounterAdd {
-                    name: limit.name.clone(),
-                    window_secs: limit.window_secs,
-                    amount: usage.total_tokens,
-                })
-                .collect();
-            let counters = self.counters.clone();
-            now_or_spawned(async move {
-                if let Err(e) = counters.add(&adds).await {
-                    tracing::error!(error = %e, "could not charge token budgets");
-                }
-            });
+    pub fn finish(mut self, done: Completed) {
+        let (usage, estimated) = self.usage_of(&done);
+        // Budgets are charged with what the upstream used; a cache hit used nothing upstream.
+        let cost = self.pricing.map_or(0.0, |p| {
+            p.cost(usage.prompt_tokens, usage.completion_tokens)
+        });
+        let hold = std::mem::replace(&mut self.hold, Hold::none(self.env.counters.clone()));
+        if self.cached {
+            hold.settle(admit::actual(0, 0.0));
+        } else {
+            hold.settle(admit::actual(usage.total_tokens, cost));
         }
+        self.usage_estimated = estimated;
         // The request's latency ends here, whenever the rest runs.
         let latency_ms = self.started.elapsed().as_millis() as u64;
         let heavy = self.cache_put.is_some() || self.snapshot.policies.has_response_hooks();
@@ -146,6 +145,7 @@ impl Aftermath {
             p.cost(usage.prompt_tokens, usage.completion_tokens)
         });
         log.cached = self.cached;
+        log.usage_estimated = self.usage_estimated;
         log.attempts = self.attempts;
         log.variants = decision.variants;
         log.tags = decision.tags;
@@ -184,6 +184,25 @@ impl Aftermath {
         }
     }
 
+    /// What the reply used: the upstream's figures, or, when it reported none for a reply
+    /// that produced text, an estimate (the prompt's, and the text's at 4 bytes a token).
+    /// Nothing is taken as 0 because it was unknown.
+    fn usage_of(&self, done: &Completed) -> (Usage, bool) {
+        match done.usage {
+            Some(usage) => (usage, false),
+            None if !self.cached && done.status < 400 => {
+                let completion = super::estimate::text_tokens(done.text_bytes);
+                let usage = Usage {
+                    prompt_tokens: self.prompt_estimate,
+                    completion_tokens: completion,
+                    total_tokens: self.prompt_estimate + completion,
+                };
+                (usage, true)
+            }
+            None => (Usage::default(), false),
+        }
+    }
+
     fn response_map(&self, done: &Completed, usage: Usage, latency_ms: u64) -> Map {
         let mut usage_map = Map::new();
         usage_map.insert("prompt_tokens".into(), (usage.prompt_tokens as i64).into());
@@ -215,20 +234,5 @@ impl Aftermath {
         );
         res.insert("variants".into(), variants.into());
         res
-    }
-}
-
-/// Runs `work` now if it finishes without waiting (the in-process backends always do, so the
-/// next request sees the charge), or else on the runtime.
-fn now_or_spawned(work: impl std::future::Future<Output = ()> + Send + 'static) {
-    let mut work = Box::pin(work);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if work.as_mut().poll(&mut cx).is_pending() {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(work);
-            }
-            Err(_) => tracing::error!("a store write could not finish: no runtime"),
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! new backend adds its own `#[tokio::test]` that opens it and calls [`keeps_the_contract`]).
 
 use super::cache::CachedReply;
-use super::counters::{AdmitError, CounterAdd, Limit};
+use super::counters::{Actual, AdmitError, CounterAdd, Limit, LimitKind, Use};
 use super::keys::{KeyUpdate, NewKey, Role, SECRET_PREFIX};
 use super::logs::{LogEntry, LogFilter};
 use super::usage::{Bucket, GroupBy, UNKNOWN_MODEL};
@@ -96,24 +96,21 @@ async fn keys(store: &Store) {
     assert!(keys.find("key_missing").await.unwrap().is_none());
 }
 
-fn limit(name: &str, max: u64, window_secs: u64) -> Limit {
-    Limit {
-        name: name.into(),
-        max,
-        window_secs,
-    }
+fn limit(name: &str, max: u64, window_secs: u64, kind: LimitKind) -> Limit {
+    Limit::new(name, max, window_secs, kind)
 }
 
 async fn counters(store: &Store) {
     let counters = &store.counters;
+    let rpm = limit("rpm:k", 100, 3600, LimitKind::Requests);
     // Exactly `max` admitted, however concurrent.
     let admitted = std::sync::Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (counters, admitted) = (counters.clone(), admitted.clone());
+        let (counters, admitted, rpm) = (counters.clone(), admitted.clone(), rpm.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..50 {
-                if counters.acquire(&[limit("rpm:k", 100, 3600)]).await.is_ok() {
+                if counters.reserve(&[(rpm.clone(), 1)]).await.is_ok() {
                     admitted.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -123,44 +120,71 @@ async fn counters(store: &Store) {
         task.await.unwrap();
     }
     assert_eq!(admitted.load(Ordering::Relaxed), 100);
-    let Err(AdmitError::Over(refused)) = counters.acquire(&[limit("rpm:k", 100, 3600)]).await
-    else {
+    let Err(AdmitError::Over(refused)) = counters.reserve(&[(rpm.clone(), 1)]).await else {
         panic!("the 101st is refused for its limit");
     };
     assert!(refused.retry_after_secs >= 1 && refused.retry_after_secs <= 3600);
-    assert_eq!(refused.name, "rpm:k");
+    assert_eq!((refused.limit.name.as_str(), refused.used), ("rpm:k", 100));
     // All or nothing: a refusal charges no limit.
-    let both = [limit("roomy", 10, 60), limit("rpm:k", 100, 3600)];
-    assert!(counters.acquire(&both).await.is_err());
-    assert_eq!(counters.get("roomy", 60).await.unwrap(), 0);
-    // Budgets: checked without charging, refused once spent.
-    let budget = limit("tokens", 500, 3600);
-    counters
-        .check_budgets(std::slice::from_ref(&budget))
+    let roomy = limit("roomy", 10, 60, LimitKind::Requests);
+    assert!(counters
+        .reserve(&[(roomy.clone(), 1), (rpm, 1)])
         .await
-        .unwrap();
-    assert_eq!(counters.get("tokens", 3600).await.unwrap(), 0);
+        .is_err());
+    assert_eq!(counters.get("roomy", 60).await.unwrap(), 0);
+
+    // Budgets: a reservation holds its estimate until settled with the real use.
+    let budget = limit("tokens", 500, 3600, LimitKind::Tokens);
+    let first = counters.reserve(&[(budget.clone(), 300)]).await.unwrap();
+    assert_eq!(first.standing[0].remaining, 200);
+    assert!(
+        counters.reserve(&[(budget.clone(), 300)]).await.is_err(),
+        "300 reserved + 300 > 500"
+    );
+    let actual = Actual {
+        tokens: 100,
+        micro_usd: 0,
+    };
+    counters.settle(&first, actual).await.unwrap();
+    assert_eq!(
+        counters.usage(std::slice::from_ref(&budget))[0],
+        Use {
+            used: 100,
+            reserved: 0
+        }
+    );
+    // Released: everything given back, request slots too.
+    let held = [(roomy.clone(), 1), (budget.clone(), 50)];
+    let second = counters.reserve(&held).await.unwrap();
+    counters.release(&second).await.unwrap();
+    assert_eq!(counters.get("roomy", 60).await.unwrap(), 0);
+    assert_eq!(
+        counters.usage(std::slice::from_ref(&budget))[0],
+        Use {
+            used: 100,
+            reserved: 0
+        }
+    );
+    // In flight: a slot taken at admission, given back at settlement.
+    let parallel = limit("par", 1, 0, LimitKind::Parallel);
+    let running = counters.reserve(&[(parallel.clone(), 1)]).await.unwrap();
+    assert!(counters.reserve(&[(parallel.clone(), 1)]).await.is_err());
+    counters.settle(&running, Actual::default()).await.unwrap();
+    assert!(counters.reserve(&[(parallel, 1)]).await.is_ok());
+
+    // Plain additions; a window of 0 never resets; windows of different lengths are
+    // different counters.
     let add = |name: &str, window_secs, amount| CounterAdd {
         name: name.into(),
         window_secs,
         amount,
     };
     counters
-        .add(&[
-            add("tokens", 3600, 400),
-            add("tokens", 3600, 100),
-            add("ever", 0, 3),
-        ])
+        .add(&[add("ever", 0, 1), add("ever", 0, 2)])
         .await
         .unwrap();
-    assert_eq!(counters.get("tokens", 3600).await.unwrap(), 500);
-    assert_eq!(counters.peek("tokens", 3600), 500);
-    assert!(matches!(
-        counters.check_budgets(&[budget]).await,
-        Err(AdmitError::Over(_))
-    ));
-    // A window of 0 never resets; windows of different lengths are different counters.
     assert_eq!(counters.get("ever", 0).await.unwrap(), 3);
+    assert_eq!(counters.peek("ever", 0), 3);
     assert_eq!(counters.get("ever", 60).await.unwrap(), 0);
 }
 

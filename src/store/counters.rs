@@ -1,34 +1,119 @@
-//! Fixed-window counters for quotas, token budgets and exposure counts.
+//! Fixed-window counters for request limits, token and cost budgets, requests in flight and
+//! exposure counts.
 //!
-//! Admission is exact under concurrency: a limit of N admits exactly N per window, all limits
-//! of a request checked and charged in one step (one lock in process, one server-side operation
-//! for a shared backend).
+//! A request is admitted with a [`Reservation`]: every limit it is subject to is checked and
+//! charged in one step, all or nothing (one lock in process, one server-side operation for a
+//! shared backend). Request limits are charged at once; budgets hold the request's estimate as
+//! *reserved* until the reply says what it really used ([`CounterStore::settle`]); a request
+//! that is refused later or fails gives everything back ([`CounterStore::release`]).
 
 use super::error::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// One limit to check: at most `max` per `window_secs`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// The window of a calendar month (UTC, resetting on the 1st), as `window_secs`.
+pub const MONTH: u64 = u64::MAX;
+/// The window that never resets, as `window_secs`.
+pub const LIFETIME: u64 = 0;
+
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Requests admitted in the window.
+    #[default]
+    Requests,
+    /// Prompt and completion tokens.
+    Tokens,
+    /// Cost in millionths of a USD.
+    MicroUsd,
+    /// Requests in flight at once (no window).
+    Parallel,
+}
+
+/// One limit: at most `max` per `window_secs` (0: ever; [`MONTH`]: per calendar month).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Limit {
+    /// The counter's name.
     pub name: String,
     pub max: u64,
     pub window_secs: u64,
+    pub kind: LimitKind,
+    /// How the limit is named to clients (`key:ci rpm`); the counter's name when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
-/// A refused admission: which limit, and when its window resets.
+impl Limit {
+    pub fn new(name: impl Into<String>, max: u64, window_secs: u64, kind: LimitKind) -> Limit {
+        Limit {
+            name: name.into(),
+            max,
+            window_secs,
+            kind,
+            label: None,
+        }
+    }
+
+    pub fn labelled(mut self, label: impl Into<String>) -> Limit {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The name clients see.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A refused admission: which limit, how much of it is in use, and when its window resets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverLimit {
-    pub name: String,
-    pub max: u64,
+    pub limit: Limit,
+    /// Used plus reserved when the request was refused.
+    pub used: u64,
+    /// What the request asked for against it.
+    pub wanted: u64,
+    /// Seconds to the window's end (0: never, for lifetime and in-flight limits).
     pub retry_after_secs: u64,
 }
 
 /// Why a request was not admitted: a limit is used up, or the store could not say.
 #[derive(Debug, thiserror::Error)]
 pub enum AdmitError {
-    #[error("limit `{}` of {} is used up", .0.name, .0.max)]
+    #[error("limit `{}` of {} is used up", .0.limit.label(), .0.limit.max)]
     Over(OverLimit),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How a limit stood right after a request was admitted: for the rate-limit headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub limit: Limit,
+    /// What is left after this request's reservation.
+    pub remaining: u64,
+    /// Seconds to the window's end (0: never).
+    pub reset_secs: u64,
+}
+
+/// What a request holds: each limit with the amount charged or reserved against it (1 for a
+/// request or an in-flight slot, the estimate for a budget), and when.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reservation {
+    pub held: Vec<(Limit, u64)>,
+    /// Unix seconds of the admission: settling or releasing in a later window undoes nothing
+    /// there (the window it was charged in is gone).
+    pub at: u64,
+    /// Each limit's standing after admission, in the order of `held`.
+    pub standing: Vec<Standing>,
+}
+
+/// What a request really used, to replace its reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Actual {
+    pub tokens: u64,
+    pub micro_usd: u64,
 }
 
 /// An amount to add to a counter. `window_secs` 0 is the all-time counter, never reset.
@@ -39,19 +124,31 @@ pub struct CounterAdd {
     pub amount: u64,
 }
 
-/// Counters. Each call is one round trip to a shared backend (all its limits or additions at
-/// once); `peek` is none.
+/// How much of a limit is in use, for reports (simulate, the admin API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Use {
+    pub used: u64,
+    pub reserved: u64,
+}
+
+/// Counters. Each call is one round trip to a shared backend (all of a request's limits at
+/// once); `peek` and `usage` are answered from memory.
 #[async_trait::async_trait]
 pub trait CounterStore: Send + Sync {
-    /// Admits one event against every limit, all or nothing.
-    async fn acquire(&self, limits: &[Limit]) -> Result<(), AdmitError>;
-    /// Fails if any budget is already spent (count >= max), without charging.
-    async fn check_budgets(&self, limits: &[Limit]) -> Result<(), AdmitError>;
-    /// Adds each amount to its counter (token settlement, exposures, `ctx.incr`).
+    /// Admits one request against every limit with its amount, all or nothing.
+    async fn reserve(&self, limits: &[(Limit, u64)]) -> Result<Reservation, AdmitError>;
+    /// Replaces a reservation with what the request used: budgets charged with `actual`,
+    /// reserved amounts and in-flight slots given back; request slots stay used.
+    async fn settle(&self, reservation: &Reservation, actual: Actual) -> Result<(), StoreError>;
+    /// Gives back everything a reservation holds, its request slots included.
+    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError>;
+    /// Adds each amount to its counter (exposures, `ctx.incr`).
     async fn add(&self, adds: &[CounterAdd]) -> Result<(), StoreError>;
     /// The current count in the current window.
     async fn get(&self, name: &str, window_secs: u64) -> Result<u64, StoreError>;
     /// The count as this process knows it, without waiting: what policies read while they
     /// run (scripts are synchronous). Exact for the in-process backends.
     fn peek(&self, name: &str, window_secs: u64) -> u64;
+    /// Each limit's use as this process knows it.
+    fn usage(&self, limits: &[Limit]) -> Vec<Use>;
 }

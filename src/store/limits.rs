@@ -1,6 +1,7 @@
 //! Limits and budgets set on a key or a team, without a script: what the admit stage turns
 //! into counters beside the ones policies declare.
 
+use super::counters::{Limit, LimitKind, LIFETIME, MONTH};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -45,6 +46,46 @@ pub struct InvalidLimit {
 }
 
 impl Limits {
+    /// These limits as counters for an owner (a key or a team): counter
+    /// `<what>:<id>:<field>`, labelled `<what>:<name> <field>` for clients.
+    pub fn as_counters(&self, what: &str, id: &str, name: &str) -> Vec<Limit> {
+        let usd = |v: Option<f64>| v.map(micro_usd);
+        let fields = [
+            ("rpm", self.rpm, 60, LimitKind::Requests),
+            ("rpd", self.rpd, 86_400, LimitKind::Requests),
+            ("tpm", self.tpm, 60, LimitKind::Tokens),
+            ("tpd", self.tpd, 86_400, LimitKind::Tokens),
+            ("max_parallel", self.max_parallel, 0, LimitKind::Parallel),
+            (
+                "budget_usd_day",
+                usd(self.budget_usd_day),
+                86_400,
+                LimitKind::MicroUsd,
+            ),
+            (
+                "budget_usd_month",
+                usd(self.budget_usd_month),
+                MONTH,
+                LimitKind::MicroUsd,
+            ),
+            (
+                "budget_usd_total",
+                usd(self.budget_usd_total),
+                LIFETIME,
+                LimitKind::MicroUsd,
+            ),
+        ];
+        fields
+            .into_iter()
+            .filter_map(|(field, max, window, kind)| {
+                Some(
+                    Limit::new(format!("{what}:{id}:{field}"), max?, window, kind)
+                        .labelled(format!("{what}:{name} {field}")),
+                )
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()
     }
@@ -68,4 +109,9 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// USD as millionths, the unit cost counters count in (rounded to the nearest).
+pub fn micro_usd(usd: f64) -> u64 {
+    (usd * 1_000_000.0).round().max(0.0) as u64
 }

@@ -31,6 +31,10 @@ pub struct LogEntry {
     pub total_tokens: u64,
     pub cost_usd: f64,
     pub cached: bool,
+    /// The tokens are estimated: the upstream reported no usage (see README, "Limits and
+    /// budgets").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
     pub stream: bool,
     /// Upstream attempts made (0 for a cache hit or a request refused before any).
     pub attempts: u32,

@@ -18,6 +18,9 @@ pub struct Totals {
     pub completion_tokens: u64,
     pub total_tokens: u64,
     pub cost_usd: f64,
+    /// Requests whose tokens (and cost) are estimated: the upstream reported no usage.
+    #[serde(default)]
+    pub estimated: u64,
 }
 
 impl Totals {
@@ -29,6 +32,7 @@ impl Totals {
         self.completion_tokens += o.completion_tokens;
         self.total_tokens += o.total_tokens;
         self.cost_usd += o.cost_usd;
+        self.estimated += o.estimated;
     }
 
     fn of(e: &LogEntry) -> Totals {
@@ -41,6 +45,7 @@ impl Totals {
             completion_tokens: if billed { e.completion_tokens } else { 0 },
             total_tokens: if billed { e.total_tokens } else { 0 },
             cost_usd: if billed { e.cost_usd } else { 0.0 },
+            estimated: u64::from(billed && e.usage_estimated),
         }
     }
 }

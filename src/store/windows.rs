@@ -1,16 +1,25 @@
 //! Counter windows held in memory behind one short mutex: exact under concurrency and free of
 //! I/O. The in-process backends (sled, memory) share this and differ only in how changed
 //! windows are written.
+//!
+//! A window holds what was used (`count`, persisted) and what admitted requests have reserved
+//! but not yet settled (`reserved`, memory only: a crash ends those requests too). Requests in
+//! flight are counted apart and never persisted, so a crash cannot leave a slot taken.
 
-use super::counters::{AdmitError, CounterAdd, CounterStore, Limit, OverLimit};
+use super::counters::{
+    Actual, AdmitError, CounterAdd, CounterStore, Limit, LimitKind, OverLimit, Reservation,
+    Standing, Use, LIFETIME, MONTH,
+};
 use super::error::StoreError;
+use crate::clock::now_secs;
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub start: u64,
     pub count: u64,
+    pub reserved: u64,
 }
 
 #[derive(Default)]
@@ -18,103 +27,290 @@ pub struct Windows {
     pub(super) windows: HashMap<String, Window>,
     /// Counters changed since they were last written.
     pub(super) dirty: HashSet<String>,
+    /// Counters pruned since they were last written: to delete where they are kept.
+    pub(super) removed: HashSet<String>,
+    /// Requests in flight per limit name.
+    in_flight: HashMap<String, u64>,
+    last_prune: u64,
 }
 
-use crate::clock::now_secs;
+/// How often counters whose window has passed are dropped from memory.
+const PRUNE_EVERY_SECS: u64 = 60;
 
 pub fn key(name: &str, window_secs: u64) -> String {
     format!("{name}\u{1f}{window_secs}")
 }
 
-fn window_start(now: u64, window_secs: u64) -> u64 {
-    if window_secs == 0 {
-        0
-    } else {
-        now - now % window_secs
+/// The window length a stored key names (see [`key`]).
+pub fn window_of(key: &str) -> Option<u64> {
+    key.rsplit_once('\u{1f}')?.1.parse().ok()
+}
+
+/// The start of the window `now` falls in: epoch-aligned windows, calendar months (UTC), or
+/// 0 for the lifetime window.
+pub fn window_start(now: u64, window_secs: u64) -> u64 {
+    match window_secs {
+        LIFETIME => 0,
+        MONTH => month_start(now, 0),
+        w => now - now % w,
     }
 }
 
+/// Seconds from `now` to the end of its window; 0 for the lifetime window.
+pub fn seconds_left(now: u64, window_secs: u64) -> u64 {
+    let end = match window_secs {
+        LIFETIME => return 0,
+        MONTH => month_start(now, 1),
+        w => window_start(now, w).saturating_add(w),
+    };
+    end.saturating_sub(now).max(1)
+}
+
+/// Unix seconds at 00:00 UTC on the 1st of the month `now` falls in, moved `ahead` months.
+fn month_start(now: u64, ahead: i64) -> u64 {
+    let (year, month, _) = civil_from_days((now / 86_400) as i64);
+    let months = year * 12 + (month as i64 - 1) + ahead;
+    let (year, month) = (months.div_euclid(12), months.rem_euclid(12) as u32 + 1);
+    (days_from_civil(year, month, 1).max(0) as u64) * 86_400
+}
+
+/// (year, month, day) of a count of days since 1970-01-01, in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Days since 1970-01-01 of a date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 impl Windows {
-    /// The live count of a counter: 0 when it has none yet or its window has passed.
-    fn count(&mut self, k: &str, window_secs: u64, now: u64) -> u64 {
-        let start = window_start(now, window_secs);
-        match self.windows.get_mut(k) {
-            Some(w) if w.start == start => w.count,
-            Some(w) => {
-                *w = Window { start, count: 0 };
-                0
-            }
-            None => 0,
+    /// Windows read back from where a backend keeps them.
+    pub fn loaded(windows: HashMap<String, Window>) -> Windows {
+        Windows {
+            windows,
+            ..Windows::default()
         }
     }
 
-    /// Adds to a counter, starting a new window if the old one has passed. Looks up by `&str`
-    /// first: only a counter seen for the first time costs an owned key.
-    fn charge(&mut self, k: &str, window_secs: u64, now: u64, amount: u64) {
+    /// The live window of a counter, if it has one in the current window.
+    fn current(&self, k: &str, window_secs: u64, now: u64) -> Window {
         let start = window_start(now, window_secs);
-        match self.windows.get_mut(k) {
-            Some(w) => {
-                if w.start != start {
-                    *w = Window { start, count: 0 };
-                }
-                w.count = w.count.saturating_add(amount);
-            }
-            None => {
-                self.windows.insert(
-                    k.to_string(),
-                    Window {
-                        start,
-                        count: amount,
-                    },
-                );
-            }
+        match self.windows.get(k) {
+            Some(w) if w.start == start => *w,
+            _ => Window {
+                start,
+                count: 0,
+                reserved: 0,
+            },
         }
+    }
+
+    /// The live count of a counter: 0 when it has none yet or its window has passed.
+    fn count(&self, k: &str, window_secs: u64, now: u64) -> u64 {
+        self.current(k, window_secs, now).count
+    }
+
+    /// Changes the counter's window for `now`, started afresh if the old one has passed.
+    /// Looks up by `&str` first: only a counter seen for the first time costs an owned key.
+    fn with_window(&mut self, k: &str, window_secs: u64, now: u64, f: impl FnOnce(&mut Window)) {
+        let start = window_start(now, window_secs);
+        let fresh = Window {
+            start,
+            count: 0,
+            reserved: 0,
+        };
+        if let Some(w) = self.windows.get_mut(k) {
+            if w.start != start {
+                *w = fresh;
+            }
+            f(w);
+            return;
+        }
+        let mut w = fresh;
+        f(&mut w);
+        self.windows.insert(k.to_string(), w);
+    }
+
+    fn mark_dirty(&mut self, k: &str) {
         if !self.dirty.contains(k) {
             self.dirty.insert(k.to_string());
         }
+        self.removed.remove(k);
     }
-}
 
-fn over(limit: &Limit, now: u64) -> OverLimit {
-    let retry_after_secs = if limit.window_secs == 0 {
-        0
-    } else {
-        (window_start(now, limit.window_secs) + limit.window_secs)
-            .saturating_sub(now)
-            .max(1)
-    };
-    OverLimit {
-        name: limit.name.clone(),
-        max: limit.max,
-        retry_after_secs,
+    /// Adds to a counter's use, starting a new window if the old one has passed.
+    fn charge(&mut self, k: &str, window_secs: u64, now: u64, amount: u64) {
+        self.with_window(k, window_secs, now, |w| {
+            w.count = w.count.saturating_add(amount)
+        });
+        self.mark_dirty(k);
+        self.prune_now_and_then(now);
     }
-}
 
-impl Windows {
-    fn acquire(&mut self, limits: &[Limit], now: u64) -> Result<(), OverLimit> {
-        if limits.is_empty() {
-            return Ok(());
+    /// Takes `amount` back from a counter's use or reservation, in the window that began at
+    /// `at` only: a window that has passed since keeps nothing to take back.
+    fn take_back(&mut self, k: &str, window_secs: u64, at: u64, now: u64, amount: u64, used: bool) {
+        if window_start(at, window_secs) != window_start(now, window_secs) {
+            return;
         }
-        let keys: Vec<String> = limits.iter().map(|l| key(&l.name, l.window_secs)).collect();
-        for (limit, k) in limits.iter().zip(&keys) {
-            if self.count(k, limit.window_secs, now) >= limit.max {
-                return Err(over(limit, now));
+        if let Some(w) = self.windows.get_mut(k) {
+            if used {
+                w.count = w.count.saturating_sub(amount);
+                self.mark_dirty(k);
+            } else {
+                w.reserved = w.reserved.saturating_sub(amount);
             }
         }
-        for (limit, k) in limits.iter().zip(&keys) {
-            self.charge(k, limit.window_secs, now, 1);
-        }
-        Ok(())
     }
 
-    fn check_budgets(&mut self, limits: &[Limit], now: u64) -> Result<(), OverLimit> {
-        for limit in limits {
+    fn in_use(&self, limit: &Limit, now: u64) -> Use {
+        match limit.kind {
+            LimitKind::Parallel => Use {
+                used: self.in_flight.get(&limit.name).copied().unwrap_or(0),
+                reserved: 0,
+            },
+            _ => {
+                let w = self.current(&key(&limit.name, limit.window_secs), limit.window_secs, now);
+                Use {
+                    used: w.count,
+                    reserved: w.reserved,
+                }
+            }
+        }
+    }
+
+    fn reserve(&mut self, held: &[(Limit, u64)], now: u64) -> Result<Reservation, OverLimit> {
+        // An amount larger than the whole limit counts as the whole limit: such a request
+        // fits an unused window instead of never fitting.
+        let held: Vec<(Limit, u64)> = held
+            .iter()
+            .map(|(l, amount)| (l.clone(), (*amount).min(l.max)))
+            .collect();
+        for (limit, amount) in &held {
+            let u = self.in_use(limit, now);
+            let used = u.used.saturating_add(u.reserved);
+            let fits = used < limit.max && used.saturating_add(*amount) <= limit.max;
+            if !fits {
+                let retry_after_secs = match limit.kind {
+                    LimitKind::Parallel => 0,
+                    _ => seconds_left(now, limit.window_secs),
+                };
+                return Err(OverLimit {
+                    limit: limit.clone(),
+                    used,
+                    wanted: *amount,
+                    retry_after_secs,
+                });
+            }
+        }
+        let mut standing = Vec::with_capacity(held.len());
+        for (limit, amount) in &held {
+            match limit.kind {
+                LimitKind::Parallel => {
+                    *self.in_flight.entry(limit.name.clone()).or_insert(0) += 1;
+                }
+                LimitKind::Requests => {
+                    let k = key(&limit.name, limit.window_secs);
+                    self.charge(&k, limit.window_secs, now, *amount);
+                }
+                LimitKind::Tokens | LimitKind::MicroUsd => {
+                    let k = key(&limit.name, limit.window_secs);
+                    self.with_window(&k, limit.window_secs, now, |w| {
+                        w.reserved = w.reserved.saturating_add(*amount)
+                    });
+                }
+            }
+            let u = self.in_use(limit, now);
+            standing.push(Standing {
+                limit: limit.clone(),
+                remaining: limit.max.saturating_sub(u.used.saturating_add(u.reserved)),
+                reset_secs: match limit.kind {
+                    LimitKind::Parallel => 0,
+                    _ => seconds_left(now, limit.window_secs),
+                },
+            });
+        }
+        Ok(Reservation {
+            held,
+            at: now,
+            standing,
+        })
+    }
+
+    /// Ends a reservation: `actual` replaces budgets' reservations (None: released, nothing
+    /// charged, request slots given back too).
+    fn end(&mut self, r: &Reservation, actual: Option<Actual>, now: u64) {
+        for (limit, amount) in &r.held {
             let k = key(&limit.name, limit.window_secs);
-            if self.count(&k, limit.window_secs, now) >= limit.max {
-                return Err(over(limit, now));
+            match limit.kind {
+                LimitKind::Parallel => {
+                    if let Some(n) = self.in_flight.get_mut(&limit.name) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.in_flight.remove(&limit.name);
+                        }
+                    }
+                }
+                LimitKind::Requests => {
+                    if actual.is_none() {
+                        self.take_back(&k, limit.window_secs, r.at, now, *amount, true);
+                    }
+                }
+                LimitKind::Tokens | LimitKind::MicroUsd => {
+                    self.take_back(&k, limit.window_secs, r.at, now, *amount, false);
+                    let used = match (actual, limit.kind) {
+                        (Some(a), LimitKind::Tokens) => a.tokens,
+                        (Some(a), _) => a.micro_usd,
+                        (None, _) => 0,
+                    };
+                    if used > 0 {
+                        self.charge(&k, limit.window_secs, now, used);
+                    }
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Drops counters whose window has passed (they would read as 0 anyway) and that hold no
+    /// reservation, at most once a minute: per-user or per-IP limits then keep memory bounded.
+    fn prune_now_and_then(&mut self, now: u64) {
+        if now < self.last_prune.saturating_add(PRUNE_EVERY_SECS) {
+            return;
+        }
+        self.last_prune = now;
+        let stale: Vec<String> = self
+            .windows
+            .iter()
+            .filter(|(k, w)| {
+                let window_secs = window_of(k).unwrap_or(LIFETIME);
+                window_secs != LIFETIME
+                    && w.reserved == 0
+                    && w.start != window_start(now, window_secs)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.windows.remove(&k);
+            self.dirty.remove(&k);
+            self.removed.insert(k);
+        }
     }
 }
 
@@ -128,16 +324,20 @@ pub trait CounterWindows: Send + Sync {
 
 #[async_trait::async_trait]
 impl<T: CounterWindows> CounterStore for T {
-    async fn acquire(&self, limits: &[Limit]) -> Result<(), AdmitError> {
+    async fn reserve(&self, limits: &[(Limit, u64)]) -> Result<Reservation, AdmitError> {
         self.windows()
-            .acquire(limits, now_secs())
+            .reserve(limits, now_secs())
             .map_err(AdmitError::Over)
     }
 
-    async fn check_budgets(&self, limits: &[Limit]) -> Result<(), AdmitError> {
-        self.windows()
-            .check_budgets(limits, now_secs())
-            .map_err(AdmitError::Over)
+    async fn settle(&self, reservation: &Reservation, actual: Actual) -> Result<(), StoreError> {
+        self.windows().end(reservation, Some(actual), now_secs());
+        Ok(())
+    }
+
+    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
+        self.windows().end(reservation, None, now_secs());
+        Ok(())
     }
 
     async fn add(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
@@ -158,6 +358,12 @@ impl<T: CounterWindows> CounterStore for T {
         let k = key(name, window_secs);
         self.windows().count(&k, window_secs, now_secs())
     }
+
+    fn usage(&self, limits: &[Limit]) -> Vec<Use> {
+        let now = now_secs();
+        let windows = self.windows();
+        limits.iter().map(|l| windows.in_use(l, now)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -166,10 +372,7 @@ mod tests {
 
     #[test]
     fn windows_restart_and_only_charges_mark_dirty() {
-        let mut inner = Windows {
-            windows: HashMap::new(),
-            dirty: HashSet::new(),
-        };
+        let mut inner = Windows::default();
         let k = key("rpm:k", 60);
         assert_eq!(inner.count(&k, 60, 120), 0);
         assert!(inner.windows.is_empty(), "reading creates nothing");
@@ -187,5 +390,109 @@ mod tests {
             1,
             "window 0 never resets"
         );
+    }
+
+    /// 2026-01-31 23:59:59 UTC and the next second.
+    const JAN_END: u64 = 1_769_903_999;
+
+    #[test]
+    fn a_monthly_window_resets_on_the_first_utc() {
+        assert_eq!(window_start(JAN_END, MONTH), 1_767_225_600, "2026-01-01");
+        assert_eq!(window_start(JAN_END + 1, MONTH), JAN_END + 1, "2026-02-01");
+        assert_eq!(seconds_left(JAN_END, MONTH), 1);
+        // February 2028 has 29 days; December rolls over the year.
+        let feb_2028 = 1_832_976_000;
+        assert_eq!(seconds_left(feb_2028, MONTH), 29 * 86_400);
+        let dec_2026 = 1_796_083_200;
+        assert_eq!(seconds_left(dec_2026, MONTH), 31 * 86_400);
+
+        let mut w = Windows::default();
+        let budget = Limit::new("usd", 100, MONTH, LimitKind::MicroUsd);
+        let r = w.reserve(&[(budget.clone(), 60)], JAN_END - 10).unwrap();
+        w.end(
+            &r,
+            Some(Actual {
+                tokens: 0,
+                micro_usd: 90,
+            }),
+            JAN_END - 5,
+        );
+        assert!(
+            w.reserve(&[(budget.clone(), 20)], JAN_END).is_err(),
+            "90 + 20 > 100"
+        );
+        assert!(
+            w.reserve(&[(budget, 20)], JAN_END + 1).is_ok(),
+            "a new month"
+        );
+    }
+
+    #[test]
+    fn reservations_hold_until_settled_and_release_gives_everything_back() {
+        let mut w = Windows::default();
+        let now = 1_000_000;
+        let rpm = Limit::new("rpm", 10, 60, LimitKind::Requests);
+        let tokens = Limit::new("tok", 1000, 3600, LimitKind::Tokens);
+        let parallel = Limit::new("par", 1, 0, LimitKind::Parallel);
+        let held = [
+            (rpm.clone(), 1),
+            (tokens.clone(), 600),
+            (parallel.clone(), 1),
+        ];
+        let first = w.reserve(&held, now).unwrap();
+        assert_eq!(first.standing[1].remaining, 400);
+        // A second: its 600 tokens do not fit beside the first's (nor its slot in flight).
+        let Err(refused) = w.reserve(&held, now) else {
+            panic!("one in flight at most");
+        };
+        assert_eq!(refused.limit.name, "tok", "the first that does not fit");
+        assert_eq!(w.in_use(&rpm, now).used, 1, "a refusal charges nothing");
+        w.end(
+            &first,
+            Some(Actual {
+                tokens: 300,
+                micro_usd: 0,
+            }),
+            now,
+        );
+        assert_eq!(
+            w.in_use(&tokens, now),
+            Use {
+                used: 300,
+                reserved: 0
+            }
+        );
+        assert_eq!(w.in_use(&parallel, now).used, 0);
+
+        let second = w.reserve(&held, now).unwrap();
+        assert_eq!(w.in_use(&rpm, now).used, 2);
+        w.end(&second, None, now);
+        assert_eq!(
+            w.in_use(&rpm, now).used,
+            1,
+            "released: the request slot comes back"
+        );
+        assert_eq!(
+            w.in_use(&tokens, now),
+            Use {
+                used: 300,
+                reserved: 0
+            }
+        );
+        // Too big for what is left, though not for the whole budget.
+        assert!(w.reserve(&[(tokens.clone(), 800)], now).is_err());
+        // Bigger than the whole budget: counts as the whole budget, which is not free now.
+        assert!(w.reserve(&[(tokens, 5000)], now).is_err());
+    }
+
+    #[test]
+    fn counters_of_past_windows_are_pruned_and_noted_for_deletion() {
+        let mut w = Windows::default();
+        w.charge(&key("ip:1", 60), 60, 100, 1);
+        w.charge(&key("ever", 0), 0, 100, 1);
+        w.charge(&key("ip:2", 60), 60, 200, 1);
+        assert_eq!(w.windows.len(), 2, "ip:1's minute has passed by 200");
+        assert!(w.removed.contains(&key("ip:1", 60)));
+        assert!(w.windows.contains_key(&key("ever", 0)));
     }
 }

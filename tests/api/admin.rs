@@ -473,7 +473,7 @@ async fn log_query_with_a_huge_time_is_not_a_crash() {
 async fn usage_counts_requests_for_unknown_models_under_one_name() {
     let app = spawn(Spawn::default().provider("mock", PRICED).policy(
         "l.rhai",
-        r#"fn on_request(req, ctx) { ctx.limit("all", 4, 3600); }"#,
+        r#"fn on_request(req, ctx) { ctx.limit("all", 1, 3600); }"#,
     ))
     .await;
     let chat = |model: String| {
@@ -485,9 +485,10 @@ async fn usage_counts_requests_for_unknown_models_under_one_name() {
     for i in 0..3 {
         assert_error(chat(format!("made-up-{i}")).await, 404).await;
     }
+    // The 404s used no slot of the limit of 1: the first served request has it.
     assert_eq!(chat("echo".into()).await.status(), 200);
-    // Over the limit: refused before the name was looked up, still not a row of its own.
-    assert_error(chat("made-up-3".into()).await, 429).await;
+    // Over the limit, an unknown name is still a 404 (looked up first), not a row of its own.
+    assert_error(chat("made-up-3".into()).await, 404).await;
     assert_error(chat("priced".into()).await, 429).await;
 
     let entries = logged(&app, 6).await;

@@ -28,6 +28,7 @@ mod dashboard_e2e;
 mod errors;
 mod full_disk;
 mod gemini;
+mod governance;
 mod health;
 mod mock_provider;
 mod models;

@@ -459,10 +459,17 @@ async fn a_limit_of_n_admits_exactly_n_under_concurrency_and_after_a_restart() {
 async fn token_budgets_settle_from_real_usage_streams_included() {
     let app = spawn(Spawn::default().provider("mock", MOCK).policy(
         "tokens.rhai",
-        r#"fn on_request(req, ctx) { ctx.token_limit("day", 10, 86400); }"#,
+        r#"fn on_request(req, ctx) { ctx.token_limit("day", 20, 86400); }"#,
     ))
     .await;
-    // "a b c" echoed: 3 prompt + 3 completion = 6 tokens; streamed, without asking for usage.
+    // Each request reserves its estimate: "a b c" is 2 tokens + 4 for the message, and
+    // max_tokens 3: 9 tokens. The mock uses 3 prompt + 3 completion = 6.
+    let hi = |model: &str| {
+        let mut body = hi(model);
+        body["max_tokens"] = json!(3);
+        body
+    };
+    // Streamed, without asking for usage: settled from the usage chunk all the same.
     let mut streamed = hi("echo");
     streamed["stream"] = json!(true);
     let payloads = sse_payloads(app.chat(ADMIN_KEY, streamed).await).await;
@@ -470,13 +477,12 @@ async fn token_budgets_settle_from_real_usage_streams_included() {
         !payloads.iter().any(|p| p.contains("total_tokens")),
         "usage chunk withheld"
     );
-    // 6 < 10: still admitted; it brings the total to 12.
+    // 6 used + 9 reserved <= 20: admitted; it brings the total to 12.
     assert_eq!(app.chat(ADMIN_KEY, hi("echo")).await.status(), 200);
+    // 12 + 9 > 20: refused (had the stream been charged nothing, 6 + 9 would fit).
     let body = assert_error(app.chat(ADMIN_KEY, hi("echo")).await, 429).await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("token budget"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("token budget `day` of 20 per day: 12 used or reserved, 8 remaining, this request needs about 9"), "{message}");
 }
 
 #[tokio::test]
@@ -678,24 +684,31 @@ async fn simulate_matches_real_requests_and_charges_nothing() {
 }
 
 #[tokio::test]
-async fn a_limit_counts_requests_for_unknown_and_forbidden_models_too() {
+async fn a_request_refused_or_failed_gives_its_slot_back() {
+    let upstream = Upstream::start().await;
     let app = spawn(
         Spawn::default()
             .provider("mock", "kind: mock\nmodels: [echo, other]\n")
+            .provider("up", upstream.provider_yaml(&[("broken", "status-503")]))
             .policy(
                 "limit.rhai",
-                r#"fn on_request(req, ctx) { ctx.limit("rpm:" + req.key.id, 3, 3600); }"#,
+                r#"fn on_request(req, ctx) { ctx.limit("rpm:" + req.key.id, 2, 3600); }"#,
             ),
     )
     .await;
     let (_, key) = app
-        .create_key(json!({"name": "k", "models": ["mock/echo"]}))
+        .create_key(json!({"name": "k", "models": ["mock/echo", "up/broken"]}))
         .await;
     assert_error(app.chat(&key, hi("no-such-model")).await, 404).await;
     assert_error(app.chat(&key, hi("other")).await, 403).await;
+    let failed = app.chat(&key, hi("broken")).await;
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    // None of those used a slot of the limit of 2: two served requests still fit.
     assert_eq!(app.chat(&key, hi("echo")).await.status(), 200);
-    // The limit of 3 is used up, by the 404 and the 403 as much as by the 200.
-    let body = assert_error(app.chat(&key, hi("no-such-model")).await, 429).await;
+    assert_eq!(app.chat(&key, hi("echo")).await.status(), 200);
+    let body = assert_error(app.chat(&key, hi("echo")).await, 429).await;
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
-    assert_error(app.chat(&key, hi("echo")).await, 429).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("request limit `rpm:key_"), "{message}");
+    assert!(message.contains("2 used, 0 remaining"), "{message}");
 }

@@ -19,6 +19,7 @@
 //! - `status-503`: always 503; `fail-twice`: 503 for its first two calls, then `plain`;
 //! - `rate-limited-once`: 429 with `retry-after: 0` on its first call, then `plain`;
 //! - `switch`: 503 while `set_down(true)`, else `plain`;
+//! - `stream-no-usage`: `stream` that never sends a usage chunk, whatever it is asked;
 //! - `stall`: headers after 2 s; `delay-50`: `plain` after 50 ms;
 //! - `stream-stall`: stream headers at once, the first event after 2 s;
 //! - `stream-empty`: stream headers, then the body ends with no event at all;
@@ -149,6 +150,14 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             parts.push("data: [DONE]\n\n".to_string());
             sse(parts)
         }
+        // An upstream that ignores `stream_options`: never a usage chunk.
+        "stream-no-usage" => sse(vec![
+            chunk("one"),
+            chunk(" two"),
+            chunk(" three"),
+            FINISH.to_string(),
+            "data: [DONE]\n\n".to_string(),
+        ]),
         "gated" => {
             let shared = shared.into_inner();
             let stream = futures_util::stream::unfold(0, move |step| {

@@ -27,16 +27,17 @@ impl SledCounters {
                 let count = u64::from_be_bytes(v[8..].try_into().unwrap_or([0; 8]));
                 windows.insert(
                     String::from_utf8_lossy(&k).into_owned(),
-                    Window { start, count },
+                    Window {
+                        start,
+                        count,
+                        reserved: 0,
+                    },
                 );
             }
         }
         let counters = Arc::new(SledCounters {
             db: db.clone(),
-            inner: Mutex::new(Windows {
-                windows,
-                dirty: Default::default(),
-            }),
+            inner: Mutex::new(Windows::loaded(windows)),
         });
         // What is in memory is newer than anything on disk: after a reopen (which lost what
         // was not flushed), all of it is written again.
@@ -86,11 +87,17 @@ impl CounterWindows for SledCounters {
         self.db.writable()?;
         let (dirty, batch) = {
             let mut inner = self.lock();
-            if inner.dirty.is_empty() {
+            if inner.dirty.is_empty() && inner.removed.is_empty() {
                 return Ok(());
             }
             let dirty: Vec<String> = inner.dirty.drain().collect();
+            let removed: Vec<String> = inner.removed.drain().collect();
             let mut batch = sled::Batch::default();
+            // Pruned counters go from disk too; if the batch fails they stay there, harmless
+            // (a past window reads as 0) and pruned again after the next restart.
+            for k in &removed {
+                batch.remove(k.as_bytes());
+            }
             for k in &dirty {
                 if let Some(w) = inner.windows.get(k) {
                     let mut v = [0u8; 16];
@@ -118,52 +125,39 @@ impl CounterWindows for SledCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::counters::{CounterAdd, CounterStore, Limit};
-
-    fn limit(max: u64) -> Limit {
-        Limit {
-            name: "rpm:k".into(),
-            max,
-            window_secs: 3600,
-        }
-    }
+    use crate::store::counters::{Actual, CounterStore, Limit, LimitKind};
 
     #[tokio::test]
-    async fn all_or_nothing_and_survives_reopen() {
+    async fn use_survives_a_restart_and_reservations_do_not() {
         let dir = tempfile::tempdir().unwrap();
+        let rpm = Limit::new("rpm:k", 10, 3600, LimitKind::Requests);
+        let tokens = Limit::new("tokens", 500, 3600, LimitKind::Tokens);
         {
             let db = Database::open(dir.path(), 1 << 20).unwrap();
             let counters = SledCounters::open(&db).unwrap();
-            let tight = Limit {
-                name: "tight".into(),
-                max: 1,
-                window_secs: 3600,
+            let settled = counters
+                .reserve(&[(rpm.clone(), 1), (tokens.clone(), 100)])
+                .await
+                .unwrap();
+            let actual = Actual {
+                tokens: 400,
+                micro_usd: 0,
             };
-            counters.acquire(&[limit(10), tight.clone()]).await.unwrap();
-            assert!(counters.acquire(&[limit(10), tight]).await.is_err());
-            assert_eq!(
-                counters.peek("rpm:k", 3600),
-                1,
-                "nothing charged on refusal"
-            );
-            let tokens = CounterAdd {
-                name: "tokens".into(),
-                window_secs: 3600,
-                amount: 500,
-            };
-            counters.add(&[tokens]).await.unwrap();
+            counters.settle(&settled, actual).await.unwrap();
+            // In flight at the crash: its reservation is not kept.
+            counters.reserve(&[(tokens.clone(), 50)]).await.unwrap();
             counters.write_changed().unwrap();
             db.flush().unwrap();
         }
         let db = Database::open(dir.path(), 1 << 20).unwrap();
         let counters = SledCounters::open(&db).unwrap();
         assert_eq!(counters.get("rpm:k", 3600).await.unwrap(), 1);
-        assert_eq!(counters.get("tokens", 3600).await.unwrap(), 500);
-        let budget = Limit {
-            name: "tokens".into(),
-            max: 500,
-            window_secs: 3600,
-        };
-        assert!(counters.check_budgets(&[budget]).await.is_err());
+        let used = counters.usage(std::slice::from_ref(&tokens));
+        assert_eq!((used[0].used, used[0].reserved), (400, 0));
+        assert!(counters.reserve(&[(tokens.clone(), 100)]).await.is_ok());
+        assert!(
+            counters.reserve(&[(tokens, 1)]).await.is_err(),
+            "400 + 100 of 500"
+        );
     }
 }

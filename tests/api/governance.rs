@@ -1,0 +1,218 @@
+//! Limits and budgets: keys' own limits, reservations under concurrency, refusals that name
+//! their limit, rate-limit headers, and streams whose upstream reports no usage.
+
+use crate::helpers::{admin_json, assert_error, log_entry, spawn, Spawn, ADMIN_KEY};
+use crate::upstream::Upstream;
+use serde_json::{json, Value};
+
+const MOCK: &str = "kind: mock\nmodels:\n  - echo\n  - name: priced\n    upstream: echo\n    pricing: { input: 1000.0, output: 1000.0 }\n";
+
+fn hi(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "a b c"}], "max_tokens": 3})
+}
+
+fn header<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_keys_own_request_limit_counts_down_in_the_headers_and_names_itself_when_used_up() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let (_, key) = app
+        .create_key(json!({"name": "ci", "limits": {"rpm": 2, "tpd": 1000}}))
+        .await;
+    let first = app.chat(&key, hi("echo")).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(header(&first, "x-ratelimit-remaining-requests"), "1");
+    assert!(header(&first, "x-ratelimit-reset-requests").ends_with('s'));
+    assert_eq!(header(&first, "x-ratelimit-limit-tokens"), "1000");
+    // Right after admission: this request's estimate (9) is held.
+    assert_eq!(header(&first, "x-ratelimit-remaining-tokens"), "991");
+    let second = app.chat(&key, hi("echo")).await;
+    assert_eq!(header(&second, "x-ratelimit-remaining-requests"), "0");
+    // The first settled at its real 6 tokens: 1000 - 6 - 9.
+    assert_eq!(header(&second, "x-ratelimit-remaining-tokens"), "985");
+
+    let refused = app.chat(&key, hi("echo")).await;
+    let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body = assert_error(refused, 429).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("request limit `key:ci rpm` of 2 per minute is used up (2 used, 0 remaining); resets in "),
+        "{message}"
+    );
+    // Another key is not limited by this one's limit.
+    let (_, other) = app.create_key(json!({"name": "other"})).await;
+    let free = app.chat(&other, hi("echo")).await;
+    assert_eq!(free.status(), 200);
+    assert!(free.headers().get("x-ratelimit-limit-requests").is_none());
+}
+
+#[tokio::test]
+async fn max_parallel_admits_that_many_requests_in_flight_and_frees_the_slots_after() {
+    let upstream = Upstream::start().await;
+    let app = spawn(Spawn::default().provider(
+        "up",
+        upstream.provider_yaml(&[("gated", "gated"), ("plain", "plain")]),
+    ))
+    .await;
+    let (_, key) = app
+        .create_key(json!({"name": "batch", "limits": {"max_parallel": 2}}))
+        .await;
+    // Two streams in flight: their upstream holds them after the first chunk.
+    let mut held = hi("gated");
+    held["stream"] = json!(true);
+    let a = app.chat(&key, held.clone()).await;
+    let b = app.chat(&key, held.clone()).await;
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let calls = (0..8).map(|_| app.chat(&key, hi("plain")));
+    for res in futures_util::future::join_all(calls).await {
+        let body = assert_error(res, 429).await;
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`key:batch max_parallel`: 2 requests in flight"),
+            "{message}"
+        );
+    }
+    upstream.release();
+    upstream.release();
+    let _ = (a.bytes().await, b.bytes().await);
+    // Both slots were given back when the streams ended.
+    let first = app.chat(&key, hi("plain")).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(app.chat(&key, hi("plain")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn concurrent_streams_never_take_a_token_budget_past_its_limit() {
+    let app = spawn(Spawn::default().provider("mock", MOCK).policy(
+        "budget.rhai",
+        r#"fn on_request(req, ctx) { ctx.token_limit("shared", 100, "day"); }"#,
+    ))
+    .await;
+    let mut body = hi("echo");
+    body["stream"] = json!(true);
+    let calls = (0..50).map(|_| {
+        let body = body.clone();
+        let app = &app;
+        async move {
+            let res = app.chat(ADMIN_KEY, body).await;
+            let status = res.status().as_u16();
+            // Read the whole stream: the request settles when it ends.
+            let _ = res.bytes().await;
+            status
+        }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let served = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(served >= 1);
+    // Each served stream used 6 tokens and reserved 9: what was served fits the budget.
+    let simulated: Value = app
+        .post("/admin/policies/simulate", ADMIN_KEY)
+        .json(&json!({"request": hi("echo")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let budget = &simulated["token_limits"][0];
+    assert_eq!(budget["name"], "shared");
+    let used = budget["current"].as_u64().unwrap();
+    assert_eq!(used, served * 6, "every served stream charged its real use");
+    assert!(used <= 100, "used {used} of 100");
+    assert_eq!(
+        budget["reserved"], 0,
+        "nothing held once every stream ended"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_without_usage_is_charged_an_estimate_and_marked_so() {
+    let upstream = Upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider(
+                "up",
+                upstream.provider_yaml(&[("quiet", "stream-no-usage")]),
+            )
+            .policy(
+                "budget.rhai",
+                r#"fn on_request(req, ctx) { ctx.token_limit("t", 1000, "day"); }"#,
+            ),
+    )
+    .await;
+    let mut body = hi("quiet");
+    body["stream"] = json!(true);
+    let res = app.chat(ADMIN_KEY, body).await;
+    assert_eq!(res.status(), 200);
+    let id = header(&res, "x-request-id").to_string();
+    let _ = res.bytes().await;
+    let entry = log_entry(&app, &id).await;
+    assert_eq!(entry["usage_estimated"], true, "{entry}");
+    // "one two three" is 13 bytes: 4 tokens; the prompt's estimate is 6.
+    assert_eq!(entry["completion_tokens"], 4);
+    assert_eq!(entry["total_tokens"], 10);
+    let usage = admin_json(&app, "/admin/usage").await;
+    assert_eq!(usage["totals"]["estimated"], 1, "{usage}");
+}
+
+#[tokio::test]
+async fn a_cost_budget_refuses_what_its_estimate_would_overspend_and_never_resets_in_a_lifetime() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    // priced: $1000 per million tokens either way; a request estimates 6 + 3 = 9 tokens,
+    // $0.009, and uses 6, $0.006.
+    let (_, key) = app
+        .create_key(json!({"name": "spender", "limits": {"budget_usd_total": 0.02}}))
+        .await;
+    assert_eq!(app.chat(&key, hi("priced")).await.status(), 200);
+    assert_eq!(app.chat(&key, hi("priced")).await.status(), 200);
+    // $0.012 used; $0.012 + $0.009 > $0.02.
+    let refused = app.chat(&key, hi("priced")).await;
+    assert!(
+        refused.headers().get("retry-after").is_none(),
+        "a lifetime budget never resets"
+    );
+    let body = assert_error(refused, 429).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cost budget `key:spender budget_usd_total` of $0.02 in all: $0.012 used or reserved, $0.008 remaining, this request needs about $0.009; it never resets"),
+        "{message}"
+    );
+    // An unpriced model costs nothing and is still served.
+    assert_eq!(app.chat(&key, hi("echo")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_limits_are_refused_with_the_field_named() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let res = app
+        .post("/admin/keys", ADMIN_KEY)
+        .json(&json!({"name": "x", "limits": {"budget_usd_day": -1}}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 400).await;
+    assert_eq!(body["error"]["param"], "limits");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("budget_usd_day"));
+    let res = app
+        .post("/admin/keys", ADMIN_KEY)
+        .json(&json!({"name": "x", "limits": {"rps": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400).await;
+}
