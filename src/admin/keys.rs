@@ -6,9 +6,10 @@ use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::proxy::body;
 use crate::state::AppState;
+use crate::store::counters::LimitCheck;
 use crate::store::keys::KeyUpdate;
 use crate::store::usage::KeyUsage;
-use crate::store::{KeyRecord, Limits, NewKey, Role};
+use crate::store::{CounterStore, KeyRecord, Limits, NewKey, Role};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -97,6 +98,21 @@ pub struct KeyView {
     #[serde(flatten)]
     pub record: KeyRecord,
     pub usage: KeyUsage,
+    /// Each of the key's `limits` as it stands now: used, reserved by requests in flight,
+    /// remaining.
+    pub limit_use: Vec<LimitCheck>,
+}
+
+impl KeyView {
+    fn of(record: KeyRecord, usage: KeyUsage, counters: &dyn CounterStore) -> KeyView {
+        let limits = record.limits.as_counters("key", &record.id, &record.name);
+        let limit_use = LimitCheck::of(&limits, &counters.usage(&limits));
+        KeyView {
+            record,
+            usage,
+            limit_use,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -181,7 +197,7 @@ async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpRes
             .key_usage(&record.id)
             .await
             .map_err(store_failed)?;
-        data.push(KeyView { record, usage });
+        data.push(KeyView::of(record, usage, store.counters.as_ref()));
     }
     Ok(HttpResponse::Ok().json(KeyList {
         object: "list",
@@ -220,7 +236,7 @@ async fn get(
         .key_usage(&record.id)
         .await
         .map_err(store_failed)?;
-    Ok(HttpResponse::Ok().json(KeyView { record, usage }))
+    Ok(HttpResponse::Ok().json(KeyView::of(record, usage, store.counters.as_ref())))
 }
 
 /// Changes a key's name, models, tags, expiry or metadata.

@@ -3,32 +3,13 @@
 //! decision code with real requests, so all three agree.
 
 use super::{Decision, PolicyEnv, PolicySet, Rejection, RoutePlan};
-use crate::store::counters::LimitKind;
+use crate::store::counters::LimitCheck;
 use crate::store::{AssignmentStore, CounterStore, KeyRecord, Limit};
 use crate::wire::RequestBody;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LimitCheck {
-    /// The limit as clients see it named (`key:ci rpm`, or the script's counter name).
-    pub name: String,
-    pub kind: LimitKind,
-    /// Tokens, requests, requests in flight, or millionths of a USD, per `kind`.
-    pub max: u64,
-    /// 0: never resets; 18446744073709551615: a calendar month (UTC).
-    pub window_secs: u64,
-    /// Used in the current window (for `parallel`: in flight now).
-    pub current: u64,
-    /// Held by requests in flight, not yet settled.
-    pub reserved: u64,
-    pub remaining: u64,
-    /// Whether a real request would pass this limit now (budgets: whether anything is left;
-    /// a real request also needs its estimate to fit).
-    pub would_pass: bool,
-}
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Simulation {
@@ -54,24 +35,7 @@ pub struct Simulation {
 }
 
 fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitCheck> {
-    let usage = counters.usage(limits);
-    limits
-        .iter()
-        .zip(usage)
-        .map(|(l, u)| {
-            let taken = u.used.saturating_add(u.reserved);
-            LimitCheck {
-                name: l.label().to_string(),
-                kind: l.kind,
-                max: l.max,
-                window_secs: l.window_secs,
-                current: u.used,
-                reserved: u.reserved,
-                remaining: l.max.saturating_sub(taken),
-                would_pass: taken < l.max,
-            }
-        })
-        .collect()
+    LimitCheck::of(limits, &counters.usage(limits))
 }
 
 pub fn simulate(

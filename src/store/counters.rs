@@ -152,3 +152,46 @@ pub trait CounterStore: Send + Sync {
     /// Each limit's use as this process knows it.
     fn usage(&self, limits: &[Limit]) -> Vec<Use>;
 }
+
+/// How a limit stands now, for reports (simulate, the admin API, the dashboard).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LimitCheck {
+    /// The limit as clients see it named (`key:ci rpm`, or the script's counter name).
+    pub name: String,
+    pub kind: LimitKind,
+    /// Tokens, requests, requests in flight, or millionths of a USD, per `kind`.
+    pub max: u64,
+    /// 0: never resets; 18446744073709551615: a calendar month (UTC).
+    pub window_secs: u64,
+    /// Used in the current window (for `parallel`: in flight now).
+    pub current: u64,
+    /// Held by requests in flight, not yet settled.
+    pub reserved: u64,
+    pub remaining: u64,
+    /// Whether a request would pass this limit now (budgets: whether anything is left; a real
+    /// request also needs its estimate to fit).
+    pub would_pass: bool,
+}
+
+impl LimitCheck {
+    /// Each limit with its use, as [`CounterStore::usage`] gives them.
+    pub fn of(limits: &[Limit], usage: &[Use]) -> Vec<LimitCheck> {
+        limits
+            .iter()
+            .zip(usage)
+            .map(|(l, u)| {
+                let taken = u.used.saturating_add(u.reserved);
+                LimitCheck {
+                    name: l.label().to_string(),
+                    kind: l.kind,
+                    max: l.max,
+                    window_secs: l.window_secs,
+                    current: u.used,
+                    reserved: u.reserved,
+                    remaining: l.max.saturating_sub(taken),
+                    would_pass: taken < l.max,
+                }
+            })
+            .collect()
+    }
+}

@@ -22,7 +22,7 @@ fn header<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
 #[tokio::test]
 async fn a_keys_own_request_limit_counts_down_in_the_headers_and_names_itself_when_used_up() {
     let app = spawn(Spawn::default().provider("mock", MOCK)).await;
-    let (_, key) = app
+    let (id, key) = app
         .create_key(json!({"name": "ci", "limits": {"rpm": 2, "tpd": 1000}}))
         .await;
     let first = app.chat(&key, hi("echo")).await;
@@ -46,6 +46,24 @@ async fn a_keys_own_request_limit_counts_down_in_the_headers_and_names_itself_wh
     assert!(
         message.starts_with("request limit `key:ci rpm` of 2 per minute is used up (2 used, 0 remaining); resets in "),
         "{message}"
+    );
+    // The admin API shows each limit's use.
+    let view = admin_json(&app, &format!("/admin/keys/{id}")).await;
+    let uses: Vec<(String, u64, u64)> = view["limit_use"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["current"].as_u64().unwrap(),
+                l["remaining"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        uses,
+        vec![("key:ci rpm".into(), 2, 0), ("key:ci tpd".into(), 12, 988)]
     );
     // Another key is not limited by this one's limit.
     let (_, other) = app.create_key(json!({"name": "other"})).await;
