@@ -64,7 +64,8 @@ error_codes! {
     ModelNotFound => "model_not_found", 404, "invalid_request_error", "an unknown model";
     MethodNotAllowed => "method_not_allowed", 405, "invalid_request_error", "a known path with the wrong method";
     PayloadTooLarge => "payload_too_large", 413, "invalid_request_error", "a body over `--body-limit`";
-    RateLimitExceeded => "rate_limit_exceeded", 429, "rate_limit_error", "a policy's request limit or token budget is used up";
+    RateLimitExceeded => "rate_limit_exceeded", 429, "rate_limit_error", "a request limit, budget or in-flight limit (a key's or a policy's) is used up";
+    BudgetExceeded => "budget_exceeded", 429, "rate_limit_error", "in-band, ending a stream: its completion would take a hard token budget past its limit";
     PolicyRejected => "policy_rejected", 0, "invalid_request_error", "`ctx.reject(status, message)`: the policy's status";
     PolicyError => "policy_error", 500, "api_error", "a policy script failed (the cause is in the request log)";
     InternalError => "internal_error", 500, "api_error", "a fault of the gateway's own";

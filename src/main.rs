@@ -396,6 +396,9 @@ struct LimitArgs {
     /// USD over the key's lifetime.
     #[arg(long)]
     budget_usd_total: Option<f64>,
+    /// End a stream mid-way rather than let it pass `--tpm` or `--tpd`.
+    #[arg(long)]
+    hard_token_budgets: bool,
 }
 
 impl LimitArgs {
@@ -409,6 +412,7 @@ impl LimitArgs {
             budget_usd_day: self.budget_usd_day,
             budget_usd_month: self.budget_usd_month,
             budget_usd_total: self.budget_usd_total,
+            hard: self.hard_token_budgets,
         }
     }
 }

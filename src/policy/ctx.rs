@@ -304,10 +304,37 @@ impl PolicyCtx {
     }
 
     fn token_limit_in(&mut self, name: ImmutableString, max: i64, window: u64) -> Res<()> {
+        self.token_budget(name, max, window, false)
+    }
+
+    fn token_budget(
+        &mut self,
+        name: ImmutableString,
+        max: i64,
+        window: u64,
+        hard: bool,
+    ) -> Res<()> {
         let max = u64::try_from(max)
             .map_err(|_| script_err(format!("ctx.token_limit max must be >= 0, got {max}")))?;
-        self.push_limit(Limit::new(name.as_str(), max, window, LimitKind::Tokens));
+        let limit = Limit::new(name.as_str(), max, window, LimitKind::Tokens).hard(hard);
+        self.push_limit(limit);
         Ok(())
+    }
+
+    /// A token budget that ends a stream mid-way rather than let it pass its limit.
+    fn hard_token_limit(&mut self, name: ImmutableString, max: i64, window_secs: i64) -> Res<()> {
+        let window = positive(window_secs, "ctx.hard_token_limit window")?;
+        self.token_budget(name, max, window, true)
+    }
+
+    fn hard_token_limit_period(
+        &mut self,
+        name: ImmutableString,
+        max: i64,
+        period: ImmutableString,
+    ) -> Res<()> {
+        let window = period_secs(&period, "ctx.hard_token_limit")?;
+        self.token_budget(name, max, window, true)
     }
 
     /// A cost budget in USD (counted in millionths), from the served model's pricing.
@@ -521,6 +548,8 @@ impl PolicyCtx {
             .register_fn("limit", Self::limit_period)
             .register_fn("token_limit", Self::token_limit)
             .register_fn("token_limit", Self::token_limit_period)
+            .register_fn("hard_token_limit", Self::hard_token_limit)
+            .register_fn("hard_token_limit", Self::hard_token_limit_period)
             .register_fn("cost_limit", Self::cost_limit)
             .register_fn("reject", Self::reject)
             .register_fn("set_header", Self::set_header)

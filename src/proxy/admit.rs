@@ -44,6 +44,22 @@ impl Hold {
             .unwrap_or(&[])
     }
 
+    /// The hard token budget that leaves this request the least: its name and the tokens
+    /// the request may use in all (what was left for it at admission, its own reservation
+    /// included).
+    pub fn hard_cap(&self) -> Option<(String, u64)> {
+        let reservation = self.reservation.as_ref()?;
+        reservation
+            .held
+            .iter()
+            .zip(&reservation.standing)
+            .filter(|((limit, _), _)| limit.hard && limit.kind == LimitKind::Tokens)
+            .map(|((limit, amount), standing)| {
+                (limit.label().to_string(), standing.remaining + amount)
+            })
+            .min_by_key(|(_, allowed)| *allowed)
+    }
+
     /// Replaces the reservation with what the request used.
     pub fn settle(mut self, actual: Actual) {
         if let Some(reservation) = self.reservation.take() {

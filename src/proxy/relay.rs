@@ -26,6 +26,8 @@ pub struct StreamOutcome {
     pub text_bytes: usize,
     /// Set when the stream broke instead of ending cleanly.
     pub error: Option<String>,
+    /// Set when the gateway ended the stream for a hard budget (named here).
+    pub cut_for: Option<String>,
     /// True when the client went away before the end.
     pub client_gone: bool,
     /// Every payload, the stripped usage chunk included, when capture was asked for (caching,
@@ -45,6 +47,15 @@ pub struct Relay {
     outcome: StreamOutcome,
     on_finish: Option<OnFinish>,
     done: bool,
+    cut_off: Option<CutOff>,
+}
+
+/// Where a stream is ended for a hard budget: once the prompt's estimate and the streamed
+/// text's tokens would pass what the request may use.
+pub struct CutOff {
+    pub budget: String,
+    pub allowed_tokens: u64,
+    pub prompt_tokens: u64,
 }
 
 impl Relay {
@@ -56,6 +67,7 @@ impl Relay {
             outcome: StreamOutcome::default(),
             on_finish,
             done: false,
+            cut_off: None,
         }
     }
 
@@ -65,6 +77,35 @@ impl Relay {
     pub fn capture(mut self, max_bytes: usize) -> Self {
         self.capture_room = Some(max_bytes);
         self
+    }
+
+    /// Ends the stream, with a `budget_exceeded` error event, before it takes a hard budget
+    /// past its limit.
+    pub fn cut_off(mut self, cut_off: Option<CutOff>) -> Self {
+        self.cut_off = cut_off;
+        self
+    }
+
+    /// The error event that ends the stream if this payload takes it past its cut-off.
+    fn over_cut_off(&mut self) -> Option<Bytes> {
+        let c = self.cut_off.as_ref()?;
+        let used = c.prompt_tokens + super::estimate::text_tokens(self.outcome.text_bytes);
+        if used <= c.allowed_tokens {
+            return None;
+        }
+        let message = format!(
+            "the reply was ended: it would take the hard token budget `{}` past its limit",
+            c.budget
+        );
+        self.outcome.cut_for = Some(c.budget.clone());
+        self.outcome.error = Some(message.clone());
+        let err = ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            message,
+        )
+        .with_code(crate::error_codes::Code::BudgetExceeded);
+        Some(frame(err.body_json().as_bytes()))
     }
 
     fn keep(&mut self, payload: &Bytes) {
@@ -132,8 +173,16 @@ impl Stream for Relay {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(payload))) => {
                     self.keep(&payload);
+                    let text_before = self.outcome.text_bytes;
                     if self.inspect(&payload) {
                         continue;
+                    }
+                    if let Some(end) = self.over_cut_off() {
+                        // The chunk that would pass the budget is withheld, and not charged.
+                        self.outcome.text_bytes = text_before;
+                        tracing::info!("a stream was ended for a hard budget");
+                        self.finish();
+                        return Poll::Ready(Some(Ok(end)));
                     }
                     self.outcome.chunks += 1;
                     return Poll::Ready(Some(Ok(frame(&payload))));

@@ -3,7 +3,7 @@
 //! Each reply carries its settle work (stage 7), run when the JSON is built or the stream ends.
 
 use super::cache;
-use super::relay::{OnFinish, Relay, StreamOutcome};
+use super::relay::{CutOff, OnFinish, Relay, StreamOutcome};
 use super::settle::{Aftermath, Completed};
 use crate::policy::Decision;
 use crate::providers::Reply;
@@ -170,7 +170,16 @@ pub fn from_upstream(
                 .body(body)
         }
         Reply::Stream(events, _) => {
-            let relay = Relay::new(events, !client_wants_usage, Some(on_stream_end(after)));
+            let cut_off = after
+                .hold
+                .hard_cap()
+                .map(|(budget, allowed_tokens)| CutOff {
+                    budget,
+                    allowed_tokens,
+                    prompt_tokens: after.prompt_estimate,
+                });
+            let relay = Relay::new(events, !client_wants_usage, Some(on_stream_end(after)))
+                .cut_off(cut_off);
             let relay = if capture.wanted {
                 relay.capture(capture.limit)
             } else {
@@ -193,8 +202,13 @@ fn sse(response: &mut HttpResponseBuilder, relay: Relay) -> HttpResponse {
 fn on_stream_end(after: Aftermath) -> OnFinish {
     Box::new(move |outcome: StreamOutcome| {
         let complete = outcome.error.is_none() && !outcome.client_gone;
+        let status = match (&outcome.cut_for, &outcome.error) {
+            (Some(_), _) => 429,
+            (None, Some(_)) => 502,
+            (None, None) => 200,
+        };
         after.finish(Completed {
-            status: if outcome.error.is_some() { 502 } else { 200 },
+            status,
             usage: outcome.usage,
             text_bytes: outcome.text_bytes,
             body: None,

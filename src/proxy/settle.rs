@@ -190,7 +190,8 @@ impl Aftermath {
     fn usage_of(&self, done: &Completed) -> (Usage, bool) {
         match done.usage {
             Some(usage) => (usage, false),
-            None if !self.cached && done.status < 400 => {
+            // A reply that produced text was charged for it, even one ended for a budget.
+            None if !self.cached && (done.status < 400 || done.text_bytes > 0) => {
                 let completion = super::estimate::text_tokens(done.text_bytes);
                 let usage = Usage {
                     prompt_tokens: self.prompt_estimate,

@@ -42,6 +42,9 @@ pub struct Limit {
     /// How the limit is named to clients (`key:ci rpm`); the counter's name when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// A hard token budget: a stream is ended mid-way rather than take it past its limit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hard: bool,
 }
 
 impl Limit {
@@ -52,7 +55,14 @@ impl Limit {
             window_secs,
             kind,
             label: None,
+            hard: false,
         }
+    }
+
+    /// Marks a token budget hard (see [`Limit::hard`]).
+    pub fn hard(mut self, hard: bool) -> Limit {
+        self.hard = hard;
+        self
     }
 
     pub fn labelled(mut self, label: impl Into<String>) -> Limit {

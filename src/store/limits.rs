@@ -35,6 +35,10 @@ pub struct Limits {
     /// USD over the key's or team's lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd_total: Option<f64>,
+    /// The token budgets (`tpm`, `tpd`) are hard: a stream whose completion would take one
+    /// past its limit is ended with an in-band `budget_exceeded` error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hard: bool,
 }
 
 /// A limit that cannot be enforced as given.
@@ -80,7 +84,8 @@ impl Limits {
             .filter_map(|(field, max, window, kind)| {
                 Some(
                     Limit::new(format!("{what}:{id}:{field}"), max?, window, kind)
-                        .labelled(format!("{what}:{name} {field}")),
+                        .labelled(format!("{what}:{name} {field}"))
+                        .hard(self.hard && kind == LimitKind::Tokens),
                 )
             })
             .collect()

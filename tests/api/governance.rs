@@ -234,3 +234,47 @@ async fn bad_limits_are_refused_with_the_field_named() {
         .unwrap();
     assert_error(res, 400).await;
 }
+
+#[tokio::test]
+async fn a_hard_token_budget_ends_a_stream_before_it_passes_the_limit() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let (id, key) = app
+        .create_key(json!({"name": "capped", "limits": {"tpd": 30, "hard": true}}))
+        .await;
+    // 20 words, 80 bytes: the prompt is estimated at 20 + 4 tokens; with max_tokens 2 the
+    // request reserves 26 of 30, so it is admitted. The mock echoes all 20 words, one a chunk.
+    let words = "aaa ".repeat(20);
+    let body = json!({
+        "model": "echo",
+        "stream": true,
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": words.trim_end()}]
+    });
+    let res = app.chat(&key, body).await;
+    assert_eq!(res.status(), 200);
+    let request_id = header(&res, "x-request-id").to_string();
+    let payloads = crate::helpers::sse_payloads(res).await;
+    let last = payloads.last().unwrap();
+    assert!(last.contains("\"code\":\"budget_exceeded\""), "{last}");
+    assert!(last.contains("`key:capped tpd`"), "{last}");
+    assert!(
+        !payloads.iter().any(|p| p == "[DONE]"),
+        "no [DONE] after a cut"
+    );
+    let words_sent: usize = payloads
+        .iter()
+        .filter(|p| p.contains("\"content\":\"") && p.contains("aaa"))
+        .count();
+    assert!(
+        (1..20).contains(&words_sent),
+        "cut mid-way: {words_sent} words"
+    );
+
+    let entry = log_entry(&app, &request_id).await;
+    assert_eq!(entry["status"], 429);
+    assert_eq!(entry["usage_estimated"], true);
+    let charged = entry["total_tokens"].as_u64().unwrap();
+    assert!(charged <= 30, "charged {charged} of a hard 30");
+    let view = admin_json(&app, &format!("/admin/keys/{id}")).await;
+    assert_eq!(view["limit_use"][0]["current"], charged);
+}
