@@ -9,8 +9,9 @@ use serde::de::{Deserialize, Deserializer, Error as _};
 /// A malformed `${...}` reference; serde adds the file position and field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
-    #[error("unclosed `${{` in {raw:?}")]
-    Unclosed { raw: String },
+    /// The value is not quoted: it may hold a secret (an `api_key` with a stray `${`).
+    #[error("unclosed `${{` at byte {at} of the value (not shown: it may hold a secret)")]
+    Unclosed { at: usize },
     #[error(
         "`${{{reference}}}` is not a valid variable reference (use ${{NAME}} or ${{NAME:-default}})"
     )]
@@ -65,7 +66,7 @@ pub fn interpolate(
             continue;
         };
         let end = body.find('}').ok_or_else(|| EnvError::Unclosed {
-            raw: raw.to_string(),
+            at: raw.len() - body.len() - 2,
         })?;
         let reference = &body[..end];
         let (name, default) = match reference.split_once(":-") {
@@ -128,8 +129,11 @@ mod tests {
     fn rejects_malformed_references() {
         assert_eq!(
             interpolate("${OPEN", env).unwrap_err().to_string(),
-            r#"unclosed `${` in "${OPEN""#
+            "unclosed `${` at byte 0 of the value (not shown: it may hold a secret)"
         );
+        let leaky = interpolate("sk-live-hunter${", env).unwrap_err().to_string();
+        assert!(!leaky.contains("hunter"), "{leaky}");
+        assert!(leaky.contains("byte 14"), "{leaky}");
         assert_eq!(
             interpolate("${bad name}", env).unwrap_err().to_string(),
             "`${bad name}` is not a valid variable reference (use ${NAME} or ${NAME:-default})"

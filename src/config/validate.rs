@@ -270,21 +270,32 @@ enum BaseUrlError {
 }
 
 fn parse_base_url(text: &str) -> Result<reqwest::Url, BaseUrlError> {
+    // Errors quote the URL for the operator, without any `user:password@` it may carry:
+    // errors reach logs and `/admin/config`.
+    let shown = || without_credentials(text);
     let url = reqwest::Url::parse(text).map_err(|error| BaseUrlError::NotAUrl {
-        text: text.to_string(),
+        text: shown(),
         error,
     })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(BaseUrlError::Scheme {
-            text: text.to_string(),
-        });
+        return Err(BaseUrlError::Scheme { text: shown() });
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(BaseUrlError::QueryOrFragment {
-            text: text.to_string(),
-        });
+        return Err(BaseUrlError::QueryOrFragment { text: shown() });
     }
     Ok(url)
+}
+
+/// `text` with whatever stands between `://` and the last `@` of the authority replaced.
+fn without_credentials(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
 }
 
 fn valid_provider_name(name: &str) -> bool {
@@ -647,5 +658,15 @@ mod tests {
         let p = serving("kind: openai\nbase_url: http://x/v1\napi_key: sk-very-secret\nheaders: { x-token: tok-secret }\nmodels: [a]\n");
         let debug = format!("{p:?}");
         assert!(!debug.contains("sk-very-secret") && !debug.contains("tok-secret"));
+    }
+
+    #[test]
+    fn a_base_url_error_never_shows_credentials() {
+        let err = parse_base_url("ftp://user:hunter2@example.com/v1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("ftp://***@example.com/v1"), "{err}");
+        assert_eq!(without_credentials("https://h/v1?a@b"), "https://h/v1?a@b");
     }
 }
