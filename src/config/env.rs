@@ -131,7 +131,9 @@ mod tests {
             interpolate("${OPEN", env).unwrap_err().to_string(),
             "unclosed `${` at byte 0 of the value (not shown: it may hold a secret)"
         );
-        let leaky = interpolate("sk-live-hunter${", env).unwrap_err().to_string();
+        let leaky = interpolate("sk-live-hunter${", env)
+            .unwrap_err()
+            .to_string();
         assert!(!leaky.contains("hunter"), "{leaky}");
         assert!(leaky.contains("byte 14"), "{leaky}");
         assert_eq!(

@@ -15,6 +15,25 @@ pub struct BatchId {
     pub seq: u64,
 }
 
+impl BatchId {
+    /// The id of a batch of these entries, written after they completed: its write time (no
+    /// earlier than any entry's arrival) and the next sequence numbers from `seq`, one per
+    /// entry.
+    pub fn next(entries: &[LogEntry], seq: &std::sync::atomic::AtomicU64) -> BatchId {
+        let write_ms = entries
+            .iter()
+            .map(|e| e.at_ms)
+            .max()
+            .unwrap_or(0)
+            .max(crate::clock::now_ms());
+        let seq = seq.fetch_add(
+            entries.len().max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        BatchId { write_ms, seq }
+    }
+}
+
 /// Entries to write together, with the id that fixes where their records go.
 #[derive(Debug, Clone)]
 pub struct LedgerBatch {

@@ -1,7 +1,6 @@
 //! The request log, usage roll-ups and the ledger that writes both, in memory only: one
 //! structure behind one lock, so a batch lands in both at once as it does in sled.
 
-use crate::clock::now_ms;
 use crate::store::error::StoreError;
 use crate::store::ledger::{BatchId, Ledger, LedgerBatch};
 use crate::store::logs::{
@@ -11,7 +10,7 @@ use crate::store::usage::{
     first_kept_hour, regroup, Bucket, GroupBy, KeyUsage, Merged, Totals, UsageRow, UsageStore,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]
@@ -38,17 +37,8 @@ impl MemoryLedger {
 #[async_trait::async_trait]
 impl Ledger for MemoryLedger {
     fn batch(&self, entries: Vec<LogEntry>) -> LedgerBatch {
-        let write_ms = entries
-            .iter()
-            .map(|e| e.at_ms)
-            .max()
-            .unwrap_or(0)
-            .max(now_ms());
-        let seq = self
-            .seq
-            .fetch_add(entries.len().max(1) as u64, Ordering::Relaxed);
         LedgerBatch {
-            id: BatchId { write_ms, seq },
+            id: BatchId::next(&entries, &self.seq),
             entries,
         }
     }

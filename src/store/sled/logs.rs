@@ -102,16 +102,7 @@ impl SledLogs {
 
     /// An id for a batch of these entries, written after they completed.
     pub fn batch_id(&self, entries: &[LogEntry]) -> BatchId {
-        let write_ms = entries
-            .iter()
-            .map(|e| e.at_ms)
-            .max()
-            .unwrap_or(0)
-            .max(now_ms());
-        let seq = self
-            .seq
-            .fetch_add(entries.len().max(1) as u64, Ordering::Relaxed);
-        BatchId { write_ms, seq }
+        BatchId::next(entries, &self.seq)
     }
 
     /// The records (key, value) of a batch: always the same for the same id and entries.
@@ -324,8 +315,6 @@ impl LogStore for SledLogStore {
     }
 }
 
-use crate::clock::now_ms;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,7 +418,7 @@ mod tests {
         assert_eq!(by_id("req4"), vec!["req4"]);
         assert_eq!(by_id("client-7"), vec!["req7"]);
         assert_eq!(by_id("req3x"), Vec::<String>::new());
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         assert_eq!(
             logs.prune(now, 86_400_000, 7).unwrap(),
             3,
