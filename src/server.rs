@@ -102,6 +102,9 @@ impl Application {
             auth,
             body_limit: settings.body_limit,
             health,
+            budget_alerts: std::sync::Arc::new(crate::proxy::budget_alerts::BudgetAlerts::new(
+                crate::proxy::budget_alerts::log_sink(),
+            )),
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {

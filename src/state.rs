@@ -19,6 +19,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Provider health (breakers, latency), kept across reloads.
     pub health: Arc<crate::router::provider_health::Registry>,
+    /// Budgets reaching 50, 80, 100 %, reported once each per window.
+    pub budget_alerts: Arc<crate::proxy::budget_alerts::BudgetAlerts>,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@
 //! returned [`Hold`] is settled with what the reply used, or, dropped on any other path (a
 //! refusal later, a failed call), gives everything back.
 
+use super::budget_alerts::BudgetAlerts;
 use super::eager::run_now_or_spawn;
 use super::estimate;
 use crate::error::ApiError;
@@ -25,6 +26,8 @@ use std::sync::Arc;
 pub struct Hold {
     counters: Arc<dyn CounterStore>,
     reservation: Option<Reservation>,
+    /// Told of the budgets' use once the request settles.
+    alerts: Option<Arc<BudgetAlerts>>,
 }
 
 impl Hold {
@@ -33,6 +36,7 @@ impl Hold {
         Hold {
             counters,
             reservation: None,
+            alerts: None,
         }
     }
 
@@ -63,10 +67,20 @@ impl Hold {
     /// Replaces the reservation with what the request used.
     pub fn settle(mut self, actual: Actual) {
         if let Some(reservation) = self.reservation.take() {
-            let counters = self.counters.clone();
+            let (counters, alerts) = (self.counters.clone(), self.alerts.take());
             run_now_or_spawn(async move {
                 if let Err(e) = counters.settle(&reservation, actual).await {
                     tracing::error!(error = %e, "could not settle a request's limits");
+                    return;
+                }
+                if let Some(alerts) = alerts {
+                    let budgets: Vec<Limit> = reservation
+                        .held
+                        .into_iter()
+                        .map(|(limit, _)| limit)
+                        .collect();
+                    let usage = counters.usage(&budgets);
+                    alerts.check(&budgets, &usage, crate::clock::now_secs());
                 }
             });
         }
@@ -125,6 +139,7 @@ pub async fn admit(
         Ok(reservation) => Ok(Hold {
             counters,
             reservation: Some(reservation),
+            alerts: Some(state.budget_alerts.clone()),
         }),
         Err(AdmitError::Over(o)) => {
             state.metrics.quota_rejection();

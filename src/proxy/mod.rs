@@ -39,6 +39,7 @@
 pub mod admit;
 pub mod body;
 pub mod bounds;
+pub mod budget_alerts;
 pub mod cache;
 pub mod decide;
 pub mod dispatch;

@@ -278,3 +278,35 @@ async fn a_hard_token_budget_ends_a_stream_before_it_passes_the_limit() {
     let view = admin_json(&app, &format!("/admin/keys/{id}")).await;
     assert_eq!(view["limit_use"][0]["current"], charged);
 }
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_window_keeps_what_was_used() {
+    let data = tempfile::tempdir().unwrap();
+    let start = || spawn(Spawn::default().provider("mock", MOCK).data(data.path()));
+    let app = start().await;
+    let (id, key) = app
+        .create_key(
+            json!({"name": "kept", "limits": {"rpd": 10, "tpd": 1000, "budget_usd_month": 1.0}}),
+        )
+        .await;
+    for _ in 0..2 {
+        assert_eq!(app.chat(&key, hi("priced")).await.status(), 200);
+    }
+    let before = admin_json(&app, &format!("/admin/keys/{id}")).await["limit_use"].clone();
+    app.stop().await;
+    crate::helpers::wait_until_store_free(data.path()).await;
+
+    let app = start().await;
+    let after = admin_json(&app, &format!("/admin/keys/{id}")).await["limit_use"].clone();
+    assert_eq!(before, after);
+    // 2 requests, 12 tokens, $0.012: the next request counts on from there.
+    let current: Vec<u64> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["current"].as_u64().unwrap())
+        .collect();
+    assert_eq!(current, vec![2, 12, 12_000]);
+    let res = app.chat(&key, hi("priced")).await;
+    assert_eq!(header(&res, "x-ratelimit-remaining-requests"), "7");
+}
