@@ -120,11 +120,11 @@ mod tests {
             seen.lock().unwrap().is_empty(),
             "40 % and request limits: nothing"
         );
-        alerts.check(&[budget.clone()], &[at(85)], 601);
+        alerts.check(std::slice::from_ref(&budget), &[at(85)], 601);
         assert_eq!(*seen.lock().unwrap(), vec![50, 80], "both crossed at once");
-        alerts.check(&[budget.clone()], &[at(90)], 602);
-        alerts.check(&[budget.clone()], &[at(100)], 603);
-        alerts.check(&[budget.clone()], &[at(120)], 604);
+        alerts.check(std::slice::from_ref(&budget), &[at(90)], 602);
+        alerts.check(std::slice::from_ref(&budget), &[at(100)], 603);
+        alerts.check(std::slice::from_ref(&budget), &[at(120)], 604);
         assert_eq!(*seen.lock().unwrap(), vec![50, 80, 100]);
         // The next window starts over.
         alerts.check(&[budget], &[at(60)], 660);
