@@ -25,7 +25,7 @@ pub fn prompt_tokens(body: &RequestBody) -> u64 {
         Typed::Chat(chat) => chat
             .messages
             .iter()
-            .map(|m| text_tokens(m.text().len()) + PER_MESSAGE)
+            .map(|m| text_tokens(m.text_len()) + PER_MESSAGE)
             .sum(),
         Typed::Completions(c) => text_tokens(text_bytes(&c.prompt)),
         Typed::Embeddings(e) => text_tokens(text_bytes(&e.input)),

@@ -75,6 +75,21 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
+    /// The length in bytes of [`ChatMessage::text`], without building it.
+    pub fn text_len(&self) -> usize {
+        match self.rest.get("content") {
+            Some(Value::String(s)) => s.len(),
+            Some(Value::Array(parts)) => {
+                let texts = parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str));
+                let (count, bytes) = texts.fold((0usize, 0usize), |(n, b), t| (n + 1, b + t.len()));
+                bytes + count.saturating_sub(1)
+            }
+            _ => 0,
+        }
+    }
+
     /// The message's text: a string content, or the text parts of an array content joined.
     pub fn text(&self) -> String {
         match self.rest.get("content") {
