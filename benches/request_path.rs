@@ -1,6 +1,7 @@
 //! Per-request pieces: parsing a chat request, running the shipped policies (together, each
 //! alone, and an empty hook for the fixed cost of a call), encoding the upstream body (copying
-//! the client's fields, with one changed, and from values alone).
+//! the client's fields, with one changed, and from values alone), and admission against a
+//! key's limits.
 //! Run with `cargo bench --bench request_path`.
 
 // A benchmark, not the gateway: a failed setup should stop it at once.
@@ -110,5 +111,42 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(request_path, benches);
+/// Admission as the admit and settle stages do it for a key with a request limit, a token
+/// budget and a cost budget: estimate, reserve all three, settle with real usage.
+fn admission(c: &mut Criterion) {
+    use switchboard::store::counters::{Actual, Limit, LimitKind};
+    let store = Store::memory();
+    let body = RequestBody::with_original(
+        Typed::Chat(serde_json::from_slice::<ChatRequest>(CHAT).unwrap()),
+        Bytes::from_static(CHAT),
+    );
+    let limits = [
+        Limit::new("key:k:rpm", u64::MAX, 60, LimitKind::Requests),
+        Limit::new("key:k:tpd", u64::MAX, 86_400, LimitKind::Tokens),
+        Limit::new("key:k:usd", u64::MAX, u64::MAX, LimitKind::MicroUsd),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    c.bench_function("admission: estimate, reserve 3 limits, settle", |b| {
+        b.iter(|| {
+            let prompt = switchboard::proxy::estimate::prompt_tokens(black_box(&body));
+            let completion = switchboard::proxy::estimate::completion_tokens(&body);
+            let held: Vec<(Limit, u64)> = limits
+                .iter()
+                .map(|l| (l.clone(), prompt + completion))
+                .collect();
+            runtime.block_on(async {
+                let r = store.counters.reserve(&held).await.unwrap();
+                let actual = Actual {
+                    tokens: prompt,
+                    micro_usd: 10,
+                };
+                store.counters.settle(&r, actual).await.unwrap();
+            });
+        })
+    });
+}
+
+criterion_group!(request_path, benches, admission);
 criterion_main!(request_path);
