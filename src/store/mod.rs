@@ -4,7 +4,7 @@
 //! store; what runs on every request (authenticating a key, reading a counter or a split
 //! assignment from a script) is answered from memory. Backends implement every trait:
 //! [`sled`] (the default, one embedded database) and [`memory`] (nothing kept). The backend is
-//! chosen at start ([`StoreKind`], `--store`); [`contract`] is the suite every backend passes.
+//! chosen at start ([`StoreKind`], `--store`); `store/contract.rs` is the suite every backend passes.
 
 pub mod assignments;
 pub mod backend;

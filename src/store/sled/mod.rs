@@ -1,7 +1,7 @@
 //! The sled backend: every store in one embedded database in the data folder, the default.
 //!
 //! sled calls block (a flush waits for the disk, a query scans), so the async methods that can
-//! take long run them on tokio's blocking pool ([`blocking`]); point reads and the in-memory
+//! take long run them on tokio's blocking pool (`blocking`); point reads and the in-memory
 //! answers (keys, counters, assignments) stay on the caller's thread.
 
 pub mod assignments;
