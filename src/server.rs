@@ -44,6 +44,7 @@ impl Application {
         let sources = Sources::new(
             settings.providers_dir.clone(),
             settings.policies_dir.clone(),
+            settings.webhooks_file.clone(),
             settings.body_limit,
             settings.policy_fail_open,
         );
@@ -79,7 +80,14 @@ impl Application {
 
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
-        let reloader = std::sync::Arc::new(Reloader::new(sources, live.clone(), metrics.clone()));
+        let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
+        crate::webhooks::expiry::spawn(store.keys.clone(), &webhooks, &live);
+        let reloader = std::sync::Arc::new(Reloader::new(
+            sources,
+            live.clone(),
+            metrics.clone(),
+            webhooks.clone(),
+        ));
         if settings.watch {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
@@ -91,7 +99,9 @@ impl Application {
             settings.log_bodies,
         )
         .map_err(|e| StartError::Store(StoreError::from(e)))?;
-        let health = std::sync::Arc::new(crate::router::provider_health::Registry::new());
+        let health = std::sync::Arc::new(crate::router::provider_health::Registry::with_webhooks(
+            webhooks.clone(),
+        ));
         crate::router::checks::spawn(&health, &live);
         let state = web::Data::new(AppState {
             snapshot: live,
@@ -102,6 +112,7 @@ impl Application {
             auth,
             body_limit: settings.body_limit,
             health,
+            webhooks,
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
@@ -198,4 +209,8 @@ fn log_loaded(snapshot: &Snapshot, sources: &Sources) {
         tracing::warn!(dir = %sources.providers_dir.display(), "no provider is enabled; every model request will be a 404");
     }
     tracing::info!(scripts = ?snapshot.policies.script_names(), "policies loaded");
+    for hook in &snapshot.webhooks.hooks {
+        let events: Vec<&str> = hook.events.iter().map(|e| e.as_str()).collect();
+        tracing::info!(url = %hook.display_url(), events = ?events, "webhook loaded");
+    }
 }

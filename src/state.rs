@@ -19,6 +19,9 @@ pub struct AppState {
     pub body_limit: usize,
     /// Provider health (breakers, latency), kept across reloads.
     pub health: Arc<crate::router::provider_health::Registry>,
+    /// Alerts: `state.webhooks.emit(Event::...)` queues an event for the webhooks that want
+    /// it and returns at once (never blocks, never fails); see `webhooks/`.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
