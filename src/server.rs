@@ -81,7 +81,7 @@ impl Application {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
-        crate::webhooks::expiry::spawn(store.keys.clone(), &webhooks, &live);
+        crate::webhooks::expiry::spawn(&store.keys, &webhooks, &live);
         let reloader = std::sync::Arc::new(Reloader::new(
             sources,
             live.clone(),

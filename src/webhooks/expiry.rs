@@ -17,12 +17,18 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// How far ahead an expiry is announced: a week leaves time to rotate a key.
 pub const HORIZON: Duration = Duration::from_secs(7 * 86_400);
 
-/// Starts the check; it ends with the gateway (when `webhooks` or `live` is gone).
-pub fn spawn(keys: Arc<dyn KeyStore>, webhooks: &Webhooks, live: &Arc<ArcSwap<Snapshot>>) {
-    tokio::spawn(run(keys, webhooks.downgrade(), Arc::downgrade(live)));
+/// Starts the check; it ends with the gateway (when the key store, `webhooks` or `live` is
+/// gone). It holds all three weakly: a stopped gateway's database must be released at once,
+/// not at the next hourly tick.
+pub fn spawn(keys: &Arc<dyn KeyStore>, webhooks: &Webhooks, live: &Arc<ArcSwap<Snapshot>>) {
+    tokio::spawn(run(
+        Arc::downgrade(keys),
+        webhooks.downgrade(),
+        Arc::downgrade(live),
+    ));
 }
 
-async fn run(keys: Arc<dyn KeyStore>, webhooks: WeakWebhooks, live: Weak<ArcSwap<Snapshot>>) {
+async fn run(keys: Weak<dyn KeyStore>, webhooks: WeakWebhooks, live: Weak<ArcSwap<Snapshot>>) {
     let mut announced: HashMap<String, u64> = HashMap::new();
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,6 +47,7 @@ async fn run(keys: Arc<dyn KeyStore>, webhooks: WeakWebhooks, live: Weak<ArcSwap
         if !wanted {
             continue;
         }
+        let Some(keys) = keys.upgrade() else { return };
         match keys.list().await {
             Ok(list) => {
                 let now = crate::clock::now_secs();
