@@ -26,6 +26,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 pub mod wire;
 
 pub use server::{Application, StartError};

@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Serve(ServeArgs),
-    /// Validate providers.d (and policies) and exit 1 listing every error.
+    /// Validate providers.d, policies and the webhooks file, and exit 1 listing every error.
     Check(FolderArgs),
     /// Policy tools.
     Policy {
@@ -71,6 +71,9 @@ struct FolderArgs {
     /// Folder of Rhai policy scripts.
     #[arg(long, env = "SWITCHBOARD_POLICIES", default_value = "policies")]
     policies: PathBuf,
+    /// Webhooks file (alerts); absent means no webhooks.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS", default_value = "webhooks.yaml")]
+    webhooks: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -183,6 +186,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.listen = args.listen;
     settings.providers_dir = args.folders.providers;
     settings.policies_dir = args.folders.policies;
+    settings.webhooks_file = args.folders.webhooks;
     settings.store = args.store;
     settings.data_dir = args.data;
     settings.body_limit = args.body_limit;
@@ -252,6 +256,7 @@ fn check(args: FolderArgs) -> ExitCode {
     let sources = load::Sources::new(
         args.providers.clone(),
         args.policies.clone(),
+        args.webhooks.clone(),
         Settings::DEFAULT_BODY_LIMIT,
         false,
     );
@@ -275,21 +280,45 @@ fn check(args: FolderArgs) -> ExitCode {
             println!("ok       policy {name}");
         }
     }
+    if let Ok(hooks) = &loaded.webhooks {
+        for hook in &hooks.hooks {
+            let events: Vec<&str> = hook.events.iter().map(|e| e.as_str()).collect();
+            println!(
+                "ok       webhook {} ({})",
+                hook.display_url(),
+                events.join(", ")
+            );
+        }
+    }
     let errors: Vec<String> = match loaded.build(1, None) {
         Ok(_) => Vec::new(),
-        Err(load::LoadFailure::Invalid { config, policies }) => config
+        Err(load::LoadFailure::Invalid {
+            config,
+            policies,
+            webhooks,
+        }) => config
             .iter()
             .map(ToString::to_string)
             .chain(policies.iter().map(ToString::to_string))
+            .chain(webhooks.iter().map(ToString::to_string))
             .collect(),
         Err(load::LoadFailure::Build(e)) => vec![format!("{}: {e}", args.providers.display())],
     };
     if errors.is_empty() {
-        println!(
-            "{} and {} are valid",
-            args.providers.display(),
-            args.policies.display()
-        );
+        if args.webhooks.exists() {
+            println!(
+                "{}, {} and {} are valid",
+                args.providers.display(),
+                args.policies.display(),
+                args.webhooks.display()
+            );
+        } else {
+            println!(
+                "{} and {} are valid",
+                args.providers.display(),
+                args.policies.display()
+            );
+        }
         ExitCode::SUCCESS
     } else {
         for e in &errors {

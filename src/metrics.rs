@@ -82,6 +82,12 @@ struct Inner {
     accounting_held: u64,
     /// Held entries dropped: more than the cap waited, or they could not be written on stop.
     accounting_dropped: u64,
+    /// (event, outcome) -> finished webhook deliveries
+    webhook_deliveries: BTreeMap<(String, &'static str), u64>,
+    /// result -> webhook delivery attempts
+    webhook_attempts: BTreeMap<&'static str, u64>,
+    /// Events dropped because the webhook queue was full.
+    webhook_events_dropped: u64,
 }
 
 /// A counter family over (provider, model): name, help, and how to read the value.
@@ -182,6 +188,26 @@ impl Metrics {
 
     pub fn accounting_dropped(&self, entries: u64) {
         self.lock().accounting_dropped += entries;
+    }
+
+    /// A webhook delivery finished: `delivered` or `failed` (every attempt used, or refused).
+    pub fn webhook_delivery(&self, event: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        *self
+            .lock()
+            .webhook_deliveries
+            .entry((event.to_string(), outcome))
+            .or_default() += 1;
+    }
+
+    /// One webhook delivery attempt: a 2xx answer, or anything else.
+    pub fn webhook_attempt(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        *self.lock().webhook_attempts.entry(result).or_default() += 1;
+    }
+
+    pub fn webhook_event_dropped(&self) {
+        self.lock().webhook_events_dropped += 1;
     }
 
     /// Requests, errors and latency quantiles per provider, summed over its models.
@@ -305,6 +331,22 @@ impl Metrics {
         let _ = writeln!(out, "# HELP switchboard_log_entries_dropped_total Request log entries dropped because the writer fell behind.\n# TYPE switchboard_log_entries_dropped_total counter\nswitchboard_log_entries_dropped_total {}", inner.dropped_log_entries);
         let _ = writeln!(out, "# HELP switchboard_accounting_held_entries Request log entries (with their usage) held in memory because they are not on disk yet: not written (the store cannot write) or not yet flushed.\n# TYPE switchboard_accounting_held_entries gauge\nswitchboard_accounting_held_entries {}", inner.accounting_held);
         let _ = writeln!(out, "# HELP switchboard_accounting_dropped_total Held request log entries (with their usage) dropped: beyond the cap while the store could not write, or still unwritten at shutdown.\n# TYPE switchboard_accounting_dropped_total counter\nswitchboard_accounting_dropped_total {}", inner.accounting_dropped);
+        out.push_str("# HELP switchboard_webhook_deliveries_total Webhook deliveries finished, by event and outcome (delivered, or failed after its attempts).\n# TYPE switchboard_webhook_deliveries_total counter\n");
+        for ((event, outcome), n) in &inner.webhook_deliveries {
+            let _ = writeln!(
+                out,
+                "switchboard_webhook_deliveries_total{{event=\"{}\",outcome=\"{outcome}\"}} {n}",
+                esc(event)
+            );
+        }
+        out.push_str("# HELP switchboard_webhook_attempts_total Webhook delivery attempts, by result (success: a 2xx answer; failure: anything else).\n# TYPE switchboard_webhook_attempts_total counter\n");
+        for (result, n) in &inner.webhook_attempts {
+            let _ = writeln!(
+                out,
+                "switchboard_webhook_attempts_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP switchboard_webhook_events_dropped_total Events not delivered to webhooks because the queue was full.\n# TYPE switchboard_webhook_events_dropped_total counter\nswitchboard_webhook_events_dropped_total {}", inner.webhook_events_dropped);
         out
     }
 }

@@ -67,8 +67,8 @@ pub struct ProxyDoc;
     info(
         title = "Switchboard admin API",
         description = "Operating the gateway: keys, configuration and reloads, policies, \
-            providers, cache, usage, request logs and Prometheus metrics. Every endpoint needs \
-            an admin key (a user key gets 403). Errors always have the body \
+            providers, cache, usage, request logs, webhook deliveries and Prometheus metrics. \
+            Every endpoint needs an admin key (a user key gets 403). Errors always have the body \
             `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`."
     ),
     paths(
@@ -89,6 +89,7 @@ pub struct ProxyDoc;
         crate::admin::usage::logs,
         crate::admin::usage::log_entry,
         crate::admin::providers::metrics,
+        crate::admin::webhooks::deliveries,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -98,6 +99,7 @@ pub struct ProxyDoc;
         (name = "policies", description = "Policy scripts"),
         (name = "providers", description = "Providers, cache and metrics"),
         (name = "usage", description = "Usage, cost and request logs"),
+        (name = "webhooks", description = "Alerts delivered to webhooks"),
     )
 )]
 pub struct AdminDoc;

@@ -1,15 +1,17 @@
-//! Reloading providers.d and policies while serving: load a whole new snapshot (`load.rs`, as
-//! at start), then swap it in with one atomic store. A bad file never replaces a good config.
+//! Reloading providers.d, policies and `webhooks.yaml` while serving: load a whole new
+//! snapshot (`load.rs`, as at start), then swap it in with one atomic store. A bad file never
+//! replaces a good config; a rolled-back reload raises `reload.rolled_back` for webhooks.
 //!
 //! Triggers: a file watcher (notify, debounced, re-armed when a folder is recreated or the
-//! watcher fails), SIGHUP, and `POST /admin/reload`. Requests in flight keep the snapshot they
-//! loaded; providers whose configuration did not change are carried over with their
-//! connection pools.
+//! watcher fails; the webhooks file is watched through its folder), SIGHUP, and
+//! `POST /admin/reload`. Requests in flight keep the snapshot they loaded; providers whose
+//! configuration did not change are carried over with their connection pools.
 
 use crate::config::ConfigError;
 use crate::load::{LoadFailure, Sources};
 use crate::policy::LoadError;
 use crate::snapshot::Snapshot;
+use crate::webhooks::{Event, Problem, Webhooks};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,8 @@ pub struct Reloader {
     sources: Sources,
     live: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Told about rolled-back reloads.
+    webhooks: Webhooks,
     /// Serialises reloads, and holds the last attempt.
     last: Mutex<Option<Attempt>>,
 }
@@ -103,11 +107,13 @@ impl Reloader {
         sources: Sources,
         live: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<crate::metrics::Metrics>,
+        webhooks: Webhooks,
     ) -> Self {
         Reloader {
             sources,
             live,
             metrics,
+            webhooks,
             last: Mutex::new(None),
         }
     }
@@ -126,6 +132,10 @@ impl Reloader {
 
     pub fn policies_dir(&self) -> &Path {
         &self.sources.policies_dir
+    }
+
+    pub fn webhooks_file(&self) -> &Path {
+        &self.sources.webhooks_file
     }
 
     /// Loads everything, and swaps it in only if all of it is valid. `force`: rebuild even when
@@ -179,6 +189,21 @@ impl Reloader {
                     version = attempt.version,
                     "reload failed; the running configuration stays"
                 );
+                // To the webhooks of the configuration that stays (the new one is not valid).
+                self.webhooks.emit(Event::ReloadRolledBack {
+                    trigger: trigger.to_string(),
+                    version: attempt.version,
+                    errors: attempt
+                        .errors
+                        .iter()
+                        .map(|e| Problem {
+                            file: e.file.clone(),
+                            line: e.line,
+                            field: e.field.clone(),
+                            message: e.message.clone(),
+                        })
+                        .collect(),
+                });
             }
         }
         // An unchanged check by the watcher does not hide the outcome of a real attempt, except
@@ -197,10 +222,15 @@ impl Reloader {
     /// with the provider that could not be built.
     fn report(&self, failure: &LoadFailure) -> Vec<ReloadError> {
         match failure {
-            LoadFailure::Invalid { config, policies } => config
+            LoadFailure::Invalid {
+                config,
+                policies,
+                webhooks,
+            } => config
                 .iter()
                 .map(ReloadError::from)
                 .chain(policies.iter().map(ReloadError::from))
+                .chain(webhooks.iter().map(ReloadError::from))
                 .collect(),
             LoadFailure::Build(e) => vec![ReloadError {
                 file: self.providers_dir().display().to_string(),
@@ -272,13 +302,35 @@ fn identity(dir: &Path) -> Option<(u64, u64)> {
     }
 }
 
+/// The folder the webhooks file is watched through, and the file as events name it.
+fn webhooks_watch(file: &Path) -> (PathBuf, PathBuf) {
+    let dir = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let named = match file.file_name() {
+        Some(name) => dir.join(name),
+        None => file.to_path_buf(),
+    };
+    (dir, named)
+}
+
 fn watch_loop(reloader: Weak<Reloader>) {
     use notify::{RecursiveMode, Watcher};
-    let dirs: Vec<PathBuf> = match reloader.upgrade() {
-        Some(r) => vec![
-            r.providers_dir().to_path_buf(),
-            r.policies_dir().to_path_buf(),
-        ],
+    // The two config folders, then the webhooks file's folder (watched for that file only).
+    let (folders, webhooks_file, dirs) = match reloader.upgrade() {
+        Some(r) => {
+            let folders = vec![
+                r.providers_dir().to_path_buf(),
+                r.policies_dir().to_path_buf(),
+            ];
+            let (webhooks_dir, webhooks_file) = webhooks_watch(r.webhooks_file());
+            let mut dirs = folders.clone();
+            if !dirs.contains(&webhooks_dir) {
+                dirs.push(webhooks_dir);
+            }
+            (folders, webhooks_file, dirs)
+        }
         None => return,
     };
     let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
@@ -315,10 +367,15 @@ fn watch_loop(reloader: Weak<Reloader>) {
         let mut rearm = false;
         match rx.recv_timeout(timeout) {
             Ok(Ok(event)) => {
-                if event.paths.iter().any(|p| dirs.contains(p)) {
+                // Reads are not changes: the loader opening a folder raises an access event
+                // on it (and, through the webhooks file's folder, on its parent's watch too),
+                // which must not count as the folder being touched, or every reload would
+                // cause the next.
+                let read = matches!(event.kind, notify::EventKind::Access(_));
+                if !read && event.paths.iter().any(|p| dirs.contains(p)) {
                     folder_touched = true;
                 }
-                if relevant(&event) {
+                if relevant(&event, &folders, &webhooks_file) {
                     pending = Some(Instant::now());
                 }
                 continue;
@@ -350,18 +407,63 @@ fn watch_loop(reloader: Weak<Reloader>) {
     }
 }
 
-/// Changes to provider files and scripts; not editors' swap files or reads.
-fn relevant(event: &notify::Event) -> bool {
+/// Changes to provider files and scripts in their folders, and to the webhooks file; not
+/// editors' swap files, reads, or other files beside the webhooks file.
+fn relevant(event: &notify::Event, folders: &[PathBuf], webhooks_file: &Path) -> bool {
     use notify::EventKind;
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
     event.paths.is_empty()
         || event.paths.iter().any(|p| {
+            if p == webhooks_file {
+                return true;
+            }
+            let in_folder = p.parent().is_some_and(|d| folders.iter().any(|f| f == d));
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-            !name.starts_with('.')
+            in_folder
+                && !name.starts_with('.')
                 && !name.ends_with('~')
                 && matches!(ext, "yaml" | "yml" | "rhai" | "")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(path: &str) -> notify::Event {
+        notify::Event::new(notify::EventKind::Modify(notify::event::ModifyKind::Any))
+            .add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn only_config_files_and_the_webhooks_file_are_relevant() {
+        assert_eq!(
+            webhooks_watch(Path::new("webhooks.yaml")),
+            (PathBuf::from("."), PathBuf::from("./webhooks.yaml"))
+        );
+        let folders = vec![
+            PathBuf::from("base/providers.d"),
+            PathBuf::from("base/policies"),
+        ];
+        let (dir, file) = webhooks_watch(Path::new("base/webhooks.yaml"));
+        assert_eq!(dir, PathBuf::from("base"));
+        for path in [
+            "base/webhooks.yaml",
+            "base/providers.d/a.yaml",
+            "base/policies/a.rhai",
+        ] {
+            assert!(relevant(&event(path), &folders, &file), "{path}");
+        }
+        for path in [
+            "base/README.md",
+            "base/other.yaml",
+            "base/providers.d/.a.yaml.swp",
+            "base/policies/a.rhai~",
+        ] {
+            assert!(!relevant(&event(path), &folders, &file), "{path}");
+        }
+    }
 }

@@ -44,6 +44,7 @@ impl Application {
         let sources = Sources::new(
             settings.providers_dir.clone(),
             settings.policies_dir.clone(),
+            settings.webhooks_file.clone(),
             settings.body_limit,
             settings.policy_fail_open,
         );
@@ -79,7 +80,14 @@ impl Application {
 
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
-        let reloader = std::sync::Arc::new(Reloader::new(sources, live.clone(), metrics.clone()));
+        let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
+        crate::webhooks::expiry::spawn(&store.keys, &webhooks, &live);
+        let reloader = std::sync::Arc::new(Reloader::new(
+            sources,
+            live.clone(),
+            metrics.clone(),
+            webhooks.clone(),
+        ));
         if settings.watch {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
@@ -91,7 +99,9 @@ impl Application {
             settings.log_bodies,
         )
         .map_err(|e| StartError::Store(StoreError::from(e)))?;
-        let health = std::sync::Arc::new(crate::router::provider_health::Registry::new());
+        let health = std::sync::Arc::new(crate::router::provider_health::Registry::with_webhooks(
+            webhooks.clone(),
+        ));
         crate::router::checks::spawn(&health, &live);
         let state = web::Data::new(AppState {
             snapshot: live,
@@ -103,8 +113,9 @@ impl Application {
             body_limit: settings.body_limit,
             health,
             budget_alerts: std::sync::Arc::new(crate::proxy::budget_alerts::BudgetAlerts::new(
-                crate::proxy::budget_alerts::log_sink(),
+                budget_sink(webhooks.clone()),
             )),
+            webhooks,
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
@@ -201,4 +212,33 @@ fn log_loaded(snapshot: &Snapshot, sources: &Sources) {
         tracing::warn!(dir = %sources.providers_dir.display(), "no provider is enabled; every model request will be a 404");
     }
     tracing::info!(scripts = ?snapshot.policies.script_names(), "policies loaded");
+    for hook in &snapshot.webhooks.hooks {
+        let events: Vec<&str> = hook.events.iter().map(|e| e.as_str()).collect();
+        tracing::info!(url = %hook.display_url(), events = ?events, "webhook loaded");
+    }
+}
+
+/// Where budget crossings go: a log line, and a `budget.threshold` webhook event.
+fn budget_sink(webhooks: crate::webhooks::Webhooks) -> crate::proxy::budget_alerts::Sink {
+    use crate::proxy::budget_alerts::{log_sink, Crossing};
+    use crate::store::counters::LimitKind;
+    let log = log_sink();
+    Box::new(move |c: &Crossing| {
+        log(c);
+        // Counter names of built-in limits are `key:<id>:<field>` or `team:<id>:<field>`.
+        let mut parts = c.limit.name.splitn(3, ':');
+        let (owner, id) = (parts.next(), parts.next());
+        let unit = match c.limit.kind {
+            LimitKind::MicroUsd => 1_000_000.0,
+            _ => 1.0,
+        };
+        webhooks.emit(crate::webhooks::Event::BudgetThreshold {
+            limit: c.limit.label().to_string(),
+            percent: c.percent,
+            used: c.used as f64 / unit,
+            max: c.limit.max as f64 / unit,
+            key_id: (owner == Some("key")).then(|| id.unwrap_or_default().to_string()),
+            team: (owner == Some("team")).then(|| id.unwrap_or_default().to_string()),
+        });
+    })
 }

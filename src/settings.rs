@@ -12,6 +12,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub providers_dir: PathBuf,
     pub policies_dir: PathBuf,
+    /// The webhooks file (`webhooks.yaml`); absent means no webhooks.
+    pub webhooks_file: PathBuf,
     /// Where the state lives: `sled` in `data_dir`, or `memory` (nothing kept).
     pub store: crate::store::StoreKind,
     pub data_dir: PathBuf,
@@ -46,6 +48,7 @@ impl Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             providers_dir: base.join("providers.d"),
             policies_dir: base.join("policies"),
+            webhooks_file: base.join("webhooks.yaml"),
             store: crate::store::StoreKind::Sled,
             data_dir: base.join("data"),
             body_limit: Self::DEFAULT_BODY_LIMIT,
@@ -68,6 +71,7 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("providers_dir", &self.providers_dir)
             .field("policies_dir", &self.policies_dir)
+            .field("webhooks_file", &self.webhooks_file)
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
             .field("body_limit", &self.body_limit)

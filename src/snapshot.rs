@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::policy::PolicySet;
 use crate::providers::{self, Provider};
 use crate::router::ModelIndex;
+use crate::webhooks::WebhookConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,6 +19,8 @@ pub struct Snapshot {
     pub providers: HashMap<String, Arc<dyn Provider>>,
     pub models: ModelIndex,
     pub policies: PolicySet,
+    /// The webhooks and the events each wants (`webhooks.yaml`).
+    pub webhooks: WebhookConfig,
 }
 
 impl Snapshot {
@@ -27,6 +30,7 @@ impl Snapshot {
     pub fn build_from(
         config: Config,
         policies: PolicySet,
+        webhooks: WebhookConfig,
         version: u64,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, providers::BuildError> {
@@ -49,6 +53,7 @@ impl Snapshot {
             models: ModelIndex::build(&config),
             providers: built,
             policies,
+            webhooks,
             config,
         })
     }

@@ -19,8 +19,12 @@ pub struct AppState {
     pub body_limit: usize,
     /// Provider health (breakers, latency), kept across reloads.
     pub health: Arc<crate::router::provider_health::Registry>,
-    /// Budgets reaching 50, 80, 100 %, reported once each per window.
+    /// Budgets reaching 50, 80, 100 %, reported once each per window (to the log and the
+    /// webhooks).
     pub budget_alerts: Arc<crate::proxy::budget_alerts::BudgetAlerts>,
+    /// Alerts: `state.webhooks.emit(Event::...)` queues an event for the webhooks that want
+    /// it and returns at once (never blocks, never fails); see `webhooks/`.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {

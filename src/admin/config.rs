@@ -1,4 +1,5 @@
 //! `/admin/config` (what is loaded, from which files, the last reload) and `/admin/reload`.
+//! Webhooks are listed without their secrets, their URLs without credentials or query.
 
 use crate::config::{SkippedProvider, SourceFile};
 use crate::error::ApiError;
@@ -30,6 +31,42 @@ fn files(list: &[SourceFile]) -> Vec<FileView> {
         .collect()
 }
 
+/// One webhook as loaded (never its secret).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookView {
+    /// Without credentials, query or fragment.
+    url: String,
+    events: Vec<String>,
+    timeout_secs: f64,
+    max_attempts: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhooksView {
+    /// The webhooks file's path (it need not exist).
+    file: String,
+    /// The loaded file's hash; `null` when there is no file.
+    sha256: Option<String>,
+    hooks: Vec<WebhookView>,
+}
+
+fn webhooks(path: &std::path::Path, config: &crate::webhooks::WebhookConfig) -> WebhooksView {
+    WebhooksView {
+        file: path.display().to_string(),
+        sha256: config.file.as_ref().map(|f| f.sha256.clone()),
+        hooks: config
+            .hooks
+            .iter()
+            .map(|h| WebhookView {
+                url: h.display_url(),
+                events: h.events.iter().map(|e| e.as_str().to_string()).collect(),
+                timeout_secs: h.timeout.as_secs_f64(),
+                max_attempts: h.max_attempts,
+            })
+            .collect(),
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ConfigView {
     /// Increases by one with every applied reload.
@@ -42,6 +79,7 @@ pub struct ConfigView {
     policy_files: Vec<FileView>,
     providers: Vec<String>,
     skipped: Vec<SkippedProvider>,
+    webhooks: WebhooksView,
     /// The most recent reload attempt, failed ones included; `null` before the first.
     last_reload: Option<Attempt>,
     /// Settings read once at start: changing them needs a restart.
@@ -77,17 +115,19 @@ async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
             .map(|p| p.name.clone())
             .collect(),
         skipped: snapshot.config.skipped.clone(),
+        webhooks: webhooks(state.reloader.webhooks_file(), &snapshot.webhooks),
         last_reload: state.reloader.last_attempt(),
         restart_required_for: [
             "listen",
             "data",
-            "providers and policies folder paths",
+            "providers, policies and webhooks paths",
             "workers",
         ],
     })
 }
 
-/// Reloads providers.d and policies now; a bad file leaves the running configuration in place.
+/// Reloads providers.d, policies and the webhooks file now; a bad file leaves the running
+/// configuration in place.
 #[utoipa::path(
     post,
     path = "/admin/reload",

@@ -5,6 +5,7 @@ pub mod keys;
 pub mod policies;
 pub mod providers;
 pub mod usage;
+pub mod webhooks;
 
 use actix_web::web;
 
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     policies::configure(cfg);
     providers::configure(cfg);
     usage::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// The answer to a store failure: logged, and answered with a 503 (the store cannot write

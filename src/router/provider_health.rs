@@ -4,11 +4,17 @@
 //!
 //! [`Registry::snapshot`] is the public read-out for `/admin/providers`, `/metrics` and
 //! `/health/ready`.
+//!
+//! Webhooks hear of a breaker opening (closed -> open: one `breaker.opened` per outage, not one
+//! per failed half-open probe) and closing again (`breaker.closed`), and of a provider's health
+//! checks starting to fail (`provider.health_check_failed`: the first failed check after a
+//! passing one, or the first check). Each is raised after the entry's lock is released.
 
 use super::balance::Pools;
 use super::breaker::{Admit, Breaker, BreakerState};
 use crate::config::BreakerPolicy;
 use crate::snapshot::Snapshot;
+use crate::webhooks::{Event, Webhooks};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -48,11 +54,22 @@ pub struct CheckReport {
 pub struct Registry {
     entries: RwLock<HashMap<Arc<str>, Arc<Entry>>>,
     pools: Pools,
+    /// Where breaker and health-check changes are announced.
+    webhooks: Webhooks,
 }
 
 impl Registry {
+    /// A registry that announces nothing (unit tests, tools).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A registry that tells `webhooks` when breakers open and close and checks start failing.
+    pub fn with_webhooks(webhooks: Webhooks) -> Self {
+        Registry {
+            webhooks,
+            ..Self::default()
+        }
     }
 
     /// The provider's entry, created closed on first use.
@@ -63,7 +80,7 @@ impl Registry {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         entries
             .entry(Arc::from(provider))
-            .or_insert_with(|| Arc::new(Entry::new()))
+            .or_insert_with(|| Arc::new(Entry::new(provider, self.webhooks.clone())))
             .clone()
     }
 
@@ -117,6 +134,8 @@ impl Registry {
 /// One provider's state.
 pub struct Entry {
     inner: Mutex<State>,
+    name: String,
+    webhooks: Webhooks,
 }
 
 struct State {
@@ -128,7 +147,7 @@ struct State {
 }
 
 impl Entry {
-    fn new() -> Self {
+    fn new(name: &str, webhooks: Webhooks) -> Self {
         Entry {
             inner: Mutex::new(State {
                 breaker: Breaker::new(Instant::now()),
@@ -137,11 +156,43 @@ impl Entry {
                 failures: 0,
                 last_check: None,
             }),
+            name: name.to_string(),
+            webhooks,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `change` on the state under the lock, then announces a breaker that opened
+    /// (from closed) or closed, once the lock is released.
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let (out, event) = {
+            let mut st = self.lock();
+            let before = st.breaker.state();
+            let out = change(&mut st);
+            let after = st.breaker.state();
+            let event = match (before, after) {
+                (BreakerState::Closed, BreakerState::Open) => Some(Event::BreakerOpened {
+                    provider: self.name.clone(),
+                    consecutive_failures: st.breaker.consecutive_failures(),
+                    error_rate: st.breaker.error_rate(Instant::now()),
+                }),
+                (BreakerState::Open | BreakerState::HalfOpen, BreakerState::Closed) => {
+                    Some(Event::BreakerClosed {
+                        provider: self.name.clone(),
+                    })
+                }
+                _ => None,
+            };
+            (out, event)
+        };
+        if let Some(event) = event {
+            tracing::info!(provider = %self.name, event = event.kind().as_str(), "circuit breaker changed");
+            self.webhooks.emit(event);
+        }
+        out
     }
 
     /// Asks the breaker for one call. `Err` carries how long until it may let one through.
@@ -155,22 +206,32 @@ impl Entry {
 
     /// A stream that started well broke later: an error for the error rate and the breaker.
     pub fn stream_broke(&self, policy: &BreakerPolicy) {
-        let mut st = self.lock();
-        st.failures += 1;
-        st.breaker.failure(policy, Instant::now());
+        self.update(|st| {
+            st.failures += 1;
+            st.breaker.failure(policy, Instant::now());
+        });
     }
 
     /// The result of an active health check.
     pub fn checked(&self, policy: &BreakerPolicy, ok: bool) {
-        let mut st = self.lock();
-        st.last_check = Some(CheckReport {
-            ok,
-            at: crate::clock::now_secs(),
+        let started_failing = self.update(|st| {
+            let was_failing = st.last_check.as_ref().is_some_and(|c| !c.ok);
+            st.last_check = Some(CheckReport {
+                ok,
+                at: crate::clock::now_secs(),
+            });
+            if ok {
+                st.breaker.check_passed(Instant::now());
+            } else {
+                st.breaker.failure(policy, Instant::now());
+            }
+            (!ok && !was_failing).then(|| st.breaker.visible_state(Instant::now()))
         });
-        if ok {
-            st.breaker.check_passed(Instant::now());
-        } else {
-            st.breaker.failure(policy, Instant::now());
+        if let Some(breaker) = started_failing {
+            self.webhooks.emit(Event::ProviderHealthCheckFailed {
+                provider: self.name.clone(),
+                breaker: breaker_name(breaker).to_string(),
+            });
         }
     }
 
@@ -188,6 +249,15 @@ impl Entry {
             last_check: st.last_check.clone(),
             can_serve: breaker != BreakerState::Open,
         }
+    }
+}
+
+/// A breaker state as the API and webhooks spell it.
+fn breaker_name(state: BreakerState) -> &'static str {
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
     }
 }
 
@@ -213,32 +283,38 @@ impl Permit {
     /// Served; `first_byte` feeds the latency EWMA.
     pub fn success(mut self, first_byte: Duration) {
         self.reported = true;
-        let mut st = self.entry.lock();
-        st.calls += 1;
-        let ms = first_byte.as_secs_f64() * 1000.0;
-        st.latency_ms = Some(match st.latency_ms {
-            Some(prev) => prev + EWMA_ALPHA * (ms - prev),
-            None => ms,
+        let policy = self.policy;
+        self.entry.update(|st| {
+            st.calls += 1;
+            let ms = first_byte.as_secs_f64() * 1000.0;
+            st.latency_ms = Some(match st.latency_ms {
+                Some(prev) => prev + EWMA_ALPHA * (ms - prev),
+                None => ms,
+            });
+            st.breaker.success(&policy, Instant::now());
         });
-        st.breaker.success(&self.policy, Instant::now());
     }
 
     /// The upstream answered, but refused the request itself (a 4xx other than 429): the
     /// provider is up, so this counts as a success, without a latency sample.
     pub fn answered(mut self) {
         self.reported = true;
-        let mut st = self.entry.lock();
-        st.calls += 1;
-        st.breaker.success(&self.policy, Instant::now());
+        let policy = self.policy;
+        self.entry.update(|st| {
+            st.calls += 1;
+            st.breaker.success(&policy, Instant::now());
+        });
     }
 
     /// A retryable failure: unreachable, timed out, 429 or 5xx.
     pub fn failure(mut self) {
         self.reported = true;
-        let mut st = self.entry.lock();
-        st.calls += 1;
-        st.failures += 1;
-        st.breaker.failure(&self.policy, Instant::now());
+        let policy = self.policy;
+        self.entry.update(|st| {
+            st.calls += 1;
+            st.failures += 1;
+            st.breaker.failure(&policy, Instant::now());
+        });
     }
 
     /// The entry this permit reports to, for watching a stream after its first event.
@@ -286,5 +362,64 @@ mod tests {
         let probe = e.admit(&policy).unwrap();
         probe.answered();
         assert!(e.admit(&policy).is_ok(), "closed again");
+    }
+
+    #[test]
+    fn breakers_and_failing_checks_are_announced_once_per_change() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (webhooks, mut receiver) = Webhooks::channel(metrics);
+        let registry = Registry::with_webhooks(webhooks);
+        let policy = BreakerPolicy {
+            consecutive_failures: 2,
+            cool_down: Duration::from_millis(20),
+            ..BreakerPolicy::default()
+        };
+        let e = registry.entry("up");
+        e.admit(&policy).unwrap().failure();
+        e.admit(&policy).unwrap().failure();
+        // A failed probe re-opens it: no second `breaker.opened`.
+        std::thread::sleep(Duration::from_millis(25));
+        e.admit(&policy).unwrap().failure();
+        std::thread::sleep(Duration::from_millis(25));
+        e.admit(&policy).unwrap().success(Duration::from_millis(5));
+        // Checks: the first failure is announced, the second is not (it opens the breaker,
+        // which is announced); a pass closes it, and the next failure is announced again.
+        e.checked(&policy, false);
+        e.checked(&policy, false);
+        e.checked(&policy, true);
+        e.checked(&policy, false);
+        let mut kinds = Vec::new();
+        while let Ok(q) = receiver.rx.try_recv() {
+            kinds.push(q.event);
+        }
+        assert_eq!(
+            kinds,
+            vec![
+                Event::BreakerOpened {
+                    provider: "up".into(),
+                    consecutive_failures: 2,
+                    error_rate: 1.0,
+                },
+                Event::BreakerClosed {
+                    provider: "up".into()
+                },
+                Event::ProviderHealthCheckFailed {
+                    provider: "up".into(),
+                    breaker: "closed".into(),
+                },
+                Event::BreakerOpened {
+                    provider: "up".into(),
+                    consecutive_failures: 2,
+                    error_rate: 1.0,
+                },
+                Event::BreakerClosed {
+                    provider: "up".into()
+                },
+                Event::ProviderHealthCheckFailed {
+                    provider: "up".into(),
+                    breaker: "closed".into(),
+                },
+            ]
+        );
     }
 }

@@ -35,6 +35,8 @@ pub struct Spawn {
     pub policies: Vec<(String, String)>,
     pub policy_fail_open: bool,
     pub log_bodies: bool,
+    /// `webhooks.yaml`, if any.
+    pub webhooks: Option<String>,
 }
 
 impl Default for Spawn {
@@ -47,6 +49,7 @@ impl Default for Spawn {
             policies: vec![],
             policy_fail_open: false,
             log_bodies: false,
+            webhooks: None,
         }
     }
 }
@@ -59,6 +62,11 @@ impl Spawn {
 
     pub fn policy(mut self, file: &str, script: impl Into<String>) -> Self {
         self.policies.push((file.to_string(), script.into()));
+        self
+    }
+
+    pub fn webhooks(mut self, yaml: impl Into<String>) -> Self {
+        self.webhooks = Some(yaml.into());
         self
     }
 
@@ -93,6 +101,9 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     }
     settings.policy_fail_open = opts.policy_fail_open;
     settings.log_bodies = opts.log_bodies;
+    if let Some(yaml) = &opts.webhooks {
+        std::fs::write(&settings.webhooks_file, yaml).unwrap();
+    }
 
     let mut app = Application::build(settings).await.expect("the app builds");
     let new_admin = app.take_new_admin_key();

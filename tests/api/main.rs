@@ -38,3 +38,4 @@ mod policies;
 mod reload;
 mod resilience;
 mod streaming;
+mod webhooks;
