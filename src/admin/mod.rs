@@ -1,9 +1,11 @@
 //! The `/admin` API. Every handler takes an `AdminCaller`: no key is 401, a user key is 403.
 
 pub mod config;
+pub mod fields;
 pub mod keys;
 pub mod policies;
 pub mod providers;
+pub mod teams;
 pub mod usage;
 
 use actix_web::web;
@@ -13,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     policies::configure(cfg);
     providers::configure(cfg);
+    teams::configure(cfg);
     usage::configure(cfg);
 }
 

@@ -37,3 +37,4 @@ mod policies;
 mod reload;
 mod resilience;
 mod streaming;
+mod teams;
