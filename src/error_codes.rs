@@ -56,6 +56,7 @@ error_codes! {
     TooManyEmbeddingValues => "too_many_embedding_values", 400, "invalid_request_error", "a mock embeddings reply over 2^20 values";
     UnsupportedParameter => "unsupported_parameter", 400, "invalid_request_error", "a parameter a translating adapter cannot express";
     UnsupportedValue => "unsupported_value", 400, "invalid_request_error", "a value a provider kind cannot serve (`encoding_format`)";
+    UnknownTeam => "unknown_team", 400, "invalid_request_error", "a key given a `team` id that no team has";
     InvalidApiKey => "invalid_api_key", 401, "authentication_error", "no key, a malformed header, an unknown or revoked key";
     ExpiredApiKey => "expired_api_key", 401, "authentication_error", "a key past its `expires_at`";
     InsufficientPermissions => "insufficient_permissions", 403, "permission_error", "a user key on an admin endpoint";
@@ -63,6 +64,7 @@ error_codes! {
     NotFound => "not_found", 404, "not_found_error", "an unknown path or resource";
     ModelNotFound => "model_not_found", 404, "invalid_request_error", "an unknown model";
     MethodNotAllowed => "method_not_allowed", 405, "invalid_request_error", "a known path with the wrong method";
+    TeamHasKeys => "team_has_keys", 409, "invalid_request_error", "deleting a team that live keys still belong to (move or revoke them first)";
     PayloadTooLarge => "payload_too_large", 413, "invalid_request_error", "a body over `--body-limit`";
     RateLimitExceeded => "rate_limit_exceeded", 429, "rate_limit_error", "a request limit, budget or in-flight limit (a key's or a policy's) is used up";
     BudgetExceeded => "budget_exceeded", 429, "rate_limit_error", "in-band, ending a stream: its completion would take a hard token budget past its limit";

@@ -141,7 +141,7 @@ enum KeysCommand {
         models: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
-        /// The team the key belongs to (a team id).
+        /// The team the key belongs to (a team id; it must exist).
         #[arg(long)]
         team: Option<String>,
         #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
@@ -387,7 +387,7 @@ fn keys(command: KeysCommand) -> ExitCode {
     };
     let result = runtime.block_on(async {
         keys_command(&store, command).await?;
-        store.flush().await
+        store.flush().await.map_err(KeysError::from)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -446,8 +446,17 @@ impl LimitArgs {
     }
 }
 
+/// Why a `keys` command failed.
+#[derive(Debug, thiserror::Error)]
+enum KeysError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no team has the id `{0}` (teams are made with POST /admin/teams)")]
+    UnknownTeam(String),
+}
+
 /// Runs one `keys` command against the open store.
-async fn keys_command(store: &Store, command: KeysCommand) -> Result<(), StoreError> {
+async fn keys_command(store: &Store, command: KeysCommand) -> Result<(), KeysError> {
     match command {
         KeysCommand::Create {
             name,
@@ -457,6 +466,11 @@ async fn keys_command(store: &Store, command: KeysCommand) -> Result<(), StoreEr
             team,
             ..
         } => {
+            if let Some(id) = &team {
+                if store.teams.find(id).await?.is_none() {
+                    return Err(KeysError::UnknownTeam(id.clone()));
+                }
+            }
             let new = NewKey {
                 name,
                 role,

@@ -66,7 +66,7 @@ pub struct ProxyDoc;
 #[openapi(
     info(
         title = "Switchboard admin API",
-        description = "Operating the gateway: keys, configuration and reloads, policies, \
+        description = "Operating the gateway: keys, teams, configuration and reloads, policies, \
             providers, cache, usage, request logs, webhook deliveries and Prometheus metrics. \
             Every endpoint needs an admin key (a user key gets 403). Errors always have the body \
             `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`."
@@ -78,6 +78,11 @@ pub struct ProxyDoc;
         crate::admin::keys::update,
         crate::admin::keys::revoke,
         crate::admin::keys::rotate,
+        crate::admin::teams::list,
+        crate::admin::teams::create,
+        crate::admin::teams::get,
+        crate::admin::teams::update,
+        crate::admin::teams::delete,
         crate::admin::config::show,
         crate::admin::config::reload,
         crate::admin::policies::list,
@@ -95,6 +100,7 @@ pub struct ProxyDoc;
     security(("bearer" = [])),
     tags(
         (name = "keys", description = "Client API keys"),
+        (name = "teams", description = "Teams: limits shared by their keys"),
         (name = "config", description = "Loaded configuration and reloads"),
         (name = "policies", description = "Policy scripts"),
         (name = "providers", description = "Providers, cache and metrics"),

@@ -1,7 +1,9 @@
 //! `/admin/keys`: create (the secret is shown once), list and get (masked, with last use and
 //! usage totals), update, rotate, revoke.
 
+use super::fields::{present, valid_limits, valid_name};
 use super::store_failed;
+use super::teams::{existing_team, membership};
 use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::proxy::body;
@@ -11,7 +13,7 @@ use crate::store::keys::KeyUpdate;
 use crate::store::usage::KeyUsage;
 use crate::store::{CounterStore, KeyRecord, Limits, NewKey, Role};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -51,7 +53,8 @@ pub struct CreateKey {
     /// Limits and budgets enforced without a script (see README, "Limits and budgets").
     #[serde(default)]
     pub limits: Limits,
-    /// The id of the team the key belongs to.
+    /// The id of the team the key belongs to (`GET /admin/teams`); an unknown id is a 400
+    /// (`code`: `unknown_team`).
     pub team: Option<String>,
 }
 
@@ -70,17 +73,11 @@ pub struct PatchKey {
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
     /// Replaces the key's limits whole (`{}` removes them all).
     pub limits: Option<Limits>,
-    /// A team id, or `null` to take the key out of its team.
+    /// A team id (an unknown one is a 400, `code`: `unknown_team`), or `null` to take the key
+    /// out of its team.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub team: Option<Option<String>>,
-}
-
-/// Tells `"field": null` (remove) from an absent field (keep).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A newly created or rotated key: the only responses that ever carry the secret.
@@ -122,14 +119,6 @@ pub struct KeyList {
     pub data: Vec<KeyView>,
 }
 
-fn valid_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("`name` must be 1 to 100 characters").with_param("name"));
-    }
-    Ok(name.to_string())
-}
-
 fn no_key(id: &str) -> ApiError {
     ApiError::not_found(format!("no active key with id `{id}`"))
 }
@@ -144,7 +133,7 @@ fn no_key(id: &str) -> ApiError {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The key, with its secret", body = CreatedKey),
-        crate::openapi::responses::BadRequest,
+        (status = 400, description = "Invalid body; `param` names the field (`code`: `unknown_team` for a team that does not exist)", body = crate::error::ErrorResponse),
         crate::openapi::responses::AdminRequired,
         crate::openapi::responses::TooLarge,
         crate::openapi::responses::StoreFailed,
@@ -168,6 +157,11 @@ async fn create(
         limits: valid_limits(new.limits)?,
         team: new.team,
     };
+    // Held until the key is written: its team is not deleted in between.
+    let _membership = membership().await;
+    if let Some(team) = &new_key.team {
+        existing_team(&state, team).await?;
+    }
     let keys = &state.store.keys;
     let (record, key) = keys.create(new_key).await.map_err(store_failed)?;
     tracing::info!(key_id = %record.id, role = ?record.role, "key created");
@@ -239,7 +233,7 @@ async fn get(
     Ok(HttpResponse::Ok().json(KeyView::of(record, usage, store.counters.as_ref())))
 }
 
-/// Changes a key's name, models, tags, expiry or metadata.
+/// Changes a key's name, models, tags, expiry, metadata, limits or team.
 #[utoipa::path(
     patch,
     path = "/admin/keys/{id}",
@@ -250,7 +244,7 @@ async fn get(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key as updated", body = KeyRecord),
-        crate::openapi::responses::BadRequest,
+        (status = 400, description = "Invalid path or body; `param` names the field (`code`: `unknown_team` for a team that does not exist)", body = crate::error::ErrorResponse),
         crate::openapi::responses::AdminRequired,
         (status = 404, description = "No active key with this id", body = crate::error::ErrorResponse),
         crate::openapi::responses::TooLarge,
@@ -276,6 +270,11 @@ async fn update(
         limits: patch.limits.map(valid_limits).transpose()?,
         team: patch.team,
     };
+    // Held until the key is written: a team it joins is not deleted in between.
+    let _membership = membership().await;
+    if let Some(Some(team)) = &update.team {
+        existing_team(&state, team).await?;
+    }
     let keys = &state.store.keys;
     let record = keys.update(&id, update).await.map_err(store_failed)?;
     let record = record.ok_or_else(|| no_key(&id))?;
@@ -340,11 +339,4 @@ async fn revoke(
         }
         None => Err(ApiError::not_found(format!("no key with id `{id}`"))),
     }
-}
-
-fn valid_limits(limits: Limits) -> Result<Limits, ApiError> {
-    limits
-        .validate()
-        .map_err(|e| ApiError::bad_request(e.to_string()).with_param("limits"))?;
-    Ok(limits)
 }

@@ -1,9 +1,11 @@
 //! The `/admin` API. Every handler takes an `AdminCaller`: no key is 401, a user key is 403.
 
 pub mod config;
+pub mod fields;
 pub mod keys;
 pub mod policies;
 pub mod providers;
+pub mod teams;
 pub mod usage;
 pub mod webhooks;
 
@@ -14,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     policies::configure(cfg);
     providers::configure(cfg);
+    teams::configure(cfg);
     usage::configure(cfg);
     webhooks::configure(cfg);
 }

@@ -27,7 +27,7 @@ pub struct UsageQuery {
     until: Option<u64>,
     /// `hour` (default) or `day`.
     bucket: Option<Bucket>,
-    /// `key`, `provider`, `model`, `variant`, `tag:<name>`; default: no grouping.
+    /// `key`, `team`, `provider`, `model`, `variant`, `tag:<name>`; default: no grouping.
     group_by: Option<String>,
 }
 
@@ -102,6 +102,8 @@ pub struct LogQuery {
     /// may have sent the same one).
     request_id: Option<String>,
     key_id: Option<String>,
+    /// The id of the team the key belonged to when the request was made.
+    team: Option<String>,
     model: Option<String>,
     provider: Option<String>,
     /// `429` or a class such as `5xx`.
@@ -152,6 +154,7 @@ async fn logs(
     let filter = LogFilter {
         request_id: q.request_id,
         key_id: q.key_id,
+        team: q.team,
         model: q.model,
         provider: q.provider,
         status: q.status,

@@ -51,6 +51,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/csv.js"),
     },
     Asset {
+        name: "limits.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/limits.js"),
+    },
+    Asset {
+        name: "teams.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/teams.js"),
+    },
+    Asset {
         name: "pages.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/pages.js"),

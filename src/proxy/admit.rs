@@ -114,6 +114,15 @@ pub async fn admit(
     limits.extend(decision.token_limits.iter().cloned());
     limits.extend(decision.cost_limits.iter().cloned());
     limits.extend(key_limits(caller));
+    // The key's team, read from memory. A team that no longer exists limits nothing: only a
+    // revoked key can name one, and a revoked key never gets here.
+    if let Some(team) = caller
+        .team
+        .as_deref()
+        .and_then(|id| state.store.teams.get_cached(id))
+    {
+        limits.extend(team.limits.as_counters("team", &team.id, &team.name));
+    }
     if limits.is_empty() {
         return Ok(Hold::none(counters));
     }

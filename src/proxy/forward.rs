@@ -35,6 +35,7 @@ pub async fn forward(
         client_request_id: request_id.client().map(str::to_string),
         at_ms: crate::clock::now_ms(),
         key_id: caller.id.clone(),
+        team: caller.team.clone(),
         endpoint: body.endpoint().path().to_string(),
         requested_model: crate::error::truncated(body.model(), router::models::MAX_NAME_BYTES)
             .into_owned(),

@@ -8,6 +8,7 @@ use super::error::{StoreError, What};
 use super::keys::KeyStore;
 use super::ledger::Ledger;
 use super::logs::LogStore;
+use super::teams::TeamStore;
 use super::usage::UsageStore;
 use std::sync::Arc;
 
@@ -64,6 +65,7 @@ pub trait Backend: Send + Sync {
 #[derive(Clone)]
 pub struct Store {
     pub keys: Arc<dyn KeyStore>,
+    pub teams: Arc<dyn TeamStore>,
     pub counters: Arc<dyn CounterStore>,
     pub assignments: Arc<dyn AssignmentStore>,
     pub cache: Arc<dyn ResponseCache>,

@@ -4,7 +4,9 @@
 use super::cache::CachedReply;
 use super::counters::{Actual, AdmitError, CounterAdd, Limit, LimitKind, Use};
 use super::keys::{KeyUpdate, NewKey, Role, SECRET_PREFIX};
+use super::limits::Limits;
 use super::logs::{LogEntry, LogFilter};
+use super::teams::{Deletion, NewTeam, TeamUpdate};
 use super::usage::{Bucket, GroupBy, UNKNOWN_MODEL};
 use super::{Store, StoreKind, StoreOptions};
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ const CACHE_ENTRIES: usize = 2;
 
 pub async fn keeps_the_contract(store: &Store) {
     keys(store).await;
+    teams(store).await;
     counters(store).await;
     assignments(store).await;
     cache(store).await;
@@ -94,6 +97,100 @@ async fn keys(store: &Store) {
         .unwrap()
         .is_none());
     assert!(keys.find("key_missing").await.unwrap().is_none());
+}
+
+async fn teams(store: &Store) {
+    let (teams, keys) = (&store.teams, &store.keys);
+    assert!(teams.list().await.unwrap().is_empty());
+    let limits = Limits {
+        rpm: Some(60),
+        budget_usd_month: Some(10.0),
+        ..Limits::default()
+    };
+    let new = NewTeam {
+        name: "research".into(),
+        limits,
+        ..NewTeam::default()
+    };
+    let team = teams.create(new).await.unwrap();
+    assert!(team.id.starts_with("team_"));
+    assert_eq!(teams.get_cached(&team.id).unwrap().limits, limits);
+    assert_eq!(teams.find(&team.id).await.unwrap().as_ref(), Some(&team));
+    let ops = NewTeam {
+        name: "ops".into(),
+        ..NewTeam::default()
+    };
+    let other = teams.create(ops).await.unwrap();
+    let listed: Vec<String> = teams
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&team.id) && listed.contains(&other.id));
+
+    // Limits are replaced whole; the cache follows at once.
+    let update = TeamUpdate {
+        limits: Some(Limits {
+            tpd: Some(1000),
+            ..Limits::default()
+        }),
+        ..TeamUpdate::default()
+    };
+    let updated = teams.update(&team.id, update).await.unwrap().unwrap();
+    assert_eq!(
+        (updated.name.as_str(), updated.limits.rpm),
+        ("research", None)
+    );
+    assert_eq!(teams.get_cached(&team.id).unwrap().limits.tpd, Some(1000));
+    let missing = teams.update("team_missing", TeamUpdate::default());
+    assert!(missing.await.unwrap().is_none());
+    assert!(teams.get_cached("team_missing").is_none());
+
+    // A team with live keys is not deleted; a revoked key does not hold it back.
+    let member = NewKey {
+        name: "member".into(),
+        team: Some(team.id.clone()),
+        ..NewKey::default()
+    };
+    let (member, _) = keys.create(member).await.unwrap();
+    assert_eq!(
+        teams.delete(&team.id).await.unwrap(),
+        Deletion::HasKeys(vec![member.id.clone()])
+    );
+    assert!(teams.get_cached(&team.id).is_some());
+    keys.revoke(&member.id).await.unwrap();
+    assert_eq!(
+        teams.delete(&team.id).await.unwrap(),
+        Deletion::Deleted(updated)
+    );
+    assert!(teams.get_cached(&team.id).is_none());
+    assert!(teams.find(&team.id).await.unwrap().is_none());
+    assert_eq!(teams.delete(&team.id).await.unwrap(), Deletion::NotFound);
+
+    // A key that leaves its team lets it go.
+    let joined = NewKey {
+        name: "joined".into(),
+        team: Some(other.id.clone()),
+        ..NewKey::default()
+    };
+    let (joined, _) = keys.create(joined).await.unwrap();
+    assert!(matches!(
+        teams.delete(&other.id).await.unwrap(),
+        Deletion::HasKeys(_)
+    ));
+    let leave = KeyUpdate {
+        team: Some(None),
+        ..KeyUpdate::default()
+    };
+    keys.update(&joined.id, leave).await.unwrap().unwrap();
+    assert!(matches!(
+        teams.delete(&other.id).await.unwrap(),
+        Deletion::Deleted(_)
+    ));
+    assert!(teams.list().await.unwrap().is_empty());
 }
 
 fn limit(name: &str, max: u64, window_secs: u64, kind: LimitKind) -> Limit {
@@ -277,6 +374,7 @@ fn entry(i: u64, at_s: u64, key: &str, status: u16) -> LogEntry {
         client_request_id: (i == 7).then(|| "client-7".into()),
         at_ms: at_s * 1000 + i,
         key_id: key.into(),
+        team: (key == "a").then(|| "team_a".into()),
         requested_model: "echo".into(),
         provider: Some("mock".into()),
         model: Some("echo".into()),
@@ -331,6 +429,15 @@ async fn ledger_logs_and_usage(store: &Store) {
         .map(|r| (r.group.clone(), r.totals.requests))
         .collect();
     assert_eq!(teams, vec![(Some("a".into()), 5), (Some("b".into()), 5)]);
+    let by_team = usage
+        .query(0, 86_400, Bucket::Day, &GroupBy::Team)
+        .await
+        .unwrap();
+    let teams: Vec<(Option<String>, u64)> = by_team
+        .iter()
+        .map(|r| (r.group.clone(), r.totals.requests))
+        .collect();
+    assert_eq!(teams, vec![(None, 5), (Some("team_a".into()), 5)]);
     let hourly = usage
         .query(0, 86_400, Bucket::Hour, &GroupBy::None)
         .await
@@ -377,6 +484,13 @@ async fn ledger_logs_and_usage(store: &Store) {
         .map(|e| e.request_id)
         .collect();
     assert_eq!(ids, vec!["req9", "req6"]);
+    let of_team_a = LogFilter {
+        team: Some("team_a".into()),
+        ..LogFilter::default()
+    };
+    let page = logs.query(&of_team_a, 10, None).await.unwrap();
+    assert_eq!(page.data.len(), 5);
+    assert!(page.data.iter().all(|e| e.key_id == "a"));
     let by_id = |id: &str| LogFilter {
         request_id: Some(id.into()),
         ..LogFilter::default()

@@ -44,6 +44,8 @@ impl StoreError {
 pub enum What {
     /// A key change (create, update, rotate, revoke).
     Keys,
+    /// A team change (create, update, delete).
+    Teams,
     /// Request log entries and their usage roll-ups.
     Accounting,
     /// Quota, budget and exposure counters.
@@ -57,8 +59,9 @@ pub enum What {
 }
 
 impl What {
-    pub const ALL: [What; 6] = [
+    pub const ALL: [What; 7] = [
         What::Keys,
+        What::Teams,
         What::Accounting,
         What::Counters,
         What::Cache,
@@ -69,6 +72,7 @@ impl What {
     pub fn name(self) -> &'static str {
         match self {
             What::Keys => "keys",
+            What::Teams => "teams",
             What::Accounting => "accounting",
             What::Counters => "counters",
             What::Cache => "cache",

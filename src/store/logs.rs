@@ -18,6 +18,9 @@ pub struct LogEntry {
     /// Unix milliseconds when the request arrived.
     pub at_ms: u64,
     pub key_id: String,
+    /// The team the key belonged to when the request was made (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     pub endpoint: String,
     /// The model the client asked for.
     pub requested_model: String,
@@ -62,6 +65,8 @@ pub struct LogFilter {
     /// The gateway's id of the request, or the `x-request-id` the client sent.
     pub request_id: Option<String>,
     pub key_id: Option<String>,
+    /// The team the key belonged to when the request was made.
+    pub team: Option<String>,
     /// Matches the requested model, the served model, or `provider/model`.
     pub model: Option<String>,
     pub provider: Option<String>,
@@ -102,6 +107,10 @@ impl LogFilter {
             .is_none_or(|id| e.request_id == id || e.client_request_id.as_deref() == Some(id));
         id_ok
             && self.key_id.as_deref().is_none_or(|k| e.key_id == k)
+            && self
+                .team
+                .as_deref()
+                .is_none_or(|t| e.team.as_deref() == Some(t))
             && self
                 .provider
                 .as_deref()

@@ -2,7 +2,7 @@
 //!
 //! Each trait is shaped so that one call is one round trip (or one pipeline) to a network
 //! store; what runs on every request (authenticating a key, reading a counter or a split
-//! assignment from a script) is answered from memory. Backends implement every trait:
+//! assignment from a script, a key's team) is answered from memory. Backends implement every trait:
 //! [`sled`] (the default, one embedded database) and [`memory`] (nothing kept). The backend is
 //! chosen at start ([`StoreKind`], `--store`); `store/contract.rs` is the suite every backend passes.
 
@@ -19,6 +19,7 @@ pub mod limits;
 pub mod logs;
 pub mod memory;
 pub mod sled;
+pub mod teams;
 pub mod usage;
 pub mod windows;
 
@@ -31,6 +32,7 @@ pub use keys::{KeyRecord, KeyStore, NewKey, Role};
 pub use ledger::{Ledger, LedgerBatch};
 pub use limits::Limits;
 pub use logs::LogStore;
+pub use teams::{TeamRecord, TeamStore};
 pub use usage::UsageStore;
 
 use std::path::Path;

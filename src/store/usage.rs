@@ -1,5 +1,6 @@
-//! Usage and cost rolled up per hour, per key, provider, model, variant and tags, kept after
-//! the request log has been pruned. Queries regroup the hourly rows by the dimension asked for.
+//! Usage and cost rolled up per hour, per key, provider, model, variant, tags and team, kept
+//! after the request log has been pruned. Queries regroup the hourly rows by the dimension
+//! asked for.
 
 use super::error::StoreError;
 use super::logs::LogEntry;
@@ -66,11 +67,13 @@ pub enum Bucket {
     Day,
 }
 
-/// What to group by: `key`, `provider`, `model`, `variant`, `tag:<name>`, or nothing.
+/// What to group by: `key`, `team`, `provider`, `model`, `variant`, `tag:<name>`, or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupBy {
     None,
     Key,
+    /// The team the key belonged to when the request was made.
+    Team,
     Provider,
     Model,
     Variant,
@@ -79,7 +82,7 @@ pub enum GroupBy {
 
 /// A `group_by` that is none of those.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot group by `{0}`: use key, provider, model, variant or tag:<name>")]
+#[error("cannot group by `{0}`: use key, team, provider, model, variant or tag:<name>")]
 pub struct UnknownGroup(pub String);
 
 impl std::str::FromStr for GroupBy {
@@ -88,6 +91,7 @@ impl std::str::FromStr for GroupBy {
         Ok(match s {
             "" | "none" => GroupBy::None,
             "key" => GroupBy::Key,
+            "team" => GroupBy::Team,
             "provider" => GroupBy::Provider,
             "model" => GroupBy::Model,
             "variant" => GroupBy::Variant,
@@ -156,13 +160,15 @@ impl Merged {
 
 const SEP: char = '\u{1f}';
 
-/// The dimensions of a row, in key order.
+/// The dimensions of a row, in key order. `team` came last, later than the others: rows
+/// written before it have five parts, and count as no team.
 struct Dims<'a> {
     key: &'a str,
     provider: &'a str,
     model: &'a str,
     variant: String,
     tags: String,
+    team: &'a str,
 }
 
 /// The model a request for an unknown model is counted under (see [`LogEntry::unknown_model`]).
@@ -190,6 +196,7 @@ fn dims(e: &LogEntry) -> Dims<'_> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(","),
+        team: e.team.as_deref().unwrap_or(""),
     }
 }
 
@@ -197,8 +204,8 @@ fn row_key(hour: u64, d: &Dims) -> Vec<u8> {
     let mut k = hour.to_be_bytes().to_vec();
     k.extend_from_slice(
         format!(
-            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
-            d.key, d.provider, d.model, d.variant, d.tags
+            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
+            d.key, d.provider, d.model, d.variant, d.tags, d.team
         )
         .as_bytes(),
     );
@@ -210,6 +217,7 @@ fn group_value(group: &GroupBy, parts: &[&str]) -> Option<String> {
     match group {
         GroupBy::None => None,
         GroupBy::Key => non_empty(parts[0]),
+        GroupBy::Team => parts.get(5).and_then(|team| non_empty(team)),
         GroupBy::Provider => non_empty(parts[1]),
         GroupBy::Model => match (parts[1], parts[2]) {
             ("", m) => non_empty(m),
@@ -250,7 +258,8 @@ pub fn regroup<'a>(
         let hour = u64::from_be_bytes(hour);
         let text = String::from_utf8_lossy(&key[8..]);
         let parts: Vec<&str> = text.split(SEP).collect();
-        if parts.len() != 5 {
+        // Five parts: a row written before teams were recorded.
+        if !(5..=6).contains(&parts.len()) {
             continue;
         }
         grouped
@@ -266,4 +275,51 @@ pub fn regroup<'a>(
             totals,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, team: Option<&str>) -> LogEntry {
+        LogEntry {
+            at_ms: 7_200_000,
+            key_id: key.into(),
+            team: team.map(str::to_string),
+            requested_model: "echo".into(),
+            ..LogEntry::default()
+        }
+    }
+
+    #[test]
+    fn rows_written_before_teams_were_recorded_count_as_no_team() {
+        // A row as keyed before the team dimension existed: five parts.
+        let mut old = 7200u64.to_be_bytes().to_vec();
+        old.extend_from_slice(format!("a{SEP}mock{SEP}echo{SEP}{SEP}").as_bytes());
+        let merged = Merged::of(&[entry("a", Some("team_x")), entry("b", None)]);
+        let mut rows: Vec<(&[u8], Totals)> = merged
+            .rows
+            .iter()
+            .map(|(k, t)| (k.as_slice(), *t))
+            .collect();
+        let one = Totals {
+            requests: 1,
+            ..Totals::default()
+        };
+        rows.push((old.as_slice(), one));
+
+        let by_team: Vec<(Option<String>, u64)> =
+            regroup(rows.clone(), Bucket::Day, &GroupBy::Team)
+                .into_iter()
+                .map(|r| (r.group, r.totals.requests))
+                .collect();
+        assert_eq!(by_team, vec![(None, 2), (Some("team_x".into()), 1)]);
+        // The other dimensions read the same from old rows and new ones.
+        let by_key: Vec<(Option<String>, u64)> = regroup(rows, Bucket::Day, &GroupBy::Key)
+            .into_iter()
+            .map(|r| (r.group, r.totals.requests))
+            .collect();
+        assert_eq!(by_key, vec![(Some("a".into()), 2), (Some("b".into()), 1)]);
+        assert_eq!("team".parse::<GroupBy>(), Ok(GroupBy::Team));
+    }
 }

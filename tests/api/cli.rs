@@ -170,6 +170,54 @@ fn keys_created_on_the_command_line_work_against_the_server() {
     assert!(res.contains("\"content\":\"ping\""), "{res}");
 }
 
+#[test]
+fn keys_create_refuses_a_team_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let create = |team: &str| {
+        bin()
+            .args([
+                "keys", "create", "--name", "member", "--team", team, "--data",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = create("team_nope");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no team has the id `team_nope`"), "{err}");
+
+    // A team that exists (made here through the store, as the admin API would) is taken.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let team = runtime.block_on(async {
+        let store = switchboard::store::Store::open(&data, 1 << 20).unwrap();
+        let new = switchboard::store::teams::NewTeam {
+            name: "t".into(),
+            ..Default::default()
+        };
+        let team = store.teams.create(new).await.unwrap();
+        store.flush().await.unwrap();
+        team.id
+    });
+    let out = create(&team);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["keys", "list", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
+
 #[cfg(unix)]
 #[test]
 fn sighup_reloads_the_configuration() {

@@ -38,6 +38,8 @@ async fn assets_have_their_content_types() {
         ("ui.js", "text/javascript; charset=utf-8"),
         ("charts.js", "text/javascript; charset=utf-8"),
         ("pages.js", "text/javascript; charset=utf-8"),
+        ("limits.js", "text/javascript; charset=utf-8"),
+        ("teams.js", "text/javascript; charset=utf-8"),
         ("csv.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
@@ -83,7 +85,7 @@ async fn the_dashboard_uses_only_the_admin_api() {
     // Every path the scripts fetch is a public API path.
     let app = spawn_mock().await;
     let mut paths = vec![];
-    for name in ["app.js", "pages.js", "api.js"] {
+    for name in ["app.js", "pages.js", "teams.js", "api.js"] {
         let js = app
             .client
             .get(app.url(&format!("/dashboard/assets/{name}")))
@@ -112,4 +114,5 @@ async fn the_dashboard_uses_only_the_admin_api() {
         paths.iter().any(|p| p == "/v1/chat/completions"),
         "{paths:?}"
     );
+    assert!(paths.iter().any(|p| p == "/admin/teams"), "{paths:?}");
 }

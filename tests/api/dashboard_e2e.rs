@@ -1,7 +1,7 @@
 //! The dashboard in a real headless Chromium against a real gateway with the mock provider:
-//! sign in, watch the overview move, create and revoke a key, simulate, stream a chat, open a
-//! log row, on a desktop and a phone-sized screen, in light and dark mode, with no console
-//! errors. Screenshots go to `target/e2e-screenshots/`.
+//! sign in, watch the overview move, create and revoke a key, make a team and put a key in it,
+//! simulate, stream a chat, open a log row, on a desktop and a phone-sized screen, in light and
+//! dark mode, with no console errors. Screenshots go to `target/e2e-screenshots/`.
 //!
 //! Skipped (with a message) when Chromium or chromedriver is not installed; with
 //! `SWITCHBOARD_E2E=1` (as CI sets it) a missing browser is a failure instead.
@@ -264,6 +264,80 @@ async fn dashboard_in_a_real_browser() {
     .await;
     assert_eq!(chat(&app, &secret, "mock/echo", "hi").await.status(), 401);
 
+    // Teams: one with limits, a key in it (with limits of its own), which keeps the team from
+    // being deleted; the team's limits edited.
+    goto_page(&d, "teams", "#team-create").await;
+    d.fill("#team-name", "e2e-team").await;
+    d.fill("#team-rpm", "600").await;
+    d.fill("#team-budget-usd-month", "25").await;
+    d.click("#team-create-submit").await;
+    let team_id = d
+        .wait_for(
+            "the new team in the list",
+            "const r = [...document.querySelectorAll('.team-row')].find(r => r.innerText.includes('e2e-team')); \
+             return r ? r.querySelector('[data-action=delete-team]').dataset.id : null",
+            json!([]),
+        )
+        .await;
+    let team_id = team_id.as_str().unwrap().to_string();
+    let row = d.text(&format!(".team-{team_id}")).await;
+    assert!(
+        row.contains("600 req/min") && row.contains("$25.00/month"),
+        "{row}"
+    );
+    goto_page(&d, "keys", "#key-create").await;
+    d.fill("#key-name", "e2e-member").await;
+    d.select("#key-team", &team_id).await;
+    d.click("#key-limits summary").await;
+    d.fill("#key-tpd", "100000").await;
+    d.click("#key-create-submit").await;
+    let member = d.text("#secret-value").await;
+    d.click("#secret-done").await;
+    let row = d
+        .wait_for(
+            "the member key in the list",
+            "const r = [...document.querySelectorAll('.key-row')].find(r => r.innerText.includes('e2e-member')); \
+             return r ? r.innerText : null",
+            json!([]),
+        )
+        .await;
+    let row = row.as_str().unwrap();
+    assert!(
+        row.contains("e2e-team")
+            && (row.contains("100,000 tok/day") || row.contains("100000 tok/day")),
+        "{row}"
+    );
+    assert_eq!(
+        chat(&app, &member, "mock/echo-priced", "from a team")
+            .await
+            .status(),
+        200
+    );
+    goto_page(&d, "teams", ".team-row").await;
+    let row = d.text(&format!(".team-{team_id}")).await;
+    assert!(row.contains("e2e-member"), "{row}");
+    shot(&d, &dir, "05b-teams").await;
+    d.click(&format!("[data-action=delete-team][data-id='{team_id}']"))
+        .await;
+    d.click("#confirm-ok").await;
+    d.wait_for(
+        "the refusal to delete a team with keys",
+        "const t = document.getElementById('toast'); return !t.hidden && t.innerText.includes('still has keys')",
+        json!([]),
+    )
+    .await;
+    expect_only_http_errors(&d, "409").await;
+    d.click(&format!("[data-action=edit-team][data-id='{team_id}']"))
+        .await;
+    d.fill("#edit-team-rpm", "900").await;
+    d.click("#edit-team-save").await;
+    d.wait_for(
+        "the edited limits in the list",
+        "const r = document.querySelector(`.team-${arguments[0]}`); return r && r.innerText.includes('900 req/min')",
+        json!([team_id]),
+    )
+    .await;
+
     // Usage, grouped by model.
     goto_page(&d, "usage", "#usage-load").await;
     d.select("#usage-group", "model").await;
@@ -291,6 +365,15 @@ async fn dashboard_in_a_real_browser() {
     );
     assert!(csv.contains(",mock/echo-priced,"), "{csv}");
     shot(&d, &dir, "07-usage").await;
+    // And by team, named.
+    d.select("#usage-group", "team").await;
+    d.click("#usage-load").await;
+    d.wait_for(
+        "usage by team",
+        "const t = document.querySelector('#usage-body table'); return t && t.innerText.includes('e2e-team')",
+        json!([]),
+    )
+    .await;
 
     // Policies: config status and a simulation.
     goto_page(&d, "policies", "#sim-run").await;
@@ -416,6 +499,7 @@ async fn dashboard_in_a_real_browser() {
         ("overview", "#stat-requests"),
         ("providers", ".provider"),
         ("keys", "#key-create"),
+        ("teams", ".team-row"),
         ("usage", "#usage-body table"),
         ("playground", "#pg-send"),
         ("logs", ".log-row"),

@@ -310,3 +310,38 @@ async fn a_restart_in_the_middle_of_a_window_keeps_what_was_used() {
     let res = app.chat(&key, hi("priced")).await;
     assert_eq!(header(&res, "x-ratelimit-remaining-requests"), "7");
 }
+
+#[tokio::test]
+async fn a_request_must_fit_its_teams_limits_as_well_as_its_keys() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let team: Value = app
+        .post("/admin/teams", ADMIN_KEY)
+        .json(&json!({"name": "research", "limits": {"rpm": 3}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let team_id = team["id"].as_str().unwrap();
+    // Two keys with room of their own share the team's 3 requests a minute.
+    let (_, a) = app
+        .create_key(json!({"name": "a", "team": team_id, "limits": {"rpm": 10}}))
+        .await;
+    let (_, b) = app.create_key(json!({"name": "b", "team": team_id})).await;
+    assert_eq!(app.chat(&a, hi("echo")).await.status(), 200);
+    assert_eq!(app.chat(&b, hi("echo")).await.status(), 200);
+    let third = app.chat(&a, hi("echo")).await;
+    // The tightest request limit is the team's: 1 left of 3 (the key's has 8 of 10).
+    assert_eq!(header(&third, "x-ratelimit-limit-requests"), "3");
+    assert_eq!(header(&third, "x-ratelimit-remaining-requests"), "0");
+    let body = assert_error(app.chat(&b, hi("echo")).await, 429).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`team:research rpm` of 3 per minute"),
+        "{message}"
+    );
+    // A key outside the team is not held back by it.
+    let (_, free) = app.create_key(json!({"name": "free"})).await;
+    assert_eq!(app.chat(&free, hi("echo")).await.status(), 200);
+}

@@ -38,4 +38,5 @@ mod policies;
 mod reload;
 mod resilience;
 mod streaming;
+mod teams;
 mod webhooks;

@@ -4,6 +4,8 @@
 import { api, qs, ApiError } from './api.js';
 import { barChart, lineChart, legend } from './charts.js';
 import { csv } from './csv.js';
+import { limitFields, limitsPills } from './limits.js';
+import { teamsPage, teamNames, teamSelect } from './teams.js';
 import {
   h, num, compact, pct, ms, usd, dateTime, dateTimeMs, toast, modal, confirmAction, showSecret,
   table, stat, kv, errorBox, pretty, fill,
@@ -285,11 +287,14 @@ function keyStatus(k) {
 }
 
 async function keysPage(main) {
+  const teamList = [...(await teamNames())];
   const name = h('input', { id: 'key-name', required: true, placeholder: 'ci-bot', maxlength: '100' });
   const role = h('select', { id: 'key-role' }, h('option', { value: 'user' }, 'user'), h('option', { value: 'admin' }, 'admin'));
   const models = h('input', { id: 'key-models', placeholder: 'all, or mock/echo, …' });
   const tags = h('input', { id: 'key-tags', placeholder: 'team=search, env=prod' });
   const expires = h('input', { id: 'key-expires', type: 'datetime-local' });
+  const team = teamSelect('key-team', teamList, '');
+  const limits = limitFields('key');
   const formError = h('p', { class: 'error', role: 'alert' });
   const showRevoked = h('input', { type: 'checkbox', id: 'show-revoked' });
   const list = h('div', { id: 'keys-list' }, h('p', { class: 'muted' }, 'Loading…'));
@@ -301,8 +306,10 @@ async function keysPage(main) {
       h('label', { class: 'grow' }, 'Models', models),
       h('label', { class: 'grow' }, 'Tags', tags),
       h('label', {}, 'Expires', expires),
+      h('label', {}, 'Team', team),
       h('button', { type: 'submit', id: 'key-create-submit' }, 'Create'),
     ),
+    h('details', { id: 'key-limits' }, h('summary', {}, 'Limits and budgets (empty: no limit; the limits of its team apply as well)'), limits.el),
     formError,
   );
   main.append(h('h1', {}, 'Keys'), form, h('section', { class: 'card' }, h('div', { class: 'row between' }, h('h2', {}, 'All keys'), h('label', { class: 'inline' }, showRevoked, 'Show revoked')), list));
@@ -314,6 +321,9 @@ async function keysPage(main) {
       const body = { name: name.value.trim(), role: role.value, models: splitList(models.value), tags: parseTags(tags.value) };
       const exp = fromLocalInput(expires.value);
       if (exp) body.expires_at = exp;
+      if (team.value) body.team = team.value;
+      const set = limits.read();
+      if (Object.keys(set).length) body.limits = set;
       const created = await api('/admin/keys', { method: 'POST', body });
       form.reset();
       await load();
@@ -329,6 +339,8 @@ async function keysPage(main) {
     const t = h('input', { id: 'edit-tags', value: tagsText(k.tags) });
     const x = h('input', { id: 'edit-expires', type: 'datetime-local', value: toLocalInput(k.expires_at) });
     const n = h('input', { id: 'edit-name', value: k.name });
+    const tm = teamSelect('edit-team', teamList, k.team || '');
+    const lim = limitFields('edit-key', k.limits);
     const err = h('p', { class: 'error' });
     for (;;) {
       const ok = await modal(`Edit ${k.name}`, h('div', { class: 'row' },
@@ -336,11 +348,14 @@ async function keysPage(main) {
         h('label', { class: 'grow' }, 'Models (empty: all)', m),
         h('label', { class: 'grow' }, 'Tags (name=value, comma-separated)', t),
         h('label', { class: 'grow' }, 'Expires (empty: never)', x),
+        h('label', { class: 'grow' }, 'Team', tm),
+        h('h3', {}, 'Limits and budgets (empty: no limit)'),
+        lim.el,
         err,
       ), [{ label: 'Cancel', value: false, class: 'ghost' }, { label: 'Save', value: true, id: 'edit-save' }]);
       if (!ok) return;
       try {
-        await api(`/admin/keys/${encodeURIComponent(k.id)}`, { method: 'PATCH', body: { name: n.value.trim(), models: splitList(m.value), tags: parseTags(t.value), expires_at: fromLocalInput(x.value) } });
+        await api(`/admin/keys/${encodeURIComponent(k.id)}`, { method: 'PATCH', body: { name: n.value.trim(), models: splitList(m.value), tags: parseTags(t.value), expires_at: fromLocalInput(x.value), team: tm.value || null, limits: lim.read() } });
         toast(`Saved ${n.value.trim()}`);
         return load();
       } catch (e) {
@@ -372,6 +387,7 @@ async function keysPage(main) {
   async function load() {
     try {
       const res = await api('/admin/keys');
+      const teamsById = new Map(teamList);
       const keys = res.data.filter((k) => showRevoked.checked || !k.revoked_at).sort((a, b) => b.created_at - a.created_at);
       fill(list, table(
         [
@@ -381,6 +397,8 @@ async function keysPage(main) {
           { label: 'Secret', class: 'hide-sm', render: (k) => h('code', {}, k.masked) },
           { label: 'Models', render: (k) => (k.models?.length ? h('div', { class: 'pill-list' }, k.models.map((x) => h('code', {}, x))) : h('span', { class: 'muted' }, 'all')) },
           { label: 'Tags', class: 'hide-sm', render: (k) => tagsText(k.tags) || '–' },
+          { label: 'Team', render: (k) => (k.team ? h('span', { class: 'key-team', title: k.team }, teamsById.get(k.team) || k.team) : h('span', { class: 'muted' }, 'none')) },
+          { label: 'Limits', class: 'hide-sm', render: (k) => limitsPills(k.limits) },
           { label: 'Expires', render: (k) => (k.expires_at ? dateTime(k.expires_at) : 'never') },
           { label: 'Last used', class: 'hide-sm', render: (k) => dateTimeMs(k.usage?.last_used_ms) },
           { label: 'Requests', num: true, render: (k) => num(k.usage?.requests) },
@@ -420,7 +438,7 @@ async function usagePage(main) {
   const since = h('input', { type: 'datetime-local', id: 'usage-since' });
   const until = h('input', { type: 'datetime-local', id: 'usage-until' });
   const bucket = h('select', { id: 'usage-bucket' }, h('option', { value: 'hour' }, 'hour'), h('option', { value: 'day' }, 'day'));
-  const group = h('select', { id: 'usage-group' }, ['key', 'provider', 'model', 'variant', 'tag', 'none'].map((g) => h('option', { value: g }, g === 'none' ? 'nothing' : g)));
+  const group = h('select', { id: 'usage-group' }, ['key', 'team', 'provider', 'model', 'variant', 'tag', 'none'].map((g) => h('option', { value: g }, g === 'none' ? 'nothing' : g)));
   const tagName = h('input', { id: 'usage-tag', placeholder: 'tag name', hidden: true });
   const metric = h('select', { id: 'usage-metric' }, [['requests', 'requests'], ['total_tokens', 'tokens'], ['cost_usd', 'cost']].map(([v, l]) => h('option', { value: v }, l)));
   const exportBtn = h('button', { type: 'button', class: 'ghost', id: 'usage-export', disabled: true }, 'Export CSV');
@@ -466,8 +484,9 @@ async function usagePage(main) {
         if (!tagName.value.trim()) throw new Error('Name the tag to group by.');
         g = `tag:${tagName.value.trim()}`;
       }
-      const [res, names] = await Promise.all([api(`/admin/usage${qs({ since: s, until: u, bucket: bucket.value, group_by: g === 'none' ? '' : g })}`), keyNames()]);
-      const label = (grp) => (g === 'key' && grp ? names.get(grp) || grp : grp ?? (g === 'none' ? 'all' : '(none)'));
+      const [res, names, teams] = await Promise.all([api(`/admin/usage${qs({ since: s, until: u, bucket: bucket.value, group_by: g === 'none' ? '' : g })}`), keyNames(), teamNames()]);
+      const named = g === 'key' ? names : g === 'team' ? teams : null;
+      const label = (grp) => (named && grp ? named.get(grp) || grp : grp ?? (g === 'none' ? 'all' : '(none)'));
       const rows = res.data.map((r) => ({ ...r, group: label(r.group) }));
       last = { res, rows, g };
       const m = metric.value;
@@ -530,7 +549,7 @@ function statusBadge(s) {
   return h('span', { class: `badge ${s >= 500 ? 'err' : s >= 400 ? 'warn' : 'ok'}` }, String(s));
 }
 
-async function showLog(id, names) {
+async function showLog(id, names, teams) {
   let e;
   try {
     e = await api(`/admin/logs/${encodeURIComponent(id)}`);
@@ -544,6 +563,7 @@ async function showLog(id, names) {
       ['Time', dateTimeMs(e.at_ms)],
       ['Status', statusBadge(e.status)],
       ['Key', `${names.get(e.key_id) || ''} ${e.key_id}`.trim()],
+      e.team ? ['Team', `${teams.get(e.team) || ''} ${e.team}`.trim()] : null,
       ['Endpoint', e.endpoint],
       ['Requested model', e.requested_model],
       ['Served by', e.provider ? `${e.provider}/${e.model ?? ''}` : '–'],
@@ -563,8 +583,9 @@ async function showLog(id, names) {
 }
 
 async function logsPage(main) {
-  const names = await keyNames();
+  const [names, teams] = await Promise.all([keyNames(), teamNames()]);
   const key = h('select', { id: 'logs-key' }, h('option', { value: '' }, 'any key'), [...names].map(([id, n]) => h('option', { value: id }, n)));
+  const team = h('select', { id: 'logs-team' }, h('option', { value: '' }, 'any team'), [...teams].map(([id, n]) => h('option', { value: id }, n)));
   const model = h('input', { id: 'logs-model', placeholder: 'any model' });
   const provider = h('input', { id: 'logs-provider', placeholder: 'any provider' });
   const status = h('select', { id: 'logs-status' }, ['', '2xx', '4xx', '5xx', '429'].map((s) => h('option', { value: s }, s || 'any status')));
@@ -574,7 +595,7 @@ async function logsPage(main) {
   const next = h('button', { type: 'button', class: 'ghost', id: 'logs-next', disabled: true }, 'Older →');
   const pageNo = h('span', { class: 'muted' });
   const form = h('form', { class: 'card row' },
-    h('label', {}, 'Key', key), h('label', { class: 'grow' }, 'Model', model), h('label', { class: 'grow' }, 'Provider', provider),
+    h('label', {}, 'Key', key), h('label', {}, 'Team', team), h('label', { class: 'grow' }, 'Model', model), h('label', { class: 'grow' }, 'Provider', provider),
     h('label', {}, 'Status', status), h('label', {}, 'Since', since), h('button', { type: 'submit', id: 'logs-apply' }, 'Filter'));
   main.append(h('h1', {}, 'Logs'), form, h('section', { class: 'card' }, out, h('div', { class: 'row between' }, prev, pageNo, next)));
 
@@ -584,7 +605,7 @@ async function logsPage(main) {
   async function load() {
     try {
       const res = await api(`/admin/logs${qs({
-        key_id: key.value, model: model.value.trim(), provider: provider.value.trim(), status: status.value,
+        key_id: key.value, team: team.value, model: model.value.trim(), provider: provider.value.trim(), status: status.value,
         since: since.value ? now() - Number(since.value) : '', limit: 25, cursor: cursors[page],
       })}`);
       nextCursor = res.next_cursor || null;
@@ -600,7 +621,7 @@ async function logsPage(main) {
           { label: 'Cache', class: 'hide-sm', render: (e) => (e.cached ? 'hit' : '') },
         ],
         res.data,
-        { empty: 'No requests match.', onRow: (e) => showLog(e.request_id, names), rowClass: () => 'log-row' },
+        { empty: 'No requests match.', onRow: (e) => showLog(e.request_id, names, teams), rowClass: () => 'log-row' },
       ));
       prev.disabled = page === 0;
       next.disabled = !nextCursor;
@@ -899,6 +920,7 @@ export const pages = {
   overview,
   providers: providersPage,
   keys: keysPage,
+  teams: teamsPage,
   usage: usagePage,
   logs: logsPage,
   policies: policiesPage,

@@ -7,16 +7,20 @@ pub mod cache;
 pub mod counters;
 pub mod keys;
 pub mod ledger;
+pub mod teams;
 
 use crate::store::backend::{Backend, Store, StoreKind};
 use crate::store::error::{StoreError, What};
+use crate::store::keys::KeyStore;
 use std::sync::Arc;
 
 /// Every store in memory; `cache_max_entries` bounds the response cache.
 pub fn open(cache_max_entries: usize) -> Store {
     let ledger = Arc::new(ledger::MemoryLedger::default());
+    let keys: Arc<dyn KeyStore> = Arc::new(keys::MemoryKeyStore::default());
     Store {
-        keys: Arc::new(keys::MemoryKeyStore::default()),
+        teams: Arc::new(teams::MemoryTeamStore::new(keys.clone())),
+        keys,
         counters: Arc::new(counters::MemoryCounters::default()),
         assignments: Arc::new(assignments::MemoryAssignments::default()),
         cache: Arc::new(cache::MemoryCache::new(cache_max_entries)),

@@ -58,6 +58,7 @@ pub struct Trees {
     pub db: sled::Db,
     pub keys: sled::Tree,
     pub key_hashes: sled::Tree,
+    pub teams: sled::Tree,
     pub counters: sled::Tree,
     pub assignments: sled::Tree,
     pub cache: sled::Tree,
@@ -72,6 +73,7 @@ impl Trees {
         Ok(Trees {
             keys: db.open_tree("keys")?,
             key_hashes: db.open_tree("key_hashes")?,
+            teams: db.open_tree("teams")?,
             counters: db.open_tree("counters")?,
             assignments: db.open_tree("assignments")?,
             cache: db.open_tree("cache")?,

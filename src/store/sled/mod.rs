@@ -11,6 +11,7 @@ pub mod database;
 pub mod keys;
 pub mod ledger;
 pub mod logs;
+pub mod teams;
 pub mod usage;
 
 use crate::store::backend::{Backend, Store, StoreKind};
@@ -47,6 +48,7 @@ pub fn open(dir: &Path, cache_bytes: u64, cache_max_entries: usize) -> Result<St
     let logs = logs::SledLogs::open(&db)?;
     Ok(Store {
         keys: Arc::new(keys::SledKeyStore::open(&db)?),
+        teams: Arc::new(teams::SledTeamStore::open(&db)?),
         counters: counters.clone(),
         assignments: assignments::SledAssignments::open(&db)?,
         cache: Arc::new(cache::SledCache::open(&db, cache_max_entries)?),
@@ -127,6 +129,7 @@ mod tests {
     use crate::store::counters::CounterAdd;
     use crate::store::keys::NewKey;
     use crate::store::logs;
+    use crate::store::teams::NewTeam;
 
     #[tokio::test]
     async fn a_folder_made_with_sleds_default_segments_still_opens_with_its_data() {
@@ -168,6 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path(), 1 << 20).unwrap();
         let (_, secret) = store.keys.create(NewKey::default()).await.unwrap();
+        let team = store.teams.create(NewTeam::default()).await.unwrap();
         store
             .counters
             .add(&[CounterAdd {
@@ -202,6 +206,7 @@ mod tests {
         store.backend.sled_database().unwrap().reopen().unwrap();
         assert_eq!(store.backend.generation(), 1);
         assert!(store.keys.authenticate(&secret).is_some());
+        assert!(store.teams.get_cached(&team.id).is_some());
         assert_eq!(store.counters.get("tokens", 0).await.unwrap(), 7);
         assert_eq!(store.assignments.get("split", "user").as_deref(), Some("b"));
         assert_eq!(store.cache.stats().await.unwrap().entries, 1);
@@ -213,5 +218,6 @@ mod tests {
         let store = crate::store::Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.counters.get("tokens", 0).await.unwrap(), 7);
         assert!(store.keys.authenticate(&secret).is_some());
+        assert_eq!(store.teams.get_cached(&team.id).as_deref(), Some(&team));
     }
 }
