@@ -126,7 +126,14 @@ async fn simulate_request(
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
     let snapshot = state.snapshot();
-    let simulation = simulate(
+    // The key's team limits apply too, as they do to real requests.
+    let team_limits = key
+        .team
+        .as_deref()
+        .and_then(|id| state.store.teams.get_cached(id))
+        .map(|team| team.limits.as_counters("team", &team.id, &team.name))
+        .unwrap_or_default();
+    let mut simulation = simulate(
         &snapshot.policies,
         request,
         Arc::new(key),
@@ -134,6 +141,13 @@ async fn simulate_request(
         state.store.counters.clone(),
         state.store.assignments.clone(),
     );
+    let team_use = state.store.counters.usage(&team_limits);
+    simulation
+        .key_limits
+        .extend(crate::store::counters::LimitCheck::of(
+            &team_limits,
+            &team_use,
+        ));
     let model = simulation.request["model"]
         .as_str()
         .unwrap_or_default()

@@ -7,7 +7,9 @@ use crate::error::{ApiError, Code};
 use crate::http::callers::AdminCaller;
 use crate::proxy::body;
 use crate::state::AppState;
+use crate::store::counters::LimitCheck;
 use crate::store::teams::{live_members, Deletion, NewTeam, TeamRecord, TeamUpdate};
+use crate::store::CounterStore;
 use crate::store::{KeyRecord, Limits};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -84,6 +86,9 @@ pub struct TeamView {
     pub record: TeamRecord,
     /// The ids of the team's live (not revoked) keys, oldest first.
     pub keys: Vec<String>,
+    /// Each of the team's `limits` as it stands now: used, reserved by requests in flight,
+    /// remaining.
+    pub limit_use: Vec<LimitCheck>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,11 +110,14 @@ async fn all_keys(state: &AppState) -> Result<Vec<KeyRecord>, ApiError> {
     state.store.keys.list().await.map_err(store_failed)
 }
 
-fn view(record: TeamRecord, keys: &[KeyRecord]) -> TeamView {
+fn view(record: TeamRecord, keys: &[KeyRecord], counters: &dyn CounterStore) -> TeamView {
     let members = live_members(keys, &record.id);
+    let limits = record.limits.as_counters("team", &record.id, &record.name);
+    let limit_use = LimitCheck::of(&limits, &counters.usage(&limits));
     TeamView {
         record,
         keys: members,
+        limit_use,
     }
 }
 
@@ -170,7 +178,10 @@ async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpRes
     let keys = all_keys(&state).await?;
     Ok(HttpResponse::Ok().json(TeamList {
         object: "list",
-        data: teams.into_iter().map(|t| view(t, &keys)).collect(),
+        data: teams
+            .into_iter()
+            .map(|t| view(t, &keys, state.store.counters.as_ref()))
+            .collect(),
     }))
 }
 
@@ -200,7 +211,7 @@ async fn get(
         return Err(no_team(&id));
     };
     let keys = all_keys(&state).await?;
-    Ok(HttpResponse::Ok().json(view(record, &keys)))
+    Ok(HttpResponse::Ok().json(view(record, &keys, state.store.counters.as_ref())))
 }
 
 /// Changes a team's name, limits or metadata; new limits apply to its keys' next requests.
