@@ -316,6 +316,8 @@ async fn dashboard_in_a_real_browser() {
     goto_page(&d, "teams", ".team-row").await;
     let row = d.text(&format!(".team-{team_id}")).await;
     assert!(row.contains("e2e-member"), "{row}");
+    // The team's limits as they stand: the member's request used one of its 600 a minute.
+    assert!(row.contains("team:e2e-team rpm: 1 of 600"), "{row}");
     shot(&d, &dir, "05b-teams").await;
     d.click(&format!("[data-action=delete-team][data-id='{team_id}']"))
         .await;

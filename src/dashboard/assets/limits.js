@@ -67,3 +67,25 @@ export function limitsPills(limits) {
   if (!set.length) return h('span', { class: 'muted' }, 'none');
   return h('div', { class: 'pill-list limits-text' }, set.map(([field]) => h('code', {}, TEXT[field](limits[field]))));
 }
+
+// A limit's amounts in its unit: USD for cost budgets (counted in millionths), else a number.
+function amount(kind, v) {
+  return kind === 'micro_usd' ? usd(v / 1e6) : num(v);
+}
+
+// Each limit as it stands (the API's `limit_use`), as a bar of what is used and reserved.
+export function limitBars(limitUse) {
+  if (!limitUse?.length) return null;
+  return h('div', { class: 'limit-bars' }, limitUse.map((l) => {
+    const taken = l.current + l.reserved;
+    const label = `${l.name}: ${amount(l.kind, l.current)}${l.reserved ? ` + ${amount(l.kind, l.reserved)} reserved` : ''} of ${amount(l.kind, l.max)}`;
+    return h('div', { class: 'limit-bar', title: label },
+      h('progress', { max: String(Math.max(l.max, 1)), value: String(Math.min(taken, l.max)) }),
+      h('small', {}, label));
+  }));
+}
+
+// The limits set, with their use when the API gave it.
+export function limitsWithUse(limits, limitUse) {
+  return h('div', {}, limitsPills(limits), limitBars(limitUse));
+}

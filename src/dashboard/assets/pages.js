@@ -4,7 +4,7 @@
 import { api, qs, ApiError } from './api.js';
 import { barChart, lineChart, legend } from './charts.js';
 import { csv } from './csv.js';
-import { limitFields, limitsPills } from './limits.js';
+import { limitFields, limitsPills, limitsWithUse } from './limits.js';
 import { teamsPage, teamNames, teamSelect } from './teams.js';
 import {
   h, num, compact, pct, ms, usd, dateTime, dateTimeMs, toast, modal, confirmAction, showSecret,
@@ -398,7 +398,7 @@ async function keysPage(main) {
           { label: 'Models', render: (k) => (k.models?.length ? h('div', { class: 'pill-list' }, k.models.map((x) => h('code', {}, x))) : h('span', { class: 'muted' }, 'all')) },
           { label: 'Tags', class: 'hide-sm', render: (k) => tagsText(k.tags) || '–' },
           { label: 'Team', render: (k) => (k.team ? h('span', { class: 'key-team', title: k.team }, teamsById.get(k.team) || k.team) : h('span', { class: 'muted' }, 'none')) },
-          { label: 'Limits', class: 'hide-sm', render: (k) => limitsPills(k.limits) },
+          { label: 'Limits', class: 'hide-sm', render: (k) => limitsWithUse(k.limits, k.limit_use) },
           { label: 'Expires', render: (k) => (k.expires_at ? dateTime(k.expires_at) : 'never') },
           { label: 'Last used', class: 'hide-sm', render: (k) => dateTimeMs(k.usage?.last_used_ms) },
           { label: 'Requests', num: true, render: (k) => num(k.usage?.requests) },

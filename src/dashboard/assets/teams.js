@@ -1,7 +1,7 @@
 // The Teams page: create a team with its limits, list teams with their keys, edit, delete.
 
 import { api, ApiError } from './api.js';
-import { limitFields, limitsPills } from './limits.js';
+import { limitFields, limitsPills, limitsWithUse } from './limits.js';
 import { h, dateTime, toast, modal, confirmAction, table, errorBox, fill } from './ui.js';
 
 // Team names by id, for the other pages; empty when they cannot be read.
@@ -94,7 +94,7 @@ export async function teamsPage(main) {
       fill(list, table(
         [
           { label: 'Name', render: (t) => [h('strong', {}, t.name), h('div', { class: 'muted mono' }, t.id)] },
-          { label: 'Limits', render: (t) => limitsPills(t.limits) },
+          { label: 'Limits', render: (t) => limitsWithUse(t.limits, t.limit_use) },
           { label: 'Keys', render: (t) => (t.keys.length ? h('div', { class: 'pill-list' }, t.keys.map((id) => h('code', { title: id }, keyNames.get(id) || id))) : h('span', { class: 'muted' }, 'none')) },
           { label: 'Created', class: 'hide-sm', render: (t) => dateTime(t.created_at) },
           {
