@@ -344,6 +344,26 @@ impl PolicyCtx {
         usd: Dynamic,
         period: ImmutableString,
     ) -> Res<()> {
+        self.cost_budget(name, usd, period, false)
+    }
+
+    /// A cost budget that ends a stream mid-way rather than let it pass its limit.
+    fn hard_cost_limit(
+        &mut self,
+        name: ImmutableString,
+        usd: Dynamic,
+        period: ImmutableString,
+    ) -> Res<()> {
+        self.cost_budget(name, usd, period, true)
+    }
+
+    fn cost_budget(
+        &mut self,
+        name: ImmutableString,
+        usd: Dynamic,
+        period: ImmutableString,
+        hard: bool,
+    ) -> Res<()> {
         let window = period_secs(&period, "ctx.cost_limit")?;
         let usd = usd
             .as_float()
@@ -352,7 +372,7 @@ impl PolicyCtx {
             .filter(|u| u.is_finite() && *u >= 0.0)
             .ok_or_else(|| script_err("ctx.cost_limit takes a number of USD, 0 or more"))?;
         let max = crate::store::limits::micro_usd(usd);
-        self.push_limit(Limit::new(name.as_str(), max, window, LimitKind::MicroUsd));
+        self.push_limit(Limit::new(name.as_str(), max, window, LimitKind::MicroUsd).hard(hard));
         Ok(())
     }
 
@@ -551,6 +571,7 @@ impl PolicyCtx {
             .register_fn("hard_token_limit", Self::hard_token_limit)
             .register_fn("hard_token_limit", Self::hard_token_limit_period)
             .register_fn("cost_limit", Self::cost_limit)
+            .register_fn("hard_cost_limit", Self::hard_cost_limit)
             .register_fn("reject", Self::reject)
             .register_fn("set_header", Self::set_header)
             .register_fn("tag", Self::tag)

@@ -48,18 +48,35 @@ impl Hold {
             .unwrap_or(&[])
     }
 
-    /// The hard token budget that leaves this request the least: its name and the tokens
-    /// the request may use in all (what was left for it at admission, its own reservation
-    /// included).
-    pub fn hard_cap(&self) -> Option<(String, u64)> {
+    /// The hard budget that leaves this request the least, as tokens in all (prompt and
+    /// completion): what was left for it at admission, its own reservation included. A cost
+    /// budget counts as the tokens it pays for at the served model's `pricing`, the prompt
+    /// (`prompt_tokens`, estimated) at the input price and the rest at the output price; an
+    /// unpriced model costs nothing and is never cut for cost.
+    pub fn hard_cap(
+        &self,
+        prompt_tokens: u64,
+        pricing: Option<crate::config::Pricing>,
+    ) -> Option<(String, u64)> {
         let reservation = self.reservation.as_ref()?;
         reservation
             .held
             .iter()
             .zip(&reservation.standing)
-            .filter(|((limit, _), _)| limit.hard && limit.kind == LimitKind::Tokens)
-            .map(|((limit, amount), standing)| {
-                (limit.label().to_string(), standing.remaining + amount)
+            .filter(|((limit, _), _)| limit.hard)
+            .filter_map(|((limit, amount), standing)| {
+                let allowed = standing.remaining + amount;
+                let tokens = match limit.kind {
+                    LimitKind::Tokens => allowed,
+                    LimitKind::MicroUsd => {
+                        let p = pricing.filter(|p| p.output > 0.0)?;
+                        // Micro-USD per token is the price per million tokens.
+                        let after_prompt = allowed as f64 - prompt_tokens as f64 * p.input;
+                        prompt_tokens + (after_prompt.max(0.0) / p.output) as u64
+                    }
+                    _ => return None,
+                };
+                Some((limit.label().to_string(), tokens))
             })
             .min_by_key(|(_, allowed)| *allowed)
     }

@@ -172,7 +172,7 @@ pub fn from_upstream(
         Reply::Stream(events, _) => {
             let cut_off = after
                 .hold
-                .hard_cap()
+                .hard_cap(after.prompt_estimate, after.pricing)
                 .map(|(budget, allowed_tokens)| CutOff {
                     budget,
                     allowed_tokens,

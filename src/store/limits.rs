@@ -35,8 +35,8 @@ pub struct Limits {
     /// USD over the key's or team's lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd_total: Option<f64>,
-    /// The token budgets (`tpm`, `tpd`) are hard: a stream whose completion would take one
-    /// past its limit is ended with an in-band `budget_exceeded` error.
+    /// The token and cost budgets are hard: a stream whose completion would take one past
+    /// its limit is ended with an in-band `budget_exceeded` error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hard: bool,
 }
@@ -85,7 +85,7 @@ impl Limits {
                 Some(
                     Limit::new(format!("{what}:{id}:{field}"), max?, window, kind)
                         .labelled(format!("{what}:{name} {field}"))
-                        .hard(self.hard && kind == LimitKind::Tokens),
+                        .hard(self.hard && matches!(kind, LimitKind::Tokens | LimitKind::MicroUsd)),
                 )
             })
             .collect()

@@ -345,3 +345,35 @@ async fn a_request_must_fit_its_teams_limits_as_well_as_its_keys() {
     let (_, free) = app.create_key(json!({"name": "free"})).await;
     assert_eq!(app.chat(&free, hi("echo")).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_hard_cost_budget_ends_a_stream_at_what_it_can_pay_for() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    // priced: $1000 per million tokens, $0.001 a token. $0.03 pays for 30 tokens; the prompt
+    // is estimated at 24 and the request reserves 26 ($0.026), so it is admitted.
+    let (id, key) = app
+        .create_key(
+            json!({"name": "cost-capped", "limits": {"budget_usd_total": 0.03, "hard": true}}),
+        )
+        .await;
+    let words = "aaa ".repeat(20);
+    let body = json!({
+        "model": "priced",
+        "stream": true,
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": words.trim_end()}]
+    });
+    let res = app.chat(&key, body).await;
+    assert_eq!(res.status(), 200);
+    let payloads = crate::helpers::sse_payloads(res).await;
+    let last = payloads.last().unwrap();
+    assert!(last.contains("\"code\":\"budget_exceeded\""), "{last}");
+    assert!(
+        last.contains("`key:cost-capped budget_usd_total`"),
+        "{last}"
+    );
+    let view = admin_json(&app, &format!("/admin/keys/{id}")).await;
+    let spent = view["limit_use"][0]["current"].as_u64().unwrap();
+    assert!(spent <= 30_000, "spent {spent} micro-USD of a hard 30,000");
+    assert!(spent > 24_000, "the streamed words were charged: {spent}");
+}
