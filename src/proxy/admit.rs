@@ -91,11 +91,16 @@ impl Hold {
                     return;
                 }
                 if let Some(alerts) = alerts {
+                    // Only budgets have thresholds: request and in-flight limits are not read.
                     let budgets: Vec<Limit> = reservation
                         .held
                         .into_iter()
                         .map(|(limit, _)| limit)
+                        .filter(|l| matches!(l.kind, LimitKind::Tokens | LimitKind::MicroUsd))
                         .collect();
+                    if budgets.is_empty() {
+                        return;
+                    }
                     let usage = counters.usage(&budgets);
                     alerts.check(&budgets, &usage, crate::clock::now_secs());
                 }
@@ -123,6 +128,7 @@ pub async fn admit(
     caller: &KeyRecord,
     decision: &Decision,
     body: &RequestBody,
+    prompt: u64,
     targets: &[Target],
 ) -> Result<Hold, ApiError> {
     let counters = state.store.counters.clone();
@@ -143,7 +149,6 @@ pub async fn admit(
     if limits.is_empty() {
         return Ok(Hold::none(counters));
     }
-    let prompt = estimate::prompt_tokens(body);
     let completion = estimate::completion_tokens(body);
     let cost = targets
         .iter()

@@ -113,13 +113,14 @@ async fn proxy(
     // 2. route: the targets, each held against the key's allow-list.
     let targets = route::route(&snapshot.models, caller, &decision, &body, &requested)?;
     // 3. admit: every limit and budget reserved at once; dropped unsettled, all given back.
-    let hold = admit::admit(state, caller, &decision, &body, &targets).await?;
+    // The prompt's estimate: what budgets reserve, and the usage of a reply that reports none.
+    let prompt_estimate = super::estimate::prompt_tokens(&body);
+    let hold = admit::admit(state, caller, &decision, &body, prompt_estimate, &targets).await?;
     let may_use = |target: &Target| route::may_use(caller, &snapshot.models, target);
 
     let stream = body.is_stream();
     let client_wants_usage = body.wants_stream_usage();
     let standing = hold.standing().to_vec();
-    let prompt_estimate = super::estimate::prompt_tokens(&body);
     let settle = |hold: admit::Hold,
                   target: &Target,
                   cached: bool,
