@@ -178,6 +178,20 @@ impl ApiError {
         e
     }
 
+    /// The shared store (Redis) did not answer within its timeout or cannot be reached.
+    pub fn store_unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "The gateway's shared store (Redis) is not answering, so this request's limits \
+             could not be checked (or the change could not be made). Retry shortly; \
+             /health/ready says when it is back.",
+        )
+        .with_code(Code::StoreUnavailable);
+        e.retry_after = Some(1);
+        e
+    }
+
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "api_error", message)
             .with_code(Code::UpstreamUnreachable)
@@ -257,6 +271,7 @@ mod tests {
             ApiError::model_not_found("m"),
             ApiError::internal("x"),
             ApiError::storage_unavailable(),
+            ApiError::store_unavailable(),
             ApiError::bad_gateway("x"),
             ApiError::gateway_timeout("x"),
         ] {

@@ -77,6 +77,7 @@ error_codes! {
     UpstreamUnreachable => "upstream_unreachable", 502, "api_error", "the upstream cannot be reached";
     CircuitOpen => "circuit_open", 503, "api_error", "every target's circuit breaker is open";
     StorageUnavailable => "storage_unavailable", 503, "api_error", "the store cannot write (a full disk); the change was not made";
+    StoreUnavailable => "store_unavailable", 503, "api_error", "the shared store (Redis) did not answer in time: the request's limits could not be checked, or the change was not made";
     UpstreamTimeout => "upstream_timeout", 504, "api_error", "the upstream did not answer within its timeouts";
 }
 

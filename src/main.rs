@@ -84,7 +84,8 @@ struct ServeArgs {
     #[command(flatten)]
     folders: FolderArgs,
     /// Where keys, counters, budgets, the cache, assignments, usage and logs live: `sled` (a
-    /// database in `--data`) or `memory` (nothing survives a restart: for trying things out).
+    /// database in `--data`), `redis` (shared by a fleet: `--redis-url`) or `memory` (nothing
+    /// survives a restart: for trying things out).
     #[arg(long, env = "SWITCHBOARD_STORE", value_enum, default_value = "sled")]
     store: switchboard::store::StoreKind,
     /// Folder for the database (keys, counters, cache, usage, logs).
@@ -117,6 +118,42 @@ struct ServeArgs {
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// Where Redis is, for `--store redis`.
+#[derive(Args, Clone)]
+struct RedisArgs {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS. Never logged.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Put before every Redis key, so several fleets can share one Redis.
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = switchboard::store::redis::RedisOptions::DEFAULT_PREFIX)]
+    redis_prefix: String,
+    /// The most a Redis call may take, in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TIMEOUT_MS", default_value_t = switchboard::store::redis::RedisOptions::DEFAULT_TIMEOUT_MS)]
+    redis_timeout_ms: u64,
+    /// While Redis cannot be reached: `closed` refuses requests that have limits (503
+    /// `store_unavailable`), `open` admits them and charges their limits once it is back.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REDIS_UNAVAILABLE",
+        value_enum,
+        default_value = "closed"
+    )]
+    redis_unavailable: switchboard::store::redis::Unavailable,
+}
+
+impl RedisArgs {
+    fn options(&self) -> Option<switchboard::store::redis::RedisOptions> {
+        Some(switchboard::store::redis::RedisOptions {
+            url: self.redis_url.clone()?,
+            prefix: self.redis_prefix.clone(),
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms.max(1)),
+            unavailable: self.redis_unavailable,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -189,6 +226,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.webhooks_file = args.folders.webhooks;
     settings.store = args.store;
     settings.data_dir = args.data;
+    settings.redis = args.redis.options();
     settings.body_limit = args.body_limit;
     settings.workers = args.workers;
     settings.policy_fail_open = args.policy_fail_open;

@@ -56,7 +56,9 @@ impl Application {
             dir: &settings.data_dir,
             cache_bytes: settings.store_cache_bytes,
             cache_max_entries: settings.cache_max_entries,
-        })?;
+            redis: settings.redis.as_ref(),
+        })
+        .await?;
         if settings.store == StoreKind::Memory {
             tracing::warn!(
                 "--store memory: keys, limits, usage and logs are lost when the gateway stops"

@@ -35,6 +35,8 @@ pub struct Settings {
     pub cache_max_entries: usize,
     /// sled's page cache, in bytes. Its default (1 GiB) is far more than a gateway needs.
     pub store_cache_bytes: u64,
+    /// Where Redis is, with `store: redis`.
+    pub redis: Option<crate::store::redis::RedisOptions>,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             log_retention: crate::ledger_writer::Retention::default(),
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
+            redis: None,
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Debug for Settings {
             .field("webhooks_file", &self.webhooks_file)
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
+            .field("redis", &self.redis)
             .field("body_limit", &self.body_limit)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
             .field("workers", &self.workers)

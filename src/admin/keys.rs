@@ -101,14 +101,20 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    fn of(record: KeyRecord, usage: KeyUsage, counters: &dyn CounterStore) -> KeyView {
+    async fn of(
+        record: KeyRecord,
+        usage: KeyUsage,
+        counters: &dyn CounterStore,
+    ) -> Result<KeyView, ApiError> {
         let limits = record.limits.as_counters("key", &record.id, &record.name);
-        let limit_use = LimitCheck::of(&limits, &counters.usage(&limits));
-        KeyView {
+        let limit_use = LimitCheck::read(&limits, counters)
+            .await
+            .map_err(store_failed)?;
+        Ok(KeyView {
             record,
             usage,
             limit_use,
-        }
+        })
     }
 }
 
@@ -191,7 +197,7 @@ async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpRes
             .key_usage(&record.id)
             .await
             .map_err(store_failed)?;
-        data.push(KeyView::of(record, usage, store.counters.as_ref()));
+        data.push(KeyView::of(record, usage, store.counters.as_ref()).await?);
     }
     Ok(HttpResponse::Ok().json(KeyList {
         object: "list",
@@ -230,7 +236,7 @@ async fn get(
         .key_usage(&record.id)
         .await
         .map_err(store_failed)?;
-    Ok(HttpResponse::Ok().json(KeyView::of(record, usage, store.counters.as_ref())))
+    Ok(HttpResponse::Ok().json(KeyView::of(record, usage, store.counters.as_ref()).await?))
 }
 
 /// Changes a key's name, models, tags, expiry, metadata, limits or team.

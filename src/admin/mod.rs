@@ -25,7 +25,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// now) or a 500 that says where to look, never with its cause.
 pub(crate) fn store_failed(e: crate::store::StoreError) -> crate::error::ApiError {
     use crate::error::ApiError;
-    if e.is_storage() {
+    if e.is_unreachable() {
+        tracing::warn!(error = %e, "store call failed");
+        ApiError::store_unavailable()
+    } else if e.is_storage() {
         // The store's state is in /health/ready and logged once when it changes.
         tracing::warn!(error = %e, "store call failed");
         ApiError::storage_unavailable()

@@ -140,14 +140,11 @@ async fn simulate_request(
         headers,
         state.store.counters.clone(),
         state.store.assignments.clone(),
-    );
-    let team_use = state.store.counters.usage(&team_limits);
+    )
+    .await;
     simulation
         .key_limits
-        .extend(crate::store::counters::LimitCheck::of(
-            &team_limits,
-            &team_use,
-        ));
+        .extend(crate::policy::simulate::checks(&team_limits, state.store.counters.as_ref()).await);
     let model = simulation.request["model"]
         .as_str()
         .unwrap_or_default()

@@ -110,15 +110,21 @@ async fn all_keys(state: &AppState) -> Result<Vec<KeyRecord>, ApiError> {
     state.store.keys.list().await.map_err(store_failed)
 }
 
-fn view(record: TeamRecord, keys: &[KeyRecord], counters: &dyn CounterStore) -> TeamView {
+async fn view(
+    record: TeamRecord,
+    keys: &[KeyRecord],
+    counters: &dyn CounterStore,
+) -> Result<TeamView, ApiError> {
     let members = live_members(keys, &record.id);
     let limits = record.limits.as_counters("team", &record.id, &record.name);
-    let limit_use = LimitCheck::of(&limits, &counters.usage(&limits));
-    TeamView {
+    let limit_use = LimitCheck::read(&limits, counters)
+        .await
+        .map_err(store_failed)?;
+    Ok(TeamView {
         record,
         keys: members,
         limit_use,
-    }
+    })
 }
 
 /// Creates a team.
@@ -176,12 +182,13 @@ async fn create(
 async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let teams = state.store.teams.list().await.map_err(store_failed)?;
     let keys = all_keys(&state).await?;
+    let mut data = Vec::with_capacity(teams.len());
+    for team in teams {
+        data.push(view(team, &keys, state.store.counters.as_ref()).await?);
+    }
     Ok(HttpResponse::Ok().json(TeamList {
         object: "list",
-        data: teams
-            .into_iter()
-            .map(|t| view(t, &keys, state.store.counters.as_ref()))
-            .collect(),
+        data,
     }))
 }
 
@@ -211,7 +218,7 @@ async fn get(
         return Err(no_team(&id));
     };
     let keys = all_keys(&state).await?;
-    Ok(HttpResponse::Ok().json(view(record, &keys, state.store.counters.as_ref())))
+    Ok(HttpResponse::Ok().json(view(record, &keys, state.store.counters.as_ref()).await?))
 }
 
 /// Changes a team's name, limits or metadata; new limits apply to its keys' next requests.

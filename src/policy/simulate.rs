@@ -34,11 +34,19 @@ pub struct Simulation {
     pub error: Option<String>,
 }
 
-fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitCheck> {
-    LimitCheck::of(limits, &counters.usage(limits))
+/// Each limit as it stands; a store that cannot say reports none in use (and says why in the
+/// log).
+pub async fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitCheck> {
+    match LimitCheck::read(limits, counters).await {
+        Ok(checks) => checks,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read limits' use for a simulation");
+            LimitCheck::of(limits, &vec![Default::default(); limits.len()])
+        }
+    }
 }
 
-pub fn simulate(
+pub async fn simulate(
     policies: &PolicySet,
     body: RequestBody,
     key: Arc<KeyRecord>,
@@ -79,10 +87,10 @@ pub fn simulate(
                 route: routes,
                 cache_ttl,
                 variants,
-                limits: checks(&limits, counters.as_ref()),
-                token_limits: checks(&token_limits, counters.as_ref()),
-                cost_limits: checks(&cost_limits, counters.as_ref()),
-                key_limits: checks(&owned, counters.as_ref()),
+                limits: checks(&limits, counters.as_ref()).await,
+                token_limits: checks(&token_limits, counters.as_ref()).await,
+                cost_limits: checks(&cost_limits, counters.as_ref()).await,
+                key_limits: checks(&owned, counters.as_ref()).await,
                 rejection,
                 headers,
                 tags,

@@ -101,8 +101,10 @@ impl Hold {
                     if budgets.is_empty() {
                         return;
                     }
-                    let usage = counters.usage(&budgets);
-                    alerts.check(&budgets, &usage, crate::clock::now_secs());
+                    match counters.usage(&budgets).await {
+                        Ok(usage) => alerts.check(&budgets, &usage, crate::clock::now_secs()),
+                        Err(e) => tracing::debug!(error = %e, "could not read budgets for alerts"),
+                    }
                 }
             });
         }
@@ -175,6 +177,11 @@ pub async fn admit(
         Err(AdmitError::Over(o)) => {
             state.metrics.quota_rejection();
             Err(over_limit(o))
+        }
+        Err(AdmitError::Store(e)) if e.is_unreachable() => {
+            // Logged once by the store when it goes away, not per request.
+            tracing::debug!(error = %e, "could not check the request's limits");
+            Err(ApiError::store_unavailable())
         }
         Err(AdmitError::Store(e)) => {
             tracing::error!(error = %e, "could not check the request's limits");

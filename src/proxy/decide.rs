@@ -38,8 +38,11 @@ pub async fn decide(
             state.metrics.policy_error();
             policy_error(f, request_id)
         })?;
-    // A rejected request's exposures and counts stand: the scripts ran.
-    env.commit(std::mem::take(&mut decision.writes)).await;
+    // A rejected request's exposures and counts stand: the scripts ran. Written without
+    // waiting: in process this finishes at once; to a shared store it is a round trip the
+    // upstream call need not wait for (the writes update this instance's view first).
+    let writes = std::mem::take(&mut decision.writes);
+    super::eager::run_now_or_spawn(async move { env.commit(writes).await });
     if let Some(r) = &decision.rejection {
         return Err(rejected(r).into());
     }

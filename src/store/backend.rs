@@ -21,6 +21,8 @@ pub enum StoreKind {
     Sled,
     /// This process's memory: nothing survives a restart. For trying the gateway out.
     Memory,
+    /// A Redis (or Valkey) shared by a fleet of gateways (`--redis-url`).
+    Redis,
 }
 
 impl StoreKind {
@@ -28,6 +30,7 @@ impl StoreKind {
         match self {
             StoreKind::Sled => "sled",
             StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
         }
     }
 }

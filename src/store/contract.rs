@@ -244,7 +244,7 @@ async fn counters(store: &Store) {
     };
     counters.settle(&first, actual).await.unwrap();
     assert_eq!(
-        counters.usage(std::slice::from_ref(&budget))[0],
+        counters.usage(std::slice::from_ref(&budget)).await.unwrap()[0],
         Use {
             used: 100,
             reserved: 0
@@ -256,7 +256,7 @@ async fn counters(store: &Store) {
     counters.release(&second).await.unwrap();
     assert_eq!(counters.get("roomy", 60).await.unwrap(), 0);
     assert_eq!(
-        counters.usage(std::slice::from_ref(&budget))[0],
+        counters.usage(std::slice::from_ref(&budget)).await.unwrap()[0],
         Use {
             used: 100,
             reserved: 0
@@ -317,11 +317,13 @@ fn namespaced(namespace: &str, i: u8) -> Vec<u8> {
 
 async fn cache(store: &Store) {
     let cache = &store.cache;
+    // Times from now: a shared backend's entries expire by the real clock (Redis TTLs).
+    let t = crate::clock::now_secs();
     let before = cache.stats().await.unwrap();
-    cache.put(&[1; 32], &reply(100)).await.unwrap();
-    assert!(cache.get(&[1; 32], 50).await.unwrap().is_some());
+    cache.put(&[1; 32], &reply(t + 100)).await.unwrap();
+    assert!(cache.get(&[1; 32], t + 50).await.unwrap().is_some());
     assert!(
-        cache.get(&[1; 32], 100).await.unwrap().is_none(),
+        cache.get(&[1; 32], t + 100).await.unwrap().is_none(),
         "expired entries are not served"
     );
     let stats = cache.stats().await.unwrap();
@@ -329,38 +331,38 @@ async fn cache(store: &Store) {
         (stats.hits, stats.misses),
         (before.hits + 1, before.misses + 1)
     );
-    cache.put(&[2; 32], &reply(200)).await.unwrap();
-    cache.put(&[3; 32], &reply(300)).await.unwrap();
+    cache.put(&[2; 32], &reply(t + 200)).await.unwrap();
+    cache.put(&[3; 32], &reply(t + 300)).await.unwrap();
     assert_eq!(
         cache.stats().await.unwrap().entries,
         CACHE_ENTRIES,
         "bounded: the earliest-expiring entry went"
     );
-    assert!(cache.get(&[1; 32], 0).await.unwrap().is_none());
+    assert!(cache.get(&[1; 32], t).await.unwrap().is_none());
     // Writing a key again replaces it, and its old expiry with it.
-    cache.put(&[2; 32], &reply(210)).await.unwrap();
+    cache.put(&[2; 32], &reply(t + 210)).await.unwrap();
     assert_eq!(
-        cache.get(&[2; 32], 0).await.unwrap().unwrap().expires_at,
-        210
+        cache.get(&[2; 32], t).await.unwrap().unwrap().expires_at,
+        t + 210
     );
-    assert_eq!(cache.sweep(250).await.unwrap(), 1);
+    assert_eq!(cache.sweep(t + 250).await.unwrap(), 1);
     assert_eq!(cache.stats().await.unwrap().entries, 1);
-    assert!(cache.get(&[3; 32], 250).await.unwrap().is_some());
+    assert!(cache.get(&[3; 32], t + 250).await.unwrap().is_some());
     assert_eq!(cache.purge(None).await.unwrap(), 1);
     assert_eq!(cache.stats().await.unwrap().entries, 0);
 
     // By namespace: a model, or a provider's every model (and not a longer provider name).
     cache
-        .put(&namespaced("a/m1", 1), &reply(100))
+        .put(&namespaced("a/m1", 1), &reply(t + 100))
         .await
         .unwrap();
     cache
-        .put(&namespaced("ab/m1", 2), &reply(100))
+        .put(&namespaced("ab/m1", 2), &reply(t + 100))
         .await
         .unwrap();
     assert_eq!(cache.purge(Some("a/m1")).await.unwrap(), 1);
     cache
-        .put(&namespaced("a/m2", 3), &reply(100))
+        .put(&namespaced("a/m2", 3), &reply(t + 100))
         .await
         .unwrap();
     assert_eq!(cache.purge(Some("a")).await.unwrap(), 1, "a/m2, not ab/m1");
@@ -559,7 +561,9 @@ async fn sled_keeps_the_contract() {
         dir: dir.path(),
         cache_bytes: 1 << 20,
         cache_max_entries: CACHE_ENTRIES,
+        redis: None,
     })
+    .await
     .unwrap();
     assert_eq!(store.backend.kind(), StoreKind::Sled);
     keeps_the_contract(&store).await;
@@ -572,8 +576,37 @@ async fn memory_keeps_the_contract() {
         dir: std::path::Path::new("/nonexistent"),
         cache_bytes: 0,
         cache_max_entries: CACHE_ENTRIES,
+        redis: None,
     })
+    .await
     .unwrap();
     assert_eq!(store.backend.kind(), StoreKind::Memory);
+    keeps_the_contract(&store).await;
+}
+
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_keeps_the_contract() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let options = super::redis::RedisOptions {
+        url: server.url(),
+        prefix: "contract:".into(),
+        timeout: std::time::Duration::from_millis(500),
+        unavailable: super::redis::Unavailable::Closed,
+    };
+    let store = Store::open_with(&StoreOptions {
+        kind: StoreKind::Redis,
+        dir: std::path::Path::new("/nonexistent"),
+        cache_bytes: 0,
+        cache_max_entries: CACHE_ENTRIES,
+        redis: Some(&options),
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.backend.kind(), StoreKind::Redis);
     keeps_the_contract(&store).await;
 }

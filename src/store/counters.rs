@@ -117,6 +117,12 @@ pub struct Reservation {
     pub at: u64,
     /// Each limit's standing after admission, in the order of `held`.
     pub standing: Vec<Standing>,
+    /// A shared backend's record of what the request holds, given back by the fleet if this
+    /// gateway never settles it (see `store/redis/counters.rs`).
+    pub lease: Option<String>,
+    /// Admitted without the store (it could not be reached and unavailability is set to
+    /// `open`): charged when it is back.
+    pub deferred: bool,
 }
 
 /// What a request really used, to replace its reservation.
@@ -159,8 +165,8 @@ pub trait CounterStore: Send + Sync {
     /// The count as this process knows it, without waiting: what policies read while they
     /// run (scripts are synchronous). Exact for the in-process backends.
     fn peek(&self, name: &str, window_secs: u64) -> u64;
-    /// Each limit's use as this process knows it.
-    fn usage(&self, limits: &[Limit]) -> Vec<Use>;
+    /// Each limit's use now (one round trip to a shared backend).
+    async fn usage(&self, limits: &[Limit]) -> Result<Vec<Use>, StoreError>;
 }
 
 /// How a limit stands now, for reports (simulate, the admin API, the dashboard).
@@ -184,6 +190,14 @@ pub struct LimitCheck {
 }
 
 impl LimitCheck {
+    /// How each limit stands now (one round trip to a shared backend).
+    pub async fn read(
+        limits: &[Limit],
+        counters: &dyn CounterStore,
+    ) -> Result<Vec<LimitCheck>, StoreError> {
+        Ok(LimitCheck::of(limits, &counters.usage(limits).await?))
+    }
+
     /// Each limit with its use, as [`CounterStore::usage`] gives them.
     pub fn of(limits: &[Limit], usage: &[Use]) -> Vec<LimitCheck> {
         limits

@@ -16,6 +16,10 @@ pub enum StoreError {
     /// The store cannot take the call now: it is being reopened after a write failure.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// A shared store (Redis) did not answer in time or cannot be reached: the same call may
+    /// work once it is back.
+    #[error("the shared store is unreachable: {0}")]
+    Unreachable(String),
     /// Any other failure of the backend.
     #[error("storage backend error: {0}")]
     Backend(String),
@@ -35,7 +39,15 @@ impl StoreError {
     /// A failure of the disk or the database file, not of the data: a full disk, an I/O
     /// error, a store being reopened. The same call may work later.
     pub fn is_storage(&self) -> bool {
-        matches!(self, StoreError::Io(_) | StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Io(_) | StoreError::Unavailable(_) | StoreError::Unreachable(_)
+        )
+    }
+
+    /// A shared store that did not answer: `store_unavailable` to clients.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
     }
 }
 

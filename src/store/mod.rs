@@ -3,7 +3,8 @@
 //! Each trait is shaped so that one call is one round trip (or one pipeline) to a network
 //! store; what runs on every request (authenticating a key, reading a counter or a split
 //! assignment from a script, a key's team) is answered from memory. Backends implement every trait:
-//! [`sled`] (the default, one embedded database) and [`memory`] (nothing kept). The backend is
+//! [`sled`] (the default, one embedded database), [`memory`] (nothing kept) and [`redis`] (shared
+//! by a fleet of gateways). The backend is
 //! chosen at start ([`StoreKind`], `--store`); `store/contract.rs` is the suite every backend passes.
 
 pub mod assignments;
@@ -18,6 +19,7 @@ pub mod ledger;
 pub mod limits;
 pub mod logs;
 pub mod memory;
+pub mod redis;
 pub mod sled;
 pub mod teams;
 pub mod usage;
@@ -49,16 +51,24 @@ pub struct StoreOptions<'a> {
     /// Bounds sled's page cache.
     pub cache_bytes: u64,
     pub cache_max_entries: usize,
+    /// Where Redis is (`StoreKind::Redis`).
+    pub redis: Option<&'a self::redis::RedisOptions>,
 }
 
 impl Store {
     /// Opens the backend the options name.
-    pub fn open_with(options: &StoreOptions) -> Result<Store, StoreError> {
+    pub async fn open_with(options: &StoreOptions<'_>) -> Result<Store, StoreError> {
         match options.kind {
             StoreKind::Sled => {
                 self::sled::open(options.dir, options.cache_bytes, options.cache_max_entries)
             }
             StoreKind::Memory => Ok(memory::open(options.cache_max_entries)),
+            StoreKind::Redis => match options.redis {
+                Some(redis) => self::redis::open(redis, options.cache_max_entries).await,
+                None => Err(StoreError::Backend(
+                    "--store redis needs --redis-url (or SWITCHBOARD_REDIS_URL)".into(),
+                )),
+            },
         }
     }
 

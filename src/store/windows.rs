@@ -251,6 +251,8 @@ impl Windows {
             held,
             at: now,
             standing,
+            lease: None,
+            deferred: false,
         })
     }
 
@@ -359,10 +361,10 @@ impl<T: CounterWindows> CounterStore for T {
         self.windows().count(&k, window_secs, now_secs())
     }
 
-    fn usage(&self, limits: &[Limit]) -> Vec<Use> {
+    async fn usage(&self, limits: &[Limit]) -> Result<Vec<Use>, StoreError> {
         let now = now_secs();
         let windows = self.windows();
-        limits.iter().map(|l| windows.in_use(l, now)).collect()
+        Ok(limits.iter().map(|l| windows.in_use(l, now)).collect())
     }
 }
 

@@ -152,7 +152,7 @@ mod tests {
         let db = Database::open(dir.path(), 1 << 20).unwrap();
         let counters = SledCounters::open(&db).unwrap();
         assert_eq!(counters.get("rpm:k", 3600).await.unwrap(), 1);
-        let used = counters.usage(std::slice::from_ref(&tokens));
+        let used = counters.usage(std::slice::from_ref(&tokens)).await.unwrap();
         assert_eq!((used[0].used, used[0].reserved), (400, 0));
         assert!(counters.reserve(&[(tokens.clone(), 100)]).await.is_ok());
         assert!(

@@ -1,0 +1,441 @@
+//! Counters in Redis: exact for the whole fleet. A request's limits are checked and charged by
+//! one Lua script (one round trip, atomic on the server, nothing read-then-written from here),
+//! which also records what the request holds as a *lease*: settling or releasing ends the
+//! lease, and a lease whose gateway died is given back when it expires ([`LEASE`]).
+//!
+//! Counter keys carry their window's start (`c:<name>\x1f<window>:<start>`) and expire after
+//! the window ends, so a new window starts at zero with no reset step and old windows clean
+//! themselves up. Requests in flight are a plain integer per limit (`f:<name>`).
+//!
+//! Scripts read counters synchronously (`peek`): they see the last value this instance read or
+//! wrote, which for counters written by other instances can lag. Limits never do: they are
+//! enforced by the script on the server.
+
+use super::conn::Redis;
+use crate::clock::{now_ms, now_secs};
+use crate::store::counters::{
+    Actual, AdmitError, CounterAdd, CounterStore, Limit, LimitKind, OverLimit, Reservation,
+    Standing, Use, LIFETIME,
+};
+use crate::store::error::StoreError;
+use crate::store::windows::{key as window_key, seconds_left, window_start};
+use redis::Script;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a request may hold its reservation before the fleet takes it back, if its gateway
+/// never settles it (a crash, a kill -9). Longer than any request should run.
+pub const LEASE: Duration = Duration::from_secs(15 * 60);
+/// Counters outlive their window by this much, so a late settlement still finds them.
+const WINDOW_SLACK_SECS: u64 = 120;
+/// How often each instance gives back expired leases.
+const REAP_EVERY: Duration = Duration::from_secs(10);
+/// Counter values remembered for `peek`; cleared beyond this.
+const REMEMBERED: usize = 100_000;
+/// Charges kept while Redis is away (`--redis-unavailable open`); beyond this they are dropped
+/// and counted.
+const DEFERRED_MAX: usize = 100_000;
+
+/// What to do with a request's limits while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unavailable {
+    /// Refuse it: a 503 `store_unavailable` with `retry-after`, at once.
+    #[default]
+    Closed,
+    /// Admit it, and charge its limits once Redis is back.
+    Open,
+}
+
+pub struct RedisCounters {
+    redis: Arc<Redis>,
+    unavailable: Unavailable,
+    reserve: Script,
+    finish: Script,
+    reap: Script,
+    /// The last value seen of each counter (by windows' key): window start and count.
+    seen: Mutex<HashMap<String, (u64, u64)>>,
+    /// Charges of requests admitted while Redis was away, to add once it is back.
+    deferred: Mutex<Vec<CounterAdd>>,
+    pub(super) deferred_dropped: std::sync::atomic::AtomicU64,
+}
+
+impl RedisCounters {
+    pub fn new(redis: Arc<Redis>, unavailable: Unavailable) -> Arc<RedisCounters> {
+        let counters = Arc::new(RedisCounters {
+            redis,
+            unavailable,
+            reserve: Script::new(include_str!("lua/reserve.lua")),
+            finish: Script::new(include_str!("lua/finish.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
+            seen: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(Vec::new()),
+            deferred_dropped: Default::default(),
+        });
+        tokio::spawn(maintain(Arc::downgrade(&counters)));
+        counters
+    }
+
+    /// The key of a counter's window at `now`, and when it expires (0: never).
+    fn window(&self, name: &str, window_secs: u64, now: u64) -> (Vec<u8>, u64) {
+        let start = window_start(now, window_secs);
+        let key = self
+            .redis
+            .key(format!("c:{name}\u{1f}{window_secs}:{start}"));
+        let expire_at = match window_secs {
+            LIFETIME => 0,
+            w => now + seconds_left(now, w) + WINDOW_SLACK_SECS,
+        };
+        (key, expire_at)
+    }
+
+    fn in_flight_key(&self, name: &str) -> Vec<u8> {
+        self.redis.key(format!("f:{name}"))
+    }
+
+    fn limit_key(&self, limit: &Limit, now: u64) -> (Vec<u8>, u64) {
+        match limit.kind {
+            // In flight: kept while any request holds a slot, and a while after.
+            LimitKind::Parallel => (
+                self.in_flight_key(&limit.name),
+                now + LEASE.as_secs() + WINDOW_SLACK_SECS,
+            ),
+            _ => self.window(&limit.name, limit.window_secs, now),
+        }
+    }
+
+    fn remember(&self, name: &str, window_secs: u64, now: u64, count: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(
+            window_key(name, window_secs),
+            (window_start(now, window_secs), count),
+        );
+    }
+
+    fn defer(&self, adds: impl IntoIterator<Item = CounterAdd>) {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        for add in adds {
+            if deferred.len() >= DEFERRED_MAX {
+                self.deferred_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            deferred.push(add);
+        }
+    }
+
+    /// Writes the charges deferred while Redis was away; keeps them if it still is.
+    async fn write_deferred(&self) {
+        let adds = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        if adds.is_empty() {
+            return;
+        }
+        if let Err(e) = self.add(&adds).await {
+            tracing::debug!(error = %e, "deferred counter charges wait for redis");
+            self.defer(adds);
+        }
+    }
+
+    async fn end(
+        &self,
+        reservation: &Reservation,
+        actual: Option<Actual>,
+    ) -> Result<(), StoreError> {
+        let now = now_secs();
+        if reservation.deferred {
+            // Admitted while Redis was away: charged now, as if admitted now.
+            if let Some(actual) = actual {
+                self.defer(deferred_charges(reservation, actual));
+            }
+            return Ok(());
+        }
+        let Some(lease) = &reservation.lease else {
+            return Ok(());
+        };
+        let mut call = self.finish.prepare_invoke();
+        call.key(self.redis.key("leases"))
+            .key(lease.as_bytes())
+            .arg(if actual.is_some() {
+                "settle"
+            } else {
+                "release"
+            });
+        let mut charged = Vec::new();
+        if let Some(actual) = actual {
+            for (limit, _) in &reservation.held {
+                let used = match limit.kind {
+                    LimitKind::Tokens => actual.tokens,
+                    LimitKind::MicroUsd => actual.micro_usd,
+                    _ => continue,
+                };
+                if used == 0 {
+                    continue;
+                }
+                let (key, expire_at) = self.window(&limit.name, limit.window_secs, now);
+                call.key(key).arg(used).arg(expire_at);
+                charged.push(limit);
+            }
+        }
+        let after: Vec<u64> = self.redis.script(&call).await?;
+        for (limit, count) in charged.iter().zip(after) {
+            self.remember(&limit.name, limit.window_secs, now, count);
+        }
+        Ok(())
+    }
+}
+
+/// What a request admitted while Redis was away adds once it is back: its request slots and
+/// what it used.
+fn deferred_charges(reservation: &Reservation, actual: Actual) -> Vec<CounterAdd> {
+    reservation
+        .held
+        .iter()
+        .filter_map(|(limit, amount)| {
+            let amount = match limit.kind {
+                LimitKind::Requests => *amount,
+                LimitKind::Tokens => actual.tokens,
+                LimitKind::MicroUsd => actual.micro_usd,
+                LimitKind::Parallel => 0,
+            };
+            (amount > 0).then(|| CounterAdd {
+                name: limit.name.clone(),
+                window_secs: limit.window_secs,
+                amount,
+            })
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl CounterStore for RedisCounters {
+    async fn reserve(&self, limits: &[(Limit, u64)]) -> Result<Reservation, AdmitError> {
+        let now = now_secs();
+        // An amount larger than the whole limit counts as the whole limit (as in process).
+        let held: Vec<(Limit, u64)> = limits
+            .iter()
+            .map(|(l, amount)| {
+                let amount = match l.kind {
+                    LimitKind::Parallel => 1,
+                    _ => (*amount).min(l.max),
+                };
+                (l.clone(), amount)
+            })
+            .collect();
+        let lease = String::from_utf8_lossy(
+            &self
+                .redis
+                .key(format!("lease:{}", uuid::Uuid::new_v4().simple())),
+        )
+        .into_owned();
+        let mut call = self.reserve.prepare_invoke();
+        for (limit, _) in &held {
+            call.key(self.limit_key(limit, now).0);
+        }
+        call.key(self.redis.key("leases")).key(lease.as_bytes());
+        call.arg(held.len())
+            .arg(now_ms() + LEASE.as_millis() as u64)
+            .arg(LEASE.as_secs() + 3600);
+        for (limit, amount) in &held {
+            let kind = match limit.kind {
+                LimitKind::Requests => "r",
+                LimitKind::Tokens => "t",
+                LimitKind::MicroUsd => "u",
+                LimitKind::Parallel => "p",
+            };
+            call.arg(kind)
+                .arg(limit.max)
+                .arg(*amount)
+                .arg(self.limit_key(limit, now).1);
+        }
+        let reply: Vec<u64> = match self.redis.script(&call).await {
+            Ok(reply) => reply,
+            Err(e) if e.is_unreachable() && self.unavailable == Unavailable::Open => {
+                // Admitted on trust; charged once Redis is back (see `end`).
+                let standing = held
+                    .iter()
+                    .map(|(limit, amount)| Standing {
+                        limit: limit.clone(),
+                        remaining: limit.max.saturating_sub(*amount),
+                        reset_secs: reset_secs(limit, now),
+                    })
+                    .collect();
+                return Ok(Reservation {
+                    held,
+                    at: now,
+                    standing,
+                    lease: None,
+                    deferred: true,
+                });
+            }
+            Err(e) => return Err(AdmitError::Store(e)),
+        };
+        match reply.as_slice() {
+            [0, i, taken] => {
+                let Some((limit, amount)) = held.get((*i as usize).saturating_sub(1)) else {
+                    return Err(AdmitError::Store(StoreError::Corrupt(
+                        "the reserve script named no limit".into(),
+                    )));
+                };
+                Err(AdmitError::Over(OverLimit {
+                    limit: limit.clone(),
+                    used: *taken,
+                    wanted: *amount,
+                    retry_after_secs: reset_secs(limit, now),
+                }))
+            }
+            [1, after @ ..] if after.len() == held.len() => {
+                let standing = held
+                    .iter()
+                    .zip(after)
+                    .map(|((limit, _), taken)| {
+                        if limit.kind == LimitKind::Requests {
+                            self.remember(&limit.name, limit.window_secs, now, *taken);
+                        }
+                        Standing {
+                            limit: limit.clone(),
+                            remaining: limit.max.saturating_sub(*taken),
+                            reset_secs: reset_secs(limit, now),
+                        }
+                    })
+                    .collect();
+                Ok(Reservation {
+                    held,
+                    at: now,
+                    standing,
+                    lease: Some(lease),
+                    deferred: false,
+                })
+            }
+            _ => Err(AdmitError::Store(StoreError::Corrupt(
+                "the reserve script gave an unexpected reply".into(),
+            ))),
+        }
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: Actual) -> Result<(), StoreError> {
+        self.end(reservation, Some(actual)).await
+    }
+
+    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
+        self.end(reservation, None).await
+    }
+
+    async fn add(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
+        if adds.is_empty() {
+            return Ok(());
+        }
+        let now = now_secs();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for add in adds {
+            let (key, expire_at) = self.window(&add.name, add.window_secs, now);
+            pipe.cmd("HINCRBY").arg(&key).arg("u").arg(add.amount);
+            if expire_at > 0 {
+                pipe.cmd("EXPIREAT").arg(&key).arg(expire_at).ignore();
+            }
+        }
+        let counts: Vec<u64> = self.redis.pipe(&pipe).await?;
+        for (add, count) in adds.iter().zip(counts) {
+            self.remember(&add.name, add.window_secs, now, count);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, name: &str, window_secs: u64) -> Result<u64, StoreError> {
+        let now = now_secs();
+        let (key, _) = self.window(name, window_secs, now);
+        let count: Option<u64> = self.redis.cmd(redis::cmd("HGET").arg(key).arg("u")).await?;
+        let count = count.unwrap_or(0);
+        self.remember(name, window_secs, now, count);
+        Ok(count)
+    }
+
+    fn peek(&self, name: &str, window_secs: u64) -> u64 {
+        let now = now_secs();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(&window_key(name, window_secs)) {
+            Some((start, count)) if *start == window_start(now, window_secs) => *count,
+            _ => 0,
+        }
+    }
+
+    async fn usage(&self, limits: &[Limit]) -> Result<Vec<Use>, StoreError> {
+        if limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_secs();
+        let mut pipe = redis::pipe();
+        for limit in limits {
+            let (key, _) = self.limit_key(limit, now);
+            match limit.kind {
+                LimitKind::Parallel => pipe.cmd("GET").arg(key),
+                _ => pipe.cmd("HMGET").arg(key).arg("u").arg("r"),
+            };
+        }
+        let replies: Vec<redis::Value> = self.redis.pipe(&pipe).await?;
+        Ok(limits
+            .iter()
+            .zip(replies)
+            .map(|(limit, reply)| match limit.kind {
+                LimitKind::Parallel => Use {
+                    used: redis::from_redis_value::<Option<u64>>(reply)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0),
+                    reserved: 0,
+                },
+                _ => {
+                    let v: Vec<Option<u64>> = redis::from_redis_value(reply).unwrap_or_default();
+                    Use {
+                        used: v.first().copied().flatten().unwrap_or(0),
+                        reserved: v.get(1).copied().flatten().unwrap_or(0),
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+fn reset_secs(limit: &Limit, now: u64) -> u64 {
+    match limit.kind {
+        LimitKind::Parallel => 0,
+        _ => seconds_left(now, limit.window_secs),
+    }
+}
+
+/// Every [`REAP_EVERY`], gives back expired leases; every second, writes charges deferred while
+/// Redis was away. Ends with the store.
+async fn maintain(counters: std::sync::Weak<RedisCounters>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reap = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(counters) = counters.upgrade() else {
+            return;
+        };
+        if !counters.redis.is_up() {
+            continue;
+        }
+        counters.write_deferred().await;
+        if last_reap.elapsed() >= REAP_EVERY {
+            last_reap = std::time::Instant::now();
+            let mut call = counters.reap.prepare_invoke();
+            call.key(counters.redis.key("leases"))
+                .arg(now_ms())
+                .arg(1000);
+            match counters.redis.script::<u64>(&call).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    leases = n,
+                    "gave back the limits of requests whose gateway never settled them"
+                ),
+                Err(e) => tracing::debug!(error = %e, "could not reap expired leases"),
+            }
+        }
+    }
+}
