@@ -14,6 +14,8 @@ mod anthropic_upstream;
 mod gemini_upstream;
 mod helpers;
 mod recorder;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 mod upstream;
 mod webdriver;
 
@@ -26,6 +28,7 @@ mod cli;
 mod dashboard;
 mod dashboard_e2e;
 mod errors;
+mod fleet;
 mod full_disk;
 mod gemini;
 mod governance;

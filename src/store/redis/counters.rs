@@ -58,6 +58,9 @@ pub struct RedisCounters {
     seen: Mutex<HashMap<String, (u64, u64)>>,
     /// Charges of requests admitted while Redis was away, to add once it is back.
     deferred: Mutex<Vec<CounterAdd>>,
+    /// Settlements and releases that could not reach Redis: tried again once it is back, so a
+    /// short outage does not leave slots and reservations held until their leases expire.
+    unfinished: Mutex<Vec<(Reservation, Option<Actual>)>>,
     pub(super) deferred_dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -71,6 +74,7 @@ impl RedisCounters {
             reap: Script::new(include_str!("lua/reap.lua")),
             seen: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
+            unfinished: Mutex::new(Vec::new()),
             deferred_dropped: Default::default(),
         });
         tokio::spawn(maintain(Arc::downgrade(&counters)));
@@ -140,7 +144,43 @@ impl RedisCounters {
         }
     }
 
+    /// Ends a reservation; one that cannot reach Redis is kept and tried again when it is
+    /// back (beyond [`DEFERRED_MAX`] it is left to its lease, and counted).
     async fn end(
+        &self,
+        reservation: &Reservation,
+        actual: Option<Actual>,
+    ) -> Result<(), StoreError> {
+        let result = self.try_end(reservation, actual).await;
+        if let Err(e) = &result {
+            if e.is_unreachable() {
+                let mut unfinished = self.unfinished.lock().unwrap_or_else(|p| p.into_inner());
+                if unfinished.len() < DEFERRED_MAX {
+                    unfinished.push((reservation.clone(), actual));
+                    return Ok(());
+                }
+                self.deferred_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Settles or releases what could not be while Redis was away; keeps what still cannot.
+    async fn finish_unfinished(&self) {
+        let unfinished =
+            std::mem::take(&mut *self.unfinished.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, (reservation, actual)) in unfinished.iter().enumerate() {
+            if let Err(e) = self.try_end(reservation, *actual).await {
+                tracing::debug!(error = %e, "unfinished settlements wait for redis");
+                let mut kept = self.unfinished.lock().unwrap_or_else(|p| p.into_inner());
+                kept.extend(unfinished[i..].iter().cloned());
+                return;
+            }
+        }
+    }
+
+    async fn try_end(
         &self,
         reservation: &Reservation,
         actual: Option<Actual>,
@@ -422,6 +462,7 @@ async fn maintain(counters: std::sync::Weak<RedisCounters>) {
             continue;
         }
         counters.write_deferred().await;
+        counters.finish_unfinished().await;
         if last_reap.elapsed() >= REAP_EVERY {
             last_reap = std::time::Instant::now();
             let mut call = counters.reap.prepare_invoke();
