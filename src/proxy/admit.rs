@@ -102,7 +102,16 @@ impl Hold {
                         return;
                     }
                     match counters.usage(&budgets).await {
-                        Ok(usage) => alerts.check(&budgets, &usage, crate::clock::now_secs()),
+                        Ok(usage) => {
+                            alerts
+                                .check_shared(
+                                    counters.as_ref(),
+                                    &budgets,
+                                    &usage,
+                                    crate::clock::now_secs(),
+                                )
+                                .await
+                        }
                         Err(e) => tracing::debug!(error = %e, "could not read budgets for alerts"),
                     }
                 }

@@ -1,7 +1,7 @@
 //! Budgets crossing 50, 80 and 100 % of their limit: found when a request settles, each
 //! threshold reported once per budget and window, however many requests cross it together.
 
-use crate::store::counters::{Limit, LimitKind, Use};
+use crate::store::counters::{AdmitError, CounterStore, Limit, LimitKind, Use};
 use crate::store::windows::window_start;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +42,38 @@ impl BudgetAlerts {
     /// their use in the same order.
     pub fn check(&self, limits: &[Limit], usage: &[Use], now: u64) {
         for crossing in self.crossings(limits, usage, now) {
+            (self.sink)(&crossing);
+        }
+    }
+
+    /// As [`BudgetAlerts::check`], once for the whole fleet: each crossing is claimed in the
+    /// shared counters (a one-per-window limit named after it) and only the instance whose
+    /// claim is admitted reports it. A store that cannot say lets it through: a duplicate
+    /// alert is better than none.
+    pub async fn check_shared(
+        &self,
+        counters: &dyn CounterStore,
+        limits: &[Limit],
+        usage: &[Use],
+        now: u64,
+    ) {
+        for crossing in self.crossings(limits, usage, now) {
+            let claim = Limit::new(
+                format!("alerted:{}:{}", crossing.limit.name, crossing.percent),
+                1,
+                crossing.limit.window_secs,
+                LimitKind::Requests,
+            );
+            match counters.reserve(&[(claim, 1)]).await {
+                Ok(reservation) => {
+                    // Ends the claim's lease; the claim itself stays counted for the window.
+                    let _ = counters.settle(&reservation, Default::default()).await;
+                }
+                Err(AdmitError::Over(_)) => continue,
+                Err(AdmitError::Store(e)) => {
+                    tracing::debug!(error = %e, "could not claim a budget alert; sending it anyway");
+                }
+            }
             (self.sink)(&crossing);
         }
     }

@@ -27,9 +27,9 @@ impl Drop for Gateway {
 const MOCK: &str = "kind: mock\nmodels: [echo]\n";
 
 impl Gateway {
-    /// Starts `switchboard serve --store redis` with `policies` (file name, script) and extra
-    /// flags, and waits until it is ready.
-    pub async fn start(redis_url: &str, policies: &[(&str, &str)], extra: &[&str]) -> Gateway {
+    /// Starts `switchboard serve --store redis` with `files` (path in its folder, text: policies
+    /// as `policies/NAME.rhai`, `webhooks.yaml`) and extra flags, and waits until it is ready.
+    pub async fn start(redis_url: &str, files: &[(&str, &str)], extra: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         crate::helpers::write_providers(
@@ -37,8 +37,8 @@ impl Gateway {
             &[("mock".to_string(), MOCK.to_string())],
         );
         std::fs::create_dir_all(root.join("policies")).unwrap();
-        for (file, script) in policies {
-            std::fs::write(root.join("policies").join(file), script).unwrap();
+        for (file, text) in files {
+            std::fs::write(root.join(file), text).unwrap();
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .current_dir(root)
@@ -144,10 +144,10 @@ fn listening_on(child: &mut Child, root: &Path) -> String {
         .unwrap_or_else(|_| panic!("the gateway in {} did not start", root.display()))
 }
 
-async fn fleet(server: &RedisServer, policies: &[(&str, &str)], extra: &[&str]) -> Vec<Gateway> {
+async fn fleet(server: &RedisServer, files: &[(&str, &str)], extra: &[&str]) -> Vec<Gateway> {
     let mut gateways = Vec::new();
     for _ in 0..3 {
-        gateways.push(Gateway::start(&server.url(), policies, extra).await);
+        gateways.push(Gateway::start(&server.url(), files, extra).await);
     }
     gateways
 }
@@ -320,7 +320,7 @@ async fn a_reply_cached_through_one_instance_is_a_hit_through_another_and_purged
     let gateways = fleet(
         &server,
         &[(
-            "10-cache.rhai",
+            "policies/10-cache.rhai",
             "fn on_request(req, ctx) { ctx.cache(600); }",
         )],
         &[],
@@ -368,9 +368,9 @@ async fn a_caller_keeps_its_split_variant_whichever_instance_serves_it() {
     };
     let leaning = split(1, 99);
     let other = split(99, 1);
-    let first = Gateway::start(&server.url(), &[("10-split.rhai", &leaning)], &[]).await;
-    let second = Gateway::start(&server.url(), &[("10-split.rhai", &other)], &[]).await;
-    let third = Gateway::start(&server.url(), &[("10-split.rhai", &other)], &[]).await;
+    let first = Gateway::start(&server.url(), &[("policies/10-split.rhai", &leaning)], &[]).await;
+    let second = Gateway::start(&server.url(), &[("policies/10-split.rhai", &other)], &[]).await;
+    let third = Gateway::start(&server.url(), &[("policies/10-split.rhai", &other)], &[]).await;
     let (_, key) = first.create_key(json!({"name": "split"})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let variant = |res: &reqwest::Response| {
@@ -413,7 +413,7 @@ async fn a_caller_keeps_its_split_variant_whichever_instance_serves_it() {
         }
     }
     // A new instance loads the assignments at start.
-    let fourth = Gateway::start(&server.url(), &[("10-split.rhai", &other)], &[]).await;
+    let fourth = Gateway::start(&server.url(), &[("policies/10-split.rhai", &other)], &[]).await;
     let res = fourth
         .client
         .post(fourth.url("/v1/chat/completions"))
@@ -583,4 +583,47 @@ async fn with_redis_unavailable_open_requests_are_admitted_and_counted_once_it_r
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_threshold_is_alerted_once_for_the_whole_fleet() {
+    use crate::webhooks::{hook, Receiver};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let hooks = format!(
+        "webhooks:\n{}",
+        hook(&receiver.url(), "[budget.threshold]", "")
+    );
+    let gateways = fleet(&server, &[("webhooks.yaml", &hooks)], &[]).await;
+    let (_, key) = gateways[0]
+        .create_key(json!({"name": "metered", "limits": {"tpd": 60}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each request uses 6 tokens (and reserves 9): nine of them, spread over the fleet, take
+    // it to 90 %, passing 50 and 80 on whichever instances settle them.
+    let body = json!({"model": "echo", "max_tokens": 3, "messages": [{"role": "user", "content": "a b c"}]});
+    for i in 0..9 {
+        assert_eq!(gateways[i % 3].chat(&key, body.clone()).await.status(), 200);
+        // Settled after the reply: let it land before the next reservation.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.wait_for("budget.threshold").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut percents: Vec<u64> = receiver
+        .inbox
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.body["event"] == "budget.threshold")
+        .map(|r| r.body["data"]["percent"].as_u64().unwrap())
+        .collect();
+    percents.sort();
+    assert_eq!(
+        percents,
+        vec![50, 80],
+        "each threshold once, from one instance"
+    );
 }

@@ -18,8 +18,8 @@ const MOCK: &str = "kind: mock\nmodels: [echo]\n";
 
 /// A receiver that records every delivery and answers 204.
 #[derive(Default)]
-struct Inbox {
-    received: Mutex<Vec<Received>>,
+pub(crate) struct Inbox {
+    pub(crate) received: Mutex<Vec<Received>>,
 }
 
 async fn receive(req: HttpRequest, body: web::Bytes, inbox: web::Data<Inbox>) -> HttpResponse {
@@ -31,25 +31,25 @@ async fn receive(req: HttpRequest, body: web::Bytes, inbox: web::Data<Inbox>) ->
     HttpResponse::NoContent().finish()
 }
 
-struct Receiver {
-    inbox: Arc<Inbox>,
+pub(crate) struct Receiver {
+    pub(crate) inbox: Arc<Inbox>,
     server: MockServer,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let inbox = Arc::new(Inbox::default());
         let server = mock_server(inbox.clone(), receive);
         Receiver { inbox, server }
     }
 
     /// The receiver's URL, with a query that must never be shown.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hooks?token=query-secret", self.server.addr)
     }
 
     /// Waits for a delivery of `event`; returns it.
-    async fn wait_for(&self, event: &str) -> Received {
+    pub(crate) async fn wait_for(&self, event: &str) -> Received {
         let started = Instant::now();
         loop {
             let found = self
@@ -72,7 +72,7 @@ impl Receiver {
     }
 }
 
-fn hook(url: &str, events: &str, extra: &str) -> String {
+pub(crate) fn hook(url: &str, events: &str, extra: &str) -> String {
     format!("  - url: {url}\n    secret: {SECRET}\n    events: {events}\n{extra}")
 }
 
