@@ -610,3 +610,41 @@ async fn redis_keeps_the_contract() {
     assert_eq!(store.backend.kind(), StoreKind::Redis);
     keeps_the_contract(&store).await;
 }
+
+/// Two fleets on one Redis, told apart by their prefixes, share nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_prefixes_keep_fleets_apart() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let open = |prefix: &str| super::redis::RedisOptions {
+        url: server.url(),
+        prefix: prefix.into(),
+        timeout: std::time::Duration::from_millis(500),
+        unavailable: super::redis::Unavailable::Closed,
+    };
+    let (a, b) = (open("a:"), open("b:"));
+    let store = |options| async move {
+        Store::open_with(&StoreOptions {
+            kind: StoreKind::Redis,
+            dir: std::path::Path::new("/nonexistent"),
+            cache_bytes: 0,
+            cache_max_entries: CACHE_ENTRIES,
+            redis: Some(options),
+        })
+        .await
+        .unwrap()
+    };
+    let (a, b) = (store(&a).await, store(&b).await);
+    let (_, secret) = a.keys.create(NewKey::default()).await.unwrap();
+    assert!(a.keys.authenticate(&secret).is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(b.keys.authenticate(&secret).is_none());
+    assert!(b.keys.list().await.unwrap().is_empty());
+    let rpm = limit("rpm", 1, 3600, LimitKind::Requests);
+    assert!(a.counters.reserve(&[(rpm.clone(), 1)]).await.is_ok());
+    assert!(
+        b.counters.reserve(&[(rpm, 1)]).await.is_ok(),
+        "b's own counter"
+    );
+}

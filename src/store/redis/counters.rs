@@ -480,3 +480,117 @@ async fn maintain(counters: std::sync::Weak<RedisCounters>) {
         }
     }
 }
+
+/// A real redis-server for the tests below (one file shared with the integration tests).
+#[cfg(test)]
+#[path = "../../../tests/support/redis_server.rs"]
+mod redis_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::redis_server;
+
+    async fn counters(server: &redis_server::RedisServer) -> (Arc<Redis>, Arc<RedisCounters>) {
+        let redis = Redis::connect(
+            &server.url(),
+            "t:",
+            Duration::from_millis(500),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let counters = RedisCounters::new(redis.clone(), Unavailable::Closed);
+        (redis, counters)
+    }
+
+    async fn reap_at(redis: &Redis, counters: &RedisCounters, at_ms: u64) -> u64 {
+        let mut call = counters.reap.prepare_invoke();
+        call.key(redis.key("leases")).arg(at_ms).arg(1000);
+        redis.script(&call).await.unwrap()
+    }
+
+    /// A gateway killed with requests in flight never settles them: the fleet gives back what
+    /// they held once their leases expire, and a settlement arriving after that gives back
+    /// nothing twice.
+    #[tokio::test]
+    async fn a_lease_never_settled_is_given_back_when_it_expires() {
+        let Some(server) = redis_server::RedisServer::start() else {
+            return;
+        };
+        let (redis, counters) = counters(&server).await;
+        let parallel = Limit::new("par", 1, LIFETIME, LimitKind::Parallel);
+        let tokens = Limit::new("tok", 100, 3600, LimitKind::Tokens);
+        let requests = Limit::new("rpm", 10, 3600, LimitKind::Requests);
+        let held = [
+            (parallel.clone(), 1),
+            (tokens.clone(), 60),
+            (requests.clone(), 1),
+        ];
+        let orphan = counters.reserve(&held).await.unwrap();
+        assert!(counters.reserve(&[(parallel.clone(), 1)]).await.is_err());
+        assert_eq!(
+            reap_at(&redis, &counters, now_ms()).await,
+            0,
+            "not expired yet"
+        );
+
+        let expired = now_ms() + LEASE.as_millis() as u64 + 1;
+        assert_eq!(reap_at(&redis, &counters, expired).await, 1);
+        let limits = [parallel.clone(), tokens.clone(), requests.clone()];
+        let usage = counters.usage(&limits).await.unwrap();
+        assert_eq!(usage[0], Use::default(), "the slot is free again");
+        assert_eq!(usage[1], Use::default(), "the reservation is given back");
+        assert_eq!(usage[2].used, 1, "an admitted request stays counted");
+
+        // The request did finish after all: its use is charged, nothing is given back twice.
+        let actual = Actual {
+            tokens: 30,
+            micro_usd: 0,
+        };
+        counters.settle(&orphan, actual).await.unwrap();
+        let usage = counters.usage(&limits).await.unwrap();
+        assert_eq!(usage[0].used, 0);
+        assert_eq!(
+            usage[1],
+            Use {
+                used: 30,
+                reserved: 0
+            }
+        );
+        assert_eq!(usage[2].used, 1);
+    }
+
+    /// A settlement that cannot reach Redis is kept and made once it is back, so a short outage
+    /// leaves no slot taken.
+    #[tokio::test]
+    async fn settlements_made_while_redis_is_away_are_made_when_it_returns() {
+        let Some(mut server) = redis_server::RedisServer::start() else {
+            return;
+        };
+        let (redis, counters) = counters(&server).await;
+        let parallel = Limit::new("par", 1, LIFETIME, LimitKind::Parallel);
+        let running = counters.reserve(&[(parallel.clone(), 1)]).await.unwrap();
+        server.stop();
+        counters
+            .settle(&running, Actual::default())
+            .await
+            .expect("kept for later");
+        assert!(!redis.is_up());
+        server.resume();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(usage) = counters.usage(std::slice::from_ref(&parallel)).await {
+                if usage[0].used == 0 {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "settled once redis returned"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
