@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod limits;
 pub mod logs;
 pub mod memory;
+pub mod portable;
 pub mod sled;
 pub mod teams;
 pub mod usage;
@@ -32,6 +33,7 @@ pub use keys::{KeyRecord, KeyStore, NewKey, Role};
 pub use ledger::{Ledger, LedgerBatch};
 pub use limits::Limits;
 pub use logs::LogStore;
+pub use portable::{ImportCounts, Portable, Record};
 pub use teams::{TeamRecord, TeamStore};
 pub use usage::UsageStore;
 
