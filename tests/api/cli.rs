@@ -564,6 +564,7 @@ fn stop(mut server: Running) {
 }
 
 /// The value after `label` in a command's output (`id:     key_…`).
+#[cfg(unix)]
 fn printed(out: &std::process::Output, label: &str) -> String {
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
