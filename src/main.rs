@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchboard::store::{Limits, NewKey, Role, Store, StoreError};
+use switchboard::backup::{self, BackupError};
+use switchboard::store::{
+    ImportCounts, Limits, NewKey, Role, Store, StoreError, StoreKind, StoreOptions,
+};
 use switchboard::{load, policy, Application, Settings};
 
 /// jemalloc: the request path allocates many small, short-lived objects across worker threads;
@@ -61,6 +64,81 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Write what the store holds (keys as hashes, teams, assignments, counters, usage) to a
+    /// file of JSON lines, for a backup or another store (while the gateway is stopped).
+    Export(ExportArgs),
+    /// Write an export into the store, replacing what has the same identity (while the
+    /// gateway is stopped). The whole file is checked first: a bad line writes nothing.
+    Import(ImportArgs),
+}
+
+/// Where the state lives: every command that opens the store takes these.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Where keys, counters, budgets, the cache, assignments, usage and logs live: `sled` (a
+    /// database in `--data`), `redis` (shared by a fleet: `--redis-url`) or `memory` (nothing
+    /// survives a restart: for trying things out).
+    #[arg(long, env = "SWITCHBOARD_STORE", value_enum, default_value = "sled")]
+    store: StoreKind,
+    /// Folder for the database (keys, counters, cache, usage, logs).
+    #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
+    data: PathBuf,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+impl StoreArgs {
+    /// The settings `serve` opens the store with (in `Application::build`).
+    fn fill(&self, settings: &mut Settings) {
+        settings.store = self.store;
+        settings.data_dir = self.data.clone();
+        settings.redis = self.redis.options();
+    }
+
+    /// The store, for messages (never the Redis URL: it may hold a password).
+    fn describe(&self) -> String {
+        match self.store {
+            StoreKind::Sled => format!("the sled database in {}", self.data.display()),
+            StoreKind::Redis => format!("redis (prefix `{}`)", self.redis.redis_prefix),
+            StoreKind::Memory => "memory".to_string(),
+        }
+    }
+}
+
+/// How much memory sled's page cache may take in a command that opens the store.
+const CLI_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Opens the store the arguments name: every command but `serve` (which opens it in
+/// `Application::build`, from the settings [`StoreArgs::fill`] gives it) opens it here.
+async fn open_store(args: &StoreArgs) -> Result<Store, StoreError> {
+    let redis = args.redis.options();
+    Store::open_with(&StoreOptions {
+        kind: args.store,
+        dir: &args.data,
+        cache_bytes: CLI_CACHE_BYTES,
+        cache_max_entries: switchboard::store::DEFAULT_CACHE_ENTRIES,
+        redis: redis.as_ref(),
+    })
+    .await
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The file to write (`-`: standard output). Written whole or not at all, readable by its
+    /// owner only: it holds key hashes and usage.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// An export (`-`: standard input).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args, Clone)]
@@ -83,14 +161,8 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     folders: FolderArgs,
-    /// Where keys, counters, budgets, the cache, assignments, usage and logs live: `sled` (a
-    /// database in `--data`), `redis` (shared by a fleet: `--redis-url`) or `memory` (nothing
-    /// survives a restart: for trying things out).
-    #[arg(long, env = "SWITCHBOARD_STORE", value_enum, default_value = "sled")]
-    store: switchboard::store::StoreKind,
-    /// Folder for the database (keys, counters, cache, usage, logs).
-    #[arg(long, env = "SWITCHBOARD_DATA", default_value = "data")]
-    data: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SWITCHBOARD_BODY_LIMIT", default_value_t = Settings::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
@@ -118,8 +190,6 @@ struct ServeArgs {
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
-    #[command(flatten)]
-    redis: RedisArgs,
 }
 
 /// Where Redis is, for `--store redis`.
@@ -146,6 +216,16 @@ struct RedisArgs {
 }
 
 impl RedisArgs {
+    /// No Redis: for commands that only open the data folder.
+    fn none() -> RedisArgs {
+        RedisArgs {
+            redis_url: None,
+            redis_prefix: switchboard::store::redis::RedisOptions::DEFAULT_PREFIX.into(),
+            redis_timeout_ms: switchboard::store::redis::RedisOptions::DEFAULT_TIMEOUT_MS,
+            redis_unavailable: switchboard::store::redis::Unavailable::Closed,
+        }
+    }
+
     fn options(&self) -> Option<switchboard::store::redis::RedisOptions> {
         Some(switchboard::store::redis::RedisOptions {
             url: self.redis_url.clone()?,
@@ -211,6 +291,8 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => check(args),
         Some(Command::Keys { command }) => keys(command),
+        Some(Command::Export(args)) => export(&args),
+        Some(Command::Import(args)) => import(&args),
         Some(Command::Openapi { out }) => openapi(&out),
         Some(Command::Policy {
             command: PolicyCommand::Test { dir },
@@ -224,9 +306,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.providers_dir = args.folders.providers;
     settings.policies_dir = args.folders.policies;
     settings.webhooks_file = args.folders.webhooks;
-    settings.store = args.store;
-    settings.data_dir = args.data;
-    settings.redis = args.redis.options();
+    args.store.fill(&mut settings);
     settings.body_limit = args.body_limit;
     settings.workers = args.workers;
     settings.policy_fail_open = args.policy_fail_open;
@@ -406,24 +486,22 @@ fn keys(command: KeysCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let store = match Store::open(&data, 8 * 1024 * 1024) {
-        Ok(store) => store,
+    // `keys` works on the data folder's sled database: it takes no `--store` (with Redis, use
+    // the admin API of any instance).
+    let at = StoreArgs {
+        store: StoreKind::Sled,
+        data,
+        redis: RedisArgs::none(),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = runtime.block_on(async {
+        let store = open_store(&at).await?;
         keys_command(&store, command).await?;
         store.flush().await.map_err(KeysError::from)
     });
@@ -547,4 +625,104 @@ async fn keys_command(store: &Store, command: KeysCommand) -> Result<(), KeysErr
         },
     }
     Ok(())
+}
+
+/// The runtime a command that opens the store runs its calls on.
+fn runtime() -> Result<tokio::runtime::Runtime, PortError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PortError::Runtime)
+}
+
+/// Why `export` or `import` failed.
+#[derive(Debug, thiserror::Error)]
+enum PortError {
+    #[error("the data folder {0} is in use by another switchboard process: stop the gateway first (export and import open the database directly)")]
+    Locked(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    File(#[from] BackupError),
+    #[error("--store memory keeps nothing between processes: {0}")]
+    Memory(&'static str),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl From<StoreError> for PortError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Locked(dir) => PortError::Locked(dir),
+            other => PortError::Store(other),
+        }
+    }
+}
+
+fn export(args: &ExportArgs) -> ExitCode {
+    match export_records(args) {
+        // On standard output the export is the output: the summary goes beside it.
+        Ok(counts) if args.out.as_os_str() == backup::STDIO => {
+            eprintln!("exported {counts}");
+            ExitCode::SUCCESS
+        }
+        Ok(counts) => {
+            println!("exported {counts} to {}", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn export_records(args: &ExportArgs) -> Result<ImportCounts, PortError> {
+    if args.store.store == StoreKind::Memory {
+        return Err(PortError::Memory("a new one holds nothing to export"));
+    }
+    let records = runtime()?.block_on(async {
+        let store = open_store(&args.store).await?;
+        store.portable.export().await
+    })?;
+    if args.out.as_os_str() == backup::STDIO {
+        backup::write_records(&records, std::io::stdout().lock()).map_err(|source| {
+            BackupError::Write {
+                file: "standard output".into(),
+                source,
+            }
+        })?;
+    } else {
+        backup::write_file(&records, &args.out)?;
+    }
+    Ok(ImportCounts::of(&records))
+}
+
+fn import(args: &ImportArgs) -> ExitCode {
+    match import_records(args) {
+        Ok(counts) => {
+            println!("imported {counts} into {}", args.store.describe());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import_records(args: &ImportArgs) -> Result<ImportCounts, PortError> {
+    if args.store.store == StoreKind::Memory {
+        return Err(PortError::Memory(
+            "what is imported would be lost as this command ends",
+        ));
+    }
+    // Every line is read and checked before the store is even opened: a bad one writes nothing.
+    let records = backup::read_file(&args.file)?;
+    runtime()?.block_on(async {
+        let store = open_store(&args.store).await?;
+        let counts = store.portable.import(records).await?;
+        store.flush().await?;
+        Ok(counts)
+    })
 }

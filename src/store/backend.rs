@@ -8,6 +8,7 @@ use super::error::{StoreError, What};
 use super::keys::KeyStore;
 use super::ledger::Ledger;
 use super::logs::LogStore;
+use super::portable::Portable;
 use super::teams::TeamStore;
 use super::usage::UsageStore;
 use std::sync::Arc;
@@ -76,5 +77,7 @@ pub struct Store {
     pub usage: Arc<dyn UsageStore>,
     /// Request log entries with their usage, written together (what the accounting writer uses).
     pub ledger: Arc<dyn Ledger>,
+    /// The state as records, out and in (`switchboard export` / `import`).
+    pub portable: Arc<dyn Portable>,
     pub backend: Arc<dyn Backend>,
 }

@@ -1,14 +1,16 @@
 //! What every backend must do: one suite over every trait, run below against each backend (a
-//! new backend adds its own `#[tokio::test]` that opens it and calls [`keeps_the_contract`]).
+//! new backend adds its own `#[tokio::test]` that opens it and calls [`keeps_the_contract`],
+//! and tests that move state between it and another backend with [`round_trips`]).
 
 use super::cache::CachedReply;
-use super::counters::{Actual, AdmitError, CounterAdd, Limit, LimitKind, Use};
+use super::counters::{Actual, AdmitError, CounterAdd, Limit, LimitKind, Use, MONTH};
 use super::keys::{KeyUpdate, NewKey, Role, SECRET_PREFIX};
 use super::limits::Limits;
 use super::logs::{LogEntry, LogFilter};
+use super::portable::{ImportCounts, Record};
 use super::teams::{Deletion, NewTeam, TeamUpdate};
 use super::usage::{Bucket, GroupBy, UNKNOWN_MODEL};
-use super::{Store, StoreKind, StoreOptions};
+use super::{Store, StoreError, StoreKind, StoreOptions};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -553,6 +555,308 @@ async fn ledger_logs_and_usage(store: &Store) {
     assert_eq!(usage.key_usage("a").await.unwrap().totals.requests, 7);
 }
 
+/// Everything an export carries arrives whole in another store: `from` is filled, exported
+/// and imported into `into` (fresh), which must then answer as `from` does.
+pub async fn round_trips(from: &Store, into: &Store) {
+    // Fill `from`: a team, keys (one in the team, one rotated, one revoked), assignments,
+    // counters (one with a reservation in flight) and usage.
+    let team = NewTeam {
+        name: "research".into(),
+        limits: Limits {
+            rpm: Some(60),
+            ..Limits::default()
+        },
+        metadata: BTreeMap::from([("owner".to_string(), serde_json::json!("ana"))]),
+    };
+    let team = from.teams.create(team).await.unwrap();
+    let new_key = |name: &str, role| NewKey {
+        name: name.into(),
+        role,
+        tags: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        limits: Limits {
+            rpd: Some(100),
+            budget_usd_month: Some(5.0),
+            ..Limits::default()
+        },
+        team: Some(team.id.clone()),
+        ..NewKey::default()
+    };
+    let (member, member_secret) = from
+        .keys
+        .create(new_key("member", Role::User))
+        .await
+        .unwrap();
+    let (admin, _) = from
+        .keys
+        .create(new_key("admin", Role::Admin))
+        .await
+        .unwrap();
+    let (_, admin_secret) = from.keys.rotate(&admin.id).await.unwrap().unwrap();
+    let (revoked, revoked_secret) = from.keys.create(new_key("gone", Role::User)).await.unwrap();
+    from.keys.revoke(&revoked.id).await.unwrap();
+    for (split, sticky_id, variant) in [("s", "u1", "a"), ("s", "u2", "b"), ("t", "u1", "c")] {
+        from.assignments
+            .set(split, sticky_id, variant)
+            .await
+            .unwrap();
+    }
+    let add = |name: &str, window_secs, amount| CounterAdd {
+        name: name.into(),
+        window_secs,
+        amount,
+    };
+    let adds = [
+        add("ever", 0, 3),
+        add("daily", 86_400, 4),
+        add("usd", MONTH, 500),
+    ];
+    from.counters.add(&adds).await.unwrap();
+    let tokens = limit("tokens", 1000, 86_400, LimitKind::Tokens);
+    let held = from
+        .counters
+        .reserve(&[(tokens.clone(), 300)])
+        .await
+        .unwrap();
+    from.counters
+        .settle(
+            &held,
+            Actual {
+                tokens: 40,
+                micro_usd: 0,
+            },
+        )
+        .await
+        .unwrap();
+    from.counters
+        .reserve(&[(tokens.clone(), 200)])
+        .await
+        .unwrap();
+    let entries: Vec<LogEntry> = (0..6)
+        .map(|i| {
+            let key = if i < 4 { member.id.as_str() } else { "b" };
+            entry(
+                i,
+                7200 + 3600 * (i % 2),
+                key,
+                if i == 3 { 500 } else { 200 },
+            )
+        })
+        .collect();
+    from.ledger
+        .write(&from.ledger.batch(entries))
+        .await
+        .unwrap();
+
+    let records = from.portable.export().await.unwrap();
+    let text = serde_json::to_string(&records).unwrap();
+    for secret in [&member_secret, &admin_secret, &revoked_secret] {
+        assert!(!text.contains(secret.as_str()), "an export holds no secret");
+    }
+    let counts = into.portable.import(records.clone()).await.unwrap();
+    let expected = ImportCounts {
+        keys: 3,
+        teams: 1,
+        assignments: 3,
+        counters: 4,
+        usage_rows: 4,
+        key_usage: 2,
+    };
+    assert_eq!(counts, expected);
+    assert_eq!(ImportCounts::of(&records), expected);
+    same_state(from, into, &member.id).await;
+    assert_eq!(
+        into.keys.authenticate(&member_secret).unwrap().id,
+        member.id
+    );
+    assert_eq!(
+        into.keys.authenticate(&admin_secret).unwrap().role,
+        Role::Admin
+    );
+    assert!(into.keys.has_admin().await.unwrap());
+    assert!(into.keys.authenticate(&revoked_secret).is_none());
+    assert_eq!(into.teams.get_cached(&team.id).as_deref(), Some(&team));
+    assert_eq!(
+        into.teams.find(&team.id).await.unwrap().as_ref(),
+        Some(&team)
+    );
+    // What requests in flight reserved ended with them.
+    let tokens_use = into
+        .counters
+        .usage(std::slice::from_ref(&tokens))
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        tokens_use,
+        Use {
+            used: 40,
+            reserved: 0
+        }
+    );
+    assert_eq!(
+        into.portable.export().await.unwrap(),
+        records,
+        "the same state, the same export"
+    );
+
+    // Importing again replaces, never adds: usage is not counted twice.
+    assert_eq!(
+        into.portable.import(records.clone()).await.unwrap(),
+        expected
+    );
+    same_state(from, into, &member.id).await;
+    // An imported key takes back its exported secret: one rotated since stops working.
+    let (_, newer) = into.keys.rotate(&member.id).await.unwrap().unwrap();
+    into.portable.import(records.clone()).await.unwrap();
+    assert!(into.keys.authenticate(&newer).is_none());
+    assert_eq!(
+        into.keys.authenticate(&member_secret).unwrap().id,
+        member.id
+    );
+
+    // An invalid record fails the import before anything is written.
+    let late = NewTeam {
+        name: "late".into(),
+        ..NewTeam::default()
+    };
+    let late = super::teams::new_record(late);
+    let bad = vec![
+        Record::Team {
+            record: late.clone(),
+        },
+        Record::UsageRow {
+            row: "not hex".into(),
+            totals: Default::default(),
+        },
+    ];
+    assert!(matches!(
+        into.portable.import(bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(into.teams.find(&late.id).await.unwrap().is_none());
+    assert_eq!(into.portable.export().await.unwrap(), records);
+    into.flush().await.unwrap();
+}
+
+/// `into` answers as `from` does: keys, teams, assignments, counters, usage.
+async fn same_state(from: &Store, into: &Store, key_id: &str) {
+    assert_eq!(
+        into.keys.list().await.unwrap(),
+        from.keys.list().await.unwrap()
+    );
+    assert_eq!(
+        into.teams.list().await.unwrap(),
+        from.teams.list().await.unwrap()
+    );
+    for (split, sticky_id) in [("s", "u1"), ("s", "u2"), ("t", "u1"), ("t", "u2")] {
+        assert_eq!(
+            into.assignments.get(split, sticky_id),
+            from.assignments.get(split, sticky_id)
+        );
+    }
+    for (name, window_secs) in [
+        ("ever", 0),
+        ("daily", 86_400),
+        ("usd", MONTH),
+        ("tokens", 86_400),
+    ] {
+        // `get`, not `peek`: a shared backend's `peek` is what this instance last saw.
+        assert_eq!(
+            into.counters.get(name, window_secs).await.unwrap(),
+            from.counters.get(name, window_secs).await.unwrap(),
+            "{name}"
+        );
+    }
+    for group in ["", "key", "team", "model", "tag:team"] {
+        for bucket in [Bucket::Hour, Bucket::Day] {
+            let group: GroupBy = group.parse().unwrap();
+            let query = |store: &Store| {
+                let (usage, group) = (store.usage.clone(), group.clone());
+                async move {
+                    let rows = usage.query(0, 86_400, bucket, &group).await.unwrap();
+                    serde_json::to_value(rows).unwrap()
+                }
+            };
+            assert_eq!(query(into).await, query(from).await);
+        }
+    }
+    for key_id in [key_id, "b", "nobody"] {
+        assert_eq!(
+            into.usage.key_usage(key_id).await.unwrap(),
+            from.usage.key_usage(key_id).await.unwrap()
+        );
+    }
+}
+
+async fn open(kind: StoreKind, dir: &std::path::Path) -> Store {
+    Store::open_with(&StoreOptions {
+        kind,
+        dir,
+        cache_bytes: 1 << 20,
+        cache_max_entries: CACHE_ENTRIES,
+        redis: None,
+    })
+    .await
+    .unwrap()
+}
+
+async fn open_redis(server: &redis_server::RedisServer, prefix: &str) -> Store {
+    let options = super::redis::RedisOptions {
+        url: server.url(),
+        prefix: prefix.into(),
+        timeout: std::time::Duration::from_millis(500),
+        unavailable: super::redis::Unavailable::Closed,
+    };
+    Store::open_with(&StoreOptions {
+        kind: StoreKind::Redis,
+        dir: std::path::Path::new("/nonexistent"),
+        cache_bytes: 0,
+        cache_max_entries: CACHE_ENTRIES,
+        redis: Some(&options),
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_round_trips_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = open(StoreKind::Sled, dir.path()).await;
+    round_trips(&from, &open(StoreKind::Memory, dir.path()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_round_trips_into_sled_and_the_import_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let into = open(StoreKind::Sled, dir.path()).await;
+    round_trips(&open(StoreKind::Memory, dir.path()).await, &into).await;
+    let before = into.portable.export().await.unwrap();
+    drop(into);
+    let reopened = open(StoreKind::Sled, dir.path()).await;
+    assert_eq!(reopened.portable.export().await.unwrap(), before);
+}
+
+/// A deployment moved from sled to Redis, and from Redis back to sled: the same export both
+/// ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_round_trips_into_redis_and_back() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled = open(StoreKind::Sled, dir.path()).await;
+    let redis = open_redis(&server, "moved:").await;
+    round_trips(&sled, &redis).await;
+    let back = tempfile::tempdir().unwrap();
+    let sled_again = open(StoreKind::Sled, back.path()).await;
+    let from_redis = redis.portable.export().await.unwrap();
+    sled_again
+        .portable
+        .import(from_redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(sled_again.portable.export().await.unwrap(), from_redis);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sled_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -584,8 +888,7 @@ async fn memory_keeps_the_contract() {
     keeps_the_contract(&store).await;
 }
 
-#[path = "../../tests/support/redis_server.rs"]
-mod redis_server;
+use super::redis_server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_keeps_the_contract() {

@@ -23,6 +23,10 @@ pub enum StoreError {
     /// Any other failure of the backend.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// What the caller gave the store cannot be stored as it is (an imported record that is
+    /// not valid): the same call fails again.
+    #[error("invalid record: {0}")]
+    Invalid(String),
 }
 
 impl From<::sled::Error> for StoreError {

@@ -12,6 +12,10 @@ pub mod backend;
 pub mod cache;
 #[cfg(test)]
 mod contract;
+/// A real redis-server for the tests (one file shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/support/redis_server.rs"]
+pub(crate) mod redis_server;
 pub mod counters;
 pub mod error;
 pub mod keys;
@@ -19,6 +23,7 @@ pub mod ledger;
 pub mod limits;
 pub mod logs;
 pub mod memory;
+pub mod portable;
 pub mod redis;
 pub mod sled;
 pub mod teams;
@@ -34,6 +39,7 @@ pub use keys::{KeyRecord, KeyStore, NewKey, Role};
 pub use ledger::{Ledger, LedgerBatch};
 pub use limits::Limits;
 pub use logs::LogStore;
+pub use portable::{ImportCounts, Portable, Record};
 pub use teams::{TeamRecord, TeamStore};
 pub use usage::UsageStore;
 

@@ -109,6 +109,42 @@ impl Windows {
         }
     }
 
+    /// Every counter's window as kept, ordered by name and window length: (name,
+    /// window_secs, window). What an export carries (it leaves `reserved` out).
+    pub fn kept(&self) -> Vec<(&str, u64, Window)> {
+        let mut kept: Vec<(&str, u64, Window)> = self
+            .windows
+            .iter()
+            .filter_map(|(k, w)| {
+                let (name, window_secs) = k.rsplit_once('\u{1f}')?;
+                Some((name, window_secs.parse().ok()?, *w))
+            })
+            .collect();
+        kept.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        kept
+    }
+
+    /// Sets a counter's window as an import brings it: its start and count replace what was
+    /// kept. What requests in flight reserved in that same window stays theirs (they settle
+    /// against it); marked changed, so a backend that keeps windows writes it.
+    pub fn restore(&mut self, name: &str, window_secs: u64, start: u64, count: u64) {
+        let k = key(name, window_secs);
+        let reserved = self
+            .windows
+            .get(&k)
+            .filter(|w| w.start == start)
+            .map_or(0, |w| w.reserved);
+        self.windows.insert(
+            k.clone(),
+            Window {
+                start,
+                count,
+                reserved,
+            },
+        );
+        self.mark_dirty(&k);
+    }
+
     /// The live window of a counter, if it has one in the current window.
     fn current(&self, k: &str, window_secs: u64, now: u64) -> Window {
         let start = window_start(now, window_secs);
@@ -485,6 +521,29 @@ mod tests {
         assert!(w.reserve(&[(tokens.clone(), 800)], now).is_err());
         // Bigger than the whole budget: counts as the whole budget, which is not free now.
         assert!(w.reserve(&[(tokens, 5000)], now).is_err());
+    }
+
+    #[test]
+    fn a_restored_window_replaces_the_count_and_keeps_what_is_reserved_in_it() {
+        let mut w = Windows::default();
+        let tokens = Limit::new("tok", 1000, 3600, LimitKind::Tokens);
+        w.reserve(&[(tokens.clone(), 100)], 7200).unwrap();
+        w.restore("tok", 3600, 7200, 40);
+        let held = Use {
+            used: 40,
+            reserved: 100,
+        };
+        assert_eq!(w.in_use(&tokens, 7200), held);
+        assert!(w.dirty.contains(&key("tok", 3600)), "to be written");
+        // An earlier window: nothing is reserved there, and it reads as passed.
+        w.restore("tok", 3600, 3600, 9);
+        assert_eq!(w.in_use(&tokens, 7200), Use::default());
+        let earlier = Window {
+            start: 3600,
+            count: 9,
+            reserved: 0,
+        };
+        assert_eq!(w.kept(), vec![("tok", 3600, earlier)]);
     }
 
     #[test]

@@ -543,3 +543,232 @@ fn the_memory_store_serves_everything_and_keeps_nothing() {
     );
     assert!(get(&format!("{addr}/admin/logs"), &again).contains("\"data\":[]"));
 }
+
+/// Stops a server as an operator would, with SIGTERM (it finishes, writes what it holds and
+/// flushes the store), and waits until it has exited.
+#[cfg(unix)]
+fn stop(mut server: Running) {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the gateway did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The value after `label` in a command's output (`id:     key_…`).
+#[cfg(unix)]
+fn printed(out: &std::process::Output, label: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no `{label}` in {text}"))
+}
+
+fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(unix)]
+#[test]
+fn export_and_import_move_a_deployment_to_a_fresh_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    let providers = dir.path().join("providers.d");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::write(providers.join("mock.yaml"), "kind: mock\nmodels: [echo]\n").unwrap();
+    let admin = "sk-cli-admin";
+    let start = |data: &Path| {
+        let mut cmd = bin();
+        cmd.env("SWITCHBOARD_ADMIN_KEY", admin);
+        let extra = ["--no-watch", "--data", data.to_str().unwrap()];
+        serve_with(cmd, dir.path(), &providers, &extra)
+    };
+    let chat = |addr: &str, key: &str| {
+        let body =
+            serde_json::json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]});
+        call("POST", &format!("{addr}/v1/chat/completions"), key, body).0
+    };
+
+    // A team (made through the store, as the admin API would: the command line makes none),
+    // and a key in it with a daily request limit.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let team = runtime.block_on(async {
+        let store = switchboard::store::Store::open(&old, 1 << 20).unwrap();
+        let new = switchboard::store::teams::NewTeam {
+            name: "movers".into(),
+            ..Default::default()
+        };
+        let team = store.teams.create(new).await.unwrap();
+        store.flush().await.unwrap();
+        team.id
+    });
+    let out = bin()
+        .args([
+            "keys", "create", "--name", "mover", "--rpd", "100", "--team",
+        ])
+        .arg(&team)
+        .arg("--data")
+        .arg(&old)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let (key_id, key) = (printed(&out, "id:"), printed(&out, "key:"));
+
+    // Traffic: one request, in usage and against the key's limit.
+    let (server, addr, _) = start(&old);
+    assert_eq!(chat(&addr, &key), 200);
+    // While the gateway holds the folder, an export says so and writes nothing.
+    let refused = dir.path().join("refused.jsonl");
+    let export = |data: &Path, out: &Path| {
+        bin()
+            .arg("export")
+            .arg("--out")
+            .arg(out)
+            .arg("--data")
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let out = export(&old, &refused);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another switchboard process: stop the gateway first"),
+        "{err}"
+    );
+    assert!(!refused.exists());
+    stop(server);
+
+    let backup = dir.path().join("backup.jsonl");
+    let said = succeeded(&export(&old, &backup));
+    assert!(said.starts_with("exported 1 key, 1 team, "), "{said}");
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(!text.contains(&key), "an export holds no secret");
+    for kind in ["key", "team", "counter", "usage_row", "key_usage"] {
+        assert!(
+            text.contains(&format!("{{\"kind\":\"{kind}\",")),
+            "{kind}: {text}"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "kept like a backup");
+
+    let out = bin()
+        .arg("import")
+        .arg(&backup)
+        .arg("--data")
+        .arg(&new)
+        .output()
+        .unwrap();
+    let said = succeeded(&out);
+    assert!(said.starts_with("imported 1 key, 1 team, "), "{said}");
+    assert!(said.contains(&new.display().to_string()), "{said}");
+    // The new folder holds the same state: exported, the same file.
+    let again = dir.path().join("again.jsonl");
+    succeeded(&export(&new, &again));
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+
+    // The gateway on the new folder: the key works, with its team, usage and limit use.
+    let (_server, addr, _) = start(&new);
+    let (status, view) = call(
+        "GET",
+        &format!("{addr}/admin/keys/{key_id}"),
+        admin,
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["team"], serde_json::json!(team));
+    assert_eq!(view["usage"]["requests"], 1, "{view}");
+    assert_eq!(view["limit_use"][0]["current"], 1, "{view}");
+    assert_eq!(chat(&addr, &key), 200);
+}
+
+#[test]
+fn import_refuses_a_bad_line_by_its_number_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("bad.jsonl");
+    let import = || {
+        bin()
+            .arg("import")
+            .arg(&file)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let team = |id: &str| {
+        format!(r#"{{"kind":"team","record":{{"id":"{id}","name":"t","created_at":1}}}}"#)
+    };
+    std::fs::write(
+        &file,
+        format!("{}\n{{\"kind\":\"team\"}}\n", team("team_x")),
+    )
+    .unwrap();
+    let out = import();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.jsonl, line 2: not a record: missing field `record`"),
+        "{err}"
+    );
+    assert!(!data.exists(), "the store is not even opened");
+
+    std::fs::write(&file, format!("{}\n", team("team_x"))).unwrap();
+    let said = succeeded(&import());
+    assert!(said.starts_with("imported 0 keys, 1 team, "), "{said}");
+    // Into a store that holds something, a bad file changes nothing either.
+    let bad_hash = r#"{"kind":"key","hash":"1234","record":{"id":"key_y","name":"y","role":"user","masked":"","created_at":1}}"#;
+    std::fs::write(&file, format!("{}\n{bad_hash}\n", team("team_y"))).unwrap();
+    let out = import();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl, line 2: a key's `hash`"), "{err}");
+    let exported = dir.path().join("out.jsonl");
+    let out = bin()
+        .arg("export")
+        .arg("--out")
+        .arg(&exported)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        text.contains("team_x") && !text.contains("team_y"),
+        "{text}"
+    );
+}
+
+#[test]
+fn export_and_import_refuse_the_memory_store() {
+    let out = bin()
+        .args(["export", "--out", "-", "--store", "memory"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--store memory keeps nothing between processes"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -627,3 +627,81 @@ async fn a_budget_threshold_is_alerted_once_for_the_whole_fleet() {
         "each threshold once, from one instance"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sled_deployment_exported_and_imported_into_redis_keeps_its_keys() {
+    use crate::cli::bin;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let created = bin()
+        .args([
+            "keys", "create", "--name", "mover", "--rpd", "100", "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let secret = String::from_utf8_lossy(&created.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("sk-sb-"))
+        .unwrap()
+        .to_string();
+    let file = dir.path().join("export.jsonl");
+    let exported = bin()
+        .args(["export", "--out"])
+        .arg(&file)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&secret), "an export holds no secret");
+    let imported = bin()
+        .arg("import")
+        .arg(&file)
+        .args(["--store", "redis", "--redis-url", &server.url()])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let said = String::from_utf8_lossy(&imported.stdout);
+    assert!(said.contains("redis"), "{said}");
+    assert!(!said.contains(&server.url()), "the URL is never printed");
+
+    // Every instance of the fleet knows the key, with its limits.
+    let gateways = fleet(&server, &[], &[]).await;
+    for g in &gateways {
+        assert_eq!(g.chat(&secret, hello("moved")).await.status(), 200);
+    }
+    let keys = gateways[2]
+        .admin(reqwest::Method::GET, "/admin/keys", None)
+        .await;
+    let mover = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "mover")
+        .unwrap();
+    assert_eq!(mover["limits"]["rpd"], 100);
+    // And back: an export from Redis holds the same key.
+    let back = dir.path().join("back.jsonl");
+    let exported = bin()
+        .args([
+            "export",
+            "--store",
+            "redis",
+            "--redis-url",
+            &server.url(),
+            "--out",
+        ])
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    assert!(std::fs::read_to_string(&back)
+        .unwrap()
+        .contains("\"mover\""));
+}

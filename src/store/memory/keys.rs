@@ -5,6 +5,7 @@ use crate::store::keys::{
     hash_secret, mark_revoked, new_record, rotate_secret, sort_listed, KeyIndex, KeyRecord,
     KeyStore, KeyUpdate, NewKey,
 };
+use crate::store::portable::{Import, KeyWithHashes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -36,11 +37,46 @@ impl MemoryKeyStore {
             keys.hashes.insert(hash, record.id.clone());
         }
         keys.records.insert(record.id.clone(), record);
+        self.reindex(keys);
+    }
+
+    fn reindex(&self, keys: &Keys) {
         self.live.replace(
             keys.hashes.iter().filter_map(|(hash, id)| {
                 keys.records.get(id).map(|record| (*hash, record.clone()))
             }),
         );
+    }
+
+    /// Every key with the secret hashes that name it (none for a revoked key): what an export
+    /// carries.
+    pub(super) fn with_hashes(&self) -> Vec<KeyWithHashes> {
+        let keys = self.lock();
+        let mut hashes: HashMap<&str, Vec<[u8; 32]>> = HashMap::new();
+        for (hash, id) in &keys.hashes {
+            hashes.entry(id.as_str()).or_default().push(*hash);
+        }
+        keys.records
+            .values()
+            .map(|record| {
+                let of_key = hashes.remove(record.id.as_str()).unwrap_or_default();
+                (record.clone(), of_key)
+            })
+            .collect()
+    }
+
+    /// Writes an import's keys: each record replaces the one with its id, and its secret
+    /// hashes the ones that key had; the index follows at once.
+    pub(super) fn put_all(&self, import: &Import) {
+        let mut keys = self.lock();
+        keys.hashes.retain(|_, id| !import.keys.contains_key(id));
+        for (hash, id) in &import.hashes {
+            keys.hashes.insert(*hash, id.clone());
+        }
+        for (id, record) in &import.keys {
+            keys.records.insert(id.clone(), record.clone());
+        }
+        self.reindex(&keys);
     }
 
     fn live(keys: &Keys, id: &str) -> Option<KeyRecord> {

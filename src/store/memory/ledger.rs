@@ -6,6 +6,7 @@ use crate::store::ledger::{BatchId, Ledger, LedgerBatch};
 use crate::store::logs::{
     decode_cursor, encode_cursor, LogEntry, LogFilter, LogPage, LogStore, MAX_SCAN,
 };
+use crate::store::portable::{usage_row_record, Import, Record};
 use crate::store::usage::{
     first_kept_hour, regroup, Bucket, GroupBy, KeyUsage, Merged, Totals, UsageRow, UsageStore,
 };
@@ -31,6 +32,34 @@ struct State {
 impl MemoryLedger {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The usage rows, then keys' usage, as records: by row key, then by key id.
+    pub(super) fn usage_records(&self) -> Vec<Record> {
+        let state = self.lock();
+        let mut out: Vec<Record> = state
+            .hours
+            .iter()
+            .map(|(row, totals)| usage_row_record(row, *totals))
+            .collect();
+        let mut keys: Vec<(&String, &KeyUsage)> = state.keys.iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out.extend(keys.into_iter().map(|(key_id, usage)| Record::KeyUsage {
+            key_id: key_id.clone(),
+            usage: *usage,
+        }));
+        out
+    }
+
+    /// Writes imported usage rows and keys' usage, each replacing the one with its key.
+    pub(super) fn put_usage(&self, import: &Import) {
+        let mut state = self.lock();
+        for (row, totals) in &import.usage_rows {
+            state.hours.insert(row.clone(), *totals);
+        }
+        for (key_id, usage) in &import.key_usage {
+            state.keys.insert(key_id.clone(), *usage);
+        }
     }
 }
 

@@ -7,26 +7,37 @@ pub mod cache;
 pub mod counters;
 pub mod keys;
 pub mod ledger;
+pub mod portable;
 pub mod teams;
 
 use crate::store::backend::{Backend, Store, StoreKind};
 use crate::store::error::{StoreError, What};
-use crate::store::keys::KeyStore;
 use std::sync::Arc;
 
 /// Every store in memory; `cache_max_entries` bounds the response cache.
 pub fn open(cache_max_entries: usize) -> Store {
     let ledger = Arc::new(ledger::MemoryLedger::default());
-    let keys: Arc<dyn KeyStore> = Arc::new(keys::MemoryKeyStore::default());
+    let keys = Arc::new(keys::MemoryKeyStore::default());
+    let teams = Arc::new(teams::MemoryTeamStore::new(keys.clone()));
+    let counters = Arc::new(counters::MemoryCounters::default());
+    let assignments = Arc::new(assignments::MemoryAssignments::default());
+    let portable = portable::MemoryPortable {
+        keys: keys.clone(),
+        teams: teams.clone(),
+        assignments: assignments.clone(),
+        counters: counters.clone(),
+        ledger: ledger.clone(),
+    };
     Store {
-        teams: Arc::new(teams::MemoryTeamStore::new(keys.clone())),
         keys,
-        counters: Arc::new(counters::MemoryCounters::default()),
-        assignments: Arc::new(assignments::MemoryAssignments::default()),
+        teams,
+        counters,
+        assignments,
         cache: Arc::new(cache::MemoryCache::new(cache_max_entries)),
         logs: ledger.clone(),
         usage: ledger.clone(),
         ledger,
+        portable: Arc::new(portable),
         backend: Arc::new(MemoryBackend),
     }
 }

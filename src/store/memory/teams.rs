@@ -6,7 +6,7 @@ use crate::store::teams::{
     live_members, new_record, sort_listed, Deletion, NewTeam, TeamIndex, TeamRecord, TeamStore,
     TeamUpdate,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub struct MemoryTeamStore {
@@ -32,6 +32,15 @@ impl MemoryTeamStore {
     /// Refreshes the index from `teams`: what every write ends with.
     fn reindex(&self, teams: &HashMap<String, TeamRecord>) {
         self.index.replace(teams.values().cloned());
+    }
+
+    /// Writes imported teams, each replacing the one with its id; the index follows at once.
+    pub(super) fn put_all(&self, imported: &BTreeMap<String, TeamRecord>) {
+        let mut teams = self.lock();
+        for (id, record) in imported {
+            teams.insert(id.clone(), record.clone());
+        }
+        self.reindex(&teams);
     }
 }
 

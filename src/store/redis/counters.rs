@@ -54,8 +54,9 @@ pub struct RedisCounters {
     reserve: Script,
     finish: Script,
     reap: Script,
-    /// The last value seen of each counter (by windows' key): window start and count.
-    seen: Mutex<HashMap<String, (u64, u64)>>,
+    /// The last value seen of each counter (by windows' key): window start and count. Shared
+    /// with the reads `peek` starts for counters it has not seen.
+    seen: Arc<Mutex<HashMap<String, (u64, u64)>>>,
     /// Charges of requests admitted while Redis was away, to add once it is back.
     deferred: Mutex<Vec<CounterAdd>>,
     /// Settlements and releases that could not reach Redis: tried again once it is back, so a
@@ -72,7 +73,7 @@ impl RedisCounters {
             reserve: Script::new(include_str!("lua/reserve.lua")),
             finish: Script::new(include_str!("lua/finish.lua")),
             reap: Script::new(include_str!("lua/reap.lua")),
-            seen: Mutex::new(HashMap::new()),
+            seen: Arc::new(Mutex::new(HashMap::new())),
             deferred: Mutex::new(Vec::new()),
             unfinished: Mutex::new(Vec::new()),
             deferred_dropped: Default::default(),
@@ -110,13 +111,12 @@ impl RedisCounters {
     }
 
     fn remember(&self, name: &str, window_secs: u64, now: u64, count: u64) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= REMEMBERED {
-            seen.clear();
-        }
-        seen.insert(
+        remember(
+            &self.seen,
             window_key(name, window_secs),
-            (window_start(now, window_secs), count),
+            window_secs,
+            now,
+            count,
         );
     }
 
@@ -226,6 +226,20 @@ impl RedisCounters {
         }
         Ok(())
     }
+}
+
+fn remember(
+    seen: &Mutex<HashMap<String, (u64, u64)>>,
+    key: String,
+    window_secs: u64,
+    now: u64,
+    count: u64,
+) {
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.len() >= REMEMBERED {
+        seen.clear();
+    }
+    seen.insert(key, (window_start(now, window_secs), count));
 }
 
 /// What a request admitted while Redis was away adds once it is back: its request slots and
@@ -394,13 +408,43 @@ impl CounterStore for RedisCounters {
         Ok(count)
     }
 
+    /// What this instance last saw of the counter. One it has not seen in this window is read
+    /// from Redis in the background (a script cannot wait), so the next peek has it; until
+    /// then it reads 0.
     fn peek(&self, name: &str, window_secs: u64) -> u64 {
         let now = now_secs();
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(&window_key(name, window_secs)) {
-            Some((start, count)) if *start == window_start(now, window_secs) => *count,
-            _ => 0,
+        let k = window_key(name, window_secs);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            match seen.get(&k) {
+                Some((start, count)) if *start == window_start(now, window_secs) => return *count,
+                // Marked as seen (0) at once, so a burst of peeks starts one read.
+                _ => {
+                    if seen.len() >= REMEMBERED {
+                        seen.clear();
+                    }
+                    seen.insert(k.clone(), (window_start(now, window_secs), 0));
+                }
+            }
         }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (redis, seen) = (self.redis.clone(), self.seen.clone());
+            let (key, _) = self.window(name, window_secs, now);
+            runtime.spawn(async move {
+                let read: Result<Option<u64>, _> =
+                    redis.cmd(redis::cmd("HGET").arg(key).arg("u")).await;
+                if let Ok(count) = read {
+                    let mut all = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    // Only raise it: an add made meanwhile may already have said more.
+                    if let Some((start, seen_count)) = all.get_mut(&k) {
+                        if *start == window_start(now, window_secs) {
+                            *seen_count = (*seen_count).max(count.unwrap_or(0));
+                        }
+                    }
+                }
+            });
+        }
+        0
     }
 
     async fn usage(&self, limits: &[Limit]) -> Result<Vec<Use>, StoreError> {
@@ -481,16 +525,11 @@ async fn maintain(counters: std::sync::Weak<RedisCounters>) {
     }
 }
 
-/// A real redis-server for the tests below (one file shared with the integration tests).
-#[cfg(test)]
-#[path = "../../../tests/support/redis_server.rs"]
-mod redis_server;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::redis_server;
+    use crate::store::redis_server;
 
     async fn counters(server: &redis_server::RedisServer) -> (Arc<Redis>, Arc<RedisCounters>) {
         let redis = Redis::connect(

@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// The message that asks every instance to load the split assignments afresh (after an import).
+pub const ASSIGNMENTS: &str = "assignments";
+
 /// How often the versions are compared, and how long to wait before subscribing again.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -63,6 +66,13 @@ async fn heard(listeners: &Listeners, payload: &[u8]) {
     match payload {
         b"keys" => reload_keys(listeners).await,
         b"teams" => reload_teams(listeners).await,
+        b"assignments" => {
+            if let Some(assignments) = listeners.assignments.upgrade() {
+                if let Err(e) = assignments.reload().await {
+                    tracing::warn!(error = %e, "could not reload split assignments from redis");
+                }
+            }
+        }
         [MESSAGE, rest @ ..] => {
             if let Some(assignments) = listeners.assignments.upgrade() {
                 assignments.heard(rest);

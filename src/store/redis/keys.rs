@@ -17,6 +17,10 @@ use redis::Script;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The field of a key stored without a secret hash (revoked, as imported): it authenticates
+/// nothing.
+pub const REVOKED_FIELD: &str = "revoked:";
+
 /// Attempts at a compare-and-set before giving up (only under a storm of writes to one key).
 const CAS_ATTEMPTS: usize = 16;
 
@@ -51,6 +55,9 @@ impl RedisKeyStore {
         let (version, all): (Option<u64>, HashMap<String, String>) = self.redis.pipe(&pipe).await?;
         let mut live = Vec::with_capacity(all.len());
         for (hash, json) in all {
+            if hash.starts_with(REVOKED_FIELD) {
+                continue;
+            }
             let (Ok(bytes), Ok(record)) =
                 (hex::decode(&hash), serde_json::from_str::<KeyRecord>(&json))
             else {

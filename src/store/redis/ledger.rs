@@ -181,7 +181,7 @@ fn push_totals(call: &mut redis::ScriptInvocation<'_>, t: &Totals) {
 }
 
 /// Sets one figure of `t` from its stored text.
-fn set_figure(t: &mut Totals, figure: &str, value: &str) {
+pub(super) fn set_figure(t: &mut Totals, figure: &str, value: &str) {
     let int = || value.parse::<u64>().unwrap_or(0);
     match figure {
         "requests" => t.requests = int(),

@@ -12,6 +12,7 @@ pub mod counters;
 pub mod events;
 pub mod keys;
 pub mod ledger;
+pub mod portable;
 pub mod teams;
 
 use crate::store::backend::{Backend, Store, StoreKind};
@@ -78,6 +79,12 @@ pub async fn open(options: &RedisOptions, cache_max_entries: usize) -> Result<St
         },
     );
     let counters = counters::RedisCounters::new(redis.clone(), options.unavailable);
+    let portable = Arc::new(portable::RedisPortable {
+        redis: redis.clone(),
+        keys: keys.clone(),
+        teams: teams.clone(),
+        assignments: assignments.clone(),
+    });
     let ledger = Arc::new(ledger::RedisLedger::new(redis.clone()));
     Ok(Store {
         keys,
@@ -88,6 +95,7 @@ pub async fn open(options: &RedisOptions, cache_max_entries: usize) -> Result<St
         logs: ledger.clone(),
         usage: ledger.clone(),
         ledger,
+        portable,
         backend: Arc::new(RedisBackend {
             redis,
             counters,

@@ -5,6 +5,7 @@ use super::database::Database;
 use crate::store::assignments::{key, AssignmentStore};
 use crate::store::error::StoreError;
 use crate::store::error::What;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Assignments served from memory once seen; this many at most before the memory is cleared
@@ -48,6 +49,38 @@ impl SledAssignments {
             seen.clear();
         }
         seen.insert(key, variant.to_string());
+    }
+
+    /// Every assignment as stored (split ++ 0x1f ++ sticky id, variant): what an export
+    /// carries. Blocking.
+    pub(super) fn all(&self) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        let trees = self.db.trees()?;
+        let all = trees.assignments.iter().collect::<Result<_, _>>()?;
+        Ok(all)
+    }
+
+    /// Writes imported assignments (each replaces the one of its split and sticky id) in one
+    /// batch, and remembers them: `get` answers the imported variant at once. Blocking.
+    pub(super) fn put_all(
+        &self,
+        assignments: &BTreeMap<(String, String), String>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for ((split, sticky_id), variant) in assignments {
+            batch.insert(key(split, sticky_id), variant.as_bytes());
+        }
+        let written = self
+            .db
+            .writable()
+            .and_then(|()| Ok(self.db.trees()?.assignments.apply_batch(batch)?));
+        if let Err(e) = written {
+            self.db.report(What::Assignments, &e);
+            return Err(e);
+        }
+        for ((split, sticky_id), variant) in assignments {
+            self.remember(key(split, sticky_id), variant);
+        }
+        Ok(())
     }
 }
 

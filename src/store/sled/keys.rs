@@ -9,6 +9,8 @@ use crate::store::keys::{
     hash_secret, mark_revoked, new_record, rotate_secret, sort_listed, KeyIndex, KeyRecord,
     KeyStore, KeyUpdate, NewKey,
 };
+use crate::store::portable::{Import, KeyWithHashes};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A handle on the sled key store; clones share it.
@@ -53,6 +55,47 @@ impl SledKeyStore {
             f(&keys)
         })
         .await
+    }
+
+    /// Every key with the secret hashes that name it (none for a revoked key): what an export
+    /// carries. Blocking.
+    pub(super) fn with_hashes(&self) -> Result<Vec<KeyWithHashes>, StoreError> {
+        let keys = &self.0;
+        let _guard = keys.lock();
+        let trees = keys.db.trees()?;
+        let mut hashes: HashMap<Vec<u8>, Vec<[u8; 32]>> = HashMap::new();
+        for entry in trees.key_hashes.iter() {
+            let (hash, id) = entry?;
+            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) {
+                hashes.entry(id.to_vec()).or_default().push(hash);
+            }
+        }
+        let mut out = Vec::new();
+        for entry in trees.keys.iter() {
+            let (id, bytes) = entry?;
+            let record = serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!("key {}: {e}", String::from_utf8_lossy(&id)))
+            })?;
+            out.push((record, hashes.remove(id.as_ref()).unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    /// Writes an import's keys as `commit` writes one: one transaction (each record replaces
+    /// the one with its id, and its secret hashes the ones that key had), flushed, and only
+    /// then the index follows. Blocking.
+    pub(super) fn put_all(&self, import: &Import) -> Result<(), StoreError> {
+        if import.keys.is_empty() {
+            return Ok(());
+        }
+        let keys = &self.0;
+        let _guard = keys.lock();
+        let written = keys.db.writable().and_then(|()| keys.write_all(import));
+        if let Err(e) = &written {
+            keys.db.report(What::Keys, e);
+        }
+        written?;
+        keys.rebuild_index()
     }
 }
 
@@ -145,6 +188,48 @@ impl Keys {
             .map_err(|e: TransactionError<()>| match e {
                 TransactionError::Storage(e) => e.into(),
                 TransactionError::Abort(()) => StoreError::Corrupt("key write aborted".into()),
+            })?;
+        drop(trees);
+        self.db.flush()
+    }
+
+    /// The transaction of [`SledKeyStore::put_all`], flushed.
+    fn write_all(&self, import: &Import) -> Result<(), StoreError> {
+        use sled::transaction::{TransactionError, Transactional};
+        let mut records = Vec::with_capacity(import.keys.len());
+        for (id, record) in &import.keys {
+            let bytes =
+                serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            records.push((id.as_bytes(), bytes));
+        }
+        let trees = self.db.trees()?;
+        // The secrets the imported keys had here: theirs replace them.
+        let mut forget = Vec::new();
+        for entry in trees.key_hashes.iter() {
+            let (hash, owner) = entry?;
+            if import
+                .keys
+                .contains_key(String::from_utf8_lossy(&owner).as_ref())
+            {
+                forget.push(hash);
+            }
+        }
+        (&trees.keys, &trees.key_hashes)
+            .transaction(|(stored, hashes)| {
+                for (id, bytes) in &records {
+                    stored.insert(*id, bytes.as_slice())?;
+                }
+                for hash in &forget {
+                    hashes.remove(hash)?;
+                }
+                for (hash, id) in &import.hashes {
+                    hashes.insert(&hash[..], id.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => e.into(),
+                TransactionError::Abort(()) => StoreError::Corrupt("key import aborted".into()),
             })?;
         drop(trees);
         self.db.flush()

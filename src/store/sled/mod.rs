@@ -11,6 +11,7 @@ pub mod database;
 pub mod keys;
 pub mod ledger;
 pub mod logs;
+pub mod portable;
 pub mod teams;
 pub mod usage;
 
@@ -46,15 +47,26 @@ pub fn open(dir: &Path, cache_bytes: u64, cache_max_entries: usize) -> Result<St
     let db = Database::open(dir, cache_bytes)?;
     let counters = counters::SledCounters::open(&db)?;
     let logs = logs::SledLogs::open(&db)?;
+    let keys = keys::SledKeyStore::open(&db)?;
+    let teams = teams::SledTeamStore::open(&db)?;
+    let assignments = assignments::SledAssignments::open(&db)?;
+    let portable = portable::SledPortable::new(
+        &db,
+        keys.clone(),
+        teams.clone(),
+        assignments.clone(),
+        counters.clone(),
+    );
     Ok(Store {
-        keys: Arc::new(keys::SledKeyStore::open(&db)?),
-        teams: Arc::new(teams::SledTeamStore::open(&db)?),
+        keys: Arc::new(keys),
+        teams: Arc::new(teams),
         counters: counters.clone(),
-        assignments: assignments::SledAssignments::open(&db)?,
+        assignments,
         cache: Arc::new(cache::SledCache::open(&db, cache_max_entries)?),
         logs: Arc::new(logs::SledLogStore(logs.clone())),
         usage: Arc::new(usage::SledUsage::open(&db)),
         ledger: Arc::new(ledger::SledLedger::new(&db, logs)),
+        portable: Arc::new(portable),
         backend: Arc::new(SledBackend { db, counters }),
     })
 }

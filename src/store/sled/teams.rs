@@ -9,6 +9,7 @@ use crate::store::teams::{
     live_members, new_record, sort_listed, Deletion, NewTeam, TeamIndex, TeamRecord, TeamStore,
     TeamUpdate,
 };
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// A handle on the sled team store; clones share it.
@@ -59,6 +60,38 @@ impl SledTeamStore {
             f(&teams)
         })
         .await
+    }
+
+    /// Every team, oldest first. Blocking.
+    pub(super) fn sorted(&self) -> Result<Vec<TeamRecord>, StoreError> {
+        let mut out = self.0.all()?;
+        sort_listed(&mut out);
+        Ok(out)
+    }
+
+    /// Writes imported teams as `commit` writes one (each replaces the one with its id): one
+    /// batch, flushed, and only then the index follows. Blocking.
+    pub(super) fn put_all(&self, teams: &BTreeMap<String, TeamRecord>) -> Result<(), StoreError> {
+        if teams.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.0;
+        let _guard = inner.lock();
+        let mut batch = sled::Batch::default();
+        for (id, record) in teams {
+            let bytes =
+                serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.insert(id.as_bytes(), bytes);
+        }
+        let written = inner.db.writable().and_then(|()| {
+            inner.db.trees()?.teams.apply_batch(batch)?;
+            inner.db.flush()
+        });
+        if let Err(e) = &written {
+            inner.db.report(What::Teams, e);
+        }
+        written?;
+        inner.rebuild_index()
     }
 }
 
@@ -157,13 +190,8 @@ impl TeamStore for SledTeamStore {
     }
 
     async fn list(&self) -> Result<Vec<TeamRecord>, StoreError> {
-        let teams = self.0.clone();
-        blocking(move || {
-            let mut out = teams.all()?;
-            sort_listed(&mut out);
-            Ok(out)
-        })
-        .await
+        let teams = self.clone();
+        blocking(move || teams.sorted()).await
     }
 
     async fn find(&self, id: &str) -> Result<Option<TeamRecord>, StoreError> {
