@@ -29,8 +29,8 @@ if ! command -v oha >/dev/null; then
 fi
 echo "building (release) ..." >&2
 cargo build --release --quiet --bin switchboard --example mock_upstream
-BIN=target/release
-EX=target/release/examples
+BIN=${CARGO_TARGET_DIR:-target}/release
+EX=${CARGO_TARGET_DIR:-target}/release/examples
 
 WORK=$(mktemp -d)
 cleanup() {
@@ -115,8 +115,9 @@ for round in $(seq 1 "$ROUNDS"); do
   drive "64 conns" redis "$RED1" "$REDIS_KEY" 64
   # Two instances at once, half the connections each.
   drive "fleet of 2" redis-a "$RED1" "$REDIS_KEY" 32 &
+  other=$!
   drive "fleet of 2" redis-b "$RED2" "$REDIS_KEY" 32
-  wait %1 2>/dev/null || wait
+  wait "$other"
 done
 
 python3 - "$WORK" <<'PY'
@@ -148,4 +149,12 @@ print(f"\nredis adds {added * 1e3:.0f} µs at p50, concurrency 1 (target <= 150 
 print(f"redis / sled throughput at 64 connections: {ratio:.2f} (target >= 0.70)")
 print(f"fleet of 2 instances: {fleet:.0f} req/s, {fleet / one:.2f} x one instance")
 print(f"non-200 answers: {sum(errors(s) for s in ('1 conn', '64 conns', 'fleet of 2'))}")
+statuses = {}
+for r in rows:
+    for code, n in r["statusCodeDistribution"].items():
+        if code != "200":
+            k = (r["scenario"], r["target"], code)
+            statuses[k] = statuses.get(k, 0) + n
+for (s, t, code), n in sorted(statuses.items()):
+    print(f"  {s}, {t}: {n} x {code}")
 PY

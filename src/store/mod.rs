@@ -12,10 +12,6 @@ pub mod backend;
 pub mod cache;
 #[cfg(test)]
 mod contract;
-/// A real redis-server for the tests (one file shared with the integration tests).
-#[cfg(test)]
-#[path = "../../tests/support/redis_server.rs"]
-pub(crate) mod redis_server;
 pub mod counters;
 pub mod error;
 pub mod keys;
@@ -25,6 +21,10 @@ pub mod logs;
 pub mod memory;
 pub mod portable;
 pub mod redis;
+/// A real redis-server for the tests (one file shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/support/redis_server.rs"]
+pub(crate) mod redis_server;
 pub mod sled;
 pub mod teams;
 pub mod usage;

@@ -1,10 +1,15 @@
 //! One multiplexed connection to Redis, shared by every store, with a bounded time per call.
 //!
 //! Every call is given `timeout` at most (default 100 ms): a slow or vanished Redis costs a
-//! request that long, never more. After a call fails for the connection (refused, reset, timed
-//! out) the connection is marked down and every call fails at once, without waiting, until a
-//! background probe gets an answer again: while Redis is gone a request learns it in
-//! microseconds, and the connection manager reconnects on its own.
+//! request that long, never more. After a call fails for the connection (refused, reset), or
+//! several in a row time out, the connection is marked down and every call fails at once,
+//! without waiting, until a background probe gets an answer again: while Redis is gone a
+//! request learns it in microseconds, and the connection manager reconnects on its own. One
+//! slow answer alone does not mark it down: under load a single call can outlast the timeout.
+//!
+//! Each thread that calls Redis from inside a runtime gets its own multiplexed connection, made
+//! on first use, the way each HTTP worker has its own upstream clients: the connection's driver
+//! then runs on the caller's own runtime, and a call never waits for another thread to wake.
 
 use crate::store::error::StoreError;
 use redis::aio::ConnectionManager;
@@ -15,12 +20,20 @@ use std::time::Duration;
 
 /// The least time given to a call off the request path that carries much.
 const SLOW_CALL: Duration = Duration::from_secs(5);
+/// Calls in a row that time out before the connection counts as down.
+const TIMEOUTS_DOWN: u64 = 3;
 /// How often a connection marked down is probed.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// The connection and what is known of its health.
 pub struct Redis {
+    /// The connection made at start; for callers outside a runtime.
     conn: ConnectionManager,
+    /// One connection per calling thread (see the module doc).
+    local: thread_local::ThreadLocal<ConnectionManager>,
+    config: redis::aio::ConnectionManagerConfig,
+    /// Calls in a row that timed out; at [`TIMEOUTS_DOWN`] the connection is marked down.
+    timeouts: AtomicU64,
     /// For the pub/sub connection (a subscribed connection can run nothing else).
     pub(super) client: redis::Client,
     prefix: Vec<u8>,
@@ -51,13 +64,16 @@ impl Redis {
             .set_max_delay(Duration::from_millis(200));
         let conn = tokio::time::timeout(
             connect_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
         )
         .await
         .map_err(|_| StoreError::Unreachable("redis did not answer in time".into()))?
         .map_err(|e| StoreError::Unreachable(describe(&e)))?;
         let redis = Arc::new(Redis {
             conn,
+            local: thread_local::ThreadLocal::new(),
+            config,
+            timeouts: AtomicU64::new(0),
             client,
             prefix: prefix.as_bytes().to_vec(),
             timeout,
@@ -105,7 +121,7 @@ impl Redis {
     }
 
     pub async fn cmd<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         self.bounded(
             self.timeout,
             async move { cmd.query_async(&mut conn).await },
@@ -114,7 +130,7 @@ impl Redis {
     }
 
     pub async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         self.bounded(
             self.timeout,
             async move { pipe.query_async(&mut conn).await },
@@ -125,7 +141,7 @@ impl Redis {
     /// A pipeline off the request path that may carry much (a batch of log entries, a
     /// month of usage): given [`SLOW_CALL`] at least.
     pub async fn pipe_slow<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let timeout = self.timeout.max(SLOW_CALL);
         self.bounded(timeout, async move { pipe.query_async(&mut conn).await })
             .await
@@ -135,7 +151,7 @@ impl Redis {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         self.bounded(self.timeout, async move {
             invocation.invoke_async(&mut conn).await
         })
@@ -147,13 +163,26 @@ impl Redis {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let timeout = self.timeout.max(SLOW_CALL);
         self.bounded(
             timeout,
             async move { invocation.invoke_async(&mut conn).await },
         )
         .await
+    }
+
+    /// This thread's connection, made on first use inside a runtime; the shared one elsewhere.
+    fn connection(&self) -> ConnectionManager {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.conn.clone();
+        }
+        self.local
+            .get_or(|| {
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+                    .unwrap_or_else(|_| self.conn.clone())
+            })
+            .clone()
     }
 
     /// Runs a call within `timeout`; refuses at once while the connection is down.
@@ -170,13 +199,20 @@ impl Redis {
             ));
         }
         match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                self.timeouts.store(0, Ordering::Relaxed);
+                Ok(value)
+            }
             Ok(Err(e)) if is_connection(&e) => Err(self.mark_down(describe(&e))),
             Ok(Err(e)) => Err(StoreError::Backend(describe(&e))),
-            Err(_) => Err(self.mark_down(format!(
-                "redis did not answer within {} ms",
-                timeout.as_millis()
-            ))),
+            Err(_) => {
+                let cause = format!("redis did not answer within {} ms", timeout.as_millis());
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_DOWN {
+                    return Err(self.mark_down(cause));
+                }
+                Err(StoreError::Unreachable(cause))
+            }
         }
     }
 
@@ -191,7 +227,7 @@ impl Redis {
 
     /// One PING within the timeout, whatever the state: the probe's check.
     async fn ping(&self) -> bool {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let call = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
         matches!(tokio::time::timeout(self.timeout, call).await, Ok(Ok(_)))
     }
@@ -211,6 +247,7 @@ async fn probe(redis: std::sync::Weak<Redis>) {
             continue;
         }
         if redis.ping().await {
+            redis.timeouts.store(0, Ordering::Relaxed);
             redis.down.store(false, Ordering::Release);
             tracing::info!("redis answers again");
         }
