@@ -95,6 +95,25 @@ impl RedisCounters {
         (key, expire_at)
     }
 
+    /// What a reservation holds, counter by counter: key, field, amount, and when it is given
+    /// back (`a`: always; `r`: on release only, an admitted request staying counted).
+    fn holdings(
+        &self,
+        held: &[(Limit, u64)],
+        at: u64,
+    ) -> Vec<(Vec<u8>, &'static str, u64, &'static str)> {
+        held.iter()
+            .map(|(limit, amount)| {
+                let key = self.limit_key(limit, at).0;
+                match limit.kind {
+                    LimitKind::Parallel => (key, "", 1, "a"),
+                    LimitKind::Requests => (key, "u", *amount, "r"),
+                    LimitKind::Tokens | LimitKind::MicroUsd => (key, "r", *amount, "a"),
+                }
+            })
+            .collect()
+    }
+
     fn in_flight_key(&self, name: &str) -> Vec<u8> {
         self.redis.key(format!("f:{name}"))
     }
@@ -196,14 +215,19 @@ impl RedisCounters {
         let Some(lease) = &reservation.lease else {
             return Ok(());
         };
+        let holdings = self.holdings(&reservation.held, reservation.at);
         let mut call = self.finish.prepare_invoke();
         call.key(self.redis.key("leases"))
-            .key(lease.as_bytes())
             .arg(if actual.is_some() {
                 "settle"
             } else {
                 "release"
-            });
+            })
+            .arg(lease.as_bytes())
+            .arg(holdings.len());
+        for (key, field, amount, when) in holdings {
+            call.key(key).arg(field).arg(amount).arg(when);
+        }
         let mut charged = Vec::new();
         if let Some(actual) = actual {
             for (limit, _) in &reservation.held {
@@ -279,20 +303,30 @@ impl CounterStore for RedisCounters {
                 (l.clone(), amount)
             })
             .collect();
-        let lease = String::from_utf8_lossy(
-            &self
-                .redis
-                .key(format!("lease:{}", uuid::Uuid::new_v4().simple())),
-        )
-        .into_owned();
+        // The lease's member says what it holds, so the reaper can give it back without
+        // asking anyone: id, 0x1c, then per counter key, field, amount, when (0x1d between,
+        // 0x1e after each).
+        let mut lease = uuid::Uuid::new_v4().simple().to_string().into_bytes();
+        lease.push(0x1c);
+        for (key, field, amount, when) in self.holdings(&held, now) {
+            lease.extend_from_slice(&key);
+            lease.push(0x1d);
+            lease.extend_from_slice(field.as_bytes());
+            lease.push(0x1d);
+            lease.extend_from_slice(amount.to_string().as_bytes());
+            lease.push(0x1d);
+            lease.extend_from_slice(when.as_bytes());
+            lease.push(0x1e);
+        }
+        let lease = String::from_utf8_lossy(&lease).into_owned();
         let mut call = self.reserve.prepare_invoke();
         for (limit, _) in &held {
             call.key(self.limit_key(limit, now).0);
         }
-        call.key(self.redis.key("leases")).key(lease.as_bytes());
+        call.key(self.redis.key("leases"));
         call.arg(held.len())
             .arg(now_ms() + LEASE.as_millis() as u64)
-            .arg(LEASE.as_secs() + 3600);
+            .arg(lease.as_bytes());
         for (limit, amount) in &held {
             let kind = match limit.kind {
                 LimitKind::Requests => "r",

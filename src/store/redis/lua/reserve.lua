@@ -1,11 +1,11 @@
 -- Admits one request against every limit, all or nothing, and records what it holds as a
 -- lease. KEYS[1..n]: each limit's counter (a hash `u` used / `r` reserved for a window, a
--- plain integer of requests in flight for a parallel limit); KEYS[n+1]: the leases sorted
--- set; KEYS[n+2]: this lease. ARGV: n, the lease's expiry (unix ms), the lease key's TTL
--- (seconds), then per limit: kind (r requests, t tokens, u micro-USD, p parallel), max,
--- amount, and when the counter expires (unix seconds, 0: never).
--- Returns {0, i, taken} when limit i refuses (taken = used + reserved), else {1, taken
--- after admission per limit...}.
+-- plain integer of requests in flight for a parallel limit); KEYS[n+1]: the leases, a sorted
+-- set by expiry whose members say what each lease holds (see reap.lua). ARGV: n, the lease's
+-- expiry (unix ms), the lease's member, then per limit: kind (r requests, t tokens, u
+-- micro-USD, p parallel), max, amount, and when the counter expires (unix seconds, 0: never).
+-- Returns {0, i, taken} when limit i refuses (taken = used + reserved), else {1, taken after
+-- admission per limit...}.
 local function int(x) return string.format('%d', x) end
 local n = tonumber(ARGV[1])
 local taken = {}
@@ -26,30 +26,23 @@ for i = 1, n do
   end
   taken[i] = t
 end
-local undo = {}
 local out = {1}
 for i = 1, n do
   local base = 3 + (i - 1) * 4
   local kind = ARGV[base + 1]
-  local amount = tonumber(ARGV[base + 3])
-  local expire_at = tonumber(ARGV[base + 4])
-  -- The last field says when it is given back: a (always: on settle, release or expiry) or
-  -- r (on release only: an admitted request stays counted).
+  local amount = ARGV[base + 3]
+  local expire_at = ARGV[base + 4]
   if kind == 'p' then
-    redis.call('INCRBY', KEYS[i], int(amount))
-    undo[#undo + 1] = {KEYS[i], '', amount, 'a'}
+    redis.call('INCRBY', KEYS[i], amount)
   elseif kind == 'r' then
-    redis.call('HINCRBY', KEYS[i], 'u', int(amount))
-    undo[#undo + 1] = {KEYS[i], 'u', amount, 'r'}
+    redis.call('HINCRBY', KEYS[i], 'u', amount)
   else
-    redis.call('HINCRBY', KEYS[i], 'r', int(amount))
-    undo[#undo + 1] = {KEYS[i], 'r', amount, 'a'}
+    redis.call('HINCRBY', KEYS[i], 'r', amount)
   end
-  if expire_at > 0 then
-    redis.call('EXPIREAT', KEYS[i], int(expire_at))
+  if expire_at ~= '0' then
+    redis.call('EXPIREAT', KEYS[i], expire_at)
   end
-  out[#out + 1] = int(taken[i] + amount)
+  out[#out + 1] = int(taken[i] + tonumber(amount))
 end
-redis.call('SET', KEYS[n + 2], cjson.encode(undo), 'EX', ARGV[3])
-redis.call('ZADD', KEYS[n + 1], ARGV[2], KEYS[n + 2])
+redis.call('ZADD', KEYS[n + 1], ARGV[2], ARGV[3])
 return out
