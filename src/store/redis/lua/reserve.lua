@@ -9,22 +9,28 @@
 local function int(x) return string.format('%d', x) end
 local n = tonumber(ARGV[1])
 local taken = {}
+local fresh = {}
 for i = 1, n do
   local base = 3 + (i - 1) * 4
   local kind = ARGV[base + 1]
   local max = tonumber(ARGV[base + 2])
   local amount = tonumber(ARGV[base + 3])
   local t
+  local v
   if kind == 'p' then
-    t = tonumber(redis.call('GET', KEYS[i]) or '0')
+    v = redis.call('GET', KEYS[i])
+    t = tonumber(v or '0')
   else
-    local v = redis.call('HMGET', KEYS[i], 'u', 'r')
-    t = tonumber(v[1] or '0') + tonumber(v[2] or '0')
+    local h = redis.call('HMGET', KEYS[i], 'u', 'r')
+    v = h[1] or h[2]
+    t = tonumber(h[1] or '0') + tonumber(h[2] or '0')
   end
   if not (t < max and t + amount <= max) then
     return {0, i, int(t)}
   end
   taken[i] = t
+  -- A counter seen for the first time gets its expiry; one that exists has it already.
+  fresh[i] = not v
 end
 local out = {1}
 for i = 1, n do
@@ -39,7 +45,7 @@ for i = 1, n do
   else
     redis.call('HINCRBY', KEYS[i], 'r', amount)
   end
-  if expire_at ~= '0' then
+  if expire_at ~= '0' and (fresh[i] or kind == 'p') then
     redis.call('EXPIREAT', KEYS[i], expire_at)
   end
   out[#out + 1] = int(taken[i] + tonumber(amount))
