@@ -62,6 +62,9 @@ pub struct RedisCounters {
     /// Settlements and releases that could not reach Redis: tried again once it is back, so a
     /// short outage does not leave slots and reservations held until their leases expire.
     unfinished: Mutex<Vec<(Reservation, Option<Actual>)>>,
+    /// Leases waiting to be ended by the batch writer ([`finish_batches`]).
+    finishing: Mutex<Vec<Finishing>>,
+    finish_ready: Arc<tokio::sync::Notify>,
     pub(super) deferred_dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -76,9 +79,12 @@ impl RedisCounters {
             seen: Arc::new(Mutex::new(HashMap::new())),
             deferred: Mutex::new(Vec::new()),
             unfinished: Mutex::new(Vec::new()),
+            finishing: Mutex::new(Vec::new()),
+            finish_ready: Arc::new(tokio::sync::Notify::new()),
             deferred_dropped: Default::default(),
         });
         tokio::spawn(maintain(Arc::downgrade(&counters)));
+        tokio::spawn(finish_batches(Arc::downgrade(&counters)));
         counters
     }
 
@@ -216,18 +222,7 @@ impl RedisCounters {
             return Ok(());
         };
         let holdings = self.holdings(&reservation.held, reservation.at);
-        let mut call = self.finish.prepare_invoke();
-        call.key(self.redis.key("leases"))
-            .arg(if actual.is_some() {
-                "settle"
-            } else {
-                "release"
-            })
-            .arg(lease.as_bytes())
-            .arg(holdings.len());
-        for (key, field, amount, when) in holdings {
-            call.key(key).arg(field).arg(amount).arg(when);
-        }
+        let mut charges = Vec::new();
         let mut charged = Vec::new();
         if let Some(actual) = actual {
             for (limit, _) in &reservation.held {
@@ -240,11 +235,25 @@ impl RedisCounters {
                     continue;
                 }
                 let (key, expire_at) = self.window(&limit.name, limit.window_secs, now);
-                call.key(key).arg(used).arg(expire_at);
+                charges.push((key, used, expire_at));
                 charged.push(limit);
             }
         }
-        let after: Vec<u64> = self.redis.script(&call).await?;
+        let finish = Finish {
+            release: actual.is_none(),
+            lease: lease.clone(),
+            holdings,
+            charges,
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.finishing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((finish, done));
+        self.finish_ready.notify_one();
+        let after = result
+            .await
+            .map_err(|_| StoreError::Backend("the settlement writer stopped".into()))??;
         for (limit, count) in charged.iter().zip(after) {
             self.remember(&limit.name, limit.window_secs, now, count);
         }
@@ -264,6 +273,86 @@ fn remember(
         seen.clear();
     }
     seen.insert(key, (window_start(now, window_secs), count));
+}
+
+/// One lease to end: what it holds, and what its request used.
+struct Finish {
+    release: bool,
+    lease: String,
+    holdings: Vec<(Vec<u8>, &'static str, u64, &'static str)>,
+    /// Counter, amount, expiry.
+    charges: Vec<(Vec<u8>, u64, u64)>,
+}
+
+/// A lease to end and where its counters' new counts go.
+type Finishing = (
+    Finish,
+    tokio::sync::oneshot::Sender<Result<Vec<u64>, StoreError>>,
+);
+
+/// The most leases ended by one script call.
+const FINISH_BATCH: usize = 256;
+
+/// Ends the leases queued by `settle` and `release`, as many as are waiting in one script call
+/// (while one call is out, the next batch gathers): under load the fleet's settlements cost a
+/// fraction of a call each. Ends with the store.
+async fn finish_batches(counters: std::sync::Weak<RedisCounters>) {
+    loop {
+        let Some(ready) = counters.upgrade().map(|c| c.finish_ready.clone()) else {
+            return;
+        };
+        ready.notified().await;
+        loop {
+            let Some(counters) = counters.upgrade() else {
+                return;
+            };
+            let batch: Vec<Finishing> = {
+                let mut queue = counters.finishing.lock().unwrap_or_else(|p| p.into_inner());
+                let n = queue.len().min(FINISH_BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            counters.finish_batch(batch).await;
+        }
+    }
+}
+
+impl RedisCounters {
+    async fn finish_batch(&self, batch: Vec<Finishing>) {
+        let mut call = self.finish.prepare_invoke();
+        call.key(self.redis.key("leases")).arg(batch.len());
+        for (finish, _) in &batch {
+            call.arg(if finish.release { "release" } else { "settle" })
+                .arg(finish.lease.as_bytes())
+                .arg(finish.holdings.len())
+                .arg(finish.charges.len());
+            for (key, field, amount, when) in &finish.holdings {
+                call.key(key).arg(*field).arg(*amount).arg(*when);
+            }
+            for (key, amount, expire_at) in &finish.charges {
+                call.key(key).arg(*amount).arg(*expire_at);
+            }
+        }
+        match self.redis.script::<Vec<u64>>(&call).await {
+            Ok(after) => {
+                let mut after = after.into_iter();
+                for (finish, done) in batch {
+                    let counts: Vec<u64> = after.by_ref().take(finish.charges.len()).collect();
+                    let _ = done.send(Ok(counts));
+                }
+            }
+            Err(e) => {
+                for (_, done) in batch {
+                    let _ = done.send(Err(match &e {
+                        StoreError::Unreachable(cause) => StoreError::Unreachable(cause.clone()),
+                        other => StoreError::Backend(other.to_string()),
+                    }));
+                }
+            }
+        }
+    }
 }
 
 /// What a request admitted while Redis was away adds once it is back: its request slots and
