@@ -24,6 +24,10 @@ use std::sync::Arc;
 
 /// How long a batch's marker is kept: longer than any batch waits to be written again.
 const MARKER_SECS: u64 = 7 * 86_400;
+/// The length of a log member before its request id: write time and sequence (16 hex digits
+/// each) and the instance's name (12).
+const MEMBER_HEAD: usize = 16 + 16 + INSTANCE_LEN;
+const INSTANCE_LEN: usize = 12;
 /// Log members read per round trip while scanning.
 const PAGE: usize = 256;
 const FIGURES: [&str; 8] = [
@@ -52,15 +56,18 @@ impl RedisLedger {
         RedisLedger {
             redis,
             seq: AtomicU64::new(0),
-            instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            instance: uuid::Uuid::new_v4().simple().to_string()[..INSTANCE_LEN].to_string(),
             write: Script::new(include_str!("lua/ledger_write.lua")),
             prune_usage: Script::new(include_str!("lua/usage_prune.lua")),
         }
     }
 
-    fn member(&self, id: BatchId, i: usize) -> String {
+    /// A log member: write time and sequence (hex, so members sort by time), this instance,
+    /// and the request id, so a prune knows which index entries to drop without reading the
+    /// entries.
+    fn member(&self, id: BatchId, i: usize, request_id: &str) -> String {
         format!(
-            "{:016x}{:016x}{}",
+            "{:016x}{:016x}{}{request_id}",
             id.write_ms,
             id.seq + i as u64,
             self.instance
@@ -72,19 +79,10 @@ impl RedisLedger {
         if members.is_empty() {
             return Ok(0);
         }
-        let entries: Vec<Option<Vec<u8>>> = self
-            .redis
-            .cmd(
-                redis::cmd("HMGET")
-                    .arg(self.redis.key("log_data"))
-                    .arg(members),
-            )
-            .await?;
-        let ids: Vec<String> = entries
+        let ids: Vec<&[u8]> = members
             .iter()
-            .flatten()
-            .filter_map(|json| serde_json::from_slice::<LogEntry>(json).ok())
-            .map(|e| e.request_id)
+            .filter_map(|m| m.get(MEMBER_HEAD..))
+            .filter(|id| !id.is_empty())
             .collect();
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -134,7 +132,7 @@ impl Ledger for RedisLedger {
         for (i, entry) in batch.entries.iter().enumerate() {
             let json = serde_json::to_string(entry)
                 .map_err(|e| StoreError::Corrupt(format!("log entry: {e}")))?;
-            call.arg(self.member(batch.id, i))
+            call.arg(self.member(batch.id, i, &entry.request_id))
                 .arg(&entry.request_id)
                 .arg(json);
         }
