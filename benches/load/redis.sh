@@ -120,6 +120,13 @@ for round in $(seq 1 "$ROUNDS"); do
   wait "$other"
 done
 
+# What Redis went through: forks for AOF rewrites stall it, and a stall longer than the
+# timeout is what makes a gateway answer 503 store_unavailable.
+redis-cli -p "$REDIS_PORT" info persistence | grep -E '^(aof_rewrites|latest_fork_usec)' >"$WORK/redis-info" || true
+redis-cli -p "$REDIS_PORT" info stats | grep -E '^latest_fork_usec|^total_forks' >>"$WORK/redis-info" || true
+redis-cli -p "$REDIS_PORT" info memory | grep -E '^used_memory_human' >>"$WORK/redis-info" || true
+grep -h "redis is unreachable" "$WORK"/redis1.err "$WORK"/redis2.err | sed 's/\x1b\[[0-9;]*m//g; s/.*cause=//' | sort | uniq -c >"$WORK/outages" || true
+
 python3 - "$WORK" <<'PY'
 import json, statistics, sys
 work = sys.argv[1]
@@ -157,4 +164,7 @@ for r in rows:
             statuses[k] = statuses.get(k, 0) + n
 for (s, t, code), n in sorted(statuses.items()):
     print(f"  {s}, {t}: {n} x {code}")
+print("redis:", " ".join(l.strip() for l in open(f"{work}/redis-info")))
+outages = open(f"{work}/outages").read().strip()
+print("gateways found redis unreachable:", outages or "never")
 PY

@@ -23,7 +23,7 @@ const SLOW_CALL: Duration = Duration::from_secs(5);
 /// Calls in a row that time out before the connection counts as down.
 const TIMEOUTS_DOWN: u64 = 3;
 /// How often a connection marked down is probed.
-const PROBE_EVERY: Duration = Duration::from_millis(250);
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// The connection and what is known of its health.
 pub struct Redis {
