@@ -74,6 +74,32 @@ pub enum What {
     Probe,
 }
 
+/// Failed writes counted by what was written: `switchboard_store_write_failures_total`.
+#[derive(Debug, Default)]
+pub struct WriteFailures([std::sync::atomic::AtomicU64; What::ALL.len()]);
+
+impl WriteFailures {
+    pub fn count(&self, what: What) {
+        if let Some(i) = What::ALL.iter().position(|w| *w == what) {
+            self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The counts in Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP switchboard_store_write_failures_total Store writes that failed, by what was written.\n# TYPE switchboard_store_write_failures_total counter\n");
+        for (what, n) in What::ALL.iter().zip(&self.0) {
+            let _ = writeln!(
+                out,
+                "switchboard_store_write_failures_total{{what=\"{}\"}} {}",
+                what.name(),
+                n.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 impl What {
     pub const ALL: [What; 7] = [
         What::Keys,

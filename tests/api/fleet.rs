@@ -98,6 +98,18 @@ impl Gateway {
             .unwrap()
     }
 
+    /// A chat request on behalf of `user` (the `x-user` header a split can be sticky on).
+    pub async fn chat_as(&self, key: &str, user: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-user", user)
+            .json(&hello("hi"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .client
@@ -122,10 +134,21 @@ impl Gateway {
         )
     }
 
-    /// Requests counted in `/admin/usage` (the last day).
-    pub async fn usage_requests(&self) -> u64 {
-        let v = self.admin(reqwest::Method::GET, "/admin/usage", None).await;
-        v["totals"]["requests"].as_u64().unwrap_or(0)
+    /// Requests counted in `/admin/usage` (the last day); `None` while the store cannot say
+    /// (the callers poll).
+    pub async fn usage_requests(&self) -> Option<u64> {
+        let res = self
+            .client
+            .get(self.url("/admin/usage"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let v: Value = res.json().await.ok()?;
+        v["totals"]["requests"].as_u64()
     }
 }
 
@@ -381,15 +404,7 @@ async fn a_caller_keeps_its_split_variant_whichever_instance_serves_it() {
     };
     let mut assigned = Vec::new();
     for user in 0..20 {
-        let res = first
-            .client
-            .post(first.url("/v1/chat/completions"))
-            .bearer_auth(&key)
-            .header("x-user", format!("user-{user}"))
-            .json(&hello("hi"))
-            .send()
-            .await
-            .unwrap();
+        let res = first.chat_as(&key, &format!("user-{user}")).await;
         assigned.push(variant(&res));
     }
     assert!(
@@ -400,29 +415,13 @@ async fn a_caller_keeps_its_split_variant_whichever_instance_serves_it() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     for g in [&second, &third] {
         for (user, expected) in assigned.iter().enumerate() {
-            let res = g
-                .client
-                .post(g.url("/v1/chat/completions"))
-                .bearer_auth(&key)
-                .header("x-user", format!("user-{user}"))
-                .json(&hello("hi"))
-                .send()
-                .await
-                .unwrap();
+            let res = g.chat_as(&key, &format!("user-{user}")).await;
             assert_eq!(&variant(&res), expected, "user-{user} on {}", g.base);
         }
     }
     // A new instance loads the assignments at start.
     let fourth = Gateway::start(&server.url(), &[("policies/10-split.rhai", &other)], &[]).await;
-    let res = fourth
-        .client
-        .post(fourth.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .header("x-user", "user-0")
-        .json(&hello("hi"))
-        .send()
-        .await
-        .unwrap();
+    let res = fourth.chat_as(&key, "user-0").await;
     assert_eq!(variant(&res), assigned[0]);
 }
 
@@ -442,7 +441,7 @@ async fn usage_and_logs_on_every_instance_count_the_whole_fleet() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     for g in &gateways {
-        while g.usage_requests().await != 30 {
+        while g.usage_requests().await != Some(30) {
             assert!(Instant::now() < deadline, "usage on {} reached 30", g.base);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -532,7 +531,7 @@ async fn redis_stopped_under_load_fails_closed_fast_and_everything_resumes_when_
     // What was served or refused while Redis was away was held and written once it returned.
     let deadline = Instant::now() + Duration::from_secs(10);
     for g in &gateways {
-        while g.usage_requests().await != sent {
+        while g.usage_requests().await != Some(sent) {
             assert!(
                 Instant::now() < deadline,
                 "usage on {} reached {sent}",

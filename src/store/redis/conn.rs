@@ -121,38 +121,33 @@ impl Redis {
     }
 
     pub async fn cmd<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut conn = self.connection();
-        self.bounded(
-            self.timeout,
-            async move { cmd.query_async(&mut conn).await },
-        )
+        self.bounded(self.timeout, |mut conn| async move {
+            cmd.query_async(&mut conn).await
+        })
         .await
     }
 
     pub async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
-        let mut conn = self.connection();
-        self.bounded(
-            self.timeout,
-            async move { pipe.query_async(&mut conn).await },
-        )
+        self.bounded(self.timeout, |mut conn| async move {
+            pipe.query_async(&mut conn).await
+        })
         .await
     }
 
     /// A pipeline off the request path that may carry much (a batch of log entries, a
     /// month of usage): given [`SLOW_CALL`] at least.
     pub async fn pipe_slow<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
-        let mut conn = self.connection();
-        let timeout = self.timeout.max(SLOW_CALL);
-        self.bounded(timeout, async move { pipe.query_async(&mut conn).await })
-            .await
+        self.bounded(self.timeout.max(SLOW_CALL), |mut conn| async move {
+            pipe.query_async(&mut conn).await
+        })
+        .await
     }
 
     pub async fn script<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection();
-        self.bounded(self.timeout, async move {
+        self.bounded(self.timeout, |mut conn| async move {
             invocation.invoke_async(&mut conn).await
         })
         .await
@@ -163,12 +158,9 @@ impl Redis {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection();
-        let timeout = self.timeout.max(SLOW_CALL);
-        self.bounded(
-            timeout,
-            async move { invocation.invoke_async(&mut conn).await },
-        )
+        self.bounded(self.timeout.max(SLOW_CALL), |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
         .await
     }
 
@@ -185,12 +177,18 @@ impl Redis {
             .clone()
     }
 
-    /// Runs a call within `timeout`; refuses at once while the connection is down.
-    async fn bounded<T>(
+    /// Runs a call within `timeout`; refuses at once while the connection is down. A call that
+    /// finds this thread's connection broken (Redis restarted since it was last used) is made
+    /// once more on the reconnected one, within what is left of the time: each thread's
+    /// connection notices a restart on its own, and only a second failure says Redis is gone.
+    async fn bounded<T, F>(
         &self,
         timeout: Duration,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
+        call: impl Fn(ConnectionManager) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if !self.is_up() {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Unreachable(
@@ -198,7 +196,15 @@ impl Redis {
                     .unwrap_or_else(|| "redis is unreachable".into()),
             ));
         }
-        match tokio::time::timeout(timeout, call).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let first = tokio::time::timeout_at(deadline, call(self.connection())).await;
+        let answer = match first {
+            Ok(Err(e)) if is_connection(&e) => {
+                tokio::time::timeout_at(deadline, call(self.connection())).await
+            }
+            other => other,
+        };
+        match answer {
             Ok(Ok(value)) => {
                 self.timeouts.store(0, Ordering::Relaxed);
                 Ok(value)

@@ -46,13 +46,7 @@ impl RedisKeyStore {
 
     /// Reads every key into the index.
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGET")
-            .arg(self.redis.key("version"))
-            .arg("keys")
-            .cmd("HGETALL")
-            .arg(self.redis.key("keys"));
-        let (version, all): (Option<u64>, HashMap<String, String>) = self.redis.pipe(&pipe).await?;
+        let (version, all) = super::read_versioned(&self.redis, "keys", "keys").await?;
         let mut live = Vec::with_capacity(all.len());
         for (hash, json) in all {
             if hash.starts_with(REVOKED_FIELD) {
@@ -71,7 +65,7 @@ impl RedisKeyStore {
         }
         self.index.replace(live);
         self.loaded_version
-            .store(version.unwrap_or(0), std::sync::atomic::Ordering::Release);
+            .store(version, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -16,12 +16,12 @@ pub mod portable;
 pub mod teams;
 
 use crate::store::backend::{Backend, Store, StoreKind};
-use crate::store::error::{StoreError, What};
+use crate::store::error::{StoreError, What, WriteFailures};
 use crate::store::keys::KeyRecord;
 use conn::Redis;
 pub use counters::Unavailable;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +104,23 @@ pub async fn open(options: &RedisOptions, cache_max_entries: usize) -> Result<St
     })
 }
 
+/// A hash of records (keys, teams) and the `version` field it was read at, in one round trip:
+/// what an instance's in-memory copy is reloaded from.
+pub(crate) async fn read_versioned(
+    redis: &Redis,
+    version_field: &str,
+    hash: &str,
+) -> Result<(u64, HashMap<String, String>), StoreError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGET")
+        .arg(redis.key("version"))
+        .arg(version_field)
+        .cmd("HGETALL")
+        .arg(redis.key(hash));
+    let (version, all): (Option<u64>, HashMap<String, String>) = redis.pipe(&pipe).await?;
+    Ok((version.unwrap_or(0), all))
+}
+
 /// Every key by id, for the few admin answers that need them all.
 pub(crate) async fn keys_by_id(redis: &Redis) -> Result<HashMap<String, KeyRecord>, StoreError> {
     let all: HashMap<String, String> = redis
@@ -121,7 +138,7 @@ pub(crate) async fn keys_by_id(redis: &Redis) -> Result<HashMap<String, KeyRecor
 pub struct RedisBackend {
     redis: Arc<Redis>,
     counters: Arc<counters::RedisCounters>,
-    failures: [AtomicU64; What::ALL.len()],
+    failures: WriteFailures,
 }
 
 #[async_trait::async_trait]
@@ -160,27 +177,13 @@ impl Backend for RedisBackend {
     }
 
     fn report(&self, what: What, e: &StoreError) {
-        if let Some(i) = What::ALL.iter().position(|w| *w == what) {
-            self.failures[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.failures.count(what);
         tracing::debug!(what = what.name(), error = %e, "a write to redis failed");
     }
 
     fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP switchboard_store_write_failures_total Store writes that failed, by what was written.\n\
-             # TYPE switchboard_store_write_failures_total counter"
-        );
-        for (what, n) in What::ALL.iter().zip(&self.failures) {
-            let _ = writeln!(
-                out,
-                "switchboard_store_write_failures_total{{what=\"{}\"}} {}",
-                what.name(),
-                n.load(Ordering::Relaxed)
-            );
-        }
+        self.failures.render(out);
         let _ = writeln!(
             out,
             "# HELP switchboard_redis_up Whether redis answers (1) or not (0).\n\

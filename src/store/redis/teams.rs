@@ -43,13 +43,7 @@ impl RedisTeamStore {
     }
 
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGET")
-            .arg(self.redis.key("version"))
-            .arg("teams")
-            .cmd("HGETALL")
-            .arg(self.redis.key("teams"));
-        let (version, all): (Option<u64>, HashMap<String, String>) = self.redis.pipe(&pipe).await?;
+        let (version, all) = super::read_versioned(&self.redis, "teams", "teams").await?;
         let teams = all
             .into_iter()
             .filter_map(|(id, json)| match serde_json::from_str::<TeamRecord>(&json) {
@@ -61,7 +55,7 @@ impl RedisTeamStore {
             });
         self.index.replace(teams);
         self.loaded_version
-            .store(version.unwrap_or(0), std::sync::atomic::Ordering::Release);
+            .store(version, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -30,7 +30,7 @@
 //! - hands out the trees per call ([`Database::trees`]): no store keeps a tree, or the old
 //!   database could not close (sled locks the folder while any handle lives).
 
-use crate::store::error::{StoreError, What};
+use crate::store::error::{StoreError, What, WriteFailures};
 use arc_swap::ArcSwapOption;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ pub struct Database {
     flush_lock: Mutex<()>,
     /// Set for good when a flush did not finish within [`FLUSH_WAIT`]: sled is left alone.
     stuck: AtomicBool,
-    failures: [AtomicU64; What::ALL.len()],
+    failures: WriteFailures,
     reopens: AtomicU64,
 }
 
@@ -314,8 +314,7 @@ impl Database {
     /// Counts a failed write of `what`; a failure of the disk or the database file (not of
     /// the data) marks the store as unable to write until a probe succeeds.
     pub fn report(&self, what: What, e: &StoreError) {
-        let i = What::ALL.iter().position(|w| *w == what).unwrap_or(0);
-        self.failures[i].fetch_add(1, Ordering::Relaxed);
+        self.failures.count(what);
         match e {
             StoreError::Io(_) => {}
             // Refused because the store is known not to write (or is reopening): said once.
@@ -452,15 +451,7 @@ impl Database {
         use std::fmt::Write;
         let writable = u8::from(self.fault().is_none() && self.current.load().is_some());
         let _ = writeln!(out, "# HELP switchboard_store_writable 1 when the store's last write or probe worked, 0 while it cannot write.\n# TYPE switchboard_store_writable gauge\nswitchboard_store_writable {writable}");
-        out.push_str("# HELP switchboard_store_write_failures_total Store writes that failed, by what was written.\n# TYPE switchboard_store_write_failures_total counter\n");
-        for (what, n) in What::ALL.iter().zip(&self.failures) {
-            let _ = writeln!(
-                out,
-                "switchboard_store_write_failures_total{{what=\"{}\"}} {}",
-                what.name(),
-                n.load(Ordering::Relaxed)
-            );
-        }
+        self.failures.render(out);
         let _ = writeln!(out, "# HELP switchboard_store_reopens_total Times the store was closed and opened again to recover from a write failure.\n# TYPE switchboard_store_reopens_total counter\nswitchboard_store_reopens_total {}", self.reopens.load(Ordering::Relaxed));
     }
 }
