@@ -31,7 +31,7 @@ impl RedisAssignments {
         Ok(store)
     }
 
-    /// Reads the assignments into memory, up to [`REMEMBERED`].
+    /// Reads the assignments into memory, up to `REMEMBERED`.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let mut loaded = HashMap::new();
         let mut cursor: u64 = 0;

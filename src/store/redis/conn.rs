@@ -135,7 +135,7 @@ impl Redis {
     }
 
     /// A pipeline off the request path that may carry much (a batch of log entries, a
-    /// month of usage): given [`SLOW_CALL`] at least.
+    /// month of usage): given `SLOW_CALL` at least.
     pub async fn pipe_slow<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
         self.bounded(self.timeout.max(SLOW_CALL), |mut conn| async move {
             pipe.query_async(&mut conn).await
