@@ -190,14 +190,28 @@ async fn create(
 async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = &state.store;
     let keys = store.keys.list().await.map_err(store_failed)?;
+    // Every key's limits read at once: one round trip to a shared store, not one per key.
+    let limits: Vec<Vec<crate::store::Limit>> = keys
+        .iter()
+        .map(|k| k.limits.as_counters("key", &k.id, &k.name))
+        .collect();
+    let all: Vec<crate::store::Limit> = limits.iter().flatten().cloned().collect();
+    let mut checks = LimitCheck::read(&all, store.counters.as_ref())
+        .await
+        .map_err(store_failed)?
+        .into_iter();
     let mut data = Vec::with_capacity(keys.len());
-    for record in keys {
+    for (record, of_key) in keys.into_iter().zip(&limits) {
         let usage = store
             .usage
             .key_usage(&record.id)
             .await
             .map_err(store_failed)?;
-        data.push(KeyView::of(record, usage, store.counters.as_ref()).await?);
+        data.push(KeyView {
+            record,
+            usage,
+            limit_use: checks.by_ref().take(of_key.len()).collect(),
+        });
     }
     Ok(HttpResponse::Ok().json(KeyList {
         object: "list",

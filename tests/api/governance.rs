@@ -377,3 +377,50 @@ async fn a_hard_cost_budget_ends_a_stream_at_what_it_can_pay_for() {
     assert!(spent <= 30_000, "spent {spent} micro-USD of a hard 30,000");
     assert!(spent > 24_000, "the streamed words were charged: {spent}");
 }
+
+/// The key list reads every key's limits at once; each key still gets its own.
+#[tokio::test]
+async fn the_key_list_gives_each_key_its_own_limits_use() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let (a, a_key) = app
+        .create_key(json!({"name": "a", "limits": {"rpd": 5}}))
+        .await;
+    let (b, _) = app.create_key(json!({"name": "b"})).await;
+    let (c, c_key) = app
+        .create_key(json!({"name": "c", "limits": {"rpm": 3, "rpd": 9}}))
+        .await;
+    let hi = json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]});
+    for key in [&a_key, &c_key, &c_key] {
+        assert_eq!(app.chat(key, hi.clone()).await.status(), 200);
+    }
+    let list = admin_json(&app, "/admin/keys").await;
+    let uses = |id: &str| -> Vec<(String, u64, u64)> {
+        let key = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap();
+        key["limit_use"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                (
+                    u["name"].as_str().unwrap().to_string(),
+                    u["max"].as_u64().unwrap(),
+                    u["current"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(uses(&a), vec![("key:a rpd".to_string(), 5, 1)]);
+    assert!(uses(&b).is_empty());
+    assert_eq!(
+        uses(&c),
+        vec![
+            ("key:c rpm".to_string(), 3, 2),
+            ("key:c rpd".to_string(), 9, 2)
+        ]
+    );
+}
