@@ -109,14 +109,7 @@ impl RedisCounters {
         at: u64,
     ) -> Vec<(Vec<u8>, &'static str, u64, &'static str)> {
         held.iter()
-            .map(|(limit, amount)| {
-                let key = self.limit_key(limit, at).0;
-                match limit.kind {
-                    LimitKind::Parallel => (key, "", 1, "a"),
-                    LimitKind::Requests => (key, "u", *amount, "r"),
-                    LimitKind::Tokens | LimitKind::MicroUsd => (key, "r", *amount, "a"),
-                }
-            })
+            .map(|(limit, amount)| holding(limit, *amount, self.limit_key(limit, at).0))
             .collect()
     }
 
@@ -261,6 +254,16 @@ impl RedisCounters {
     }
 }
 
+/// What a request holds of one limit under the counter `key`: key, field, amount, and when
+/// it is given back (see [`RedisCounters::holdings`]).
+fn holding(limit: &Limit, amount: u64, key: Vec<u8>) -> (Vec<u8>, &'static str, u64, &'static str) {
+    match limit.kind {
+        LimitKind::Parallel => (key, "", 1, "a"),
+        LimitKind::Requests => (key, "u", amount, "r"),
+        LimitKind::Tokens | LimitKind::MicroUsd => (key, "r", amount, "a"),
+    }
+}
+
 fn remember(
     seen: &Mutex<HashMap<String, (u64, u64)>>,
     key: String,
@@ -395,9 +398,15 @@ impl CounterStore for RedisCounters {
         // The lease's member says what it holds, so the reaper can give it back without
         // asking anyone: id, 0x1c, then per counter key, field, amount, when (0x1d between,
         // 0x1e after each).
+        // Each counter's key and expiry, made once: the lease, KEYS and ARGV all need them.
+        let keys: Vec<(Vec<u8>, u64)> = held
+            .iter()
+            .map(|(limit, _)| self.limit_key(limit, now))
+            .collect();
         let mut lease = uuid::Uuid::new_v4().simple().to_string().into_bytes();
         lease.push(0x1c);
-        for (key, field, amount, when) in self.holdings(&held, now) {
+        for ((limit, amount), (key, _)) in held.iter().zip(&keys) {
+            let (key, field, amount, when) = holding(limit, *amount, key.clone());
             lease.extend_from_slice(&key);
             lease.push(0x1d);
             lease.extend_from_slice(field.as_bytes());
@@ -409,24 +418,21 @@ impl CounterStore for RedisCounters {
         }
         let lease = String::from_utf8_lossy(&lease).into_owned();
         let mut call = self.reserve.prepare_invoke();
-        for (limit, _) in &held {
-            call.key(self.limit_key(limit, now).0);
+        for (key, _) in &keys {
+            call.key(key);
         }
         call.key(self.redis.key("leases"));
         call.arg(held.len())
             .arg(now_ms() + LEASE.as_millis() as u64)
             .arg(lease.as_bytes());
-        for (limit, amount) in &held {
+        for ((limit, amount), (_, expire_at)) in held.iter().zip(&keys) {
             let kind = match limit.kind {
                 LimitKind::Requests => "r",
                 LimitKind::Tokens => "t",
                 LimitKind::MicroUsd => "u",
                 LimitKind::Parallel => "p",
             };
-            call.arg(kind)
-                .arg(limit.max)
-                .arg(*amount)
-                .arg(self.limit_key(limit, now).1);
+            call.arg(kind).arg(limit.max).arg(*amount).arg(*expire_at);
         }
         let reply: Vec<u64> = match self.redis.script(&call).await {
             Ok(reply) => reply,
