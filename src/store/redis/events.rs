@@ -63,9 +63,24 @@ async fn subscribe(redis: Weak<Redis>, listeners: Arc<Listeners>) {
 }
 
 async fn heard(listeners: &Listeners, payload: &[u8]) {
+    // `keys:<version>` / `teams:<version>`: reloaded only when this instance is behind it.
+    if let Some(version) = version_in(payload, b"keys:") {
+        if let Some(keys) = listeners.keys.upgrade() {
+            if keys.loaded_version.load(Ordering::Acquire) < version {
+                reload_keys(listeners).await;
+            }
+        }
+        return;
+    }
+    if let Some(version) = version_in(payload, b"teams:") {
+        if let Some(teams) = listeners.teams.upgrade() {
+            if teams.loaded_version.load(Ordering::Acquire) < version {
+                reload_teams(listeners).await;
+            }
+        }
+        return;
+    }
     match payload {
-        b"keys" => reload_keys(listeners).await,
-        b"teams" => reload_teams(listeners).await,
         b"assignments" => {
             if let Some(assignments) = listeners.assignments.upgrade() {
                 if let Err(e) = assignments.reload().await {
@@ -80,6 +95,14 @@ async fn heard(listeners: &Listeners, payload: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// The version a `<what>:<version>` message names.
+fn version_in(payload: &[u8], what: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload.strip_prefix(what)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 async fn reload_keys(listeners: &Listeners) {
@@ -142,5 +165,18 @@ async fn check_versions(redis: Weak<Redis>, listeners: Arc<Listeners>) {
                 reload_teams(&listeners).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_in;
+
+    #[test]
+    fn messages_name_the_version_they_announce() {
+        assert_eq!(version_in(b"keys:42", b"keys:"), Some(42));
+        assert_eq!(version_in(b"teams:7", b"keys:"), None);
+        assert_eq!(version_in(b"keys:", b"keys:"), None);
+        assert_eq!(version_in(b"keys:x", b"keys:"), None);
     }
 }

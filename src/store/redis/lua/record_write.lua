@@ -13,6 +13,8 @@ else
 end
 redis.call('HSET', KEYS[1], new_field, record)
 if KEYS[2] ~= KEYS[1] then redis.call('HSET', KEYS[2], id, new_field) end
-redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-redis.call('PUBLISH', ARGV[7], ARGV[6])
+-- The message names the new version: an instance that has it already (the writer, which
+-- reloads as it writes) does not read everything again.
+local version = redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+redis.call('PUBLISH', ARGV[7], ARGV[6] .. ':' .. version)
 return 1

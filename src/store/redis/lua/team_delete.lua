@@ -12,6 +12,6 @@ for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 if #members > 0 then return cjson.encode({members = members}) end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'teams', 1)
-redis.call('PUBLISH', ARGV[2], 'teams')
+local version = redis.call('HINCRBY', KEYS[3], 'teams', 1)
+redis.call('PUBLISH', ARGV[2], 'teams:' .. version)
 return '{"deleted":' .. team .. '}'
