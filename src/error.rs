@@ -241,6 +241,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.response_with_body(self.body_json())
+    }
+}
+
+impl ApiError {
+    /// The error's response (status, headers, `retry-after`) with `body` instead of OpenAI's
+    /// error body: how a client of another API (Anthropic's) gets its own error shape.
+    pub fn response_with_body(&self, body: String) -> HttpResponse {
         let mut builder = HttpResponse::build(self.status);
         for (name, value) in &self.headers {
             builder.insert_header((name.clone(), value.clone()));
@@ -249,7 +257,7 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             builder.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        builder.body(self.body_json())
+        builder.body(body)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod error_codes;
 pub mod health;
 pub mod http;
+pub mod inbound;
 pub mod ledger_writer;
 pub mod load;
 pub mod metrics;

@@ -58,9 +58,5 @@ impl ChunkWriter {
 }
 
 pub fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-    }
+    Usage::new(prompt, completion)
 }

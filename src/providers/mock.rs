@@ -133,11 +133,7 @@ impl MockProvider {
                     return Err(self.too_many_values(inputs.len(), dims, asked.is_some()));
                 }
                 let prompt_tokens: u64 = inputs.iter().map(|i| count_words(&text_of(i))).sum();
-                let usage = Usage {
-                    prompt_tokens,
-                    completion_tokens: 0,
-                    total_tokens: prompt_tokens,
-                };
+                let usage = Usage::new(prompt_tokens, 0);
                 let list = EmbeddingList {
                     object: "list",
                     data: Vectors {
@@ -377,11 +373,7 @@ fn json_reply(body: impl Serialize, usage: Usage) -> Reply {
 
 fn usage(prompt_tokens: u64, reply: &str) -> Usage {
     let completion_tokens = count_words(reply);
-    Usage {
-        prompt_tokens,
-        completion_tokens,
-        total_tokens: prompt_tokens + completion_tokens,
-    }
+    Usage::new(prompt_tokens, completion_tokens)
 }
 
 fn count_words(text: &str) -> u64 {

@@ -193,11 +193,7 @@ impl Aftermath {
             // A reply that produced text was charged for it, even one ended for a budget.
             None if !self.cached && (done.status < 400 || done.text_bytes > 0) => {
                 let completion = super::estimate::text_tokens(done.text_bytes);
-                let usage = Usage {
-                    prompt_tokens: self.prompt_estimate,
-                    completion_tokens: completion,
-                    total_tokens: self.prompt_estimate + completion,
-                };
+                let usage = Usage::new(self.prompt_estimate, completion);
                 (usage, true)
             }
             None => (Usage::default(), false),

@@ -9,6 +9,7 @@ use super::keys::KeyStore;
 use super::ledger::Ledger;
 use super::logs::LogStore;
 use super::portable::Portable;
+use super::responses::ResponseStore;
 use super::teams::TeamStore;
 use super::usage::UsageStore;
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct Store {
     pub usage: Arc<dyn UsageStore>,
     /// Request log entries with their usage, written together (what the accounting writer uses).
     pub ledger: Arc<dyn Ledger>,
+    /// Stored Responses API responses (`previous_response_id`).
+    pub responses: Arc<dyn ResponseStore>,
     /// The state as records, out and in (`switchboard export` / `import`).
     pub portable: Arc<dyn Portable>,
     pub backend: Arc<dyn Backend>,

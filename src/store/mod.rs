@@ -25,6 +25,7 @@ pub mod redis;
 #[cfg(test)]
 #[path = "../../tests/support/redis_server.rs"]
 pub(crate) mod redis_server;
+pub mod responses;
 pub mod sled;
 pub mod teams;
 pub mod usage;

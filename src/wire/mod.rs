@@ -46,6 +46,55 @@ impl Endpoint {
     }
 }
 
+/// The API a client spoke. The pipeline works on the OpenAI form of every request (a Messages
+/// or Responses request is translated into a chat request on the way in); this says which API
+/// the request came in as, and so how its reply and errors go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions`
+    Completions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/messages` (Anthropic Messages)
+    Messages,
+    /// `POST /v1/responses` (OpenAI Responses)
+    Responses,
+}
+
+impl Format {
+    /// The name scripts (`req.format`), logs and usage use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::ChatCompletions => "chat_completions",
+            Format::Completions => "completions",
+            Format::Embeddings => "embeddings",
+            Format::Messages => "messages",
+            Format::Responses => "responses",
+        }
+    }
+}
+
+/// A request that came in as another API than the internal one: the format, and what the
+/// client sent in it, for a provider that speaks that API natively (an Anthropic provider
+/// passes a Messages request through byte for byte, the model id aside).
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub format: Format,
+    /// The client's body as sent, when a provider may pass it through.
+    pub native: Option<Bytes>,
+    /// Client headers to pass to a native provider (`anthropic-version`, `anthropic-beta`),
+    /// lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Parts of the client's request that the OpenAI form cannot carry (a path such as
+    /// `messages[2].content[0]` and what it is). A native provider does not care; any other
+    /// provider refuses the request naming the first, or drops them, as its
+    /// `unsupported_params` setting says.
+    pub untranslated: Vec<String>,
+}
+
 /// A chat completion request. `model` and `messages` are required; every other OpenAI field
 /// (`temperature`, `tools`, `stream_options`, ...) is passed upstream unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -162,6 +211,8 @@ pub struct RequestBody {
     /// they first changed. Only kept when there is an original (without one, everything is
     /// encoded from the values anyway). `model` is not tracked: it is always rewritten.
     changed: Vec<String>,
+    /// Set when the client spoke another API than this body's own (see [`Inbound`]).
+    inbound: Option<Arc<Inbound>>,
 }
 
 impl From<Typed> for RequestBody {
@@ -170,6 +221,7 @@ impl From<Typed> for RequestBody {
             typed,
             original: None,
             changed: Vec::new(),
+            inbound: None,
         }
     }
 }
@@ -203,7 +255,35 @@ impl RequestBody {
             typed,
             original,
             changed: Vec::new(),
+            inbound: None,
         }
+    }
+
+    /// Marks this body as the translation of a request in another API.
+    pub fn with_inbound(mut self, inbound: Inbound) -> RequestBody {
+        self.inbound = Some(Arc::new(inbound));
+        self
+    }
+
+    /// Which API the client spoke.
+    pub fn format(&self) -> Format {
+        match (&self.inbound, &self.typed) {
+            (Some(inbound), _) => inbound.format,
+            (None, Typed::Chat(_)) => Format::ChatCompletions,
+            (None, Typed::Completions(_)) => Format::Completions,
+            (None, Typed::Embeddings(_)) => Format::Embeddings,
+        }
+    }
+
+    /// What the client sent, when it spoke another API than this body's own.
+    pub fn inbound(&self) -> Option<&Inbound> {
+        self.inbound.as_deref()
+    }
+
+    /// The top-level fields changed since parsing (by policies, bounds, the gateway), `model`
+    /// aside.
+    pub fn changed_fields(&self) -> &[String] {
+        &self.changed
     }
 
     /// The typed fields, for reading.
@@ -481,6 +561,26 @@ impl RequestBody {
     }
 }
 
+/// `bytes` (a JSON object) with its top-level `model` set to `model` and every other field
+/// copied byte for byte; `None` when the top level cannot be split into fields.
+pub fn with_model(bytes: &[u8], model: &str) -> Option<Vec<u8>> {
+    let fields = scan_fields(bytes)?;
+    let mut out = Vec::with_capacity(bytes.len() + model.len() + 16);
+    out.extend_from_slice(b"{\"model\":");
+    serde_json::to_writer(&mut out, model).ok()?;
+    for field in &fields {
+        if field.key(bytes) == "model" {
+            continue;
+        }
+        out.push(b',');
+        out.extend_from_slice(field.raw_key(bytes));
+        out.push(b':');
+        out.extend_from_slice(field.raw_value(bytes));
+    }
+    out.push(b'}');
+    Some(out)
+}
+
 /// The client's bytes and the top-level fields in them.
 #[derive(Debug)]
 struct Original {
@@ -654,12 +754,76 @@ fn repeats_a_key(bytes: &[u8], fields: &[FieldSpan]) -> bool {
 /// Token counts as OpenAI reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
-    #[serde(default)]
+    /// Every prompt token, those read from or written to a prompt cache included.
+    #[serde(default, deserialize_with = "null_as_zero")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_zero")]
     pub completion_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_zero")]
     pub total_tokens: u64,
+    /// The prompt tokens a provider's prompt cache served or stored; absent when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// The part of a prompt a provider's prompt cache concerned, as OpenAI reports it
+/// (`cached_tokens`), plus what Anthropic reports as written to its cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the cache (OpenAI `cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`, Gemini `cachedContentTokenCount`).
+    #[serde(default, deserialize_with = "null_as_zero")]
+    pub cached_tokens: u64,
+    /// Prompt tokens written to the cache (Anthropic `cache_creation_input_tokens`); not an
+    /// OpenAI field, so left out when zero.
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "null_as_zero"
+    )]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Providers write `null` for a count they do not have; that is 0, not an unreadable usage.
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.unwrap_or(0))
+}
+
+impl Usage {
+    /// Usage without any prompt caching.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
+        }
+    }
+
+    /// Records the cached part of the prompt (`read` from, `written` to the cache; both
+    /// already counted in `prompt_tokens`). Zero and zero leaves the details out.
+    pub fn with_cache(mut self, read: u64, written: u64) -> Usage {
+        self.prompt_tokens_details = (read > 0 || written > 0).then_some(PromptTokensDetails {
+            cached_tokens: read,
+            cache_write_tokens: written,
+        });
+        self
+    }
+
+    /// Prompt tokens read from a prompt cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.map_or(0, |d| d.cached_tokens)
+    }
+
+    /// Prompt tokens written to a prompt cache.
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .map_or(0, |d| d.cache_write_tokens)
+    }
 }
 
 /// Reads `usage` out of a response body or stream chunk without parsing the rest into values.

@@ -8,6 +8,7 @@ pub mod counters;
 pub mod keys;
 pub mod ledger;
 pub mod portable;
+pub mod responses;
 pub mod teams;
 
 use crate::store::backend::{Backend, Store, StoreKind};
@@ -37,6 +38,7 @@ pub fn open(cache_max_entries: usize) -> Store {
         logs: ledger.clone(),
         usage: ledger.clone(),
         ledger,
+        responses: Arc::new(responses::MemoryResponses::default()),
         portable: Arc::new(portable),
         backend: Arc::new(MemoryBackend),
     }

@@ -95,6 +95,7 @@ pub async fn open(options: &RedisOptions, cache_max_entries: usize) -> Result<St
         logs: ledger.clone(),
         usage: ledger.clone(),
         ledger,
+        responses: Arc::new(crate::store::memory::responses::MemoryResponses::default()),
         portable,
         backend: Arc::new(RedisBackend {
             redis,

@@ -66,6 +66,7 @@ pub fn open(dir: &Path, cache_bytes: u64, cache_max_entries: usize) -> Result<St
         logs: Arc::new(logs::SledLogStore(logs.clone())),
         usage: Arc::new(usage::SledUsage::open(&db)),
         ledger: Arc::new(ledger::SledLedger::new(&db, logs)),
+        responses: Arc::new(crate::store::memory::responses::MemoryResponses::default()),
         portable: Arc::new(portable),
         backend: Arc::new(SledBackend { db, counters }),
     })
