@@ -64,10 +64,12 @@ impl Authenticator {
     }
 }
 
+/// The key a request carries: `Authorization: Bearer KEY`, or `x-api-key: KEY` as Anthropic's
+/// clients send it (used only when there is no `Authorization` header).
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized("Missing API key. Send it as `Authorization: Bearer <key>`.")
-    })?;
+    let Some(header) = req.headers().get(AUTHORIZATION) else {
+        return api_key_header(req);
+    };
     let value = header
         .to_str()
         .map_err(|_| ApiError::unauthorized("The Authorization header is not valid text."))?;
@@ -80,4 +82,20 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         ));
     }
     Ok(secret.trim())
+}
+
+fn api_key_header(req: &HttpRequest) -> Result<&str, ApiError> {
+    let header = req.headers().get("x-api-key").ok_or_else(|| {
+        ApiError::unauthorized(
+            "Missing API key. Send it as `Authorization: Bearer <key>` (or `x-api-key: <key>`).",
+        )
+    })?;
+    let secret = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("The x-api-key header is not valid text."))?
+        .trim();
+    if secret.is_empty() {
+        return Err(ApiError::unauthorized("The x-api-key header is empty."));
+    }
+    Ok(secret)
 }

@@ -63,6 +63,7 @@ error_codes! {
     ModelNotAllowed => "model_not_allowed", 403, "permission_error", "no target the request could reach is allowed for the key";
     NotFound => "not_found", 404, "not_found_error", "an unknown path or resource";
     ModelNotFound => "model_not_found", 404, "invalid_request_error", "an unknown model";
+    ResponseNotFound => "response_not_found", 404, "invalid_request_error", "a stored response (`previous_response_id`, `/v1/responses/{id}`) that is unknown, expired or another key's";
     MethodNotAllowed => "method_not_allowed", 405, "invalid_request_error", "a known path with the wrong method";
     TeamHasKeys => "team_has_keys", 409, "invalid_request_error", "deleting a team that live keys still belong to (move or revoke them first)";
     PayloadTooLarge => "payload_too_large", 413, "invalid_request_error", "a body over `--body-limit`";

@@ -30,6 +30,16 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "x-api-key",
+                    "A client key as Anthropic's clients send it (when there is no \
+                     `Authorization` header).",
+                ),
+            )),
+        );
     }
 }
 
@@ -47,6 +57,11 @@ impl Modify for BearerAuth {
         crate::proxy::chat_completions,
         crate::proxy::completions,
         crate::proxy::embeddings,
+        crate::proxy::messages::create,
+        crate::proxy::messages::count_tokens,
+        crate::proxy::responses::create,
+        crate::proxy::responses::get,
+        crate::proxy::responses::delete,
         crate::proxy::models::list,
         crate::proxy::models::get,
         crate::health::health,

@@ -110,6 +110,7 @@ impl Application {
             reloader,
             accountant: std::sync::Arc::new(accountant),
             metrics,
+            responses: crate::proxy::stored::StoredResponses::new(store.responses.clone()),
             store,
             auth,
             body_limit: settings.body_limit,

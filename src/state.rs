@@ -25,6 +25,8 @@ pub struct AppState {
     /// Alerts: `state.webhooks.emit(Event::...)` queues an event for the webhooks that want
     /// it and returns at once (never blocks, never fails); see `webhooks/`.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Stored Responses API responses, readable as soon as they are saved.
+    pub responses: Arc<crate::proxy::stored::StoredResponses>,
 }
 
 impl AppState {

@@ -145,3 +145,120 @@ pub struct StreamEvent {
     pub event: Option<String>,
     pub id: Option<String>,
 }
+
+/// An Anthropic Messages request. The fields the gateway reads are listed; every other field
+/// of Anthropic's API is accepted (passed through to Anthropic providers, translated or refused
+/// for the others; see README, "Anthropic Messages").
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"model": "mock/echo", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello"}]}))]
+pub struct MessagesRequest {
+    pub model: String,
+    /// Required by `/v1/messages`; not by `count_tokens`.
+    pub max_tokens: Option<u64>,
+    pub messages: Vec<AnthropicMessage>,
+    /// A string, or text blocks.
+    pub system: Option<serde_json::Value>,
+    pub stream: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnthropicMessage {
+    /// `user` or `assistant`
+    pub role: String,
+    /// A string, or content blocks (`text`, `image`, `document`, `tool_use`, `tool_result`,
+    /// `thinking`).
+    pub content: serde_json::Value,
+}
+
+/// An Anthropic message.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "msg_123", "type": "message", "role": "assistant", "model": "echo",
+    "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn",
+    "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}
+}))]
+pub struct Message {
+    pub id: String,
+    /// `message`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub role: String,
+    pub model: String,
+    pub content: Vec<serde_json::Value>,
+    pub stop_reason: Option<String>,
+    pub stop_sequence: Option<String>,
+    pub usage: serde_json::Value,
+}
+
+/// An error in Anthropic's shape, for Messages clients.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}}))]
+pub struct AnthropicError {
+    /// `error`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub error: AnthropicErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnthropicErrorDetail {
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `not_found_error`,
+    /// `request_too_large`, `rate_limit_error`, `api_error`, `overloaded_error`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// `POST /v1/messages/count_tokens`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct TokenCount {
+    pub input_tokens: u64,
+}
+
+/// An OpenAI Responses request. The fields the gateway reads are listed; see README,
+/// "OpenAI Responses", for what is translated, kept or refused.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"model": "mock/echo", "input": "Hello", "store": true}))]
+pub struct ResponsesRequest {
+    pub model: String,
+    /// A string, or a list of input items (messages, `function_call`, `function_call_output`).
+    pub input: serde_json::Value,
+    pub instructions: Option<String>,
+    /// Continues the conversation of a stored response made with the same key.
+    pub previous_response_id: Option<String>,
+    /// Whether to keep the response (default true) for `previous_response_id` and `GET`.
+    pub store: Option<bool>,
+    pub stream: Option<bool>,
+    pub max_output_tokens: Option<u64>,
+    /// `function` tools.
+    pub tools: Option<Vec<serde_json::Value>>,
+}
+
+/// A Responses API response object.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "resp_123", "object": "response", "created_at": 1700000000, "status": "completed",
+    "model": "echo", "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+    "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}],
+    "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+}))]
+pub struct ResponseObject {
+    pub id: String,
+    /// `response`
+    pub object: String,
+    pub created_at: u64,
+    /// `completed`, `incomplete`, `failed`
+    pub status: String,
+    pub model: String,
+    pub output: Vec<serde_json::Value>,
+    pub usage: Option<serde_json::Value>,
+}
+
+/// What `DELETE /v1/responses/{id}` answers.
+#[derive(Serialize, ToSchema)]
+pub struct DeletedResponse {
+    pub id: String,
+    /// `response`
+    pub object: String,
+    pub deleted: bool,
+}

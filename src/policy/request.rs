@@ -76,6 +76,13 @@ impl ScriptRequest {
         self.with_body(|b| Ok(b.endpoint().path().into()))
     }
 
+    /// The API the client spoke: `chat_completions`, `completions`, `embeddings`, `messages`
+    /// or `responses` (a Messages or Responses request is seen in its chat form, `endpoint`
+    /// `chat/completions`).
+    fn format(&mut self) -> Res<ImmutableString> {
+        self.with_body(|b| Ok(b.format().as_str().into()))
+    }
+
     fn messages(&mut self) -> Res<Dynamic> {
         self.with_body(|b| match b.messages() {
             Some(messages) => rhai::serde::to_dynamic(messages),
@@ -150,6 +157,7 @@ impl ScriptRequest {
             .register_get_set("model", Self::model, Self::set_model)
             .register_get("stream", Self::stream)
             .register_get("endpoint", Self::endpoint)
+            .register_get("format", Self::format)
             .register_get_set("messages", Self::messages, Self::set_messages)
             .register_get("message_count", Self::message_count)
             .register_get("params", Self::params)

@@ -15,6 +15,7 @@ pub mod sse;
 pub mod stream;
 pub mod translate_error;
 pub mod unsupported;
+pub mod untranslated;
 pub mod upstream;
 
 use crate::config::{ProviderConfig, ProviderKind};
@@ -147,6 +148,18 @@ pub trait Provider: Send + Sync {
         let _ = path;
         Box::pin(async { Ok(()) })
     }
+    /// Counts the input tokens of a Messages request body (as the client sent it) upstream,
+    /// when this provider can (Anthropic's `count_tokens`); `None` when it cannot, and the
+    /// gateway estimates. `headers`: the client's `anthropic-*` headers.
+    fn count_tokens<'a>(
+        &'a self,
+        body: &'a [u8],
+        upstream_model: &'a str,
+        headers: &'a [(String, String)],
+    ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
+        let _ = (body, upstream_model, headers);
+        None
+    }
 }
 
 /// Why a provider could not be built from its (validated) configuration. The message names the
@@ -186,5 +199,5 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
         ProviderKind::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config)?),
         ProviderKind::Gemini => Arc::new(gemini::GeminiProvider::new(config)?),
     };
-    Ok(redact::wrap(provider, config))
+    Ok(redact::wrap(untranslated::wrap(provider, config), config))
 }

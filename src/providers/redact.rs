@@ -115,6 +115,18 @@ impl Provider for Redacted {
                 .map_err(|e| redact_error(e, &self.secrets))
         })
     }
+
+    fn count_tokens<'a>(
+        &'a self,
+        body: &'a [u8],
+        upstream_model: &'a str,
+        headers: &'a [(String, String)],
+    ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
+        let counting = self.inner.count_tokens(body, upstream_model, headers)?;
+        Some(Box::pin(async move {
+            counting.await.map_err(|e| redact_error(e, &self.secrets))
+        }))
+    }
 }
 
 #[cfg(test)]

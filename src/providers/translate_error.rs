@@ -46,6 +46,10 @@ impl fmt::Display for Api {
 pub enum TranslateError {
     #[error("parameter `{key}` is not supported by {api}")]
     Unsupported { key: String, api: Api },
+    /// Part of a Messages or Responses request that the chat form cannot carry
+    /// (`Inbound::untranslated`: `path: what`), for a provider that does not speak that API.
+    #[error("{what} cannot be sent to this provider; only a provider that speaks the client's API takes it")]
+    Untranslated { what: String },
     #[error("`/v1/{}` is not available from {}; use /v1/chat/completions", .endpoint.path(), .api.vendor())]
     Endpoint { endpoint: Endpoint, api: Api },
     #[error("`{key}` must be a positive integer")]
@@ -114,6 +118,7 @@ impl TranslateError {
         let param = match self {
             E::Endpoint { .. } => return None,
             E::Unsupported { key, .. } | E::NotPositive { key } => key.clone(),
+            E::Untranslated { what } => what.split(':').next().unwrap_or(what).to_string(),
             E::Stop => "stop".into(),
             E::ToolsNotArray => "tools".into(),
             E::ToolNotFunction { tool } => format!("tools[{tool}]"),

@@ -39,6 +39,17 @@ pub fn key(targets: &[Target], body: &RequestBody) -> Vec<u8> {
     canonical.remove("stream");
     canonical.remove("stream_options");
     h.update(canonical_json(&Value::Object(canonical)).as_bytes());
+    // A client's own request (Anthropic Messages) may carry what its chat form does not
+    // (thinking, documents, `top_k`): such requests share entries only when that is equal too.
+    // Entries are kept in the OpenAI form, so any API's client can be answered from them.
+    if let Some(native) = body.inbound().and_then(|i| i.native.as_deref()) {
+        if let Ok(Value::Object(mut own)) = serde_json::from_slice::<Value>(native) {
+            own.remove("model");
+            own.remove("stream");
+            h.update([2]);
+            h.update(canonical_json(&Value::Object(own)).as_bytes());
+        }
+    }
     let namespace = targets.first().map(|t| t.id.as_bytes()).unwrap_or_default();
     let mut key = Vec::with_capacity(namespace.len() + 33);
     key.extend_from_slice(namespace);

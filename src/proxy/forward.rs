@@ -5,6 +5,7 @@
 use super::failure::{attempt_log, Failure};
 use super::request_id::RequestId;
 use super::settle::{Aftermath, CachePut};
+use super::shape::Shape;
 use super::{admit, decide, dispatch, lookup, respond, route};
 use crate::error::ApiError;
 use crate::error_codes::Code;
@@ -20,13 +21,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Runs the request, and logs it when it fails before a reply exists (a reply logs itself
-/// when it completes, in the aftermath).
+/// when it completes, in the aftermath). The reply goes back in `shape`, the client's API; an
+/// error is the caller's to shape.
 pub async fn forward(
     state: &AppState,
     caller: &Arc<KeyRecord>,
     request_id: &RequestId,
     headers: &HeaderMap,
     body: RequestBody,
+    shape: &Shape,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let model_too_long = body.model().len() > router::models::MAX_NAME_BYTES;
@@ -36,7 +39,8 @@ pub async fn forward(
         at_ms: crate::clock::now_ms(),
         key_id: caller.id.clone(),
         team: caller.team.clone(),
-        endpoint: body.endpoint().path().to_string(),
+        endpoint: endpoint_of(&body).to_string(),
+        format: Some(body.format().as_str().to_string()),
         requested_model: crate::error::truncated(body.model(), router::models::MAX_NAME_BYTES)
             .into_owned(),
         stream: body.is_stream(),
@@ -54,7 +58,7 @@ pub async fn forward(
         .with_code(Code::ModelTooLong)
         .into())
     } else {
-        proxy(state, caller, request_id, headers, body, started, &log).await
+        proxy(state, caller, request_id, headers, body, started, &log, shape).await
     };
     result.map_err(|failure| {
         let mut log = log;
@@ -82,7 +86,17 @@ pub async fn forward(
     })
 }
 
+/// The endpoint a request came in on, as the log names it (below `/v1/`).
+fn endpoint_of(body: &RequestBody) -> &'static str {
+    match body.format() {
+        crate::wire::Format::Messages => "messages",
+        crate::wire::Format::Responses => "responses",
+        _ => body.endpoint().path(),
+    }
+}
+
 /// The stages, in order. A stage that ends the request returns a `Failure`.
+#[allow(clippy::too_many_arguments)] // the request's parts, each used by a different stage
 async fn proxy(
     state: &AppState,
     caller: &Arc<KeyRecord>,
@@ -91,6 +105,7 @@ async fn proxy(
     body: RequestBody,
     started: Instant,
     log: &LogEntry,
+    shape: &Shape,
 ) -> Result<HttpResponse, Failure> {
     let snapshot = state.snapshot();
     let requested = body.model().to_string();
@@ -158,6 +173,7 @@ async fn proxy(
             cache_label: cached.label,
             attempts: 0,
             standing: &standing,
+            request_id: request_id.log_id(),
         };
         let after = settle(hold, target, true, None, 0);
         return Ok(respond::from_cache(
@@ -166,6 +182,7 @@ async fn proxy(
             stream,
             client_wants_usage,
             after,
+            shape,
         ));
     }
 
@@ -204,12 +221,23 @@ async fn proxy(
         cache_label: cached.label,
         attempts,
         standing: &standing,
+        request_id: request_id.log_id(),
     };
+    // An Anthropic provider took a Messages client's request as it came: its reply is in the
+    // client's API already.
+    let native = crate::providers::anthropic::passthrough::native_request(&body).is_some()
+        && snapshot
+            .config
+            .providers
+            .iter()
+            .any(|p| *p.name == *target.provider && p.kind == crate::config::ProviderKind::Anthropic);
     Ok(respond::from_upstream(
         served.reply,
         headers,
         client_wants_usage,
         capture,
         after,
+        shape,
+        native,
     ))
 }

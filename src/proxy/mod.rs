@@ -48,12 +48,17 @@ pub mod estimate;
 pub mod failure;
 pub mod forward;
 pub mod lookup;
+pub mod messages;
 pub mod models;
+pub mod native;
 pub mod relay;
 pub mod request_id;
 pub mod respond;
+pub mod responses;
 pub mod route;
 pub mod settle;
+pub mod shape;
+pub mod stored;
 
 use crate::error::ApiError;
 use crate::http::callers::Caller;
@@ -69,6 +74,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(crate::http::resource("/v1/completions").route(web::post().to(completions)))
     .service(crate::http::resource("/v1/embeddings").route(web::post().to(embeddings)))
+    .service(crate::http::resource("/v1/messages").route(web::post().to(messages::create)))
+    .service(
+        crate::http::resource("/v1/messages/count_tokens")
+            .route(web::post().to(messages::count_tokens)),
+    )
+    .service(crate::http::resource("/v1/responses").route(web::post().to(responses::create)))
+    .service(
+        crate::http::resource("/v1/responses/{id}")
+            .route(web::get().to(responses::get))
+            .route(web::delete().to(responses::delete)),
+    )
     .service(crate::http::resource("/v1/models").route(web::get().to(models::list)))
     // Model ids contain `/`, so the id is the whole rest of the path.
     .service(crate::http::resource("/v1/models/{id:.+}").route(web::get().to(models::get)));
@@ -98,7 +114,15 @@ async fn proxied<T: serde::de::DeserializeOwned>(
         .map_err(no_calls)?;
     let parsed: T = body::parse_json(&bytes).map_err(no_calls)?;
     let body = RequestBody::with_original(wrap(parsed), bytes);
-    forward::forward(&state, &caller.0, &request_id, req.headers(), body).await
+    forward::forward(
+        &state,
+        &caller.0,
+        &request_id,
+        req.headers(),
+        body,
+        &shape::Shape::OpenAi,
+    )
+    .await
 }
 
 /// Creates a chat completion, streamed or whole.

@@ -1,15 +1,20 @@
 //! Relaying a provider's event stream to the client as SSE, chunk by chunk.
 //!
-//! Each payload is framed as `data: ...\n\n` the moment it arrives. The clean end adds
-//! `data: [DONE]`; a broken upstream ends with an in-band error event and no `[DONE]`, so a
-//! truncated answer never looks complete. Usage is read off the stream as it passes; the usage
+//! Each payload is written in the client's API (`inbound::StreamEncoder`: OpenAI's
+//! `data: ...\n\n` by default) the moment it arrives. The clean end is the API's closing event
+//! (`data: [DONE]`); a broken upstream ends with an in-band error event and no closing event,
+//! so a truncated answer never looks complete. A provider's own stream passed through to a
+//! client of the same API (`native`) goes out event by event as it came, and is read as the
+//! chunks it amounts to for everything else here. Usage is read off the stream as it passes; the usage
 //! chunk the gateway asked for on the client's behalf is not forwarded to a client that did
 //! not ask for it. Payloads kept for the cache and the request log are bounded in bytes.
 
+use super::native::{self, NativeDecoder};
 use crate::error::ApiError;
-use crate::providers::{EventStream, ProviderError};
+use crate::inbound::{named_event, OpenAiEncoder, StreamEncoder};
+use crate::providers::EventStream;
 use crate::wire::Usage;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -48,6 +53,10 @@ pub struct Relay {
     on_finish: Option<OnFinish>,
     done: bool,
     cut_off: Option<CutOff>,
+    /// Writes the chunks in the client's API.
+    encoder: Box<dyn StreamEncoder>,
+    /// Set when the events are the provider's own, passed through as they came.
+    native: Option<NativeDecoder>,
 }
 
 /// Where a stream is ended for a hard budget: once the prompt's estimate and the streamed
@@ -68,9 +77,23 @@ impl Relay {
             on_finish,
             done: false,
             cut_off: None,
+            encoder: Box::new(OpenAiEncoder),
+            native: None,
         }
     }
 
+    /// Writes the stream in another API than OpenAI's.
+    pub fn encoder(mut self, encoder: Box<dyn StreamEncoder>) -> Self {
+        self.encoder = encoder;
+        self
+    }
+
+    /// The events are the provider's own, for a client of the same API: each goes out as it
+    /// came, and `decoder` reads it for usage, text, hard budgets and the capture.
+    pub fn native(mut self, decoder: NativeDecoder) -> Self {
+        self.native = Some(decoder);
+        self
+    }
     /// Keeps a copy of every payload for the finish callback (to fill the cache, or the
     /// request log), up to `max_bytes` of payloads. Past that, capture stops and what was kept
     /// is dropped; the stream itself goes on to the client unchanged.
@@ -105,7 +128,43 @@ impl Relay {
             message,
         )
         .with_code(crate::error_codes::Code::BudgetExceeded);
-        Some(frame(err.body_json().as_bytes()))
+        let mut out = BytesMut::new();
+        self.encoder.error(&err, &mut out);
+        Some(out.freeze())
+    }
+
+    /// One of the provider's own events: read as its chunks, sent as it came. An error event
+    /// ends the stream (sent too: it is the client's API's own error).
+    fn pass_native(&mut self, mut decoder: NativeDecoder, payload: Bytes) -> Option<Bytes> {
+        let decoded: Vec<_> = decoder.decode(&payload).collect();
+        self.native = Some(decoder);
+        for chunk in decoded {
+            match chunk {
+                Ok(chunk) => {
+                    self.keep(&chunk);
+                    let text_before = self.outcome.text_bytes;
+                    self.inspect(&chunk);
+                    if let Some(end) = self.over_cut_off() {
+                        self.outcome.text_bytes = text_before;
+                        tracing::info!("a stream was ended for a hard budget");
+                        self.finish();
+                        return Some(end);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "upstream stream ended with an error event");
+                    self.outcome.error = Some(e.to_string());
+                    let mut out = BytesMut::new();
+                    named_event(&native::event_type(&payload), &payload, &mut out);
+                    self.finish();
+                    return Some(out.freeze());
+                }
+            }
+        }
+        self.outcome.chunks += 1;
+        let mut out = BytesMut::new();
+        named_event(&native::event_type(&payload), &payload, &mut out);
+        Some(out.freeze())
     }
 
     fn keep(&mut self, payload: &Bytes) {
@@ -172,6 +231,9 @@ impl Stream for Relay {
             match self.events.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(payload))) => {
+                    if let Some(decoder) = self.native.take() {
+                        return Poll::Ready(self.pass_native(decoder, payload).map(Ok));
+                    }
                     self.keep(&payload);
                     let text_before = self.outcome.text_bytes;
                     if self.inspect(&payload) {
@@ -185,17 +247,31 @@ impl Stream for Relay {
                         return Poll::Ready(Some(Ok(end)));
                     }
                     self.outcome.chunks += 1;
-                    return Poll::Ready(Some(Ok(frame(&payload))));
+                    let mut out = BytesMut::new();
+                    self.encoder.chunk(&payload, &mut out);
+                    if out.is_empty() {
+                        // Nothing to say in the client's API for this chunk (yet).
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(out.freeze())));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream stream broke");
                     self.outcome.error = Some(e.to_string());
                     self.finish();
-                    return Poll::Ready(Some(Ok(error_frame(e))));
+                    let mut out = BytesMut::new();
+                    self.encoder.error(&ApiError::from(e), &mut out);
+                    return Poll::Ready(Some(Ok(out.freeze())));
                 }
                 Poll::Ready(None) => {
                     self.finish();
-                    return Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))));
+                    if self.native.is_some() {
+                        // The provider's own closing event has gone out already.
+                        return Poll::Ready(None);
+                    }
+                    let mut out = BytesMut::new();
+                    self.encoder.done(&mut out);
+                    return Poll::Ready(Some(Ok(out.freeze())));
                 }
             }
         }
@@ -211,20 +287,6 @@ impl Drop for Relay {
     }
 }
 
-fn frame(payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 8);
-    out.put_slice(b"data: ");
-    out.put_slice(payload);
-    out.put_slice(b"\n\n");
-    out.freeze()
-}
-
-/// The in-band error event that ends a broken stream: OpenAI's error body as the data.
-pub fn error_frame(e: ProviderError) -> Bytes {
-    let api: ApiError = e.into();
-    frame(api.body_json().as_bytes())
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -232,6 +294,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::ProviderError;
     use futures_util::StreamExt;
     use std::sync::{Arc, Mutex};
 

@@ -3,8 +3,10 @@
 //! Each reply carries its settle work (stage 7), run when the JSON is built or the stream ends.
 
 use super::cache;
+use super::native::NativeDecoder;
 use super::relay::{CutOff, OnFinish, Relay, StreamOutcome};
 use super::settle::{Aftermath, Completed};
+use super::shape::Shape;
 use crate::policy::Decision;
 use crate::providers::Reply;
 use crate::store::counters::{LimitKind, Standing};
@@ -12,6 +14,7 @@ use crate::store::CachedReply;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
 
 pub const PROVIDER_HEADER: &str = "x-switchboard-provider";
 pub const MODEL_HEADER: &str = "x-switchboard-model";
@@ -29,6 +32,8 @@ pub struct Served<'a> {
     pub attempts: u32,
     /// How the request's limits stood once it was admitted.
     pub standing: &'a [Standing],
+    /// The gateway's id for the request (translated replies are named after it).
+    pub request_id: &'a str,
 }
 
 impl Served<'_> {
@@ -83,25 +88,30 @@ fn reset_text(secs: u64) -> String {
     }
 }
 
-/// A cache hit: replayed as JSON, or as chunks to a streaming client.
+/// A cache hit: replayed as JSON, or as chunks to a streaming client, in the client's API.
 pub fn from_cache(
     hit: &CachedReply,
     headers: Served<'_>,
     stream: bool,
     client_wants_usage: bool,
     after: Aftermath,
+    shape: &Shape,
 ) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     headers.decorate(&mut response);
     if stream {
-        let chunks = cache::as_chunks(hit, client_wants_usage);
+        // Other APIs than OpenAI's always report usage at the end of a stream.
+        let chunks = cache::as_chunks(hit, client_wants_usage || !shape.is_openai());
         let events = futures_util::stream::iter(chunks.into_iter().map(Ok));
-        return sse(
-            &mut response,
-            Relay::new(Box::pin(events), false, Some(on_stream_end(after))),
-        );
+        let relay = Relay::new(Box::pin(events), false, Some(on_stream_end(after)))
+            .encoder(shape.encoder(headers.model, &after_id(&headers)));
+        return sse(&mut response, relay);
     }
     let json = cache::as_json(hit);
+    let body = match shape.json(json.clone()) {
+        Ok(body) => body,
+        Err(e) => return shape.error(&e),
+    };
     after.finish(Completed {
         status: 200,
         usage: crate::wire::usage_of(&json),
@@ -113,7 +123,12 @@ pub fn from_cache(
     });
     response
         .insert_header((CONTENT_TYPE, "application/json"))
-        .body(json)
+        .body(body)
+}
+
+/// The id a translated reply is named after when the reply has none of its own.
+fn after_id(headers: &Served<'_>) -> String {
+    headers.request_id.to_string()
 }
 
 /// How much of a stream to keep for the cache and the request log, if anything.
@@ -122,13 +137,16 @@ pub struct Capture {
     pub limit: usize,
 }
 
-/// An upstream's reply.
+/// An upstream's reply, in the client's API. `native`: the reply is the provider's own, in the
+/// client's API already (an Anthropic provider's to a Messages client), and goes out as it came.
 pub fn from_upstream(
     reply: Reply,
     headers: Served<'_>,
     client_wants_usage: bool,
     capture: Capture,
     after: Aftermath,
+    shape: &Shape,
+    native: bool,
 ) -> HttpResponse {
     let (mut response, relayed) = match &reply {
         Reply::Json {
@@ -148,13 +166,37 @@ pub fn from_upstream(
             usage,
             ..
         } => {
-            let keep =
-                (after.cache_put.is_some() || after.accountant.log_bodies).then(|| body.clone());
             // Only read when the upstream reported no usage.
             let text_bytes = if usage.is_none() {
                 super::estimate::streamed_text_bytes(&body)
             } else {
                 0
+            };
+            let wanted = after.cache_put.is_some() || after.accountant.log_bodies;
+            // What is cached and logged is the OpenAI form, whatever the client gets.
+            let (keep, body) = if native {
+                let openai = wanted
+                    .then(|| crate::providers::anthropic::response::chat_completion(&body).ok())
+                    .flatten()
+                    .map(|(v, _)| Bytes::from(v.to_string()));
+                (openai, body)
+            } else {
+                let keep = wanted.then(|| body.clone());
+                match shape.json(body) {
+                    Ok(body) => (keep, body),
+                    Err(e) => {
+                        after.finish(Completed {
+                            status: 502,
+                            usage,
+                            text_bytes: 0,
+                            body: None,
+                            payloads: vec![],
+                            complete: false,
+                            error: Some(e.message.clone()),
+                        });
+                        return shape.error(&e);
+                    }
+                }
             };
             after.finish(Completed {
                 status: status.as_u16(),
@@ -178,8 +220,19 @@ pub fn from_upstream(
                     allowed_tokens,
                     prompt_tokens: after.prompt_estimate,
                 });
-            let relay = Relay::new(events, !client_wants_usage, Some(on_stream_end(after)))
-                .cut_off(cut_off);
+            let provider = headers.provider.to_string();
+            let relay = Relay::new(
+                events,
+                !client_wants_usage && shape.is_openai(),
+                Some(on_stream_end(after)),
+            )
+            .cut_off(cut_off)
+            .encoder(shape.encoder(headers.model, &after_id(&headers)));
+            let relay = if native {
+                relay.native(NativeDecoder::anthropic(&provider, headers.model))
+            } else {
+                relay
+            };
             let relay = if capture.wanted {
                 relay.capture(capture.limit)
             } else {

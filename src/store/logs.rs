@@ -22,6 +22,10 @@ pub struct LogEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
     pub endpoint: String,
+    /// The API the client spoke (`chat_completions`, `messages`, `responses`, ...); absent in
+    /// entries written before there were several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     /// The model the client asked for.
     pub requested_model: String,
     /// Who served it (absent when nothing did).

@@ -21,3 +21,12 @@ pub fn from_chat(meta: &Meta, completion: &[u8]) -> Result<Value, serde_json::Er
     let _ = meta;
     serde_json::from_slice(completion)
 }
+
+/// The output items of a response object, which a later turn continues from.
+pub fn output_items(response: &Value) -> Vec<Value> {
+    response
+        .get("output")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}

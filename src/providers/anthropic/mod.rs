@@ -3,6 +3,7 @@
 //! `request` translates the OpenAI request, `response` the JSON reply and errors, `stream` the
 //! event stream; this file only does the HTTP.
 
+pub mod passthrough;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -25,6 +26,8 @@ pub struct AnthropicProvider {
     name: String,
     client: upstream::Clients,
     messages_url: reqwest::Url,
+    /// `messages/count_tokens`, for `POST /v1/messages/count_tokens`.
+    count_url: reqwest::Url,
     /// `base_url`, for health probes.
     base: reqwest::Url,
     unsupported_params: UnsupportedParams,
@@ -52,6 +55,13 @@ impl AnthropicProvider {
                     source,
                 }
             })?,
+            count_url: upstream::join(base, "messages/count_tokens").map_err(|source| {
+                BuildError::BadUrl {
+                    provider: config.name.clone(),
+                    path: "messages/count_tokens".into(),
+                    source,
+                }
+            })?,
             base: base.clone(),
             unsupported_params: config.unsupported_params,
             max_response_bytes: config.max_response_bytes,
@@ -59,6 +69,9 @@ impl AnthropicProvider {
     }
 
     async fn send(&self, call: UpstreamCall<'_>) -> Result<Reply, ProviderError> {
+        if let Some(inbound) = passthrough::native_request(call.body) {
+            return self.pass_through(&call, inbound).await;
+        }
         let Typed::Chat(chat) = call.body.typed() else {
             return Err(TranslateError::Endpoint {
                 endpoint: call.body.endpoint(),
@@ -111,6 +124,110 @@ impl AnthropicProvider {
     }
 }
 
+impl AnthropicProvider {
+    /// A Messages client's request, as it came (`passthrough.rs`); the reply as Anthropic sent
+    /// it, with its usage read for the gateway.
+    async fn pass_through(
+        &self,
+        call: &UpstreamCall<'_>,
+        inbound: &crate::wire::Inbound,
+    ) -> Result<Reply, ProviderError> {
+        let native = inbound.native.as_deref().unwrap_or_default();
+        let body = crate::wire::with_model(native, call.upstream_model).ok_or_else(|| {
+            ProviderError::Protocol("the request body cannot be passed through".into())
+        })?;
+        let mut request = upstream::json_post(self.client.get(), self.messages_url.clone(), call);
+        for (name, value) in &inbound.headers {
+            // A policy's header (`ctx.set_header`) wins over the client's.
+            if !call.headers.contains_key(name) {
+                request = request.header(name.as_str(), value.as_str());
+            }
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        let status = upstream::status_of(&response);
+        if !status.is_success() {
+            return Err(overloaded_as_503(
+                upstream::status_error(response, response::parse_error).await,
+            ));
+        }
+        if call.body.is_stream() {
+            let events = super::stream::translate(
+                self.name.clone(),
+                response.bytes_stream(),
+                passthrough::Passthrough {
+                    provider: self.name.clone(),
+                },
+            );
+            return Ok(Reply::Stream(events, Vec::new()));
+        }
+        let bytes = upstream::read_body(&self.name, response, self.max_response_bytes).await?;
+        let usage = response::chat_completion(&bytes)
+            .map(|(_, usage)| usage)
+            .map_err(|e| {
+                tracing::warn!(provider = %self.name, error = %e, "unreadable upstream reply");
+                ProviderError::Protocol(format!(
+                    "provider `{}` answered with a body that is not a message",
+                    self.name
+                ))
+            })?;
+        Ok(Reply::Json {
+            status: StatusCode::OK,
+            body: bytes,
+            usage: Some(usage),
+            headers: Vec::new(),
+        })
+    }
+}
+
+impl AnthropicProvider {
+    /// Anthropic's own count of a Messages request's input tokens.
+    async fn count(
+        &self,
+        body: &[u8],
+        upstream_model: &str,
+        headers: &[(String, String)],
+    ) -> Result<u64, ProviderError> {
+        let body = crate::wire::with_model(body, upstream_model).ok_or_else(|| {
+            ProviderError::Protocol("the request body cannot be passed through".into())
+        })?;
+        let mut request = self
+            .client
+            .get()
+            .post(self.count_url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        if !upstream::status_of(&response).is_success() {
+            return Err(overloaded_as_503(
+                upstream::status_error(response, response::parse_error).await,
+            ));
+        }
+        let bytes = upstream::read_body(&self.name, response, self.max_response_bytes).await?;
+        #[derive(serde::Deserialize)]
+        struct Count {
+            input_tokens: u64,
+        }
+        serde_json::from_slice::<Count>(&bytes)
+            .map(|c| c.input_tokens)
+            .map_err(|_| {
+                ProviderError::Protocol(format!(
+                    "provider `{}` answered count_tokens with a body that is not a count",
+                    self.name
+                ))
+            })
+    }
+}
+
 /// Anthropic's 529 "overloaded" is not a standard status; clients and proxies know 503.
 fn overloaded_as_503(e: ProviderError) -> ProviderError {
     match e {
@@ -147,6 +264,15 @@ impl Provider for AnthropicProvider {
             &self.base,
             path,
         ))
+    }
+
+    fn count_tokens<'a>(
+        &'a self,
+        body: &'a [u8],
+        upstream_model: &'a str,
+        headers: &'a [(String, String)],
+    ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
+        Some(Box::pin(self.count(body, upstream_model, headers)))
     }
 
     /// Anthropic streams always carry usage; the adapter emits the usage chunk when the body

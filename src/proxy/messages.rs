@@ -1,0 +1,198 @@
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`: Anthropic's Messages API.
+//!
+//! A request is translated into the chat form the pipeline runs on (`inbound::messages`),
+//! keeping the client's bytes and `anthropic-*` headers for an Anthropic provider, which takes
+//! the request as it came; the reply and every error go back in Anthropic's shapes.
+
+use super::request_id::RequestId;
+use super::respond::ATTEMPTS_HEADER;
+use super::shape::Shape;
+use super::{body, forward, route};
+use crate::config::ProviderKind;
+use crate::error::ApiError;
+use crate::http::callers::Caller;
+use crate::inbound::messages::request::to_chat;
+use crate::state::AppState;
+use crate::wire::{ChatRequest, Format, Inbound, RequestBody, Typed};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+/// Client headers an Anthropic provider gets as they came.
+const PASSED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// Creates a message, streamed or whole, with any provider.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    operation_id = "createMessage",
+    tag = "proxy",
+    request_body(
+        content = crate::openapi::schemas::MessagesRequest,
+        description = "An Anthropic Messages request. To an Anthropic provider it is passed through as sent (the model id aside); to the others it is translated (see README, \"Anthropic Messages\")"
+    ),
+    params(
+        ("anthropic-version" = Option<String>, Header, description = "Passed to Anthropic providers"),
+        ("anthropic-beta" = Option<String>, Header, description = "Passed to Anthropic providers"),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The message; with `stream: true`, Anthropic's server-sent events (`message_start`, `content_block_start`, `content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`, `ping`; `error` on failure)",
+            content(
+                (crate::openapi::schemas::Message = "application/json"),
+                (crate::openapi::schemas::StreamEvent = "text/event-stream"),
+            )
+        ),
+        (status = "4XX", description = "An error in Anthropic's shape", body = crate::openapi::schemas::AnthropicError),
+        (status = "5XX", description = "An error in Anthropic's shape", body = crate::openapi::schemas::AnthropicError),
+    )
+)]
+pub async fn create(
+    req: HttpRequest,
+    caller: Result<Caller, ApiError>,
+    request_id: RequestId,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let shape = Shape::Messages;
+    match run(&req, caller, &request_id, payload, &state, &shape).await {
+        Ok(response) => response,
+        Err(e) => shape.error(&e),
+    }
+}
+
+async fn run(
+    req: &HttpRequest,
+    caller: Result<Caller, ApiError>,
+    request_id: &RequestId,
+    payload: web::Payload,
+    state: &AppState,
+    shape: &Shape,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller.map_err(no_calls)?;
+    let bytes = body::read_limited(req, payload, state.body_limit)
+        .await
+        .map_err(no_calls)?;
+    let value: Value = body::parse_json(&bytes).map_err(no_calls)?;
+    let translated = to_chat(&value).map_err(no_calls)?;
+    let body = chat_body(translated.chat, Format::Messages)
+        .map_err(no_calls)?
+        .with_inbound(Inbound {
+            format: Format::Messages,
+            native: Some(bytes),
+            headers: passed_headers(req),
+            untranslated: translated.untranslated,
+        });
+    forward::forward(state, &caller.0, request_id, req.headers(), body, shape).await
+}
+
+/// A translated request's chat body, parsed as the pipeline parses a chat client's, keeping
+/// its bytes.
+pub fn chat_body(
+    chat: serde_json::Map<String, Value>,
+    format: Format,
+) -> Result<RequestBody, ApiError> {
+    let bytes = Bytes::from(Value::Object(chat).to_string());
+    let typed: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        tracing::warn!(error = %e, format = format.as_str(), "a translated request did not parse");
+        ApiError::bad_request(format!("the request could not be translated: {e}"))
+    })?;
+    Ok(RequestBody::with_original(Typed::Chat(typed), bytes))
+}
+
+/// A request refused before the pipeline made no upstream call, and says so.
+pub fn no_calls(e: ApiError) -> ApiError {
+    e.with_header(
+        HeaderName::from_static(ATTEMPTS_HEADER),
+        HeaderValue::from_static("0"),
+    )
+}
+
+fn passed_headers(req: &HttpRequest) -> Vec<(String, String)> {
+    PASSED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = req.headers().get(*name)?.to_str().ok()?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Counts a Messages request's input tokens: Anthropic's own count when the model is served
+/// by an Anthropic provider, else the gateway's estimate (the one budgets reserve with: 4 bytes
+/// a token plus 4 a message), said in `x-switchboard-token-count: exact|estimate`.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/count_tokens",
+    operation_id = "countMessageTokens",
+    tag = "proxy",
+    request_body(content = crate::openapi::schemas::MessagesRequest, description = "A Messages request (`max_tokens` may be left out)"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "`{\"input_tokens\": N}`",
+            headers(("x-switchboard-token-count" = String, description = "`exact` (the provider counted) or `estimate`")),
+            body = crate::openapi::schemas::TokenCount),
+        (status = "4XX", description = "An error in Anthropic's shape", body = crate::openapi::schemas::AnthropicError),
+        (status = "5XX", description = "An error in Anthropic's shape", body = crate::openapi::schemas::AnthropicError),
+    )
+)]
+pub async fn count_tokens(
+    req: HttpRequest,
+    caller: Result<Caller, ApiError>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    match count(&req, caller, payload, &state).await {
+        Ok((tokens, how)) => HttpResponse::Ok()
+            .insert_header(("x-switchboard-token-count", how))
+            .json(json!({ "input_tokens": tokens })),
+        Err(e) => Shape::Messages.error(&e),
+    }
+}
+
+async fn count(
+    req: &HttpRequest,
+    caller: Result<Caller, ApiError>,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(u64, &'static str), ApiError> {
+    let caller = caller?;
+    let bytes = body::read_limited(req, payload, state.body_limit).await?;
+    let mut value: Value = body::parse_json(&bytes)?;
+    let model = value
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("`model` is required").with_param("model"))?
+        .to_string();
+    let snapshot = state.snapshot();
+    let target = snapshot
+        .models
+        .resolve(&model)
+        .ok_or_else(|| ApiError::model_not_found(&model))?;
+    if !route::may_use(&caller.0, &snapshot.models, target) {
+        return Err(ApiError::forbidden(format!(
+            "This key may not use the model `{model}`."
+        )));
+    }
+    let anthropic = snapshot
+        .config
+        .providers
+        .iter()
+        .any(|p| *p.name == *target.provider && p.kind == ProviderKind::Anthropic);
+    let headers = passed_headers(req);
+    let counting = snapshot
+        .provider(&target.provider)
+        .filter(|_| anthropic)
+        .and_then(|provider| provider.count_tokens(&bytes, &target.model.upstream, &headers));
+    if let Some(counting) = counting {
+        return Ok((counting.await.map_err(ApiError::from)?, "exact"));
+    }
+    // A count needs no `max_tokens`; the translation does.
+    if let Some(object) = value.as_object_mut() {
+        object.entry("max_tokens").or_insert(json!(1));
+    }
+    let translated = to_chat(&value)?;
+    let body = chat_body(translated.chat, Format::Messages)?;
+    Ok((super::estimate::prompt_tokens(&body), "estimate"))
+}
