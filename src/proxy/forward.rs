@@ -58,7 +58,10 @@ pub async fn forward(
         .with_code(Code::ModelTooLong)
         .into())
     } else {
-        proxy(state, caller, request_id, headers, body, started, &log, shape).await
+        proxy(
+            state, caller, request_id, headers, body, started, &log, shape,
+        )
+        .await
     };
     result.map_err(|failure| {
         let mut log = log;
@@ -226,11 +229,9 @@ async fn proxy(
     // An Anthropic provider took a Messages client's request as it came: its reply is in the
     // client's API already.
     let native = crate::providers::anthropic::passthrough::native_request(&body).is_some()
-        && snapshot
-            .config
-            .providers
-            .iter()
-            .any(|p| *p.name == *target.provider && p.kind == crate::config::ProviderKind::Anthropic);
+        && snapshot.config.providers.iter().any(|p| {
+            *p.name == *target.provider && p.kind == crate::config::ProviderKind::Anthropic
+        });
     Ok(respond::from_upstream(
         served.reply,
         headers,

@@ -32,7 +32,10 @@ impl NativeDecoder {
 
     /// The chunks `payload` amounts to, in order; an `Err` when it is an error event (or
     /// cannot be read), which ends the stream.
-    pub fn decode(&mut self, payload: &Bytes) -> std::collections::vec_deque::Drain<'_, Result<Bytes, ProviderError>> {
+    pub fn decode(
+        &mut self,
+        payload: &Bytes,
+    ) -> std::collections::vec_deque::Drain<'_, Result<Bytes, ProviderError>> {
         self.out.clear();
         let event = SseEvent {
             event: None,

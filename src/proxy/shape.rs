@@ -99,9 +99,7 @@ impl Shape {
     pub fn error(&self, error: &ApiError) -> HttpResponse {
         match self {
             Shape::Messages => error.response_with_body(messages::error::body(error)),
-            Shape::OpenAi | Shape::Responses(_) => {
-                actix_web::ResponseError::error_response(error)
-            }
+            Shape::OpenAi | Shape::Responses(_) => actix_web::ResponseError::error_response(error),
         }
     }
 }

@@ -29,10 +29,8 @@ pub struct Passthrough {
 
 impl Translate for Passthrough {
     fn event(&mut self, event: SseEvent, out: &mut Out) -> Step {
-        let end = matches!(
-            event.event.as_deref(),
-            Some("message_stop") | Some("error")
-        ) || ends_stream(&event.data);
+        let end = matches!(event.event.as_deref(), Some("message_stop") | Some("error"))
+            || ends_stream(&event.data);
         out.push_back(Ok(event.data));
         if end {
             Step::Done
@@ -92,6 +90,9 @@ mod tests {
         };
         let mut out = Out::new();
         p.end_of_body(&mut out);
-        assert!(matches!(out.pop_front(), Some(Err(ProviderError::Protocol(_)))));
+        assert!(matches!(
+            out.pop_front(),
+            Some(Err(ProviderError::Protocol(_)))
+        ));
     }
 }
