@@ -16,6 +16,9 @@ const ERROR_RATE_LIMIT: &str = include_str!("../fixtures/anthropic/error_rate_li
 const ERROR_OVERLOADED: &str = include_str!("../fixtures/anthropic/error_overloaded.json");
 
 fn answer(req: &Received) -> HttpResponse {
+    if req.path.ends_with("/messages/count_tokens") {
+        return json_body(200, r#"{"input_tokens":17}"#);
+    }
     let stream = req.body["stream"] == true;
     match (req.body["model"].as_str().unwrap_or(""), stream) {
         ("text", false) => json_body(200, MESSAGE_TEXT),

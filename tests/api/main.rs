@@ -33,6 +33,7 @@ mod full_disk;
 mod gemini;
 mod governance;
 mod health;
+mod inbound;
 mod inbound_matrix;
 mod mock_provider;
 mod models;

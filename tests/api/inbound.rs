@@ -1,0 +1,386 @@
+//! Messages and Responses clients through the one pipeline: keys, policies, limits and budgets
+//! apply to them as to chat clients; errors come back in each client's own shape; Anthropic
+//! providers get a Messages request as it came; stored responses continue conversations and
+//! belong to the key that made them.
+
+use crate::anthropic_upstream;
+use crate::helpers::{admin_json, spawn, Spawn, ADMIN_KEY};
+use serde_json::{json, Value};
+
+const MOCK: &str = "kind: mock\nmodels: [echo]\n";
+
+fn messages_body(text: &str) -> Value {
+    json!({"model": "mock/echo", "max_tokens": 50, "messages": [{"role": "user", "content": text}]})
+}
+
+fn responses_body(text: &str) -> Value {
+    json!({"model": "mock/echo", "input": text})
+}
+
+fn chat_body(text: &str) -> Value {
+    json!({"model": "mock/echo", "messages": [{"role": "user", "content": text}]})
+}
+
+/// The same question in each API: (path, body).
+fn each_api(text: &str) -> [(&'static str, Value); 3] {
+    [
+        ("/v1/chat/completions", chat_body(text)),
+        ("/v1/messages", messages_body(text)),
+        ("/v1/responses", responses_body(text)),
+    ]
+}
+
+#[tokio::test]
+async fn messages_clients_authenticate_with_x_api_key_and_get_anthropic_errors() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let ok = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", ADMIN_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&messages_body("hello there"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let message: Value = ok.json().await.unwrap();
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["text"], "hello there");
+
+    let cases = [
+        (None, messages_body("x"), 401, "authentication_error"),
+        (
+            Some("sk-wrong"),
+            messages_body("x"),
+            401,
+            "authentication_error",
+        ),
+        (
+            Some(ADMIN_KEY),
+            json!({"model": "mock/echo", "messages": [{"role": "user", "content": "x"}]}),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            Some(ADMIN_KEY),
+            json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+            404,
+            "not_found_error",
+        ),
+    ];
+    for (key, body, status, kind) in cases {
+        let mut req = app.client.post(app.url("/v1/messages")).json(&body);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), status, "{body}");
+        assert_eq!(res.headers()["x-switchboard-attempts"], "0");
+        let error: Value = res.json().await.unwrap();
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["error"]["type"], kind, "{error}");
+        assert!(error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert!(error.get("param").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_policy_a_limit_and_a_budget_apply_the_same_whatever_the_api() {
+    let policy = r#"
+fn on_request(req, ctx) {
+    let last = req.messages[req.messages.len() - 1].content;
+    if last.contains("forbidden") { ctx.reject(403, "not that"); }
+    ctx.tag("format", req.format);
+}
+"#;
+    let app = spawn(
+        Spawn::default()
+            .provider("mock", MOCK)
+            .policy("10-guard.rhai", policy),
+    )
+    .await;
+    // The policy sees every API's request in the chat form and refuses each the same way.
+    for (path, body) in each_api("a forbidden thing") {
+        let res = app.post(path, ADMIN_KEY).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+        let error: Value = res.json().await.unwrap();
+        let message = if path == "/v1/messages" {
+            assert_eq!(error["error"]["type"], "permission_error");
+            &error["error"]["message"]
+        } else {
+            &error["error"]["message"]
+        };
+        assert_eq!(message, "not that", "{path}");
+    }
+    // One request limit counts requests of every API.
+    let (_, key) = app
+        .create_key(json!({"name": "mixed", "limits": {"rpm": 3}}))
+        .await;
+    for (path, body) in each_api("hello") {
+        let res = app.post(path, &key).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(res.headers().contains_key("x-ratelimit-remaining-requests"));
+    }
+    for (path, body) in each_api("hello") {
+        let res = app.post(path, &key).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 429, "{path}");
+        assert!(res.headers().contains_key("retry-after"));
+        let error: Value = res.json().await.unwrap();
+        let kind = if path == "/v1/messages" {
+            &error["error"]["type"]
+        } else {
+            &error["error"]["type"]
+        };
+        assert_eq!(kind, "rate_limit_error", "{path}: {error}");
+    }
+    // A token budget is charged by each API's requests alike: three requests of two words,
+    // echoed, are 4 tokens each with the mock (2 prompt + 2 completion).
+    let (key_id, key) = app
+        .create_key(json!({"name": "budget", "limits": {"tpd": 1000}}))
+        .await;
+    for (path, body) in each_api("hello world") {
+        let res = app.post(path, &key).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let _ = res.bytes().await;
+    }
+    let view = admin_json(&app, &format!("/admin/keys/{key_id}")).await;
+    let used = view["limit_use"][0]["current"].as_u64().unwrap();
+    assert_eq!(used, 12, "{view}");
+    // The log names each request's API.
+    let mut formats = Vec::new();
+    for _ in 0..100 {
+        let logs = admin_json(&app, "/admin/logs?limit=50").await;
+        formats = logs["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["key_id"] == key_id.as_str())
+            .map(|e| e["format"].as_str().unwrap_or("").to_string())
+            .collect();
+        if formats.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    formats.sort();
+    assert_eq!(formats, ["chat_completions", "messages", "responses"]);
+}
+
+#[tokio::test]
+async fn an_anthropic_provider_gets_a_messages_request_byte_for_byte_with_its_headers() {
+    let upstream = anthropic_upstream::start().await;
+    let app =
+        spawn(Spawn::default().provider("claude", anthropic_upstream::provider_yaml(&upstream)))
+            .await;
+    // Odd but valid JSON a translation would not keep: number forms, escapes, key order,
+    // thinking, cache_control, a field no one knows yet.
+    let sent = r#"{"max_tokens":1.0e2,"model":"claude/text","thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9","cache_control":{"type":"ephemeral"}}]}],"future":[1,2.50]}"#;
+    let res = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", ADMIN_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .header("content-type", "application/json")
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let reply = res.text().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply).unwrap(),
+        serde_json::from_str::<Value>(anthropic_upstream::MESSAGE_TEXT).unwrap(),
+        "the reply comes back as Anthropic sent it"
+    );
+    let got = upstream.last();
+    assert_eq!(
+        got.raw,
+        sent.replace(r#""model":"claude/text","#, "")
+            .replacen('{', r#"{"model":"text","#, 1),
+        "only the model id changed"
+    );
+    assert_eq!(got.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(
+        got.headers["anthropic-beta"],
+        "interleaved-thinking-2025-05-14"
+    );
+    assert_eq!(
+        got.headers["x-api-key"], "sk-ant-secret",
+        "the provider's own key"
+    );
+}
+
+#[tokio::test]
+async fn count_tokens_is_anthropics_count_or_the_gateways_estimate() {
+    let upstream = anthropic_upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("claude", anthropic_upstream::provider_yaml(&upstream))
+            .provider("mock", MOCK),
+    )
+    .await;
+    let count = |model: &str| {
+        app.client
+            .post(app.url("/v1/messages/count_tokens"))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "one two three four"}]}))
+            .send()
+    };
+    let exact = count("claude/text").await.unwrap();
+    assert_eq!(exact.status(), 200);
+    assert_eq!(exact.headers()["x-switchboard-token-count"], "exact");
+    let body: Value = exact.json().await.unwrap();
+    assert_eq!(body["input_tokens"], 17, "the upstream's count");
+    assert!(upstream.last().path.ends_with("/messages/count_tokens"));
+    assert_eq!(upstream.last().body["model"], "text");
+
+    let estimate = count("mock/echo").await.unwrap();
+    assert_eq!(estimate.headers()["x-switchboard-token-count"], "estimate");
+    let body: Value = estimate.json().await.unwrap();
+    // 18 bytes of text at 4 a token, rounded up, plus 4 for the message.
+    assert_eq!(body["input_tokens"], 9);
+
+    let unknown = count("nope").await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let error: Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "not_found_error");
+}
+
+#[tokio::test]
+async fn stored_responses_continue_conversations_and_belong_to_their_key() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let first: Value = app
+        .post("/v1/responses", ADMIN_KEY)
+        .json(&json!({"model": "mock/echo", "input": "first turn", "instructions": "Be brief."}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["output"][0]["content"][0]["text"], "first turn");
+    assert_eq!(first["instructions"], "Be brief.");
+
+    // The mock echoes the last user message and counts every prompt word: the stored turn
+    // ("first turn", and the reply "first turn") is sent before the new input.
+    let second: Value = app
+        .post("/v1/responses", ADMIN_KEY)
+        .json(&json!({"model": "mock/echo", "input": "second", "previous_response_id": id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["output"][0]["content"][0]["text"], "second");
+    assert_eq!(second["previous_response_id"], id.as_str());
+    assert_eq!(second["usage"]["input_tokens"], 5, "{second}");
+
+    let got: Value = app
+        .get(&format!("/v1/responses/{id}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, first);
+
+    // Another key: as if it did not exist.
+    let (_, other) = app.create_key(json!({"name": "other"})).await;
+    for res in [
+        app.get(&format!("/v1/responses/{id}"), &other)
+            .send()
+            .await
+            .unwrap(),
+        app.post("/v1/responses", &other)
+            .json(&json!({"model": "mock/echo", "input": "x", "previous_response_id": id}))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .delete(app.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(res.status(), 404);
+        let error: Value = res.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "response_not_found");
+    }
+    // `store: false` keeps nothing.
+    let unstored: Value = app
+        .post("/v1/responses", ADMIN_KEY)
+        .json(&json!({"model": "mock/echo", "input": "x", "store": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .get(
+            &format!("/v1/responses/{}", unstored["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // Deleted by its key: gone.
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let res = app
+        .get(&format!("/v1/responses/{id}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn a_cached_reply_is_replayed_in_the_api_it_is_asked_in() {
+    let app = spawn(Spawn::default().provider("mock", MOCK).policy(
+        "10-cache.rhai",
+        "fn on_request(req, ctx) { ctx.cache(60); }",
+    ))
+    .await;
+    let first = app.chat(ADMIN_KEY, chat_body("cache me")).await;
+    assert_eq!(first.headers()["x-switchboard-cache"], "miss");
+    let _ = first.bytes().await;
+    crate::helpers::cached_entries(&app, 1).await;
+    let res = app
+        .post("/v1/responses", ADMIN_KEY)
+        .json(&responses_body("cache me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-switchboard-cache"], "hit");
+    let response: Value = res.json().await.unwrap();
+    assert_eq!(response["output"][0]["content"][0]["text"], "cache me");
+    let res = app
+        .post("/v1/messages", ADMIN_KEY)
+        .json(&json!({"model": "mock/echo", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "cache me"}]}))
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("cache me"));
+    assert!(
+        text.trim_end()
+            .ends_with(r#"data: {"type":"message_stop"}"#),
+        "{text}"
+    );
+}
