@@ -82,11 +82,96 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
                          for i, t in enumerate(inputs)],
                 "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
             })
+        elif path == "/v1/chat/completions":
+            self.chat(body)
+        elif path == "/anthropic/v1/messages":
+            self.anthropic(body)
+        elif path == "/anthropic/v1/messages/count_tokens":
+            self.reply(200, {"input_tokens": 42})
         elif re.fullmatch(r"/v1beta/models/[^/]+:batchEmbedContents", path):
             self.reply(200, {"embeddings": [{"values": vector(r["content"]["parts"][0]["text"])}
                                             for r in body["requests"]]})
         else:
             self.reply(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    def chat(self, body):
+        """An OpenAI upstream that calls a tool: `get_weather` for Paris."""
+        call = {"id": "call_sdk1", "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}
+        usage = {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39,
+                 "prompt_tokens_details": {"cached_tokens": 20}}
+        if not body.get("stream"):
+            self.reply(200, {"id": "chatcmpl-sdk", "object": "chat.completion", "created": 1,
+                             "model": body["model"], "usage": usage,
+                             "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                          "message": {"role": "assistant", "content": None,
+                                                      "tool_calls": [call]}}]})
+            return
+        base = {"id": "chatcmpl-sdk", "object": "chat.completion.chunk", "created": 1,
+                "model": body["model"]}
+        args = call["function"]["arguments"]
+        chunks = [
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+                {"index": 0, "id": call["id"], "type": "function",
+                 "function": {"name": "get_weather", "arguments": ""}}]}, "finish_reason": None}]},
+            {**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": args[:7]}}]}, "finish_reason": None}]},
+            {**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": args[7:]}}]}, "finish_reason": None}]},
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            {**base, "choices": [], "usage": usage},
+        ]
+        self.sse([(None, c) for c in chunks] + [(None, "[DONE]")])
+
+    def anthropic(self, body):
+        """An Anthropic upstream that thinks, then answers."""
+        usage = {"input_tokens": 12, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 0,
+                 "output_tokens": 5}
+        content = [{"type": "thinking", "thinking": "Easy.", "signature": "c2lnbmF0dXJl"},
+                   {"type": "text", "text": "Bonjour from Anthropic"}]
+        if not body.get("stream"):
+            self.reply(200, {"id": "msg_sdk", "type": "message", "role": "assistant",
+                             "model": body["model"], "content": content, "stop_reason": "end_turn",
+                             "stop_sequence": None, "usage": usage})
+            return
+        start = {"id": "msg_sdk", "type": "message", "role": "assistant", "model": body["model"],
+                 "content": [], "stop_reason": None, "stop_sequence": None,
+                 "usage": {**usage, "output_tokens": 1}}
+        events = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "thinking", "thinking": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "thinking_delta", "thinking": "Easy."}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("ping", {"type": "ping"}),
+            ("content_block_start", {"type": "content_block_start", "index": 1,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                     "delta": {"type": "text_delta", "text": "Bonjour "}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                     "delta": {"type": "text_delta", "text": "from Anthropic"}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+            ("message_delta", {"type": "message_delta",
+                               "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "usage": {"output_tokens": 5}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        self.sse(events)
+
+    def sse(self, events):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        for name, payload in events:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            prefix = f"event: {name}\n" if name else ""
+            self.wfile.write(f"{prefix}data: {data}\n\n".encode())
+            self.wfile.flush()
+        self.close_connection = True
 
     def reply(self, status, payload):
         data = json.dumps(payload).encode()
@@ -103,7 +188,9 @@ def providers_dir(tmp, upstream):
     shutil.copytree(os.path.join(ROOT, "providers.d"), folder)
     files = {
         "sdk-openai": f"kind: openai\nbase_url: {upstream.origin}/v1\napi_key: sk-mock-openai\n"
-                      "models: [sdk-openai-embed]\n",
+                      "models: [sdk-openai-embed, sdk-openai-tools]\n",
+        "sdk-anthropic": f"kind: anthropic\nbase_url: {upstream.origin}/anthropic/v1\n"
+                         "api_key: sk-mock-anthropic\nmodels: [sdk-claude]\n",
         "sdk-azure": f"kind: azure\nbase_url: {upstream.origin}\napi_key: mock-azure-key\n"
                      "api_version: 2024-10-21\n"
                      "models:\n  - name: sdk-azure-embed\n    upstream: embed-deployment\n",
@@ -268,11 +355,83 @@ def checks(client, upstream):
         else:
             raise AssertionError("expected BadRequestError")
 
+    # The Responses API (`client.responses`), over the mock and an OpenAI-kind upstream.
+    def responses_plain():
+        r = client.responses.create(model="mock/echo", input="hello responses", instructions="Be brief.")
+        assert r.object == "response" and r.status == "completed", r
+        assert r.output_text == "hello responses", r
+        assert r.instructions == "Be brief."
+        assert r.usage.output_tokens == 2, r.usage
+
+    def responses_streamed():
+        deltas = []
+        final = None
+        with client.responses.stream(model="mock/echo", input="one two three") as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta":
+                    deltas.append(event.delta)
+            final = stream.get_final_response()
+        assert "".join(deltas) == "one two three", deltas
+        assert final.output_text == "one two three" and final.status == "completed", final
+        # The raw iterator too, with its typed events.
+        kinds = [e.type for e in client.responses.create(model="mock/echo", input="x", stream=True)]
+        assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+
+    def responses_previous_response_id():
+        first = client.responses.create(model="mock/echo", input="remember this")
+        second = client.responses.create(model="mock/echo", input="and this",
+                                         previous_response_id=first.id)
+        assert second.previous_response_id == first.id
+        assert second.output_text == "and this"
+        # The stored turn was sent first: 2 + 2 words before the new 2.
+        assert second.usage.input_tokens == 6, second.usage
+        assert client.responses.retrieve(first.id).output_text == "remember this"
+        client.responses.delete(first.id)
+        try:
+            client.responses.retrieve(first.id)
+        except openai.NotFoundError:
+            pass
+        else:
+            raise AssertionError("a deleted response was still there")
+
+    def responses_function_call():
+        tools = [{"type": "function", "name": "get_weather", "description": "Weather",
+                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+        r = client.responses.create(model="sdk-openai/sdk-openai-tools", input="Weather in Paris?",
+                                    tools=tools)
+        calls = [o for o in r.output if o.type == "function_call"]
+        assert len(calls) == 1 and calls[0].name == "get_weather", r.output
+        assert json.loads(calls[0].arguments) == {"city": "Paris"}
+        assert r.usage.input_tokens_details.cached_tokens == 20, r.usage
+        sent = upstream.last("/v1/chat/completions")["body"]
+        assert sent["tools"][0]["function"]["name"] == "get_weather", sent
+        # The tool's result continues the conversation.
+        follow = client.responses.create(
+            model="mock/echo", previous_response_id=r.id,
+            input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}])
+        assert follow.status == "completed", follow
+        with client.responses.stream(model="sdk-openai/sdk-openai-tools", input="Weather?",
+                                     tools=tools) as stream:
+            args = "".join(e.delta for e in stream if e.type == "response.function_call_arguments.delta")
+            final = stream.get_final_response()
+        assert json.loads(args) == {"city": "Paris"}, args
+        assert [o.type for o in final.output] == ["function_call"], final.output
+
+    def responses_unknown_previous_is_not_found():
+        try:
+            client.responses.create(model="mock/echo", input="x", previous_response_id="resp_nope")
+        except openai.NotFoundError as e:
+            assert "resp_nope" in str(e)
+        else:
+            raise AssertionError("expected NotFoundError")
+
     return [chat, chat_raw_headers, stream, models, embeddings, embeddings_base64_mock,
             embeddings_base64_openai, embeddings_base64_azure, embeddings_base64_gemini, completions,
             unknown_model_is_not_found, bad_key_is_authentication_error,
             alias_falls_back_to_the_mock, temperature_zero_is_cached, canary_variant_is_reported,
-            long_conversations_are_rejected]
+            long_conversations_are_rejected, responses_plain, responses_streamed,
+            responses_previous_response_id, responses_function_call,
+            responses_unknown_previous_is_not_found]
 
 
 def main():
