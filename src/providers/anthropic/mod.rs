@@ -84,7 +84,13 @@ impl AnthropicProvider {
         let dropped = upstream::dropped_header(&unmapped.dropped);
         let body = serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let response = upstream::json_post(self.client.get(), self.messages_url.clone(), &call)
+        let mut request = upstream::json_post(self.client.get(), self.messages_url.clone(), &call);
+        // A Messages client's `anthropic-*` headers, even when its request was translated
+        // (a policy changed it).
+        if let Some(inbound) = call.body.inbound() {
+            request = with_client_headers(request, inbound, call.headers);
+        }
+        let response = request
             .body(body)
             .send()
             .await
@@ -136,14 +142,8 @@ impl AnthropicProvider {
         let body = crate::wire::with_model(native, call.upstream_model).ok_or_else(|| {
             ProviderError::Protocol("the request body cannot be passed through".into())
         })?;
-        let mut request = upstream::json_post(self.client.get(), self.messages_url.clone(), call);
-        for (name, value) in &inbound.headers {
-            // A policy's header (`ctx.set_header`) wins over the client's.
-            if !call.headers.contains_key(name) {
-                request = request.header(name.as_str(), value.as_str());
-            }
-        }
-        let response = request
+        let request = upstream::json_post(self.client.get(), self.messages_url.clone(), call);
+        let response = with_client_headers(request, inbound, call.headers)
             .body(body)
             .send()
             .await
@@ -226,6 +226,21 @@ impl AnthropicProvider {
                 ))
             })
     }
+}
+
+/// The client's `anthropic-version` / `anthropic-beta`; a policy's header of the same name
+/// (`ctx.set_header`) wins.
+fn with_client_headers(
+    mut request: reqwest::RequestBuilder,
+    inbound: &crate::wire::Inbound,
+    policy_headers: &std::collections::BTreeMap<String, String>,
+) -> reqwest::RequestBuilder {
+    for (name, value) in &inbound.headers {
+        if !policy_headers.contains_key(name) {
+            request = request.header(name.as_str(), value.as_str());
+        }
+    }
+    request
 }
 
 /// Anthropic's 529 "overloaded" is not a standard status; clients and proxies know 503.
