@@ -47,9 +47,12 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Switchboard proxy API",
-        description = "The OpenAI-compatible endpoints. Request bodies are typed only where the \
-            gateway reads them; every other OpenAI field is passed upstream unchanged. Errors \
-            always have the body `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. An \
+        description = "The OpenAI-compatible endpoints, plus Anthropic's Messages API \
+            (`/v1/messages`) and OpenAI's Responses API (`/v1/responses`) to every provider. \
+            Request bodies are typed only where the gateway reads them; every other field is \
+            passed upstream unchanged (or translated). Errors have the body \
+            `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`, except on \
+            `/v1/messages*`, where they are Anthropic's `{\"type\":\"error\",\"error\":{\"type\",\"message\"}}`. An \
             upstream's own error status and body are relayed as they came; a policy script may \
             also reject a request with a status it chooses (403 or 429 in the shipped examples)."
     ),
