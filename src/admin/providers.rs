@@ -42,6 +42,12 @@ pub struct ModelView {
 pub struct PricingView {
     pub input: f64,
     pub output: f64,
+    /// Prompt tokens read from the provider's prompt cache; absent: priced at `input`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    /// Prompt tokens written to the provider's prompt cache; absent: priced at `input`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
 }
 
 impl From<Pricing> for PricingView {
@@ -49,6 +55,8 @@ impl From<Pricing> for PricingView {
         PricingView {
             input: p.input,
             output: p.output,
+            cache_read: p.cache_read,
+            cache_write: p.cache_write,
         }
     }
 }

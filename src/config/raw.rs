@@ -5,6 +5,7 @@
 //! serde_path_to_error the field path. Checks that need several fields live in `validate.rs`.
 
 use super::env::EnvString;
+use crate::wire::Usage;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -173,12 +174,31 @@ pub struct Pricing {
     pub input: f64,
     #[serde(deserialize_with = "non_negative")]
     pub output: f64,
+    /// Prompt tokens read from the provider's prompt cache; absent means `input`, since a
+    /// provider without a cheaper rate charges them as any other prompt token.
+    #[serde(default, deserialize_with = "non_negative_optional")]
+    pub cache_read: Option<f64>,
+    /// Prompt tokens written to the provider's prompt cache (Anthropic charges them above
+    /// `input`); absent means `input`.
+    #[serde(default, deserialize_with = "non_negative_optional")]
+    pub cache_write: Option<f64>,
 }
 
 impl Pricing {
-    /// USD for this usage at this price (USD per million tokens).
-    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        (prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output) / 1_000_000.0
+    /// USD for this usage (prices are USD per million tokens): the prompt tokens read from a
+    /// prompt cache at `cache_read`, those written to it at `cache_write`, the rest of the
+    /// prompt at `input`, the completion at `output`. The cache's counts are part of
+    /// `prompt_tokens`; an upstream that reports more of them than the prompt has is held to
+    /// its prompt, so a confused report never costs more than the whole prompt's tokens.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let read = usage.cached_tokens().min(usage.prompt_tokens);
+        let written = usage.cache_write_tokens().min(usage.prompt_tokens - read);
+        let rest = usage.prompt_tokens - read - written;
+        (rest as f64 * self.input
+            + read as f64 * self.cache_read.unwrap_or(self.input)
+            + written as f64 * self.cache_write.unwrap_or(self.input)
+            + usage.completion_tokens as f64 * self.output)
+            / 1_000_000.0
     }
 }
 
@@ -190,6 +210,14 @@ fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Err(de::Error::custom(format!(
             "must be a price of zero or more, got {v}"
         )))
+    }
+}
+
+/// An optional price: absent or `null` is `None`, anything else must be a price.
+fn non_negative_optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) => non_negative(de::value::F64Deserializer::<D::Error>::new(v)).map(Some),
     }
 }
 
@@ -347,5 +375,93 @@ fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         Err(de::Error::custom(format!(
             "must be from 1 to 10000, got {v}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pricing(input: f64, output: f64, read: Option<f64>, write: Option<f64>) -> Pricing {
+        Pricing {
+            input,
+            output,
+            cache_read: read,
+            cache_write: write,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn without_caching_the_prompt_is_at_input_and_the_completion_at_output() {
+        let p = pricing(3.0, 15.0, Some(0.3), Some(3.75));
+        // 1M prompt tokens at $3, 200k completion tokens at $15/M: 3 + 3 = $6.
+        assert!(close(p.cost(&Usage::new(1_000_000, 200_000)), 6.0));
+        assert!(close(p.cost(&Usage::default()), 0.0));
+    }
+
+    #[test]
+    fn cached_and_written_prompt_tokens_have_their_own_prices() {
+        let p = pricing(3.0, 15.0, Some(0.3), Some(3.75));
+        // 10,000 prompt tokens: 6,000 read ($0.30/M), 3,000 written ($3.75/M), 1,000 at $3/M;
+        // 500 completion tokens at $15/M.
+        let usage = Usage::new(10_000, 500).with_cache(6_000, 3_000);
+        let expected = (1_000.0 * 3.0 + 6_000.0 * 0.3 + 3_000.0 * 3.75 + 500.0 * 15.0) / 1e6;
+        assert!(close(p.cost(&usage), expected), "{}", p.cost(&usage));
+        assert!(close(expected, 0.02355));
+    }
+
+    #[test]
+    fn absent_cache_prices_are_the_input_price() {
+        let p = pricing(2.0, 8.0, None, None);
+        let cached = Usage::new(10_000, 100).with_cache(6_000, 3_000);
+        assert!(close(p.cost(&cached), p.cost(&Usage::new(10_000, 100))));
+        // Only a read price: written tokens stay at input.
+        let p = pricing(2.0, 8.0, Some(0.5), None);
+        let expected = (4_000.0 * 2.0 + 6_000.0 * 0.5 + 100.0 * 8.0) / 1e6;
+        let usage = Usage::new(10_000, 100).with_cache(6_000, 0);
+        assert!(close(p.cost(&usage), expected));
+        let usage = Usage::new(10_000, 100).with_cache(6_000, 1_000);
+        let expected = (4_000.0 * 2.0 + 6_000.0 * 0.5 + 100.0 * 8.0) / 1e6;
+        assert!(close(p.cost(&usage), expected));
+    }
+
+    #[test]
+    fn cache_counts_beyond_the_prompt_are_held_to_it() {
+        let p = pricing(1.0, 0.0, Some(0.1), Some(10.0));
+        // 100 prompt tokens reported as 80 read and 50 written: 80 read, the 20 left written.
+        let usage = Usage::new(100, 0).with_cache(80, 50);
+        assert!(close(p.cost(&usage), (80.0 * 0.1 + 20.0 * 10.0) / 1e6));
+        let usage = Usage::new(100, 0).with_cache(500, 0);
+        assert!(close(p.cost(&usage), 100.0 * 0.1 / 1e6));
+    }
+
+    #[test]
+    fn cache_prices_are_optional_and_checked() {
+        let p: Pricing = serde_yaml::from_str("{ input: 3, output: 15 }").unwrap();
+        assert_eq!((p.cache_read, p.cache_write), (None, None));
+        let p: Pricing =
+            serde_yaml::from_str("{ input: 3, output: 15, cache_read: 0.3, cache_write: 3.75 }")
+                .unwrap();
+        assert_eq!((p.cache_read, p.cache_write), (Some(0.3), Some(3.75)));
+        let p: Pricing =
+            serde_yaml::from_str("{ input: 3, output: 15, cache_read: 0, cache_write: null }")
+                .unwrap();
+        assert_eq!((p.cache_read, p.cache_write), (Some(0.0), None));
+        for bad in [
+            "{ input: 3, output: 15, cache_read: -1 }",
+            "{ input: 3, output: 15, cache_write: -0.5 }",
+            "{ input: 3, output: 15, cache_read: .nan }",
+            "{ input: 3, output: 15, cache_write: .inf }",
+        ] {
+            let err = serde_yaml::from_str::<Pricing>(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("must be a price of zero or more"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -360,6 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn cache_prices_are_read_and_a_negative_one_is_located() {
+        let p = serving(
+            "kind: mock\nmodels:\n  - name: a\n    pricing: { input: 3, output: 15, cache_read: 0.3, cache_write: 3.75 }\n  - name: b\n    pricing: { input: 1, output: 2 }\n",
+        );
+        let a = p.models[0].pricing.unwrap();
+        assert_eq!((a.cache_read, a.cache_write), (Some(0.3), Some(3.75)));
+        let b = p.models[1].pricing.unwrap();
+        assert_eq!((b.cache_read, b.cache_write), (None, None));
+        let errs = match load(
+            "kind: mock\nmodels:\n  - name: a\n    pricing: { input: 1, output: 2, cache_write: -3 }\n",
+        ) {
+            Err(e) => e,
+            _ => panic!("expected an error"),
+        };
+        assert_eq!(errs[0].field, "models[0].pricing.cache_write");
+        assert_eq!(errs[0].line, Some(4));
+        assert!(
+            errs[0]
+                .message
+                .contains("must be a price of zero or more, got -3"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
     fn unknown_field_names_path_and_line() {
         let errs = match load(
             "kind: mock\nmodels:\n  - name: a\n    pricing: { input: 1, output: 2, extra: 3 }\n",

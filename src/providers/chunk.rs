@@ -60,3 +60,27 @@ impl ChunkWriter {
 pub fn usage(prompt: u64, completion: u64) -> Usage {
     Usage::new(prompt, completion)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usage_chunk_serialises_the_prompt_cache_details() {
+        let w = ChunkWriter::new("c1".into(), "m".into());
+        let chunk: Value =
+            serde_json::from_slice(&w.usage(Usage::new(10, 2).with_cache(6, 3))).unwrap();
+        assert_eq!(chunk["choices"], json!([]));
+        assert_eq!(
+            chunk["usage"],
+            json!({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+                   "prompt_tokens_details": {"cached_tokens": 6, "cache_write_tokens": 3}})
+        );
+        // Without caching, the usage is OpenAI's plain three counts.
+        let chunk: Value = serde_json::from_slice(&w.usage(Usage::new(10, 2))).unwrap();
+        assert_eq!(
+            chunk["usage"],
+            json!({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
+        );
+    }
+}

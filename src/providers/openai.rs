@@ -311,6 +311,50 @@ mod tests {
     }
 
     #[test]
+    fn cached_prompt_tokens_are_read_from_replies_and_stream_chunks() {
+        // As OpenAI and Azure send it, with details the gateway does not count.
+        let usage = usage_of_reply(
+            br#"{"id":"x","usage":{"prompt_tokens":2006,"completion_tokens":300,"total_tokens":2306,
+                "prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},
+                "completion_tokens_details":{"reasoning_tokens":0}}}"#,
+        )
+        .flatten()
+        .unwrap();
+        assert_eq!(usage, Usage::new(2006, 300).with_cache(1920, 0));
+        // `null` counts and `null` details are no caching, not an unreadable usage.
+        for body in [
+            &br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":null}}}"#[..],
+            br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"prompt_tokens_details":null}}"#,
+            br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#,
+        ] {
+            let usage = usage_of_reply(body).flatten().unwrap();
+            assert_eq!(
+                (usage.prompt_tokens, usage.total_tokens, usage.cached_tokens()),
+                (5, 6, 0),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // A stream's usage chunk passes untouched, and the relay reads the same counts off it.
+        let chunk = bytes::Bytes::from_static(
+            br#"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":3,"total_tokens":2009,"prompt_tokens_details":{"cached_tokens":1024}}}"#,
+        );
+        let mut out = Out::new();
+        let mut passthrough = Passthrough {
+            provider: "p".into(),
+        };
+        let event = SseEvent {
+            event: None,
+            data: chunk.clone(),
+        };
+        assert!(passthrough.event(event, &mut out) == Step::Continue);
+        let relayed = out.pop_front().unwrap().unwrap();
+        assert_eq!(relayed, chunk);
+        let usage = crate::wire::usage_of(&relayed).unwrap();
+        assert_eq!((usage.prompt_tokens, usage.cached_tokens()), (2006, 1024));
+    }
+
+    #[test]
     fn azure_urls_name_the_deployment_and_version() {
         let base = reqwest::Url::parse("https://res.openai.azure.com/").unwrap();
         let url = azure_url(&base, "gpt 4o", Endpoint::Chat, "2024-10-21").unwrap();

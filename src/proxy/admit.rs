@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::store::counters::{Actual, LimitKind, Reservation, Standing, LIFETIME, MONTH};
 use crate::store::limits::micro_usd;
 use crate::store::{AdmitError, CounterStore, KeyRecord, Limit, OverLimit};
-use crate::wire::RequestBody;
+use crate::wire::{RequestBody, Usage};
 use actix_web::http::StatusCode;
 use std::sync::Arc;
 
@@ -164,7 +164,8 @@ pub async fn admit(
     let cost = targets
         .iter()
         .filter_map(|t| t.model.pricing)
-        .map(|p| p.cost(prompt, completion))
+        // An estimate knows nothing of a prompt cache: the whole prompt at the input price.
+        .map(|p| p.cost(&Usage::new(prompt, completion)))
         .fold(0.0, f64::max);
     let held: Vec<(Limit, u64)> = limits
         .into_iter()

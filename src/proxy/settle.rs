@@ -69,9 +69,7 @@ impl Aftermath {
     pub fn finish(mut self, done: Completed) {
         let (usage, estimated) = self.usage_of(&done);
         // Budgets are charged with what the upstream used; a cache hit used nothing upstream.
-        let cost = self.pricing.map_or(0.0, |p| {
-            p.cost(usage.prompt_tokens, usage.completion_tokens)
-        });
+        let cost = self.pricing.map_or(0.0, |p| p.cost(&usage));
         let hold = std::mem::replace(&mut self.hold, Hold::none(self.env.counters.clone()));
         if self.cached {
             hold.settle(admit::actual(0, 0.0));
@@ -141,9 +139,9 @@ impl Aftermath {
         log.prompt_tokens = usage.prompt_tokens;
         log.completion_tokens = usage.completion_tokens;
         log.total_tokens = usage.total_tokens;
-        log.cost_usd = self.pricing.map_or(0.0, |p| {
-            p.cost(usage.prompt_tokens, usage.completion_tokens)
-        });
+        log.cached_tokens = usage.cached_tokens();
+        log.cache_write_tokens = usage.cache_write_tokens();
+        log.cost_usd = self.pricing.map_or(0.0, |p| p.cost(&usage));
         log.cached = self.cached;
         log.usage_estimated = self.usage_estimated;
         log.attempts = self.attempts;
@@ -208,6 +206,14 @@ impl Aftermath {
             (usage.completion_tokens as i64).into(),
         );
         usage_map.insert("total_tokens".into(), (usage.total_tokens as i64).into());
+        usage_map.insert(
+            "cached_tokens".into(),
+            (usage.cached_tokens() as i64).into(),
+        );
+        usage_map.insert(
+            "cache_write_tokens".into(),
+            (usage.cache_write_tokens() as i64).into(),
+        );
         let variants: Map = self
             .decision
             .variants

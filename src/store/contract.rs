@@ -386,6 +386,10 @@ fn entry(i: u64, at_s: u64, key: &str, status: u16) -> LogEntry {
         prompt_tokens: 2,
         completion_tokens: 3,
         total_tokens: 5,
+        // Of the prompt's 2 tokens, 1 read from a provider's prompt cache, and every other
+        // request writes 1 to it.
+        cached_tokens: 1,
+        cache_write_tokens: i % 2,
         cost_usd: 0.5,
         tags: BTreeMap::from([("team".to_string(), key.to_string())]),
         ..LogEntry::default()
@@ -423,6 +427,15 @@ async fn ledger_logs_and_usage(store: &Store) {
         (5, 2, 25)
     );
     assert_eq!(a.last_used_ms, Some(7_200_004));
+    // Prompt-cache tokens are summed as prompt tokens are: 1 read each; written by 1 and 3.
+    assert_eq!(
+        (
+            a.totals.prompt_tokens,
+            a.totals.cached_tokens,
+            a.totals.cache_write_tokens
+        ),
+        (10, 5, 2)
+    );
     assert_eq!(usage.key_usage("nobody").await.unwrap().totals.requests, 0);
     let by_team = usage
         .query(0, 86_400, Bucket::Day, &"tag:team".parse().unwrap())
@@ -448,6 +461,22 @@ async fn ledger_logs_and_usage(store: &Store) {
         .unwrap();
     assert_eq!(hourly.len(), 1);
     assert_eq!((hourly[0].start, hourly[0].totals.requests), (7200, 10));
+    let t = hourly[0].totals;
+    assert_eq!(
+        (t.prompt_tokens, t.cached_tokens, t.cache_write_tokens),
+        (20, 10, 5)
+    );
+    let by_key: Vec<(Option<String>, u64, u64)> = usage
+        .query(0, 86_400, Bucket::Day, &GroupBy::Key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.group, r.totals.cached_tokens, r.totals.cache_write_tokens))
+        .collect();
+    assert_eq!(
+        by_key,
+        vec![(Some("a".into()), 5, 2), (Some("b".into()), 5, 3)]
+    );
     assert!(usage
         .query(10_800, 86_400, Bucket::Hour, &GroupBy::None)
         .await
@@ -502,7 +531,9 @@ async fn ledger_logs_and_usage(store: &Store) {
     let found = logs.query(&by_id("client-7"), 10, None).await.unwrap();
     assert_eq!(found.data.len(), 1);
     assert_eq!(found.data[0].request_id, "req7");
-    assert_eq!(logs.get("req3").await.unwrap().unwrap().status, 500);
+    let req3 = logs.get("req3").await.unwrap().unwrap();
+    assert_eq!(req3.status, 500);
+    assert_eq!((req3.cached_tokens, req3.cache_write_tokens), (1, 1));
     assert!(logs.get("req3x").await.unwrap().is_none());
 
     // Unknown models: one usage row, whatever names they used.

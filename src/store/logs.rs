@@ -33,10 +33,21 @@ pub struct LogEntry {
     pub model: Option<String>,
     pub status: u16,
     pub latency_ms: u64,
+    /// Every prompt token, those a provider's prompt cache served or stored included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Of `prompt_tokens`, those the provider read from its prompt cache (priced at the
+    /// model's `cache_read`). Entries written before it was recorded read as 0.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Of `prompt_tokens`, those the provider wrote to its prompt cache (priced at the
+    /// model's `cache_write`).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub cost_usd: f64,
+    /// Answered from the gateway's own response cache (no upstream call); nothing to do with
+    /// a provider's prompt cache.
     pub cached: bool,
     /// The tokens are estimated: the upstream reported no usage (see README, "Limits and
     /// budgets").

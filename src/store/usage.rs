@@ -14,10 +14,20 @@ use utoipa::ToSchema;
 pub struct Totals {
     pub requests: u64,
     pub errors: u64,
+    /// Requests answered from the gateway's response cache (not the providers' prompt cache:
+    /// see `cached_tokens`).
     pub cached: u64,
+    /// Every prompt token, `cached_tokens` and `cache_write_tokens` included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Of `prompt_tokens`, those providers read from their prompt caches. Rows written before
+    /// it was counted read as 0.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Of `prompt_tokens`, those providers wrote to their prompt caches.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub cost_usd: f64,
     /// Requests whose tokens (and cost) are estimated: the upstream reported no usage.
     #[serde(default)]
@@ -32,19 +42,24 @@ impl Totals {
         self.prompt_tokens += o.prompt_tokens;
         self.completion_tokens += o.completion_tokens;
         self.total_tokens += o.total_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
         self.cost_usd += o.cost_usd;
         self.estimated += o.estimated;
     }
 
     fn of(e: &LogEntry) -> Totals {
         let billed = !e.cached;
+        let tokens = |n: u64| if billed { n } else { 0 };
         Totals {
             requests: 1,
             errors: u64::from(e.status >= 400),
             cached: u64::from(e.cached),
-            prompt_tokens: if billed { e.prompt_tokens } else { 0 },
-            completion_tokens: if billed { e.completion_tokens } else { 0 },
-            total_tokens: if billed { e.total_tokens } else { 0 },
+            prompt_tokens: tokens(e.prompt_tokens),
+            completion_tokens: tokens(e.completion_tokens),
+            total_tokens: tokens(e.total_tokens),
+            cached_tokens: tokens(e.cached_tokens),
+            cache_write_tokens: tokens(e.cache_write_tokens),
             cost_usd: if billed { e.cost_usd } else { 0.0 },
             estimated: u64::from(billed && e.usage_estimated),
         }
@@ -289,6 +304,72 @@ mod tests {
             requested_model: "echo".into(),
             ..LogEntry::default()
         }
+    }
+
+    #[test]
+    fn prompt_cache_tokens_are_summed_like_prompt_tokens_but_not_for_cache_hits() {
+        let billed = |cached_tokens, cache_write_tokens| LogEntry {
+            prompt_tokens: 100,
+            completion_tokens: 10,
+            total_tokens: 110,
+            cached_tokens,
+            cache_write_tokens,
+            cost_usd: 0.5,
+            ..entry("a", None)
+        };
+        let hit = LogEntry {
+            cached: true,
+            ..billed(70, 20)
+        };
+        let merged = Merged::of(&[billed(70, 20), billed(0, 30), hit]);
+        let totals = merged.keys["a"].totals;
+        assert_eq!(
+            (
+                totals.requests,
+                totals.cached,
+                totals.prompt_tokens,
+                totals.cached_tokens,
+                totals.cache_write_tokens
+            ),
+            (3, 1, 200, 70, 50)
+        );
+        let rows = regroup(
+            merged.rows.iter().map(|(k, t)| (k.as_slice(), *t)),
+            Bucket::Day,
+            &GroupBy::None,
+        );
+        assert_eq!(
+            (
+                rows[0].totals.cached_tokens,
+                rows[0].totals.cache_write_tokens
+            ),
+            (70, 50)
+        );
+    }
+
+    #[test]
+    fn rows_and_log_entries_stored_before_prompt_caching_still_read() {
+        let old: Totals = serde_json::from_str(
+            r#"{"requests":2,"errors":0,"cached":0,"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,"cost_usd":0.1,"estimated":0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (old.prompt_tokens, old.cached_tokens, old.cache_write_tokens),
+            (9, 0, 0)
+        );
+        let key: KeyUsage = serde_json::from_str(
+            r#"{"requests":1,"errors":0,"cached":0,"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,"cost_usd":0.1,"last_used_ms":5}"#,
+        )
+        .unwrap();
+        assert_eq!((key.totals.requests, key.totals.cached_tokens), (1, 0));
+        let log: LogEntry = serde_json::from_str(
+            r#"{"request_id":"r","at_ms":1,"key_id":"k","endpoint":"/v1/chat/completions","requested_model":"m","provider":"p","model":"m","status":200,"latency_ms":3,"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,"cost_usd":0.0,"cached":false,"stream":false,"attempts":1,"variants":{},"tags":{},"error":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (log.prompt_tokens, log.cached_tokens, log.cache_write_tokens),
+            (9, 0, 0)
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod models;
 mod openapi;
 mod passthrough;
 mod policies;
+mod prompt_cache;
 mod reload;
 mod resilience;
 mod streaming;

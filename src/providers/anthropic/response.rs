@@ -1,6 +1,6 @@
 //! Anthropic Messages responses and errors -> OpenAI's shapes.
 
-use crate::providers::chunk::{now, usage};
+use crate::providers::chunk::now;
 use crate::providers::upstream::{ErrorParts, UnreadableReply};
 use crate::wire::Usage;
 use actix_web::http::StatusCode;
@@ -54,6 +54,31 @@ impl AnthropicUsage {
             + self.cache_creation_input_tokens.unwrap_or(0)
             + self.cache_read_input_tokens.unwrap_or(0)
     }
+
+    /// The usage in OpenAI's terms: every prompt token in `prompt_tokens`, the cache's share
+    /// in its details (read and written are priced apart).
+    pub fn usage(&self) -> Usage {
+        Usage::new(self.prompt_tokens(), self.output_tokens).with_cache(
+            self.cache_read_input_tokens.unwrap_or(0),
+            self.cache_creation_input_tokens.unwrap_or(0),
+        )
+    }
+
+    /// Folds in a later report of the same message (`message_delta`'s counts are running
+    /// totals): the output always, the prompt's counts only where the later report has them,
+    /// since older API versions send only `output_tokens` there.
+    pub fn update(&mut self, later: &AnthropicUsage) {
+        self.output_tokens = later.output_tokens;
+        if later.input_tokens > 0 {
+            self.input_tokens = later.input_tokens;
+        }
+        if later.cache_creation_input_tokens.is_some() {
+            self.cache_creation_input_tokens = later.cache_creation_input_tokens;
+        }
+        if later.cache_read_input_tokens.is_some() {
+            self.cache_read_input_tokens = later.cache_read_input_tokens;
+        }
+    }
 }
 
 pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
@@ -92,7 +117,7 @@ pub fn chat_completion(body: &[u8]) -> Result<(Value, Usage), UnreadableReply> {
     if !tool_calls.is_empty() {
         reply["tool_calls"] = Value::Array(tool_calls);
     }
-    let usage = usage(message.usage.prompt_tokens(), message.usage.output_tokens);
+    let usage = message.usage.usage();
     let body = json!({
         "id": message.id,
         "object": "chat.completion",
@@ -181,6 +206,35 @@ mod tests {
             (12, 5, 17)
         );
         assert_eq!(v["usage"]["total_tokens"], 17);
+        assert_eq!((u.cached_tokens(), u.cache_write_tokens()), (2, 0));
+        assert_eq!(
+            v["usage"]["prompt_tokens_details"],
+            json!({"cached_tokens": 2})
+        );
+    }
+
+    #[test]
+    fn cache_reads_and_writes_are_in_the_prompt_and_its_details() {
+        let body = br#"{"id":"msg_2","model":"claude-x","content":[{"type":"text","text":"ok"}],
+            "stop_reason":"end_turn",
+            "usage":{"input_tokens":3,"output_tokens":4,"cache_creation_input_tokens":100,"cache_read_input_tokens":900}}"#;
+        let (v, u) = chat_completion(body).unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (1003, 4, 1007)
+        );
+        assert_eq!((u.cached_tokens(), u.cache_write_tokens()), (900, 100));
+        assert_eq!(
+            v["usage"],
+            json!({"prompt_tokens": 1003, "completion_tokens": 4, "total_tokens": 1007,
+                   "prompt_tokens_details": {"cached_tokens": 900, "cache_write_tokens": 100}})
+        );
+        // `null` cache counts (as some gateways in front of Anthropic send) are no caching.
+        let body = br#"{"id":"msg_3","model":"claude-x","content":[],"stop_reason":"end_turn",
+            "usage":{"input_tokens":3,"output_tokens":1,"cache_creation_input_tokens":null,"cache_read_input_tokens":null}}"#;
+        let (v, u) = chat_completion(body).unwrap();
+        assert_eq!(u, Usage::new(3, 1));
+        assert!(v["usage"].get("prompt_tokens_details").is_none(), "{v}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! usage chunk, when asked for). An `error` event ends the stream with that error.
 
 use super::response::{error_parts, finish_reason, status_of_error, AnthropicUsage, ErrorDetail};
-use crate::providers::chunk::{usage, ChunkWriter};
+use crate::providers::chunk::ChunkWriter;
 use crate::providers::sse::SseEvent;
 use crate::providers::stream::{Out, Step, Translate};
 use crate::providers::ProviderError;
@@ -88,8 +88,8 @@ pub struct StreamTranslator {
     provider: String,
     writer: ChunkWriter,
     wants_usage: bool,
-    prompt_tokens: u64,
-    completion_tokens: u64,
+    /// The counts so far: `message_start`'s, updated by each `message_delta`.
+    usage: AnthropicUsage,
     /// Anthropic block index -> OpenAI tool call index, for the tool_use blocks seen so far.
     tool_blocks: Vec<(u64, u64)>,
     finished: bool,
@@ -102,8 +102,7 @@ impl StreamTranslator {
             provider,
             writer: ChunkWriter::new(fallback_id, model),
             wants_usage,
-            prompt_tokens: 0,
-            completion_tokens: 0,
+            usage: AnthropicUsage::default(),
             tool_blocks: Vec::new(),
             finished: false,
         }
@@ -135,8 +134,7 @@ impl Translate for StreamTranslator {
             Event::MessageStart { message } => {
                 self.writer.id = message.id;
                 self.writer.model = message.model;
-                self.prompt_tokens = message.usage.prompt_tokens();
-                self.completion_tokens = message.usage.output_tokens;
+                self.usage = message.usage;
                 out.push_back(Ok(self.writer.delta(
                     0,
                     json!({"role": "assistant", "content": ""}),
@@ -183,8 +181,7 @@ impl Translate for StreamTranslator {
             },
             Event::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
-                    // message_delta's output_tokens is the running total.
-                    self.completion_tokens = u.output_tokens;
+                    self.usage.update(&u);
                 }
                 if !self.finished {
                     self.finished = true;
@@ -198,9 +195,7 @@ impl Translate for StreamTranslator {
                     out.push_back(Ok(w.delta(0, json!({}), Some("stop"))));
                 }
                 if self.wants_usage {
-                    out.push_back(Ok(self
-                        .writer
-                        .usage(usage(self.prompt_tokens, self.completion_tokens))));
+                    out.push_back(Ok(self.writer.usage(self.usage.usage())));
                 }
                 return Step::Done;
             }
@@ -288,6 +283,37 @@ mod tests {
         assert_eq!(
             out[3]["usage"],
             json!({"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18})
+        );
+    }
+
+    #[test]
+    fn the_usage_chunk_carries_prompt_cache_reads_and_writes() {
+        const CACHED_START: &str = r#"{"type":"message_start","message":{"id":"msg_c","type":"message","role":"assistant","content":[],"model":"claude-x","stop_reason":null,"usage":{"input_tokens":5,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":1}}}"#;
+        let events = [
+            CACHED_START,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let out = run(&events, true);
+        let last = out.last().unwrap().as_ref().unwrap();
+        assert_eq!(
+            last["usage"],
+            json!({"prompt_tokens": 1205, "completion_tokens": 7, "total_tokens": 1212,
+                   "prompt_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 200}})
+        );
+        // Newer API versions repeat the prompt's counts in message_delta (running totals).
+        let events = [
+            START,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":12,"cache_read_input_tokens":30,"cache_creation_input_tokens":0,"output_tokens":2}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let out = run(&events, true);
+        let last = out.last().unwrap().as_ref().unwrap();
+        assert_eq!(
+            last["usage"],
+            json!({"prompt_tokens": 42, "completion_tokens": 2, "total_tokens": 44,
+                   "prompt_tokens_details": {"cached_tokens": 30}})
         );
     }
 

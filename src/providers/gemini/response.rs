@@ -67,6 +67,10 @@ pub struct UsageMetadata {
     /// Thinking tokens are billed as output; OpenAI counts reasoning in completion tokens.
     #[serde(default)]
     pub thoughts_token_count: u64,
+    /// The part of the prompt served from a context cache (explicit or implicit); Gemini
+    /// already counts it in `promptTokenCount`, as OpenAI does in `prompt_tokens`.
+    #[serde(default)]
+    pub cached_content_token_count: u64,
 }
 
 impl UsageMetadata {
@@ -75,6 +79,7 @@ impl UsageMetadata {
             self.prompt_token_count,
             self.candidates_token_count + self.thoughts_token_count,
         )
+        .with_cache(self.cached_content_token_count, 0)
     }
 }
 
@@ -247,6 +252,24 @@ mod tests {
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.total_tokens),
             (8, 6, 14)
+        );
+        assert_eq!(u.prompt_tokens_details, None);
+        assert!(v["usage"].get("prompt_tokens_details").is_none(), "{v}");
+    }
+
+    #[test]
+    fn cached_content_tokens_are_the_cached_part_of_the_prompt() {
+        let body = br#"{"candidates":[{"content":{"parts":[{"text":"ok"}]},"finishReason":"STOP"}],
+            "usageMetadata":{"promptTokenCount":2050,"cachedContentTokenCount":2048,"candidatesTokenCount":3,"totalTokenCount":2053}}"#;
+        let (v, u) = chat_completion(body, "fb", "m").unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (2050, 3, 2053)
+        );
+        assert_eq!((u.cached_tokens(), u.cache_write_tokens()), (2048, 0));
+        assert_eq!(
+            v["usage"]["prompt_tokens_details"],
+            json!({"cached_tokens": 2048})
         );
     }
 

@@ -231,6 +231,22 @@ mod tests {
     }
 
     #[test]
+    fn the_usage_chunk_has_the_last_cached_content_count() {
+        let out = run(
+            &[
+                r#"{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":1030,"cachedContentTokenCount":1024,"candidatesTokenCount":1}}"#,
+                r#"{"candidates":[{"content":{"parts":[{"text":"lo"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1030,"cachedContentTokenCount":1024,"candidatesTokenCount":2}}"#,
+            ],
+            true,
+        );
+        assert_eq!(
+            out.last().unwrap().as_ref().unwrap()["usage"],
+            json!({"prompt_tokens": 1030, "completion_tokens": 2, "total_tokens": 1032,
+                   "prompt_tokens_details": {"cached_tokens": 1024}})
+        );
+    }
+
+    #[test]
     fn function_call_and_safety() {
         let out = run(
             &[

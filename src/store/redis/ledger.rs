@@ -30,7 +30,8 @@ const MEMBER_HEAD: usize = 16 + 16 + INSTANCE_LEN;
 const INSTANCE_LEN: usize = 12;
 /// Log members read per round trip while scanning.
 const PAGE: usize = 256;
-const FIGURES: [&str; 8] = [
+/// Every figure of a usage row, in the order `lua/ledger_write.lua` takes them (its `names`).
+pub(super) const FIGURES: [&str; 10] = [
     "requests",
     "errors",
     "cached",
@@ -39,6 +40,8 @@ const FIGURES: [&str; 8] = [
     "total_tokens",
     "cost_usd",
     "estimated",
+    "cached_tokens",
+    "cache_write_tokens",
 ];
 
 pub struct RedisLedger {
@@ -164,21 +167,36 @@ fn split_row(row: &[u8]) -> Result<(u64, &[u8]), StoreError> {
 }
 
 fn push_totals(call: &mut redis::ScriptInvocation<'_>, t: &Totals) {
-    call.arg(t.requests)
-        .arg(t.errors)
-        .arg(t.cached)
-        .arg(t.prompt_tokens)
-        .arg(t.completion_tokens)
-        .arg(t.total_tokens)
-        .arg(if t.cost_usd == 0.0 {
-            "0".to_string()
-        } else {
-            t.cost_usd.to_string()
-        })
-        .arg(t.estimated);
+    for (_, value) in figures(t) {
+        call.arg(value);
+    }
 }
 
-/// Sets one figure of `t` from its stored text.
+/// Every figure of `t` as stored, in the order of [`FIGURES`]. A zero cost is written `0`,
+/// which the script skips, as it skips every other zero.
+pub(super) fn figures(t: &Totals) -> [(&'static str, String); FIGURES.len()] {
+    let cost = if t.cost_usd == 0.0 {
+        "0".to_string()
+    } else {
+        t.cost_usd.to_string()
+    };
+    let mut values = [
+        t.requests.to_string(),
+        t.errors.to_string(),
+        t.cached.to_string(),
+        t.prompt_tokens.to_string(),
+        t.completion_tokens.to_string(),
+        t.total_tokens.to_string(),
+        cost,
+        t.estimated.to_string(),
+        t.cached_tokens.to_string(),
+        t.cache_write_tokens.to_string(),
+    ];
+    std::array::from_fn(|i| (FIGURES[i], std::mem::take(&mut values[i])))
+}
+
+/// Sets one figure of `t` from its stored text. Figures a row was written without (those
+/// added later, such as `cached_tokens`) stay 0.
 pub(super) fn set_figure(t: &mut Totals, figure: &str, value: &str) {
     let int = || value.parse::<u64>().unwrap_or(0);
     match figure {
@@ -190,6 +208,8 @@ pub(super) fn set_figure(t: &mut Totals, figure: &str, value: &str) {
         "total_tokens" => t.total_tokens = int(),
         "cost_usd" => t.cost_usd = value.parse().unwrap_or(0.0),
         "estimated" => t.estimated = int(),
+        "cached_tokens" => t.cached_tokens = int(),
+        "cache_write_tokens" => t.cache_write_tokens = int(),
         _ => {}
     }
 }

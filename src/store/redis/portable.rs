@@ -171,7 +171,7 @@ impl RedisPortable {
                 };
                 let hour = u64::from_be_bytes(hour);
                 let hash = self.redis.key(format!("u:{hour}"));
-                for (figure, value) in figures(totals) {
+                for (figure, value) in super::ledger::figures(totals) {
                     let mut field = row[8..].to_vec();
                     field.push(0x1e);
                     field.extend_from_slice(figure.as_bytes());
@@ -190,7 +190,7 @@ impl RedisPortable {
             let mut pipe = redis::pipe();
             let hash = self.redis.key("u_keys");
             for (key_id, usage) in chunk {
-                for (figure, value) in figures(&usage.totals) {
+                for (figure, value) in super::ledger::figures(&usage.totals) {
                     pipe.cmd("HSET")
                         .arg(&hash)
                         .arg(format!("{key_id}\u{1e}{figure}"))
@@ -231,20 +231,6 @@ impl RedisPortable {
             )
             .await
     }
-}
-
-/// Every figure of `t`, as stored.
-fn figures(t: &Totals) -> [(&'static str, String); 8] {
-    [
-        ("requests", t.requests.to_string()),
-        ("errors", t.errors.to_string()),
-        ("cached", t.cached.to_string()),
-        ("prompt_tokens", t.prompt_tokens.to_string()),
-        ("completion_tokens", t.completion_tokens.to_string()),
-        ("total_tokens", t.total_tokens.to_string()),
-        ("cost_usd", t.cost_usd.to_string()),
-        ("estimated", t.estimated.to_string()),
-    ]
 }
 
 /// A usage field (`<dimensions or key id>\x1e<figure>`) split in two.

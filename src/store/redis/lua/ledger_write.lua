@@ -4,11 +4,13 @@
 -- entries by member; KEYS[4]: members by request id; KEYS[5]: the hours that have usage rows;
 -- KEYS[6]: keys' all-time figures. ARGV: the marker's TTL, the prefix of hourly usage hashes,
 -- then the entries (count; member, request id, JSON each), the rows (count; hour, dimensions,
--- eight totals each), the keys (count; id, eight totals, last use each).
+-- ten totals each), the keys (count; id, ten totals, last use each). The totals come in the
+-- order of `names` (the Rust side's `FIGURES`).
 -- Returns 1 when written, 0 when the batch was there already.
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local names = {'requests', 'errors', 'cached', 'prompt_tokens', 'completion_tokens',
-  'total_tokens', 'cost_usd', 'estimated'}
+  'total_tokens', 'cost_usd', 'estimated', 'cached_tokens', 'cache_write_tokens'}
+local figures = #names
 local function add(hash, field, f, v)
   if v == '0' then return end
   if names[f] == 'cost_usd' then
@@ -28,19 +30,19 @@ end
 local rows = tonumber(ARGV[i]); i = i + 1
 for _ = 1, rows do
   local hour, dims = ARGV[i], ARGV[i + 1]
-  for f = 1, 8 do add(ARGV[2] .. hour, dims, f, ARGV[i + 1 + f]) end
+  for f = 1, figures do add(ARGV[2] .. hour, dims, f, ARGV[i + 1 + f]) end
   redis.call('ZADD', KEYS[5], hour, hour)
-  i = i + 10
+  i = i + 2 + figures
 end
 local keys = tonumber(ARGV[i]); i = i + 1
 for _ = 1, keys do
   local id = ARGV[i]
-  for f = 1, 8 do add(KEYS[6], id, f, ARGV[i + f]) end
-  local last = tonumber(ARGV[i + 9])
+  for f = 1, figures do add(KEYS[6], id, f, ARGV[i + f]) end
+  local last = tonumber(ARGV[i + figures + 1])
   local field = id .. '\30last_used_ms'
   if last > tonumber(redis.call('HGET', KEYS[6], field) or '0') then
-    redis.call('HSET', KEYS[6], field, ARGV[i + 9])
+    redis.call('HSET', KEYS[6], field, ARGV[i + figures + 1])
   end
-  i = i + 10
+  i = i + 2 + figures
 end
 return 1
