@@ -27,10 +27,11 @@ const TICK: Duration = Duration::from_millis(100);
 const CONFIRM_EVERY: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// How long request logs and usage roll-ups are kept; the writer prunes both every minute.
+/// How long request logs, stored responses and usage roll-ups are kept; the writer prunes
+/// them every minute.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// Request log entries older than this go.
+    /// Request log entries, and stored responses, older than this go.
     pub max_age: Duration,
     /// The oldest request log entries beyond this many go.
     pub max_entries: usize,
@@ -340,6 +341,16 @@ impl Writer {
                 tracing::debug!(error = %e, "pruning request logs failed");
             }
         }
+        // Stored responses (`previous_response_id`) are kept as long as the request logs.
+        let responses = self.store.responses.prune(now_ms().saturating_sub(max_age));
+        match self.runtime.block_on(responses) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "pruned stored responses"),
+            Err(e) => {
+                self.store.backend.report(What::Responses, &e);
+                tracing::debug!(error = %e, "pruning stored responses failed");
+            }
+        }
         let before = (now_ms() / 1000).saturating_sub(retention.usage_max_age.as_secs());
         match self.runtime.block_on(self.store.usage.prune(before)) {
             Ok(0) => {}
@@ -480,6 +491,32 @@ mod tests {
             wait(store.usage.key_usage("new")).unwrap().totals.requests,
             20
         );
+    }
+
+    #[test]
+    fn the_writer_prunes_stored_responses_older_than_the_logs_max_age() {
+        use crate::store::responses::StoredResponse;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let (now, day_ms) = (now_ms(), 86_400_000);
+        let stored = |id: &str, created_ms: u64| StoredResponse {
+            id: id.into(),
+            key_id: "k".into(),
+            created_ms,
+            conversation: vec![serde_json::json!({"role": "user", "content": "hi"})],
+            response: serde_json::json!({"id": id}),
+        };
+        wait(store.responses.put(stored("resp_old", now - 2 * day_ms))).unwrap();
+        wait(store.responses.put(stored("resp_new", now - day_ms / 2))).unwrap();
+        let mut w = Writer::new(store.clone(), Arc::new(Metrics::default())).unwrap();
+        w.prune(Retention {
+            max_age: Duration::from_secs(86_400),
+            // Far longer: only the logs' max age may decide.
+            usage_max_age: Duration::from_secs(30 * 86_400),
+            ..Retention::default()
+        });
+        assert!(wait(store.responses.get("resp_old")).unwrap().is_none());
+        assert!(wait(store.responses.get("resp_new")).unwrap().is_some());
     }
 
     #[test]

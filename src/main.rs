@@ -178,7 +178,7 @@ struct ServeArgs {
     /// Keep request and response bodies in the request log (off: metadata only).
     #[arg(long, env = "SWITCHBOARD_LOG_BODIES")]
     log_bodies: bool,
-    /// Days of request logs to keep.
+    /// Days of request logs (and stored Responses API responses) to keep.
     #[arg(long, env = "SWITCHBOARD_LOG_MAX_AGE_DAYS", default_value_t = 7)]
     log_max_age_days: u64,
     /// The most request log entries to keep.

@@ -8,6 +8,7 @@ use super::keys::{KeyUpdate, NewKey, Role, SECRET_PREFIX};
 use super::limits::Limits;
 use super::logs::{LogEntry, LogFilter};
 use super::portable::{ImportCounts, Record};
+use super::responses::StoredResponse;
 use super::teams::{Deletion, NewTeam, TeamUpdate};
 use super::usage::{Bucket, GroupBy, UNKNOWN_MODEL};
 use super::{Store, StoreError, StoreKind, StoreOptions};
@@ -24,6 +25,7 @@ pub async fn keeps_the_contract(store: &Store) {
     assignments(store).await;
     cache(store).await;
     ledger_logs_and_usage(store).await;
+    responses(store).await;
     store.flush().await.unwrap();
 }
 
@@ -584,6 +586,97 @@ async fn ledger_logs_and_usage(store: &Store) {
         .unwrap()
         .is_empty());
     assert_eq!(usage.key_usage("a").await.unwrap().totals.requests, 7);
+}
+
+/// `bytes` of text LZ4 cannot shrink much, different for every `seed`, with a character
+/// beyond ASCII in each line.
+pub fn varied_text(bytes: usize, seed: u64) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut text = String::with_capacity(bytes + 64);
+    while text.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.push_str(&format!("{x:016x} é\n"));
+    }
+    text
+}
+
+pub fn stored_response(id: &str, created_ms: u64, turns: usize) -> StoredResponse {
+    StoredResponse {
+        id: id.into(),
+        key_id: "key_a".into(),
+        created_ms,
+        conversation: (0..turns)
+            .map(|i| serde_json::json!({"role": "user", "content": format!("turn {i}")}))
+            .collect(),
+        response: serde_json::json!({"id": id, "object": "response", "status": "completed"}),
+    }
+}
+
+async fn responses(store: &Store) {
+    let responses = &store.responses;
+    assert!(responses.get("resp_missing").await.unwrap().is_none());
+    assert!(!responses.delete("resp_missing").await.unwrap());
+
+    let first = stored_response("resp_1", 1_000, 1);
+    responses.put(first.clone()).await.unwrap();
+    assert_eq!(
+        responses.get("resp_1").await.unwrap().as_ref(),
+        Some(&first)
+    );
+    // Replaced whole, its time with it.
+    let replaced = StoredResponse {
+        response: serde_json::json!({"id": "resp_1", "status": "incomplete"}),
+        ..stored_response("resp_1", 3_000, 3)
+    };
+    responses.put(replaced.clone()).await.unwrap();
+    assert_eq!(
+        responses.get("resp_1").await.unwrap().as_ref(),
+        Some(&replaced)
+    );
+
+    // A long conversation (1 MB and more) comes back as it went in.
+    let mut large = stored_response("resp_large", 2_000, 0);
+    large.conversation = (0..16)
+        .map(|i| serde_json::json!({"role": "user", "content": varied_text(64 * 1024, i)}))
+        .collect();
+    assert!(serde_json::to_vec(&large).unwrap().len() > 1 << 20);
+    responses.put(large.clone()).await.unwrap();
+    assert_eq!(
+        responses.get("resp_large").await.unwrap().as_ref(),
+        Some(&large)
+    );
+
+    // Pruned by created_ms: those made before the time go, and the count says how many.
+    responses
+        .put(stored_response("resp_2", 2_500, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        responses.prune(2_000).await.unwrap(),
+        0,
+        "2000 is not before 2000"
+    );
+    assert_eq!(responses.prune(2_001).await.unwrap(), 1);
+    assert!(responses.get("resp_large").await.unwrap().is_none());
+    assert_eq!(
+        responses.get("resp_1").await.unwrap().as_ref(),
+        Some(&replaced),
+        "pruned by the time it was replaced with, not its first"
+    );
+    assert!(responses.get("resp_2").await.unwrap().is_some());
+
+    assert!(responses.delete("resp_2").await.unwrap());
+    assert!(responses.get("resp_2").await.unwrap().is_none());
+    assert!(!responses.delete("resp_2").await.unwrap());
+    assert_eq!(
+        responses.prune(2_600).await.unwrap(),
+        0,
+        "a deleted one is not pruned again"
+    );
+    assert_eq!(responses.prune(u64::MAX).await.unwrap(), 1);
+    assert!(responses.get("resp_1").await.unwrap().is_none());
 }
 
 /// Everything an export carries arrives whole in another store: `from` is filled, exported

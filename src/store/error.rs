@@ -70,6 +70,8 @@ pub enum What {
     Cache,
     /// A sticky A/B assignment.
     Assignments,
+    /// A stored Responses API response (a put, a delete or the retention's prune).
+    Responses,
     /// The periodic write probe.
     Probe,
 }
@@ -101,13 +103,14 @@ impl WriteFailures {
 }
 
 impl What {
-    pub const ALL: [What; 7] = [
+    pub const ALL: [What; 8] = [
         What::Keys,
         What::Teams,
         What::Accounting,
         What::Counters,
         What::Cache,
         What::Assignments,
+        What::Responses,
         What::Probe,
     ];
 
@@ -119,6 +122,7 @@ impl What {
             What::Counters => "counters",
             What::Cache => "cache",
             What::Assignments => "assignments",
+            What::Responses => "responses",
             What::Probe => "probe",
         }
     }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod portable;
+pub mod responses;
 pub mod teams;
 
 use crate::store::backend::{Backend, Store, StoreKind};
@@ -95,7 +96,7 @@ pub async fn open(options: &RedisOptions, cache_max_entries: usize) -> Result<St
         logs: ledger.clone(),
         usage: ledger.clone(),
         ledger,
-        responses: Arc::new(crate::store::memory::responses::MemoryResponses::default()),
+        responses: Arc::new(responses::RedisResponses::new(redis.clone())),
         portable,
         backend: Arc::new(RedisBackend {
             redis,

@@ -66,6 +66,8 @@ pub struct Trees {
     pub log_batches: sled::Tree,
     pub usage_hours: sled::Tree,
     pub usage_keys: sled::Tree,
+    pub responses: sled::Tree,
+    pub response_ages: sled::Tree,
 }
 
 impl Trees {
@@ -81,6 +83,8 @@ impl Trees {
             log_batches: db.open_tree("log_batches")?,
             usage_hours: db.open_tree("usage_hours")?,
             usage_keys: db.open_tree("usage_keys")?,
+            responses: db.open_tree("responses")?,
+            response_ages: db.open_tree("response_ages")?,
             db,
         })
     }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod ledger;
 pub mod logs;
 pub mod portable;
+pub mod responses;
 pub mod teams;
 pub mod usage;
 
@@ -66,7 +67,7 @@ pub fn open(dir: &Path, cache_bytes: u64, cache_max_entries: usize) -> Result<St
         logs: Arc::new(logs::SledLogStore(logs.clone())),
         usage: Arc::new(usage::SledUsage::open(&db)),
         ledger: Arc::new(ledger::SledLedger::new(&db, logs)),
-        responses: Arc::new(crate::store::memory::responses::MemoryResponses::default()),
+        responses: Arc::new(responses::SledResponses::open(&db)),
         portable: Arc::new(portable),
         backend: Arc::new(SledBackend { db, counters }),
     })
@@ -177,6 +178,41 @@ mod tests {
         let store = crate::store::Store::open(dir.path(), 1 << 20).unwrap();
         assert!(store.keys.authenticate(&secret).is_some());
         assert!(!dir.path().join("snap.7FFFFFFFFFFFFFFF.generating").exists());
+    }
+
+    #[tokio::test]
+    async fn a_stored_response_synced_is_there_after_a_reopen_and_a_restart() {
+        use crate::store::contract::{stored_response, varied_text};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path(), 1 << 20).unwrap();
+        let small = stored_response("resp_small", 1_000, 2);
+        let mut large = stored_response("resp_large", 2_000, 0);
+        large.conversation = vec![serde_json::json!({"content": varied_text(1 << 20, 7)})];
+        store.responses.put(small.clone()).await.unwrap();
+        store.responses.put(large.clone()).await.unwrap();
+        store.backend.sync().await.unwrap();
+
+        // A reopen keeps what reached the disk: what was synced.
+        store.backend.sled_database().unwrap().reopen().unwrap();
+        assert_eq!(
+            store.responses.get("resp_small").await.unwrap().as_ref(),
+            Some(&small)
+        );
+        assert_eq!(
+            store.responses.get("resp_large").await.unwrap().as_ref(),
+            Some(&large)
+        );
+        assert!(store.responses.delete("resp_small").await.unwrap());
+        store.backend.sync().await.unwrap();
+        drop(store);
+
+        let store = crate::store::Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            store.responses.get("resp_large").await.unwrap(),
+            Some(large)
+        );
+        assert!(store.responses.get("resp_small").await.unwrap().is_none());
+        assert_eq!(store.responses.prune(u64::MAX).await.unwrap(), 1);
     }
 
     #[tokio::test]
