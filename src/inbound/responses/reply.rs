@@ -403,12 +403,3 @@ mod tests {
         assert!(from_chat(&meta(json!({})), b"not json").is_err());
     }
 }
-
-/// The output items of a response object, which a later turn continues from.
-pub fn output_items(response: &Value) -> Vec<Value> {
-    response
-        .get("output")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
