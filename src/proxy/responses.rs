@@ -84,6 +84,7 @@ pub async fn create(
         saved: state.responses.clone(),
     };
     let body = chat_body(translated.chat, Format::Responses)
+        .and_then(|body| within_body_limit(body, state.body_limit))
         .map_err(no_calls)?
         .with_inbound(Inbound {
             format: Format::Responses,
@@ -93,6 +94,25 @@ pub async fn create(
         });
     let shape = Shape::Responses(Arc::new(turn));
     forward::forward(&state, &caller.0, &request_id, req.headers(), body, &shape).await
+}
+
+/// A conversation continued through `previous_response_id` is bounded like a chat client's
+/// whole conversation: its chat form must fit in `--body-limit`, so stored turns cannot grow
+/// a request (or what is stored with its response) without end.
+fn within_body_limit(
+    body: crate::wire::RequestBody,
+    limit: usize,
+) -> Result<crate::wire::RequestBody, ApiError> {
+    let size = body.original_len().unwrap_or(0);
+    if size > limit {
+        let mut e = ApiError::payload_too_large(limit).with_param("previous_response_id");
+        e.message = format!(
+            "the conversation (the stored turns of `previous_response_id` and this input) is \
+             larger than the limit of {limit} bytes; start a new conversation"
+        );
+        return Err(e);
+    }
+    Ok(body)
 }
 
 /// A stored response, as it was returned.

@@ -291,6 +291,11 @@ impl RequestBody {
         &self.typed
     }
 
+    /// The size of the bytes this body was parsed from, when they were kept.
+    pub fn original_len(&self) -> Option<usize> {
+        self.original.as_ref().map(|o| o.bytes.len())
+    }
+
     /// Were the client's bytes kept (and split into fields) for passthrough?
     pub fn keeps_original(&self) -> bool {
         self.original.is_some()

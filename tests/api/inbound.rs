@@ -126,8 +126,15 @@ fn on_request(req, ctx) {
         assert!(res.headers().contains_key("retry-after"));
         let error: Value = res.json().await.unwrap();
         // Both shapes keep the type at `error.type`; Anthropic's says `type: error` above it.
-        assert_eq!(error["error"]["type"], "rate_limit_error", "{path}: {error}");
-        assert_eq!(error["type"] == "error", path == "/v1/messages", "{path}: {error}");
+        assert_eq!(
+            error["error"]["type"], "rate_limit_error",
+            "{path}: {error}"
+        );
+        assert_eq!(
+            error["type"] == "error",
+            path == "/v1/messages",
+            "{path}: {error}"
+        );
     }
     // A token budget is charged by each API's requests alike: three requests of two words,
     // echoed, are 4 tokens each with the mock (2 prompt + 2 completion).
@@ -383,4 +390,50 @@ async fn a_cached_reply_is_replayed_in_the_api_it_is_asked_in() {
             .ends_with(r#"data: {"type":"message_stop"}"#),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_conversation_continued_by_id_is_bounded_like_a_whole_body() {
+    let app = spawn(Spawn {
+        body_limit: 4096,
+        ..Spawn::default().provider("mock", MOCK)
+    })
+    .await;
+    let words = "word ".repeat(150); // 750 bytes, echoed back: 1.5 KB a turn
+    let mut previous: Option<String> = None;
+    let mut refused = None;
+    for turn in 0..6 {
+        let mut body = json!({"model": "mock/echo", "input": words});
+        if let Some(id) = &previous {
+            body["previous_response_id"] = json!(id);
+        }
+        let res = app
+            .post("/v1/responses", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 413 {
+            refused = Some((turn, res.json::<Value>().await.unwrap()));
+            break;
+        }
+        assert_eq!(res.status(), 200, "turn {turn}");
+        let response: Value = res.json().await.unwrap();
+        previous = Some(response["id"].as_str().unwrap().to_string());
+    }
+    let (turn, error) = refused.expect("the conversation outgrew the body limit");
+    assert!(
+        turn >= 2,
+        "each request alone is well within the limit (turn {turn})"
+    );
+    assert_eq!(error["error"]["code"], "payload_too_large");
+    assert_eq!(error["error"]["param"], "previous_response_id");
+    // A new conversation still works.
+    let res = app
+        .post("/v1/responses", ADMIN_KEY)
+        .json(&json!({"model": "mock/echo", "input": words}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
