@@ -437,3 +437,164 @@ async fn a_conversation_continued_by_id_is_bounded_like_a_whole_body() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// A Messages history with a thinking block: what the chat form cannot carry.
+fn with_thinking(model: &str) -> Value {
+    json!({
+        "model": model, "max_tokens": 50,
+        "messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "c2ln"},
+                {"type": "text", "text": "ok"}
+            ]},
+            {"role": "user", "content": "second"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn what_the_chat_form_cannot_carry_is_refused_or_dropped_as_the_provider_says() {
+    let upstream = anthropic_upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("strict", "kind: mock\nmodels: [echo]\n")
+            .provider(
+                "lenient",
+                "kind: mock\nunsupported_params: drop\nmodels: [echo]\n",
+            )
+            .provider("claude", anthropic_upstream::provider_yaml(&upstream)),
+    )
+    .await;
+    let send = |body: Value| {
+        app.client
+            .post(app.url("/v1/messages"))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let refused = send(with_thinking("strict/echo")).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("messages[1].content[0]") && message.contains("strict"),
+        "{message}"
+    );
+
+    let dropped = send(with_thinking("lenient/echo")).await.unwrap();
+    assert_eq!(dropped.status(), 200);
+    assert_eq!(
+        dropped.headers()["x-switchboard-dropped-params"],
+        "messages[1].content[0]"
+    );
+    let message: Value = dropped.json().await.unwrap();
+    assert_eq!(message["content"][0]["text"], "second");
+
+    // Anthropic takes it as it came: the thinking block and its signature arrive.
+    let passed = send(with_thinking("claude/text")).await.unwrap();
+    assert_eq!(passed.status(), 200);
+    assert_eq!(
+        upstream.last().body["messages"][1]["content"][0]["signature"],
+        "c2ln"
+    );
+}
+
+#[tokio::test]
+async fn a_messages_request_a_policy_changed_goes_to_anthropic_translated() {
+    let upstream = anthropic_upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("claude", anthropic_upstream::provider_yaml(&upstream))
+            .policy(
+                "10-cool.rhai",
+                r#"fn on_request(req, ctx) { if req.format == "messages" { req.params.temperature = 0.1; } }"#,
+            ),
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", ADMIN_KEY)
+        .header("anthropic-beta", "some-beta")
+        .json(
+            &json!({"model": "claude/text", "max_tokens": 50, "top_k": 5,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let message: Value = res.json().await.unwrap();
+    assert_eq!(message["type"], "message", "{message}");
+    let sent = upstream.last();
+    assert_eq!(sent.body["temperature"], 0.1, "the policy's change arrived");
+    assert_eq!(
+        sent.body["top_k"], 5,
+        "the client's own field, through the chat form"
+    );
+    assert_eq!(sent.headers["anthropic-beta"], "some-beta");
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_a_clear_400_in_each_api() {
+    let app = spawn(Spawn::default().provider("mock", MOCK)).await;
+    let bodies = [
+        ("/v1/messages", json!([1, 2])),
+        (
+            "/v1/messages",
+            json!({"model": "mock/echo", "max_tokens": 5, "messages": "hi"}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "mock/echo", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "mock/echo", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "mock/echo", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]}),
+        ),
+        ("/v1/responses", json!("just a string")),
+        ("/v1/responses", json!({"model": "mock/echo"})),
+        (
+            "/v1/responses",
+            json!({"model": "mock/echo", "input": [{"type": "mystery"}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "mock/echo", "input": "x", "tools": [{"type": "web_search"}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "mock/echo", "input": "x", "previous_response_id": 7}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "mock/echo", "input": "x", "background": true}),
+        ),
+    ];
+    for (path, body) in bodies {
+        let res = app.post(path, ADMIN_KEY).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{path} {body}");
+        assert_eq!(
+            res.headers()["x-switchboard-attempts"],
+            "0",
+            "{path} {body}"
+        );
+        let error: Value = res.json().await.unwrap();
+        let message = error["error"]["message"].as_str().unwrap_or("");
+        assert!(!message.is_empty(), "{path} {body}: {error}");
+    }
+    // Nothing was logged as served, and the gateway still answers.
+    let ok = app
+        .post("/v1/messages", ADMIN_KEY)
+        .json(&messages_body("still here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
