@@ -704,3 +704,67 @@ async fn a_sled_deployment_exported_and_imported_into_redis_keeps_its_keys() {
         .unwrap()
         .contains("\"mover\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_response_stored_through_one_instance_continues_through_another() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let gateways = fleet(&server, &[], &[]).await;
+    let post = |g: &Gateway, body: Value| {
+        g.client
+            .post(g.url("/v1/responses"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let first: Value = post(
+        &gateways[0],
+        json!({"model": "echo", "input": "first turn"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    // Another instance reads it from Redis once the write lands (a task after the reply).
+    let mut second = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let res = post(
+            &gateways[1],
+            json!({"model": "echo", "input": "second", "previous_response_id": id}),
+        )
+        .await
+        .unwrap();
+        if res.status() == 200 {
+            second = Some(res.json::<Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(res.status(), 404);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = second.expect("the stored response reached the other instance");
+    // The stored turn went first: "first turn" twice, then "second".
+    assert_eq!(second["usage"]["input_tokens"], 5, "{second}");
+    // Deleted through a third instance: gone for all.
+    let deleted = gateways[2]
+        .client
+        .delete(gateways[2].url(&format!("/v1/responses/{id}")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for g in &gateways[..2] {
+        let res = g
+            .client
+            .get(g.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 404).await;
+    }
+}
