@@ -1,7 +1,8 @@
 //! Per-request pieces: parsing a chat request, running the shipped policies (together, each
 //! alone, and an empty hook for the fixed cost of a call), encoding the upstream body (copying
 //! the client's fields, with one changed, and from values alone), and admission against a
-//! key's limits.
+//! key's limits; and what a Messages or Responses client costs on top: translating its request
+//! into the chat form, and its reply (JSON, and a 200-chunk stream) back.
 //! Run with `cargo bench --bench request_path`.
 
 // A benchmark, not the gateway: a failed setup should stop it at once.
@@ -148,5 +149,72 @@ fn admission(c: &mut Criterion) {
     });
 }
 
-criterion_group!(request_path, benches, admission);
+const MESSAGES: &[u8] = br#"{"model":"echo","max_tokens":256,"system":[{"type":"text","text":"You are a helpful assistant.","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":[{"type":"text","text":"Paris."}]},{"role":"user","content":"And of Italy?"}],"tools":[{"name":"lookup","description":"Look up","input_schema":{"type":"object","properties":{"q":{"type":"string"}}}}]}"#;
+const RESPONSES: &[u8] = br#"{"model":"echo","instructions":"You are a helpful assistant.","input":[{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"Paris."},{"role":"user","content":"And of Italy?"}],"max_output_tokens":256,"tools":[{"type":"function","name":"lookup","parameters":{"type":"object"}}]}"#;
+const COMPLETION: &[u8] = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"echo","choices":[{"index":0,"message":{"role":"assistant","content":"Rome is the capital of Italy."},"finish_reason":"stop"}],"usage":{"prompt_tokens":40,"completion_tokens":8,"total_tokens":48}}"#;
+
+/// 200 text chunks, then the finish and usage chunks, as a provider streams them.
+fn chunks() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!(r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"echo","choices":[{{"index":0,"delta":{{"content":"word{i} "}},"finish_reason":null}}]}}"#).into_bytes())
+        .collect();
+    out.push(br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"echo","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.to_vec());
+    out.push(br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"echo","choices":[],"usage":{"prompt_tokens":40,"completion_tokens":200,"total_tokens":240}}"#.to_vec());
+    out
+}
+
+fn translation(c: &mut Criterion) {
+    use switchboard::inbound::{messages, responses, OpenAiEncoder, StreamEncoder};
+    c.bench_function("messages request -> chat form", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_slice(black_box(MESSAGES)).unwrap();
+            messages::request::to_chat(&v).unwrap()
+        })
+    });
+    c.bench_function("responses request -> chat form", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_slice(black_box(RESPONSES)).unwrap();
+            responses::request::to_chat(&v, &[]).unwrap()
+        })
+    });
+    let meta = responses::reply::Meta {
+        id: "resp_1".into(),
+        created_at: 1,
+        request: serde_json::from_slice(RESPONSES).unwrap(),
+    };
+    c.bench_function("chat completion -> message", |b| {
+        b.iter(|| messages::reply::from_chat(black_box(COMPLETION)).unwrap())
+    });
+    c.bench_function("chat completion -> response object", |b| {
+        b.iter(|| responses::reply::from_chat(&meta, black_box(COMPLETION)).unwrap())
+    });
+    let stream = chunks();
+    let mut encode = |name: &str, make: &dyn Fn() -> Box<dyn StreamEncoder>| {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut encoder = make();
+                let mut out = bytes::BytesMut::new();
+                for chunk in &stream {
+                    encoder.chunk(black_box(chunk), &mut out);
+                }
+                encoder.done(&mut out);
+                out.len()
+            })
+        });
+    };
+    encode("stream of 202 chunks: openai (framing only)", &|| {
+        Box::new(OpenAiEncoder)
+    });
+    encode("stream of 202 chunks: -> messages events", &|| {
+        Box::new(messages::stream::MessagesEncoder::new(
+            "msg_1".into(),
+            "echo".into(),
+        ))
+    });
+    encode("stream of 202 chunks: -> responses events", &|| {
+        Box::new(responses::stream::ResponsesEncoder::new(meta.clone(), None))
+    });
+}
+
+criterion_group!(request_path, benches, admission, translation);
 criterion_main!(request_path);
