@@ -17,6 +17,7 @@ pub mod responses;
 
 use crate::error::ApiError;
 use bytes::{BufMut, BytesMut};
+use serde::Serialize;
 
 /// Writes a reply stream in the client's API, fed one OpenAI `chat.completion.chunk` payload
 /// at a time (the usage chunk, `"choices":[]`, included), and says how the stream ends.
@@ -66,5 +67,18 @@ pub fn named_event(name: &str, payload: &[u8], out: &mut BytesMut) {
     out.put_slice(name.as_bytes());
     out.put_slice(b"\ndata: ");
     out.put_slice(payload);
+    out.put_slice(b"\n\n");
+}
+
+/// `event: <name>\ndata: <payload as JSON>\n\n`, the payload serialised straight into `out`
+/// (no intermediate value or string: the encoders' per-chunk events go this way).
+pub fn serialized_event(name: &str, payload: &impl Serialize, out: &mut BytesMut) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    // Writing to memory cannot fail, and the payloads are plain structs of strings and numbers.
+    if let Err(e) = serde_json::to_writer(out.writer(), payload) {
+        tracing::error!(error = %e, event = name, "an event could not be written");
+    }
     out.put_slice(b"\n\n");
 }

@@ -11,13 +11,11 @@ reaches the internet.
 import json
 import os
 import sys
-import tempfile
-import traceback
 
 import anthropic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from openai_sdk import Upstream, providers_dir, start  # noqa: E402  (shared mock upstream)
+from openai_sdk import run  # noqa: E402  (the shared mock upstream and runner)
 
 WEATHER_TOOL = {"name": "get_weather", "description": "Weather for a city",
                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -133,28 +131,9 @@ def checks(client, upstream):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        upstream = Upstream()
-        proc, base = start(tmp, providers_dir(tmp, upstream))
-        try:
-            # The SDK sends `x-api-key` and appends `/v1/messages` to the base URL.
-            client = anthropic.Anthropic(base_url=base, api_key="sk-sdk-admin", max_retries=0)
-            passed = failed = 0
-            for check in checks(client, upstream):
-                try:
-                    check()
-                    passed += 1
-                    print(f"ok    {check.__name__}")
-                except Exception:
-                    failed += 1
-                    print(f"FAIL  {check.__name__}")
-                    traceback.print_exc()
-            print(f"{passed} passed, {failed} failed")
-            return 1 if failed else 0
-        finally:
-            proc.kill()
-            proc.wait()
-            upstream.shutdown()
+    # The SDK sends `x-api-key` and appends `/v1/messages` to the base URL.
+    return run(lambda base: anthropic.Anthropic(base_url=base, api_key="sk-sdk-admin", max_retries=0),
+               checks)
 
 
 if __name__ == "__main__":

@@ -434,12 +434,14 @@ def checks(client, upstream):
             responses_unknown_previous_is_not_found]
 
 
-def main():
+def run(make_client, checks):
+    """Starts the mock upstream and the gateway, runs `checks(client, upstream)` with the
+    client `make_client(base_url)` gives, prints each result; 1 if any failed."""
     with tempfile.TemporaryDirectory() as tmp:
         upstream = Upstream()
         proc, base = start(tmp, providers_dir(tmp, upstream))
         try:
-            client = openai.OpenAI(base_url=base + "/v1", api_key="sk-sdk-admin", max_retries=0)
+            client = make_client(base)
             passed = failed = 0
             for check in checks(client, upstream):
                 try:
@@ -456,6 +458,11 @@ def main():
             proc.kill()
             proc.wait()
             upstream.shutdown()
+
+
+def main():
+    return run(lambda base: openai.OpenAI(base_url=base + "/v1", api_key="sk-sdk-admin", max_retries=0),
+               checks)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,32 @@ impl MessagesEncoder {
         if self.open != Open::Text {
             self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
         }
-        self.delta(json!({"type": "text_delta", "text": text}), out);
+        // The event most chunks become: written straight from borrowed text.
+        #[derive(serde::Serialize)]
+        struct TextDelta<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            index: u64,
+            delta: Inner<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Inner<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            text: &'a str,
+        }
+        crate::inbound::serialized_event(
+            "content_block_delta",
+            &TextDelta {
+                kind: "content_block_delta",
+                index: self.index(),
+                delta: Inner {
+                    kind: "text_delta",
+                    text,
+                },
+            },
+            out,
+        );
     }
 
     /// A fragment of a tool call: a new call (an index or id other than the open block's)

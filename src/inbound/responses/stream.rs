@@ -231,25 +231,38 @@ impl ResponsesEncoder {
             return;
         };
         let content_index = parts.len().saturating_sub(1);
-        let id = id.clone();
         if let Some(part) = parts.last_mut() {
             part.text.push_str(delta);
         }
-        let (kind, extra) = if refusal {
-            ("response.refusal.delta", json!({}))
-        } else {
-            ("response.output_text.delta", json!({"logprobs": []}))
-        };
-        let mut fields = json!({
-            "item_id": id,
-            "output_index": index,
-            "content_index": content_index,
-            "delta": delta,
-        });
-        if let (Some(fields), Value::Object(extra)) = (fields.as_object_mut(), extra) {
-            fields.extend(extra);
+        // The event most chunks become: written straight from borrowed text.
+        #[derive(serde::Serialize)]
+        struct TextDelta<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            sequence_number: u64,
+            item_id: &'a str,
+            output_index: usize,
+            content_index: usize,
+            delta: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            logprobs: Option<[u8; 0]>,
         }
-        self.emit(kind, fields, out);
+        let (kind, logprobs) = if refusal {
+            ("response.refusal.delta", None)
+        } else {
+            ("response.output_text.delta", Some([]))
+        };
+        let event = TextDelta {
+            kind,
+            sequence_number: self.seq,
+            item_id: id,
+            output_index: index,
+            content_index,
+            delta,
+            logprobs,
+        };
+        crate::inbound::serialized_event(kind, &event, out);
+        self.seq += 1;
     }
 
     fn open_part(&mut self, index: usize, refusal: bool, out: &mut BytesMut) {

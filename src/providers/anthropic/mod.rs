@@ -84,23 +84,9 @@ impl AnthropicProvider {
         let dropped = upstream::dropped_header(&unmapped.dropped);
         let body = serde_json::to_vec(&body)
             .map_err(|e| ProviderError::Protocol(format!("cannot encode request: {e}")))?;
-        let mut request = upstream::json_post(self.client.get(), self.messages_url.clone(), &call);
-        // A Messages client's `anthropic-*` headers, even when its request was translated
-        // (a policy changed it).
-        if let Some(inbound) = call.body.inbound() {
-            request = with_client_headers(request, inbound, call.headers);
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
-        let status = upstream::status_of(&response);
-        if !status.is_success() {
-            return Err(overloaded_as_503(
-                upstream::status_error(response, response::parse_error).await,
-            ));
-        }
+        // A Messages client's `anthropic-*` headers go too, even when its request was
+        // translated (a policy changed it).
+        let response = self.post_messages(&call, body).await?;
         if call.body.is_stream() {
             let translator = stream::StreamTranslator::new(
                 self.name.clone(),
@@ -131,6 +117,30 @@ impl AnthropicProvider {
 }
 
 impl AnthropicProvider {
+    /// POSTs `body` to the Messages endpoint (with a Messages client's `anthropic-*` headers);
+    /// a reply that is not a success is the upstream's error.
+    async fn post_messages(
+        &self,
+        call: &UpstreamCall<'_>,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut request = upstream::json_post(self.client.get(), self.messages_url.clone(), call);
+        if let Some(inbound) = call.body.inbound() {
+            request = with_client_headers(request, inbound, call.headers);
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, e))?;
+        if !upstream::status_of(&response).is_success() {
+            return Err(overloaded_as_503(
+                upstream::status_error(response, response::parse_error).await,
+            ));
+        }
+        Ok(response)
+    }
+
     /// A Messages client's request, as it came (`passthrough.rs`); the reply as Anthropic sent
     /// it, with its usage read for the gateway.
     async fn pass_through(
@@ -142,18 +152,7 @@ impl AnthropicProvider {
         let body = crate::wire::with_model(native, call.upstream_model).ok_or_else(|| {
             ProviderError::Protocol("the request body cannot be passed through".into())
         })?;
-        let request = upstream::json_post(self.client.get(), self.messages_url.clone(), call);
-        let response = with_client_headers(request, inbound, call.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
-        let status = upstream::status_of(&response);
-        if !status.is_success() {
-            return Err(overloaded_as_503(
-                upstream::status_error(response, response::parse_error).await,
-            ));
-        }
+        let response = self.post_messages(call, body).await?;
         if call.body.is_stream() {
             let events = super::stream::translate(
                 self.name.clone(),
