@@ -598,3 +598,51 @@ async fn hostile_bodies_get_a_clear_400_in_each_api() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+#[tokio::test]
+async fn a_stream_that_breaks_ends_with_each_apis_error_event_never_as_complete() {
+    let anthropic = anthropic_upstream::start().await;
+    let gemini = crate::gemini_upstream::start().await;
+    let app = spawn(
+        Spawn::default()
+            .provider("claude", anthropic_upstream::provider_yaml(&anthropic))
+            .provider("gem", crate::gemini_upstream::provider_yaml(&gemini)),
+    )
+    .await;
+    let stream = |path: &'static str, model: &str| {
+        let body = if path == "/v1/messages" {
+            json!({"model": model, "max_tokens": 50, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]})
+        } else {
+            json!({"model": model, "stream": true, "input": "hi"})
+        };
+        app.post(path, ADMIN_KEY).json(&body).send()
+    };
+    for (path, model) in [
+        ("/v1/messages", "claude/stream-error"), // passed through: Anthropic's own error event
+        ("/v1/messages", "gem/stream-error"),    // translated
+        ("/v1/responses", "claude/stream-error"),
+        ("/v1/responses", "gem/stream-error"),
+    ] {
+        let res = stream(path, model).await.unwrap();
+        assert_eq!(res.status(), 200, "{path} {model}");
+        let text = res.text().await.unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        let last = *names.last().unwrap();
+        if path == "/v1/messages" {
+            assert_eq!(last, "error", "{model}: {names:?}");
+            assert!(!names.contains(&"message_stop"), "{model}: {names:?}");
+            assert!(text.contains("overloaded"), "{model}: {text}");
+        } else {
+            assert_eq!(last, "response.failed", "{model}: {names:?}");
+            assert!(!names.contains(&"response.completed"), "{model}: {names:?}");
+        }
+        assert!(
+            text.contains("Hel"),
+            "the text before the break was sent: {text}"
+        );
+    }
+}
