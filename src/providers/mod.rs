@@ -148,16 +148,16 @@ pub trait Provider: Send + Sync {
         let _ = path;
         Box::pin(async { Ok(()) })
     }
-    /// Counts the input tokens of a Messages request body (as the client sent it) upstream,
-    /// when this provider can (Anthropic's `count_tokens`); `None` when it cannot, and the
-    /// gateway estimates. `headers`: the client's `anthropic-*` headers.
+    /// Counts a Messages request's input tokens upstream, when this provider can (Anthropic's
+    /// `count_tokens` with the client's own body and `anthropic-*` headers, Gemini's
+    /// `countTokens` with the chat form's translation); `None` when it cannot, and the gateway
+    /// estimates.
     fn count_tokens<'a>(
         &'a self,
-        body: &'a [u8],
+        body: &'a RequestBody,
         upstream_model: &'a str,
-        headers: &'a [(String, String)],
     ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
-        let _ = (body, upstream_model, headers);
+        let _ = (body, upstream_model);
         None
     }
 }

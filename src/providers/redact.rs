@@ -118,11 +118,10 @@ impl Provider for Redacted {
 
     fn count_tokens<'a>(
         &'a self,
-        body: &'a [u8],
+        body: &'a crate::wire::RequestBody,
         upstream_model: &'a str,
-        headers: &'a [(String, String)],
     ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
-        let counting = self.inner.count_tokens(body, upstream_model, headers)?;
+        let counting = self.inner.count_tokens(body, upstream_model)?;
         Some(Box::pin(async move {
             counting.await.map_err(|e| redact_error(e, &self.secrets))
         }))

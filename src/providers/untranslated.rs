@@ -77,10 +77,9 @@ impl Provider for Guarded {
 
     fn count_tokens<'a>(
         &'a self,
-        body: &'a [u8],
+        body: &'a crate::wire::RequestBody,
         upstream_model: &'a str,
-        headers: &'a [(String, String)],
     ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
-        self.inner.count_tokens(body, upstream_model, headers)
+        self.inner.count_tokens(body, upstream_model)
     }
 }

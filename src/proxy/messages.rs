@@ -8,7 +8,6 @@ use super::request_id::RequestId;
 use super::respond::ATTEMPTS_HEADER;
 use super::shape::Shape;
 use super::{body, forward, route};
-use crate::config::ProviderKind;
 use crate::error::ApiError;
 use crate::http::callers::Caller;
 use crate::inbound::messages::request::to_chat;
@@ -119,8 +118,8 @@ fn passed_headers(req: &HttpRequest) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Counts a Messages request's input tokens: Anthropic's own count when the model is served
-/// by an Anthropic provider, else the gateway's estimate (the one budgets reserve with: 4 bytes
+/// Counts a Messages request's input tokens: the provider's own count when it has one
+/// (Anthropic, Gemini), else the gateway's estimate (the one budgets reserve with: 4 bytes
 /// a token plus 4 a message), said in `x-switchboard-token-count: exact|estimate`.
 #[utoipa::path(
     post,
@@ -175,24 +174,22 @@ async fn count(
             "This key may not use the model `{model}`."
         )));
     }
-    let anthropic = snapshot
-        .config
-        .providers
-        .iter()
-        .any(|p| *p.name == *target.provider && p.kind == ProviderKind::Anthropic);
-    let headers = passed_headers(req);
-    let counting = snapshot
-        .provider(&target.provider)
-        .filter(|_| anthropic)
-        .and_then(|provider| provider.count_tokens(&bytes, &target.model.upstream, &headers));
-    if let Some(counting) = counting {
-        return Ok((counting.await.map_err(ApiError::from)?, "exact"));
-    }
     // A count needs no `max_tokens`; the translation does.
     if let Some(object) = value.as_object_mut() {
         object.entry("max_tokens").or_insert(json!(1));
     }
     let translated = to_chat(&value)?;
-    let body = chat_body(translated.chat, Format::Messages)?;
+    let body = chat_body(translated.chat, Format::Messages)?.with_inbound(Inbound {
+        format: Format::Messages,
+        native: Some(bytes),
+        headers: passed_headers(req),
+        untranslated: translated.untranslated,
+    });
+    let counting = snapshot
+        .provider(&target.provider)
+        .and_then(|provider| provider.count_tokens(&body, &target.model.upstream));
+    if let Some(counting) = counting {
+        return Ok((counting.await.map_err(ApiError::from)?, "exact"));
+    }
     Ok((super::estimate::prompt_tokens(&body), "estimate"))
 }

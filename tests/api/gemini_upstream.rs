@@ -30,6 +30,7 @@ fn answer(req: &Received) -> HttpResponse {
         ("stream-error", "streamGenerateContent") => sse_in_pieces(STREAM_ERROR),
         ("invalid", _) => json_body(400, ERROR_INVALID),
         ("embed", "batchEmbedContents") => json_body(200, BATCH_EMBED),
+        ("text", "countTokens") => json_body(200, r#"{"totalTokens":23}"#),
         _ => json_body(
             404,
             r#"{"error":{"code":404,"message":"not found","status":"NOT_FOUND"}}"#,

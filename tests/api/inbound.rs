@@ -215,11 +215,13 @@ async fn an_anthropic_provider_gets_a_messages_request_byte_for_byte_with_its_he
 }
 
 #[tokio::test]
-async fn count_tokens_is_anthropics_count_or_the_gateways_estimate() {
+async fn count_tokens_is_the_providers_count_or_the_gateways_estimate() {
     let upstream = anthropic_upstream::start().await;
+    let gemini = crate::gemini_upstream::start().await;
     let app = spawn(
         Spawn::default()
             .provider("claude", anthropic_upstream::provider_yaml(&upstream))
+            .provider("gem", crate::gemini_upstream::provider_yaml(&gemini))
             .provider("mock", MOCK),
     )
     .await;
@@ -237,6 +239,22 @@ async fn count_tokens_is_anthropics_count_or_the_gateways_estimate() {
     assert_eq!(body["input_tokens"], 17, "the upstream's count");
     assert!(upstream.last().path.ends_with("/messages/count_tokens"));
     assert_eq!(upstream.last().body["model"], "text");
+
+    let gemini_count = count("gem/text").await.unwrap();
+    assert_eq!(gemini_count.headers()["x-switchboard-token-count"], "exact");
+    let body: Value = gemini_count.json().await.unwrap();
+    assert_eq!(body["input_tokens"], 23, "Gemini's countTokens");
+    let sent = gemini.last();
+    assert!(
+        sent.path.ends_with("/models/text:countTokens"),
+        "{}",
+        sent.path
+    );
+    assert_eq!(sent.body["generateContentRequest"]["model"], "models/text");
+    assert_eq!(
+        sent.body["generateContentRequest"]["contents"][0]["parts"][0]["text"],
+        "one two three four"
+    );
 
     let estimate = count("mock/echo").await.unwrap();
     assert_eq!(estimate.headers()["x-switchboard-token-count"], "estimate");

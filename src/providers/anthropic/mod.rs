@@ -282,11 +282,16 @@ impl Provider for AnthropicProvider {
 
     fn count_tokens<'a>(
         &'a self,
-        body: &'a [u8],
+        body: &'a crate::wire::RequestBody,
         upstream_model: &'a str,
-        headers: &'a [(String, String)],
     ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
-        Some(Box::pin(self.count(body, upstream_model, headers)))
+        let inbound = body.inbound()?;
+        let native = inbound.native.as_deref()?;
+        Some(Box::pin(self.count(
+            native,
+            upstream_model,
+            &inbound.headers,
+        )))
     }
 
     /// Anthropic streams always carry usage; the adapter emits the usage chunk when the body

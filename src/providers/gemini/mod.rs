@@ -160,6 +160,51 @@ impl GeminiProvider {
     }
 }
 
+impl GeminiProvider {
+    /// Gemini's own count (`countTokens`) of the request `generateContent` would get. What the
+    /// translation cannot express is left out of the count rather than refused: a count is
+    /// an estimate's better, not a request.
+    async fn count(
+        &self,
+        body: &crate::wire::RequestBody,
+        model: &str,
+    ) -> Result<u64, ProviderError> {
+        let Typed::Chat(chat) = body.typed() else {
+            return Err(ProviderError::Protocol(
+                "only chat requests are counted".into(),
+            ));
+        };
+        let mut unmapped = Unmapped::new(UnsupportedParams::Drop);
+        let mut request = request::generate_request(chat, &self.name, &mut unmapped)?;
+        request["model"] = Value::String(format!("models/{model}"));
+        let counting = serde_json::json!({ "generateContentRequest": request });
+        let no_headers = std::collections::BTreeMap::new();
+        let call = UpstreamCall {
+            request_id: "count_tokens",
+            body,
+            upstream_model: model,
+            headers: &no_headers,
+        };
+        let response = self
+            .post(self.url(model, "countTokens")?, &counting, &call)
+            .await?;
+        let bytes = self.read(response).await?;
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Count {
+            total_tokens: u64,
+        }
+        serde_json::from_slice::<Count>(&bytes)
+            .map(|c| c.total_tokens)
+            .map_err(|_| {
+                ProviderError::Protocol(format!(
+                    "provider `{}` answered countTokens with a body that is not a count",
+                    self.name
+                ))
+            })
+    }
+}
+
 impl Provider for GeminiProvider {
     fn probe<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(upstream::probe(
@@ -172,6 +217,14 @@ impl Provider for GeminiProvider {
 
     fn call<'a>(&'a self, call: UpstreamCall<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(self.send(call))
+    }
+
+    fn count_tokens<'a>(
+        &'a self,
+        body: &'a crate::wire::RequestBody,
+        upstream_model: &'a str,
+    ) -> Option<BoxFuture<'a, Result<u64, ProviderError>>> {
+        Some(Box::pin(self.count(body, upstream_model)))
     }
 
     /// Gemini streams always carry usage metadata; asking costs nothing upstream.
