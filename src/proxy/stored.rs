@@ -37,7 +37,13 @@ impl StoredResponses {
             if let Err(e) = this.store.put(response).await {
                 tracing::warn!(error = %e, response_id = %id, "a stored response was not written");
             }
-            this.pending().remove(&id);
+            // Gone from here already: it was deleted while being written, so the write just
+            // made must not bring it back.
+            if this.pending().remove(&id).is_none() {
+                if let Err(e) = this.store.delete(&id).await {
+                    tracing::warn!(error = %e, response_id = %id, "a deleted response stayed stored");
+                }
+            }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
