@@ -69,7 +69,73 @@ impl StoredResponses {
         if self.get(id, key_id).await?.is_none() {
             return Ok(false);
         }
-        self.pending().remove(id);
-        self.store.delete(id).await
+        let was_pending = self.pending().remove(id).is_some();
+        // Not in the store yet when its write is still in flight: that write undoes itself.
+        Ok(self.store.delete(id).await? || was_pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::responses::MemoryResponses;
+    use std::time::Duration;
+
+    /// A store whose writes take a while, so a delete can come in between.
+    struct SlowPuts(MemoryResponses);
+
+    #[async_trait::async_trait]
+    impl ResponseStore for SlowPuts {
+        async fn put(&self, response: StoredResponse) -> Result<(), StoreError> {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.0.put(response).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<StoredResponse>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+            self.0.delete(id).await
+        }
+        async fn prune(&self, before_ms: u64) -> Result<u64, StoreError> {
+            self.0.prune(before_ms).await
+        }
+    }
+
+    fn response(id: &str) -> StoredResponse {
+        StoredResponse {
+            id: id.into(),
+            key_id: "k".into(),
+            created_ms: 1,
+            conversation: vec![],
+            response: serde_json::json!({"id": id}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_response_is_readable_at_once_and_stays_deleted_when_deleted_mid_write() {
+        let saved = StoredResponses::new(Arc::new(SlowPuts(MemoryResponses::default())));
+        saved.save(response("resp_a"));
+        assert!(
+            saved.get("resp_a", "k").await.unwrap().is_some(),
+            "readable at once"
+        );
+        assert!(
+            saved.get("resp_a", "other").await.unwrap().is_none(),
+            "not another key's"
+        );
+        assert!(saved.delete("resp_a", "k").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            saved.get("resp_a", "k").await.unwrap().is_none(),
+            "the late write was undone"
+        );
+
+        saved.save(response("resp_b"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            saved.pending().is_empty(),
+            "written, and no longer held in memory"
+        );
+        assert!(saved.get("resp_b", "k").await.unwrap().is_some());
     }
 }
