@@ -565,6 +565,7 @@ async function showLog(id, names, teams) {
       ['Key', `${names.get(e.key_id) || ''} ${e.key_id}`.trim()],
       e.team ? ['Team', `${teams.get(e.team) || ''} ${e.team}`.trim()] : null,
       ['Endpoint', e.endpoint],
+      e.format ? ['Client API', e.format] : null,
       ['Requested model', e.requested_model],
       ['Served by', e.provider ? `${e.provider}/${e.model ?? ''}` : '–'],
       ['Latency', ms(e.latency_ms)],
