@@ -21,6 +21,18 @@ fn chat_body(text: &str) -> Value {
     json!({"model": "mock/echo", "messages": [{"role": "user", "content": text}]})
 }
 
+/// A Responses request made with the admin key, its JSON reply.
+async fn respond(app: &crate::helpers::TestApp, body: Value) -> Value {
+    app.post("/v1/responses", ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The same question in each API: (path, body).
 fn each_api(text: &str) -> [(&'static str, Value); 3] {
     [
@@ -271,30 +283,22 @@ async fn count_tokens_is_the_providers_count_or_the_gateways_estimate() {
 #[tokio::test]
 async fn stored_responses_continue_conversations_and_belong_to_their_key() {
     let app = spawn(Spawn::default().provider("mock", MOCK)).await;
-    let first: Value = app
-        .post("/v1/responses", ADMIN_KEY)
-        .json(&json!({"model": "mock/echo", "input": "first turn", "instructions": "Be brief."}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = respond(
+        &app,
+        json!({"model": "mock/echo", "input": "first turn", "instructions": "Be brief."}),
+    )
+    .await;
     let id = first["id"].as_str().unwrap().to_string();
     assert_eq!(first["output"][0]["content"][0]["text"], "first turn");
     assert_eq!(first["instructions"], "Be brief.");
 
     // The mock echoes the last user message and counts every prompt word: the stored turn
     // ("first turn", and the reply "first turn") is sent before the new input.
-    let second: Value = app
-        .post("/v1/responses", ADMIN_KEY)
-        .json(&json!({"model": "mock/echo", "input": "second", "previous_response_id": id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second = respond(
+        &app,
+        json!({"model": "mock/echo", "input": "second", "previous_response_id": id}),
+    )
+    .await;
     assert_eq!(second["output"][0]["content"][0]["text"], "second");
     assert_eq!(second["previous_response_id"], id.as_str());
     assert_eq!(second["usage"]["input_tokens"], 5, "{second}");
@@ -333,15 +337,11 @@ async fn stored_responses_continue_conversations_and_belong_to_their_key() {
         assert_eq!(error["error"]["code"], "response_not_found");
     }
     // `store: false` keeps nothing.
-    let unstored: Value = app
-        .post("/v1/responses", ADMIN_KEY)
-        .json(&json!({"model": "mock/echo", "input": "x", "store": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let unstored = respond(
+        &app,
+        json!({"model": "mock/echo", "input": "x", "store": false}),
+    )
+    .await;
     let res = app
         .get(
             &format!("/v1/responses/{}", unstored["id"].as_str().unwrap()),
