@@ -278,6 +278,9 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    if let Err(code) = load_dotenv() {
+        return code;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -297,6 +300,49 @@ fn main() -> ExitCode {
         Some(Command::Policy {
             command: PolicyCommand::Test { dir },
         }) => policy_test(&dir),
+    }
+}
+
+/// Reads `.env` in the working directory into the environment, if there is one, before the
+/// flags are parsed (so `SWITCHBOARD_*` and the providers' `*_API_KEY`s can live there, as in
+/// the usual compose setups). A variable already set wins. A file that cannot be read or
+/// parsed stops the process with the line at fault; its values are never printed.
+fn load_dotenv() -> Result<(), ExitCode> {
+    match dotenvy::from_path(".env") {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(dotenvy::Error::LineParse(line, at)) => {
+            // The parse error quotes the line, which may hold a secret: say only where.
+            eprintln!(
+                "error: .env: line {} cannot be read as NAME=value (at its character {})",
+                line_number(".env", &line),
+                at + 1
+            );
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("error: .env: {}", dotenv_reason(&e));
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The 1-based number of the line of `path` that reads `line` (0 if it cannot be found).
+fn line_number(path: &str, line: &str) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    text.find(line.trim_end())
+        .map(|at| text[..at].matches('\n').count() + 1)
+        .unwrap_or(0)
+}
+
+/// Why `.env` could not be used, without any of its values.
+fn dotenv_reason(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::Io(io) => io.to_string(),
+        dotenvy::Error::EnvVar(_) => "a variable is not valid unicode".to_string(),
+        _ => "it cannot be read".to_string(),
     }
 }
 

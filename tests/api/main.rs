@@ -27,6 +27,7 @@ mod bounds;
 mod cli;
 mod dashboard;
 mod dashboard_e2e;
+mod dotenv;
 mod errors;
 mod fleet;
 mod full_disk;
