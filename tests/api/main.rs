@@ -25,6 +25,7 @@ mod auth;
 mod azure;
 mod bounds;
 mod cli;
+mod container;
 mod dashboard;
 mod dashboard_e2e;
 mod dotenv;
