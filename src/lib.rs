@@ -28,6 +28,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod webhooks;
 pub mod wire;
 

@@ -166,6 +166,12 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SWITCHBOARD_BODY_LIMIT", default_value_t = Settings::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Serve HTTPS: the certificate's private key (PEM). Needs --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 0)]
     workers: usize,
@@ -355,6 +361,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     args.store.fill(&mut settings);
     settings.body_limit = args.body_limit;
     settings.workers = args.workers;
+    settings.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(switchboard::tls::TlsFiles { cert, key }),
+        _ => None,
+    };
     settings.policy_fail_open = args.policy_fail_open;
     settings.watch = !args.no_watch;
     settings.log_bodies = args.log_bodies;
@@ -389,7 +399,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         if let Some(secret) = app.take_new_admin_key() {
             println!("created an admin key (shown only this once; store it now):\n  {secret}");
         }
-        println!("switchboard listening on http://{}", app.addr());
+        println!("switchboard listening on {}://{}", app.scheme(), app.addr());
         match app.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -27,6 +27,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A bound, not yet running server.
@@ -35,10 +37,17 @@ pub struct Application {
     addr: SocketAddr,
     state: web::Data<AppState>,
     new_admin_key: Option<String>,
+    tls: bool,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        // TLS files first: a start that cannot serve leaves no trace.
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         // Loaded (providers built too) before the store is opened: a configuration that cannot
         // serve leaves no trace, not even a bootstrap admin key.
         let sources = Sources::new(
@@ -153,19 +162,32 @@ impl Application {
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartError::Bind {
-                addr: settings.listen,
-                source,
-            })?
-            .run();
+        let serves_tls = tls.is_some();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?
+        .run();
         Ok(Application {
             server,
             addr,
             state,
             new_admin_key,
+            tls: serves_tls,
         })
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The address actually bound (so port 0 works).

@@ -37,6 +37,8 @@ pub struct Settings {
     pub store_cache_bytes: u64,
     /// Where Redis is, with `store: redis`.
     pub redis: Option<crate::store::redis::RedisOptions>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
             redis: None,
+            tls: None,
         }
     }
 }

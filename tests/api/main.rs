@@ -47,4 +47,5 @@ mod reload;
 mod resilience;
 mod streaming;
 mod teams;
+mod tls;
 mod webhooks;
