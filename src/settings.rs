@@ -37,11 +37,17 @@ pub struct Settings {
     pub store_cache_bytes: u64,
     /// Where Redis is, with `store: redis`.
     pub redis: Option<crate::store::redis::RedisOptions>,
+    /// On SIGTERM or SIGINT, how long requests and streams in flight may take to finish
+    /// before their connections are closed (then usage and logs are written either way).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Settings {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+    /// Long enough for a typical completion stream to end; the usual orchestrators wait
+    /// 30 seconds after SIGTERM before they kill.
+    pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
     /// Defaults rooted in `base` (the working directory for the binary, a temp dir for tests).
     pub fn with_base(base: impl Into<PathBuf>) -> Self {
@@ -63,6 +69,7 @@ impl Settings {
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
             redis: None,
+            shutdown_grace: std::time::Duration::from_secs(Self::DEFAULT_SHUTDOWN_GRACE_SECS),
         }
     }
 }
@@ -86,6 +93,7 @@ impl std::fmt::Debug for Settings {
             .field("log_bodies", &self.log_bodies)
             .field("log_retention", &self.log_retention)
             .field("cache_max_entries", &self.cache_max_entries)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }

@@ -38,6 +38,7 @@ mod inbound_matrix;
 mod mock_provider;
 mod models;
 mod openapi;
+mod process;
 mod passthrough;
 mod policies;
 mod prompt_cache;
