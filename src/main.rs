@@ -391,9 +391,13 @@ fn health_check(args: &HealthcheckArgs) -> ExitCode {
             // The causes say why (connection refused, timed out), not only that it failed.
             let mut message = e.to_string();
             let mut source = std::error::Error::source(&e);
+            // (A cause already shown by the message above it is not repeated.)
             while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
+                let text = cause.to_string();
+                if !message.ends_with(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
                 source = cause.source();
             }
             eprintln!("unhealthy: {message}");

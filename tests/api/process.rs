@@ -105,17 +105,17 @@ fn json_logs_are_one_object_a_line_with_the_request_id_and_no_secret() {
         assert_eq!(res.status(), 404);
         res.headers()["x-request-id"].to_str().unwrap().to_string()
     });
-    wait_for(Duration::from_secs(5), "the request was never logged", || {
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains(&request_id)
-    });
+    wait_for(
+        Duration::from_secs(5),
+        "the request was never logged",
+        || std::fs::read_to_string(&log).unwrap().contains(&request_id),
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let mut lines = 0;
     let mut request = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let event: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         for key in ["timestamp", "level", "message", "target"] {
             assert!(event.get(key).is_some(), "no `{key}` in {line}");
         }
@@ -135,7 +135,10 @@ fn json_logs_are_one_object_a_line_with_the_request_id_and_no_secret() {
         text.contains("\"message\":\"provider loaded\"") && text.contains("\"provider\":\"mock\""),
         "an event's fields are top-level keys: {text}"
     );
-    assert!(!text.contains(admin), "the admin key is never logged: {text}");
+    assert!(
+        !text.contains(admin),
+        "the admin key is never logged: {text}"
+    );
 }
 
 #[test]
@@ -289,7 +292,10 @@ fn sigterm_lets_a_stream_finish_refuses_new_connections_and_keeps_its_log() {
         }
         (request_id, body)
     });
-    assert!(body.contains("\"content\":\"ten\"") || body.contains(" ten"), "{body}");
+    assert!(
+        body.contains("\"content\":\"ten\"") || body.contains(" ten"),
+        "{body}"
+    );
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
     let mut status = None;
     wait_for(Duration::from_secs(20), "the gateway did not exit", || {
