@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::backup::{self, BackupError};
+use switchboard::logging::{self, LogFormat};
 use switchboard::store::{
     ImportCounts, Limits, NewKey, Role, Store, StoreError, StoreKind, StoreOptions,
 };
-use switchboard::{load, policy, Application, Settings};
+use switchboard::{healthcheck, load, policy, Application, Settings};
 
 /// jemalloc: the request path allocates many small, short-lived objects across worker threads;
 /// glibc's allocator both costs more per call there and holds on to more memory afterwards.
@@ -64,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Ask a running gateway whether it is alive (`/health/live`) or ready (`--ready`): exit
+    /// 0 when it answers 200, 1 otherwise. For container health checks.
+    Healthcheck(HealthcheckArgs),
     /// Write what the store holds (keys as hashes, teams, assignments, counters, usage) to a
     /// file of JSON lines, for a backup or another store (while the gateway is stopped).
     Export(ExportArgs),
@@ -120,6 +124,16 @@ async fn open_store(args: &StoreArgs) -> Result<Store, StoreError> {
         redis: redis.as_ref(),
     })
     .await
+}
+
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// The gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Check `/health/ready` (store and providers usable) instead of `/health/live`.
+    #[arg(long)]
+    ready: bool,
 }
 
 #[derive(Args)]
@@ -196,6 +210,17 @@ struct ServeArgs {
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
+    /// How the process log (stderr) is written: `text`, or `json` (one object a line).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// On SIGTERM or SIGINT, seconds that requests and streams in flight get to finish.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = Settings::DEFAULT_SHUTDOWN_GRACE_SECS)]
+    shutdown_grace_secs: u64,
 }
 
 /// Where Redis is, for `--store redis`.
@@ -284,21 +309,23 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    // Before the flags are parsed: `.env` may set their variables.
     if let Err(code) = load_dotenv() {
         return code;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The log format is a setting of `serve`; the other commands log little, as text.
+    let format = match &cli.command {
+        None => cli.serve.log_format,
+        Some(Command::Serve(args)) => args.log_format,
+        Some(_) => LogFormat::Text,
+    };
+    logging::init(format);
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => check(args),
+        Some(Command::Healthcheck(args)) => health_check(&args),
         Some(Command::Keys { command }) => keys(command),
         Some(Command::Export(args)) => export(&args),
         Some(Command::Import(args)) => import(&args),
@@ -377,6 +404,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     settings.cache_max_entries = args.cache_max_entries;
     settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();
+    settings.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_secs);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -408,6 +436,31 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+fn health_check(args: &HealthcheckArgs) -> ExitCode {
+    match healthcheck::check(&args.url, args.ready) {
+        Ok(url) => {
+            println!("ok: {url}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // The causes say why (connection refused, timed out), not only that it failed.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            // (A cause already shown by the message above it is not repeated.)
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.ends_with(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            eprintln!("unhealthy: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn openapi(out: &std::path::Path) -> ExitCode {

@@ -158,7 +158,7 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .tcp_nodelay(true)
-        .shutdown_timeout(30);
+        .shutdown_timeout(settings.shutdown_grace.as_secs());
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }

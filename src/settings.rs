@@ -39,11 +39,17 @@ pub struct Settings {
     pub redis: Option<crate::store::redis::RedisOptions>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// On SIGTERM or SIGINT, how long requests and streams in flight may take to finish
+    /// before their connections are closed (then usage and logs are written either way).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Settings {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+    /// Long enough for a typical completion stream to end; the usual orchestrators wait
+    /// 30 seconds after SIGTERM before they kill.
+    pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
     /// Defaults rooted in `base` (the working directory for the binary, a temp dir for tests).
     pub fn with_base(base: impl Into<PathBuf>) -> Self {
@@ -66,6 +72,7 @@ impl Settings {
             store_cache_bytes: 16 * 1024 * 1024,
             redis: None,
             tls: None,
+            shutdown_grace: std::time::Duration::from_secs(Self::DEFAULT_SHUTDOWN_GRACE_SECS),
         }
     }
 }
@@ -89,6 +96,7 @@ impl std::fmt::Debug for Settings {
             .field("log_bodies", &self.log_bodies)
             .field("log_retention", &self.log_retention)
             .field("cache_max_entries", &self.cache_max_entries)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }

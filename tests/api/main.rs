@@ -42,6 +42,7 @@ mod models;
 mod openapi;
 mod passthrough;
 mod policies;
+mod process;
 mod prompt_cache;
 mod reload;
 mod resilience;
