@@ -37,6 +37,12 @@ pub struct Settings {
     pub store_cache_bytes: u64,
     /// Where Redis is, with `store: redis`.
     pub redis: Option<crate::store::redis::RedisOptions>,
+    /// CORS for browser pages on other origins; `None` (the default) sends no CORS headers.
+    pub cors: Option<crate::http::cors::CorsSettings>,
+    /// A bearer token that reads `/metrics` and nothing else, so Prometheus needs no admin key.
+    pub metrics_token: Option<String>,
+    /// A second address serving only `/metrics`, without a key (e.g. `127.0.0.1:9090`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -63,12 +69,15 @@ impl Settings {
             cache_max_entries: crate::store::DEFAULT_CACHE_ENTRIES,
             store_cache_bytes: 16 * 1024 * 1024,
             redis: None,
+            cors: None,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
 
 impl std::fmt::Debug for Settings {
-    // Hand-written so the admin key never reaches a log line.
+    // Hand-written so the admin key and the metrics token never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
@@ -86,6 +95,12 @@ impl std::fmt::Debug for Settings {
             .field("log_bodies", &self.log_bodies)
             .field("log_retention", &self.log_retention)
             .field("cache_max_entries", &self.cache_max_entries)
+            .field("cors", &self.cors)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
