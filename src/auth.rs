@@ -14,6 +14,8 @@ pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     /// `SWITCHBOARD_ADMIN_KEY`, hashed, with the record it stands for.
     env_admin: Option<([u8; 32], Arc<KeyRecord>)>,
+    /// `--metrics-token`, hashed: it reads `/metrics` and nothing else.
+    metrics_token: Option<[u8; 32]>,
 }
 
 impl Authenticator {
@@ -35,7 +37,27 @@ impl Authenticator {
             };
             (hash_secret(secret), Arc::new(record))
         });
-        Authenticator { keys, env_admin }
+        Authenticator {
+            keys,
+            env_admin,
+            metrics_token: None,
+        }
+    }
+
+    /// Accepts `token` (if any and not empty) as a bearer that reads `/metrics` only.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Self {
+        self.metrics_token = token.filter(|t| !t.is_empty()).map(hash_secret);
+        self
+    }
+
+    /// Whether the request carries the metrics token. The hashes are compared in constant
+    /// time, so how long the answer takes says nothing about how close a guess was.
+    pub fn is_metrics_token(&self, req: &HttpRequest) -> bool {
+        use subtle::ConstantTimeEq;
+        match (&self.metrics_token, bearer(req)) {
+            (Some(hash), Ok(secret)) => bool::from(hash_secret(secret).ct_eq(hash)),
+            _ => false,
+        }
     }
 
     pub fn has_env_admin(&self) -> bool {

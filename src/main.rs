@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::backup::{self, BackupError};
+use switchboard::http::cors::CorsSettings;
 use switchboard::logging::{self, LogFormat};
 use switchboard::store::{
     ImportCounts, Limits, NewKey, Role, Store, StoreError, StoreKind, StoreOptions,
@@ -221,6 +222,68 @@ struct ServeArgs {
     /// On SIGTERM or SIGINT, seconds that requests and streams in flight get to finish.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = Settings::DEFAULT_SHUTDOWN_GRACE_SECS)]
     shutdown_grace_secs: u64,
+    #[command(flatten)]
+    cors: CorsArgs,
+    /// A bearer token that reads /metrics and nothing else (Prometheus needs no admin key).
+    /// Never logged.
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Also serve /metrics, without a key, on this address (e.g. 127.0.0.1:9090); keep it one
+    /// only Prometheus can reach.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// CORS for browser pages on other origins: off unless `--cors-origin` is given.
+#[derive(Args, Clone)]
+struct CorsArgs {
+    /// An origin allowed to call the gateway from a browser (`https://app.example.com`), or
+    /// `*` for any; repeat, or separate with commas. None: CORS off.
+    #[arg(
+        long = "cors-origin",
+        env = "SWITCHBOARD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    origins: Vec<String>,
+    /// Methods allowed cross-origin.
+    #[arg(long, env = "SWITCHBOARD_CORS_METHODS", value_delimiter = ',', default_values_t = owned(CorsSettings::DEFAULT_METHODS))]
+    cors_methods: Vec<String>,
+    /// Request headers allowed (`*`: whichever a preflight asks for).
+    #[arg(long, env = "SWITCHBOARD_CORS_HEADERS", value_delimiter = ',', default_values_t = owned(CorsSettings::DEFAULT_HEADERS))]
+    cors_headers: Vec<String>,
+    /// Response headers a page may read.
+    #[arg(long, env = "SWITCHBOARD_CORS_EXPOSE_HEADERS", value_delimiter = ',', default_values_t = owned(CorsSettings::DEFAULT_EXPOSE_HEADERS))]
+    cors_expose_headers: Vec<String>,
+    /// Let pages send credentials (cookies, HTTP auth); not with origin `*`.
+    #[arg(long, env = "SWITCHBOARD_CORS_CREDENTIALS")]
+    cors_credentials: bool,
+    /// How long a browser may cache a preflight answer, in seconds.
+    #[arg(long, env = "SWITCHBOARD_CORS_MAX_AGE", default_value_t = CorsSettings::DEFAULT_MAX_AGE_SECS)]
+    cors_max_age: usize,
+}
+
+impl CorsArgs {
+    /// `None` when no origin is given: CORS is off.
+    fn settings(&self) -> Option<CorsSettings> {
+        let origins: Vec<String> = self
+            .origins
+            .iter()
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        (!origins.is_empty()).then(|| CorsSettings {
+            origins,
+            methods: self.cors_methods.clone(),
+            headers: self.cors_headers.clone(),
+            expose_headers: self.cors_expose_headers.clone(),
+            credentials: self.cors_credentials,
+            max_age_secs: self.cors_max_age,
+        })
+    }
+}
+
+fn owned(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
 }
 
 /// Where Redis is, for `--store redis`.
@@ -405,6 +468,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     settings.cache_max_entries = args.cache_max_entries;
     settings.admin_key = std::env::var("SWITCHBOARD_ADMIN_KEY").ok();
     settings.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_secs);
+    settings.cors = args.cors.settings();
+    settings.metrics_token = args.metrics_token;
+    settings.metrics_listen = args.metrics_listen;
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -428,6 +494,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             println!("created an admin key (shown only this once; store it now):\n  {secret}");
         }
         println!("switchboard listening on {}://{}", app.scheme(), app.addr());
+        println!("switchboard listening on http://{}", app.addr());
+        if let Some(addr) = app.metrics_addr() {
+            println!("metrics (no key) on http://{addr}/metrics");
+        }
         match app.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

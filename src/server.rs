@@ -10,7 +10,7 @@ use crate::state::AppState;
 use crate::store::{NewKey, Role, Store, StoreError, StoreKind, StoreOptions};
 use crate::{admin, dashboard, health, http, openapi, proxy};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use std::net::{SocketAddr, TcpListener};
@@ -22,6 +22,8 @@ pub enum StartError {
     Load(#[from] LoadFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cors(#[from] crate::http::cors::CorsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -38,6 +40,8 @@ pub struct Application {
     state: web::Data<AppState>,
     new_admin_key: Option<String>,
     tls: bool,
+    /// The `/metrics`-only server on `--metrics-listen`, and its bound address.
+    metrics: Option<(Server, SocketAddr)>,
 }
 
 impl Application {
@@ -47,6 +51,12 @@ impl Application {
             .tls
             .as_ref()
             .map(crate::tls::server_config)
+            .transpose()?;
+        // Checked first: a bad CORS setting is a typo to fix, and should cost nothing.
+        let cors = settings
+            .cors
+            .as_ref()
+            .map(crate::http::cors::CorsPolicy::new)
             .transpose()?;
         // Loaded (providers built too) before the store is opened: a configuration that cannot
         // serve leaves no trace, not even a bootstrap admin key.
@@ -73,7 +83,8 @@ impl Application {
                 "--store memory: keys, limits, usage and logs are lost when the gateway stops"
             );
         }
-        let auth = Authenticator::new(store.keys.clone(), settings.admin_key.as_deref());
+        let auth = Authenticator::new(store.keys.clone(), settings.admin_key.as_deref())
+            .with_metrics_token(settings.metrics_token.as_deref());
         let new_admin_key = if !auth.has_env_admin() && !store.keys.has_admin().await? {
             let (_, secret) = store
                 .keys
@@ -140,6 +151,13 @@ impl Application {
         })?;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
+            // Outermost, so a preflight never reaches the pipeline and every answer (errors
+            // from the layers inside included) gets the CORS headers.
+            let cors_layer = Condition::new(
+                cors.is_some(),
+                cors.as_ref()
+                    .map_or_else(actix_cors::Cors::default, |c| c.middleware()),
+            );
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
@@ -150,6 +168,7 @@ impl Application {
                 }))
                 .wrap(from_fn(crate::http::security_headers::middleware))
                 .wrap(from_fn(proxy::request_id::middleware))
+                .wrap(cors_layer)
                 .configure(health::configure)
                 .configure(proxy::configure)
                 .configure(admin::configure)
@@ -172,12 +191,17 @@ impl Application {
             source,
         })?
         .run();
+        let metrics = match settings.metrics_listen {
+            Some(at) => Some(metrics_server(at, state.clone())?),
+            None => None,
+        };
         Ok(Application {
             server,
             addr,
             state,
             new_admin_key,
             tls: serves_tls,
+            metrics,
         })
     }
 
@@ -195,6 +219,11 @@ impl Application {
         self.addr
     }
 
+    /// The address `/metrics` is served on without a key, if `--metrics-listen` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// The admin key created on this start because none existed; shown once, then gone.
     pub fn take_new_admin_key(&mut self) -> Option<String> {
         self.new_admin_key.take()
@@ -208,7 +237,18 @@ impl Application {
     /// then writes what is held in memory (request logs and usage, counters) and flushes the
     /// store, before returning.
     pub async fn run(self) -> std::io::Result<()> {
+        // The metrics server ignores signals: it stops when the main server has.
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the metrics server stopped with an error");
+            }
+        }
         // The accountant's writer is a thread of its own: waiting for it blocks.
         let state = self.state.clone();
         let stopped = web::block(move || state.accountant.stop()).await;
@@ -221,6 +261,31 @@ impl Application {
         }
         result
     }
+}
+
+/// The server on `--metrics-listen`: `/metrics` without a key, nothing else, one worker.
+fn metrics_server(
+    at: SocketAddr,
+    state: web::Data<AppState>,
+) -> Result<(Server, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr: at, source };
+    let listener = TcpListener::bind(at).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(crate::http::security_headers::middleware))
+            .configure(admin::providers::configure_open)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)
+    .map_err(bind_error)?
+    .run();
+    tracing::info!(%addr, "serving /metrics without a key");
+    Ok((server, addr))
 }
 
 /// What the start loaded, for the log.

@@ -42,6 +42,12 @@ pub struct Settings {
     /// On SIGTERM or SIGINT, how long requests and streams in flight may take to finish
     /// before their connections are closed (then usage and logs are written either way).
     pub shutdown_grace: std::time::Duration,
+    /// CORS for browser pages on other origins; `None` (the default) sends no CORS headers.
+    pub cors: Option<crate::http::cors::CorsSettings>,
+    /// A bearer token that reads `/metrics` and nothing else, so Prometheus needs no admin key.
+    pub metrics_token: Option<String>,
+    /// A second address serving only `/metrics`, without a key (e.g. `127.0.0.1:9090`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -73,12 +79,15 @@ impl Settings {
             redis: None,
             tls: None,
             shutdown_grace: std::time::Duration::from_secs(Self::DEFAULT_SHUTDOWN_GRACE_SECS),
+            cors: None,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
 
 impl std::fmt::Debug for Settings {
-    // Hand-written so the admin key never reaches a log line.
+    // Hand-written so the admin key and the metrics token never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
@@ -97,6 +106,12 @@ impl std::fmt::Debug for Settings {
             .field("log_retention", &self.log_retention)
             .field("cache_max_entries", &self.cache_max_entries)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("cors", &self.cors)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::Pricing;
 use crate::error::ApiError;
-use crate::http::callers::AdminCaller;
+use crate::http::callers::{AdminCaller, MetricsReader};
 use crate::metrics::ProviderStats;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -25,6 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(purge)),
         )
         .service(crate::http::resource("/metrics").route(web::get().to(metrics)));
+}
+
+/// `/metrics` without a key, for the separate metrics address (`--metrics-listen`): whoever
+/// can reach that address may read it, so it should be one only Prometheus can reach.
+pub fn configure_open(cfg: &mut web::ServiceConfig) {
+    cfg.service(crate::http::resource("/metrics").route(web::get().to(open_metrics)));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -196,7 +202,9 @@ async fn purge(
     Ok(HttpResponse::Ok().json(Purged { removed }))
 }
 
-/// Prometheus metrics (text exposition format 0.0.4).
+/// Prometheus metrics (text exposition format 0.0.4). Readable with an admin key or the
+/// metrics token (`--metrics-token`); `--metrics-listen` also serves it without a key on a
+/// second address.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -208,7 +216,16 @@ async fn purge(
         crate::openapi::responses::AdminRequired,
     )
 )]
-async fn metrics(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResponse {
+    exposition(&state)
+}
+
+async fn open_metrics(state: web::Data<AppState>) -> HttpResponse {
+    exposition(&state)
+}
+
+/// The Prometheus text: the counters, the store's own, and each provider's breaker.
+fn exposition(state: &AppState) -> HttpResponse {
     use std::fmt::Write;
     let mut text = state.metrics.render();
     state.store.backend.render_metrics(&mut text);

@@ -1,5 +1,6 @@
 //! The callers of a route, as actix extractors: `Caller` is any live key; `AdminCaller`
-//! additionally requires the admin role (403 if not).
+//! additionally requires the admin role (403 if not); `MetricsReader` is an admin key or the
+//! metrics token.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -48,5 +49,24 @@ impl FromRequest for AdminCaller {
                     )),
                 }),
         )
+    }
+}
+
+/// Who may read `/metrics`: the metrics token (`--metrics-token`), or an admin key.
+pub struct MetricsReader;
+
+impl FromRequest for MetricsReader {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        match state(req) {
+            Ok(s) if s.auth.is_metrics_token(req) => ready(Ok(MetricsReader)),
+            Ok(_) => {
+                let admin = AdminCaller::from_request(req, payload).into_inner();
+                ready(admin.map(|_| MetricsReader))
+            }
+            Err(e) => ready(Err(e)),
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! What every route shares: the callers (key extractors), security headers, and the 404 and
-//! 405 answers.
+//! What every route shares: the callers (key extractors), CORS, security headers, and the 404
+//! and 405 answers.
 
 pub mod callers;
+pub mod cors;
 pub mod security_headers;
 
 use crate::error::ApiError;

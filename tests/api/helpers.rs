@@ -13,6 +13,8 @@ pub struct TestApp {
     /// Holds the temp folders (providers.d, policies, data) for the server's lifetime.
     pub _dir: tempfile::TempDir,
     handle: ServerHandle,
+    /// `http://ADDR` of the `/metrics`-only listener, with `Spawn::metrics_listen`.
+    pub metrics_base: Option<String>,
 }
 
 impl Drop for TestApp {
@@ -37,6 +39,10 @@ pub struct Spawn {
     pub log_bodies: bool,
     /// `webhooks.yaml`, if any.
     pub webhooks: Option<String>,
+    pub cors: Option<switchboard::http::cors::CorsSettings>,
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` without a key on a second port-0 listener.
+    pub metrics_listen: bool,
 }
 
 impl Default for Spawn {
@@ -50,6 +56,9 @@ impl Default for Spawn {
             policy_fail_open: false,
             log_bodies: false,
             webhooks: None,
+            cors: None,
+            metrics_token: None,
+            metrics_listen: false,
         }
     }
 }
@@ -101,6 +110,11 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     }
     settings.policy_fail_open = opts.policy_fail_open;
     settings.log_bodies = opts.log_bodies;
+    settings.cors = opts.cors;
+    settings.metrics_token = opts.metrics_token;
+    if opts.metrics_listen {
+        settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    }
     if let Some(yaml) = &opts.webhooks {
         std::fs::write(&settings.webhooks_file, yaml).unwrap();
     }
@@ -108,6 +122,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     let mut app = Application::build(settings).await.expect("the app builds");
     let new_admin = app.take_new_admin_key();
     let base = format!("http://{}", app.addr());
+    let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
     let handle = app.handle();
     tokio::spawn(app.run());
     let client = reqwest::Client::new();
@@ -118,6 +133,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
             client,
             _dir: dir,
             handle,
+            metrics_base,
         },
         new_admin,
     )
