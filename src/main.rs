@@ -47,7 +47,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate providers.d, policies and the webhooks file, and exit 1 listing every error.
     Check(FolderArgs),
     /// Policy tools.
@@ -386,7 +386,7 @@ fn main() -> ExitCode {
     logging::init(format);
     match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Check(args)) => check(args),
         Some(Command::Healthcheck(args)) => health_check(&args),
         Some(Command::Keys { command }) => keys(command),
