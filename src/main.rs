@@ -493,11 +493,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         if let Some(secret) = app.take_new_admin_key() {
             println!("created an admin key (shown only this once; store it now):\n  {secret}");
         }
-        println!("switchboard listening on {}://{}", app.scheme(), app.addr());
-        println!("switchboard listening on http://{}", app.addr());
+        // The listening line last: a supervisor (or a test) may stop reading there.
         if let Some(addr) = app.metrics_addr() {
             println!("metrics (no key) on http://{addr}/metrics");
         }
+        println!("switchboard listening on {}://{}", app.scheme(), app.addr());
         match app.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
