@@ -33,9 +33,9 @@ impl Guarded {
         let Some(inbound) = call.body.inbound() else {
             return Ok(&[]);
         };
-        let native = self.kind == ProviderKind::Anthropic
-            && super::anthropic::passthrough::native_request(call.body).is_some();
-        if native || inbound.untranslated.is_empty() {
+        if inbound.untranslated.is_empty()
+            || super::anthropic::passthrough::served_natively(self.kind, call.body)
+        {
             return Ok(&[]);
         }
         match self.mode {

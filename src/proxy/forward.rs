@@ -228,10 +228,16 @@ async fn proxy(
     };
     // An Anthropic provider took a Messages client's request as it came: its reply is in the
     // client's API already.
-    let native = crate::providers::anthropic::passthrough::native_request(&body).is_some()
-        && snapshot.config.providers.iter().any(|p| {
-            *p.name == *target.provider && p.kind == crate::config::ProviderKind::Anthropic
-        });
+    // Only a Messages client's request can be; the provider lookup is for those alone.
+    let native = body.inbound().is_some()
+        && snapshot
+            .config
+            .providers
+            .iter()
+            .find(|p| *p.name == *target.provider)
+            .is_some_and(|p| {
+                crate::providers::anthropic::passthrough::served_natively(p.kind, &body)
+            });
     Ok(respond::from_upstream(
         served.reply,
         headers,

@@ -128,8 +128,15 @@ impl AnthropicProvider {
         if let Some(inbound) = call.body.inbound() {
             request = with_client_headers(request, inbound, call.headers);
         }
+        self.send_checked(request.body(body)).await
+    }
+
+    /// Sends `request`; a reply that is not a success is the upstream's error.
+    async fn send_checked(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
         let response = request
-            .body(body)
             .send()
             .await
             .map_err(|e| transport_error(&self.name, e))?;
@@ -201,16 +208,7 @@ impl AnthropicProvider {
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
-        if !upstream::status_of(&response).is_success() {
-            return Err(overloaded_as_503(
-                upstream::status_error(response, response::parse_error).await,
-            ));
-        }
+        let response = self.send_checked(request.body(body)).await?;
         let bytes = upstream::read_body(&self.name, response, self.max_response_bytes).await?;
         #[derive(serde::Deserialize)]
         struct Count {

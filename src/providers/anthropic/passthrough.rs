@@ -6,6 +6,7 @@
 //! Only a request no policy changed is passed through: a policy's change is made on the chat
 //! form, so a changed request is translated from that form like a chat client's.
 
+use crate::config::ProviderKind;
 use crate::providers::sse::SseEvent;
 use crate::providers::stream::{Out, Step, Translate};
 use crate::providers::ProviderError;
@@ -19,6 +20,12 @@ pub fn native_request(body: &RequestBody) -> Option<&Inbound> {
         .iter()
         .all(|field| field == "stream_options");
     (inbound.format == Format::Messages && inbound.native.is_some() && untouched).then_some(inbound)
+}
+
+/// Whether a provider of `kind` takes `body` as the client sent it (and so answers in the
+/// client's API): an Anthropic provider, for a Messages request no policy changed.
+pub fn served_natively(kind: ProviderKind, body: &RequestBody) -> bool {
+    kind == ProviderKind::Anthropic && native_request(body).is_some()
 }
 
 /// Anthropic's stream as it came: every event's data, in order, until `message_stop` (or an
