@@ -1,12 +1,18 @@
-//! Reading a request body within the size limit and parsing it with a useful error.
+//! Reading a request body within the size limit and parsing it with a useful error, and what
+//! every `/v1` handler shares before the pipeline (a translated request's chat body, the
+//! refusal that made no upstream call).
 
 use crate::error::ApiError;
 use crate::error_codes::Code;
+use crate::wire::{ChatRequest, Format, RequestBody, Typed};
 use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest};
+use bytes::Bytes;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Reads the whole (small, JSON) request body, refusing more than `limit` bytes with a 413.
 pub async fn read_limited(
@@ -71,6 +77,28 @@ fn explain<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
         Ok(()) => "The request body could not be parsed as JSON.".to_string(),
     };
     ApiError::bad_request(message).with_code(Code::InvalidJson)
+}
+
+/// A translated request's chat body, parsed as the pipeline parses a chat client's, keeping
+/// its bytes.
+pub fn chat_body(
+    chat: serde_json::Map<String, Value>,
+    format: Format,
+) -> Result<RequestBody, ApiError> {
+    let bytes = Bytes::from(Value::Object(chat).to_string());
+    let typed: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        tracing::warn!(error = %e, format = format.as_str(), "a translated request did not parse");
+        ApiError::bad_request(format!("the request could not be translated: {e}"))
+    })?;
+    Ok(RequestBody::with_original(Typed::Chat(typed), bytes))
+}
+
+/// A request refused before the pipeline made no upstream call, and says so.
+pub fn no_calls(e: ApiError) -> ApiError {
+    e.with_header(
+        HeaderName::from_static(super::respond::ATTEMPTS_HEADER),
+        HeaderValue::from_static("0"),
+    )
 }
 
 #[cfg(test)]

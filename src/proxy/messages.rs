@@ -4,18 +4,16 @@
 //! keeping the client's bytes and `anthropic-*` headers for an Anthropic provider, which takes
 //! the request as it came; the reply and every error go back in Anthropic's shapes.
 
+use super::body::{self, chat_body, no_calls};
 use super::request_id::RequestId;
-use super::respond::ATTEMPTS_HEADER;
 use super::shape::Shape;
-use super::{body, forward, route};
+use super::{forward, route};
 use crate::error::ApiError;
 use crate::http::callers::Caller;
 use crate::inbound::messages::request::to_chat;
 use crate::state::AppState;
-use crate::wire::{ChatRequest, Format, Inbound, RequestBody, Typed};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use crate::wire::{Format, Inbound};
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 /// Client headers an Anthropic provider gets as they came.
@@ -84,28 +82,6 @@ async fn run(
             untranslated: translated.untranslated,
         });
     forward::forward(state, &caller.0, request_id, req.headers(), body, shape).await
-}
-
-/// A translated request's chat body, parsed as the pipeline parses a chat client's, keeping
-/// its bytes.
-pub fn chat_body(
-    chat: serde_json::Map<String, Value>,
-    format: Format,
-) -> Result<RequestBody, ApiError> {
-    let bytes = Bytes::from(Value::Object(chat).to_string());
-    let typed: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        tracing::warn!(error = %e, format = format.as_str(), "a translated request did not parse");
-        ApiError::bad_request(format!("the request could not be translated: {e}"))
-    })?;
-    Ok(RequestBody::with_original(Typed::Chat(typed), bytes))
-}
-
-/// A request refused before the pipeline made no upstream call, and says so.
-pub fn no_calls(e: ApiError) -> ApiError {
-    e.with_header(
-        HeaderName::from_static(ATTEMPTS_HEADER),
-        HeaderValue::from_static("0"),
-    )
 }
 
 fn passed_headers(req: &HttpRequest) -> Vec<(String, String)> {

@@ -64,7 +64,6 @@ use crate::error::ApiError;
 use crate::http::callers::Caller;
 use crate::state::AppState;
 use crate::wire::{ChatRequest, CompletionRequest, EmbeddingRequest, RequestBody, Typed};
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use request_id::RequestId;
 
@@ -102,17 +101,11 @@ async fn proxied<T: serde::de::DeserializeOwned>(
     state: web::Data<AppState>,
     wrap: fn(T) -> Typed,
 ) -> Result<HttpResponse, ApiError> {
-    let no_calls = |e: ApiError| {
-        e.with_header(
-            HeaderName::from_static(respond::ATTEMPTS_HEADER),
-            HeaderValue::from_static("0"),
-        )
-    };
-    let caller = caller.map_err(no_calls)?;
+    let caller = caller.map_err(body::no_calls)?;
     let bytes = body::read_limited(&req, payload, state.body_limit)
         .await
-        .map_err(no_calls)?;
-    let parsed: T = body::parse_json(&bytes).map_err(no_calls)?;
+        .map_err(body::no_calls)?;
+    let parsed: T = body::parse_json(&bytes).map_err(body::no_calls)?;
     let body = RequestBody::with_original(wrap(parsed), bytes);
     forward::forward(
         &state,

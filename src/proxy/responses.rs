@@ -5,7 +5,7 @@
 //! goes back as a response object or the API's typed events, and is stored unless the request
 //! said `store: false` (`proxy/stored.rs`, kept as long as request logs).
 
-use super::messages::{chat_body, no_calls};
+use super::body::{chat_body, no_calls};
 use super::request_id::RequestId;
 use super::shape::{Shape, Turn};
 use super::{body, forward};
