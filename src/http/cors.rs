@@ -7,12 +7,25 @@
 //! CORS, only without those headers: the browser then keeps the answer from the page, and
 //! clients that are not browsers (which send no `Origin`, or any) keep working.
 //!
-//! The settings are checked here, at start, with errors that name the bad value: `actix-cors`
-//! would otherwise only log its own error and leave every worker unable to serve.
+//! The settings are checked here, at start and on each reload, with errors that name the bad
+//! value: `actix-cors` would otherwise only log its own error and leave every worker unable to
+//! serve.
+//!
+//! CORS can change while serving (a reload of the settings file): [`ReloadableCors`] holds the
+//! policy in a [`CorsSwitch`] and each worker rebuilds its `actix-cors` middleware when the
+//! policy it built from is no longer the current one. A request costs one atomic load and a
+//! pointer comparison for this.
 
-use actix_cors::Cors;
+use actix_cors::{Cors, CorsMiddleware};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::HeaderName;
 use actix_web::http::{Method, Uri};
+use arc_swap::ArcSwap;
+use futures_util::future::{FutureExt, LocalBoxFuture};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// CORS as configured (flags or `SWITCHBOARD_CORS_*`); checked by [`CorsPolicy::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +182,144 @@ impl CorsPolicy {
             cors = cors.supports_credentials();
         }
         cors
+    }
+}
+
+/// The CORS policy in force (`None`: off), shared by every worker and the reloader.
+#[derive(Clone, Default)]
+pub struct CorsSwitch(Arc<ArcSwap<Option<CorsPolicy>>>);
+
+impl CorsSwitch {
+    pub fn new(policy: Option<CorsPolicy>) -> Self {
+        CorsSwitch(Arc::new(ArcSwap::from_pointee(policy)))
+    }
+
+    /// Applies to requests that arrive from now on.
+    pub fn set(&self, policy: Option<CorsPolicy>) {
+        self.0.store(Arc::new(policy));
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load().is_some()
+    }
+}
+
+/// The CORS layer: `actix-cors` with the policy the [`CorsSwitch`] holds now.
+pub struct ReloadableCors(pub CorsSwitch);
+
+impl<S, B> Transform<S, ServiceRequest> for ReloadableCors
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type InitError = ();
+    type Transform = ReloadableCorsService<S>;
+    type Future = std::future::Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(ReloadableCorsService {
+            inner: Rc::new(service),
+            switch: self.0.clone(),
+            built: RefCell::new(None),
+        }))
+    }
+}
+
+/// The inner service shared between the middlewares a worker builds over time.
+pub struct Shared<S>(Rc<S>);
+
+impl<S: Service<ServiceRequest>> Service<ServiceRequest> for Shared<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
+/// The policy a worker's middleware was built from, and that middleware.
+type Built<S> = (
+    Arc<Option<CorsPolicy>>,
+    Option<Rc<CorsMiddleware<Shared<S>>>>,
+);
+
+pub struct ReloadableCorsService<S> {
+    inner: Rc<S>,
+    switch: CorsSwitch,
+    /// Per worker (`actix-cors`' middleware is not `Send`), rebuilt when the policy changes.
+    built: RefCell<Option<Built<S>>>,
+}
+
+impl<S> ReloadableCorsService<S>
+where
+    S: Service<ServiceRequest, Error = actix_web::Error> + 'static,
+{
+    /// The middleware for the policy in force, building it if the policy changed.
+    fn current<B>(&self) -> Option<Rc<CorsMiddleware<Shared<S>>>>
+    where
+        S: Service<ServiceRequest, Response = ServiceResponse<B>>,
+        S::Future: 'static,
+        B: MessageBody + 'static,
+    {
+        let policy = self.switch.0.load();
+        let mut built = self.built.borrow_mut();
+        if let Some((from, middleware)) = built.as_ref() {
+            if Arc::ptr_eq(from, &policy) {
+                return middleware.clone();
+            }
+        }
+        let from = arc_swap::Guard::into_inner(policy);
+        let middleware = from.as_ref().as_ref().and_then(|p| {
+            // `actix-cors` builds its middleware synchronously (a ready future); an error is
+            // impossible for a checked policy, and would leave CORS off rather than fail.
+            match p
+                .middleware()
+                .new_transform(Shared(self.inner.clone()))
+                .now_or_never()
+            {
+                Some(Ok(m)) => Some(Rc::new(m)),
+                _ => {
+                    tracing::error!("the CORS policy could not be applied; CORS is off");
+                    None
+                }
+            }
+        });
+        *built = Some((from, middleware.clone()));
+        middleware
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for ReloadableCorsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::forward_ready!(inner);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        match self.current() {
+            Some(cors) => cors.call(req),
+            None => {
+                let fut = self.inner.call(req);
+                async move { fut.await.map(ServiceResponse::map_into_left_body) }.boxed_local()
+            }
+        }
     }
 }
 
