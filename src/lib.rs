@@ -27,6 +27,7 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod settings;
+pub mod settings_file;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -3,13 +3,15 @@
 // Printing results (keys, check reports, the listen address) is this binary's job.
 #![allow(clippy::print_stdout)]
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::backup::{self, BackupError};
-use switchboard::http::cors::CorsSettings;
+use switchboard::http::cors::{CorsPolicy, CorsSettings};
 use switchboard::logging::{self, LogFormat};
+use switchboard::settings_file::{self, SettingsError, SettingsFile};
 use switchboard::store::{
     ImportCounts, Limits, NewKey, Role, Store, StoreError, StoreKind, StoreOptions,
 };
@@ -38,6 +40,11 @@ pub static malloc_conf: &u8 =
 )]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// The settings file (YAML: every flag below, named with `_` for `-`). Default:
+    /// `switchboard.yaml` in the working directory, if present. Flags and the environment win
+    /// over it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -211,6 +218,10 @@ struct ServeArgs {
     /// The most responses the cache keeps.
     #[arg(long, env = "SWITCHBOARD_CACHE_MAX_ENTRIES", default_value_t = switchboard::store::DEFAULT_CACHE_ENTRIES)]
     cache_max_entries: usize,
+    /// What the process log shows: `info`, `debug`, or a filter such as
+    /// `warn,switchboard=debug` (default: `RUST_LOG`, else `info`). Applies on reload.
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
+    log_level: Option<String>,
     /// How the process log (stderr) is written: `text`, or `json` (one object a line).
     #[arg(
         long,
@@ -376,18 +387,29 @@ fn main() -> ExitCode {
     if let Err(code) = load_dotenv() {
         return code;
     }
-    let cli = Cli::parse();
-    // The log format is a setting of `serve`; the other commands log little, as text.
-    let format = match &cli.command {
-        None => cli.serve.log_format,
-        Some(Command::Serve(args)) => args.log_format,
-        Some(_) => LogFormat::Text,
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let resolved = match resolve(&argv) {
+        Ok(r) => r,
+        Err(Refused::Clap(e)) => e.exit(),
+        Err(Refused::File(errors)) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
     };
-    logging::init(format);
+    let cli = resolved.cli;
+    // The log format and filter are settings of `serve`; the other commands log little, as text.
+    let (format, level) = match &cli.command {
+        None => (cli.serve.log_format, cli.serve.log_level.as_deref()),
+        Some(Command::Serve(args)) => (args.log_format, args.log_level.as_deref()),
+        Some(_) => (LogFormat::Text, None),
+    };
+    logging::init(format, &logging::start_filter(level));
     match cli.command {
-        None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Check(args)) => check(args),
+        None => serve(cli.serve, resolved.file, argv),
+        Some(Command::Serve(args)) => serve(*args, resolved.file, argv),
+        Some(Command::Check(args)) => check(args, resolved.file),
         Some(Command::Healthcheck(args)) => health_check(&args),
         Some(Command::Keys { command }) => keys(command),
         Some(Command::Export(args)) => export(&args),
@@ -442,8 +464,178 @@ fn dotenv_reason(e: &dotenvy::Error) -> String {
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+/// The command line resolved with the settings file.
+struct ResolvedCli {
+    cli: Cli,
+    /// The settings file read, if any.
+    file: Option<PathBuf>,
+    /// The settings it gave (names as in the file).
+    from_file: Vec<String>,
+    /// clap's matches of the final command line, for the settings report.
+    matches: clap::ArgMatches,
+}
+
+enum Refused {
+    /// A bad command line (or `--help`, `--version`): clap prints and exits.
+    Clap(clap::Error),
+    File(Vec<SettingsError>),
+}
+
+/// Parses the command line, reads the settings file it (or `SWITCHBOARD_CONFIG`, or the
+/// default) names, and parses again with the file's values for what neither a flag nor the
+/// environment set: flag > environment > file > default.
+fn resolve(argv: &[OsString]) -> Result<ResolvedCli, Refused> {
+    let command = Cli::command();
+    let first = command
+        .clone()
+        .try_get_matches_from(argv)
+        .map_err(Refused::Clap)?;
+    let named = leaf_matches(&first)
+        .get_one::<PathBuf>("config")
+        .or_else(|| first.get_one::<PathBuf>("config"))
+        .cloned();
+    let file = settings_file::locate(named.as_deref()).map_err(|e| Refused::File(vec![e]))?;
+    let (argv, from_file) = match &file {
+        Some(path) => SettingsFile::read(path, &command)
+            .map_err(Refused::File)?
+            .arguments_for(argv, &command, &first),
+        None => (argv.to_vec(), Vec::new()),
+    };
+    let matches = command
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(Refused::Clap)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(Refused::Clap)?;
+    Ok(ResolvedCli {
+        cli,
+        file,
+        from_file,
+        matches,
+    })
+}
+
+/// The matches of the subcommand that runs.
+fn leaf_matches(matches: &clap::ArgMatches) -> &clap::ArgMatches {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m
+}
+
+/// What a reload can change, checked, and the report of every `serve` setting. Errors in a
+/// setting the file gave name the file's line.
+fn resolved_settings(
+    resolved: &ResolvedCli,
+    args: &ServeArgs,
+) -> Result<switchboard::settings::Resolved, Vec<SettingsError>> {
+    let at = |key: &str, message: String| {
+        let from_file = resolved.from_file.iter().any(|k| k == key);
+        let file = resolved.file.as_ref().filter(|_| from_file);
+        SettingsError {
+            file: file
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from("(command line)")),
+            line: file.and_then(|f| {
+                SettingsFile::read(f, &Cli::command())
+                    .ok()
+                    .and_then(|s| s.line_of(key))
+            }),
+            column: None,
+            field: Some(key.to_string()),
+            message,
+        }
+    };
+    let mut errors = Vec::new();
+    let cors = match args
+        .cors
+        .settings()
+        .as_ref()
+        .map(CorsPolicy::new)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // The origins are what is usually wrong; say where they were set.
+            let key = resolved
+                .from_file
+                .iter()
+                .find(|k| k.starts_with("cors_"))
+                .map_or("cors_origin", String::as_str);
+            errors.push(at(key, e.to_string()));
+            None
+        }
+    };
+    let log_filter = logging::start_filter(args.log_level.as_deref());
+    if let Err(message) = logging::check_filter(&log_filter) {
+        errors.push(at("log_level", message));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // The serve flags are the top-level ones (`serve` repeats them).
+    let serve_matches = match resolved.matches.subcommand() {
+        Some(("serve", m)) => m,
+        _ => &resolved.matches,
+    };
+    Ok(switchboard::settings::Resolved {
+        cors,
+        log_filter,
+        report: settings_file::report(&Cli::command(), serve_matches, &resolved.from_file),
+    })
+}
+
+/// The `serve` arguments of a resolved command line.
+fn serve_args(cli: &Cli) -> Option<&ServeArgs> {
+    match &cli.command {
+        None => Some(&cli.serve),
+        Some(Command::Serve(args)) => Some(args),
+        Some(_) => None,
+    }
+}
+
+/// Reads the command line, environment and settings file again, as `serve` did at start (for
+/// reloads).
+fn reread(argv: Vec<OsString>) -> switchboard::settings::Reread {
+    std::sync::Arc::new(move || {
+        let resolved = match resolve(&argv) {
+            Ok(r) => r,
+            Err(Refused::File(errors)) => return Err(errors),
+            Err(Refused::Clap(e)) => {
+                return Err(vec![SettingsError {
+                    file: PathBuf::from("(command line)"),
+                    line: None,
+                    column: None,
+                    field: None,
+                    message: e.to_string(),
+                }])
+            }
+        };
+        match serve_args(&resolved.cli) {
+            Some(args) => resolved_settings(&resolved, args),
+            None => Err(Vec::new()),
+        }
+    })
+}
+
+fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCode {
+    // What a reload reads again; checked now, so a bad CORS or log setting stops the start.
+    let reread = reread(argv);
+    let started = match reread() {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let mut settings = Settings::with_base(".");
+    settings.source = Some(std::sync::Arc::new(switchboard::settings::SettingsSource {
+        file,
+        reread,
+        started: started.report,
+    }));
     settings.listen = args.listen;
     settings.providers_dir = args.folders.providers;
     settings.policies_dir = args.folders.policies;
@@ -548,7 +740,22 @@ fn openapi(out: &std::path::Path) -> ExitCode {
     }
 }
 
-fn check(args: FolderArgs) -> ExitCode {
+fn check(args: FolderArgs, file: Option<PathBuf>) -> ExitCode {
+    // The settings file is checked as `serve` would read it (its CORS and log settings too).
+    if let Some(path) = &file {
+        let mut argv: Vec<OsString> = vec!["switchboard".into(), "--config".into()];
+        argv.push(path.clone().into_os_string());
+        match reread(argv)() {
+            Ok(_) => println!("ok       settings {}", path.display()),
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("{} error(s)", errors.len());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // As the server loads at start, with the default limits and failing closed.
     let sources = load::Sources::new(
         args.providers.clone(),

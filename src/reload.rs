@@ -2,14 +2,21 @@
 //! snapshot (`load.rs`, as at start), then swap it in with one atomic store. A bad file never
 //! replaces a good config; a rolled-back reload raises `reload.rolled_back` for webhooks.
 //!
+//! The settings file is read again too: the settings a reload can change (CORS, the log
+//! filter) apply, the others are marked as waiting for a restart. A bad settings file rolls the
+//! whole reload back, like a bad provider file.
+//!
 //! Triggers: a file watcher (notify, debounced, re-armed when a folder is recreated or the
-//! watcher fails; the webhooks file is watched through its folder), SIGHUP, and
+//! watcher fails; the webhooks and settings files are watched through their folders), SIGHUP, and
 //! `POST /admin/reload`. Requests in flight keep the snapshot they loaded; providers whose
 //! configuration did not change are carried over with their connection pools.
 
 use crate::config::ConfigError;
+use crate::http::cors::CorsSwitch;
 use crate::load::{LoadFailure, Sources};
 use crate::policy::LoadError;
+use crate::settings::{Resolved, SettingsSource};
+use crate::settings_file::SettingReport;
 use crate::snapshot::Snapshot;
 use crate::webhooks::{Event, Problem, Webhooks};
 use arc_swap::ArcSwap;
@@ -36,6 +43,18 @@ impl From<&ConfigError> for ReloadError {
             line: e.line,
             column: e.column,
             field: (!e.field.is_empty()).then(|| e.field.clone()),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<&crate::settings_file::SettingsError> for ReloadError {
+    fn from(e: &crate::settings_file::SettingsError) -> Self {
+        ReloadError {
+            file: e.file.display().to_string(),
+            line: e.line,
+            column: e.column,
+            field: e.field.clone(),
             message: e.message.clone(),
         }
     }
@@ -98,6 +117,10 @@ pub struct Reloader {
     webhooks: Webhooks,
     /// Serialises reloads, and holds the last attempt.
     last: Mutex<Option<Attempt>>,
+    /// Where the settings came from (to read them again), and what is applied now.
+    settings: Option<Arc<SettingsSource>>,
+    applied: Mutex<Vec<SettingReport>>,
+    cors: CorsSwitch,
 }
 
 use crate::clock::now_secs;
@@ -115,7 +138,84 @@ impl Reloader {
             metrics,
             webhooks,
             last: Mutex::new(None),
+            settings: None,
+            applied: Mutex::new(Vec::new()),
+            cors: CorsSwitch::default(),
         }
+    }
+
+    /// Reloads read the settings again from `source` and apply CORS through `cors`.
+    pub fn with_settings(mut self, source: Option<Arc<SettingsSource>>, cors: CorsSwitch) -> Self {
+        if let Some(s) = &source {
+            self.applied = Mutex::new(s.started.clone());
+        }
+        self.settings = source;
+        self.cors = cors;
+        self
+    }
+
+    /// The settings file read at start, if any.
+    pub fn settings_file(&self) -> Option<&Path> {
+        self.settings.as_ref().and_then(|s| s.file.as_deref())
+    }
+
+    /// Every setting as it applies now, with those that wait for a restart marked.
+    pub fn settings(&self) -> Vec<SettingReport> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the settings file again. `Ok(None)`: nothing to read, or nothing changed.
+    fn reread_settings(&self) -> Result<Option<Resolved>, Vec<ReloadError>> {
+        let Some(source) = self.settings.as_ref().filter(|s| s.file.is_some()) else {
+            return Ok(None);
+        };
+        let resolved = (source.reread)()
+            .map_err(|errors| errors.iter().map(ReloadError::from).collect::<Vec<_>>())?;
+        let applied = self.settings();
+        let unchanged = applied.len() == resolved.report.len()
+            && applied
+                .iter()
+                .zip(&resolved.report)
+                .all(|(a, b)| a.name == b.name && a.value == b.value && a.source == b.source);
+        Ok((!unchanged).then_some(resolved))
+    }
+
+    /// Applies what a reload can change, and marks the rest as waiting for a restart.
+    fn apply_settings(&self, resolved: Resolved) -> Result<(), Vec<ReloadError>> {
+        let Some(source) = &self.settings else {
+            return Ok(());
+        };
+        crate::logging::set_filter(&resolved.log_filter).map_err(|message| {
+            vec![ReloadError {
+                file: self
+                    .settings_file()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                line: None,
+                column: None,
+                field: Some("log_level".to_string()),
+                message,
+            }]
+        })?;
+        self.cors.set(resolved.cors);
+        let report = crate::settings_file::mark_pending(&source.started, resolved.report);
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        for s in report.iter().filter(|s| s.restart_pending) {
+            let was_pending = applied
+                .iter()
+                .any(|a| a.name == s.name && a.restart_pending && a.value == s.value);
+            if !was_pending {
+                tracing::warn!(
+                    setting = %s.name,
+                    "the settings file changed a setting that applies only after a restart"
+                );
+            }
+        }
+        *applied = report;
+        Ok(())
     }
 
     pub fn last_attempt(&self) -> Option<Attempt> {
@@ -145,16 +245,35 @@ impl Reloader {
         let started = Instant::now();
         let current = self.live.load_full();
         let loaded = self.sources.read();
-        let (outcome, errors) = if !force && loaded.same_files_as(&current) {
-            (Outcome::Unchanged, Vec::new())
-        } else {
-            match loaded.build(current.version + 1, Some(&current)) {
-                Ok(next) => {
-                    log_changes(&current, &next);
-                    self.live.store(Arc::new(next));
-                    (Outcome::Applied, Vec::new())
+        let settings = self.reread_settings();
+        let files_same = !force && loaded.same_files_as(&current);
+        let (outcome, errors) = match settings {
+            Err(errors) => (Outcome::RolledBack, errors),
+            Ok(None) if files_same => (Outcome::Unchanged, Vec::new()),
+            Ok(settings) => {
+                // The snapshot first (it can fail), then the settings, so a rollback of either
+                // leaves both as they were.
+                let next = if files_same {
+                    Ok(None)
+                } else {
+                    loaded
+                        .build(current.version + 1, Some(&current))
+                        .map(Some)
+                        .map_err(|failure| self.report(&failure))
+                };
+                match next.and_then(|next| match settings {
+                    Some(s) => self.apply_settings(s).map(|()| next),
+                    None => Ok(next),
+                }) {
+                    Ok(next) => {
+                        if let Some(next) = next {
+                            log_changes(&current, &next);
+                            self.live.store(Arc::new(next));
+                        }
+                        (Outcome::Applied, Vec::new())
+                    }
+                    Err(errors) => (Outcome::RolledBack, errors),
                 }
-                Err(failure) => (Outcome::RolledBack, self.report(&failure)),
             }
         };
         let attempt = Attempt {
@@ -302,7 +421,13 @@ fn identity(dir: &Path) -> Option<(u64, u64)> {
     }
 }
 
-/// The folder the webhooks file is watched through, and the file as events name it.
+/// `path` made absolute against the working directory (unchanged if that cannot be read).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The folder a lone file (webhooks, settings) is watched through, and the file as events
+/// name it.
 fn webhooks_watch(file: &Path) -> (PathBuf, PathBuf) {
     let dir = match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -317,19 +442,23 @@ fn webhooks_watch(file: &Path) -> (PathBuf, PathBuf) {
 
 fn watch_loop(reloader: Weak<Reloader>) {
     use notify::{RecursiveMode, Watcher};
-    // The two config folders, then the webhooks file's folder (watched for that file only).
-    let (folders, webhooks_file, dirs) = match reloader.upgrade() {
+    // The two config folders, then the folders of the webhooks and settings files (watched
+    // for those files only).
+    // Absolute, as the watcher names the paths of its events (`providers.d` is reported as
+    // `/srv/gw/./providers.d/...`, which compares equal to `/srv/gw/providers.d/...`).
+    let (folders, files, dirs) = match reloader.upgrade() {
         Some(r) => {
-            let folders = vec![
-                r.providers_dir().to_path_buf(),
-                r.policies_dir().to_path_buf(),
-            ];
-            let (webhooks_dir, webhooks_file) = webhooks_watch(r.webhooks_file());
+            let folders = vec![absolute(r.providers_dir()), absolute(r.policies_dir())];
             let mut dirs = folders.clone();
-            if !dirs.contains(&webhooks_dir) {
-                dirs.push(webhooks_dir);
+            let mut files = Vec::new();
+            for file in std::iter::once(r.webhooks_file()).chain(r.settings_file()) {
+                let (dir, named) = webhooks_watch(&absolute(file));
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+                files.push(named);
             }
-            (folders, webhooks_file, dirs)
+            (folders, files, dirs)
         }
         None => return,
     };
@@ -375,7 +504,7 @@ fn watch_loop(reloader: Weak<Reloader>) {
                 if !read && event.paths.iter().any(|p| dirs.contains(p)) {
                     folder_touched = true;
                 }
-                if relevant(&event, &folders, &webhooks_file) {
+                if relevant(&event, &folders, &files) {
                     pending = Some(Instant::now());
                 }
                 continue;
@@ -407,16 +536,16 @@ fn watch_loop(reloader: Weak<Reloader>) {
     }
 }
 
-/// Changes to provider files and scripts in their folders, and to the webhooks file; not
-/// editors' swap files, reads, or other files beside the webhooks file.
-fn relevant(event: &notify::Event, folders: &[PathBuf], webhooks_file: &Path) -> bool {
+/// Changes to provider files and scripts in their folders, and to the webhooks and settings
+/// files; not editors' swap files, reads, or other files beside those two.
+fn relevant(event: &notify::Event, folders: &[PathBuf], files: &[PathBuf]) -> bool {
     use notify::EventKind;
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
     event.paths.is_empty()
         || event.paths.iter().any(|p| {
-            if p == webhooks_file {
+            if files.contains(p) {
                 return true;
             }
             let in_folder = p.parent().is_some_and(|d| folders.iter().any(|f| f == d));
@@ -455,7 +584,7 @@ mod tests {
             "base/providers.d/a.yaml",
             "base/policies/a.rhai",
         ] {
-            assert!(relevant(&event(path), &folders, &file), "{path}");
+            assert!(relevant(&event(path), &folders, std::slice::from_ref(&file)), "{path}");
         }
         for path in [
             "base/README.md",
@@ -463,7 +592,7 @@ mod tests {
             "base/providers.d/.a.yaml.swp",
             "base/policies/a.rhai~",
         ] {
-            assert!(!relevant(&event(path), &folders, &file), "{path}");
+            assert!(!relevant(&event(path), &folders, std::slice::from_ref(&file)), "{path}");
         }
     }
 }

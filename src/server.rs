@@ -10,7 +10,7 @@ use crate::state::AppState;
 use crate::store::{NewKey, Role, Store, StoreError, StoreKind, StoreOptions};
 use crate::{admin, dashboard, health, http, openapi, proxy};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Condition};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use std::net::{SocketAddr, TcpListener};
@@ -53,11 +53,13 @@ impl Application {
             .map(crate::tls::server_config)
             .transpose()?;
         // Checked first: a bad CORS setting is a typo to fix, and should cost nothing.
-        let cors = settings
-            .cors
-            .as_ref()
-            .map(crate::http::cors::CorsPolicy::new)
-            .transpose()?;
+        let cors = crate::http::cors::CorsSwitch::new(
+            settings
+                .cors
+                .as_ref()
+                .map(crate::http::cors::CorsPolicy::new)
+                .transpose()?,
+        );
         // Loaded (providers built too) before the store is opened: a configuration that cannot
         // serve leaves no trace, not even a bootstrap admin key.
         let sources = Sources::new(
@@ -104,12 +106,10 @@ impl Application {
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
         crate::webhooks::expiry::spawn(&store.keys, &webhooks, &live);
-        let reloader = std::sync::Arc::new(Reloader::new(
-            sources,
-            live.clone(),
-            metrics.clone(),
-            webhooks.clone(),
-        ));
+        let reloader = std::sync::Arc::new(
+            Reloader::new(sources, live.clone(), metrics.clone(), webhooks.clone())
+                .with_settings(settings.source.clone(), cors.clone()),
+        );
         if settings.watch {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
@@ -153,11 +153,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             // Outermost, so a preflight never reaches the pipeline and every answer (errors
             // from the layers inside included) gets the CORS headers.
-            let cors_layer = Condition::new(
-                cors.is_some(),
-                cors.as_ref()
-                    .map_or_else(actix_cors::Cors::default, |c| c.middleware()),
-            );
+            let cors_layer = crate::http::cors::ReloadableCors(cors.clone());
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {

@@ -1,10 +1,13 @@
 //! Process settings: where to listen, which folders to read, limits.
 //!
-//! Flags win over the environment (`SWITCHBOARD_*`), which wins over the defaults; clap does the
-//! layering in `main.rs`. Tests build a [`Settings`] directly.
+//! Flags win over the environment (`SWITCHBOARD_*`), which wins over the settings file, which
+//! wins over the defaults; clap does the layering in `main.rs` (the file through
+//! `settings_file.rs`). Tests build a [`Settings`] directly.
 
+use crate::settings_file::{SettingReport, SettingsError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything the server needs to start.
 #[derive(Clone)]
@@ -48,6 +51,32 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// A second address serving only `/metrics`, without a key (e.g. `127.0.0.1:9090`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the settings came from, and how to read them again on reload (the binary's
+    /// command line and settings file); `None` when built in code (tests).
+    pub source: Option<Arc<SettingsSource>>,
+}
+
+/// What a reload can change, from the settings as they are now resolved.
+pub struct Resolved {
+    /// Checked: `None` is CORS off.
+    pub cors: Option<crate::http::cors::CorsPolicy>,
+    /// The process log's filter (`info`, `warn,switchboard=debug`), checked.
+    pub log_filter: String,
+    /// Every setting, its value and where it came from, for `GET /admin/config`.
+    pub report: Vec<SettingReport>,
+}
+
+/// Reads the settings again (command line, environment, settings file), as at start.
+pub type Reread = Arc<dyn Fn() -> Result<Resolved, Vec<SettingsError>> + Send + Sync>;
+
+/// The settings' origin, kept for reloads and `GET /admin/config`.
+pub struct SettingsSource {
+    /// The settings file read at start, if any: reloads read it again, and the watcher
+    /// watches it.
+    pub file: Option<PathBuf>,
+    pub reread: Reread,
+    /// What the process started with.
+    pub started: Vec<SettingReport>,
 }
 
 impl Settings {
@@ -82,6 +111,7 @@ impl Settings {
             cors: None,
             metrics_token: None,
             metrics_listen: None,
+            source: None,
         }
     }
 }

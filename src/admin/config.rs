@@ -82,9 +82,14 @@ pub struct ConfigView {
     webhooks: WebhooksView,
     /// The most recent reload attempt, failed ones included; `null` before the first.
     last_reload: Option<Attempt>,
-    /// Settings read once at start: changing them needs a restart.
-    #[schema(value_type = Vec<String>)]
-    restart_required_for: [&'static str; 4],
+    /// The settings file read at start (`--config`, `SWITCHBOARD_CONFIG` or `switchboard.yaml`);
+    /// `null` when there is none.
+    settings_file: Option<String>,
+    /// Every setting: its value (secrets as `"<set>"`), where it came from, whether a reload
+    /// applies it, and whether the settings file changed it since start (a restart applies it).
+    settings: Vec<crate::settings_file::SettingReport>,
+    /// The settings a reload cannot change: changing them needs a restart.
+    restart_required_for: Vec<String>,
 }
 
 /// What is loaded, from which files, and the last reload attempt.
@@ -101,6 +106,7 @@ pub struct ConfigView {
 )]
 async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
+    let settings = state.reloader.settings();
     HttpResponse::Ok().json(ConfigView {
         version: snapshot.version,
         loaded_at: crate::clock::unix_secs(snapshot.loaded_at),
@@ -117,12 +123,31 @@ async fn show(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
         skipped: snapshot.config.skipped.clone(),
         webhooks: webhooks(state.reloader.webhooks_file(), &snapshot.webhooks),
         last_reload: state.reloader.last_attempt(),
-        restart_required_for: [
-            "listen",
-            "data",
-            "providers, policies and webhooks paths",
-            "workers",
-        ],
+        settings_file: state
+            .reloader
+            .settings_file()
+            .map(|p| p.display().to_string()),
+        restart_required_for: if settings.is_empty() {
+            // Built in code (no command line to report): the settings that matter most.
+            [
+                "listen",
+                "store",
+                "data",
+                "providers",
+                "policies",
+                "webhooks",
+                "workers",
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            settings
+                .iter()
+                .filter(|s| !s.reloadable)
+                .map(|s| s.name.clone())
+                .collect()
+        },
+        settings,
     })
 }
 

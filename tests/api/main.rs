@@ -48,6 +48,7 @@ mod process;
 mod prompt_cache;
 mod reload;
 mod resilience;
+mod settings_file;
 mod streaming;
 mod teams;
 mod tls;

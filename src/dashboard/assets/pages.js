@@ -691,7 +691,8 @@ async function policiesPage(main) {
           ['Skipped', cfg.skipped.map((s) => s.name).join(', ') || '–'],
           ['Folders', `${cfg.providers_dir} · ${cfg.policies_dir}`],
           ['Last reload', lr ? h('span', {}, outcomeBadge(lr.outcome), ` ${dateTime(lr.at)} · ${lr.trigger} · ${lr.duration_ms} ms`) : 'none since start'],
-          ['Restart needed for', cfg.restart_required_for.join(', ')],
+          ['Settings file', cfg.settings_file || 'none (flags, environment and defaults)'],
+          ['Waiting for a restart', (cfg.settings || []).filter((s) => s.restart_pending).map((s) => s.name).join(', ') || '–'],
         ]),
         errors.length ? [h('h3', { class: 'error' }, `The last reload failed: ${errors.length} error(s); the previous config is still serving`), errorsTable(errors)] : null,
       );
