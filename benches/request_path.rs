@@ -62,6 +62,8 @@ fn benches(c: &mut Criterion) {
         counters: store.counters.clone(),
         assignments: store.assignments.clone(),
         simulate: false,
+        providers: None,
+        client_ip: None,
     };
     let request: ChatRequest = serde_json::from_slice(CHAT).unwrap();
     let kept = RequestBody::with_original(Typed::Chat(request.clone()), Bytes::from_static(CHAT));

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::backup::{self, BackupError};
+use switchboard::http::client_ip::TrustedProxies;
 use switchboard::http::cors::{CorsPolicy, CorsSettings};
 use switchboard::logging::{self, LogFormat};
 use switchboard::settings_file::{self, SettingsError, SettingsFile};
@@ -239,6 +240,11 @@ struct ServeArgs {
     /// Never logged.
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Proxies (load balancers) trusted to say whom they forward for in X-Forwarded-For:
+    /// addresses or networks (`10.0.0.0/8`); repeat, or separate with commas. Scripts see the
+    /// client's address as `req.client_ip`.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Also serve /metrics, without a key, on this address (e.g. 127.0.0.1:9090); keep it one
     /// only Prometheus can reach.
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
@@ -566,6 +572,9 @@ fn resolved_settings(
             None
         }
     };
+    if let Err(e) = TrustedProxies::parse(&args.trusted_proxies) {
+        errors.push(at("trusted_proxies", e));
+    }
     let log_filter = logging::start_filter(args.log_level.as_deref());
     if let Err(message) = logging::check_filter(&log_filter) {
         errors.push(at("log_level", message));
@@ -663,6 +672,13 @@ fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCod
     settings.cors = args.cors.settings();
     settings.metrics_token = args.metrics_token;
     settings.metrics_listen = args.metrics_listen;
+    settings.trusted_proxies = match TrustedProxies::parse(&args.trusted_proxies) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --trusted-proxies: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

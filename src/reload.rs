@@ -442,13 +442,17 @@ fn webhooks_watch(file: &Path) -> (PathBuf, PathBuf) {
 
 fn watch_loop(reloader: Weak<Reloader>) {
     use notify::{RecursiveMode, Watcher};
-    // The two config folders, then the folders of the webhooks and settings files (watched
-    // for those files only).
+    // The config folders (the policies' data folder too), then the folders of the webhooks and
+    // settings files (watched for those files only).
     // Absolute, as the watcher names the paths of its events (`providers.d` is reported as
     // `/srv/gw/./providers.d/...`, which compares equal to `/srv/gw/providers.d/...`).
     let (folders, files, dirs) = match reloader.upgrade() {
         Some(r) => {
-            let folders = vec![absolute(r.providers_dir()), absolute(r.policies_dir())];
+            let folders = vec![
+                absolute(r.providers_dir()),
+                absolute(r.policies_dir()),
+                absolute(&r.policies_dir().join(crate::policy::DATA_DIR)),
+            ];
             let mut dirs = folders.clone();
             let mut files = Vec::new();
             for file in std::iter::once(r.webhooks_file()).chain(r.settings_file()) {
@@ -554,7 +558,7 @@ fn relevant(event: &notify::Event, folders: &[PathBuf], files: &[PathBuf]) -> bo
             in_folder
                 && !name.starts_with('.')
                 && !name.ends_with('~')
-                && matches!(ext, "yaml" | "yml" | "rhai" | "")
+                && matches!(ext, "yaml" | "yml" | "rhai" | "txt" | "json" | "")
         })
 }
 
@@ -584,7 +588,10 @@ mod tests {
             "base/providers.d/a.yaml",
             "base/policies/a.rhai",
         ] {
-            assert!(relevant(&event(path), &folders, std::slice::from_ref(&file)), "{path}");
+            assert!(
+                relevant(&event(path), &folders, std::slice::from_ref(&file)),
+                "{path}"
+            );
         }
         for path in [
             "base/README.md",
@@ -592,7 +599,10 @@ mod tests {
             "base/providers.d/.a.yaml.swp",
             "base/policies/a.rhai~",
         ] {
-            assert!(!relevant(&event(path), &folders, std::slice::from_ref(&file)), "{path}");
+            assert!(
+                !relevant(&event(path), &folders, std::slice::from_ref(&file)),
+                "{path}"
+            );
         }
     }
 }

@@ -125,12 +125,18 @@ impl Application {
             webhooks.clone(),
         ));
         crate::router::checks::spawn(&health, &live);
+        let providers = std::sync::Arc::new(crate::router::policy_facts::LiveProviders {
+            health: health.clone(),
+            live: live.clone(),
+        });
         let state = web::Data::new(AppState {
             snapshot: live,
             reloader,
             accountant: std::sync::Arc::new(accountant),
             metrics,
             responses: crate::proxy::stored::StoredResponses::new(store.responses.clone()),
+            providers,
+            trusted_proxies: settings.trusted_proxies.clone(),
             store,
             auth,
             body_limit: settings.body_limit,

@@ -51,6 +51,8 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// A second address serving only `/metrics`, without a key (e.g. `127.0.0.1:9090`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client (`req.client_ip`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// Where the settings came from, and how to read them again on reload (the binary's
     /// command line and settings file); `None` when built in code (tests).
     pub source: Option<Arc<SettingsSource>>,
@@ -111,6 +113,7 @@ impl Settings {
             cors: None,
             metrics_token: None,
             metrics_listen: None,
+            trusted_proxies: Default::default(),
             source: None,
         }
     }
@@ -142,6 +145,7 @@ impl std::fmt::Debug for Settings {
                 &self.metrics_token.as_ref().map(|_| "<set>"),
             )
             .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }

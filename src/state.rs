@@ -27,6 +27,10 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// Stored Responses API responses, readable as soon as they are saved.
     pub responses: Arc<crate::proxy::stored::StoredResponses>,
+    /// What scripts read with `ctx.provider(name)` / `ctx.providers()`.
+    pub providers: Arc<dyn crate::policy::facts::ProviderSource>,
+    /// Proxies whose `X-Forwarded-For` is believed (`req.client_ip`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
 }
 
 impl AppState {

@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::policy::fixtures::FixtureKey;
-use crate::policy::simulate::{simulate, Simulation};
+use crate::policy::simulate::Simulation;
 use crate::proxy::body;
 use crate::router;
 use crate::state::AppState;
@@ -47,6 +47,9 @@ pub struct SimulateRequest {
     /// Request headers the policies see.
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// The client address `req.client_ip` reports (default: none).
+    #[schema(value_type = Option<String>)]
+    client_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -133,13 +136,17 @@ async fn simulate_request(
         .and_then(|id| state.store.teams.get_cached(id))
         .map(|team| team.limits.as_counters("team", &team.id, &team.name))
         .unwrap_or_default();
-    let mut simulation = simulate(
+    let mut simulation = crate::policy::simulate::simulate_with(
         &snapshot.policies,
         request,
         Arc::new(key),
         headers,
         state.store.counters.clone(),
         state.store.assignments.clone(),
+        crate::policy::simulate::SimulatedClient {
+            providers: Some(state.providers.clone()),
+            client_ip: input.client_ip,
+        },
     )
     .await;
     simulation

@@ -70,5 +70,7 @@ pub fn build(body_limit: usize) -> Engine {
     engine.on_debug(|s, src, pos| tracing::debug!(target: "policy", source = src.unwrap_or(""), line = pos.line().unwrap_or(0), "{s}"));
     ScriptRequest::register(&mut engine);
     PolicyCtx::register(&mut engine);
+    super::library::ScriptRegex::register(&mut engine);
+    super::library::DataFile::register(&mut engine);
     engine
 }

@@ -12,7 +12,7 @@
 //!     cache_ttl: 600              # or null for "no caching"
 //! ```
 
-use super::simulate::{simulate, Simulation};
+use super::simulate::{simulate_with, Simulation};
 use super::{LoadError, PolicySet};
 use crate::store::memory::assignments::MemoryAssignments;
 use crate::store::memory::counters::MemoryCounters;
@@ -36,6 +36,12 @@ pub struct Case {
     pub key: FixtureKey,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The client address `req.client_ip` reports.
+    #[serde(default)]
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Providers as `ctx.provider(name)` / `ctx.providers()` see them (health, models, prices).
+    #[serde(default)]
+    pub providers: Vec<super::facts::ProviderFacts>,
     pub expect: BTreeMap<String, Value>,
 }
 
@@ -232,13 +238,20 @@ pub fn run_dir(dir: &Path) -> Result<Report, FixtureError> {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
                 .collect();
             // Fixtures run on the memory store, whose calls finish at once.
-            let Some(sim) = futures_util::FutureExt::now_or_never(simulate(
+            let client = super::simulate::SimulatedClient {
+                providers: Some(Arc::new(super::facts::FixedProviders(
+                    case.providers.clone(),
+                ))),
+                client_ip: case.client_ip,
+            };
+            let Some(sim) = futures_util::FutureExt::now_or_never(simulate_with(
                 &policies,
                 body,
                 Arc::new(case.key.record()),
                 headers,
                 counters.clone(),
                 assignments.clone(),
+                client,
             )) else {
                 report.failed += 1;
                 report.lines.push(format!(

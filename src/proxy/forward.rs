@@ -116,6 +116,10 @@ async fn proxy(
         counters: state.store.counters.clone(),
         assignments: state.store.assignments.clone(),
         simulate: false,
+        providers: Some(state.providers.clone()),
+        client_ip: request_id
+            .peer()
+            .map(|peer| crate::http::client_ip::client_ip(peer, headers, &state.trusted_proxies)),
     };
     // 1. decide: bounds, then the policies.
     let (mut body, decision) = decide::decide(

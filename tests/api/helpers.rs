@@ -43,6 +43,8 @@ pub struct Spawn {
     pub metrics_token: Option<String>,
     /// Serve `/metrics` without a key on a second port-0 listener.
     pub metrics_listen: bool,
+    /// `--trusted-proxies`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Spawn {
@@ -59,6 +61,7 @@ impl Default for Spawn {
             cors: None,
             metrics_token: None,
             metrics_listen: false,
+            trusted_proxies: vec![],
         }
     }
 }
@@ -112,6 +115,8 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     settings.log_bodies = opts.log_bodies;
     settings.cors = opts.cors;
     settings.metrics_token = opts.metrics_token;
+    settings.trusted_proxies =
+        switchboard::http::client_ip::TrustedProxies::parse(&opts.trusted_proxies).unwrap();
     if opts.metrics_listen {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     }
