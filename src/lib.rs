@@ -30,6 +30,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod webhooks;
 pub mod wire;
