@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// A bound, not yet running server.
@@ -42,6 +44,8 @@ pub struct Application {
     tls: bool,
     /// The `/metrics`-only server on `--metrics-listen`, and its bound address.
     metrics: Option<(Server, SocketAddr)>,
+    /// The shutdown grace period, which also bounds the last trace export.
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -58,6 +62,11 @@ impl Application {
             .as_ref()
             .map(crate::http::cors::CorsPolicy::new)
             .transpose()?;
+        // Checked before anything is stored, like CORS; the exporter is built further down,
+        // once there are metrics to count its drops in.
+        if let Some(otlp) = &settings.otlp {
+            otlp.check()?;
+        }
         // Loaded (providers built too) before the store is opened: a configuration that cannot
         // serve leaves no trace, not even a bootstrap admin key.
         let sources = Sources::new(
@@ -101,6 +110,19 @@ impl Application {
         };
 
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let trace_sampling = crate::telemetry::SamplingRatio::default();
+        let telemetry = match &settings.otlp {
+            Some(otlp) => {
+                let telemetry = crate::telemetry::Telemetry::start(
+                    otlp,
+                    trace_sampling.clone(),
+                    metrics.clone(),
+                )?;
+                tracing::info!(endpoint = %otlp.endpoint, ratio = otlp.sampling_ratio, "exporting traces (OTLP/HTTP)");
+                telemetry
+            }
+            None => crate::telemetry::Telemetry::off(),
+        };
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
         crate::webhooks::expiry::spawn(&store.keys, &webhooks, &live);
@@ -139,6 +161,8 @@ impl Application {
                 budget_sink(webhooks.clone()),
             )),
             webhooks,
+            telemetry,
+            trace_sampling,
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
@@ -202,6 +226,7 @@ impl Application {
             new_admin_key,
             tls: serves_tls,
             metrics,
+            grace: settings.shutdown_grace,
         })
     }
 
@@ -254,6 +279,16 @@ impl Application {
         let stopped = web::block(move || state.accountant.stop()).await;
         if let Err(e) = stopped {
             tracing::error!(error = %e, "could not stop the request log writer cleanly");
+        }
+        // The spans of the last requests: exported within the grace period, or given up.
+        // The SDK's shutdown blocks until its batch task (on this runtime) has exported, so it
+        // waits on the blocking pool while this thread keeps running that task.
+        if self.state.telemetry.is_on() {
+            let telemetry = self.state.telemetry.clone();
+            let grace = self.grace;
+            if web::block(move || telemetry.shutdown(grace)).await.is_err() {
+                tracing::warn!("could not stop the trace exporter cleanly");
+            }
         }
         match self.state.store.flush().await {
             Ok(()) => tracing::info!("stopped; the store is flushed"),

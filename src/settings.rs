@@ -48,6 +48,8 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// A second address serving only `/metrics`, without a key (e.g. `127.0.0.1:9090`).
     pub metrics_listen: Option<SocketAddr>,
+    /// OpenTelemetry trace export; `None` (the default) traces nothing.
+    pub otlp: Option<crate::telemetry::OtlpSettings>,
 }
 
 impl Settings {
@@ -82,12 +84,14 @@ impl Settings {
             cors: None,
             metrics_token: None,
             metrics_listen: None,
+            otlp: None,
         }
     }
 }
 
 impl std::fmt::Debug for Settings {
-    // Hand-written so the admin key and the metrics token never reach a log line.
+    // Hand-written so the admin key, the metrics token and the OTLP headers' values never
+    // reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
@@ -112,6 +116,8 @@ impl std::fmt::Debug for Settings {
                 &self.metrics_token.as_ref().map(|_| "<set>"),
             )
             .field("metrics_listen", &self.metrics_listen)
+            // `OtlpSettings`' own Debug shows header names, never their values.
+            .field("otlp", &self.otlp)
             .finish()
     }
 }

@@ -27,6 +27,13 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// Stored Responses API responses, readable as soon as they are saved.
     pub responses: Arc<crate::proxy::stored::StoredResponses>,
+    /// OpenTelemetry traces (`--otlp-endpoint`); off, it only passes a client's
+    /// `traceparent` upstream.
+    pub telemetry: crate::telemetry::Telemetry,
+    /// The share of requests traced, changeable while running:
+    /// `state.trace_sampling.set_sampling_ratio(0.1)` (0..=1, else refused) applies to the next
+    /// request. Shared with the tracer's sampler; without tracing it is kept but unused.
+    pub trace_sampling: crate::telemetry::SamplingRatio,
 }
 
 impl AppState {

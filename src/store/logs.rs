@@ -15,6 +15,11 @@ pub struct LogEntry {
     /// client may send any id, so it is not unique: find it with `GET /admin/logs?request_id=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// The W3C trace id (32 hex digits) the request belongs to: the client's `traceparent`,
+    /// or the gateway's own trace when it traced the request (`--otlp-endpoint`). Absent in
+    /// entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Unix milliseconds when the request arrived.
     pub at_ms: u64,
     pub key_id: String,

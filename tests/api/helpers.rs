@@ -43,6 +43,8 @@ pub struct Spawn {
     pub metrics_token: Option<String>,
     /// Serve `/metrics` without a key on a second port-0 listener.
     pub metrics_listen: bool,
+    /// Export traces (`tests/api/otel.rs` runs the receiver).
+    pub otlp: Option<switchboard::telemetry::OtlpSettings>,
 }
 
 impl Default for Spawn {
@@ -59,6 +61,7 @@ impl Default for Spawn {
             cors: None,
             metrics_token: None,
             metrics_listen: false,
+            otlp: None,
         }
     }
 }
@@ -112,6 +115,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     settings.log_bodies = opts.log_bodies;
     settings.cors = opts.cors;
     settings.metrics_token = opts.metrics_token;
+    settings.otlp = opts.otlp;
     if opts.metrics_listen {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     }
