@@ -253,18 +253,18 @@ impl RequestTrace {
         )
     }
 
-    /// Ends the request's span with its HTTP status; a status of 500 and above, or `error`,
-    /// marks it failed (a 4xx is the client's error, not the server span's, per the HTTP
-    /// conventions, but its message still says why).
+    /// Ends the request's span with its HTTP status. A 5xx (a stream that broke is a 502)
+    /// marks it failed, with `error` as the status message; a 4xx is the client's error, not
+    /// the server's, so, as the HTTP conventions have it, it only gets `error.type`.
     pub fn end(&self, status: u16, error: Option<&str>) {
         let Some((_, cx)) = &self.traced else { return };
         let span = cx.span();
         if span.is_recording() {
             span.set_attribute(KeyValue::new(attr::HTTP_STATUS, status as i64));
-            if status >= 500 || (error.is_some() && status >= 400) {
+            if status >= 400 {
                 span.set_attribute(KeyValue::new(attr::ERROR_TYPE, status.to_string()));
             }
-            if status >= 500 || error.is_some() {
+            if status >= 500 {
                 span.set_status(Status::error(error.unwrap_or_default().to_string()));
             }
         }

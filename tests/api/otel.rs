@@ -317,6 +317,104 @@ async fn a_request_is_a_server_span_over_its_policy_cache_and_attempt_spans() {
     // The request log knows the trace.
     let entry = log_entry(&app, &request_id).await;
     assert_eq!(entry["trace_id"], CLIENT_TRACE);
+
+    // The same request again is a cache hit: no attempt, no upstream call.
+    let second = "0af7651916cd43dd8448eb211c80319c";
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .header("traceparent", format!("00-{second}-{CLIENT_SPAN}-01"))
+        .json(&chat("m", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-switchboard-cache"], "hit");
+    let spans = collector.trace(second).await;
+    let server = the(&spans, SERVER, "POST /v1/chat/completions");
+    assert_eq!(server.attr("switchboard.cache"), "hit");
+    assert_eq!(server.attr("switchboard.attempts"), 0);
+    assert_eq!(server.attr("switchboard.cost_usd"), 0.0);
+    assert_eq!(
+        the(&spans, INTERNAL, "cache lookup").attr("switchboard.cache"),
+        "hit"
+    );
+    assert!(!spans.iter().any(|s| s.kind == CLIENT));
+    assert_eq!(upstream.received().len(), 2);
+}
+
+#[actix_web::test]
+async fn a_failed_request_is_an_error_span_and_its_attempt_too() {
+    let upstream = Upstream::start().await;
+    let collector = Collector::start(None);
+    let mut opts = providers(Spawn::default(), &upstream).policy(
+        "route.rhai",
+        r#"fn on_request(req, ctx) { if req.model == "m" { ctx.route(["down/m"]); } }"#,
+    );
+    opts.otlp = Some(otlp(&collector.endpoint));
+    let app = spawn(opts).await;
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+        .json(&chat("m", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let spans = collector.trace(CLIENT_TRACE).await;
+    let server = the(&spans, SERVER, "POST /v1/chat/completions");
+    assert_eq!(server.status, ERROR);
+    assert_eq!(server.attr("http.response.status_code"), 503);
+    assert_eq!(server.attr("error.type"), "503");
+    assert_eq!(server.attr("switchboard.attempts"), 1);
+    let attempt = the(&spans, CLIENT, "chat status-503");
+    assert_eq!(attempt.status, ERROR);
+    // A 503 is worth another target; there is none left.
+    assert_eq!(attempt.attr("switchboard.attempt.then"), "next_target");
+
+    // A client's error (an unknown model) is no server error: `error.type`, status unset.
+    let second = "0af7651916cd43dd8448eb211c80319c";
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .header("traceparent", format!("00-{second}-{CLIENT_SPAN}-01"))
+        .json(&chat("no-such-model", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let spans = collector.trace(second).await;
+    let server = the(&spans, SERVER, "POST /v1/chat/completions");
+    assert_ne!(server.status, ERROR);
+    assert_eq!(server.attr("error.type"), "404");
+}
+
+#[actix_web::test]
+async fn shutdown_exports_the_spans_still_queued() {
+    let upstream = Upstream::start().await;
+    let collector = Collector::start(None);
+    let mut opts = providers(Spawn::default(), &upstream).policy(
+        "route.rhai",
+        r#"fn on_request(req, ctx) { ctx.route(["up/m"]); }"#,
+    );
+    let mut settings = otlp(&collector.endpoint);
+    // No batch would leave for a minute: only the shutdown sends it.
+    settings.batch_delay = Duration::from_secs(60);
+    opts.otlp = Some(settings);
+    let app = spawn(opts).await;
+    let res = app
+        .post("/v1/chat/completions", ADMIN_KEY)
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+        .json(&chat("m", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        collector.spans().is_empty(),
+        "nothing sent before the shutdown"
+    );
+    app.stop().await;
+    let spans = collector.trace(CLIENT_TRACE).await;
+    assert_eq!(spans.len(), 3, "{spans:?}");
 }
 
 #[actix_web::test]
@@ -571,4 +669,49 @@ async fn a_bad_sampling_ratio_or_endpoint_stops_the_start_with_a_clear_error() {
     // The header's value is a secret: not in Debug.
     assert!(!format!("{settings:?}").contains("hunter2-secret"));
     assert!(format!("{settings:?}").contains("x-api-key"));
+}
+
+/// `switchboard serve` with `args`: its exit status and stderr (it stops before binding).
+fn serve_fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = crate::cli::bin();
+    cmd.current_dir(dir.path())
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"]);
+    cmd.args(args);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{args:?} must not start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_command_line_checks_the_otlp_flags_and_never_shows_a_header_value() {
+    let err = serve_fails(&["--otlp-sampling-ratio", "1.5"], &[]);
+    assert!(
+        err.contains("the trace sampling ratio must be between 0 and 1, not 1.5"),
+        "{err}"
+    );
+    let err = serve_fails(
+        &[
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+            "--otlp-header",
+            "bad header=hunter2-secret",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("`bad header` is not a valid header name"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    let err = serve_fails(
+        &["--otlp-endpoint", "http://127.0.0.1:4318"],
+        &[("SWITCHBOARD_OTLP_HEADERS", "x-api-key=ok,hunter2-secret")],
+    );
+    assert!(err.contains("--otlp-header must be NAME=VALUE"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
 }
