@@ -539,6 +539,13 @@ async fn ledger_logs_and_usage(store: &Store) {
         found.data[0].trace_id.as_deref(),
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
+    let of_trace = LogFilter {
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        ..LogFilter::default()
+    };
+    let found = logs.query(&of_trace, 10, None).await.unwrap();
+    assert_eq!(found.data.len(), 1);
+    assert_eq!(found.data[0].request_id, "req7");
     let req3 = logs.get("req3").await.unwrap().unwrap();
     assert_eq!(req3.status, 500);
     assert_eq!((req3.cached_tokens, req3.cache_write_tokens), (1, 1));

@@ -84,6 +84,8 @@ pub struct LogEntry {
 pub struct LogFilter {
     /// The gateway's id of the request, or the `x-request-id` the client sent.
     pub request_id: Option<String>,
+    /// The W3C trace id the request belongs to (from a trace, its log entries).
+    pub trace_id: Option<String>,
     pub key_id: Option<String>,
     /// The team the key belonged to when the request was made.
     pub team: Option<String>,
@@ -126,6 +128,10 @@ impl LogFilter {
             .as_deref()
             .is_none_or(|id| e.request_id == id || e.client_request_id.as_deref() == Some(id));
         id_ok
+            && self
+                .trace_id
+                .as_deref()
+                .is_none_or(|t| e.trace_id.as_deref() == Some(t))
             && self.key_id.as_deref().is_none_or(|k| e.key_id == k)
             && self
                 .team

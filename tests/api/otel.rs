@@ -314,9 +314,12 @@ async fn a_request_is_a_server_span_over_its_policy_cache_and_attempt_spans() {
         }
     }
 
-    // The request log knows the trace.
+    // The request log knows the trace, and finds its requests by it.
     let entry = log_entry(&app, &request_id).await;
     assert_eq!(entry["trace_id"], CLIENT_TRACE);
+    let page = admin_json(&app, &format!("/admin/logs?trace_id={CLIENT_TRACE}")).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page["data"][0]["request_id"], request_id.as_str());
 
     // The same request again is a cache hit: no attempt, no upstream call.
     let second = "0af7651916cd43dd8448eb211c80319c";
