@@ -188,14 +188,17 @@ async fn proxy(
         env.clone(),
     )
     .await;
-    if let Err(failure) = &decided {
+    if let (Err(failure), true) = (&decided, policy_span.is_recording()) {
         policy_span.fail(failure.error.message.clone());
     }
     policy_span.end();
     let (mut body, decision) = decided?;
-    if let Some(variants) = decision.variant_header() {
-        trace.set(|| vec![KeyValue::new(attr::VARIANT, variants)]);
-    }
+    trace.set(|| {
+        decision
+            .variant_header()
+            .map(|variants| vec![KeyValue::new(attr::VARIANT, variants)])
+            .unwrap_or_default()
+    });
     // 2. route: the targets, each held against the key's allow-list.
     let targets = route::route(&snapshot.models, caller, &decision, &body, &requested)?;
     // 3. admit: every limit and budget reserved at once; dropped unsettled, all given back.
