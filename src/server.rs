@@ -118,7 +118,7 @@ impl Application {
                     trace_sampling.clone(),
                     metrics.clone(),
                 )?;
-                tracing::info!(endpoint = %otlp.endpoint, ratio = otlp.sampling_ratio, "exporting traces (OTLP/HTTP)");
+                tracing::info!(endpoint = %otlp.display_endpoint(), ratio = otlp.sampling_ratio, "exporting traces (OTLP/HTTP)");
                 telemetry
             }
             None => crate::telemetry::Telemetry::off(),

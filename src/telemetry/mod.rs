@@ -64,6 +64,7 @@ impl OtlpSettings {
 
     /// The traces URL: `/v1/traces` added to a bare base.
     fn traces_url(&self) -> Result<String, TelemetryError> {
+        // The parse error names what is wrong, never the text.
         let mut url = url::Url::parse(&self.endpoint).map_err(|e| TelemetryError::Endpoint {
             reason: e.to_string(),
         })?;
@@ -76,6 +77,19 @@ impl OtlpSettings {
             url.set_path("/v1/traces");
         }
         Ok(url.to_string())
+    }
+
+    /// The endpoint for logs and `Debug`: a user or password in the URL is left out.
+    pub fn display_endpoint(&self) -> String {
+        match url::Url::parse(&self.endpoint) {
+            Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "<not a URL>".into(),
+        }
     }
 
     /// Every setting checked, so a typo stops the start with a clear message.
@@ -113,11 +127,12 @@ impl OtlpSettings {
 }
 
 impl std::fmt::Debug for OtlpSettings {
-    // Hand-written: header values are secrets; the names are kept.
+    // Hand-written: header values are secrets (the names are kept), and so is a password in
+    // the endpoint's URL.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("OtlpSettings")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.display_endpoint())
             .field("sampling_ratio", &self.sampling_ratio)
             .field("headers", &names)
             .field("service_name", &self.service_name)

@@ -669,9 +669,15 @@ async fn a_bad_sampling_ratio_or_endpoint_stops_the_start_with_a_clear_error() {
         panic!("an endpoint that is no URL must not start");
     };
     assert!(e.to_string().starts_with("--otlp-endpoint"), "{e}");
-    // The header's value is a secret: not in Debug.
+    // The header's value is a secret: not in Debug; nor a password in the endpoint.
     assert!(!format!("{settings:?}").contains("hunter2-secret"));
     assert!(format!("{settings:?}").contains("x-api-key"));
+    otlp.endpoint = "https://user:pw-secret@collector.example.com:4318".into();
+    assert_eq!(
+        otlp.display_endpoint(),
+        "https://collector.example.com:4318/"
+    );
+    assert!(!format!("{otlp:?}").contains("pw-secret"));
 }
 
 /// `switchboard serve` with `args`: its exit status and stderr (it stops before binding).
