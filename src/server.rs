@@ -249,6 +249,12 @@ impl Application {
         self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
+    /// The share of requests traced, to change while the server runs (the same handle as
+    /// `AppState::trace_sampling`).
+    pub fn trace_sampling(&self) -> crate::telemetry::SamplingRatio {
+        self.state.trace_sampling.clone()
+    }
+
     /// The admin key created on this start because none existed; shown once, then gone.
     pub fn take_new_admin_key(&mut self) -> Option<String> {
         self.new_admin_key.take()

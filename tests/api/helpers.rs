@@ -15,6 +15,8 @@ pub struct TestApp {
     handle: ServerHandle,
     /// `http://ADDR` of the `/metrics`-only listener, with `Spawn::metrics_listen`.
     pub metrics_base: Option<String>,
+    /// The running server's trace sampling ratio (`AppState::trace_sampling`).
+    pub trace_sampling: switchboard::telemetry::SamplingRatio,
 }
 
 impl Drop for TestApp {
@@ -127,6 +129,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     let new_admin = app.take_new_admin_key();
     let base = format!("http://{}", app.addr());
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
+    let trace_sampling = app.trace_sampling();
     let handle = app.handle();
     tokio::spawn(app.run());
     let client = reqwest::Client::new();
@@ -138,6 +141,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
             _dir: dir,
             handle,
             metrics_base,
+            trace_sampling,
         },
         new_admin,
     )

@@ -473,7 +473,8 @@ async fn a_stream_span_ends_with_the_stream_and_the_pace_is_measured() {
 }
 
 #[actix_web::test]
-async fn sampling_ratio_zero_exports_nothing_but_a_sampled_client_is_followed() {
+async fn sampling_ratio_zero_exports_nothing_changes_at_run_time_and_a_sampled_client_is_followed()
+{
     let upstream = Upstream::start().await;
     let collector = Collector::start(None);
     let mut opts = providers(Spawn::default(), &upstream).policy(
@@ -495,6 +496,18 @@ async fn sampling_ratio_zero_exports_nothing_but_a_sampled_client_is_followed() 
         let (_, _, flags) = parts(&upstream.last().headers["traceparent"]);
         assert_eq!(flags, "00");
     }
+    // The ratio changes while the gateway runs: from the next request on.
+    app.trace_sampling.set_sampling_ratio(1.0).unwrap();
+    let res = app.chat(ADMIN_KEY, chat("m", false)).await;
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let trace_id = log_entry(&app, &request_id).await["trace_id"]
+        .as_str()
+        .expect("traced now")
+        .to_string();
+    collector.trace(&trace_id).await;
+    app.trace_sampling.set_sampling_ratio(0.0).unwrap();
+    collector.shared.spans.lock().unwrap().clear();
+
     // A client that samples decides for its trace, whatever the ratio.
     let res = app
         .post("/v1/chat/completions", ADMIN_KEY)
