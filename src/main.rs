@@ -249,6 +249,59 @@ struct ServeArgs {
     /// only Prometheus can reach.
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    otlp: OtlpArgs,
+}
+
+/// OpenTelemetry traces: off unless `--otlp-endpoint` is given.
+#[derive(Args, Clone)]
+struct OtlpArgs {
+    /// Export traces (OTLP over HTTP/protobuf) to this collector: a base URL
+    /// (`http://localhost:4318`, to which /v1/traces is added) or the full traces URL.
+    #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// The share of requests traced (0 to 1) when a client's sampled traceparent did not
+    /// decide. Can change at run time.
+    #[arg(long, env = "SWITCHBOARD_OTLP_SAMPLING_RATIO", default_value_t = 1.0)]
+    otlp_sampling_ratio: f64,
+    /// A header sent with every export, NAME=VALUE (repeatable; the environment variable is a
+    /// comma-separated list). Values are secrets: never logged.
+    #[arg(
+        long = "otlp-header",
+        env = "SWITCHBOARD_OTLP_HEADERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    otlp_headers: Vec<String>,
+    /// The `service.name` the spans carry.
+    #[arg(long, env = "SWITCHBOARD_OTLP_SERVICE_NAME", default_value = switchboard::telemetry::OtlpSettings::DEFAULT_SERVICE_NAME)]
+    otlp_service_name: String,
+}
+
+impl OtlpArgs {
+    /// The settings, or the first thing wrong (a header's value never shown). The ratio is
+    /// checked even without an endpoint: a typo should not wait for tracing to be turned on.
+    fn settings(
+        &self,
+    ) -> Result<Option<switchboard::telemetry::OtlpSettings>, switchboard::telemetry::TelemetryError>
+    {
+        use switchboard::telemetry::{sampler, OtlpSettings};
+        sampler::check(self.otlp_sampling_ratio)?;
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        let mut settings = OtlpSettings::new(endpoint.clone());
+        settings.sampling_ratio = self.otlp_sampling_ratio;
+        settings.service_name = self.otlp_service_name.clone();
+        settings.headers = self
+            .otlp_headers
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| OtlpSettings::parse_header(h))
+            .collect::<Result<_, _>>()?;
+        settings.check()?;
+        Ok(Some(settings))
+    }
 }
 
 /// CORS for browser pages on other origins: off unless `--cors-origin` is given.
@@ -575,6 +628,16 @@ fn resolved_settings(
     if let Err(e) = TrustedProxies::parse(&args.trusted_proxies) {
         errors.push(at("trusted_proxies", e));
     }
+    // Every OTLP setting, checked as `serve` checks it; the ratio is what a reload applies.
+    if let Err(e) = args.otlp.settings() {
+        let key = if switchboard::telemetry::sampler::check(args.otlp.otlp_sampling_ratio).is_err()
+        {
+            "otlp_sampling_ratio"
+        } else {
+            "otlp_endpoint"
+        };
+        errors.push(at(key, e.to_string()));
+    }
     let log_filter = logging::start_filter(args.log_level.as_deref());
     if let Err(message) = logging::check_filter(&log_filter) {
         errors.push(at("log_level", message));
@@ -590,6 +653,7 @@ fn resolved_settings(
     Ok(switchboard::settings::Resolved {
         cors,
         log_filter,
+        sampling_ratio: args.otlp.otlp_sampling_ratio,
         report: settings_file::report(&Cli::command(), serve_matches, &resolved.from_file),
     })
 }
@@ -677,6 +741,13 @@ fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCod
         Err(e) => {
             eprintln!("error: --trusted-proxies: {e}");
             return ExitCode::from(2);
+        }
+    };
+    settings.otlp = match args.otlp.settings() {
+        Ok(otlp) => otlp,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
     };
 

@@ -74,3 +74,11 @@ pub fn build(body_limit: usize) -> Engine {
     super::library::DataFile::register(&mut engine);
     engine
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_library_builds_no_array_longer_than_the_engine_allows() {
+        assert_eq!(super::MAX_ARRAY_SIZE, super::super::library::MAX_RESULTS);
+    }
+}

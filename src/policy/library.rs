@@ -14,6 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// The most items an array this module builds holds: the engine's array limit
+/// (`engine::MAX_ARRAY_SIZE`, checked equal in engine's tests), so a result is never an array
+/// the engine refuses.
+pub const MAX_RESULTS: usize = 10_000;
 /// Distinct patterns one load compiles; more is a script error.
 pub const MAX_PATTERNS: usize = 256;
 /// The largest compiled pattern (regex's own size measure).
@@ -94,7 +98,7 @@ impl ScriptRegex {
     fn find_all(&mut self, text: ImmutableString) -> Array {
         self.0
             .find_iter(&text)
-            .take(super::engine::MAX_ARRAY_SIZE)
+            .take(MAX_RESULTS)
             .map(|m| Dynamic::from(m.as_str().to_string()))
             .collect()
     }
@@ -253,7 +257,7 @@ impl DataFile {
             DataInner::List { entries, .. } => Ok(Dynamic::from(
                 entries
                     .iter()
-                    .take(super::engine::MAX_ARRAY_SIZE)
+                    .take(MAX_RESULTS)
                     .map(|e| Dynamic::from(e.clone()))
                     .collect::<Array>(),
             )),

@@ -35,6 +35,12 @@
 //!
 //! A stage that ends the request returns a `Failure` (`failure.rs`): the client's error, the
 //! attempts made and a detail for the request log, which `forward.rs` records.
+//!
+//! Tracing (`telemetry/`): `forward.rs` starts the request's SERVER span (a child of the
+//! client's `traceparent`) before stage 1, wraps stage 1 and, when a policy caches, stage 4 in
+//! spans of their own; `router::attempts` makes a CLIENT span per upstream call and sends its
+//! context upstream; the span ends in stage 7 (or with the `Failure`), with usage and cost.
+//! With tracing off all of it is empty values.
 
 pub mod admit;
 pub mod body;

@@ -15,6 +15,8 @@ pub struct TestApp {
     handle: ServerHandle,
     /// `http://ADDR` of the `/metrics`-only listener, with `Spawn::metrics_listen`.
     pub metrics_base: Option<String>,
+    /// The running server's trace sampling ratio (`AppState::trace_sampling`).
+    pub trace_sampling: switchboard::telemetry::SamplingRatio,
 }
 
 impl Drop for TestApp {
@@ -45,6 +47,8 @@ pub struct Spawn {
     pub metrics_listen: bool,
     /// `--trusted-proxies`.
     pub trusted_proxies: Vec<String>,
+    /// Export traces (`tests/api/otel.rs` runs the receiver).
+    pub otlp: Option<switchboard::telemetry::OtlpSettings>,
 }
 
 impl Default for Spawn {
@@ -62,6 +66,7 @@ impl Default for Spawn {
             metrics_token: None,
             metrics_listen: false,
             trusted_proxies: vec![],
+            otlp: None,
         }
     }
 }
@@ -117,6 +122,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     settings.metrics_token = opts.metrics_token;
     settings.trusted_proxies =
         switchboard::http::client_ip::TrustedProxies::parse(&opts.trusted_proxies).unwrap();
+    settings.otlp = opts.otlp;
     if opts.metrics_listen {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     }
@@ -128,6 +134,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     let new_admin = app.take_new_admin_key();
     let base = format!("http://{}", app.addr());
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
+    let trace_sampling = app.trace_sampling();
     let handle = app.handle();
     tokio::spawn(app.run());
     let client = reqwest::Client::new();
@@ -139,6 +146,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
             _dir: dir,
             handle,
             metrics_base,
+            trace_sampling,
         },
         new_admin,
     )

@@ -42,6 +42,7 @@ mod metrics_access;
 mod mock_provider;
 mod models;
 mod openapi;
+mod otel;
 mod passthrough;
 mod policies;
 mod policy_context;
