@@ -9,6 +9,7 @@ pub mod decision;
 pub mod engine;
 pub mod facts;
 pub mod fixtures;
+pub mod guard;
 pub mod library;
 pub mod request;
 pub mod simulate;
