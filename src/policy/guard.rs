@@ -16,6 +16,9 @@ pub const BLOCKED_MESSAGE: &str = "the reply was blocked by a content policy";
 pub const DEFAULT_REPLACEMENT: &str = "[redacted]";
 /// Characters of a stream held back by default before they are released.
 pub const DEFAULT_HOLD: usize = 64;
+/// Characters gathered past the hold before a release: text reaches the client in steps of
+/// about this much (and the checks run once per step).
+pub const RELEASE_STEP: usize = 16;
 /// The longest hold-back a policy may ask for.
 pub const MAX_HOLD: usize = 4096;
 
@@ -240,9 +243,10 @@ impl StreamCheck {
     /// Takes the next piece of text; returns what can be released now.
     pub fn push(&mut self, text: &str) -> Verdict {
         self.pending.push_str(text);
-        // Nothing can go out yet, so nothing needs checking yet: a match in held text is found
-        // when the text around it is about to be released, or at the end.
-        if self.pending.chars().count() <= self.guard.hold {
+        // Nothing goes out until `RELEASE_STEP` characters past the hold have gathered, so the
+        // checks run once per step rather than once per chunk (a chunk is often one word); a
+        // match in held text is found when the text around it is released, or at the end.
+        if self.pending.chars().count() <= self.guard.hold + RELEASE_STEP {
             return Verdict::Pass(String::new());
         }
         if let Some(by) = self.guard.blocked_by_settled(&self.pending) {

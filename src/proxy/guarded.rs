@@ -172,17 +172,21 @@ impl StreamEncoder for GuardedEncoder {
             self.block(&by, out);
             return;
         }
-        if let Some(obj) = chunk.as_object() {
-            let mut envelope = obj.clone();
-            envelope.remove("choices");
-            envelope.remove("usage");
-            self.envelope = Some(Value::Object(envelope));
+        if self.envelope.is_none() {
+            // `id`, `model`, `created`...: the same in every chunk, kept once.
+            if let Some(obj) = chunk.as_object() {
+                let mut envelope = obj.clone();
+                envelope.remove("choices");
+                envelope.remove("usage");
+                self.envelope = Some(Value::Object(envelope));
+            }
         }
-        if changed {
-            self.inner.chunk(chunk.to_string().as_bytes(), out);
-        } else {
+        if !changed {
             self.inner.chunk(payload, out);
+        } else if says_something(&chunk) {
+            self.inner.chunk(chunk.to_string().as_bytes(), out);
         }
+        // A chunk whose only text is held back says nothing yet: it is not sent.
     }
 
     fn done(&mut self, out: &mut BytesMut) {
@@ -226,6 +230,30 @@ impl StreamEncoder for GuardedEncoder {
     fn ended(&self) -> bool {
         self.blocked
     }
+}
+
+/// Whether a chunk still carries anything once its held text is taken out: text, a role,
+/// tool calls, a finish reason, usage, or fields the gateway does not know.
+fn says_something(chunk: &Value) -> bool {
+    if chunk.get("usage").is_some_and(|u| !u.is_null()) {
+        return true;
+    }
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return true;
+    };
+    choices.is_empty()
+        || choices.iter().any(|c| {
+            let finishing = c.get("finish_reason").is_some_and(|f| !f.is_null());
+            let delta_says = c
+                .get("delta")
+                .and_then(Value::as_object)
+                .is_some_and(|d| !d.is_empty());
+            let text_says = c
+                .get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.is_empty());
+            finishing || delta_says || text_says || c.get("logprobs").is_some_and(|l| !l.is_null())
+        })
 }
 
 /// Puts the released text in a choice (or takes the text out, when none is released yet, so
