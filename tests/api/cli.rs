@@ -117,11 +117,17 @@ pub(crate) fn serve_with(
     if !extra.contains(&"--data") {
         cmd.arg("--data").arg(base.join("data"));
     }
-    let mut child = cmd
-        .arg("--providers")
+    cmd.arg("--providers")
         .arg(providers)
         .arg("--policies")
-        .arg(base.join("policies"))
+        .arg(base.join("policies"));
+    start(cmd)
+}
+
+/// Runs `cmd` (a `serve`) until it prints its address: the server, the address, and the lines
+/// printed before it.
+pub(crate) fn start(mut cmd: Command) -> (Running, String, Vec<String>) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

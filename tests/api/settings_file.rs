@@ -3,9 +3,8 @@
 //! that need a restart, and bad files refused with the file, line and key.
 
 use crate::cli::{bin, call, Running};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "sk-settings-admin";
@@ -28,24 +27,9 @@ fn workdir(settings: &str) -> tempfile::TempDir {
 
 /// Runs the gateway in `dir` with `cmd`'s extra flags and environment; the address it printed.
 fn start(mut cmd: Command, dir: &Path) -> (Running, String) {
-    let mut child = cmd
-        .current_dir(dir)
-        .env("SWITCHBOARD_ADMIN_KEY", ADMIN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    let mut seen = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("switchboard listening on ") {
-            return (running, addr.to_string());
-        }
-        seen.push(line);
-    }
-    panic!("the server exited without printing its address: {seen:?}");
+    cmd.current_dir(dir).env("SWITCHBOARD_ADMIN_KEY", ADMIN);
+    let (running, addr, _) = crate::cli::start(cmd);
+    (running, addr)
 }
 
 fn config(addr: &str) -> serde_json::Value {
