@@ -242,7 +242,7 @@ struct ServeArgs {
     metrics_token: Option<String>,
     /// Shadow copies of requests (a policy's `ctx.mirror`) that may run at once; one that finds
     /// no room is dropped and counted.
-    #[arg(long, env = "SWITCHBOARD_MIRROR_CONCURRENCY", default_value_t = switchboard::proxy::mirror::DEFAULT_CONCURRENCY)]
+    #[arg(long, env = "SWITCHBOARD_MIRROR_CONCURRENCY", default_value_t = Settings::DEFAULT_MIRROR_CONCURRENCY)]
     mirror_concurrency: usize,
     /// Proxies (load balancers) trusted to say whom they forward for in X-Forwarded-For:
     /// addresses or networks (`10.0.0.0/8`); repeat, or separate with commas. Scripts see the

@@ -90,6 +90,8 @@ pub struct SettingsSource {
 impl Settings {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+    /// Shadow copies (`ctx.mirror`) in flight at once, by default.
+    pub const DEFAULT_MIRROR_CONCURRENCY: usize = 8;
     /// Long enough for a typical completion stream to end; the usual orchestrators wait
     /// 30 seconds after SIGTERM before they kill.
     pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -120,7 +122,7 @@ impl Settings {
             metrics_token: None,
             metrics_listen: None,
             trusted_proxies: Default::default(),
-            mirror_concurrency: crate::proxy::mirror::DEFAULT_CONCURRENCY,
+            mirror_concurrency: Self::DEFAULT_MIRROR_CONCURRENCY,
             source: None,
             otlp: None,
         }

@@ -23,8 +23,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
-/// How many copies may run at once, by default.
-pub const DEFAULT_CONCURRENCY: usize = 8;
 /// The most of a candidate's reply read (a stream's text included).
 const MAX_REPLY_BYTES: usize = 4 << 20;
 
