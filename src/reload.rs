@@ -584,7 +584,10 @@ mod tests {
             "base/providers.d/a.yaml",
             "base/policies/a.rhai",
         ] {
-            assert!(relevant(&event(path), &folders, std::slice::from_ref(&file)), "{path}");
+            assert!(
+                relevant(&event(path), &folders, std::slice::from_ref(&file)),
+                "{path}"
+            );
         }
         for path in [
             "base/README.md",
@@ -592,7 +595,10 @@ mod tests {
             "base/providers.d/.a.yaml.swp",
             "base/policies/a.rhai~",
         ] {
-            assert!(!relevant(&event(path), &folders, std::slice::from_ref(&file)), "{path}");
+            assert!(
+                !relevant(&event(path), &folders, std::slice::from_ref(&file)),
+                "{path}"
+            );
         }
     }
 }

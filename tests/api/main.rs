@@ -44,6 +44,7 @@ mod models;
 mod openapi;
 mod passthrough;
 mod policies;
+mod policy_editor;
 mod process;
 mod prompt_cache;
 mod reload;
