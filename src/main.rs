@@ -844,6 +844,12 @@ fn policy_test(dir: &std::path::Path) -> ExitCode {
             for line in &report.lines {
                 println!("{line}");
             }
+            if !report.coverage.is_empty() {
+                println!("lines executed by the fixtures:");
+                for script in &report.coverage {
+                    println!("  {}", script.summary());
+                }
+            }
             println!(
                 "policy fixtures: {} passed, {} failed",
                 report.passed, report.failed

@@ -6,6 +6,7 @@
 use super::policy_files;
 use crate::error::{ApiError, Code};
 use crate::http::callers::AdminCaller;
+use crate::policy::coverage::ScriptCoverage;
 use crate::policy::draft::check_name;
 use crate::policy::fixtures::{self, CaseResult};
 use crate::policy::{LoadError, PolicySet};
@@ -92,6 +93,8 @@ pub struct TestReport {
     pub passed: usize,
     pub failed: usize,
     pub cases: Vec<CaseResult>,
+    /// Which lines of each script (the draft included) the cases executed.
+    pub coverage: Vec<ScriptCoverage>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -269,6 +272,7 @@ async fn test(
         None => Arc::new(snapshot.policies.clone()),
     };
     let tests_dir = state.reloader.policies_dir().join("tests");
+    let body_limit = state.body_limit;
     // Every case runs scripts under their time budget: off the async workers.
     let report = web::block(move || {
         if !tests_dir.is_dir() {
@@ -276,12 +280,14 @@ async fn test(
                 passed: 0,
                 failed: 0,
                 cases: vec![],
+                coverage: vec![],
             });
         }
-        fixtures::run(&policies, &tests_dir).map(|r| TestReport {
+        fixtures::run_covered(&policies, &tests_dir, body_limit).map(|r| TestReport {
             passed: r.passed,
             failed: r.failed,
             cases: r.cases,
+            coverage: r.coverage,
         })
     })
     .await

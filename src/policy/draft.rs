@@ -148,12 +148,14 @@ mod tests {
                 "10-a.rhai",
                 Some("fn on_request(req, ctx) {\n  let = 1;\n}"),
             )
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert_eq!(err.line, Some(2), "{err}");
         assert!(err.file.ends_with("10-a.rhai"));
         let err = set
             .with_draft(dir.path(), "10-a.rhai", Some("let x = 1;"))
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert!(err.message.contains("defines neither"), "{err}");
     }
 }

@@ -12,6 +12,7 @@
 //!     cache_ttl: 600              # or null for "no caching"
 //! ```
 
+use super::coverage::ScriptCoverage;
 use super::simulate::{simulate, Simulation};
 use super::{LoadError, PolicySet};
 use crate::store::memory::assignments::MemoryAssignments;
@@ -175,6 +176,8 @@ pub struct Report {
     pub lines: Vec<String>,
     /// Each case's outcome, in file and case order.
     pub cases: Vec<CaseResult>,
+    /// The lines of each script the cases executed (with [`run_covered`]).
+    pub coverage: Vec<ScriptCoverage>,
 }
 
 /// One fixture case's outcome.
@@ -195,7 +198,24 @@ pub fn run_dir(dir: &Path) -> Result<Report, FixtureError> {
         crate::settings::Settings::DEFAULT_BODY_LIMIT,
     ));
     let policies = PolicySet::load_dir(engine, dir, false).map_err(FixtureError::Policies)?;
-    run(&policies, &dir.join("tests"))
+    run_covered(
+        &policies,
+        &dir.join("tests"),
+        crate::settings::Settings::DEFAULT_BODY_LIMIT,
+    )
+}
+
+/// [`run`], recording which lines of each script the cases executed (on an engine of its own
+/// whose limits follow `body_limit`).
+pub fn run_covered(
+    policies: &PolicySet,
+    tests_dir: &Path,
+    body_limit: usize,
+) -> Result<Report, FixtureError> {
+    let recording = policies.recording(body_limit);
+    let mut report = run(&recording.policies, tests_dir)?;
+    report.coverage = recording.coverage();
+    Ok(report)
 }
 
 /// Runs every fixture file in `tests_dir` against `policies` (loaded from disk, or a copy with
@@ -219,6 +239,7 @@ pub fn run(policies: &PolicySet, tests_dir: &Path) -> Result<Report, FixtureErro
         failed: 0,
         lines: Vec::new(),
         cases: Vec::new(),
+        coverage: Vec::new(),
     };
     for file in files {
         let label = file

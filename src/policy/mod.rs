@@ -4,6 +4,7 @@
 //! compiled once per load; a call runs under an operation limit, a call-depth limit and a time
 //! budget, so a script can fail a request but never hang or crash the gateway.
 
+pub mod coverage;
 pub mod ctx;
 pub mod decision;
 pub mod draft;

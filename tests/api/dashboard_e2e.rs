@@ -605,7 +605,7 @@ async fn policy_editor(d: &Driver, app: &TestApp, dir: &Path) {
     assert_eq!(selected, "    let = 1;", "the error's line is selected");
     shot(d, dir, "08c-editor-error").await;
 
-    let draft = "fn on_request(req, ctx) {\n    if req.model == \"e2e-draft\" { ctx.route([\"mock/echo-priced\"]); }\n}\n";
+    let draft = "fn on_request(req, ctx) {\n    if req.model == \"e2e-draft\" {\n        ctx.route([\"mock/echo-priced\"]);\n    }\n}\n";
     d.fill("#editor-source", draft).await;
     d.click("#editor-validate").await;
     let valid = d.text("#editor-valid").await;
@@ -640,6 +640,17 @@ async fn policy_editor(d: &Driver, app: &TestApp, dir: &Path) {
     assert!(fixtures.contains("Fixtures with this draft"), "{fixtures}");
     assert!(fixtures.contains("aliases.yaml"), "{fixtures}");
     assert!(fixtures.contains(" 0 failed"), "{fixtures}");
+    assert!(
+        fixtures.contains("60-e2e.rhai: 1/2 lines executed; not run: 3"),
+        "{fixtures}"
+    );
+    let missed = d
+        .js(
+            "return [...document.querySelectorAll('#editor-gutter div.miss')].map(e => e.innerText)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(missed, json!(["3"]), "no fixture asks for e2e-draft");
     shot(d, dir, "08d-editor-fixtures").await;
 
     d.click("#editor-save").await;

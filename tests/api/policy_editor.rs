@@ -196,6 +196,10 @@ async fn fixtures_run_against_the_loaded_scripts_or_a_draft() {
         report["cases"][0],
         json!({"file": "route.yaml", "name": "smart goes to echo", "passed": true, "problems": []})
     );
+    assert_eq!(
+        report["coverage"],
+        json!([{"script": "10-route.rhai", "lines": 1, "executed": 1, "not_run": []}])
+    );
 
     let (status, report) =
         test(json!({"draft": {"name": "10-route.rhai", "source": ROUTE_OTHER}})).await;
@@ -207,6 +211,11 @@ async fn fixtures_run_against_the_loaded_scripts_or_a_draft() {
         problem.starts_with("route: expected") && problem.contains("mock/other"),
         "{problem}"
     );
+    // A new script that no case reaches: its lines are reported as not run.
+    let (_, report) = test(json!({"draft": {"name": "20-new.rhai", "source": "fn on_request(req, ctx) {\n    if req.model == \"never\" {\n        ctx.tag(\"x\", \"1\");\n    }\n}\n"}})).await;
+    assert_eq!(report["passed"], 1, "{report}");
+    assert_eq!(report["coverage"][1]["script"], "20-new.rhai");
+    assert_eq!(report["coverage"][1]["not_run"], json!([3]), "{report}");
 
     let (status, body) = test(json!({"draft": {"name": "10-route.rhai", "source": BROKEN}})).await;
     assert_eq!(status, 400);

@@ -20,11 +20,14 @@ export function policyEditor({ scripts, writable, onSaved }) {
   // The draft: which script, whether it is new (not on disk yet), and the text as loaded.
   let current = { name: '', isNew: false, loaded: '' };
   let errorLines = new Set();
+  // Lines of the draft that the last fixture run did not execute.
+  let missLines = new Set();
 
   const lineHeight = () => parseFloat(getComputedStyle(source).lineHeight) || 18;
   function renderGutter() {
     const count = source.value.split('\n').length;
-    fill(gutter, Array.from({ length: count }, (_, i) => h('div', { class: errorLines.has(i + 1) ? 'err' : undefined }, String(i + 1))));
+    const mark = (n) => (errorLines.has(n) ? 'err' : missLines.has(n) ? 'miss' : undefined);
+    fill(gutter, Array.from({ length: count }, (_, i) => h('div', { class: mark(i + 1), title: missLines.has(i + 1) ? 'not run by any fixture' : undefined }, String(i + 1))));
     gutter.scrollTop = source.scrollTop;
   }
   function markDirty() {
@@ -33,6 +36,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
   }
   source.addEventListener('input', () => {
     errorLines = new Set();
+    missLines = new Set();
     renderGutter();
     markDirty();
   });
@@ -133,6 +137,10 @@ export function policyEditor({ scripts, writable, onSaved }) {
     fill(out);
     try {
       const r = await api('/admin/policies/test', { method: 'POST', body: { draft: draft() } });
+      const mine = r.coverage.find((c) => c.script === current.name);
+      missLines = new Set(mine ? mine.not_run : []);
+      renderGutter();
+      const summary = (c) => `${c.script}: ${c.executed}/${c.lines} lines executed${c.not_run.length ? `; not run: ${c.not_run.join(', ')}` : ''}`;
       fill(out, h('div', { class: 'card', id: 'editor-fixtures' },
         h('h3', { class: r.failed ? 'error' : undefined }, `Fixtures with this draft: ${r.passed} passed, ${r.failed} failed`),
         table([
@@ -141,6 +149,8 @@ export function policyEditor({ scripts, writable, onSaved }) {
           { label: 'Result', render: (c) => h('span', { class: `badge ${c.passed ? 'ok' : 'err'}` }, c.passed ? 'pass' : 'fail') },
           { label: 'What differed', render: (c) => c.problems.join('; ') || '–' },
         ], r.cases, { empty: 'No fixtures in policies/tests.' }),
+        r.cases.length ? [h('h3', {}, 'Lines the fixtures executed'), h('ul', { id: 'editor-coverage', class: 'mono' }, r.coverage.map((c) => h('li', {}, summary(c)))),
+          h('p', { class: 'muted' }, 'Lines of this draft that no fixture ran are marked in the gutter.')] : null,
       ));
     } catch (e) {
       showFailure(e);
