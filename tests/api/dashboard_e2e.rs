@@ -550,6 +550,8 @@ async fn dashboard_in_a_real_browser() {
     shot(&d, &dir, "30-docs").await;
     let problems = console_problems(&d).await;
     assert!(problems.is_empty(), "console on /docs: {problems:#?}");
+
+    read_only_editor(&d).await;
     d.quit().await;
     eprintln!(
         "dashboard e2e passed in {:.1}s; screenshots in {}",
@@ -684,4 +686,38 @@ async fn policy_editor(d: &Driver, app: &TestApp, dir: &Path) {
     assert!(!file.exists());
     let problems = console_problems(d).await;
     assert!(problems.is_empty(), "console: {problems:#?}");
+}
+
+/// With `--read-only-policies` the editor shows, validates and tests, but offers no Save,
+/// Delete or New script.
+async fn read_only_editor(d: &Driver) {
+    let app = spawn(Spawn {
+        read_only_policies: true,
+        ..Spawn::default()
+            .provider("mock", "kind: mock\nmodels: [echo]\n")
+            .policy(
+                "10-route.rhai",
+                "fn on_request(req, ctx) {\n    ctx.route([\"mock/echo\"]);\n}\n",
+            )
+    })
+    .await;
+    d.goto(&app.url("/dashboard")).await;
+    d.fill("#signin-key", ADMIN_KEY).await;
+    d.click("#signin-submit").await;
+    d.text("#stat-requests .value").await;
+    goto_page(d, "policies", "#editor-validate").await;
+    let note = d.text("#editor-read-only").await;
+    assert!(note.contains("--read-only-policies"), "{note}");
+    let offered = d
+        .js(
+            "return ['editor-save', 'editor-delete', 'editor-new'].filter(id => document.getElementById(id))",
+            json!([]),
+        )
+        .await;
+    assert_eq!(offered, json!([]), "no write buttons when read-only");
+    d.click("#editor-validate").await;
+    let valid = d.text("#editor-valid").await;
+    assert!(valid.contains("10-route.rhai compiles"), "{valid}");
+    let problems = console_problems(d).await;
+    assert!(problems.is_empty(), "console (read-only): {problems:#?}");
 }
