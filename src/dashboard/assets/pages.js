@@ -198,11 +198,13 @@ async function overview(main, ctx) {
       busy = false;
     }
   }
-  await load();
+  // The timer is set before the first load is awaited: a page left while loading (signing in
+  // renders the overview twice) must not keep a timer that outlives it.
   const timer = setInterval(() => {
     if (auto.checked && !document.hidden) load();
   }, 5000);
   ctx.cleanups.push(() => clearInterval(timer));
+  await load();
 }
 
 // ---------------------------------------------------------------- Providers
@@ -255,9 +257,10 @@ async function providersPage(main, ctx) {
       fill(body, errorBox(e));
     }
   }
-  await load();
+  // Set before the first load is awaited, so leaving the page while it loads clears it.
   const timer = setInterval(() => !document.hidden && load(), 10000);
   ctx.cleanups.push(() => clearInterval(timer));
+  await load();
 }
 
 // ---------------------------------------------------------------- Keys
