@@ -41,6 +41,7 @@ async fn assets_have_their_content_types() {
         ("limits.js", "text/javascript; charset=utf-8"),
         ("teams.js", "text/javascript; charset=utf-8"),
         ("editor.js", "text/javascript; charset=utf-8"),
+        ("highlight.js", "text/javascript; charset=utf-8"),
         ("csv.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),

@@ -571,6 +571,16 @@ async fn policy_editor(d: &Driver, app: &TestApp, dir: &Path) {
         json!([]),
     )
     .await;
+    // The highlighted copy under the textarea says the same text, coloured.
+    let shade = d
+        .js(
+            "const t = document.getElementById('editor-source'), p = document.getElementById('editor-highlight'); \
+             return [p.textContent === t.value + '\\n ', [...p.querySelectorAll('.tok-kw')].some(s => s.textContent === 'fn'), \
+             p.getBoundingClientRect().top === t.getBoundingClientRect().top]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(shade, json!([true, true, true]));
     d.click("#editor-new").await;
     d.fill("#editor-new-name", "60-e2e").await;
     d.click("#editor-new-ok").await;

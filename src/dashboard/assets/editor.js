@@ -4,6 +4,7 @@
 
 import { api } from './api.js';
 import { h, fill, toast, modal, confirmAction, errorBox, table } from './ui.js';
+import { highlight } from './highlight.js';
 
 const TEMPLATE = 'fn on_request(req, ctx) {\n    // ctx.route(["provider/model"]);\n}\n';
 const path = (name) => `/admin/policies/${encodeURIComponent(name)}`;
@@ -14,6 +15,8 @@ export function policyEditor({ scripts, writable, onSaved }) {
   const select = h('select', { id: 'editor-script' });
   const source = h('textarea', { id: 'editor-source', class: 'mono', spellcheck: 'false', wrap: 'off', rows: '18', autocomplete: 'off', 'aria-label': 'Script source' });
   const gutter = h('div', { id: 'editor-gutter', class: 'gutter mono', 'aria-hidden': 'true' });
+  // The coloured copy of the text, under the textarea (whose own text is transparent).
+  const shade = h('pre', { id: 'editor-highlight', class: 'code-shade mono', 'aria-hidden': 'true' });
   const state = h('span', { id: 'editor-status', class: 'muted' });
   const out = h('div', { id: 'editor-result' });
   const button = (id, label, onclick, cls) => h('button', { type: 'button', id, class: cls, onclick }, label);
@@ -28,7 +31,13 @@ export function policyEditor({ scripts, writable, onSaved }) {
     const count = source.value.split('\n').length;
     const mark = (n) => (errorLines.has(n) ? 'err' : missLines.has(n) ? 'miss' : undefined);
     fill(gutter, Array.from({ length: count }, (_, i) => h('div', { class: mark(i + 1), title: missLines.has(i + 1) ? 'not run by any fixture' : undefined }, String(i + 1))));
+    fill(shade, highlight(source.value));
+    syncScroll();
+  }
+  function syncScroll() {
     gutter.scrollTop = source.scrollTop;
+    shade.scrollTop = source.scrollTop;
+    shade.scrollLeft = source.scrollLeft;
   }
   function markDirty() {
     const dirty = current.isNew || source.value !== current.loaded;
@@ -40,9 +49,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
     renderGutter();
     markDirty();
   });
-  source.addEventListener('scroll', () => {
-    gutter.scrollTop = source.scrollTop;
-  });
+  source.addEventListener('scroll', syncScroll);
   // Tab indents instead of leaving the field.
   source.addEventListener('keydown', (e) => {
     if (e.key !== 'Tab' || e.shiftKey || e.ctrlKey || e.altKey || e.metaKey) return;
@@ -60,7 +67,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
     source.focus();
     source.setSelectionRange(start, start + lines[n - 1].length);
     source.scrollTop = Math.max(0, (n - 3) * lineHeight());
-    gutter.scrollTop = source.scrollTop;
+    syncScroll();
   }
 
   function showErrors(errors, title) {
@@ -242,7 +249,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
       h('label', { class: 'grow' }, 'Script', select),
       writable ? button('editor-new', 'New script', create, 'ghost') : null,
     ),
-    h('div', { class: 'code-editor' }, gutter, source),
+    h('div', { class: 'code-editor' }, gutter, h('div', { class: 'code-area' }, shade, source)),
     h('div', { class: 'row' },
       button('editor-validate', 'Validate', validate),
       button('editor-test', 'Run fixtures', runFixtures, 'ghost'),
