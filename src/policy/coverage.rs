@@ -5,6 +5,8 @@
 //! registers a debugger: with none registered, rhai's check is one `Option::is_some` per node
 //! evaluated, next to the operation counting it already does per node. Only the copy of a
 //! policy set that fixtures run on gets an engine of its own with the recording debugger.
+//! (The feature also gives scripts rhai's `back_trace()`, which answers an empty array on an
+//! engine without a debugger.)
 
 use super::{engine, PolicySet};
 use rhai::debugger::DebuggerCommand;
