@@ -220,6 +220,10 @@ async fn fixtures_run_against_the_loaded_scripts_or_a_draft() {
     let (status, body) = test(json!({"draft": {"name": "10-route.rhai", "source": BROKEN}})).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_policy");
+    let (status, body) =
+        test(json!({"draft": {"name": "../10-route.rhai", "source": ROUTE_OTHER}})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "draft.name");
 
     std::fs::write(policies_dir(&app).join("tests/bad.yaml"), "- name: [").unwrap();
     let (status, body) = test(json!({})).await;
