@@ -2,7 +2,8 @@
 //! alone, and an empty hook for the fixed cost of a call), encoding the upstream body (copying
 //! the client's fields, with one changed, and from values alone), and admission against a
 //! key's limits; and what a Messages or Responses client costs on top: translating its request
-//! into the chat form, and its reply (JSON, and a 200-chunk stream) back.
+//! into the chat form, and its reply (JSON, and a 200-chunk stream) back; and what tracing
+//! costs a request, off and on (sampled).
 //! Run with `cargo bench --bench request_path`.
 
 // A benchmark, not the gateway: a failed setup should stop it at once.
@@ -62,6 +63,8 @@ fn benches(c: &mut Criterion) {
         counters: store.counters.clone(),
         assignments: store.assignments.clone(),
         simulate: false,
+        providers: None,
+        client_ip: None,
     };
     let request: ChatRequest = serde_json::from_slice(CHAT).unwrap();
     let kept = RequestBody::with_original(Typed::Chat(request.clone()), Bytes::from_static(CHAT));
@@ -216,5 +219,60 @@ fn translation(c: &mut Criterion) {
     });
 }
 
-criterion_group!(request_path, benches, admission, translation);
+/// A request's trace as the pipeline makes it: the server span, the policy stage, one attempt
+/// (with its `traceparent`), the usage, the end. Off, it is a header lookup; on, the spans are
+/// built and queued (the exporter sends them to a closed port, off the measured thread).
+fn tracing(c: &mut Criterion) {
+    use actix_web::http::header::HeaderMap;
+    use opentelemetry::KeyValue;
+    use switchboard::telemetry::{OtlpSettings, SamplingRatio, Telemetry};
+    let headers = HeaderMap::new();
+    let one_request = |telemetry: &Telemetry| {
+        let trace = telemetry.request(
+            &headers,
+            || "POST /v1/chat/completions".into(),
+            || {
+                vec![
+                    KeyValue::new("gen_ai.operation.name", "chat"),
+                    KeyValue::new("gen_ai.request.model", "echo"),
+                    KeyValue::new("switchboard.key_id", "key_bench"),
+                ]
+            },
+        );
+        trace.stage("policy").end();
+        let attempt = trace.attempt(
+            || "chat echo".into(),
+            || vec![KeyValue::new("switchboard.provider", "mock")],
+        );
+        black_box(&attempt.headers);
+        attempt.span.end();
+        trace.set(|| {
+            vec![
+                KeyValue::new("gen_ai.usage.input_tokens", 12),
+                KeyValue::new("gen_ai.usage.output_tokens", 34),
+            ]
+        });
+        trace.end(200, None);
+    };
+    let off = Telemetry::off();
+    c.bench_function("trace a request: off", |b| b.iter(|| one_request(&off)));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _inside = runtime.enter();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = OtlpSettings::new(format!("http://{}", closed.local_addr().unwrap()));
+    drop(closed);
+    settings.max_queue = 1 << 16;
+    let metrics = Arc::new(switchboard::metrics::Metrics::default());
+    let on = Telemetry::start(&settings, SamplingRatio::default(), metrics).unwrap();
+    c.bench_function("trace a request: on, sampled (3 spans)", |b| {
+        b.iter(|| one_request(&on))
+    });
+}
+
+criterion_group!(request_path, benches, admission, translation, tracing);
 criterion_main!(request_path);

@@ -31,6 +31,7 @@ pub mod settings_file;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod webhooks;
 pub mod wire;

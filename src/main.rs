@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::backup::{self, BackupError};
+use switchboard::http::client_ip::TrustedProxies;
 use switchboard::http::cors::{CorsPolicy, CorsSettings};
 use switchboard::logging::{self, LogFormat};
 use switchboard::settings_file::{self, SettingsError, SettingsFile};
@@ -243,10 +244,68 @@ struct ServeArgs {
     /// Never logged.
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Proxies (load balancers) trusted to say whom they forward for in X-Forwarded-For:
+    /// addresses or networks (`10.0.0.0/8`); repeat, or separate with commas. Scripts see the
+    /// client's address as `req.client_ip`.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Also serve /metrics, without a key, on this address (e.g. 127.0.0.1:9090); keep it one
     /// only Prometheus can reach.
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    otlp: OtlpArgs,
+}
+
+/// OpenTelemetry traces: off unless `--otlp-endpoint` is given.
+#[derive(Args, Clone)]
+struct OtlpArgs {
+    /// Export traces (OTLP over HTTP/protobuf) to this collector: a base URL
+    /// (`http://localhost:4318`, to which /v1/traces is added) or the full traces URL.
+    #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// The share of requests traced (0 to 1) when a client's sampled traceparent did not
+    /// decide. Can change at run time.
+    #[arg(long, env = "SWITCHBOARD_OTLP_SAMPLING_RATIO", default_value_t = 1.0)]
+    otlp_sampling_ratio: f64,
+    /// A header sent with every export, NAME=VALUE (repeatable; the environment variable is a
+    /// comma-separated list). Values are secrets: never logged.
+    #[arg(
+        long = "otlp-header",
+        env = "SWITCHBOARD_OTLP_HEADERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    otlp_headers: Vec<String>,
+    /// The `service.name` the spans carry.
+    #[arg(long, env = "SWITCHBOARD_OTLP_SERVICE_NAME", default_value = switchboard::telemetry::OtlpSettings::DEFAULT_SERVICE_NAME)]
+    otlp_service_name: String,
+}
+
+impl OtlpArgs {
+    /// The settings, or the first thing wrong (a header's value never shown). The ratio is
+    /// checked even without an endpoint: a typo should not wait for tracing to be turned on.
+    fn settings(
+        &self,
+    ) -> Result<Option<switchboard::telemetry::OtlpSettings>, switchboard::telemetry::TelemetryError>
+    {
+        use switchboard::telemetry::{sampler, OtlpSettings};
+        sampler::check(self.otlp_sampling_ratio)?;
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        let mut settings = OtlpSettings::new(endpoint.clone());
+        settings.sampling_ratio = self.otlp_sampling_ratio;
+        settings.service_name = self.otlp_service_name.clone();
+        settings.headers = self
+            .otlp_headers
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| OtlpSettings::parse_header(h))
+            .collect::<Result<_, _>>()?;
+        settings.check()?;
+        Ok(Some(settings))
+    }
 }
 
 /// CORS for browser pages on other origins: off unless `--cors-origin` is given.
@@ -570,6 +629,19 @@ fn resolved_settings(
             None
         }
     };
+    if let Err(e) = TrustedProxies::parse(&args.trusted_proxies) {
+        errors.push(at("trusted_proxies", e));
+    }
+    // Every OTLP setting, checked as `serve` checks it; the ratio is what a reload applies.
+    if let Err(e) = args.otlp.settings() {
+        let key = if switchboard::telemetry::sampler::check(args.otlp.otlp_sampling_ratio).is_err()
+        {
+            "otlp_sampling_ratio"
+        } else {
+            "otlp_endpoint"
+        };
+        errors.push(at(key, e.to_string()));
+    }
     let log_filter = logging::start_filter(args.log_level.as_deref());
     if let Err(message) = logging::check_filter(&log_filter) {
         errors.push(at("log_level", message));
@@ -585,6 +657,7 @@ fn resolved_settings(
     Ok(switchboard::settings::Resolved {
         cors,
         log_filter,
+        sampling_ratio: args.otlp.otlp_sampling_ratio,
         report: settings_file::report(&Cli::command(), serve_matches, &resolved.from_file),
     })
 }
@@ -668,6 +741,20 @@ fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCod
     settings.cors = args.cors.settings();
     settings.metrics_token = args.metrics_token;
     settings.metrics_listen = args.metrics_listen;
+    settings.trusted_proxies = match TrustedProxies::parse(&args.trusted_proxies) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --trusted-proxies: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    settings.otlp = match args.otlp.settings() {
+        Ok(otlp) => otlp,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,6 +12,11 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Time-per-output-token bucket bounds, in seconds: tokens come every few milliseconds.
+const TOKEN_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+];
+
 #[derive(Default, Clone)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
@@ -21,7 +26,11 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&mut self, secs: f64) {
-        for (i, bound) in BUCKETS.iter().enumerate() {
+        self.observe_in(&BUCKETS, secs);
+    }
+
+    fn observe_in(&mut self, buckets: &[f64; BUCKETS.len()], secs: f64) {
+        for (i, bound) in buckets.iter().enumerate() {
             if secs <= *bound {
                 self.counts[i] += 1;
             }
@@ -54,6 +63,11 @@ struct Upstream {
     cost_usd: f64,
     cache_hits: u64,
     latency: Histogram,
+    /// Streams: from the request's arrival to the first content chunk.
+    time_to_first_token: Histogram,
+    /// Streams: from the first token to the end, per output token after the first
+    /// (`TOKEN_BUCKETS`).
+    time_per_output_token: Histogram,
 }
 
 /// HTTP methods counted by name; others are counted as `OTHER`.
@@ -88,6 +102,8 @@ struct Inner {
     webhook_attempts: BTreeMap<&'static str, u64>,
     /// Events dropped because the webhook queue was full.
     webhook_events_dropped: u64,
+    /// Spans that never reached the OTLP collector (queue full, export failed).
+    otel_spans_dropped: u64,
 }
 
 /// A counter family over (provider, model): name, help, and how to read the value.
@@ -164,6 +180,29 @@ impl Metrics {
         u.prompt_tokens += prompt;
         u.completion_tokens += completion;
         u.cost_usd += cost;
+    }
+
+    /// A streamed reply's pace: time to the first token, and per output token after it.
+    pub fn stream_timing(
+        &self,
+        provider: &str,
+        model: &str,
+        first_token_secs: f64,
+        per_token_secs: Option<f64>,
+    ) {
+        let mut inner = self.lock();
+        let u = inner
+            .upstream
+            .entry((provider.to_string(), model.to_string()))
+            .or_default();
+        u.time_to_first_token.observe(first_token_secs);
+        if let Some(secs) = per_token_secs {
+            u.time_per_output_token.observe_in(&TOKEN_BUCKETS, secs);
+        }
+    }
+
+    pub fn otel_spans_dropped(&self, spans: u64) {
+        self.lock().otel_spans_dropped += spans;
     }
 
     pub fn quota_rejection(&self) {
@@ -319,6 +358,33 @@ impl Metrics {
                 &u.latency,
             );
         }
+        out.push_str("# HELP switchboard_time_to_first_token_seconds Streams: from the request's arrival to the first content chunk, by provider and model.\n# TYPE switchboard_time_to_first_token_seconds histogram\n");
+        for ((provider, model), u) in inner
+            .upstream
+            .iter()
+            .filter(|(_, u)| u.time_to_first_token.count > 0)
+        {
+            write_histogram(
+                &mut out,
+                "switchboard_time_to_first_token_seconds",
+                &format!("provider=\"{}\",model=\"{}\"", esc(provider), esc(model)),
+                &u.time_to_first_token,
+            );
+        }
+        out.push_str("# HELP switchboard_time_per_output_token_seconds Streams: (end - first token) / (output tokens - 1), by provider and model.\n# TYPE switchboard_time_per_output_token_seconds histogram\n");
+        for ((provider, model), u) in inner
+            .upstream
+            .iter()
+            .filter(|(_, u)| u.time_per_output_token.count > 0)
+        {
+            write_histogram_in(
+                &mut out,
+                "switchboard_time_per_output_token_seconds",
+                &format!("provider=\"{}\",model=\"{}\"", esc(provider), esc(model)),
+                &u.time_per_output_token,
+                &TOKEN_BUCKETS,
+            );
+        }
         let _ = writeln!(out, "# HELP switchboard_quota_rejections_total Requests refused by a policy limit or token budget.\n# TYPE switchboard_quota_rejections_total counter\nswitchboard_quota_rejections_total {}", inner.quota_rejections);
         let _ = writeln!(out, "# HELP switchboard_policy_errors_total Requests failed by a policy script error.\n# TYPE switchboard_policy_errors_total counter\nswitchboard_policy_errors_total {}", inner.policy_errors);
         out.push_str("# HELP switchboard_reloads_total Configuration reload attempts by outcome.\n# TYPE switchboard_reloads_total counter\n");
@@ -347,12 +413,23 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP switchboard_webhook_events_dropped_total Events not delivered to webhooks because the queue was full.\n# TYPE switchboard_webhook_events_dropped_total counter\nswitchboard_webhook_events_dropped_total {}", inner.webhook_events_dropped);
+        let _ = writeln!(out, "# HELP switchboard_otel_spans_dropped_total Trace spans that never reached the OTLP collector: the export queue was full, or their batch failed or timed out.\n# TYPE switchboard_otel_spans_dropped_total counter\nswitchboard_otel_spans_dropped_total {}", inner.otel_spans_dropped);
         out
     }
 }
 
 fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
+    write_histogram_in(out, name, labels, h, &BUCKETS);
+}
+
+fn write_histogram_in(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &Histogram,
+    buckets: &[f64; BUCKETS.len()],
+) {
+    for (bound, count) in buckets.iter().zip(h.counts.iter()) {
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
     }
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
@@ -379,5 +456,23 @@ mod tests {
         assert_eq!((stats.requests, stats.errors), (2, 1));
         assert_eq!(stats.latency_p50_ms, Some(25.0));
         assert_eq!(stats.latency_p95_ms, Some(250.0));
+    }
+
+    #[test]
+    fn renders_stream_pace_and_dropped_spans() {
+        let m = Metrics::default();
+        m.stream_timing("mock", "echo", 0.2, Some(0.004));
+        m.stream_timing("mock", "echo", 0.3, None);
+        m.otel_spans_dropped(3);
+        let text = m.render();
+        assert!(text.contains(r#"switchboard_time_to_first_token_seconds_bucket{provider="mock",model="echo",le="0.25"} 1"#), "{text}");
+        assert!(text.contains(
+            r#"switchboard_time_to_first_token_seconds_count{provider="mock",model="echo"} 2"#
+        ));
+        assert!(text.contains(r#"switchboard_time_per_output_token_seconds_bucket{provider="mock",model="echo",le="0.005"} 1"#));
+        assert!(text.contains(
+            r#"switchboard_time_per_output_token_seconds_count{provider="mock",model="echo"} 1"#
+        ));
+        assert!(text.contains("switchboard_otel_spans_dropped_total 3"));
     }
 }

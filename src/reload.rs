@@ -3,7 +3,7 @@
 //! replaces a good config; a rolled-back reload raises `reload.rolled_back` for webhooks.
 //!
 //! The settings file is read again too: the settings a reload can change (CORS, the log
-//! filter) apply, the others are marked as waiting for a restart. A bad settings file rolls the
+//! filter, the tracing sampling ratio) apply, the others are marked as waiting for a restart. A bad settings file rolls the
 //! whole reload back, like a bad provider file.
 //!
 //! Triggers: a file watcher (notify, debounced, re-armed when a folder is recreated or the
@@ -121,6 +121,7 @@ pub struct Reloader {
     settings: Option<Arc<SettingsSource>>,
     applied: Mutex<Vec<SettingReport>>,
     cors: CorsSwitch,
+    trace_sampling: crate::telemetry::SamplingRatio,
 }
 
 use crate::clock::now_secs;
@@ -141,16 +142,24 @@ impl Reloader {
             settings: None,
             applied: Mutex::new(Vec::new()),
             cors: CorsSwitch::default(),
+            trace_sampling: Default::default(),
         }
     }
 
-    /// Reloads read the settings again from `source` and apply CORS through `cors`.
-    pub fn with_settings(mut self, source: Option<Arc<SettingsSource>>, cors: CorsSwitch) -> Self {
+    /// Reloads read the settings again from `source`, and apply CORS through `cors` and the
+    /// tracing sampling ratio through `trace_sampling`.
+    pub fn with_settings(
+        mut self,
+        source: Option<Arc<SettingsSource>>,
+        cors: CorsSwitch,
+        trace_sampling: crate::telemetry::SamplingRatio,
+    ) -> Self {
         if let Some(s) = &source {
             self.applied = Mutex::new(s.started.clone());
         }
         self.settings = source;
         self.cors = cors;
+        self.trace_sampling = trace_sampling;
         self
     }
 
@@ -200,6 +209,10 @@ impl Reloader {
                 message,
             }]
         })?;
+        // Checked by the reread: a ratio outside 0..=1 never gets here.
+        let _ = self
+            .trace_sampling
+            .set_sampling_ratio(resolved.sampling_ratio);
         self.cors.set(resolved.cors);
         let report = crate::settings_file::mark_pending(&source.started, resolved.report);
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
@@ -442,13 +455,17 @@ fn webhooks_watch(file: &Path) -> (PathBuf, PathBuf) {
 
 fn watch_loop(reloader: Weak<Reloader>) {
     use notify::{RecursiveMode, Watcher};
-    // The two config folders, then the folders of the webhooks and settings files (watched
-    // for those files only).
+    // The config folders (the policies' data folder too), then the folders of the webhooks and
+    // settings files (watched for those files only).
     // Absolute, as the watcher names the paths of its events (`providers.d` is reported as
     // `/srv/gw/./providers.d/...`, which compares equal to `/srv/gw/providers.d/...`).
     let (folders, files, dirs) = match reloader.upgrade() {
         Some(r) => {
-            let folders = vec![absolute(r.providers_dir()), absolute(r.policies_dir())];
+            let folders = vec![
+                absolute(r.providers_dir()),
+                absolute(r.policies_dir()),
+                absolute(&r.policies_dir().join(crate::policy::DATA_DIR)),
+            ];
             let mut dirs = folders.clone();
             let mut files = Vec::new();
             for file in std::iter::once(r.webhooks_file()).chain(r.settings_file()) {
@@ -554,7 +571,7 @@ fn relevant(event: &notify::Event, folders: &[PathBuf], files: &[PathBuf]) -> bo
             in_folder
                 && !name.starts_with('.')
                 && !name.ends_with('~')
-                && matches!(ext, "yaml" | "yml" | "rhai" | "")
+                && matches!(ext, "yaml" | "yml" | "rhai" | "txt" | "json" | "")
         })
 }
 

@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// A bound, not yet running server.
@@ -42,6 +44,8 @@ pub struct Application {
     tls: bool,
     /// The `/metrics`-only server on `--metrics-listen`, and its bound address.
     metrics: Option<(Server, SocketAddr)>,
+    /// The shutdown grace period, which also bounds the last trace export.
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -60,6 +64,11 @@ impl Application {
                 .map(crate::http::cors::CorsPolicy::new)
                 .transpose()?,
         );
+        // Checked before anything is stored, like CORS; the exporter is built further down,
+        // once there are metrics to count its drops in.
+        if let Some(otlp) = &settings.otlp {
+            otlp.check()?;
+        }
         // Loaded (providers built too) before the store is opened: a configuration that cannot
         // serve leaves no trace, not even a bootstrap admin key.
         let sources = Sources::new(
@@ -103,12 +112,28 @@ impl Application {
         };
 
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let trace_sampling = crate::telemetry::SamplingRatio::default();
+        let telemetry = match &settings.otlp {
+            Some(otlp) => {
+                let telemetry = crate::telemetry::Telemetry::start(
+                    otlp,
+                    trace_sampling.clone(),
+                    metrics.clone(),
+                )?;
+                tracing::info!(endpoint = %otlp.display_endpoint(), ratio = otlp.sampling_ratio, "exporting traces (OTLP/HTTP)");
+                telemetry
+            }
+            None => crate::telemetry::Telemetry::off(),
+        };
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
         crate::webhooks::expiry::spawn(&store.keys, &webhooks, &live);
         let reloader = std::sync::Arc::new(
-            Reloader::new(sources, live.clone(), metrics.clone(), webhooks.clone())
-                .with_settings(settings.source.clone(), cors.clone()),
+            Reloader::new(sources, live.clone(), metrics.clone(), webhooks.clone()).with_settings(
+                settings.source.clone(),
+                cors.clone(),
+                trace_sampling.clone(),
+            ),
         );
         if settings.watch {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
@@ -125,12 +150,18 @@ impl Application {
             webhooks.clone(),
         ));
         crate::router::checks::spawn(&health, &live);
+        let providers = std::sync::Arc::new(crate::router::policy_facts::LiveProviders {
+            health: health.clone(),
+            live: live.clone(),
+        });
         let state = web::Data::new(AppState {
             snapshot: live,
             reloader,
             accountant: std::sync::Arc::new(accountant),
             metrics,
             responses: crate::proxy::stored::StoredResponses::new(store.responses.clone()),
+            providers,
+            trusted_proxies: settings.trusted_proxies.clone(),
             store,
             auth,
             body_limit: settings.body_limit,
@@ -140,6 +171,8 @@ impl Application {
                 budget_sink(webhooks.clone()),
             )),
             webhooks,
+            telemetry,
+            trace_sampling,
         });
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
@@ -199,6 +232,7 @@ impl Application {
             new_admin_key,
             tls: serves_tls,
             metrics,
+            grace: settings.shutdown_grace,
         })
     }
 
@@ -219,6 +253,12 @@ impl Application {
     /// The address `/metrics` is served on without a key, if `--metrics-listen` was given.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The share of requests traced, to change while the server runs (the same handle as
+    /// `AppState::trace_sampling`).
+    pub fn trace_sampling(&self) -> crate::telemetry::SamplingRatio {
+        self.state.trace_sampling.clone()
     }
 
     /// The admin key created on this start because none existed; shown once, then gone.
@@ -251,6 +291,16 @@ impl Application {
         let stopped = web::block(move || state.accountant.stop()).await;
         if let Err(e) = stopped {
             tracing::error!(error = %e, "could not stop the request log writer cleanly");
+        }
+        // The spans of the last requests: exported within the grace period, or given up.
+        // The SDK's shutdown blocks until its batch task (on this runtime) has exported, so it
+        // waits on the blocking pool while this thread keeps running that task.
+        if self.state.telemetry.is_on() {
+            let telemetry = self.state.telemetry.clone();
+            let grace = self.grace;
+            if web::block(move || telemetry.shutdown(grace)).await.is_err() {
+                tracing::warn!("could not stop the trace exporter cleanly");
+            }
         }
         match self.state.store.flush().await {
             Ok(()) => tracing::info!("stopped; the store is flushed"),

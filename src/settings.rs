@@ -54,6 +54,10 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// A second address serving only `/metrics`, without a key (e.g. `127.0.0.1:9090`).
     pub metrics_listen: Option<SocketAddr>,
+    /// OpenTelemetry trace export; `None` (the default) traces nothing.
+    pub otlp: Option<crate::telemetry::OtlpSettings>,
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client (`req.client_ip`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// Where the settings came from, and how to read them again on reload (the binary's
     /// command line and settings file); `None` when built in code (tests).
     pub source: Option<Arc<SettingsSource>>,
@@ -65,6 +69,8 @@ pub struct Resolved {
     pub cors: Option<crate::http::cors::CorsPolicy>,
     /// The process log's filter (`info`, `warn,switchboard=debug`), checked.
     pub log_filter: String,
+    /// The share of requests traced (0..=1, checked).
+    pub sampling_ratio: f64,
     /// Every setting, its value and where it came from, for `GET /admin/config`.
     pub report: Vec<SettingReport>,
 }
@@ -115,13 +121,16 @@ impl Settings {
             cors: None,
             metrics_token: None,
             metrics_listen: None,
+            trusted_proxies: Default::default(),
             source: None,
+            otlp: None,
         }
     }
 }
 
 impl std::fmt::Debug for Settings {
-    // Hand-written so the admin key and the metrics token never reach a log line.
+    // Hand-written so the admin key, the metrics token and the OTLP headers' values never
+    // reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
@@ -147,6 +156,9 @@ impl std::fmt::Debug for Settings {
                 &self.metrics_token.as_ref().map(|_| "<set>"),
             )
             .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
+            // `OtlpSettings`' own Debug shows header names, never their values.
+            .field("otlp", &self.otlp)
             .finish()
     }
 }

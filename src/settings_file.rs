@@ -32,6 +32,7 @@ pub const RELOADABLE: &[&str] = &[
     "cors_credentials",
     "cors_max_age",
     "log_level",
+    "otlp_sampling_ratio",
 ];
 
 /// Arguments of the command line that are not settings: the file cannot name itself, and

@@ -29,6 +29,17 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// Stored Responses API responses, readable as soon as they are saved.
     pub responses: Arc<crate::proxy::stored::StoredResponses>,
+    /// What scripts read with `ctx.provider(name)` / `ctx.providers()`.
+    pub providers: Arc<dyn crate::policy::facts::ProviderSource>,
+    /// Proxies whose `X-Forwarded-For` is believed (`req.client_ip`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    /// OpenTelemetry traces (`--otlp-endpoint`); off, it only passes a client's
+    /// `traceparent` upstream.
+    pub telemetry: crate::telemetry::Telemetry,
+    /// The share of requests traced, changeable while running:
+    /// `state.trace_sampling.set_sampling_ratio(0.1)` (0..=1, else refused) applies to the next
+    /// request. Shared with the tracer's sampler; without tracing it is kept but unused.
+    pub trace_sampling: crate::telemetry::SamplingRatio,
 }
 
 impl AppState {

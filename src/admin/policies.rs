@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::policy::fixtures::FixtureKey;
-use crate::policy::simulate::{simulate, Simulation};
+use crate::policy::simulate::Simulation;
 use crate::proxy::body;
 use crate::router;
 use crate::state::AppState;
@@ -50,6 +50,9 @@ pub struct SimulateRequest {
     /// Request headers the policies see.
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// The client address `req.client_ip` reports (default: none).
+    #[schema(value_type = Option<String>)]
+    client_ip: Option<std::net::IpAddr>,
     /// Simulate with this unsaved script in place of the loaded one of its name (or added).
     draft: Option<super::policy_editor::Draft>,
 }
@@ -140,13 +143,17 @@ async fn simulate_request(
         .map(|team| team.limits.as_counters("team", &team.id, &team.name))
         .unwrap_or_default();
     let draft = super::policy_editor::with_draft(&state, &snapshot.policies, input.draft.as_ref())?;
-    let mut simulation = simulate(
+    let mut simulation = crate::policy::simulate::simulate_with(
         draft.as_ref().unwrap_or(&snapshot.policies),
         request,
         Arc::new(key),
         headers,
         state.store.counters.clone(),
         state.store.assignments.clone(),
+        crate::policy::simulate::SimulatedClient {
+            providers: Some(state.providers.clone()),
+            client_ip: input.client_ip,
+        },
     )
     .await;
     simulation

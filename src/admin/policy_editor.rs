@@ -269,7 +269,7 @@ async fn test(
     let snapshot = state.snapshot();
     let policies = match with_draft(&state, &snapshot.policies, input.draft.as_ref())? {
         Some(set) => Arc::new(set),
-        None => Arc::new(snapshot.policies.clone()),
+        None => Arc::new(snapshot.policies.detached()),
     };
     let tests_dir = state.reloader.policies_dir().join("tests");
     let body_limit = state.body_limit;

@@ -101,6 +101,8 @@ pub struct LogQuery {
     /// The gateway's id of a request, or an `x-request-id` a client sent (several requests
     /// may have sent the same one).
     request_id: Option<String>,
+    /// A W3C trace id (32 hex digits): the entries of the requests in that trace.
+    trace_id: Option<String>,
     key_id: Option<String>,
     /// The id of the team the key belonged to when the request was made.
     team: Option<String>,
@@ -153,6 +155,7 @@ async fn logs(
     }
     let filter = LogFilter {
         request_id: q.request_id,
+        trace_id: q.trace_id,
         key_id: q.key_id,
         team: q.team,
         model: q.model,

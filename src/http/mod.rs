@@ -2,6 +2,7 @@
 //! and 405 answers.
 
 pub mod callers;
+pub mod client_ip;
 pub mod cors;
 pub mod security_headers;
 

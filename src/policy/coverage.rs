@@ -96,7 +96,7 @@ impl PolicySet {
                 Ok(DebuggerCommand::StepInto)
             },
         );
-        let mut policies = self.clone();
+        let mut policies = self.detached();
         policies.engine = Arc::new(engine);
         for script in &mut policies.scripts {
             // The debugger tells scripts apart by their AST's source.
@@ -173,6 +173,8 @@ mod tests {
             counters: Arc::new(crate::store::memory::counters::MemoryCounters::default()),
             assignments: Arc::new(crate::store::memory::assignments::MemoryAssignments::default()),
             simulate: true,
+            providers: None,
+            client_ip: None,
         };
         let body = crate::wire::RequestBody::from(crate::wire::Typed::Chat(
             serde_json::from_value(serde_json::json!({"model": "x", "messages": []})).unwrap(),

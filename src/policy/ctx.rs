@@ -2,6 +2,8 @@
 //! counters) a policy needs. Every function here is Rust, bounded and fast; scripts do no I/O.
 
 use super::decision::{Balance, Decision, Rejection};
+use super::facts::ProviderSource;
+use super::library::{DataFile, Library, ScriptRegex};
 use super::writes::{Assignment, StateWrites};
 use crate::router::balance::Strategy;
 use crate::store::counters::{LimitKind, LIFETIME, MONTH};
@@ -18,11 +20,18 @@ pub struct PolicyEnv {
     pub assignments: Arc<dyn AssignmentStore>,
     /// Simulation: decide, but persist no assignment and count no exposure.
     pub simulate: bool,
+    /// What `ctx.provider(name)` and `ctx.providers()` read; `None`: no providers known.
+    pub providers: Option<Arc<dyn ProviderSource>>,
+    /// The client's address (`req.client_ip`): the peer, or with `--trusted-proxies` the first
+    /// untrusted address of `X-Forwarded-For`.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 struct Inner {
     decision: Decision,
     env: PolicyEnv,
+    /// The load's regexes and data files.
+    library: Option<Arc<Library>>,
     /// Default sticky id for splits: the API key's id.
     key_id: String,
     /// The script now running, for rejections (shared with the loaded script: no copy per call).
@@ -106,9 +115,77 @@ impl PolicyCtx {
         PolicyCtx(Arc::new(Mutex::new(Inner {
             decision,
             env,
+            library: None,
             key_id,
             script: None,
         })))
+    }
+
+    /// Gives scripts the regexes and data files of their load.
+    pub fn with_library(self, library: &Arc<Library>) -> Self {
+        self.lock().library = Some(library.clone());
+        self
+    }
+
+    /// The client address the request came from, as `req.client_ip` reports it.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.lock().env.client_ip
+    }
+
+    fn library(&self) -> Res<Arc<Library>> {
+        self.lock()
+            .library
+            .clone()
+            .ok_or_else(|| script_err("no regexes or data files here"))
+    }
+
+    fn regex(&mut self, pattern: ImmutableString) -> Res<ScriptRegex> {
+        self.library()?.regex(&pattern)
+    }
+
+    fn data(&mut self, name: ImmutableString) -> Res<DataFile> {
+        self.library()?.data(&name)
+    }
+
+    /// A provider's health and models' prices, or `()` for a provider not serving.
+    fn provider(&mut self, name: ImmutableString) -> Dynamic {
+        let source = self.lock().env.providers.clone();
+        source
+            .and_then(|s| s.provider(&name))
+            .map_or(Dynamic::UNIT, |p| p.to_dynamic())
+    }
+
+    fn providers(&mut self) -> Array {
+        let source = self.lock().env.providers.clone();
+        source
+            .map(|s| s.providers().iter().map(|p| p.to_dynamic()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `pool` ordered for `key` by rendezvous hashing: the same key puts the same member first
+    /// for as long as the pool is the same, on every instance and across reloads, and when a
+    /// member is skipped (its breaker open) only its keys move, each to its own second choice.
+    /// No state is kept.
+    fn route_affinity(&mut self, pool: Array, key: ImmutableString) -> Res<()> {
+        self.route_affinity_then(pool, key, Array::new())
+    }
+
+    fn route_affinity_then(
+        &mut self,
+        pool: Array,
+        key: ImmutableString,
+        fallbacks: Array,
+    ) -> Res<()> {
+        let pool = strings(pool, "ctx.route_affinity")?;
+        if pool.is_empty() {
+            return Err(script_err("ctx.route_affinity: the pool is empty"));
+        }
+        let fallbacks = strings(fallbacks, "ctx.route_affinity")?;
+        let ordered = affinity_order(pool, &key);
+        let mut inner = self.lock();
+        inner.decision.route.routes = ordered.into_iter().chain(fallbacks).collect();
+        inner.decision.route.balance = None;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -577,6 +654,12 @@ impl PolicyCtx {
             .register_fn("tag", Self::tag)
             .register_fn("count", Self::count)
             .register_fn("incr", Self::incr)
+            .register_fn("regex", Self::regex)
+            .register_fn("data", Self::data)
+            .register_fn("provider", Self::provider)
+            .register_fn("providers", Self::providers)
+            .register_fn("route_affinity", Self::route_affinity)
+            .register_fn("route_affinity", Self::route_affinity_then)
             .register_fn("split", Self::split_default)
             .register_fn("split", Self::split)
             .register_get("routes", Self::routes)
@@ -605,6 +688,23 @@ fn pick<'a>(split: &str, sticky: &str, table: &[(&'a str, u64)], total: u64) -> 
         point -= weight;
     }
     table.last().map(|(v, _)| *v).unwrap_or_default()
+}
+
+/// Members in the order a key prefers them: highest SHA-256(key, member) first.
+fn affinity_order(mut pool: Vec<String>, key: &str) -> Vec<String> {
+    let score = |member: &str| {
+        let digest = Sha256::new()
+            .chain_update(key.as_bytes())
+            .chain_update([0u8])
+            .chain_update(member.as_bytes())
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    };
+    pool.sort_by_cached_key(|m| std::cmp::Reverse(score(m)));
+    pool.dedup();
+    pool
 }
 
 impl PolicyEnv {
@@ -639,6 +739,27 @@ fn log_failure(what: &str, e: &crate::store::StoreError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn affinity_keeps_keys_on_their_member_and_moves_only_a_removed_members_keys() {
+        let pool: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..4000 {
+            let key = format!("conv-{i}");
+            let first = affinity_order(pool.clone(), &key);
+            assert_eq!(first, affinity_order(pool.clone(), &key), "stable");
+            *counts.entry(first[0].clone()).or_insert(0) += 1;
+            // Without `b` (skipped), keys that preferred another member keep it; b's keys go
+            // to their second choice.
+            let without_b: Vec<String> = first.iter().filter(|m| *m != "b").cloned().collect();
+            let pool_without_b: Vec<String> = pool.iter().filter(|m| *m != "b").cloned().collect();
+            assert_eq!(affinity_order(pool_without_b, &key), without_b);
+        }
+        for member in ["a", "b", "c", "d"] {
+            let n = counts[member];
+            assert!((800..=1200).contains(&n), "{member}: {n} of 4000");
+        }
+    }
 
     #[test]
     fn picks_follow_weights_and_are_deterministic() {

@@ -38,6 +38,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 impl PolicySet {
+    /// A copy of this set for simulations and fixture runs: its regex cache starts empty, so
+    /// whatever the copy compiles never fills the serving set's (bounded) cache.
+    pub fn detached(&self) -> PolicySet {
+        let mut copy = self.clone();
+        copy.library = Arc::new(self.library.detached());
+        copy
+    }
+
     /// The text a loaded script was compiled from.
     pub fn source(&self, name: &str) -> Option<Arc<str>> {
         self.scripts
@@ -57,9 +65,9 @@ impl PolicySet {
         source: Option<&str>,
     ) -> Result<PolicySet, LoadError> {
         let path = dir.join(name);
-        let mut set = self.clone();
+        let mut set = self.detached();
         let at = set.scripts.iter().position(|s| &*s.name == name);
-        // `scripts` and `files` are parallel: each compiled file adds to both.
+        // `files` starts with the scripts' files, in the same order (the data files follow).
         match (source, at) {
             (None, None) => {}
             (None, Some(i)) => {
@@ -134,6 +142,10 @@ mod tests {
         assert_eq!(added.files.len(), 3);
         assert_eq!(added.source("20-b.rhai").as_deref(), Some(hook));
         assert_eq!(set.script_names().len(), 2, "the loaded set is untouched");
+        assert!(
+            !Arc::ptr_eq(&set.library, &added.library),
+            "a draft's regexes go to a cache of its own, never the serving set's"
+        );
 
         let replaced = set.with_draft(dir.path(), "30-c.rhai", Some(hook)).unwrap();
         assert_eq!(replaced.script_names(), ["10-a.rhai", "30-c.rhai"]);

@@ -70,5 +70,15 @@ pub fn build(body_limit: usize) -> Engine {
     engine.on_debug(|s, src, pos| tracing::debug!(target: "policy", source = src.unwrap_or(""), line = pos.line().unwrap_or(0), "{s}"));
     ScriptRequest::register(&mut engine);
     PolicyCtx::register(&mut engine);
+    super::library::ScriptRegex::register(&mut engine);
+    super::library::DataFile::register(&mut engine);
     engine
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_library_builds_no_array_longer_than_the_engine_allows() {
+        assert_eq!(super::MAX_ARRAY_SIZE, super::super::library::MAX_RESULTS);
+    }
 }

@@ -13,7 +13,7 @@
 //! ```
 
 use super::coverage::ScriptCoverage;
-use super::simulate::{simulate, Simulation};
+use super::simulate::{simulate_with, Simulation};
 use super::{LoadError, PolicySet};
 use crate::store::memory::assignments::MemoryAssignments;
 use crate::store::memory::counters::MemoryCounters;
@@ -37,6 +37,12 @@ pub struct Case {
     pub key: FixtureKey,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The client address `req.client_ip` reports.
+    #[serde(default)]
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Providers as `ctx.provider(name)` / `ctx.providers()` see them (health, models, prices).
+    #[serde(default)]
+    pub providers: Vec<super::facts::ProviderFacts>,
     pub expect: BTreeMap<String, Value>,
 }
 
@@ -285,14 +291,21 @@ fn run_case(
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
+    let client = super::simulate::SimulatedClient {
+        providers: Some(Arc::new(super::facts::FixedProviders(
+            case.providers.clone(),
+        ))),
+        client_ip: case.client_ip,
+    };
     // Fixtures run on the memory store, whose calls finish at once.
-    match futures_util::FutureExt::now_or_never(simulate(
+    match futures_util::FutureExt::now_or_never(simulate_with(
         policies,
         body,
         Arc::new(case.key.record()),
         headers,
         counters.clone(),
         assignments.clone(),
+        client,
     )) {
         Some(sim) => check(case, &sim),
         None => vec!["the store did not answer".into()],

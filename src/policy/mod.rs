@@ -9,7 +9,9 @@ pub mod ctx;
 pub mod decision;
 pub mod draft;
 pub mod engine;
+pub mod facts;
 pub mod fixtures;
+pub mod library;
 pub mod request;
 pub mod simulate;
 pub mod writes;
@@ -26,6 +28,9 @@ use sha2::Digest;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The folder of data files scripts may read (`ctx.data(name)`), inside the policies folder.
+pub const DATA_DIR: &str = "data";
 
 /// A compile error, or a script without hooks.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +99,8 @@ pub struct PolicySet {
     pub files: Vec<crate::config::SourceFile>,
     /// On a script failure: skip that script's decisions and go on, instead of failing the request.
     fail_open: bool,
+    /// The regexes compiled and the data files read for this load.
+    library: Arc<library::Library>,
 }
 
 impl PolicySet {
@@ -103,6 +110,7 @@ impl PolicySet {
             scripts: Vec::new(),
             files: Vec::new(),
             fail_open: false,
+            library: Arc::default(),
         }
     }
 
@@ -117,6 +125,7 @@ impl PolicySet {
             scripts: Vec::new(),
             files: Vec::new(),
             fail_open,
+            library: Arc::default(),
         };
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -162,6 +171,31 @@ impl PolicySet {
                 }
                 Err(e) => errors.push(e),
             }
+        }
+        // `policies/data/`: read with the scripts, so an edit there is a reload like theirs.
+        match library::read_data_dir(&dir.join(DATA_DIR)) {
+            Ok(files) => {
+                let mut data = std::collections::HashMap::new();
+                for (path, file) in files {
+                    let sha256 = std::fs::read(&path)
+                        .map(|bytes| hex::encode(sha2::Sha256::digest(&bytes)))
+                        .unwrap_or_default();
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    data.insert(name, file);
+                    set.files.push(crate::config::SourceFile { path, sha256 });
+                }
+                set.library = Arc::new(library::Library::with_data(data));
+            }
+            Err(bad) => errors.extend(bad.into_iter().map(|(file, message)| LoadError {
+                file,
+                line: None,
+                column: None,
+                message,
+            })),
         }
         if errors.is_empty() {
             Ok(set)
@@ -254,8 +288,8 @@ impl PolicySet {
             return Ok((body, Decision::default()));
         }
         let key_id = key.id.clone();
-        let req = ScriptRequest::new(body, key, headers);
-        let ctx = PolicyCtx::new(env, key_id, Decision::default());
+        let req = ScriptRequest::new(body, key, headers).with_client_ip(env.client_ip);
+        let ctx = PolicyCtx::new(env, key_id, Decision::default()).with_library(&self.library);
         for script in self.scripts.iter().filter(|s| s.on_request) {
             ctx.set_script(&script.name);
             let before = self.fail_open.then(|| ctx.decision());
@@ -295,7 +329,7 @@ impl PolicySet {
         if !self.scripts.iter().any(|s| s.on_response) {
             return decision;
         }
-        let ctx = PolicyCtx::new(env, key_id, decision);
+        let ctx = PolicyCtx::new(env, key_id, decision).with_library(&self.library);
         for script in self.scripts.iter().filter(|s| s.on_response) {
             ctx.set_script(&script.name);
             if let Err(failure) = self.call(script, "on_response", (res.clone(), ctx.clone())) {
@@ -379,6 +413,8 @@ mod tests {
             counters: Arc::new(crate::store::memory::counters::MemoryCounters::default()),
             assignments: Arc::new(crate::store::memory::assignments::MemoryAssignments::default()),
             simulate: true,
+            providers: None,
+            client_ip: None,
         };
         // As the proxy builds it: the client's bytes kept, changes tracked.
         let typed = crate::wire::Typed::Chat(serde_json::from_str(body).unwrap());
@@ -407,6 +443,8 @@ mod tests {
             counters: store.counters.clone(),
             assignments: store.assignments.clone(),
             simulate: false,
+            providers: None,
+            client_ip: None,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(
             serde_json::from_value(serde_json::json!({"model": "m", "messages": []})).unwrap(),
@@ -496,6 +534,8 @@ mod tests {
             counters: Arc::new(crate::store::memory::counters::MemoryCounters::default()),
             assignments: Arc::new(crate::store::memory::assignments::MemoryAssignments::default()),
             simulate: true,
+            providers: None,
+            client_ip: None,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(
             serde_json::from_value(body).unwrap(),

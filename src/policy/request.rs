@@ -15,6 +15,7 @@ struct Inner {
     body: Option<RequestBody>,
     key: Arc<KeyRecord>,
     headers: Vec<(String, String)>,
+    client_ip: Option<std::net::IpAddr>,
 }
 
 /// Cloning shares the request: the copy a script function receives is the caller's request.
@@ -37,7 +38,14 @@ impl ScriptRequest {
             body: Some(body),
             key,
             headers,
+            client_ip: None,
         })))
+    }
+
+    /// What `req.client_ip` reports.
+    pub fn with_client_ip(self, ip: Option<std::net::IpAddr>) -> Self {
+        self.lock().client_ip = ip;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -139,6 +147,30 @@ impl ScriptRequest {
         })
     }
 
+    /// The client's address as text, or `()` when unknown (a request not from the network).
+    fn client_ip(&mut self) -> Dynamic {
+        self.lock()
+            .client_ip
+            .map_or(Dynamic::UNIT, |ip| Dynamic::from(ip.to_string()))
+    }
+
+    /// The request's text as a user would read it, whatever API it came in: the text of every
+    /// message (parts' `text`; images and audio skipped), one message a line, or the prompt of
+    /// a completion, or the input of an embedding.
+    fn text(&mut self) -> Res<String> {
+        self.with_body(|b| Ok(request_text(b, None)))
+    }
+
+    /// As `text()`, only the messages of this role (`user`, `system`, `assistant`, `tool`).
+    fn text_of(&mut self, role: ImmutableString) -> Res<String> {
+        self.with_body(|b| Ok(request_text(b, Some(role.as_str()))))
+    }
+
+    /// The prompt's tokens as the gateway estimates them (what budgets reserve).
+    fn estimated_tokens(&mut self) -> Res<i64> {
+        self.with_body(|b| Ok(crate::wire::estimate::prompt_tokens(b) as i64))
+    }
+
     fn headers(&mut self) -> Map {
         self.lock()
             .headers
@@ -165,9 +197,45 @@ impl ScriptRequest {
             .register_set("params", Self::set_params_view)
             .register_get("user", Self::user)
             .register_get("headers", Self::headers)
+            .register_get("client_ip", Self::client_ip)
+            .register_get("estimated_tokens", Self::estimated_tokens)
+            .register_fn("text", Self::text)
+            .register_fn("text", Self::text_of)
             .register_get("key", Self::key);
         ScriptKey::register(engine);
         ScriptParams::register(engine);
+    }
+}
+
+/// The text of a request (see `req.text()`).
+fn request_text(body: &RequestBody, role: Option<&str>) -> String {
+    fn strings(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    match body.typed() {
+        crate::wire::Typed::Chat(chat) => chat
+            .messages
+            .iter()
+            .filter(|m| role.is_none_or(|r| m.role == r))
+            .map(|m| m.text())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        crate::wire::Typed::Completions(c) if role.is_none_or(|r| r == "user") => {
+            let mut out = Vec::new();
+            strings(&c.prompt, &mut out);
+            out.join("\n")
+        }
+        crate::wire::Typed::Embeddings(e) if role.is_none_or(|r| r == "user") => {
+            let mut out = Vec::new();
+            strings(&e.input, &mut out);
+            out.join("\n")
+        }
+        _ => String::new(),
     }
 }
 

@@ -46,6 +46,15 @@ pub async fn checks(limits: &[Limit], counters: &dyn CounterStore) -> Vec<LimitC
     }
 }
 
+/// What a simulated request runs with besides its body, key and headers.
+#[derive(Clone, Default)]
+pub struct SimulatedClient {
+    /// Provider health and pricing (`ctx.provider`): the live gateway's, or a fixture's.
+    pub providers: Option<Arc<dyn super::facts::ProviderSource>>,
+    /// `req.client_ip`.
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
 pub async fn simulate(
     policies: &PolicySet,
     body: RequestBody,
@@ -54,10 +63,38 @@ pub async fn simulate(
     counters: Arc<dyn CounterStore>,
     assignments: Arc<dyn AssignmentStore>,
 ) -> Simulation {
+    simulate_with(
+        policies,
+        body,
+        key,
+        headers,
+        counters,
+        assignments,
+        SimulatedClient::default(),
+    )
+    .await
+}
+
+/// As [`simulate`], with provider facts and a client address.
+pub async fn simulate_with(
+    policies: &PolicySet,
+    body: RequestBody,
+    key: Arc<KeyRecord>,
+    headers: Vec<(String, String)>,
+    counters: Arc<dyn CounterStore>,
+    assignments: Arc<dyn AssignmentStore>,
+    client: SimulatedClient,
+) -> Simulation {
+    let SimulatedClient {
+        providers,
+        client_ip,
+    } = client;
     let env = PolicyEnv {
         counters: counters.clone(),
         assignments,
         simulate: true,
+        providers,
+        client_ip,
     };
     let original = body.to_json_value();
     let owned = key.limits.as_counters("key", &key.id, &key.name);

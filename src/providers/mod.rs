@@ -37,6 +37,9 @@ pub struct UpstreamCall<'a> {
     pub upstream_model: &'a str,
     /// Extra headers from policies (`ctx.set_header`), lower-case names, already validated.
     pub headers: &'a std::collections::BTreeMap<String, String>,
+    /// `traceparent` (and `tracestate`): the attempt's span when tracing, else the client's
+    /// own, passed on; empty when neither.
+    pub trace_headers: &'a [(&'static str, String)],
 }
 
 /// The data payloads of a stream's events, in order, `[DONE]` excluded. The stream ending is

@@ -267,8 +267,9 @@ pub fn dropped_header(dropped: &[String]) -> super::RelayedHeaders {
     }
 }
 
-/// A JSON POST carrying the gateway's per-call headers: the request id, and the headers the
-/// policies set (`ctx.set_header`), for every wire format alike.
+/// A JSON POST carrying the gateway's per-call headers: the request id, the trace context, and
+/// the headers the policies set (`ctx.set_header`), for every wire format alike. A policy that
+/// sets `traceparent` or `tracestate` itself has the last word.
 pub fn json_post(
     client: &reqwest::Client,
     url: reqwest::Url,
@@ -278,6 +279,11 @@ pub fn json_post(
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("x-request-id", call.request_id);
+    for (name, value) in call.trace_headers {
+        if !call.headers.contains_key(*name) {
+            request = request.header(*name, value.as_str());
+        }
+    }
     for (name, value) in call.headers {
         request = request.header(name.as_str(), value.as_str());
     }

@@ -21,6 +21,7 @@ pub async fn dispatch(
     decision: &Decision,
     ask_stream_usage: bool,
     may_use: &(dyn Fn(&Target) -> bool + Sync),
+    trace: &crate::telemetry::RequestTrace,
 ) -> Result<Served, Failure> {
     let outcome = attempts::run(
         &state.health,
@@ -32,6 +33,7 @@ pub async fn dispatch(
             ask_stream_usage,
             plan: &decision.route,
             may_use,
+            trace,
         },
     )
     .await;

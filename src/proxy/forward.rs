@@ -14,9 +14,12 @@ use crate::router::{self, Target};
 use crate::state::AppState;
 use crate::store::logs::LogEntry;
 use crate::store::KeyRecord;
+use crate::telemetry::spans::attr;
+use crate::telemetry::RequestTrace;
 use crate::wire::RequestBody;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::HttpResponse;
+use opentelemetry::KeyValue;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +36,11 @@ pub async fn forward(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let model_too_long = body.model().len() > router::models::MAX_NAME_BYTES;
+    let trace = start_trace(state, caller, request_id, headers, &body);
     let log = LogEntry {
         request_id: request_id.log_id().to_string(),
         client_request_id: request_id.client().map(str::to_string),
+        trace_id: trace.trace_id().map(str::to_string),
         at_ms: crate::clock::now_ms(),
         key_id: caller.id.clone(),
         team: caller.team.clone(),
@@ -59,11 +64,13 @@ pub async fn forward(
         .into())
     } else {
         proxy(
-            state, caller, request_id, headers, body, started, &log, shape,
+            state, caller, request_id, headers, body, started, &log, shape, &trace,
         )
         .await
     };
     result.map_err(|failure| {
+        trace.set(|| vec![KeyValue::new(attr::ATTEMPTS, failure.calls as i64)]);
+        trace.end(failure.error.status.as_u16(), Some(&failure.error.message));
         let mut log = log;
         log.status = failure.error.status.as_u16();
         log.error = Some(
@@ -89,6 +96,57 @@ pub async fn forward(
     })
 }
 
+/// The request's SERVER span (`POST /v1/chat/completions`), or with tracing off, the
+/// client's trace headers to pass on. Nothing from the prompt goes in: the model asked for,
+/// the key's id, the request id.
+fn start_trace(
+    state: &AppState,
+    caller: &KeyRecord,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: &RequestBody,
+) -> RequestTrace {
+    let route = || format!("/v1/{}", endpoint_of(body));
+    state.telemetry.request(
+        headers,
+        || format!("POST {}", route()),
+        || {
+            vec![
+                KeyValue::new(attr::HTTP_METHOD, "POST"),
+                KeyValue::new(attr::HTTP_ROUTE, route()),
+                KeyValue::new(
+                    attr::OPERATION,
+                    crate::telemetry::spans::operation(body.endpoint().path()),
+                ),
+                KeyValue::new(
+                    attr::REQUEST_MODEL,
+                    crate::error::truncated(body.model(), router::models::MAX_NAME_BYTES)
+                        .into_owned(),
+                ),
+                KeyValue::new(attr::KEY_ID, caller.id.clone()),
+                KeyValue::new(attr::REQUEST_ID, request_id.log_id().to_string()),
+            ]
+        },
+    )
+}
+
+/// Who served, on the request's span: the provider, its `gen_ai.system`, the upstream model.
+fn served_by(trace: &RequestTrace, snapshot: &crate::snapshot::Snapshot, target: &Target) {
+    trace.set(|| {
+        let kind = snapshot
+            .config
+            .providers
+            .iter()
+            .find(|p| *p.name == *target.provider)
+            .map_or("", |p| p.kind.as_str());
+        vec![
+            KeyValue::new(attr::PROVIDER, target.provider.to_string()),
+            KeyValue::new(attr::SYSTEM, crate::telemetry::gen_ai_system(kind)),
+            KeyValue::new(attr::RESPONSE_MODEL, target.model.upstream.to_string()),
+        ]
+    });
+}
+
 /// The endpoint a request came in on, as the log names it (below `/v1/`).
 fn endpoint_of(body: &RequestBody) -> &'static str {
     match body.format() {
@@ -109,6 +167,7 @@ async fn proxy(
     started: Instant,
     log: &LogEntry,
     shape: &Shape,
+    trace: &RequestTrace,
 ) -> Result<HttpResponse, Failure> {
     let snapshot = state.snapshot();
     let requested = body.model().to_string();
@@ -116,9 +175,14 @@ async fn proxy(
         counters: state.store.counters.clone(),
         assignments: state.store.assignments.clone(),
         simulate: false,
+        providers: Some(state.providers.clone()),
+        client_ip: request_id
+            .peer()
+            .map(|peer| crate::http::client_ip::client_ip(peer, headers, &state.trusted_proxies)),
     };
     // 1. decide: bounds, then the policies.
-    let (mut body, decision) = decide::decide(
+    let mut policy_span = trace.stage("policy");
+    let decided = decide::decide(
         state,
         &snapshot,
         caller,
@@ -127,7 +191,18 @@ async fn proxy(
         body,
         env.clone(),
     )
-    .await?;
+    .await;
+    if let (Err(failure), true) = (&decided, policy_span.is_recording()) {
+        policy_span.fail(failure.error.message.clone());
+    }
+    policy_span.end();
+    let (mut body, decision) = decided?;
+    trace.set(|| {
+        decision
+            .variant_header()
+            .map(|variants| vec![KeyValue::new(attr::VARIANT, variants)])
+            .unwrap_or_default()
+    });
     // 2. route: the targets, each held against the key's allow-list.
     let targets = route::route(&snapshot.models, caller, &decision, &body, &requested)?;
     // 3. admit: every limit and budget reserved at once; dropped unsettled, all given back.
@@ -160,15 +235,27 @@ async fn proxy(
         log: log.clone(),
         accountant: state.accountant.clone(),
         usage_estimated: false,
+        metrics: state.metrics.clone(),
+        trace: trace.clone(),
     };
 
-    // 4. cache lookup: a hit is answered here, settled like any reply.
+    // 4. cache lookup: a hit is answered here, settled like any reply. Its span only when a
+    // policy caches this request: otherwise there is nothing to look up.
+    let cache_span = decision.cache_ttl.map(|_| trace.stage("cache lookup"));
     let cached = lookup::lookup(state, &decision, &targets, &body, headers).await;
+    if let Some(label) = cached.label {
+        trace.set(|| vec![KeyValue::new(attr::CACHE, label)]);
+    }
+    if let Some(mut span) = cache_span {
+        span.set(|| vec![KeyValue::new(attr::CACHE, cached.label.unwrap_or("none"))]);
+        span.end();
+    }
     if let Some(hit) = &cached.hit {
         let target = targets
             .iter()
             .find(|t| *t.provider == hit.provider)
             .unwrap_or(&targets[0]);
+        served_by(trace, &snapshot, target);
         let served = respond::Served {
             provider: &hit.provider,
             model: &hit.model,
@@ -200,8 +287,10 @@ async fn proxy(
         &decision,
         stream && !client_wants_usage,
         &may_use,
+        trace,
     )
     .await?;
+    served_by(trace, &snapshot, &served.target);
 
     // 6. respond, with 7. settle run when the reply is complete.
     let attempts = router::attempts::calls(&served.attempts);

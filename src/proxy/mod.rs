@@ -12,7 +12,7 @@
 //!    variants, upstream headers, tags); a rejection or a script error ends the request.
 //! 2. **route** (`route.rs`): reads the route plan, the model table, the key's allow-list.
 //!    Adds: the ordered targets; a 404 when none resolves, a 403 when the key may use none.
-//! 3. **admit** (`admit.rs`, estimates in `estimate.rs`): reads the decision's limits and
+//! 3. **admit** (`admit.rs`, estimates in `wire/estimate.rs`): reads the decision's limits and
 //!    budgets, the key's own limits, the body and the targets' pricing. Reserves all of them
 //!    in one step. Adds: a `Hold` (settled in stage 7 with real usage, or given back whole if
 //!    the request fails on the way) and each limit's standing for the rate-limit headers; or
@@ -35,6 +35,12 @@
 //!
 //! A stage that ends the request returns a `Failure` (`failure.rs`): the client's error, the
 //! attempts made and a detail for the request log, which `forward.rs` records.
+//!
+//! Tracing (`telemetry/`): `forward.rs` starts the request's SERVER span (a child of the
+//! client's `traceparent`) before stage 1, wraps stage 1 and, when a policy caches, stage 4 in
+//! spans of their own; `router::attempts` makes a CLIENT span per upstream call and sends its
+//! context upstream; the span ends in stage 7 (or with the `Failure`), with usage and cost.
+//! With tracing off all of it is empty values.
 
 pub mod admit;
 pub mod body;
@@ -44,7 +50,7 @@ pub mod cache;
 pub mod decide;
 pub mod dispatch;
 mod eager;
-pub mod estimate;
+pub use crate::wire::estimate;
 pub mod failure;
 pub mod forward;
 pub mod lookup;

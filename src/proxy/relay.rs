@@ -20,6 +20,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// What became of a relayed stream.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,10 @@ pub struct StreamOutcome {
     pub cut_for: Option<String>,
     /// True when the client went away before the end.
     pub client_gone: bool,
+    /// When the first chunk with content arrived (time to first token).
+    pub first_token: Option<Instant>,
+    /// The choices' `finish_reason`s, when asked for (the request's span records).
+    pub finish_reasons: Vec<String>,
     /// Every payload, the stripped usage chunk included, when capture was asked for (caching,
     /// logging bodies). Empty when the payloads outgrew the capture's bound: a partial reply
     /// is worth neither caching nor logging.
@@ -57,6 +62,8 @@ pub struct Relay {
     encoder: Box<dyn StreamEncoder>,
     /// Set when the events are the provider's own, passed through as they came.
     native: Option<NativeDecoder>,
+    /// Read the chunks' `finish_reason`s (for the trace).
+    read_finish_reasons: bool,
 }
 
 /// Where a stream is ended for a hard budget: once the prompt's estimate and the streamed
@@ -79,7 +86,15 @@ impl Relay {
             cut_off: None,
             encoder: Box::new(OpenAiEncoder),
             native: None,
+            read_finish_reasons: false,
         }
+    }
+
+    /// Collects the chunks' `finish_reason`s into the outcome: a parse of the chunks that
+    /// carry one, so only when a trace records them.
+    pub fn finish_reasons(mut self, read: bool) -> Self {
+        self.read_finish_reasons = read;
+        self
     }
 
     /// Writes the stream in another API than OpenAI's.
@@ -196,7 +211,18 @@ impl Relay {
 
     /// Records usage from `payload`; true when the payload is a usage-only chunk to drop.
     fn inspect(&mut self, payload: &[u8]) -> bool {
-        self.outcome.text_bytes += super::estimate::streamed_text_bytes(payload);
+        let text = super::estimate::streamed_text_bytes(payload);
+        if text > 0 && self.outcome.first_token.is_none() {
+            self.outcome.first_token = Some(Instant::now());
+        }
+        self.outcome.text_bytes += text;
+        if self.read_finish_reasons {
+            for reason in finish_reasons(payload) {
+                if !self.outcome.finish_reasons.contains(&reason) {
+                    self.outcome.finish_reasons.push(reason);
+                }
+            }
+        }
         // Most chunks carry no usage object; skip the parse for them.
         if !contains(payload, b"\"usage\"") {
             return false;
@@ -285,6 +311,31 @@ impl Drop for Relay {
             self.finish();
         }
     }
+}
+
+/// The `finish_reason`s of a chat completion or chunk (or `text_completion`), in choice
+/// order; none for a body that names none.
+pub fn finish_reasons(json: &[u8]) -> Vec<String> {
+    if !contains(json, b"\"finish_reason\"") {
+        return Vec::new();
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        finish_reason: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    serde_json::from_slice::<Body>(json)
+        .map(|b| {
+            b.choices
+                .into_iter()
+                .filter_map(|c| c.finish_reason)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -21,14 +21,22 @@ pub struct RequestId {
     own: Arc<str>,
     /// The client's `x-request-id`, when it sent a sane one.
     client: Option<Arc<str>>,
+    /// The TCP peer's address.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl RequestId {
-    fn new(client: Option<Arc<str>>) -> Self {
+    fn new(client: Option<Arc<str>>, peer: Option<std::net::IpAddr>) -> Self {
         RequestId {
             own: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             client,
+            peer,
         }
+    }
+
+    /// The address the connection came from (a proxy's, behind one).
+    pub fn peer(&self) -> Option<std::net::IpAddr> {
+        self.peer
     }
 
     /// The id the request goes by outside the gateway: echoed in `x-request-id` and sent
@@ -61,7 +69,10 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let rid = RequestId::new(req.headers().get(&HEADER).and_then(accept_client_id));
+    let rid = RequestId::new(
+        req.headers().get(&HEADER).and_then(accept_client_id),
+        req.peer_addr().map(|a| a.ip()),
+    );
     req.extensions_mut().insert(rid.clone());
     let started = Instant::now();
     let method = req.method().clone();
@@ -103,7 +114,7 @@ impl FromRequest for RequestId {
             .extensions()
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId::new(None));
+            .unwrap_or_else(|| RequestId::new(None, req.peer_addr().map(|a| a.ip())));
         ready(Ok(id))
     }
 }

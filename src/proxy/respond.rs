@@ -112,6 +112,11 @@ pub fn from_cache(
         Ok(body) => body,
         Err(e) => return shape.error(&e),
     };
+    let finish_reasons = if after.trace.is_recording() {
+        super::relay::finish_reasons(&json)
+    } else {
+        Vec::new()
+    };
     after.finish(Completed {
         status: 200,
         usage: crate::wire::usage_of(&json),
@@ -120,6 +125,8 @@ pub fn from_cache(
         payloads: vec![],
         complete: true,
         error: None,
+        first_token: None,
+        finish_reasons,
     });
     response
         .insert_header((CONTENT_TYPE, "application/json"))
@@ -173,6 +180,11 @@ pub fn from_upstream(
                 0
             };
             let wanted = after.cache_put.is_some() || after.accountant.log_bodies;
+            let finish_reasons = if after.trace.is_recording() {
+                super::relay::finish_reasons(&body)
+            } else {
+                Vec::new()
+            };
             // What is cached and logged is the OpenAI form, whatever the client gets.
             let (keep, body) = if native {
                 let openai = wanted
@@ -193,6 +205,8 @@ pub fn from_upstream(
                             payloads: vec![],
                             complete: false,
                             error: Some(e.message.clone()),
+                            first_token: None,
+                            finish_reasons: Vec::new(),
                         });
                         return shape.error(&e);
                     }
@@ -206,6 +220,8 @@ pub fn from_upstream(
                 payloads: vec![],
                 complete: true,
                 error: None,
+                first_token: None,
+                finish_reasons,
             });
             response
                 .insert_header((CONTENT_TYPE, "application/json"))
@@ -221,12 +237,14 @@ pub fn from_upstream(
                     prompt_tokens: after.prompt_estimate,
                 });
             let provider = headers.provider.to_string();
+            let finish_reasons = after.trace.is_recording();
             let relay = Relay::new(
                 events,
                 !client_wants_usage && shape.is_openai(),
                 Some(on_stream_end(after)),
             )
             .cut_off(cut_off)
+            .finish_reasons(finish_reasons)
             .encoder(shape.encoder(headers.model, &after_id(&headers)));
             let relay = if native {
                 relay.native(NativeDecoder::anthropic(&provider, headers.model))
@@ -268,6 +286,8 @@ fn on_stream_end(after: Aftermath) -> OnFinish {
             payloads: outcome.payloads,
             complete,
             error: outcome.error,
+            first_token: outcome.first_token,
+            finish_reasons: outcome.finish_reasons,
         })
     })
 }

@@ -13,8 +13,11 @@ use crate::policy::{Decision, PolicyEnv};
 use crate::snapshot::Snapshot;
 use crate::store::logs::LogEntry;
 use crate::store::{CachedReply, ResponseCache};
+use crate::telemetry::spans::attr;
+use crate::telemetry::RequestTrace;
 use crate::wire::Usage;
 use bytes::Bytes;
+use opentelemetry::KeyValue;
 use rhai::{Dynamic, Map};
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +50,10 @@ pub struct Aftermath {
     pub accountant: Arc<Accountant>,
     /// Set when finished: the usage is an estimate (the reply reported none).
     pub usage_estimated: bool,
+    /// For a stream's pace (time to first token, per output token).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The request's span, ended here with its usage and cost.
+    pub trace: RequestTrace,
 }
 
 /// How the reply ended.
@@ -63,6 +70,10 @@ pub struct Completed {
     pub complete: bool,
     /// Why a stream broke.
     pub error: Option<String>,
+    /// A stream's first content chunk.
+    pub first_token: Option<Instant>,
+    /// The choices' `finish_reason`s, read only when the request's span records.
+    pub finish_reasons: Vec<String>,
 }
 
 impl Aftermath {
@@ -77,6 +88,7 @@ impl Aftermath {
             hold.settle(admit::actual(usage.total_tokens, cost));
         }
         self.usage_estimated = estimated;
+        self.observe(&done, &usage, cost);
         // The request's latency ends here, whenever the rest runs.
         let latency_ms = self.started.elapsed().as_millis() as u64;
         let heavy = self.cache_put.is_some() || self.snapshot.policies.has_response_hooks();
@@ -95,6 +107,47 @@ impl Aftermath {
                 Err(e) => tracing::error!(error = %e, "could not settle a reply"),
             },
         }
+    }
+
+    /// A stream's pace in the metrics, and the request's span ended with what it used.
+    fn observe(&self, done: &Completed, usage: &Usage, cost: f64) {
+        if let (false, Some(first)) = (self.cached, done.first_token) {
+            let to_first = first.saturating_duration_since(self.started).as_secs_f64();
+            // The first token's interval is the time to it; the rest share what followed.
+            let per_token = (!self.usage_estimated && usage.completion_tokens > 1)
+                .then(|| first.elapsed().as_secs_f64() / (usage.completion_tokens - 1) as f64);
+            self.metrics
+                .stream_timing(&self.provider, &self.model, to_first, per_token);
+        }
+        self.trace.set(|| {
+            let mut attributes = vec![
+                KeyValue::new(attr::INPUT_TOKENS, usage.prompt_tokens as i64),
+                KeyValue::new(attr::OUTPUT_TOKENS, usage.completion_tokens as i64),
+                KeyValue::new(attr::COST_USD, if self.cached { 0.0 } else { cost }),
+                KeyValue::new(attr::ATTEMPTS, self.attempts as i64),
+            ];
+            if self.usage_estimated {
+                attributes.push(KeyValue::new(attr::USAGE_ESTIMATED, true));
+            }
+            if !done.finish_reasons.is_empty() {
+                let reasons: Vec<opentelemetry::StringValue> = done
+                    .finish_reasons
+                    .iter()
+                    .map(|r| r.clone().into())
+                    .collect();
+                attributes.push(KeyValue::new(
+                    attr::FINISH_REASONS,
+                    opentelemetry::Value::Array(reasons.into()),
+                ));
+            }
+            attributes
+        });
+        let error = match (&done.error, done.complete) {
+            (Some(e), _) => Some(e.as_str()),
+            (None, false) => Some("the client disconnected before the end"),
+            (None, true) => None,
+        };
+        self.trace.end(done.status, error);
     }
 
     /// Everything after the budget charge, off the request: cache write, `on_response` (on

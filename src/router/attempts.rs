@@ -14,9 +14,12 @@ use crate::error::ApiError;
 use crate::error_codes::Code;
 use crate::providers::{Provider, ProviderError, Reply, UpstreamCall};
 use crate::snapshot::Snapshot;
+use crate::telemetry::spans::attr;
+use crate::telemetry::RequestTrace;
 use crate::wire::RequestBody;
 use actix_web::http::StatusCode;
 use futures_util::StreamExt;
+use opentelemetry::KeyValue;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +75,33 @@ pub enum Then {
     Stopped,
 }
 
+impl AttemptOutcome {
+    /// The outcome's name, as the request log spells its `kind`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok { .. } => "ok",
+            AttemptOutcome::Status { .. } => "status",
+            AttemptOutcome::FirstByteTimeout => "first_byte_timeout",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Unreachable => "unreachable",
+            AttemptOutcome::Protocol => "protocol",
+            AttemptOutcome::BreakerOpen => "breaker_open",
+            AttemptOutcome::NotAllowed => "not_allowed",
+        }
+    }
+}
+
+impl Then {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Then::Served => "served",
+            Then::Retried => "retried",
+            Then::NextTarget => "next_target",
+            Then::Stopped => "stopped",
+        }
+    }
+}
+
 impl AttemptRecord {
     /// Whether this attempt called the upstream (skips do not count in the header).
     pub fn called(&self) -> bool {
@@ -108,6 +138,8 @@ pub struct Call<'a> {
     pub plan: &'a RoutePlan,
     /// Whether the caller's key may use a target; one it may not is skipped, never called.
     pub may_use: &'a (dyn Fn(&Target) -> bool + Sync),
+    /// The request's trace: a CLIENT span per call, whose context goes upstream.
+    pub trace: &'a RequestTrace,
 }
 
 /// Failures worth another try: the upstream, not the request, is at fault.
@@ -140,7 +172,9 @@ pub async fn run(
         ask_stream_usage,
         plan,
         may_use,
+        trace,
     } = call;
+    let operation = crate::telemetry::spans::operation(body.endpoint().path());
     let mut records: Vec<AttemptRecord> = Vec::with_capacity(targets.len() + 2);
     let mut last_error: Option<ProviderError> = None;
     let mut shortest_wait: Option<Duration> = None;
@@ -181,26 +215,41 @@ pub async fn run(
             };
             tries += 1;
             let started = Instant::now();
+            let number = calls(&records) + 1;
+            let span = trace.attempt(
+                || format!("{operation} {}", target.model.upstream),
+                || {
+                    vec![
+                        KeyValue::new(attr::OPERATION, operation),
+                        KeyValue::new(
+                            attr::SYSTEM,
+                            crate::telemetry::gen_ai_system(config.kind.as_str()),
+                        ),
+                        KeyValue::new(attr::REQUEST_MODEL, target.model.upstream.to_string()),
+                        KeyValue::new(attr::PROVIDER, target.provider.to_string()),
+                        KeyValue::new(attr::ATTEMPT, number as i64),
+                    ]
+                },
+            );
             let upstream = UpstreamCall {
                 request_id,
                 body,
                 upstream_model: &target.model.upstream,
                 headers: &plan.headers,
+                trace_headers: &span.headers,
             };
-            match first_byte(
+            let result = first_byte(
                 provider.as_ref(),
                 &target.provider,
                 upstream,
                 limits.first_byte.min(limits.total),
             )
-            .await
-            {
+            .await;
+            match result {
                 Ok(reply) => {
                     let latency = started.elapsed();
-                    let status = match &reply {
-                        Reply::Json { status, .. } => status.as_u16(),
-                        Reply::Stream(..) => 200,
-                    };
+                    let status = status_of(&reply);
+                    end_attempt(span.span, AttemptOutcome::Ok { status }, Then::Served, None);
                     records.push(record(
                         target,
                         AttemptOutcome::Ok { status },
@@ -217,6 +266,7 @@ pub async fn run(
                     });
                 }
                 Err((e, outcome)) if !retryable(&e) => {
+                    end_attempt(span.span, outcome, Then::Stopped, Some(&e));
                     permit.answered();
                     records.push(record(target, outcome, started.elapsed(), Then::Stopped));
                     return Err(Failed {
@@ -240,6 +290,7 @@ pub async fn run(
                     } else {
                         Then::NextTarget
                     };
+                    end_attempt(span.span, outcome, then, Some(&e));
                     records.push(record(target, outcome, latency, then));
                     tracing::warn!(request_id, target = %target.id, error = %e, then = ?then, "attempt failed");
                     last_error = Some(e);
@@ -269,6 +320,49 @@ pub async fn run(
         error,
         attempts: records,
     })
+}
+
+fn status_of(reply: &Reply) -> u16 {
+    match reply {
+        Reply::Json { status, .. } => status.as_u16(),
+        Reply::Stream(..) => 200,
+    }
+}
+
+/// Ends an attempt's span with what became of the call and what the loop did next.
+fn end_attempt(
+    mut span: crate::telemetry::StageSpan,
+    outcome: AttemptOutcome,
+    then: Then,
+    error: Option<&ProviderError>,
+) {
+    if span.is_recording() {
+        let status = match outcome {
+            AttemptOutcome::Ok { status } | AttemptOutcome::Status { status } => Some(status),
+            _ => None,
+        };
+        span.set(|| {
+            let mut attributes = vec![
+                KeyValue::new(attr::ATTEMPT_OUTCOME, outcome.label()),
+                KeyValue::new(attr::ATTEMPT_THEN, then.label()),
+            ];
+            if let Some(status) = status {
+                attributes.push(KeyValue::new(attr::HTTP_STATUS, status as i64));
+            }
+            if error.is_some() {
+                attributes.push(KeyValue::new(
+                    attr::ERROR_TYPE,
+                    status.map_or_else(|| outcome.label().to_string(), |s| s.to_string()),
+                ));
+            }
+            attributes
+        });
+        // The provider error's message is the one a client may see: no secrets in it.
+        if let Some(e) = error {
+            span.fail(e.to_string());
+        }
+    }
+    span.end();
 }
 
 /// The targets' indices in the order to try them: the balanced pool (if any) in its

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod checks;
 pub mod models;
 pub mod plan;
+pub mod policy_facts;
 pub mod provider_health;
 pub mod stream_guard;
 pub mod targets;

@@ -378,6 +378,7 @@ fn entry(i: u64, at_s: u64, key: &str, status: u16) -> LogEntry {
     LogEntry {
         request_id: format!("req{i}"),
         client_request_id: (i == 7).then(|| "client-7".into()),
+        trace_id: (i == 7).then(|| "4bf92f3577b34da6a3ce929d0e0e4736".into()),
         at_ms: at_s * 1000 + i,
         key_id: key.into(),
         team: (key == "a").then(|| "team_a".into()),
@@ -533,9 +534,22 @@ async fn ledger_logs_and_usage(store: &Store) {
     let found = logs.query(&by_id("client-7"), 10, None).await.unwrap();
     assert_eq!(found.data.len(), 1);
     assert_eq!(found.data[0].request_id, "req7");
+    // Every backend keeps the trace id (and an entry without one reads as none).
+    assert_eq!(
+        found.data[0].trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    let of_trace = LogFilter {
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        ..LogFilter::default()
+    };
+    let found = logs.query(&of_trace, 10, None).await.unwrap();
+    assert_eq!(found.data.len(), 1);
+    assert_eq!(found.data[0].request_id, "req7");
     let req3 = logs.get("req3").await.unwrap().unwrap();
     assert_eq!(req3.status, 500);
     assert_eq!((req3.cached_tokens, req3.cache_write_tokens), (1, 1));
+    assert_eq!(req3.trace_id, None);
     assert!(logs.get("req3x").await.unwrap().is_none());
 
     // Unknown models: one usage row, whatever names they used.

@@ -15,6 +15,11 @@ pub struct LogEntry {
     /// client may send any id, so it is not unique: find it with `GET /admin/logs?request_id=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// The W3C trace id (32 hex digits) the request belongs to: the client's `traceparent`,
+    /// or the gateway's own trace when it traced the request (`--otlp-endpoint`). Absent in
+    /// entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Unix milliseconds when the request arrived.
     pub at_ms: u64,
     pub key_id: String,
@@ -79,6 +84,8 @@ pub struct LogEntry {
 pub struct LogFilter {
     /// The gateway's id of the request, or the `x-request-id` the client sent.
     pub request_id: Option<String>,
+    /// The W3C trace id the request belongs to (from a trace, its log entries).
+    pub trace_id: Option<String>,
     pub key_id: Option<String>,
     /// The team the key belonged to when the request was made.
     pub team: Option<String>,
@@ -121,6 +128,10 @@ impl LogFilter {
             .as_deref()
             .is_none_or(|id| e.request_id == id || e.client_request_id.as_deref() == Some(id));
         id_ok
+            && self
+                .trace_id
+                .as_deref()
+                .is_none_or(|t| e.trace_id.as_deref() == Some(t))
             && self.key_id.as_deref().is_none_or(|k| e.key_id == k)
             && self
                 .team

@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 pub mod chunks;
+pub mod estimate;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

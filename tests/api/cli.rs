@@ -343,6 +343,26 @@ fn policy_test_names_the_lines_no_fixture_ran() {
 }
 
 #[test]
+fn policy_test_passes_on_the_examples_of_the_policy_reference() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples");
+    let out = bin()
+        .args(["policy", "test"])
+        .arg(&examples)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for fixture in [
+        "cheapest-healthy.yaml",
+        "per-ip-limit.yaml",
+        "affinity.yaml",
+        "request-guard.yaml",
+    ] {
+        assert!(text.contains(fixture), "{fixture} ran: {text}");
+    }
+}
+
+#[test]
 fn policy_test_fails_on_a_mismatch_and_check_reports_script_errors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tests")).unwrap();

@@ -15,6 +15,8 @@ pub struct TestApp {
     handle: ServerHandle,
     /// `http://ADDR` of the `/metrics`-only listener, with `Spawn::metrics_listen`.
     pub metrics_base: Option<String>,
+    /// The running server's trace sampling ratio (`AppState::trace_sampling`).
+    pub trace_sampling: switchboard::telemetry::SamplingRatio,
 }
 
 impl Drop for TestApp {
@@ -44,6 +46,10 @@ pub struct Spawn {
     pub metrics_token: Option<String>,
     /// Serve `/metrics` without a key on a second port-0 listener.
     pub metrics_listen: bool,
+    /// `--trusted-proxies`.
+    pub trusted_proxies: Vec<String>,
+    /// Export traces (`tests/api/otel.rs` runs the receiver).
+    pub otlp: Option<switchboard::telemetry::OtlpSettings>,
 }
 
 impl Default for Spawn {
@@ -61,6 +67,8 @@ impl Default for Spawn {
             cors: None,
             metrics_token: None,
             metrics_listen: false,
+            trusted_proxies: vec![],
+            otlp: None,
         }
     }
 }
@@ -115,6 +123,9 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     settings.log_bodies = opts.log_bodies;
     settings.cors = opts.cors;
     settings.metrics_token = opts.metrics_token;
+    settings.trusted_proxies =
+        switchboard::http::client_ip::TrustedProxies::parse(&opts.trusted_proxies).unwrap();
+    settings.otlp = opts.otlp;
     if opts.metrics_listen {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     }
@@ -126,6 +137,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     let new_admin = app.take_new_admin_key();
     let base = format!("http://{}", app.addr());
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
+    let trace_sampling = app.trace_sampling();
     let handle = app.handle();
     tokio::spawn(app.run());
     let client = reqwest::Client::new();
@@ -137,6 +149,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
             _dir: dir,
             handle,
             metrics_base,
+            trace_sampling,
         },
         new_admin,
     )

@@ -168,7 +168,7 @@ fn a_reload_applies_cors_and_marks_what_needs_a_restart() {
     // The watcher sees the edit; CORS applies, the body limit waits for a restart.
     std::fs::write(
         dir.path().join("switchboard.yaml"),
-        format!("{BASE}body_limit: 100000\ncors_origin: [{APP}]\nlog_level: debug\n"),
+        format!("{BASE}body_limit: 100000\ncors_origin: [{APP}]\nlog_level: debug\notlp_sampling_ratio: 0.25\n"),
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -201,6 +201,11 @@ fn a_reload_applies_cors_and_marks_what_needs_a_restart() {
     let origin = setting(&cfg, "cors_origin");
     assert_eq!(origin["restart_pending"], false);
     assert_eq!(setting(&cfg, "log_level")["value"], "debug");
+    let ratio = setting(&cfg, "otlp_sampling_ratio");
+    assert_eq!(
+        (ratio["value"].clone(), ratio["reloadable"].clone()),
+        ("0.25".into(), true.into())
+    );
     assert_eq!(cfg["last_reload"]["outcome"], "applied");
 
     // A bad edit is refused whole, naming the file, line and key; what runs stays.

@@ -184,6 +184,7 @@ impl GeminiProvider {
             body,
             upstream_model: model,
             headers: &no_headers,
+            trace_headers: &[],
         };
         let response = self
             .post(self.url(model, "countTokens")?, &counting, &call)
