@@ -3,7 +3,7 @@
 //! the client's fields, with one changed, and from values alone), and admission against a
 //! key's limits; and what a Messages or Responses client costs on top: translating its request
 //! into the chat form, and its reply (JSON, and a 200-chunk stream) back; and what tracing
-//! costs a request, off and on (sampled).
+//! costs a request, off and on (sampled); and what an output guard adds to a stream.
 //! Run with `cargo bench --bench request_path`.
 
 // A benchmark, not the gateway: a failed setup should stop it at once.
@@ -274,5 +274,55 @@ fn tracing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(request_path, benches, admission, translation, tracing);
+/// The 202-chunk stream through an output guard as `policies/examples/output-guard.rhai`
+/// declares it (a 100-term block list; card, e-mail, phone and a regex redacted; 48 characters
+/// held back), against the same stream unguarded ("stream of 202 chunks: openai").
+fn guard(c: &mut Criterion) {
+    use switchboard::inbound::{OpenAiEncoder, StreamEncoder};
+    use switchboard::policy::guard::{Check, OutputGuard};
+    use switchboard::policy::library::{DataFile, Library};
+    use switchboard::proxy::guarded::GuardedEncoder;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("blocked.txt");
+    let terms: Vec<String> = (0..100).map(|i| format!("forbidden term {i}")).collect();
+    std::fs::write(&list, terms.join("\n")).unwrap();
+    let words = DataFile::read(&list).unwrap();
+    let key_pattern = Library::default().regex("sk-[A-Za-z0-9_-]{16,}").unwrap();
+    let guard = Arc::new(OutputGuard {
+        block: vec![Check::Words(words)],
+        redact: vec![
+            Check::Card,
+            Check::Email,
+            Check::Phone,
+            Check::Pattern(key_pattern),
+        ],
+        replacement: "[redacted]".into(),
+        hold: 48,
+    });
+    let stream = chunks();
+    c.bench_function(
+        "stream of 202 chunks: openai, output guard (hold 48)",
+        |b| {
+            b.iter(|| {
+                let mut encoder = GuardedEncoder::new(Box::new(OpenAiEncoder), guard.clone());
+                let mut out = bytes::BytesMut::new();
+                for chunk in &stream {
+                    encoder.chunk(black_box(chunk), &mut out);
+                }
+                encoder.done(&mut out);
+                assert!(!encoder.ended());
+                out.len()
+            })
+        },
+    );
+}
+
+criterion_group!(
+    request_path,
+    benches,
+    admission,
+    translation,
+    tracing,
+    guard
+);
 criterion_main!(request_path);

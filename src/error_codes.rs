@@ -71,6 +71,7 @@ error_codes! {
     PayloadTooLarge => "payload_too_large", 413, "invalid_request_error", "a body over `--body-limit`";
     RateLimitExceeded => "rate_limit_exceeded", 429, "rate_limit_error", "a request limit, budget or in-flight limit (a key's or a policy's) is used up";
     BudgetExceeded => "budget_exceeded", 429, "rate_limit_error", "in-band, ending a stream: its completion would take a hard token budget past its limit";
+    ContentBlocked => "content_blocked", 422, "invalid_request_error", "a policy's output guard (`ctx.guard_output`) found blocked content in the reply: the whole reply, or in-band, ending a stream before the text that matched";
     PolicyRejected => "policy_rejected", 0, "invalid_request_error", "`ctx.reject(status, message)`: the policy's status";
     PolicyError => "policy_error", 500, "api_error", "a policy script failed (the cause is in the request log)";
     InternalError => "internal_error", 500, "api_error", "a fault of the gateway's own";

@@ -30,6 +30,11 @@ pub trait StreamEncoder: Send {
     /// The stream ends with `error` (an upstream that broke, a hard budget): the format's error
     /// event, after which the stream must not look complete.
     fn error(&mut self, error: &ApiError, out: &mut BytesMut);
+    /// True once the encoder has ended the stream itself (an output guard blocked it): the
+    /// relay stops reading the upstream and writes nothing more.
+    fn ended(&self) -> bool {
+        false
+    }
 }
 
 /// Chat completions and completions as OpenAI streams them: each payload as `data: ...`, the

@@ -147,6 +147,89 @@ impl PolicyCtx {
         self.library()?.data(&name)
     }
 
+    /// Declares checks on the reply's text: `#{block: [...], redact: [...], hold: 64,
+    /// replacement: "[redacted]"}`; each check is `"email"`, `"phone"`, `"card"`, a
+    /// `ctx.regex(...)` or a `ctx.data(...)` word list. Several calls (several scripts) add up.
+    fn guard_output(&mut self, spec: Map) -> Res<()> {
+        use super::guard::{Check, OutputGuard, DEFAULT_HOLD, DEFAULT_REPLACEMENT, MAX_HOLD};
+        let checks = |key: &str| -> Res<Vec<Check>> {
+            let Some(items) = spec.get(key) else {
+                return Ok(Vec::new());
+            };
+            let items = items.clone().into_typed_array::<Dynamic>().map_err(|_| {
+                script_err(format!(
+                    "ctx.guard_output: `{key}` takes an array of checks"
+                ))
+            })?;
+            items
+                .into_iter()
+                .map(|item| {
+                    if let Some(name) = item.clone().try_cast::<ImmutableString>() {
+                        return Check::builtin(&name).ok_or_else(|| {
+                            script_err(format!(
+                                "ctx.guard_output: unknown check `{name}`; use \"email\", \"phone\", \"card\", ctx.regex(...) or ctx.data(...)"
+                            ))
+                        });
+                    }
+                    if let Some(r) = item.clone().try_cast::<ScriptRegex>() {
+                        return Ok(Check::Pattern(r));
+                    }
+                    if let Some(d) = item.try_cast::<DataFile>() {
+                        return Ok(Check::Words(d));
+                    }
+                    Err(script_err(
+                        "ctx.guard_output: a check is a name, ctx.regex(...) or ctx.data(...)",
+                    ))
+                })
+                .collect()
+        };
+        for key in spec.keys() {
+            if !matches!(key.as_str(), "block" | "redact" | "hold" | "replacement") {
+                return Err(script_err(format!(
+                    "ctx.guard_output: unknown field `{key}` (block, redact, hold, replacement)"
+                )));
+            }
+        }
+        let hold = match spec.get("hold") {
+            None => DEFAULT_HOLD,
+            Some(h) => h
+                .as_int()
+                .ok()
+                .and_then(|h| usize::try_from(h).ok())
+                .filter(|h| *h <= MAX_HOLD)
+                .ok_or_else(|| {
+                    script_err(format!(
+                        "ctx.guard_output: `hold` is a number of characters, 0 to {MAX_HOLD}"
+                    ))
+                })?,
+        };
+        let replacement = match spec.get("replacement") {
+            None => DEFAULT_REPLACEMENT.to_string(),
+            Some(r) => r
+                .clone()
+                .into_immutable_string()
+                .map_err(|_| script_err("ctx.guard_output: `replacement` is a string"))?
+                .to_string(),
+        };
+        let declared = OutputGuard {
+            block: checks("block")?,
+            redact: checks("redact")?,
+            replacement,
+            hold,
+        };
+        let mut inner = self.lock();
+        let merged = match inner.decision.output_guard.take() {
+            Some(existing) => {
+                let mut g = (*existing.0).clone();
+                g.merge(declared);
+                g
+            }
+            None => declared,
+        };
+        inner.decision.output_guard = Some(super::decision::GuardRef(Arc::new(merged)));
+        Ok(())
+    }
+
     /// A provider's health and models' prices, or `()` for a provider not serving.
     fn provider(&mut self, name: ImmutableString) -> Dynamic {
         let source = self.lock().env.providers.clone();
@@ -654,6 +737,7 @@ impl PolicyCtx {
             .register_fn("tag", Self::tag)
             .register_fn("count", Self::count)
             .register_fn("incr", Self::incr)
+            .register_fn("guard_output", Self::guard_output)
             .register_fn("regex", Self::regex)
             .register_fn("data", Self::data)
             .register_fn("provider", Self::provider)

@@ -28,6 +28,29 @@ pub struct Decision {
     /// Counter additions and split assignments the hooks made, written once they ran.
     #[serde(skip)]
     pub writes: super::writes::StateWrites,
+    /// Checks on the reply's text before the client sees it (`ctx.guard_output`).
+    #[serde(skip)]
+    pub output_guard: Option<GuardRef>,
+}
+
+/// The output guard a request carries; equal only to itself (a decision is compared in tests).
+#[derive(Clone)]
+pub struct GuardRef(pub std::sync::Arc<super::guard::OutputGuard>);
+
+impl PartialEq for GuardRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for GuardRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputGuard")
+            .field("block", &self.0.block.len())
+            .field("redact", &self.0.redact.len())
+            .field("hold", &self.0.hold)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

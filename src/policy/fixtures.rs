@@ -43,6 +43,10 @@ pub struct Case {
     /// Providers as `ctx.provider(name)` / `ctx.providers()` see them (health, models, prices).
     #[serde(default)]
     pub providers: Vec<super::facts::ProviderFacts>,
+    /// A reply's text to run through the output guard the policies declared; `expect.output`
+    /// is what the client would get (`{text: ...}` or `{blocked: check}`).
+    #[serde(default)]
+    pub reply: Option<String>,
     pub expect: BTreeMap<String, Value>,
 }
 
@@ -112,15 +116,25 @@ const FIELDS: &[&str] = &[
     "token_limits",
     "request",
     "error",
+    "balance",
+    "timeouts",
+    "output_guard",
+    "output",
 ];
 
 /// One case's result: `None` when it passed, or the mismatches.
 pub fn check(case: &Case, sim: &Simulation) -> Vec<String> {
-    let actual = match serde_json::to_value(sim) {
+    let mut actual = match serde_json::to_value(sim) {
         Ok(v) => v,
         Err(e) => return vec![format!("cannot read the simulation: {e}")],
     };
     let mut problems = Vec::new();
+    if let Some(reply) = &case.reply {
+        match guarded_output(sim, reply) {
+            Ok(output) => actual["output"] = output,
+            Err(p) => problems.push(p),
+        }
+    }
     for (field, expected) in &case.expect {
         if !FIELDS.contains(&field.as_str()) {
             problems.push(format!(
@@ -135,6 +149,42 @@ pub fn check(case: &Case, sim: &Simulation) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A sample reply through the declared guard, whole and as a stream of one character a chunk
+/// (which must agree: the hold-back may not change the outcome for matches it covers).
+fn guarded_output(sim: &Simulation, reply: &str) -> Result<Value, String> {
+    use super::guard::{StreamCheck, Verdict};
+    let Some(guard) = &sim.guard else {
+        return Ok(serde_json::json!({ "text": reply }));
+    };
+    let as_value = |v: Verdict| match v {
+        Verdict::Pass(text) => serde_json::json!({ "text": text }),
+        Verdict::Blocked(by) => serde_json::json!({ "blocked": by }),
+    };
+    let whole = as_value(guard.0.check(reply));
+    let mut stream = StreamCheck::new(guard.0.clone());
+    let mut text = String::new();
+    let mut streamed = None;
+    for c in reply.chars() {
+        match stream.push(c.encode_utf8(&mut [0; 4])) {
+            Verdict::Pass(t) => text.push_str(&t),
+            blocked => {
+                streamed = Some(as_value(blocked));
+                break;
+            }
+        }
+    }
+    let streamed = streamed.unwrap_or_else(|| match stream.finish() {
+        Verdict::Pass(t) => serde_json::json!({ "text": format!("{text}{t}") }),
+        blocked => as_value(blocked),
+    });
+    if streamed != whole {
+        return Err(format!(
+            "output: the reply whole gives {whole} but streamed gives {streamed} (a match longer than the hold-back?)"
+        ));
+    }
+    Ok(whole)
 }
 
 /// Expected maps match when every key they name matches (extra keys are fine), except that

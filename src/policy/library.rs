@@ -90,6 +90,10 @@ impl Library {
 pub struct ScriptRegex(Arc<Regex>);
 
 impl ScriptRegex {
+    pub fn regex(&self) -> &Regex {
+        &self.0
+    }
+
     fn is_match(&mut self, text: ImmutableString) -> bool {
         self.0.is_match(&text)
     }
@@ -179,6 +183,12 @@ impl DataFile {
         }
     }
 
+    /// A list from text, as a `.txt` file would give it (for tests elsewhere).
+    #[cfg(test)]
+    pub fn read_list_for_tests(text: &str) -> DataFile {
+        Self::list(text)
+    }
+
     fn list(text: &str) -> DataFile {
         let entries: Vec<String> = text
             .lines()
@@ -211,27 +221,43 @@ impl DataFile {
         }
     }
 
-    /// The first entry of a list that occurs in `text` as a whole word or phrase (ASCII case
-    /// ignored), or `()`. One pass over the text, however long the list.
-    fn find_in(&mut self, text: ImmutableString) -> Dynamic {
-        let DataInner::List {
-            entries,
-            matcher: Some(matcher),
-            ..
-        } = self.0.as_ref()
-        else {
-            return Dynamic::UNIT;
+    /// Where entries of a list occur in `text` as whole words or phrases (ASCII case
+    /// ignored): byte ranges, in order. Empty for structured data.
+    pub fn word_ranges(&self, text: &str) -> Vec<(usize, usize)> {
+        self.word_matches(text).map(|(s, e, _)| (s, e)).collect()
+    }
+
+    fn word_matches<'a>(
+        &'a self,
+        text: &'a str,
+    ) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
+        let matcher = match self.0.as_ref() {
+            DataInner::List {
+                matcher: Some(m), ..
+            } => Some(m),
+            _ => None,
         };
         let bytes = text.as_bytes();
         let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-        for m in matcher.find_iter(text.as_str()) {
-            let before = m.start().checked_sub(1).map(|i| bytes[i]);
-            let after = bytes.get(m.end()).copied();
-            if !before.is_some_and(word) && !after.is_some_and(word) {
-                return Dynamic::from(entries[m.pattern().as_usize()].clone());
-            }
+        matcher
+            .into_iter()
+            .flat_map(move |m| m.find_iter(text))
+            .filter(move |m| {
+                let before = m.start().checked_sub(1).and_then(|i| bytes.get(i).copied());
+                let after = bytes.get(m.end()).copied();
+                !before.is_some_and(word) && !after.is_some_and(word)
+            })
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+    }
+
+    /// The first entry of a list that occurs in `text` as a whole word or phrase (ASCII case
+    /// ignored), or `()`. One pass over the text, however long the list.
+    fn find_in(&mut self, text: ImmutableString) -> Dynamic {
+        let first = self.word_matches(&text).next().map(|(_, _, i)| i);
+        match (first, self.0.as_ref()) {
+            (Some(i), DataInner::List { entries, .. }) => Dynamic::from(entries[i].clone()),
+            _ => Dynamic::UNIT,
         }
-        Dynamic::UNIT
     }
 
     /// A map's value at `key` (converted when read), or `()`.

@@ -11,6 +11,7 @@ pub mod draft;
 pub mod engine;
 pub mod facts;
 pub mod fixtures;
+pub mod guard;
 pub mod library;
 pub mod request;
 pub mod simulate;

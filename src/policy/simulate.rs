@@ -32,6 +32,33 @@ pub struct Simulation {
     pub request: serde_json::Value,
     /// A script failure, as a real request would report it.
     pub error: Option<String>,
+    /// `ctx.route_balanced`: the strategy, how many routes form the pool, the policy's weights
+    /// (which member goes first is decided per request, as it would be).
+    #[schema(value_type = Option<Object>)]
+    pub balance: Option<serde_json::Value>,
+    /// `ctx.timeout(s)`: the overrides, seconds (`null`: the provider's own).
+    #[schema(value_type = Object)]
+    pub timeouts: serde_json::Value,
+    /// `ctx.guard_output`: the checks (by name), the hold-back and the replacement.
+    #[schema(value_type = Option<Object>)]
+    pub output_guard: Option<serde_json::Value>,
+    /// The guard itself, for fixtures that check a sample reply against it.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub guard: Option<super::decision::GuardRef>,
+}
+
+/// A guard as a simulation shows it.
+fn guard_summary(guard: &super::guard::OutputGuard) -> serde_json::Value {
+    let names = |checks: &[super::guard::Check]| -> Vec<String> {
+        checks.iter().map(super::guard::Check::name).collect()
+    };
+    serde_json::json!({
+        "block": names(&guard.block),
+        "redact": names(&guard.redact),
+        "hold": guard.hold,
+        "replacement": guard.replacement,
+    })
 }
 
 /// Each limit as it stands; a store that cannot say reports none in use (and says why in the
@@ -105,10 +132,8 @@ pub async fn simulate_with(
                     RoutePlan {
                         routes,
                         headers,
-                        // How targets are ordered and timed is the router's business, not
-                        // simulated.
-                        balance: _,
-                        timeouts: _,
+                        balance,
+                        timeouts,
                     },
                 cache_ttl,
                 variants,
@@ -119,6 +144,7 @@ pub async fn simulate_with(
                 tags,
                 // Simulation writes nothing, so it collects nothing to write.
                 writes: _,
+                output_guard,
             } = decision;
             Simulation {
                 route: routes,
@@ -133,6 +159,10 @@ pub async fn simulate_with(
                 tags,
                 request: body.to_json_value(),
                 error: None,
+                balance: balance.and_then(|b| serde_json::to_value(b).ok()),
+                timeouts: serde_json::to_value(timeouts).unwrap_or_default(),
+                output_guard: output_guard.as_ref().map(|g| guard_summary(&g.0)),
+                guard: output_guard,
             }
         }
         Err(failure) => Simulation {
@@ -148,6 +178,10 @@ pub async fn simulate_with(
             tags: BTreeMap::new(),
             request: original,
             error: Some(failure.to_string()),
+            balance: None,
+            timeouts: serde_json::Value::Null,
+            output_guard: None,
+            guard: None,
         },
     }
 }

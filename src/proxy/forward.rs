@@ -197,6 +197,10 @@ async fn proxy(
     }
     policy_span.end();
     let (mut body, decision) = decided?;
+    if decision.output_guard.is_some() {
+        // The guard reads the reply in the chat form: no provider passes this one through.
+        body.forget_native();
+    }
     trace.set(|| {
         decision
             .variant_header()

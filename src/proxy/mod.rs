@@ -53,6 +53,7 @@ mod eager;
 pub use crate::wire::estimate;
 pub mod failure;
 pub mod forward;
+pub mod guarded;
 pub mod lookup;
 pub mod messages;
 pub mod models;

@@ -34,6 +34,8 @@ pub struct StreamOutcome {
     pub error: Option<String>,
     /// Set when the gateway ended the stream for a hard budget (named here).
     pub cut_for: Option<String>,
+    /// Set when an output guard blocked the reply and ended the stream.
+    pub blocked: bool,
     /// True when the client went away before the end.
     pub client_gone: bool,
     /// When the first chunk with content arrived (time to first token).
@@ -275,6 +277,13 @@ impl Stream for Relay {
                     self.outcome.chunks += 1;
                     let mut out = BytesMut::new();
                     self.encoder.chunk(&payload, &mut out);
+                    if self.encoder.ended() {
+                        // An output guard blocked the reply: its error event is the end.
+                        self.outcome.blocked = true;
+                        self.outcome.error = Some(crate::policy::guard::BLOCKED_MESSAGE.into());
+                        self.finish();
+                        return Poll::Ready(Some(Ok(out.freeze())));
+                    }
                     if out.is_empty() {
                         // Nothing to say in the client's API for this chunk (yet).
                         continue;
@@ -290,13 +299,19 @@ impl Stream for Relay {
                     return Poll::Ready(Some(Ok(out.freeze())));
                 }
                 Poll::Ready(None) => {
-                    self.finish();
                     if self.native.is_some() {
                         // The provider's own closing event has gone out already.
+                        self.finish();
                         return Poll::Ready(None);
                     }
                     let mut out = BytesMut::new();
                     self.encoder.done(&mut out);
+                    if self.encoder.ended() {
+                        // An output guard blocked the text held back to the end.
+                        self.outcome.blocked = true;
+                        self.outcome.error = Some(crate::policy::guard::BLOCKED_MESSAGE.into());
+                    }
+                    self.finish();
                     return Poll::Ready(Some(Ok(out.freeze())));
                 }
             }

@@ -103,14 +103,35 @@ pub fn from_cache(
         // Other APIs than OpenAI's always report usage at the end of a stream.
         let chunks = cache::as_chunks(hit, client_wants_usage || !shape.is_openai());
         let events = futures_util::stream::iter(chunks.into_iter().map(Ok));
-        let relay = Relay::new(Box::pin(events), false, Some(on_stream_end(after)))
-            .encoder(shape.encoder(headers.model, &after_id(&headers)));
+        let relay = Relay::new(Box::pin(events), false, Some(on_stream_end(after))).encoder(
+            guarded(shape.encoder(headers.model, &after_id(&headers)), &headers),
+        );
         return sse(&mut response, relay);
     }
     let json = cache::as_json(hit);
-    let body = match shape.json(json.clone()) {
-        Ok(body) => body,
-        Err(e) => return shape.error(&e),
+    let guarded_json = match &headers.decision.output_guard {
+        Some(g) => super::guarded::guard_json(&g.0, json.clone()),
+        None => Ok(json.clone()),
+    };
+    let body = match guarded_json.map_err(|by| super::guarded::blocked_error(&by)) {
+        Ok(guarded) => match shape.json(guarded) {
+            Ok(body) => body,
+            Err(e) => return shape.error(&e),
+        },
+        Err(blocked) => {
+            after.finish(Completed {
+                status: 422,
+                usage: crate::wire::usage_of(&json),
+                text_bytes: 0,
+                body: None,
+                payloads: vec![],
+                complete: false,
+                error: Some(blocked.message.clone()),
+                first_token: None,
+                finish_reasons: Vec::new(),
+            });
+            return shape.error(&blocked);
+        }
     };
     let finish_reasons = if after.trace.is_recording() {
         super::relay::finish_reasons(&json)
@@ -194,6 +215,28 @@ pub fn from_upstream(
                 (openai, body)
             } else {
                 let keep = wanted.then(|| body.clone());
+                let guarded = match &headers.decision.output_guard {
+                    Some(g) => super::guarded::guard_json(&g.0, body),
+                    None => Ok(body),
+                };
+                let body = match guarded {
+                    Ok(body) => body,
+                    Err(by) => {
+                        let blocked = super::guarded::blocked_error(&by);
+                        after.finish(Completed {
+                            status: 422,
+                            usage,
+                            text_bytes,
+                            body: keep,
+                            payloads: vec![],
+                            complete: false,
+                            error: Some(blocked.message.clone()),
+                            first_token: None,
+                            finish_reasons,
+                        });
+                        return shape.error(&blocked);
+                    }
+                };
                 match shape.json(body) {
                     Ok(body) => (keep, body),
                     Err(e) => {
@@ -245,7 +288,10 @@ pub fn from_upstream(
             )
             .cut_off(cut_off)
             .finish_reasons(finish_reasons)
-            .encoder(shape.encoder(headers.model, &after_id(&headers)));
+            .encoder(guarded(
+                shape.encoder(headers.model, &after_id(&headers)),
+                &headers,
+            ));
             let relay = if native {
                 relay.native(NativeDecoder::anthropic(&provider, headers.model))
             } else {
@@ -269,12 +315,24 @@ fn sse(response: &mut HttpResponseBuilder, relay: Relay) -> HttpResponse {
         .streaming(relay)
 }
 
+/// The client's encoder, behind the request's output guard if a policy declared one.
+fn guarded(
+    encoder: Box<dyn crate::inbound::StreamEncoder>,
+    headers: &Served<'_>,
+) -> Box<dyn crate::inbound::StreamEncoder> {
+    match &headers.decision.output_guard {
+        Some(g) => Box::new(super::guarded::GuardedEncoder::new(encoder, g.0.clone())),
+        None => encoder,
+    }
+}
+
 /// A stream settles when it ends, however it ends.
 fn on_stream_end(after: Aftermath) -> OnFinish {
     Box::new(move |outcome: StreamOutcome| {
         let complete = outcome.error.is_none() && !outcome.client_gone;
         let status = match (&outcome.cut_for, &outcome.error) {
             (Some(_), _) => 429,
+            (None, Some(_)) if outcome.blocked => 422,
             (None, Some(_)) => 502,
             (None, None) => 200,
         };

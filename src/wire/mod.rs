@@ -276,6 +276,14 @@ impl RequestBody {
         }
     }
 
+    /// Forgets the client's own bytes, so no provider passes them through: the request goes
+    /// in its chat form and the reply comes back in it (what an output guard reads).
+    pub fn forget_native(&mut self) {
+        if let Some(inbound) = self.inbound.as_mut().filter(|i| i.native.is_some()) {
+            Arc::make_mut(inbound).native = None;
+        }
+    }
+
     /// What the client sent, when it spoke another API than this body's own.
     pub fn inbound(&self) -> Option<&Inbound> {
         self.inbound.as_deref()

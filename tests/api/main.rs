@@ -43,6 +43,7 @@ mod mock_provider;
 mod models;
 mod openapi;
 mod otel;
+mod output_guard;
 mod passthrough;
 mod policies;
 mod policy_context;
