@@ -244,6 +244,10 @@ struct ServeArgs {
     /// Never logged.
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Shadow copies of requests (a policy's `ctx.mirror`) that may run at once; one that finds
+    /// no room is dropped and counted.
+    #[arg(long, env = "SWITCHBOARD_MIRROR_CONCURRENCY", default_value_t = switchboard::proxy::mirror::DEFAULT_CONCURRENCY)]
+    mirror_concurrency: usize,
     /// Proxies (load balancers) trusted to say whom they forward for in X-Forwarded-For:
     /// addresses or networks (`10.0.0.0/8`); repeat, or separate with commas. Scripts see the
     /// client's address as `req.client_ip`.
@@ -741,6 +745,7 @@ fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCod
     settings.cors = args.cors.settings();
     settings.metrics_token = args.metrics_token;
     settings.metrics_listen = args.metrics_listen;
+    settings.mirror_concurrency = args.mirror_concurrency;
     settings.trusted_proxies = match TrustedProxies::parse(&args.trusted_proxies) {
         Ok(t) => t,
         Err(e) => {

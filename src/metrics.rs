@@ -92,6 +92,7 @@ struct Inner {
     /// outcome → count
     reloads: BTreeMap<String, u64>,
     dropped_log_entries: u64,
+    mirrors_dropped: u64,
     /// Request log entries (with their usage) held in memory, not yet on disk.
     accounting_held: u64,
     /// Held entries dropped: more than the cap waited, or they could not be written on stop.
@@ -219,6 +220,11 @@ impl Metrics {
 
     pub fn dropped_log_entry(&self) {
         self.lock().dropped_log_entries += 1;
+    }
+
+    /// A shadow copy (`ctx.mirror`) not sent: `--mirror-concurrency` copies were running.
+    pub fn mirror_dropped(&self) {
+        self.lock().mirrors_dropped += 1;
     }
 
     pub fn accounting_held(&self, entries: u64) {
@@ -395,6 +401,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP switchboard_log_entries_dropped_total Request log entries dropped because the writer fell behind.\n# TYPE switchboard_log_entries_dropped_total counter\nswitchboard_log_entries_dropped_total {}", inner.dropped_log_entries);
+        let _ = writeln!(out, "# HELP switchboard_mirror_dropped_total Shadow copies (ctx.mirror) not sent because --mirror-concurrency copies were running.\n# TYPE switchboard_mirror_dropped_total counter\nswitchboard_mirror_dropped_total {}", inner.mirrors_dropped);
         let _ = writeln!(out, "# HELP switchboard_accounting_held_entries Request log entries (with their usage) held in memory because they are not on disk yet: not written (the store cannot write) or not yet flushed.\n# TYPE switchboard_accounting_held_entries gauge\nswitchboard_accounting_held_entries {}", inner.accounting_held);
         let _ = writeln!(out, "# HELP switchboard_accounting_dropped_total Held request log entries (with their usage) dropped: beyond the cap while the store could not write, or still unwritten at shutdown.\n# TYPE switchboard_accounting_dropped_total counter\nswitchboard_accounting_dropped_total {}", inner.accounting_dropped);
         out.push_str("# HELP switchboard_webhook_deliveries_total Webhook deliveries finished, by event and outcome (delivered, or failed after its attempts).\n# TYPE switchboard_webhook_deliveries_total counter\n");

@@ -150,6 +150,10 @@ impl Application {
             webhooks.clone(),
         ));
         crate::router::checks::spawn(&health, &live);
+        let mirrors = std::sync::Arc::new(crate::proxy::mirror::Mirrors::new(
+            settings.mirror_concurrency,
+            metrics.clone(),
+        ));
         let providers = std::sync::Arc::new(crate::router::policy_facts::LiveProviders {
             health: health.clone(),
             live: live.clone(),
@@ -162,6 +166,7 @@ impl Application {
             responses: crate::proxy::stored::StoredResponses::new(store.responses.clone()),
             providers,
             trusted_proxies: settings.trusted_proxies.clone(),
+            mirrors,
             store,
             auth,
             body_limit: settings.body_limit,

@@ -56,6 +56,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// OpenTelemetry trace export; `None` (the default) traces nothing.
     pub otlp: Option<crate::telemetry::OtlpSettings>,
+    /// Shadow copies (`ctx.mirror`) that may run at once; more are dropped and counted.
+    pub mirror_concurrency: usize,
     /// Proxies (load balancers) whose `X-Forwarded-For` names the client (`req.client_ip`).
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// Where the settings came from, and how to read them again on reload (the binary's
@@ -122,6 +124,7 @@ impl Settings {
             metrics_token: None,
             metrics_listen: None,
             trusted_proxies: Default::default(),
+            mirror_concurrency: crate::proxy::mirror::DEFAULT_CONCURRENCY,
             source: None,
             otlp: None,
         }
@@ -157,6 +160,7 @@ impl std::fmt::Debug for Settings {
             )
             .field("metrics_listen", &self.metrics_listen)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("mirror_concurrency", &self.mirror_concurrency)
             // `OtlpSettings`' own Debug shows header names, never their values.
             .field("otlp", &self.otlp)
             .finish()

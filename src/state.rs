@@ -31,6 +31,8 @@ pub struct AppState {
     pub responses: Arc<crate::proxy::stored::StoredResponses>,
     /// What scripts read with `ctx.provider(name)` / `ctx.providers()`.
     pub providers: Arc<dyn crate::policy::facts::ProviderSource>,
+    /// Room for shadow copies in flight (`ctx.mirror`).
+    pub mirrors: Arc<crate::proxy::mirror::Mirrors>,
     /// Proxies whose `X-Forwarded-For` is believed (`req.client_ip`).
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// OpenTelemetry traces (`--otlp-endpoint`); off, it only passes a client's

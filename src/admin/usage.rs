@@ -27,7 +27,8 @@ pub struct UsageQuery {
     until: Option<u64>,
     /// `hour` (default) or `day`.
     bucket: Option<Bucket>,
-    /// `key`, `team`, `provider`, `model`, `variant`, `tag:<name>`; default: no grouping.
+    /// `key`, `team`, `provider`, `model`, `variant`, `shadow` (the requests a policy mirrored
+    /// and their copies: `tag:shadow`), `tag:<name>`; default: no grouping.
     group_by: Option<String>,
 }
 

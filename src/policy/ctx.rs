@@ -230,6 +230,36 @@ impl PolicyCtx {
         Ok(())
     }
 
+    /// Sends a copy of `share` (0..1) of requests to `target` after the reply, for comparison
+    /// (`proxy/mirror.rs`). The draw is made here, so a simulation shows it.
+    fn mirror(&mut self, target: ImmutableString, share: Dynamic) -> Res<()> {
+        let share = share
+            .as_float()
+            .ok()
+            .or_else(|| share.as_int().ok().map(|i| i as f64))
+            .filter(|s| (0.0..=1.0).contains(s))
+            .ok_or_else(|| script_err("ctx.mirror: the share is a number from 0 to 1"))?;
+        if target.is_empty() {
+            return Err(script_err("ctx.mirror: the target is `provider/model`"));
+        }
+        let sampled = share > 0.0 && rand::random::<f64>() < share;
+        let mut inner = self.lock();
+        if sampled {
+            inner
+                .decision
+                .tags
+                .insert("shadow".to_string(), "primary".to_string());
+        } else if inner.decision.tags.get("shadow").map(String::as_str) == Some("primary") {
+            inner.decision.tags.remove("shadow");
+        }
+        inner.decision.mirror = Some(super::decision::Mirror {
+            target: target.to_string(),
+            share,
+            sampled,
+        });
+        Ok(())
+    }
+
     /// A provider's health and models' prices, or `()` for a provider not serving.
     fn provider(&mut self, name: ImmutableString) -> Dynamic {
         let source = self.lock().env.providers.clone();
@@ -738,6 +768,7 @@ impl PolicyCtx {
             .register_fn("count", Self::count)
             .register_fn("incr", Self::incr)
             .register_fn("guard_output", Self::guard_output)
+            .register_fn("mirror", Self::mirror)
             .register_fn("regex", Self::regex)
             .register_fn("data", Self::data)
             .register_fn("provider", Self::provider)

@@ -31,6 +31,18 @@ pub struct Decision {
     /// Checks on the reply's text before the client sees it (`ctx.guard_output`).
     #[serde(skip)]
     pub output_guard: Option<GuardRef>,
+    /// A copy of the request for a candidate model (`ctx.mirror`).
+    pub mirror: Option<Mirror>,
+}
+
+/// `ctx.mirror(target, share)`, and whether this request was drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Mirror {
+    pub target: String,
+    /// The share of requests copied, 0..1.
+    pub share: f64,
+    /// This request is copied.
+    pub sampled: bool,
 }
 
 /// The output guard a request carries; equal only to itself (a decision is compared in tests).

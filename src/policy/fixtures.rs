@@ -120,6 +120,7 @@ const FIELDS: &[&str] = &[
     "timeouts",
     "output_guard",
     "output",
+    "mirror",
 ];
 
 /// One case's result: `None` when it passed, or the mismatches.

@@ -42,6 +42,8 @@ pub struct Simulation {
     /// `ctx.guard_output`: the checks (by name), the hold-back and the replacement.
     #[schema(value_type = Option<Object>)]
     pub output_guard: Option<serde_json::Value>,
+    /// `ctx.mirror`: the candidate, the share, and whether this request was drawn.
+    pub mirror: Option<super::decision::Mirror>,
     /// The guard itself, for fixtures that check a sample reply against it.
     #[serde(skip)]
     #[schema(ignore)]
@@ -145,6 +147,7 @@ pub async fn simulate_with(
                 // Simulation writes nothing, so it collects nothing to write.
                 writes: _,
                 output_guard,
+                mirror,
             } = decision;
             Simulation {
                 route: routes,
@@ -163,6 +166,7 @@ pub async fn simulate_with(
                 timeouts: serde_json::to_value(timeouts).unwrap_or_default(),
                 output_guard: output_guard.as_ref().map(|g| guard_summary(&g.0)),
                 guard: output_guard,
+                mirror,
             }
         }
         Err(failure) => Simulation {
@@ -182,6 +186,7 @@ pub async fn simulate_with(
             timeouts: serde_json::Value::Null,
             output_guard: None,
             guard: None,
+            mirror: None,
         },
     }
 }

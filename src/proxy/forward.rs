@@ -201,6 +201,12 @@ async fn proxy(
         // The guard reads the reply in the chat form: no provider passes this one through.
         body.forget_native();
     }
+    // The request as the policies left it, for a copy to a candidate (`ctx.mirror`).
+    let mirror_body = decision
+        .mirror
+        .as_ref()
+        .filter(|m| m.sampled)
+        .map(|_| body.clone());
     trace.set(|| {
         decision
             .variant_header()
@@ -241,6 +247,7 @@ async fn proxy(
         usage_estimated: false,
         metrics: state.metrics.clone(),
         trace: trace.clone(),
+        mirror: None,
     };
 
     // 4. cache lookup: a hit is answered here, settled like any reply. Its span only when a
@@ -306,8 +313,18 @@ async fn proxy(
     });
     let mut after = settle(hold, target, false, cache_put, attempts);
     after.log.attempt_log = attempt_log(&served.attempts);
+    after.mirror = mirror_body.map(|body| super::mirror::MirrorJob {
+        target: decision
+            .mirror
+            .as_ref()
+            .map(|m| m.target.clone())
+            .unwrap_or_default(),
+        body,
+        mirrors: state.mirrors.clone(),
+    });
     let capture = respond::Capture {
-        wanted: after.cache_put.is_some() || after.accountant.log_bodies,
+        // A mirrored reply is kept to compare the copy's text with.
+        wanted: after.cache_put.is_some() || after.accountant.log_bodies || after.mirror.is_some(),
         limit: super::bounds::capture_limit(&snapshot, &target.provider),
     };
     let headers = respond::Served {

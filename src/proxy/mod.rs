@@ -56,6 +56,7 @@ pub mod forward;
 pub mod guarded;
 pub mod lookup;
 pub mod messages;
+pub mod mirror;
 pub mod models;
 pub mod native;
 pub mod relay;

@@ -200,7 +200,9 @@ pub fn from_upstream(
             } else {
                 0
             };
-            let wanted = after.cache_put.is_some() || after.accountant.log_bodies;
+            // Kept for the cache, the log, and a mirrored request's comparison.
+            let wanted =
+                after.cache_put.is_some() || after.accountant.log_bodies || after.mirror.is_some();
             let finish_reasons = if after.trace.is_recording() {
                 super::relay::finish_reasons(&body)
             } else {

@@ -54,6 +54,8 @@ pub struct Aftermath {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The request's span, ended here with its usage and cost.
     pub trace: RequestTrace,
+    /// A copy to send to a candidate once the reply is complete (`ctx.mirror`).
+    pub mirror: Option<super::mirror::MirrorJob>,
 }
 
 /// How the reply ended.
@@ -205,6 +207,26 @@ impl Aftermath {
                 done.error
                     .unwrap_or_else(|| "the client disconnected before the end".into()),
             );
+        }
+        if let Some(job) = self.mirror {
+            // Only a complete reply from the provider is worth comparing with.
+            if done.complete && !self.cached && (200..300).contains(&done.status) {
+                let (text, finish_reason) =
+                    super::mirror::reply_text(done.body.as_ref(), &done.payloads);
+                let primary = super::mirror::Primary {
+                    request_id: log.request_id.clone(),
+                    key_id: log.key_id.clone(),
+                    team: log.team.clone(),
+                    endpoint: log.endpoint.clone(),
+                    format: log.format.clone(),
+                    latency_ms,
+                    usage,
+                    cost_usd: log.cost_usd,
+                    finish_reason,
+                    text,
+                };
+                super::mirror::spawn(job, primary, self.snapshot.clone(), self.accountant.clone());
+            }
         }
         if self.accountant.log_bodies {
             log.response_body = match (&done.body, done.payloads.is_empty()) {

@@ -5,6 +5,23 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+/// A shadow copy compared with its primary (the copy's own figures are its entry's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShadowComparison {
+    /// The primary's `request_id`.
+    pub of: String,
+    pub primary_latency_ms: u64,
+    pub primary_prompt_tokens: u64,
+    pub primary_completion_tokens: u64,
+    pub primary_cost_usd: f64,
+    pub primary_finish_reason: Option<String>,
+    /// The copy's finish reason.
+    pub finish_reason: Option<String>,
+    /// The two replies' texts are the same; `null` when either is unknown (a failed copy, a
+    /// primary reply too long to keep).
+    pub identical: Option<bool>,
+}
+
 /// One proxied request, as the log keeps it. Bodies only when `--log-bodies` is on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogEntry {
@@ -71,6 +88,9 @@ pub struct LogEntry {
     pub request_body: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// On a shadow copy's entry (`ctx.mirror`): how it compares with the request it copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowComparison>,
     /// Set on a request that nothing served, that reached no target, and whose
     /// `requested_model` names no served model (an unknown name, refused or not): usage counts
     /// it under [`super::usage::UNKNOWN_MODEL`], so names clients make up never become usage

@@ -97,7 +97,7 @@ pub enum GroupBy {
 
 /// A `group_by` that is none of those.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot group by `{0}`: use key, team, provider, model, variant or tag:<name>")]
+#[error("cannot group by `{0}`: use key, team, provider, model, variant, shadow or tag:<name>")]
 pub struct UnknownGroup(pub String);
 
 impl std::str::FromStr for GroupBy {
@@ -110,6 +110,8 @@ impl std::str::FromStr for GroupBy {
             "provider" => GroupBy::Provider,
             "model" => GroupBy::Model,
             "variant" => GroupBy::Variant,
+            // Shadow traffic: the primaries a policy mirrored, and their copies.
+            "shadow" => GroupBy::Tag("shadow".to_string()),
             other => match other.strip_prefix("tag:") {
                 Some(name) if !name.is_empty() => GroupBy::Tag(name.to_string()),
                 _ => return Err(UnknownGroup(other.to_string())),

@@ -336,6 +336,28 @@ impl RequestBody {
         }
     }
 
+    /// Asks for a stream or a whole reply (embeddings have no stream: unchanged).
+    pub fn set_stream(&mut self, stream: bool) {
+        let value = stream.then_some(true);
+        let changed = match &mut self.typed {
+            Typed::Chat(r) if r.stream != value => {
+                r.stream = value;
+                true
+            }
+            Typed::Completions(r) if r.stream != value => {
+                r.stream = value;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.mark_changed("stream");
+            if !stream && self.extra_mut().remove("stream_options").is_some() {
+                self.mark_changed("stream_options");
+            }
+        }
+    }
+
     pub fn is_stream(&self) -> bool {
         match &self.typed {
             Typed::Chat(r) => r.stream == Some(true),
@@ -841,6 +863,13 @@ impl Usage {
 }
 
 /// Reads `usage` out of a response body or stream chunk without parsing the rest into values.
+/// The `usage` of a parsed reply or chunk (zero when it has none).
+pub fn usage_of_value(json: &Value) -> Usage {
+    json.get("usage")
+        .and_then(|u| serde_json::from_value(u.clone()).ok())
+        .unwrap_or_default()
+}
+
 pub fn usage_of(json: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct WithUsage {

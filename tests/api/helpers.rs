@@ -48,6 +48,8 @@ pub struct Spawn {
     pub metrics_listen: bool,
     /// `--trusted-proxies`.
     pub trusted_proxies: Vec<String>,
+    /// `--mirror-concurrency` (default when `None`).
+    pub mirror_concurrency: Option<usize>,
     /// Export traces (`tests/api/otel.rs` runs the receiver).
     pub otlp: Option<switchboard::telemetry::OtlpSettings>,
 }
@@ -68,6 +70,7 @@ impl Default for Spawn {
             metrics_token: None,
             metrics_listen: false,
             trusted_proxies: vec![],
+            mirror_concurrency: None,
             otlp: None,
         }
     }
@@ -125,6 +128,9 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
     settings.metrics_token = opts.metrics_token;
     settings.trusted_proxies =
         switchboard::http::client_ip::TrustedProxies::parse(&opts.trusted_proxies).unwrap();
+    if let Some(n) = opts.mirror_concurrency {
+        settings.mirror_concurrency = n;
+    }
     settings.otlp = opts.otlp;
     if opts.metrics_listen {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());

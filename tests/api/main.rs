@@ -39,6 +39,7 @@ mod health;
 mod inbound;
 mod inbound_matrix;
 mod metrics_access;
+mod mirror;
 mod mock_provider;
 mod models;
 mod openapi;
