@@ -165,7 +165,22 @@ async fn simulate_request(
         .to_string();
     let (targets, target_error) =
         match router::targets::resolve(&snapshot.models, &simulation.route, &model) {
-            Ok(targets) => (targets.iter().map(|t| t.id.to_string()).collect(), None),
+            Ok(targets) => {
+                // In the order the next request would try them: a balanced pool ordered as
+                // the router would now, without taking a turn.
+                let order = router::attempts::planned_order(
+                    &state.health,
+                    &snapshot,
+                    &targets,
+                    &simulation.plan,
+                );
+                let ordered = order
+                    .iter()
+                    .filter_map(|i| targets.get(*i))
+                    .map(|t| t.id.to_string())
+                    .collect();
+                (ordered, None)
+            }
             Err(e) => (vec![], Some(e.message)),
         };
     Ok(HttpResponse::Ok().json(SimulateResponse {

@@ -42,6 +42,11 @@ pub struct Simulation {
     /// `ctx.guard_output`: the checks (by name), the hold-back and the replacement.
     #[schema(value_type = Option<Object>)]
     pub output_guard: Option<serde_json::Value>,
+    /// The route as the router gets it (for the endpoint to order the targets as a request
+    /// would).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub plan: RoutePlan,
     /// `ctx.mirror`: the candidate, the share, and whether this request was drawn.
     pub mirror: Option<super::decision::Mirror>,
     /// The guard itself, for fixtures that check a sample reply against it.
@@ -129,6 +134,7 @@ pub async fn simulate_with(
     let owned = key.limits.as_counters("key", &key.id, &key.name);
     match policies.on_request(body, key, headers, env) {
         Ok((body, decision)) => {
+            let plan = decision.route.clone();
             let Decision {
                 route:
                     RoutePlan {
@@ -167,6 +173,7 @@ pub async fn simulate_with(
                 output_guard: output_guard.as_ref().map(|g| guard_summary(&g.0)),
                 guard: output_guard,
                 mirror,
+                plan,
             }
         }
         Err(failure) => Simulation {
@@ -187,6 +194,7 @@ pub async fn simulate_with(
             output_guard: None,
             guard: None,
             mirror: None,
+            plan: RoutePlan::default(),
         },
     }
 }

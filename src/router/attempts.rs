@@ -367,11 +367,32 @@ fn end_attempt(
 
 /// The targets' indices in the order to try them: the balanced pool (if any) in its
 /// strategy's order, then the rest as listed.
+/// The order the next request with this plan would try `targets` in (balancing applied),
+/// without taking a turn of the pool: what a simulation reports.
+pub fn planned_order(
+    health: &Registry,
+    snapshot: &Snapshot,
+    targets: &[Target],
+    plan: &RoutePlan,
+) -> Vec<usize> {
+    order_with(health, snapshot, targets, plan, false)
+}
+
 fn order(
     health: &Registry,
     snapshot: &Snapshot,
     targets: &[Target],
     plan: &RoutePlan,
+) -> Vec<usize> {
+    order_with(health, snapshot, targets, plan, true)
+}
+
+fn order_with(
+    health: &Registry,
+    snapshot: &Snapshot,
+    targets: &[Target],
+    plan: &RoutePlan,
+    advance: bool,
 ) -> Vec<usize> {
     let Some(balance) = &plan.balance else {
         return (0..targets.len()).collect();
@@ -396,11 +417,13 @@ fn order(
                 .unwrap_or(1)
         })
         .collect();
-    let mut ordered = health
-        .pools()
-        .order(balance.strategy, &members, &weights, |i| {
-            health.latency_ms(&targets[i].provider)
-        });
+    let latency = |i: usize| health.latency_ms(&targets[i].provider);
+    let pools = health.pools();
+    let mut ordered = if advance {
+        pools.order(balance.strategy, &members, &weights, latency)
+    } else {
+        pools.peek_order(balance.strategy, &members, &weights, latency)
+    };
     ordered.extend(pool..targets.len());
     ordered
 }

@@ -53,6 +53,28 @@ impl Pools {
         weights: &[u32],
         latency: impl Fn(usize) -> Option<f64>,
     ) -> Vec<usize> {
+        self.order_with(strategy, members, weights, latency, true)
+    }
+
+    /// The order the next request would get, without taking its turn (a simulation).
+    pub fn peek_order(
+        &self,
+        strategy: Strategy,
+        members: &[&str],
+        weights: &[u32],
+        latency: impl Fn(usize) -> Option<f64>,
+    ) -> Vec<usize> {
+        self.order_with(strategy, members, weights, latency, false)
+    }
+
+    fn order_with(
+        &self,
+        strategy: Strategy,
+        members: &[&str],
+        weights: &[u32],
+        latency: impl Fn(usize) -> Option<f64>,
+        advance: bool,
+    ) -> Vec<usize> {
         let n = members.len();
         if n <= 1 {
             return (0..n).collect();
@@ -62,14 +84,21 @@ impl Pools {
             Strategy::RoundRobin => {
                 let start = self.with_pool(strategy, members, |p| {
                     let turn = p.turn;
-                    p.turn = p.turn.wrapping_add(1);
+                    if advance {
+                        p.turn = p.turn.wrapping_add(1);
+                    }
                     (turn % n as u64) as usize
                 });
                 (0..n).map(|i| (start + i) % n).collect()
             }
             Strategy::Weighted => {
-                let pick =
-                    self.with_pool(strategy, members, |p| smooth_pick(&mut p.credit, weights));
+                let pick = self.with_pool(strategy, members, |p| {
+                    if advance {
+                        smooth_pick(&mut p.credit, weights)
+                    } else {
+                        smooth_pick(&mut p.credit.clone(), weights)
+                    }
+                });
                 let mut rest: Vec<usize> = (0..n).filter(|i| *i != pick).collect();
                 // After the pick, the heavier members first: they are meant to carry more.
                 rest.sort_by_key(|i| std::cmp::Reverse(weights.get(*i).copied().unwrap_or(1)));

@@ -282,3 +282,56 @@ async fn affinity_keeps_each_conversation_on_one_member_across_a_reload() {
         assert_eq!(&served(&app, c).await, p, "{c} stays across the reload");
     }
 }
+
+#[actix_web::test]
+async fn simulate_orders_a_balanced_pool_as_the_next_request_would_without_taking_its_turn() {
+    let app = spawn(
+        Spawn::default()
+            .provider("a", "kind: mock\nmodels: [echo]\n")
+            .provider("b", "kind: mock\nmodels: [echo]\n")
+            .policy(
+                "balance.rhai",
+                r#"fn on_request(req, ctx) {
+                    ctx.route_balanced(["a/echo", "b/echo"], "round_robin", ["a/echo"]);
+                    ctx.timeout(7);
+                }"#,
+            ),
+    )
+    .await;
+    async fn simulated(app: &TestApp) -> serde_json::Value {
+        app.post("/admin/policies/simulate", ADMIN_KEY)
+            .json(&json!({"request": hi("echo")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+    let first = simulated(&app).await;
+    assert_eq!(first["balance"]["strategy"], "round_robin", "{first}");
+    assert_eq!(first["balance"]["pool"], 2);
+    assert_eq!(first["timeouts"]["first_byte_secs"], 7.0);
+    let next = first["targets"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        simulated(&app).await["targets"][0],
+        next.as_str(),
+        "a simulation takes no turn"
+    );
+    let res = app.chat(ADMIN_KEY, hi("echo")).await;
+    let served = res.headers()["x-switchboard-provider"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        format!("{served}/echo"),
+        next,
+        "the simulation named the next request's pick"
+    );
+    let after = simulated(&app).await;
+    assert_ne!(
+        after["targets"][0],
+        next.as_str(),
+        "the real request took its turn: {after}"
+    );
+}
