@@ -56,10 +56,12 @@ error_codes! {
     TooManyEmbeddingValues => "too_many_embedding_values", 400, "invalid_request_error", "a mock embeddings reply over 2^20 values";
     UnsupportedParameter => "unsupported_parameter", 400, "invalid_request_error", "a parameter a translating adapter cannot express";
     UnsupportedValue => "unsupported_value", 400, "invalid_request_error", "a value a provider kind cannot serve (`encoding_format`)";
+    InvalidPolicy => "invalid_policy", 400, "invalid_request_error", "a draft script from the editor that does not compile (saving, simulating or testing it)";
     UnknownTeam => "unknown_team", 400, "invalid_request_error", "a key given a `team` id that no team has";
     InvalidApiKey => "invalid_api_key", 401, "authentication_error", "no key, a malformed header, an unknown or revoked key";
     ExpiredApiKey => "expired_api_key", 401, "authentication_error", "a key past its `expires_at`";
     InsufficientPermissions => "insufficient_permissions", 403, "permission_error", "a user key on an admin endpoint";
+    PoliciesReadOnly => "policies_read_only", 403, "permission_error", "writing or deleting a policy script with `--read-only-policies`";
     ModelNotAllowed => "model_not_allowed", 403, "permission_error", "no target the request could reach is allowed for the key";
     NotFound => "not_found", 404, "not_found_error", "an unknown path or resource";
     ModelNotFound => "model_not_found", 404, "invalid_request_error", "an unknown model";

@@ -201,6 +201,10 @@ struct ServeArgs {
     /// On a policy script error, skip that script instead of failing the request with a 500.
     #[arg(long, env = "SWITCHBOARD_POLICY_FAIL_OPEN")]
     policy_fail_open: bool,
+    /// Refuse to write or delete policy scripts through the admin API and the dashboard's
+    /// editor (reading, validating, simulating and testing drafts still work).
+    #[arg(long, env = "SWITCHBOARD_READ_ONLY_POLICIES")]
+    read_only_policies: bool,
     /// Do not watch providers.d and policies for changes (SIGHUP and POST /admin/reload still work).
     #[arg(long, env = "SWITCHBOARD_NO_WATCH")]
     no_watch: bool,
@@ -725,6 +729,7 @@ fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCod
         _ => None,
     };
     settings.policy_fail_open = args.policy_fail_open;
+    settings.read_only_policies = args.read_only_policies;
     settings.watch = !args.no_watch;
     settings.log_bodies = args.log_bodies;
     settings.log_retention = switchboard::ledger_writer::Retention {
@@ -930,6 +935,12 @@ fn policy_test(dir: &std::path::Path) -> ExitCode {
         Ok(report) => {
             for line in &report.lines {
                 println!("{line}");
+            }
+            if !report.coverage.is_empty() {
+                println!("lines executed by the fixtures:");
+                for script in &report.coverage {
+                    println!("  {}", script.summary());
+                }
             }
             println!(
                 "policy fixtures: {} passed, {} failed",

@@ -170,6 +170,7 @@ impl Application {
             store,
             auth,
             body_limit: settings.body_limit,
+            read_only_policies: settings.read_only_policies,
             health,
             budget_alerts: std::sync::Arc::new(crate::proxy::budget_alerts::BudgetAlerts::new(
                 budget_sink(webhooks.clone()),

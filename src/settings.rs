@@ -28,6 +28,9 @@ pub struct Settings {
     pub workers: usize,
     /// On a policy script failure, go on without that script instead of failing the request.
     pub policy_fail_open: bool,
+    /// Refuse to write or delete policy scripts through the admin API (the dashboard's editor
+    /// then only shows and simulates).
+    pub read_only_policies: bool,
     /// Keep request and response bodies in the request log.
     pub log_bodies: bool,
     /// How long, and how many, request log entries are kept, and how long usage roll-ups.
@@ -110,6 +113,7 @@ impl Settings {
             admin_key: None,
             workers: 0,
             policy_fail_open: false,
+            read_only_policies: false,
             watch: true,
             log_bodies: false,
             log_retention: crate::ledger_writer::Retention::default(),
@@ -145,6 +149,7 @@ impl std::fmt::Debug for Settings {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
             .field("workers", &self.workers)
             .field("policy_fail_open", &self.policy_fail_open)
+            .field("read_only_policies", &self.read_only_policies)
             .field("watch", &self.watch)
             .field("log_bodies", &self.log_bodies)
             .field("log_retention", &self.log_retention)

@@ -17,6 +17,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// `--read-only-policies`: the admin API does not write or delete policy scripts.
+    pub read_only_policies: bool,
     /// Provider health (breakers, latency), kept across reloads.
     pub health: Arc<crate::router::provider_health::Registry>,
     /// Budgets reaching 50, 80, 100 %, reported once each per window (to the log and the

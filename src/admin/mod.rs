@@ -4,6 +4,8 @@ pub mod config;
 pub mod fields;
 pub mod keys;
 pub mod policies;
+pub mod policy_editor;
+mod policy_files;
 pub mod providers;
 pub mod teams;
 pub mod usage;
@@ -15,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     config::configure(cfg);
     keys::configure(cfg);
     policies::configure(cfg);
+    policy_editor::configure(cfg);
     providers::configure(cfg);
     teams::configure(cfg);
     usage::configure(cfg);

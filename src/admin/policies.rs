@@ -14,10 +14,13 @@ use utoipa::ToSchema;
 
 /// The loaded policy scripts.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"scripts": ["10-routing.rhai", "20-limits.rhai"]}))]
+#[schema(example = json!({"scripts": ["10-routing.rhai", "20-limits.rhai"], "writable": true}))]
 pub struct PolicyList {
     /// File names, in the order they run.
     pub scripts: Vec<String>,
+    /// Whether scripts can be saved and deleted through this API (off with
+    /// `--read-only-policies`).
+    pub writable: bool,
 }
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub struct SimulateRequest {
     /// The client address `req.client_ip` reports (default: none).
     #[schema(value_type = Option<String>)]
     client_ip: Option<std::net::IpAddr>,
+    /// Simulate with this unsaved script in place of the loaded one of its name (or added).
+    draft: Option<super::policy_editor::Draft>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -78,6 +83,7 @@ async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.snapshot();
     HttpResponse::Ok().json(PolicyList {
         scripts: snapshot.policies.script_names(),
+        writable: !state.read_only_policies,
     })
 }
 
@@ -91,7 +97,7 @@ async fn list(_admin: AdminCaller, state: web::Data<AppState>) -> HttpResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What the policies decided, and the targets a real request would try", body = SimulateResponse),
-        crate::openapi::responses::BadRequest,
+        (status = 400, description = "A bad request, or a `draft` that does not compile (`code: invalid_policy`)", body = crate::error::ErrorResponse),
         crate::openapi::responses::AdminRequired,
         (status = 404, description = "No key with `key_id`", body = crate::error::ErrorResponse),
         crate::openapi::responses::TooLarge,
@@ -127,7 +133,7 @@ async fn simulate_request(
         .headers
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+        .collect::<Vec<_>>();
     let snapshot = state.snapshot();
     // The key's team limits apply too, as they do to real requests.
     let team_limits = key
@@ -136,8 +142,9 @@ async fn simulate_request(
         .and_then(|id| state.store.teams.get_cached(id))
         .map(|team| team.limits.as_counters("team", &team.id, &team.name))
         .unwrap_or_default();
+    let draft = super::policy_editor::with_draft(&state, &snapshot.policies, input.draft.as_ref())?;
     let mut simulation = crate::policy::simulate::simulate_with(
-        &snapshot.policies,
+        draft.as_ref().unwrap_or(&snapshot.policies),
         request,
         Arc::new(key),
         headers,

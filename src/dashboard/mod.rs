@@ -61,6 +61,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/teams.js"),
     },
     Asset {
+        name: "highlight.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/highlight.js"),
+    },
+    Asset {
+        name: "editor.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/editor.js"),
+    },
+    Asset {
         name: "pages.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/pages.js"),

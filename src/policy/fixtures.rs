@@ -12,6 +12,7 @@
 //!     cache_ttl: 600              # or null for "no caching"
 //! ```
 
+use super::coverage::ScriptCoverage;
 use super::simulate::{simulate_with, Simulation};
 use super::{LoadError, PolicySet};
 use crate::store::memory::assignments::MemoryAssignments;
@@ -230,6 +231,22 @@ pub struct Report {
     pub passed: usize,
     pub failed: usize,
     pub lines: Vec<String>,
+    /// Each case's outcome, in file and case order.
+    pub cases: Vec<CaseResult>,
+    /// The lines of each script the cases executed (with [`run_covered`]).
+    pub coverage: Vec<ScriptCoverage>,
+}
+
+/// One fixture case's outcome.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct CaseResult {
+    /// The fixture file, e.g. `aliases.yaml`.
+    pub file: String,
+    /// The case's `name`.
+    pub name: String,
+    pub passed: bool,
+    /// What differed from `expect` (empty when it passed).
+    pub problems: Vec<String>,
 }
 
 /// Loads the policies in `dir` and runs every fixture in `dir/tests`.
@@ -238,10 +255,32 @@ pub fn run_dir(dir: &Path) -> Result<Report, FixtureError> {
         crate::settings::Settings::DEFAULT_BODY_LIMIT,
     ));
     let policies = PolicySet::load_dir(engine, dir, false).map_err(FixtureError::Policies)?;
-    let tests_dir = dir.join("tests");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
+    run_covered(
+        &policies,
+        &dir.join("tests"),
+        crate::settings::Settings::DEFAULT_BODY_LIMIT,
+    )
+}
+
+/// [`run`], recording which lines of each script the cases executed (on an engine of its own
+/// whose limits follow `body_limit`).
+pub fn run_covered(
+    policies: &PolicySet,
+    tests_dir: &Path,
+    body_limit: usize,
+) -> Result<Report, FixtureError> {
+    let recording = policies.recording(body_limit);
+    let mut report = run(&recording.policies, tests_dir)?;
+    report.coverage = recording.coverage();
+    Ok(report)
+}
+
+/// Runs every fixture file in `tests_dir` against `policies` (loaded from disk, or a copy with
+/// a draft swapped in by the editor).
+pub fn run(policies: &PolicySet, tests_dir: &Path) -> Result<Report, FixtureError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(tests_dir)
         .map_err(|error| FixtureError::ReadDir {
-            dir: tests_dir.clone(),
+            dir: tests_dir.to_path_buf(),
             error,
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -256,6 +295,8 @@ pub fn run_dir(dir: &Path) -> Result<Report, FixtureError> {
         passed: 0,
         failed: 0,
         lines: Vec::new(),
+        cases: Vec::new(),
+        coverage: Vec::new(),
     };
     for file in files {
         let label = file
@@ -273,58 +314,71 @@ pub fn run_dir(dir: &Path) -> Result<Report, FixtureError> {
                 error,
             })?;
         for case in cases {
-            let body = match RequestBody::from_json(case.endpoint, case.request.clone()) {
-                Ok(body) => body,
-                Err(e) => {
-                    report.failed += 1;
-                    report
-                        .lines
-                        .push(format!("FAIL  {label}: {}\n      request: {e}", case.name));
-                    continue;
-                }
-            };
-            let headers = case
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect();
-            // Fixtures run on the memory store, whose calls finish at once.
-            let client = super::simulate::SimulatedClient {
-                providers: Some(Arc::new(super::facts::FixedProviders(
-                    case.providers.clone(),
-                ))),
-                client_ip: case.client_ip,
-            };
-            let Some(sim) = futures_util::FutureExt::now_or_never(simulate_with(
-                &policies,
-                body,
-                Arc::new(case.key.record()),
-                headers,
-                counters.clone(),
-                assignments.clone(),
-                client,
-            )) else {
-                report.failed += 1;
-                report.lines.push(format!(
-                    "FAIL  {label}: {}: the store did not answer",
-                    case.name
-                ));
-                continue;
-            };
-            let problems = check(&case, &sim);
-            if problems.is_empty() {
-                report.passed += 1;
-                report.lines.push(format!("ok    {label}: {}", case.name));
-            } else {
-                report.failed += 1;
-                report.lines.push(format!("FAIL  {label}: {}", case.name));
-                for p in problems {
-                    report.lines.push(format!("      {p}"));
-                }
-            }
+            let problems = run_case(policies, &case, &counters, &assignments);
+            report.record(CaseResult {
+                file: label.clone(),
+                name: case.name,
+                passed: problems.is_empty(),
+                problems,
+            });
         }
     }
     Ok(report)
+}
+
+/// One case against `policies`: what differed from its `expect`.
+fn run_case(
+    policies: &PolicySet,
+    case: &Case,
+    counters: &Arc<dyn CounterStore>,
+    assignments: &Arc<dyn AssignmentStore>,
+) -> Vec<String> {
+    let body = match RequestBody::from_json(case.endpoint, case.request.clone()) {
+        Ok(body) => body,
+        Err(e) => return vec![format!("request: {e}")],
+    };
+    let headers = case
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let client = super::simulate::SimulatedClient {
+        providers: Some(Arc::new(super::facts::FixedProviders(
+            case.providers.clone(),
+        ))),
+        client_ip: case.client_ip,
+    };
+    // Fixtures run on the memory store, whose calls finish at once.
+    match futures_util::FutureExt::now_or_never(simulate_with(
+        policies,
+        body,
+        Arc::new(case.key.record()),
+        headers,
+        counters.clone(),
+        assignments.clone(),
+        client,
+    )) {
+        Some(sim) => check(case, &sim),
+        None => vec!["the store did not answer".into()],
+    }
+}
+
+impl Report {
+    fn record(&mut self, case: CaseResult) {
+        if case.passed {
+            self.passed += 1;
+            self.lines
+                .push(format!("ok    {}: {}", case.file, case.name));
+        } else {
+            self.failed += 1;
+            self.lines
+                .push(format!("FAIL  {}: {}", case.file, case.name));
+            for p in &case.problems {
+                self.lines.push(format!("      {p}"));
+            }
+        }
+        self.cases.push(case);
+    }
 }
 
 #[cfg(test)]

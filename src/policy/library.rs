@@ -50,6 +50,12 @@ impl Library {
         }
     }
 
+    /// The same data files with an empty regex cache: for a copy of a policy set (a draft from
+    /// the editor, a fixture run) whose patterns must not fill the serving set's cache.
+    pub fn detached(&self) -> Self {
+        Library::with_data(self.data.clone())
+    }
+
     /// The compiled pattern, compiled on first use in this load.
     pub fn regex(&self, pattern: &str) -> Res<ScriptRegex> {
         let mut cache = self.regexes.lock().unwrap_or_else(|p| p.into_inner());

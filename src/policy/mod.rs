@@ -4,8 +4,10 @@
 //! compiled once per load; a call runs under an operation limit, a call-depth limit and a time
 //! budget, so a script can fail a request but never hang or crash the gateway.
 
+pub mod coverage;
 pub mod ctx;
 pub mod decision;
+pub mod draft;
 pub mod engine;
 pub mod facts;
 pub mod fixtures;
@@ -74,9 +76,12 @@ impl fmt::Display for ScriptFailure {
     }
 }
 
+#[derive(Clone)]
 struct Script {
     /// File name, e.g. `10-aliases.rhai`.
     name: Arc<str>,
+    /// The text compiled, for the dashboard's editor (`GET /admin/policies/{name}/source`).
+    source: Arc<str>,
     ast: AST,
     on_request: bool,
     on_response: bool,
@@ -85,7 +90,9 @@ struct Script {
     hook_lines: [Option<usize>; 2],
 }
 
-/// The compiled scripts of one load.
+/// The compiled scripts of one load. Cloning is cheap next to compiling (the ASTs are shared
+/// where rhai can); a draft is simulated on a clone with one script swapped (`draft.rs`).
+#[derive(Clone)]
 pub struct PolicySet {
     engine: Arc<Engine>,
     scripts: Vec<Script>,
@@ -199,15 +206,25 @@ impl PolicySet {
     }
 
     fn compile(&self, path: &Path) -> Result<(Script, String), LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        self.compile_text(path, &text)
+    }
+
+    /// Compiles `text` as the file at `path` (whose name the script gets): what a load does
+    /// with each file, and what a draft from the editor goes through.
+    fn compile_text(&self, path: &Path, text: &str) -> Result<(Script, String), LoadError> {
         let error = |line, column, message| LoadError {
             file: path.to_path_buf(),
             line,
             column,
             message,
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error(None, None, format!("cannot read: {e}")))?;
-        let ast = self.engine.compile(&text).map_err(|e| {
+        let ast = self.engine.compile(text).map_err(|e| {
             let pos = e.position();
             error(pos.line(), pos.position(), e.err_type().to_string())
         })?;
@@ -238,6 +255,7 @@ impl PolicySet {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .into(),
+                source: text.into(),
                 ast,
                 on_request,
                 on_response,

@@ -315,6 +315,37 @@ fn policy_test_passes_on_the_shipped_fixtures() {
     for fixture in ["aliases.yaml", "cache.yaml", "canary.yaml", "quotas.yaml"] {
         assert!(text.contains(fixture), "{fixture} ran: {text}");
     }
+    assert!(
+        text.contains("lines executed by the fixtures:\n  10-aliases.rhai: 3/3 lines executed\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn policy_test_names_the_lines_no_fixture_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("route.rhai"),
+        "fn on_request(req, ctx) {\n    if req.model == \"a\" {\n        ctx.route([\"a/a\"]);\n    } else {\n        ctx.route([\"b/b\"]);\n        ctx.tag(\"other\", \"1\");\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tests/route.yaml"),
+        "- name: a\n  request: { model: a, messages: [] }\n  expect: { route: [a/a] }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("  route.rhai: 2/4 lines executed; not run: 5-6\n"),
+        "{text}"
+    );
 }
 
 #[test]

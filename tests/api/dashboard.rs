@@ -40,6 +40,8 @@ async fn assets_have_their_content_types() {
         ("pages.js", "text/javascript; charset=utf-8"),
         ("limits.js", "text/javascript; charset=utf-8"),
         ("teams.js", "text/javascript; charset=utf-8"),
+        ("editor.js", "text/javascript; charset=utf-8"),
+        ("highlight.js", "text/javascript; charset=utf-8"),
         ("csv.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
@@ -85,7 +87,7 @@ async fn the_dashboard_uses_only_the_admin_api() {
     // Every path the scripts fetch is a public API path.
     let app = spawn_mock().await;
     let mut paths = vec![];
-    for name in ["app.js", "pages.js", "teams.js", "api.js"] {
+    for name in ["app.js", "pages.js", "teams.js", "api.js", "editor.js"] {
         let js = app
             .client
             .get(app.url(&format!("/dashboard/assets/{name}")))
@@ -115,4 +117,8 @@ async fn the_dashboard_uses_only_the_admin_api() {
         "{paths:?}"
     );
     assert!(paths.iter().any(|p| p == "/admin/teams"), "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p == "/admin/policies/validate"),
+        "{paths:?}"
+    );
 }

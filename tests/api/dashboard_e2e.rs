@@ -413,6 +413,8 @@ async fn dashboard_in_a_real_browser() {
     )
     .await;
 
+    policy_editor(&d, &app, &dir).await;
+
     // Playground: a streamed chat, rendered while it arrives.
     goto_page(&d, "playground", "#pg-send").await;
     d.select("#pg-model", "mock/echo-priced").await;
@@ -548,10 +550,184 @@ async fn dashboard_in_a_real_browser() {
     shot(&d, &dir, "30-docs").await;
     let problems = console_problems(&d).await;
     assert!(problems.is_empty(), "console on /docs: {problems:#?}");
+
+    read_only_editor(&d).await;
     d.quit().await;
     eprintln!(
         "dashboard e2e passed in {:.1}s; screenshots in {}",
         started.elapsed().as_secs_f64(),
         dir.display()
     );
+}
+
+/// The policy editor: a new script, a broken draft (its error and line shown), a good draft
+/// simulated and tested, saved (the file written, a real request routed by it), then deleted.
+async fn policy_editor(d: &Driver, app: &TestApp, dir: &Path) {
+    d.wait_for(
+        "the first script's source",
+        "const t = document.getElementById('editor-source'); \
+         return t && t.value.includes('fn on_request') && \
+         document.querySelectorAll('#editor-gutter div').length === t.value.split('\\n').length",
+        json!([]),
+    )
+    .await;
+    // The highlighted copy under the textarea says the same text, coloured.
+    let shade = d
+        .js(
+            "const t = document.getElementById('editor-source'), p = document.getElementById('editor-highlight'); \
+             return [p.textContent === t.value + '\\n ', [...p.querySelectorAll('.tok-kw')].some(s => s.textContent === 'fn'), \
+             p.getBoundingClientRect().top === t.getBoundingClientRect().top]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(shade, json!([true, true, true]));
+    d.click("#editor-new").await;
+    d.fill("#editor-new-name", "60-e2e").await;
+    d.click("#editor-new-ok").await;
+    d.wait_for(
+        "the new script's draft",
+        "return document.getElementById('editor-status').innerText.includes('60-e2e.rhai (new')",
+        json!([]),
+    )
+    .await;
+
+    d.fill(
+        "#editor-source",
+        "fn on_request(req, ctx) {\n    let = 1;\n}\n",
+    )
+    .await;
+    d.click("#editor-validate").await;
+    let errors = d.text("#editor-errors").await;
+    assert!(errors.contains("line 2"), "{errors}");
+    let marked = d
+        .js(
+            "return [...document.querySelectorAll('#editor-gutter div.err')].map(e => e.innerText)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(marked, json!(["2"]), "the gutter marks the line");
+    d.click("#editor-errors button.link").await;
+    let selected = d
+        .js(
+            "const t = document.getElementById('editor-source'); \
+             return t.value.slice(t.selectionStart, t.selectionEnd)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(selected, "    let = 1;", "the error's line is selected");
+    shot(d, dir, "08c-editor-error").await;
+
+    let draft = "fn on_request(req, ctx) {\n    if req.model == \"e2e-draft\" {\n        ctx.route([\"mock/echo-priced\"]);\n    }\n}\n";
+    d.fill("#editor-source", draft).await;
+    d.click("#editor-validate").await;
+    let valid = d.text("#editor-valid").await;
+    assert!(valid.contains("compiles"), "{valid}");
+
+    // The simulator runs the saved scripts with the draft in place.
+    d.js(
+        "document.getElementById('sim-request').value = JSON.stringify({model: 'e2e-draft', \
+         messages: [{role: 'user', content: 'hi'}]}); return true",
+        json!([]),
+    )
+    .await;
+    d.click("#sim-run").await;
+    d.wait_for(
+        "a simulation with the draft",
+        "const t = document.getElementById('sim-targets'); \
+         return !!document.getElementById('sim-with-draft') && t && t.innerText.includes('mock/echo-priced')",
+        json!([]),
+    )
+    .await;
+
+    // The shipped fixtures, run with the draft added.
+    let tests = app._dir.path().join("policies/tests");
+    std::fs::create_dir_all(&tests).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/tests");
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tests.join(path.file_name().unwrap())).unwrap();
+    }
+    d.click("#editor-test").await;
+    let fixtures = d.text("#editor-fixtures").await;
+    assert!(fixtures.contains("Fixtures with this draft"), "{fixtures}");
+    assert!(fixtures.contains("aliases.yaml"), "{fixtures}");
+    assert!(fixtures.contains(" 0 failed"), "{fixtures}");
+    assert!(
+        fixtures.contains("60-e2e.rhai: 1/2 lines executed; not run: 3"),
+        "{fixtures}"
+    );
+    let missed = d
+        .js(
+            "return [...document.querySelectorAll('#editor-gutter div.miss')].map(e => e.innerText)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(missed, json!(["3"]), "no fixture asks for e2e-draft");
+    shot(d, dir, "08d-editor-fixtures").await;
+
+    d.click("#editor-save").await;
+    d.click("#confirm-ok").await;
+    let saved = d.text("#editor-saved").await;
+    assert!(
+        saved.contains("`60-e2e.rhai` saved; the gateway reloaded"),
+        "{saved}"
+    );
+    let file = app._dir.path().join("policies/60-e2e.rhai");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), draft);
+    let res = chat(app, ADMIN_KEY, "e2e-draft", "hi").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchboard-model"], "echo-priced");
+    d.wait_for(
+        "the new script in the list",
+        "return !!document.querySelector('#policy-scripts [data-script=\"60-e2e.rhai\"]')",
+        json!([]),
+    )
+    .await;
+
+    d.click("#editor-delete").await;
+    d.click("#confirm-ok").await;
+    d.wait_for(
+        "the script gone",
+        "return ![...document.querySelectorAll('#editor-script option')].some(o => o.value === '60-e2e.rhai') && \
+         !document.querySelector('#policy-scripts [data-script=\"60-e2e.rhai\"]')",
+        json!([]),
+    )
+    .await;
+    assert!(!file.exists());
+    let problems = console_problems(d).await;
+    assert!(problems.is_empty(), "console: {problems:#?}");
+}
+
+/// With `--read-only-policies` the editor shows, validates and tests, but offers no Save,
+/// Delete or New script.
+async fn read_only_editor(d: &Driver) {
+    let app = spawn(Spawn {
+        read_only_policies: true,
+        ..Spawn::default()
+            .provider("mock", "kind: mock\nmodels: [echo]\n")
+            .policy(
+                "10-route.rhai",
+                "fn on_request(req, ctx) {\n    ctx.route([\"mock/echo\"]);\n}\n",
+            )
+    })
+    .await;
+    d.goto(&app.url("/dashboard")).await;
+    d.fill("#signin-key", ADMIN_KEY).await;
+    d.click("#signin-submit").await;
+    d.text("#stat-requests .value").await;
+    goto_page(d, "policies", "#editor-validate").await;
+    let note = d.text("#editor-read-only").await;
+    assert!(note.contains("--read-only-policies"), "{note}");
+    let offered = d
+        .js(
+            "return ['editor-save', 'editor-delete', 'editor-new'].filter(id => document.getElementById(id))",
+            json!([]),
+        )
+        .await;
+    assert_eq!(offered, json!([]), "no write buttons when read-only");
+    d.click("#editor-validate").await;
+    let valid = d.text("#editor-valid").await;
+    assert!(valid.contains("10-route.rhai compiles"), "{valid}");
+    let problems = console_problems(d).await;
+    assert!(problems.is_empty(), "console (read-only): {problems:#?}");
 }

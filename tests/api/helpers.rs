@@ -38,6 +38,7 @@ pub struct Spawn {
     /// Policy scripts: (file name, text).
     pub policies: Vec<(String, String)>,
     pub policy_fail_open: bool,
+    pub read_only_policies: bool,
     pub log_bodies: bool,
     /// `webhooks.yaml`, if any.
     pub webhooks: Option<String>,
@@ -62,6 +63,7 @@ impl Default for Spawn {
             data_dir: None,
             policies: vec![],
             policy_fail_open: false,
+            read_only_policies: false,
             log_bodies: false,
             webhooks: None,
             cors: None,
@@ -120,6 +122,7 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
         std::fs::write(settings.policies_dir.join(file), script).unwrap();
     }
     settings.policy_fail_open = opts.policy_fail_open;
+    settings.read_only_policies = opts.read_only_policies;
     settings.log_bodies = opts.log_bodies;
     settings.cors = opts.cors;
     settings.metrics_token = opts.metrics_token;

@@ -48,6 +48,7 @@ mod output_guard;
 mod passthrough;
 mod policies;
 mod policy_context;
+mod policy_editor;
 mod process;
 mod prompt_cache;
 mod reload;

@@ -4,6 +4,7 @@
 import { api, qs, ApiError } from './api.js';
 import { barChart, lineChart, legend } from './charts.js';
 import { csv } from './csv.js';
+import { policyEditor } from './editor.js';
 import { limitFields, limitsPills, limitsWithUse } from './limits.js';
 import { teamsPage, teamNames, teamSelect } from './teams.js';
 import {
@@ -197,11 +198,13 @@ async function overview(main, ctx) {
       busy = false;
     }
   }
-  await load();
+  // The timer is set before the first load is awaited: a page left while loading (signing in
+  // renders the overview twice) must not keep a timer that outlives it.
   const timer = setInterval(() => {
     if (auto.checked && !document.hidden) load();
   }, 5000);
   ctx.cleanups.push(() => clearInterval(timer));
+  await load();
 }
 
 // ---------------------------------------------------------------- Providers
@@ -254,9 +257,10 @@ async function providersPage(main, ctx) {
       fill(body, errorBox(e));
     }
   }
-  await load();
+  // Set before the first load is awaited, so leaving the page while it loads clears it.
   const timer = setInterval(() => !document.hidden && load(), 10000);
   ctx.cleanups.push(() => clearInterval(timer));
+  await load();
 }
 
 // ---------------------------------------------------------------- Keys
@@ -676,6 +680,7 @@ async function policiesPage(main) {
   const scripts = h('section', { class: 'card', id: 'policy-scripts' });
   const reloadBtn = h('button', { type: 'button', id: 'reload' }, 'Reload now');
   main.append(h('div', { class: 'row between' }, h('h1', {}, 'Policies and config'), reloadBtn), status, scripts);
+  let editor = null;
 
   async function loadConfig() {
     try {
@@ -700,12 +705,14 @@ async function policiesPage(main) {
       fill(scripts, 
         h('h2', {}, 'Loaded scripts'),
         pol.scripts.length
-          ? h('ol', { class: 'mono' }, pol.scripts.map((s) => h('li', {}, s, bad.has(s) ? h('span', { class: 'badge err' }, 'has errors') : null)))
+          ? h('ol', { class: 'mono' }, pol.scripts.map((s) => h('li', {}, h('button', { type: 'button', class: 'link', dataset: { script: s }, onclick: () => editor?.open(s) }, s), bad.has(s) ? h('span', { class: 'badge err' }, 'has errors') : null)))
           : h('p', { class: 'empty' }, 'No policy scripts: requests are routed to the model they name.'),
-        h('p', { class: 'muted' }, 'Scripts run in this order on every request.'),
+        h('p', { class: 'muted' }, 'Scripts run in this order on every request. Click one to edit it below.'),
       );
+      return pol;
     } catch (e) {
       fill(status, errorBox(e));
+      return null;
     }
   }
   reloadBtn.addEventListener('click', async () => {
@@ -720,11 +727,16 @@ async function policiesPage(main) {
       loadConfig();
     }
   });
-  await loadConfig();
-  main.append(await simulator());
+  const pol = await loadConfig();
+  if (pol) {
+    editor = policyEditor({ scripts: [...pol.scripts], writable: pol.writable, onSaved: loadConfig });
+    main.append(editor.card);
+  }
+  main.append(await simulator(editor?.draft));
 }
 
-async function simulator() {
+// `draft`: the editor's draft (or none), simulated instead of the saved script when ticked.
+async function simulator(draft) {
   const [providers, keys] = await Promise.all([api('/admin/providers').catch(() => ({ data: [] })), api('/admin/keys').catch(() => ({ data: [] }))]);
   const models = providers.data.flatMap((p) => p.models.map((m) => m.id));
   const model = h('select', { id: 'sim-model' }, models.map((m) => h('option', { value: m }, m)), h('option', { value: '__custom' }, 'other…'));
@@ -736,6 +748,7 @@ async function simulator() {
   const headers = h('textarea', { id: 'sim-headers', rows: '2', placeholder: 'x-team: search' });
   const request = h('textarea', { id: 'sim-request', rows: '9', spellcheck: 'false', class: 'mono' });
   const out = h('div', { id: 'sim-result' });
+  const useDraft = h('input', { type: 'checkbox', id: 'sim-draft', checked: true });
   const build = () => {
     const m = model.value === '__custom' ? 'my-model' : model.value;
     const ep = endpoint.value;
@@ -751,7 +764,7 @@ async function simulator() {
     h('p', { class: 'muted' }, 'Runs the policies on a request without calling a provider or charging a counter.'),
     h('div', { class: 'row' }, h('label', {}, 'Endpoint', endpoint), h('label', {}, 'Model', model), h('label', { class: 'grow' }, 'Message', message), h('label', {}, 'Temperature', temperature), h('label', { class: 'inline' }, stream, 'stream')),
     h('label', {}, 'Request (edit freely; the fields above rebuild it)', request),
-    h('div', { class: 'row' }, h('label', { class: 'grow' }, 'As key', key), h('label', { class: 'grow' }, 'Headers (name: value per line)', headers), h('button', { type: 'submit', id: 'sim-run' }, 'Simulate')),
+    h('div', { class: 'row' }, h('label', { class: 'grow' }, 'As key', key), h('label', { class: 'grow' }, 'Headers (name: value per line)', headers), draft ? h('label', { class: 'inline' }, useDraft, 'Use the draft') : null, h('button', { type: 'submit', id: 'sim-run' }, 'Simulate')),
     out,
   );
   form.addEventListener('submit', async (e) => {
@@ -771,12 +784,15 @@ async function simulator() {
       }
       const body = { endpoint: endpoint.value, request: req, headers: hdrs };
       if (key.value) body.key_id = key.value;
+      const d = draft && useDraft.checked ? draft() : null;
+      if (d) body.draft = d;
       const r = await api('/admin/policies/simulate', { method: 'POST', body });
       const obj = (o) => (o && Object.keys(o).length ? Object.entries(o).map(([k, v]) => `${k}=${v}`).join(', ') : '–');
       const limits = [...(r.limits || []).map((l) => ({ ...l, kind: 'requests' })), ...(r.token_limits || []).map((l) => ({ ...l, kind: 'tokens' }))];
       fill(out, h('div', { class: 'card', id: 'sim-decisions' },
         h('h3', {}, 'Decisions'),
         kv([
+          d ? ['Scripts', h('span', { id: 'sim-with-draft' }, `the saved scripts, with the draft of ${d.name}`)] : null,
           ['Outcome', r.error ? h('span', { class: 'badge err' }, 'script error') : r.rejection ? h('span', { class: 'badge err' }, `rejected ${r.rejection.status}`) : limits.some((l) => !l.would_pass) ? h('span', { class: 'badge warn' }, 'over a limit') : h('span', { class: 'badge ok' }, 'would pass')],
           ['Route', r.route.length ? r.route.join(' → ') : 'as requested'],
           ['Targets', r.targets.length ? h('span', { id: 'sim-targets' }, r.targets.join(' → ')) : h('span', { class: 'error' }, r.target_error || 'none')],
