@@ -29,12 +29,24 @@ pub const DEFAULT_FILTER: &str = "info";
 /// Changes the installed subscriber's filter.
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
-/// Why a log filter cannot be used.
-pub fn check_filter(directives: &str) -> Result<EnvFilter, String> {
+/// Why a log filter cannot be used, or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("`{directives}` is not a log filter: {reason}")]
+    Parse { directives: String, reason: String },
+    #[error("cannot change the log filter: {0}")]
+    Reload(String),
+}
+
+/// The filter, or why it cannot be used.
+pub fn check_filter(directives: &str) -> Result<EnvFilter, FilterError> {
     EnvFilter::builder()
         .with_regex(false)
         .parse(directives)
-        .map_err(|e| format!("`{directives}` is not a log filter: {e}"))
+        .map_err(|e| FilterError::Parse {
+            directives: directives.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// The filter to start with: `--log-level`, else `RUST_LOG`, else `info`.
@@ -75,12 +87,12 @@ pub fn init(format: LogFormat, filter: &str) {
 
 /// Applies a new filter to the process log from now on. Without an installed subscriber (a test
 /// building the server in process) there is nothing to change.
-pub fn set_filter(directives: &str) -> Result<(), String> {
+pub fn set_filter(directives: &str) -> Result<(), FilterError> {
     let filter = check_filter(directives)?;
     match FILTER.get() {
         Some(handle) => handle
             .reload(filter)
-            .map_err(|e| format!("cannot change the log filter: {e}")),
+            .map_err(|e| FilterError::Reload(e.to_string())),
         None => Ok(()),
     }
 }

@@ -634,7 +634,7 @@ fn resolved_settings(
         }
     };
     if let Err(e) = TrustedProxies::parse(&args.trusted_proxies) {
-        errors.push(at("trusted_proxies", e));
+        errors.push(at("trusted_proxies", e.to_string()));
     }
     // Every OTLP setting, checked as `serve` checks it; the ratio is what a reload applies.
     if let Err(e) = args.otlp.settings() {
@@ -647,8 +647,8 @@ fn resolved_settings(
         errors.push(at(key, e.to_string()));
     }
     let log_filter = logging::start_filter(args.log_level.as_deref());
-    if let Err(message) = logging::check_filter(&log_filter) {
-        errors.push(at("log_level", message));
+    if let Err(e) = logging::check_filter(&log_filter) {
+        errors.push(at("log_level", e.to_string()));
     }
     if !errors.is_empty() {
         return Err(errors);

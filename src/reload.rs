@@ -197,7 +197,7 @@ impl Reloader {
         let Some(source) = &self.settings else {
             return Ok(());
         };
-        crate::logging::set_filter(&resolved.log_filter).map_err(|message| {
+        crate::logging::set_filter(&resolved.log_filter).map_err(|e| {
             vec![ReloadError {
                 file: self
                     .settings_file()
@@ -206,7 +206,7 @@ impl Reloader {
                 line: None,
                 column: None,
                 field: Some("log_level".to_string()),
-                message,
+                message: e.to_string(),
             }]
         })?;
         // Checked by the reread: a ratio outside 0..=1 never gets here.

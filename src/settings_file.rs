@@ -156,7 +156,7 @@ impl SettingsFile {
             let line = line_of(&text, key);
             match entry(command, key, value) {
                 Ok(e) => entries.push(e),
-                Err(message) => errors.push(error(line, None, Some(key), message)),
+                Err(why) => errors.push(error(line, None, Some(key), why.to_string())),
             }
         }
         if errors.is_empty() {
@@ -237,17 +237,14 @@ fn active<'a>(command: &'a Command, matches: &'a ArgMatches) -> (&'a Command, &'
 }
 
 /// A key of the file, checked against the argument it names.
-fn entry(command: &Command, key: &str, value: &serde_yaml::Value) -> Result<Entry, String> {
+fn entry(command: &Command, key: &str, value: &serde_yaml::Value) -> Result<Entry, KeyError> {
     let flag_name = key.replace('_', "-");
     let arg = command
         .get_arguments()
         .find(|a| a.get_long() == Some(flag_name.as_str()) && !NOT_SETTINGS.contains(&key))
         .ok_or_else(|| unknown(command, key))?;
     if key.contains('-') {
-        return Err(format!(
-            "write it `{}` (settings are the flag names with `_` for `-`)",
-            key.replace('-', "_")
-        ));
+        return Err(KeyError::Dashed(key.replace('-', "_")));
     }
     let secret = arg.is_hide_env_values_set();
     let switch = matches!(arg.get_action(), ArgAction::SetTrue);
@@ -257,11 +254,11 @@ fn entry(command: &Command, key: &str, value: &serde_yaml::Value) -> Result<Entr
             .iter()
             .map(scalar)
             .collect::<Result<_, _>>()
-            .map_err(|what| format!("each item must be a single value, not {what}"))?,
+            .map_err(KeyError::ItemNotValue)?,
         serde_yaml::Value::Sequence(_) => {
-            return Err("takes one value, not a list".to_string());
+            return Err(KeyError::NotAList);
         }
-        other => vec![scalar(other).map_err(|what| format!("expected a value, not {what}"))?],
+        other => vec![scalar(other).map_err(KeyError::NotValue)?],
     };
     if switch {
         return match value {
@@ -272,7 +269,7 @@ fn entry(command: &Command, key: &str, value: &serde_yaml::Value) -> Result<Entr
                 switch: true,
                 values: vec![b.to_string()],
             }),
-            _ => Err("expected true or false".to_string()),
+            _ => Err(KeyError::NotBool),
         };
     }
     // The flag's own parser, on a command with only that flag (the full command would also
@@ -293,9 +290,9 @@ fn entry(command: &Command, key: &str, value: &serde_yaml::Value) -> Result<Entr
         for part in parts {
             if let Err(e) = probe.clone().try_get_matches_from([part]) {
                 return Err(if secret {
-                    "the value is not valid".to_string()
+                    KeyError::SecretInvalid
                 } else {
-                    clap_reason(&e, part)
+                    KeyError::Invalid(clap_reason(&e, part))
                 });
             }
         }
@@ -309,7 +306,33 @@ fn entry(command: &Command, key: &str, value: &serde_yaml::Value) -> Result<Entr
     })
 }
 
-fn unknown(command: &Command, key: &str) -> String {
+/// What is wrong with one key of the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum KeyError {
+    #[error("unknown setting; did you mean `{0}`?")]
+    Suggest(String),
+    #[error("unknown setting (see the settings table in README.md)")]
+    Unknown,
+    #[error("a settings file cannot name another one")]
+    Nested,
+    #[error("write it `{0}` (settings are the flag names with `_` for `-`)")]
+    Dashed(String),
+    #[error("each item must be a single value, not {0}")]
+    ItemNotValue(&'static str),
+    #[error("takes one value, not a list")]
+    NotAList,
+    #[error("expected a value, not {0}")]
+    NotValue(&'static str),
+    #[error("expected true or false")]
+    NotBool,
+    /// clap's reason (it names the value: never for a secret).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the value is not valid")]
+    SecretInvalid,
+}
+
+fn unknown(command: &Command, key: &str) -> KeyError {
     let normalized = key.replace('-', "_");
     let known: Vec<String> = command
         .get_arguments()
@@ -318,7 +341,7 @@ fn unknown(command: &Command, key: &str) -> String {
         .filter(|k| !NOT_SETTINGS.contains(&k.as_str()))
         .collect();
     if key == "config" {
-        return "a settings file cannot name another one".to_string();
+        return KeyError::Nested;
     }
     // As clap suggests a mistyped flag: the closest known name, if close enough.
     let closest = known
@@ -327,8 +350,8 @@ fn unknown(command: &Command, key: &str) -> String {
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match closest {
-        Some((_, k)) if k != key => format!("unknown setting; did you mean `{k}`?"),
-        _ => "unknown setting (see the settings table in README.md)".to_string(),
+        Some((_, k)) if k != key => KeyError::Suggest(k.clone()),
+        _ => KeyError::Unknown,
     }
 }
 

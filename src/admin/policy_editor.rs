@@ -118,7 +118,7 @@ pub struct PolicyWrite {
 
 /// `name` as a script name, or the 400 saying why not.
 fn script_name(name: &str) -> Result<(), ApiError> {
-    check_name(name).map_err(|why| ApiError::bad_request(why).with_param("name"))
+    check_name(name).map_err(|why| ApiError::bad_request(why.to_string()).with_param("name"))
 }
 
 /// The 400 of a draft that does not compile.

@@ -11,13 +11,18 @@ use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+/// An entry of `--trusted-proxies` that is neither an address nor a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IP address or network (e.g. 10.0.0.0/8, 127.0.0.1)")]
+pub struct BadProxy(pub String);
+
 /// The networks whose requests may say whom they forward for. Empty: believe no one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// From `10.0.0.0/8`, `127.0.0.1` (a single address), `::1`, ...
-    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<TrustedProxies, String> {
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<TrustedProxies, BadProxy> {
         items
             .iter()
             .map(|s| s.as_ref().trim())
@@ -25,11 +30,7 @@ impl TrustedProxies {
             .map(|s| {
                 s.parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!(
-                            "`{s}` is not an IP address or network (e.g. 10.0.0.0/8, 127.0.0.1)"
-                        )
-                    })
+                    .map_err(|_| BadProxy(s.to_string()))
             })
             .collect::<Result<_, _>>()
             .map(TrustedProxies)

@@ -12,29 +12,39 @@ const MAX_NAME_LEN: usize = 128;
 /// Whether `name` can be a script's file name in the policies folder: a plain `*.rhai` name,
 /// never a path (no `/`, no `..`), never hidden (the loader skips hidden files, and the editor's
 /// temporary files are hidden). Returns why not.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadName> {
     let stem = name.strip_suffix(".rhai").unwrap_or_default();
     if stem.is_empty() {
-        return Err(format!(
-            "`{}` is not a script name: use a file name ending in `.rhai`",
-            crate::error::truncated(name, 64)
+        return Err(BadName::NotRhai(
+            crate::error::truncated(name, 64).into_owned(),
         ));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("a script name is at most {MAX_NAME_LEN} bytes"));
+        return Err(BadName::TooLong);
     }
     if name.starts_with('.') || name.contains("..") {
-        return Err("a script name cannot start with `.` or contain `..`".into());
+        return Err(BadName::Hidden);
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(
-            "a script name is a file name of letters, digits, `-`, `_` and `.` (no folders)".into(),
-        );
+        return Err(BadName::Characters);
     }
     Ok(())
+}
+
+/// Why a name cannot be a script's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    #[error("`{0}` is not a script name: use a file name ending in `.rhai`")]
+    NotRhai(String),
+    #[error("a script name is at most {MAX_NAME_LEN} bytes")]
+    TooLong,
+    #[error("a script name cannot start with `.` or contain `..`")]
+    Hidden,
+    #[error("a script name is a file name of letters, digits, `-`, `_` and `.` (no folders)")]
+    Characters,
 }
 
 impl PolicySet {

@@ -133,7 +133,7 @@ pub fn check(case: &Case, sim: &Simulation) -> Vec<String> {
     if let Some(reply) = &case.reply {
         match guarded_output(sim, reply) {
             Ok(output) => actual["output"] = output,
-            Err(p) => problems.push(p),
+            Err(p) => problems.push(p.to_string()),
         }
     }
     for (field, expected) in &case.expect {
@@ -154,7 +154,7 @@ pub fn check(case: &Case, sim: &Simulation) -> Vec<String> {
 
 /// A sample reply through the declared guard, whole and as a stream of one character a chunk
 /// (which must agree: the hold-back may not change the outcome for matches it covers).
-fn guarded_output(sim: &Simulation, reply: &str) -> Result<Value, String> {
+fn guarded_output(sim: &Simulation, reply: &str) -> Result<Value, OutputMismatch> {
     use super::guard::{StreamCheck, Verdict};
     let Some(guard) = &sim.guard else {
         return Ok(serde_json::json!({ "text": reply }));
@@ -181,11 +181,17 @@ fn guarded_output(sim: &Simulation, reply: &str) -> Result<Value, String> {
         blocked => as_value(blocked),
     });
     if streamed != whole {
-        return Err(format!(
-            "output: the reply whole gives {whole} but streamed gives {streamed} (a match longer than the hold-back?)"
-        ));
+        return Err(OutputMismatch { whole, streamed });
     }
     Ok(whole)
+}
+
+/// A sample reply the guard treats differently whole and streamed.
+#[derive(Debug, thiserror::Error)]
+#[error("output: the reply whole gives {whole} but streamed gives {streamed} (a match longer than the hold-back?)")]
+struct OutputMismatch {
+    whole: Value,
+    streamed: Value,
 }
 
 /// Expected maps match when every key they name matches (extra keys are fine), except that

@@ -160,26 +160,22 @@ enum DataInner {
 
 impl DataFile {
     /// Reads one file; the error says why, for the load's error list.
-    pub fn read(path: &Path) -> Result<DataFile, String> {
-        let size = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read: {e}"))?
-            .len();
+    pub fn read(path: &Path) -> Result<DataFile, DataError> {
+        let size = std::fs::metadata(path).map_err(DataError::Read)?.len();
         if size > MAX_DATA_FILE_BYTES {
-            return Err(format!(
-                "{size} bytes; data files may have at most {MAX_DATA_FILE_BYTES}"
-            ));
+            return Err(DataError::TooLarge(size));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        let text = std::fs::read_to_string(path).map_err(DataError::Read)?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         match ext {
             "txt" => Ok(Self::list(&text)),
             "json" => serde_json::from_str(&text)
                 .map(|v| DataFile(Arc::new(DataInner::Value(v))))
-                .map_err(|e| format!("not valid JSON: {e}")),
+                .map_err(DataError::Json),
             "yaml" | "yml" => serde_yaml::from_str(&text)
                 .map(|v| DataFile(Arc::new(DataInner::Value(v))))
-                .map_err(|e| format!("not valid YAML: {e}")),
-            _ => Err("data files end in .txt, .json, .yaml or .yml".to_string()),
+                .map_err(DataError::Yaml),
+            _ => Err(DataError::Kind),
         }
     }
 
@@ -308,17 +304,34 @@ impl DataFile {
     }
 }
 
+/// Why a data file (or the data folder) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("{0} bytes; data files may have at most {MAX_DATA_FILE_BYTES}")]
+    TooLarge(u64),
+    #[error("not valid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("not valid YAML: {0}")]
+    Yaml(serde_yaml::Error),
+    #[error("data files end in .txt, .json, .yaml or .yml")]
+    Kind,
+    #[error("{0} files; the data folder may hold at most {MAX_DATA_FILES}")]
+    TooMany(usize),
+}
+
 /// A data file and where it was read from.
 pub type DataEntry = (std::path::PathBuf, DataFile);
 /// A file that could not be used, and why.
-pub type DataProblem = (std::path::PathBuf, String);
+pub type DataProblem = (std::path::PathBuf, DataError);
 
 /// Reads `dir` (`policies/data/`): every file by name. A missing folder is no data.
 pub fn read_data_dir(dir: &Path) -> Result<Vec<DataEntry>, Vec<DataProblem>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(vec![(dir.to_path_buf(), format!("cannot read: {e}"))]),
+        Err(e) => return Err(vec![(dir.to_path_buf(), DataError::Read(e))]),
     };
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -331,13 +344,7 @@ pub fn read_data_dir(dir: &Path) -> Result<Vec<DataEntry>, Vec<DataProblem>> {
         .collect();
     paths.sort();
     if paths.len() > MAX_DATA_FILES {
-        return Err(vec![(
-            dir.to_path_buf(),
-            format!(
-                "{} files; the data folder may hold at most {MAX_DATA_FILES}",
-                paths.len()
-            ),
-        )]);
+        return Err(vec![(dir.to_path_buf(), DataError::TooMany(paths.len()))]);
     }
     let mut files = Vec::new();
     let mut errors = Vec::new();

@@ -191,11 +191,11 @@ impl PolicySet {
                 }
                 set.library = Arc::new(library::Library::with_data(data));
             }
-            Err(bad) => errors.extend(bad.into_iter().map(|(file, message)| LoadError {
+            Err(bad) => errors.extend(bad.into_iter().map(|(file, why)| LoadError {
                 file,
                 line: None,
                 column: None,
-                message,
+                message: why.to_string(),
             })),
         }
         if errors.is_empty() {

@@ -17,6 +17,11 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// A reply a block check matched (named).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{BLOCKED_MESSAGE} ({0})")]
+pub struct Blocked(pub String);
+
 /// The error a blocked reply gets (named by the check that matched, never by the text).
 pub fn blocked_error(by: &str) -> ApiError {
     ApiError::new(
@@ -29,7 +34,7 @@ pub fn blocked_error(by: &str) -> ApiError {
 
 /// A JSON reply (chat completion or completion) with the guard applied: its text redacted, or
 /// `Err` naming the check that blocked it. A body that is not a reply goes through unchanged.
-pub fn guard_json(guard: &OutputGuard, body: Bytes) -> Result<Bytes, String> {
+pub fn guard_json(guard: &OutputGuard, body: Bytes) -> Result<Bytes, Blocked> {
     let Ok(mut reply) = serde_json::from_slice::<Value>(&body) else {
         return Ok(body);
     };
@@ -46,7 +51,7 @@ pub fn guard_json(guard: &OutputGuard, body: Bytes) -> Result<Bytes, String> {
             continue;
         };
         match guard.check(text) {
-            Verdict::Blocked(by) => return Err(by),
+            Verdict::Blocked(by) => return Err(Blocked(by)),
             Verdict::Pass(checked) => {
                 if checked != *text {
                     *text = checked;

@@ -133,9 +133,9 @@ async fn run(job: &MirrorJob, primary: &Primary, snapshot: &Snapshot) -> LogEntr
             entry.cost_usd = pricing.map_or(0.0, |p| p.cost(&usage));
             (usage, text, finish)
         }
-        Err(message) => {
+        Err(e) => {
             entry.status = 502;
-            entry.error = Some(message);
+            entry.error = Some(e.to_string());
             (Usage::default(), None, None)
         }
     };
@@ -167,21 +167,35 @@ type Called = (
     Option<crate::config::Pricing>,
 );
 
-async fn call(job: &MirrorJob, snapshot: &Snapshot) -> Result<Called, String> {
+/// Why a copy got no reply to compare.
+#[derive(Debug, thiserror::Error)]
+enum MirrorError {
+    /// The target names no model served (the router's own message).
+    #[error("{0}")]
+    Route(String),
+    #[error("provider `{0}` is not serving")]
+    NotServing(String),
+    #[error(transparent)]
+    Upstream(#[from] crate::providers::ProviderError),
+    #[error("the candidate's reply was too long to compare")]
+    TooLong,
+}
+
+async fn call(job: &MirrorJob, snapshot: &Snapshot) -> Result<Called, MirrorError> {
     let requested = job.body.model().to_string();
     let targets = crate::router::targets::resolve(
         &snapshot.models,
         std::slice::from_ref(&job.target),
         &requested,
     )
-    .map_err(|e| e.message.clone())?;
+    .map_err(|e| MirrorError::Route(e.message.clone()))?;
     let target = targets
         .first()
-        .ok_or_else(|| format!("`{}` names no model served", job.target))?;
+        .ok_or_else(|| MirrorError::Route(format!("`{}` names no model served", job.target)))?;
     let provider = snapshot
         .providers
         .get(target.provider.as_ref())
-        .ok_or_else(|| format!("provider `{}` is not serving", target.provider))?;
+        .ok_or_else(|| MirrorError::NotServing(target.provider.to_string()))?;
     let mut body = job.body.clone();
     body.set_stream(false);
     // In its chat form: a copy's reply is read as a chat completion.
@@ -196,8 +210,7 @@ async fn call(job: &MirrorJob, snapshot: &Snapshot) -> Result<Called, String> {
             headers: &headers,
             trace_headers: &[],
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let names = (target.provider.to_string(), target.model.name.clone());
     match reply {
         Reply::Json {
@@ -221,10 +234,10 @@ async fn call(job: &MirrorJob, snapshot: &Snapshot) -> Result<Called, String> {
             let mut payloads = Vec::new();
             let mut read = 0;
             while let Some(item) = events.next().await {
-                let payload = item.map_err(|e| e.to_string())?;
+                let payload = item?;
                 read += payload.len();
                 if read > MAX_REPLY_BYTES {
-                    return Err("the candidate's reply was too long to compare".into());
+                    return Err(MirrorError::TooLong);
                 }
                 payloads.push(payload);
             }

@@ -113,7 +113,7 @@ pub fn from_cache(
         Some(g) => super::guarded::guard_json(&g.0, json.clone()),
         None => Ok(json.clone()),
     };
-    let body = match guarded_json.map_err(|by| super::guarded::blocked_error(&by)) {
+    let body = match guarded_json.map_err(|b| super::guarded::blocked_error(&b.0)) {
         Ok(guarded) => match shape.json(guarded) {
             Ok(body) => body,
             Err(e) => return shape.error(&e),
@@ -223,8 +223,8 @@ pub fn from_upstream(
                 };
                 let body = match guarded {
                     Ok(body) => body,
-                    Err(by) => {
-                        let blocked = super::guarded::blocked_error(&by);
+                    Err(b) => {
+                        let blocked = super::guarded::blocked_error(&b.0);
                         after.finish(Completed {
                             status: 422,
                             usage,
