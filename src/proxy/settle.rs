@@ -229,10 +229,15 @@ impl Aftermath {
             }
         }
         if self.accountant.log_bodies {
-            log.response_body = match (&done.body, done.payloads.is_empty()) {
+            let reply = match (&done.body, done.payloads.is_empty()) {
                 (Some(body), _) => Some(String::from_utf8_lossy(body).into_owned()),
                 (None, false) => Some(crate::wire::chunks::assemble_payloads(&done.payloads)),
                 (None, true) => None,
+            };
+            // The log keeps what the client was given: redacted text stays redacted here.
+            log.response_body = match &decision.output_guard {
+                Some(guard) => reply.map(|text| guarded_for_log(&guard.0, text)),
+                None => reply,
             };
         }
         self.accountant.record(log);
@@ -312,5 +317,14 @@ impl Aftermath {
         );
         res.insert("variants".into(), variants.into());
         res
+    }
+}
+
+/// A logged reply with the request's output guard applied, as the client got it; a blocked
+/// reply is logged as blocked, without its text.
+fn guarded_for_log(guard: &crate::policy::guard::OutputGuard, reply: String) -> String {
+    match super::guarded::guard_json(guard, Bytes::from(reply)) {
+        Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+        Err(blocked) => format!("({blocked})"),
     }
 }

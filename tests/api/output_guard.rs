@@ -15,11 +15,12 @@ const GUARD: &str = r#"fn on_request(req, ctx) {
 }"#;
 
 async fn guarded() -> TestApp {
-    let app = spawn(
-        Spawn::default()
+    let app = spawn(Spawn {
+        log_bodies: true,
+        ..Spawn::default()
             .provider("mock", "kind: mock\nmodels: [echo]\n")
-            .policy("guard.rhai", GUARD),
-    )
+            .policy("guard.rhai", GUARD)
+    })
     .await;
     let cfg = crate::helpers::admin_json(&app, "/admin/config").await;
     let data = std::path::Path::new(cfg["policies_dir"].as_str().unwrap()).join("data");
@@ -67,8 +68,16 @@ async fn a_json_reply_is_redacted_or_refused() {
     let app = guarded().await;
     let res = app.chat(ADMIN_KEY, ask(SECRET_TEXT, false)).await;
     assert_eq!(res.status(), 200);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], REDACTED);
+    // The request log (--log-bodies) keeps the reply as the client got it.
+    let logged = log_entry(&app, &id).await["response_body"].clone();
+    let logged = logged.as_str().unwrap();
+    assert!(
+        logged.contains(REDACTED) && !logged.contains("4111"),
+        "{logged}"
+    );
 
     let res = app
         .chat(ADMIN_KEY, ask("all about Project Nightingale here", false))
@@ -79,6 +88,9 @@ async fn a_json_reply_is_redacted_or_refused() {
     assert!(!body.to_string().to_lowercase().contains("nightingale"));
     let entry = log_entry(&app, &id).await;
     assert_eq!(entry["status"], 422, "{entry}");
+    let logged = entry["response_body"].as_str().unwrap();
+    assert!(!logged.to_lowercase().contains("nightingale"), "{logged}");
+    assert!(logged.contains("blocked"), "{logged}");
 }
 
 #[actix_web::test]
@@ -86,10 +98,13 @@ async fn a_stream_is_released_only_once_checked() {
     let app = guarded().await;
     let res = app.chat(ADMIN_KEY, ask(SECRET_TEXT, true)).await;
     assert_eq!(res.status(), 200);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
     let raw = res.text().await.unwrap();
     let (text, done, errors) = streamed_text(&raw);
     assert!(done && errors.is_empty(), "{raw}");
     assert_eq!(text.trim(), REDACTED);
+    let logged = log_entry(&app, &id).await["response_body"].clone();
+    assert!(!logged.to_string().contains("4111"), "{logged}");
     for secret in ["ann@", "4111", "sk-abc"] {
         assert!(!raw.contains(secret), "{secret} reached the client: {raw}");
     }
