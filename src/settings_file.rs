@@ -439,8 +439,9 @@ pub struct SettingReport {
     pub flag: String,
     /// The environment variable, if the setting has one.
     pub env: Option<String>,
-    /// The value in use; `"<set>"` for a secret that is set.
-    #[schema(value_type = Object)]
+    /// The value in use (text, a number as text, true/false, a list, or null when unset);
+    /// `"<set>"` for a secret that is set.
+    #[schema(value_type = Value)]
     pub value: serde_json::Value,
     pub source: Source,
     /// Applies on reload (the others need a restart).

@@ -36,8 +36,9 @@ pub struct Simulation {
     /// (which member goes first is decided per request, as it would be).
     #[schema(value_type = Option<Object>)]
     pub balance: Option<serde_json::Value>,
-    /// `ctx.timeout(s)`: the overrides, seconds (`null`: the provider's own).
-    #[schema(value_type = Object)]
+    /// `ctx.timeout(s)`: the overrides, seconds (`null`: the provider's own); `null` for a
+    /// script failure.
+    #[schema(value_type = Value)]
     pub timeouts: serde_json::Value,
     /// `ctx.guard_output`: the checks (by name), the hold-back and the replacement.
     #[schema(value_type = Option<Object>)]
