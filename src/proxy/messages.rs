@@ -161,11 +161,28 @@ async fn count(
         headers: passed_headers(req),
         untranslated: translated.untranslated,
     });
+    // A count is a request: the key's and its team's request limits (and in-flight limit)
+    // apply, as to any other, so counting cannot be used to spend a provider's rate limit
+    // without bound. It uses no tokens: its budgets are given back whole.
+    let hold = super::admit::admit(
+        state,
+        &caller.0,
+        &Default::default(),
+        &body,
+        0,
+        std::slice::from_ref(target),
+    )
+    .await?;
     let counting = snapshot
         .provider(&target.provider)
         .and_then(|provider| provider.count_tokens(&body, &target.model.upstream));
-    if let Some(counting) = counting {
-        return Ok((counting.await.map_err(ApiError::from)?, "exact"));
-    }
-    Ok((super::estimate::prompt_tokens(&body), "estimate"))
+    let counted = match counting {
+        Some(counting) => counting
+            .await
+            .map(|tokens| (tokens, "exact"))
+            .map_err(ApiError::from),
+        None => Ok((super::estimate::prompt_tokens(&body), "estimate")),
+    };
+    hold.settle(super::admit::actual(0, 0.0));
+    counted
 }

@@ -278,6 +278,33 @@ async fn count_tokens_is_the_providers_count_or_the_gateways_estimate() {
     assert_eq!(unknown.status(), 404);
     let error: Value = unknown.json().await.unwrap();
     assert_eq!(error["error"]["type"], "not_found_error");
+
+    // A count is a request: a key's request limit applies (in Anthropic's error shape), and
+    // its token budget is not charged.
+    let (_, limited) = app
+        .create_key(json!({"name": "counter", "limits": {"rpm": 2, "tpd": 5}}))
+        .await;
+    let count_as = |key: &str| {
+        app.client
+            .post(app.url("/v1/messages/count_tokens"))
+            .header("x-api-key", key)
+            .json(&json!({"model": "claude/text", "messages": [{"role": "user", "content": "one two three four"}]}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(count_as(&limited).await.unwrap().status(), 200);
+    }
+    let refused = count_as(&limited).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "rate_limit_error", "{error}");
+    let calls = upstream.received().len();
+    assert_eq!(count_as(&limited).await.unwrap().status(), 429);
+    assert_eq!(
+        upstream.received().len(),
+        calls,
+        "a refused count reaches no provider"
+    );
 }
 
 #[tokio::test]
