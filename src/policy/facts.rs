@@ -25,10 +25,14 @@ pub struct ProviderFacts {
     /// Failed share of the calls in the breaker's window, 0..1.
     #[serde(default)]
     pub error_rate: f64,
+    /// Average (EWMA) time of a whole successful reply (a stream: to its end), in
+    /// milliseconds. `()` before the first.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
     /// Average (EWMA) time to the first byte of successful calls, in milliseconds: for a
     /// stream, its time to first token. `()` before the first call.
     #[serde(default)]
-    pub latency_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
     /// Calls and failures since start.
     #[serde(default)]
     pub calls: u64,

@@ -248,6 +248,7 @@ async fn proxy(
         metrics: state.metrics.clone(),
         trace: trace.clone(),
         mirror: None,
+        health: state.health.clone(),
     };
 
     // 4. cache lookup: a hit is answered here, settled like any reply. Its span only when a

@@ -56,6 +56,9 @@ pub struct Aftermath {
     pub trace: RequestTrace,
     /// A copy to send to a candidate once the reply is complete (`ctx.mirror`).
     pub mirror: Option<super::mirror::MirrorJob>,
+    /// Where a complete reply's time is recorded for its provider (`ctx.provider`'s
+    /// `latency_ms`).
+    pub health: Arc<crate::router::provider_health::Registry>,
 }
 
 /// How the reply ended.
@@ -91,6 +94,11 @@ impl Aftermath {
         }
         self.usage_estimated = estimated;
         self.observe(&done, &usage, cost);
+        if !self.cached && done.complete && (200..300).contains(&done.status) {
+            self.health
+                .entry(&self.provider)
+                .reply_completed(self.started.elapsed());
+        }
         // The request's latency ends here, whenever the rest runs.
         let latency_ms = self.started.elapsed().as_millis() as u64;
         let heavy = self.cache_put.is_some() || self.snapshot.policies.has_response_hooks();

@@ -57,7 +57,8 @@ fn facts(config: &ProviderConfig, health: &ProviderHealth) -> ProviderFacts {
         }
         .to_string(),
         error_rate: health.error_rate,
-        latency_ms: health.latency_ewma_ms,
+        latency_ms: health.reply_ewma_ms,
+        ttft_ms: health.latency_ewma_ms,
         calls: health.calls,
         failures: health.failures,
         models: config

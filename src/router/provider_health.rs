@@ -33,6 +33,9 @@ pub struct ProviderHealth {
     pub error_rate: f64,
     /// EWMA of the time to first byte of successful calls; `None` before the first.
     pub latency_ewma_ms: Option<f64>,
+    /// EWMA of the whole reply's time (a stream's until its end) of successful calls; `None`
+    /// before the first.
+    pub reply_ewma_ms: Option<f64>,
     /// Since start: calls made (streams broken mid-way count again as failures).
     pub calls: u64,
     pub failures: u64,
@@ -110,6 +113,7 @@ impl Registry {
                     consecutive_failures: 0,
                     error_rate: 0.0,
                     latency_ewma_ms: None,
+                    reply_ewma_ms: None,
                     calls: 0,
                     failures: 0,
                     last_check: None,
@@ -141,6 +145,7 @@ pub struct Entry {
 struct State {
     breaker: Breaker,
     latency_ms: Option<f64>,
+    reply_ms: Option<f64>,
     calls: u64,
     failures: u64,
     last_check: Option<CheckReport>,
@@ -152,6 +157,7 @@ impl Entry {
             inner: Mutex::new(State {
                 breaker: Breaker::new(Instant::now()),
                 latency_ms: None,
+                reply_ms: None,
                 calls: 0,
                 failures: 0,
                 last_check: None,
@@ -193,6 +199,17 @@ impl Entry {
             self.webhooks.emit(event);
         }
         out
+    }
+
+    /// A reply served by this provider ended, complete, after `total` (a stream: its whole
+    /// length): the EWMA scripts read as `latency_ms`.
+    pub fn reply_completed(&self, total: Duration) {
+        let ms = total.as_secs_f64() * 1000.0;
+        let mut st = self.lock();
+        st.reply_ms = Some(match st.reply_ms {
+            Some(prev) => prev + EWMA_ALPHA * (ms - prev),
+            None => ms,
+        });
     }
 
     /// Asks the breaker for one call. `Err` carries how long until it may let one through.
@@ -244,6 +261,7 @@ impl Entry {
             consecutive_failures: st.breaker.consecutive_failures(),
             error_rate: st.breaker.error_rate(now),
             latency_ewma_ms: st.latency_ms,
+            reply_ewma_ms: st.reply_ms,
             calls: st.calls,
             failures: st.failures,
             last_check: st.last_check.clone(),

@@ -43,6 +43,7 @@ async fn scripts_see_provider_health_and_prices_as_the_router_does() {
                     for p in ctx.providers() { names += p.name + ";"; }
                     ctx.tag("names", names);
                     ctx.tag("unknown", (ctx.provider("nope") == ()).to_string());
+                    ctx.tag("measured", (mock.latency_ms != () && mock.ttft_ms != ()).to_string());
                 }"#,
             ),
     )
@@ -55,6 +56,7 @@ async fn scripts_see_provider_health_and_prices_as_the_router_does() {
     assert_eq!(tags["dead_breaker"], "closed");
     assert_eq!(tags["names"], "dead;mock;", "in name order");
     assert_eq!(tags["unknown"], "true");
+    assert_eq!(tags["measured"], "false", "no call yet");
 
     // Two failures open the dead provider's breaker; the next script sees it.
     for _ in 0..2 {
@@ -65,6 +67,10 @@ async fn scripts_see_provider_health_and_prices_as_the_router_does() {
     assert_eq!(tags["dead_healthy"], "false", "{tags}");
     assert_eq!(tags["dead_breaker"], "open");
     assert_eq!(tags["dead_failures"], "2");
+    assert_eq!(
+        tags["measured"], "true",
+        "the first reply's time and first byte: {tags}"
+    );
 }
 
 const CLIENT_IP_POLICY: &str = r#"fn on_request(req, ctx) {
