@@ -829,3 +829,28 @@ fn export_and_import_refuse_the_memory_store() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn every_serve_flag_is_in_the_readme_settings_table() {
+    // The settings file takes every flag too (settings_file.rs), so the table is its reference.
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `--")).collect();
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split([' ', '=', ',']).next())
+        .filter(|f| !matches!(*f, "help" | "version"))
+        .collect();
+    assert!(flags.len() > 30, "{help}");
+    for flag in flags {
+        let cell = format!("`--{flag}");
+        assert!(
+            rows.iter().any(|r| r.contains(&cell)),
+            "--{flag} has no row in README's settings table"
+        );
+    }
+}
