@@ -33,6 +33,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod url_credentials;
 pub mod webhooks;
 pub mod wire;
 

@@ -495,7 +495,11 @@ pub fn report(command: &Command, matches: &ArgMatches, from_file: &[String]) -> 
                     .collect();
                 serde_json::Value::Array(split)
             } else {
-                serde_json::Value::String(raw.join(","))
+                // A URL setting (`--otlp-endpoint`) may carry a user and password.
+                let text = raw.join(",");
+                serde_json::Value::String(
+                    crate::url_credentials::without_credentials(&text).unwrap_or(text),
+                )
             };
             Some(SettingReport {
                 reloadable: RELOADABLE.contains(&name.as_str()),

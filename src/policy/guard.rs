@@ -19,6 +19,9 @@ pub const DEFAULT_HOLD: usize = 64;
 /// Characters gathered past the hold before a release: text reaches the client in steps of
 /// about this much (and the checks run once per step).
 pub const RELEASE_STEP: usize = 16;
+/// The most text a stream's check holds, whatever its patterns match: what one reply can
+/// make the gateway keep and re-check is bounded.
+pub const MAX_HELD_BYTES: usize = 64 * 1024;
 /// The longest hold-back a policy may ask for.
 pub const MAX_HOLD: usize = 4096;
 
@@ -264,11 +267,14 @@ impl StreamCheck {
         if self.guard.hold == 0 {
             cut = self.pending.len();
         }
-        // ...but never part of a redaction: one that crosses the cut holds the cut back.
+        // ...but never part of a redaction: one that crosses the cut holds the cut back. Held
+        // text is bounded: past `MAX_HELD_BYTES` (a pattern that keeps matching, `.*`), the
+        // match goes out whole and redacted instead of holding everything behind it.
+        let over = self.pending.len() > MAX_HELD_BYTES;
         let ranges = self.guard.redactions(&self.pending);
         for (s, e) in &ranges {
             if *s < cut && *e > cut {
-                cut = *s;
+                cut = if over { *e } else { *s };
             }
         }
         let released: Vec<(usize, usize)> = ranges.into_iter().filter(|(_, e)| *e <= cut).collect();
@@ -344,6 +350,31 @@ mod tests {
             Verdict::Blocked(_) => return (out, true),
         }
         (out, false)
+    }
+
+    #[test]
+    fn a_pattern_that_keeps_matching_holds_back_a_bounded_amount() {
+        let everything = Check::Pattern(
+            crate::policy::library::Library::default()
+                .regex("[a-z ]+")
+                .unwrap(),
+        );
+        let g = guard(vec![], vec![everything], 8);
+        let mut check = StreamCheck::new(g);
+        let mut released = String::new();
+        for _ in 0..8_000 {
+            match check.push("abcdefgh ") {
+                Verdict::Pass(t) => released.push_str(&t),
+                Verdict::Blocked(_) => panic!("nothing blocks"),
+            }
+            assert!(check.pending.len() <= MAX_HELD_BYTES + 64);
+        }
+        assert!(released.contains(DEFAULT_REPLACEMENT), "released, redacted");
+        assert!(
+            !released.contains("abc"),
+            "never in clear: {}",
+            &released[..64]
+        );
     }
 
     #[test]

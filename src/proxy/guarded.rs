@@ -67,6 +67,9 @@ pub fn guard_json(guard: &OutputGuard, body: Bytes) -> Result<Bytes, Blocked> {
     }
 }
 
+/// Choice indexes checked apart; any higher shares the last one's check.
+const MAX_CHOICES: u64 = 128;
+
 /// Whether the stream's chunks are chat chunks (`delta.content`) or completions (`text`).
 #[derive(Clone, Copy, PartialEq)]
 enum Form {
@@ -98,6 +101,9 @@ impl GuardedEncoder {
     }
 
     fn check(&mut self, index: u64) -> &mut StreamCheck {
+        // A reply has a few choices; an upstream that numbers thousands shares the last check
+        // rather than making the gateway keep one per index.
+        let index = index.min(MAX_CHOICES);
         let at = match self.checks.iter().position(|(i, _)| *i == index) {
             Some(at) => at,
             None => {

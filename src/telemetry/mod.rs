@@ -82,12 +82,8 @@ impl OtlpSettings {
     /// The endpoint for logs and `Debug`: a user or password in the URL is left out.
     pub fn display_endpoint(&self) -> String {
         match url::Url::parse(&self.endpoint) {
-            Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-                let _ = url.set_username("");
-                let _ = url.set_password(None);
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
+            Ok(url) => crate::url_credentials::without_credentials(url.as_str())
+                .unwrap_or_else(|| url.to_string()),
             Err(_) => "<not a URL>".into(),
         }
     }

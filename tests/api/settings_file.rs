@@ -92,7 +92,7 @@ const BASE: &str = "listen: 127.0.0.1:0\nproviders: providers.d\npolicies: polic
 #[test]
 fn flags_win_over_the_environment_which_wins_over_the_file() {
     let dir = workdir(&format!(
-        "# the gateway's settings\n{BASE}body_limit: 2048\nworkers: 1\ncors_origin:\n  - {APP}\ncors_max_age: 60\nmetrics_token: sk-metrics-from-the-file\nlog_bodies: true\n"
+        "# the gateway's settings\n{BASE}body_limit: 2048\nworkers: 1\ncors_origin:\n  - {APP}\ncors_max_age: 60\nmetrics_token: sk-metrics-from-the-file\nlog_bodies: true\notlp_endpoint: https://me:otlp-pass@127.0.0.1:9/v1/traces\n"
     ));
     let mut cmd = bin();
     cmd.env("SWITCHBOARD_BODY_LIMIT", "8192")
@@ -130,6 +130,12 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
         ("<set>".into(), "file".into())
     );
     assert!(!cfg.to_string().contains("sk-metrics-from-the-file"));
+    assert_eq!(
+        setting(&cfg, "otlp_endpoint")["value"],
+        "https://127.0.0.1:9/v1/traces",
+        "a URL's password never reaches an admin response"
+    );
+    assert!(!cfg.to_string().contains("otlp-pass"));
     assert!(cfg["restart_required_for"]
         .as_array()
         .unwrap()
