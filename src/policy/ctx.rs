@@ -31,7 +31,7 @@ struct Inner {
     decision: Decision,
     env: PolicyEnv,
     /// The load's regexes and data files.
-    library: Option<Arc<Library>>,
+    library: Arc<Library>,
     /// Default sticky id for splits: the API key's id.
     key_id: String,
     /// The script now running, for rejections (shared with the loaded script: no copy per call).
@@ -111,40 +111,27 @@ fn to_map(entries: &BTreeMap<String, String>) -> Map {
 }
 
 impl PolicyCtx {
-    pub fn new(env: PolicyEnv, key_id: String, decision: Decision) -> Self {
+    /// `library`: the regexes and data files of the scripts' load.
+    pub fn new(env: PolicyEnv, key_id: String, decision: Decision, library: &Arc<Library>) -> Self {
         PolicyCtx(Arc::new(Mutex::new(Inner {
             decision,
             env,
-            library: None,
+            library: library.clone(),
             key_id,
             script: None,
         })))
     }
 
-    /// Gives scripts the regexes and data files of their load.
-    pub fn with_library(self, library: &Arc<Library>) -> Self {
-        self.lock().library = Some(library.clone());
-        self
-    }
-
-    /// The client address the request came from, as `req.client_ip` reports it.
-    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
-        self.lock().env.client_ip
-    }
-
-    fn library(&self) -> Res<Arc<Library>> {
-        self.lock()
-            .library
-            .clone()
-            .ok_or_else(|| script_err("no regexes or data files here"))
+    fn library(&self) -> Arc<Library> {
+        self.lock().library.clone()
     }
 
     fn regex(&mut self, pattern: ImmutableString) -> Res<ScriptRegex> {
-        self.library()?.regex(&pattern)
+        self.library().regex(&pattern)
     }
 
     fn data(&mut self, name: ImmutableString) -> Res<DataFile> {
-        self.library()?.data(&name)
+        self.library().data(&name)
     }
 
     /// Declares checks on the reply's text: `#{block: [...], redact: [...], hold: 64,

@@ -289,8 +289,8 @@ impl PolicySet {
             return Ok((body, Decision::default()));
         }
         let key_id = key.id.clone();
-        let req = ScriptRequest::new(body, key, headers).with_client_ip(env.client_ip);
-        let ctx = PolicyCtx::new(env, key_id, Decision::default()).with_library(&self.library);
+        let req = ScriptRequest::new(body, key, headers, env.client_ip);
+        let ctx = PolicyCtx::new(env, key_id, Decision::default(), &self.library);
         for script in self.scripts.iter().filter(|s| s.on_request) {
             ctx.set_script(&script.name);
             let before = self.fail_open.then(|| ctx.decision());
@@ -330,7 +330,7 @@ impl PolicySet {
         if !self.scripts.iter().any(|s| s.on_response) {
             return decision;
         }
-        let ctx = PolicyCtx::new(env, key_id, decision).with_library(&self.library);
+        let ctx = PolicyCtx::new(env, key_id, decision, &self.library);
         for script in self.scripts.iter().filter(|s| s.on_response) {
             ctx.set_script(&script.name);
             if let Err(failure) = self.call(script, "on_response", (res.clone(), ctx.clone())) {

@@ -33,19 +33,19 @@ fn script_err(message: impl Into<String>) -> Box<EvalAltResult> {
 
 impl ScriptRequest {
     /// `headers` must already be lower-cased and free of credentials.
-    pub fn new(body: RequestBody, key: Arc<KeyRecord>, headers: Vec<(String, String)>) -> Self {
+    /// `client_ip`: what `req.client_ip` reports.
+    pub fn new(
+        body: RequestBody,
+        key: Arc<KeyRecord>,
+        headers: Vec<(String, String)>,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Self {
         ScriptRequest(Arc::new(Mutex::new(Inner {
             body: Some(body),
             key,
             headers,
-            client_ip: None,
+            client_ip,
         })))
-    }
-
-    /// What `req.client_ip` reports.
-    pub fn with_client_ip(self, ip: Option<std::net::IpAddr>) -> Self {
-        self.lock().client_ip = ip;
-        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

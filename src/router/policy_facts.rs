@@ -18,11 +18,7 @@ impl ProviderSource for LiveProviders {
     fn provider(&self, name: &str) -> Option<ProviderFacts> {
         let snapshot = self.live.load();
         let config = snapshot.config.providers.iter().find(|p| p.name == name)?;
-        let health = self.health.snapshot(&snapshot);
-        health
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| facts(config, h))
+        Some(facts(config, &self.health.health(name)))
     }
 
     fn providers(&self) -> Vec<ProviderFacts> {

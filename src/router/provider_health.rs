@@ -105,22 +105,35 @@ impl Registry {
         live.config
             .providers
             .iter()
-            .map(|p| match entries.get(p.name.as_str()) {
-                Some(e) => e.report(&p.name, now),
-                None => ProviderHealth {
-                    name: p.name.clone(),
-                    breaker: BreakerState::Closed,
-                    consecutive_failures: 0,
-                    error_rate: 0.0,
-                    latency_ewma_ms: None,
-                    reply_ewma_ms: None,
-                    calls: 0,
-                    failures: 0,
-                    last_check: None,
-                    can_serve: true,
-                },
-            })
+            .map(|p| Self::health_of(&entries, &p.name, now))
             .collect()
+    }
+
+    /// One provider's health, as [`Self::snapshot`] reports it (for `ctx.provider(name)`).
+    pub fn health(&self, provider: &str) -> ProviderHealth {
+        Self::health_of(&self.read(), provider, Instant::now())
+    }
+
+    fn health_of(
+        entries: &HashMap<Arc<str>, Arc<Entry>>,
+        name: &str,
+        now: Instant,
+    ) -> ProviderHealth {
+        match entries.get(name) {
+            Some(e) => e.report(name, now),
+            None => ProviderHealth {
+                name: name.to_string(),
+                breaker: BreakerState::Closed,
+                consecutive_failures: 0,
+                error_rate: 0.0,
+                latency_ewma_ms: None,
+                reply_ewma_ms: None,
+                calls: 0,
+                failures: 0,
+                last_check: None,
+                can_serve: true,
+            },
+        }
     }
 
     /// Forgets providers `live` no longer serves, so a removed and re-added provider starts
