@@ -465,7 +465,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cli = resolved.cli;
+    let ResolvedCli { cli, origin } = resolved;
     // The log format and filter are settings of `serve`; the other commands log little, as text.
     let (format, level) = match &cli.command {
         None => (cli.serve.log_format, cli.serve.log_level.as_deref()),
@@ -474,9 +474,9 @@ fn main() -> ExitCode {
     };
     logging::init(format, &logging::start_filter(level));
     match cli.command {
-        None => serve(cli.serve, resolved.file, argv),
-        Some(Command::Serve(args)) => serve(*args, resolved.file, argv),
-        Some(Command::Check(args)) => check(args, resolved.file),
+        None => serve(cli.serve, &origin, argv),
+        Some(Command::Serve(args)) => serve(*args, &origin, argv),
+        Some(Command::Check(args)) => check(args, origin.file),
         Some(Command::Healthcheck(args)) => health_check(&args),
         Some(Command::Keys { command }) => keys(command),
         Some(Command::Export(args)) => export(&args),
@@ -534,6 +534,11 @@ fn dotenv_reason(e: &dotenvy::Error) -> String {
 /// The command line resolved with the settings file.
 struct ResolvedCli {
     cli: Cli,
+    origin: Origin,
+}
+
+/// Where the settings came from.
+struct Origin {
     /// The settings file read, if any.
     file: Option<PathBuf>,
     /// The settings it gave (names as in the file).
@@ -575,9 +580,11 @@ fn resolve(argv: &[OsString]) -> Result<ResolvedCli, Refused> {
     let cli = Cli::from_arg_matches(&matches).map_err(Refused::Clap)?;
     Ok(ResolvedCli {
         cli,
-        file,
-        from_file,
-        matches,
+        origin: Origin {
+            file,
+            from_file,
+            matches,
+        },
     })
 }
 
@@ -593,7 +600,7 @@ fn leaf_matches(matches: &clap::ArgMatches) -> &clap::ArgMatches {
 /// What a reload can change, checked, and the report of every `serve` setting. Errors in a
 /// setting the file gave name the file's line.
 fn resolved_settings(
-    resolved: &ResolvedCli,
+    resolved: &Origin,
     args: &ServeArgs,
 ) -> Result<switchboard::settings::Resolved, Vec<SettingsError>> {
     let at = |key: &str, message: String| {
@@ -693,16 +700,16 @@ fn reread(argv: Vec<OsString>) -> switchboard::settings::Reread {
             }
         };
         match serve_args(&resolved.cli) {
-            Some(args) => resolved_settings(&resolved, args),
+            Some(args) => resolved_settings(&resolved.origin, args),
             None => Err(Vec::new()),
         }
     })
 }
 
-fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCode {
-    // What a reload reads again; checked now, so a bad CORS or log setting stops the start.
+fn serve(args: ServeArgs, origin: &Origin, argv: Vec<OsString>) -> ExitCode {
+    // A bad CORS, log, proxy or OTLP setting stops the start; a reload reads `argv` again.
     let reread = reread(argv);
-    let started = match reread() {
+    let started = match resolved_settings(origin, &args) {
         Ok(r) => r,
         Err(errors) => {
             for e in &errors {
@@ -713,7 +720,7 @@ fn serve(args: ServeArgs, file: Option<PathBuf>, argv: Vec<OsString>) -> ExitCod
     };
     let mut settings = Settings::with_base(".");
     settings.source = Some(std::sync::Arc::new(switchboard::settings::SettingsSource {
-        file,
+        file: origin.file.clone(),
         reread,
         started: started.report,
     }));
