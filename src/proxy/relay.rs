@@ -204,6 +204,12 @@ impl Relay {
         }
     }
 
+    /// The encoder ended the stream itself: an output guard blocked the reply.
+    fn mark_blocked(&mut self) {
+        self.outcome.blocked = true;
+        self.outcome.error = Some(crate::policy::guard::BLOCKED_MESSAGE.into());
+    }
+
     fn finish(&mut self) {
         self.done = true;
         if let Some(f) = self.on_finish.take() {
@@ -279,8 +285,7 @@ impl Stream for Relay {
                     self.encoder.chunk(&payload, &mut out);
                     if self.encoder.ended() {
                         // An output guard blocked the reply: its error event is the end.
-                        self.outcome.blocked = true;
-                        self.outcome.error = Some(crate::policy::guard::BLOCKED_MESSAGE.into());
+                        self.mark_blocked();
                         self.finish();
                         return Poll::Ready(Some(Ok(out.freeze())));
                     }
@@ -308,8 +313,7 @@ impl Stream for Relay {
                     self.encoder.done(&mut out);
                     if self.encoder.ended() {
                         // An output guard blocked the text held back to the end.
-                        self.outcome.blocked = true;
-                        self.outcome.error = Some(crate::policy::guard::BLOCKED_MESSAGE.into());
+                        self.mark_blocked();
                     }
                     self.finish();
                     return Poll::Ready(Some(Ok(out.freeze())));

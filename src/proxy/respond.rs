@@ -119,17 +119,8 @@ pub fn from_cache(
             Err(e) => return shape.error(&e),
         },
         Err(blocked) => {
-            after.finish(Completed {
-                status: 422,
-                usage: crate::wire::usage_of(&json),
-                text_bytes: 0,
-                body: None,
-                payloads: vec![],
-                complete: false,
-                error: Some(blocked.message.clone()),
-                first_token: None,
-                finish_reasons: Vec::new(),
-            });
+            let usage = crate::wire::usage_of(&json);
+            after.finish(Completed::failed(422, usage, blocked.message.clone()));
             return shape.error(&blocked);
         }
     };
@@ -226,15 +217,10 @@ pub fn from_upstream(
                     Err(b) => {
                         let blocked = super::guarded::blocked_error(&b.0);
                         after.finish(Completed {
-                            status: 422,
-                            usage,
                             text_bytes,
                             body: keep,
-                            payloads: vec![],
-                            complete: false,
-                            error: Some(blocked.message.clone()),
-                            first_token: None,
                             finish_reasons,
+                            ..Completed::failed(422, usage, blocked.message.clone())
                         });
                         return shape.error(&blocked);
                     }
@@ -242,17 +228,7 @@ pub fn from_upstream(
                 match shape.json(body) {
                     Ok(body) => (keep, body),
                     Err(e) => {
-                        after.finish(Completed {
-                            status: 502,
-                            usage,
-                            text_bytes: 0,
-                            body: None,
-                            payloads: vec![],
-                            complete: false,
-                            error: Some(e.message.clone()),
-                            first_token: None,
-                            finish_reasons: Vec::new(),
-                        });
+                        after.finish(Completed::failed(502, usage, e.message.clone()));
                         return shape.error(&e);
                     }
                 }

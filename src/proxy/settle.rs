@@ -81,6 +81,24 @@ pub struct Completed {
     pub finish_reasons: Vec<String>,
 }
 
+impl Completed {
+    /// A reply that did not reach the client as it came (refused by a guard, untranslatable):
+    /// what it used still counts.
+    pub fn failed(status: u16, usage: Option<Usage>, error: String) -> Completed {
+        Completed {
+            status,
+            usage,
+            text_bytes: 0,
+            body: None,
+            payloads: vec![],
+            complete: false,
+            error: Some(error),
+            first_token: None,
+            finish_reasons: Vec::new(),
+        }
+    }
+}
+
 impl Aftermath {
     pub fn finish(mut self, done: Completed) {
         let (usage, estimated) = self.usage_of(&done);

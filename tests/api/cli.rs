@@ -297,14 +297,19 @@ fn ureq_post(url: &str, key: &str) -> String {
     })
 }
 
+/// `switchboard policy test DIR`.
+fn policy_test(dir: impl AsRef<std::ffi::OsStr>) -> std::process::Output {
+    bin()
+        .args(["policy", "test"])
+        .arg(dir.as_ref())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn policy_test_passes_on_the_shipped_fixtures() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let out = bin()
-        .args(["policy", "test"])
-        .arg(&shipped)
-        .output()
-        .unwrap();
+    let out = policy_test(&shipped);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -335,11 +340,7 @@ fn policy_test_names_the_lines_no_fixture_ran() {
         "- name: a\n  request: { model: a, messages: [] }\n  expect: { route: [a/a] }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["policy", "test"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = policy_test(dir.path());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -351,11 +352,7 @@ fn policy_test_names_the_lines_no_fixture_ran() {
 #[test]
 fn policy_test_passes_on_the_examples_of_the_policy_reference() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples");
-    let out = bin()
-        .args(["policy", "test"])
-        .arg(&examples)
-        .output()
-        .unwrap();
+    let out = policy_test(&examples);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for fixture in [
@@ -382,11 +379,7 @@ fn policy_test_fails_on_a_mismatch_and_check_reports_script_errors() {
         "- name: wrong on purpose\n  request: { model: m, messages: [] }\n  expect: { route: [c/d] }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["policy", "test"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = policy_test(dir.path());
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
