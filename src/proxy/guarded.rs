@@ -292,3 +292,25 @@ fn set_text(choice: &mut Value, form: Form, text: String) {
         target.insert(key.to_string(), Value::String(text));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::OpenAiEncoder;
+
+    #[test]
+    fn an_upstream_numbering_many_choices_gets_a_bounded_number_of_checks() {
+        let guard = Arc::new(OutputGuard {
+            hold: 8,
+            replacement: "[redacted]".into(),
+            ..OutputGuard::default()
+        });
+        let mut encoder = GuardedEncoder::new(Box::new(OpenAiEncoder), guard);
+        let mut out = BytesMut::new();
+        for index in 0..5_000u64 {
+            let chunk = serde_json::json!({"choices": [{"index": index, "delta": {"content": "word "}, "finish_reason": null}]});
+            encoder.chunk(chunk.to_string().as_bytes(), &mut out);
+        }
+        assert_eq!(encoder.checks.len(), MAX_CHOICES as usize + 1);
+    }
+}
