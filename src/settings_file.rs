@@ -207,11 +207,6 @@ impl SettingsFile {
         (out, applied)
     }
 
-    /// The names of the settings the file sets.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.key.as_str())
-    }
-
     /// The line a setting is on (for errors found after the file was read, e.g. CORS).
     pub fn line_of(&self, key: &str) -> Option<usize> {
         std::fs::read_to_string(&self.path)

@@ -198,10 +198,6 @@ impl CorsSwitch {
     pub fn set(&self, policy: Option<CorsPolicy>) {
         self.0.store(Arc::new(policy));
     }
-
-    pub fn is_on(&self) -> bool {
-        self.0.load().is_some()
-    }
 }
 
 /// The CORS layer: `actix-cors` with the policy the [`CorsSwitch`] holds now.
