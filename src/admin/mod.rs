@@ -1,11 +1,11 @@
 //! The `/admin` API. Every handler takes an `AdminCaller`: no key is 401, a user key is 403.
 
+pub mod batches;
 pub mod config;
 pub mod fields;
 pub mod keys;
 pub mod policies;
 pub mod policy_editor;
-mod policy_files;
 pub mod providers;
 pub mod teams;
 pub mod usage;
@@ -14,6 +14,7 @@ pub mod webhooks;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    batches::configure(cfg);
     config::configure(cfg);
     keys::configure(cfg);
     policies::configure(cfg);

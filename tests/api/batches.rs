@@ -1,0 +1,581 @@
+//! Files and batches against the real server: uploads checked line by line and owned by their
+//! key, batches run through the pipeline (limits wait, cancel, expiry, validation), the output
+//! and error files in OpenAI's line format, and a kill -9 in the middle of a batch.
+
+use crate::helpers::{admin_json, spawn, Spawn, TestApp, ADMIN_KEY};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const PRICED_MOCK: &str =
+    "kind: mock\nmodels:\n  - name: echo\n    pricing: { input: 1.0, output: 2.0 }\n";
+
+fn chat_line(id: &str, model: &str) -> String {
+    json!({
+        "custom_id": id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": model, "messages": [{"role": "user", "content": format!("hello {id}")}]}
+    })
+    .to_string()
+}
+
+fn lines(n: usize, model: &str) -> String {
+    (0..n)
+        .map(|i| chat_line(&format!("req-{i}"), model) + "\n")
+        .collect()
+}
+
+async fn upload(app: &TestApp, key: &str, text: &str, purpose: &str) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", purpose.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name("input.jsonl"),
+        );
+    app.client
+        .post(app.url("/v1/files"))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn upload_ok(app: &TestApp, key: &str, text: &str) -> String {
+    let res = upload(app, key, text, "batch").await;
+    assert_eq!(res.status(), 200);
+    let file: Value = res.json().await.unwrap();
+    file["id"].as_str().unwrap().to_string()
+}
+
+async fn create_batch(app: &TestApp, key: &str, file: &str, endpoint: &str, window: &str) -> Value {
+    let res = app
+        .post("/v1/batches", key)
+        .json(&json!({"input_file_id": file, "endpoint": endpoint, "completion_window": window, "metadata": {"job": "test"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn batch(app: &TestApp, key: &str, id: &str) -> Value {
+    app.get(&format!("/v1/batches/{id}"), key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the batch until its status is final.
+async fn finished(app: &TestApp, key: &str, id: &str, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let b = batch(app, key, id).await;
+        if ["completed", "failed", "cancelled", "expired"]
+            .contains(&b["status"].as_str().unwrap_or(""))
+        {
+            return b;
+        }
+        assert!(started.elapsed() < within, "the batch did not finish: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn content(app: &TestApp, key: &str, file: &str) -> Vec<Value> {
+    let res = app
+        .get(&format!("/v1/files/{file}/content"), key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn user_key(app: &TestApp) -> String {
+    app.create_key(json!({"name": "batcher"})).await.1
+}
+
+#[actix_web::test]
+async fn files_are_checked_line_by_line_owned_by_their_key_and_deleted() {
+    let app = spawn(Spawn {
+        max_file_bytes: Some(64 * 1024),
+        ..Spawn::default().provider("mock", PRICED_MOCK)
+    })
+    .await;
+    let (alice, bob) = (user_key(&app).await, user_key(&app).await);
+    let text = lines(3, "mock/echo");
+    let res = upload(&app, &alice, &text, "batch").await;
+    assert_eq!(res.status(), 200);
+    let file: Value = res.json().await.unwrap();
+    assert_eq!(file["object"], "file");
+    assert_eq!(file["purpose"], "batch");
+    assert_eq!(file["filename"], "input.jsonl");
+    assert_eq!(file["bytes"], text.len());
+    let id = file["id"].as_str().unwrap();
+
+    let listed: Value = app
+        .get("/v1/files", &alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["id"], id);
+    let raw = app
+        .get(&format!("/v1/files/{id}/content"), &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.text().await.unwrap(), text, "the bytes as uploaded");
+
+    // Another key sees nothing of it.
+    for path in [format!("/v1/files/{id}"), format!("/v1/files/{id}/content")] {
+        let res = app.get(&path, &bob).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/files/{id}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let theirs: Value = app
+        .get("/v1/files", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["data"], json!([]));
+    let res = app
+        .post("/v1/batches", &bob)
+        .json(&json!({"input_file_id": id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "another key's file is no file");
+
+    // Bad files: a 400 naming the line, and nothing kept.
+    let cases = [
+        (
+            format!("{}\nnot json\n", chat_line("a", "mock/echo")),
+            "line 2",
+        ),
+        (
+            format!(
+                "{}\n{}\n",
+                chat_line("a", "mock/echo"),
+                chat_line("a", "mock/echo")
+            ),
+            "line 2",
+        ),
+        (
+            chat_line("a", "mock/echo").replace("/v1/chat/completions", "/v1/images/generations"),
+            "line 1",
+        ),
+        (
+            chat_line("a", "mock/echo").replace("\"messages\"", "\"nessages\""),
+            "line 1",
+        ),
+    ];
+    for (bad, line) in cases {
+        let res = upload(&app, &alice, &bad, "batch").await;
+        assert_eq!(res.status(), 400);
+        let body: Value = res.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(line), "{message}");
+    }
+    let res = upload(&app, &alice, &text, "fine-tune").await;
+    assert_eq!(res.status(), 400);
+    let res = upload(&app, &alice, &lines(1000, "mock/echo"), "batch").await;
+    assert_eq!(res.status(), 413, "over --max-file-bytes");
+    let res = app
+        .post("/v1/files", &alice)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "not multipart");
+    let listed: Value = app
+        .get("/v1/files", &alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "no bad upload was kept"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(app._dir.path().join("data/files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/files/{id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["deleted"], true);
+    let res = app
+        .get(&format!("/v1/files/{id}"), &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[actix_web::test]
+async fn a_batch_of_1000_lines_runs_through_the_pipeline_with_correct_counts_and_files() {
+    let app = spawn(Spawn::default().provider("mock", PRICED_MOCK)).await;
+    let key = user_key(&app).await;
+    // Three lines name a model nobody serves: answered 404, into the error file.
+    let mut text = lines(997, "mock/echo");
+    for i in 0..3 {
+        text += &(chat_line(&format!("bad-{i}"), "nobody/serves-this") + "\n");
+    }
+    let file = upload_ok(&app, &key, &text).await;
+    let created = create_batch(&app, &key, &file, "/v1/chat/completions", "24h").await;
+    assert_eq!(created["object"], "batch");
+    assert_eq!(created["status"], "validating");
+    assert_eq!(created["metadata"]["job"], "test");
+    let id = created["id"].as_str().unwrap();
+    let done = finished(&app, &key, id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["request_counts"],
+        json!({"total": 1000, "completed": 997, "failed": 3})
+    );
+    for field in ["in_progress_at", "finalizing_at", "completed_at"] {
+        assert!(done[field].as_u64().is_some(), "{field}: {done}");
+    }
+
+    let output = content(&app, &key, done["output_file_id"].as_str().unwrap()).await;
+    assert_eq!(output.len(), 997);
+    let mut seen = HashMap::new();
+    for line in &output {
+        *seen
+            .entry(line["custom_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+        assert_eq!(line["response"]["status_code"], 200);
+        assert_eq!(line["response"]["body"]["object"], "chat.completion");
+        assert!(line["error"].is_null());
+        assert!(line["id"].as_str().unwrap().starts_with("batch_req_"));
+    }
+    assert_eq!(seen.len(), 997);
+    assert!(seen.values().all(|n| *n == 1));
+    // In the input's order.
+    assert_eq!(output[0]["custom_id"], "req-0");
+    assert_eq!(output[996]["custom_id"], "req-996");
+    let errors = content(&app, &key, done["error_file_id"].as_str().unwrap()).await;
+    assert_eq!(errors.len(), 3);
+    for line in &errors {
+        assert!(line["custom_id"].as_str().unwrap().starts_with("bad-"));
+        assert_eq!(line["response"]["status_code"], 404);
+        assert_eq!(line["response"]["body"]["error"]["code"], "model_not_found");
+    }
+
+    // Each line is a request of the batch's key in the log, tagged with the batch, and priced.
+    let request_id = output[5]["response"]["request_id"].as_str().unwrap();
+    let entry = crate::helpers::log_entry(&app, request_id).await;
+    assert_eq!(entry["tags"]["batch"], id);
+    let key_id = entry["key_id"].as_str().unwrap().to_string();
+    let admin = admin_json(&app, &format!("/admin/batches/{id}")).await;
+    assert_eq!(admin["key_id"], key_id);
+    let cost = admin["cost_usd"].as_f64().unwrap();
+    // Usage is written by the accounting thread: wait until it has all 1000 requests.
+    let started = Instant::now();
+    let billed = loop {
+        let usage = admin_json(&app, "/admin/usage?group_by=tag:batch").await;
+        let rows: Vec<&Value> = usage["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["group"] == id)
+            .collect();
+        let requests: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+        if requests == 1000 {
+            break rows
+                .iter()
+                .map(|r| r["cost_usd"].as_f64().unwrap())
+                .sum::<f64>();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "usage never counted the batch: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(cost > 0.0, "{admin}");
+    assert!(
+        (cost - billed).abs() < 1e-6,
+        "the batch's cost {cost} is what usage billed {billed}"
+    );
+
+    // Listed, paged, and nobody else's.
+    let list: Value = app
+        .get("/v1/batches?limit=1", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["id"], id);
+    assert_eq!(list["has_more"], false);
+    let other = user_key(&app).await;
+    let res = app
+        .get(&format!("/v1/batches/{id}"), &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = app
+        .post(&format!("/v1/batches/{id}/cancel"), &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let list: Value = app
+        .get("/v1/batches", &other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"], json!([]));
+    let res = app
+        .get(
+            &format!(
+                "/v1/files/{}/content",
+                done["output_file_id"].as_str().unwrap()
+            ),
+            &other,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "the output is the batch key's");
+    // A finished batch cannot be cancelled; its input cannot be deleted while it runs, but can now.
+    let res = app
+        .post(&format!("/v1/batches/{id}/cancel"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+}
+
+#[actix_web::test]
+async fn a_limit_is_respected_lines_wait_for_their_window_instead_of_failing() {
+    let app = spawn(Spawn::default().provider("mock", PRICED_MOCK).policy(
+        "limit.rhai",
+        r#"fn on_request(req, ctx) { ctx.limit("per-key", 5, 2); }"#,
+    ))
+    .await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(15, "mock/echo")).await;
+    let created = create_batch(&app, &key, &file, "/v1/chat/completions", "24h").await;
+    let id = created["id"].as_str().unwrap();
+    let done = finished(&app, &key, id, Duration::from_secs(60)).await;
+    assert_eq!(
+        done["request_counts"],
+        json!({"total": 15, "completed": 15, "failed": 0}),
+        "{done}"
+    );
+    // Answered requests per 2-second window, from the log: never more than the limit.
+    let logs = admin_json(&app, "/admin/logs?status=200&limit=500").await;
+    let mut per_window: HashMap<u64, u32> = HashMap::new();
+    for entry in logs["data"].as_array().unwrap() {
+        if entry["tags"]["batch"] == id {
+            *per_window
+                .entry(entry["at_ms"].as_u64().unwrap() / 2000)
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per_window.values().sum::<u32>(), 15);
+    assert!(per_window.values().all(|n| *n <= 5), "{per_window:?}");
+    assert!(
+        per_window.len() >= 3,
+        "15 requests at 5 per window need three windows"
+    );
+}
+
+#[actix_web::test]
+async fn cancel_stops_new_lines_at_once_and_finalizes_with_what_completed() {
+    let app = spawn(Spawn {
+        batch_concurrency_per_batch: Some(2),
+        ..Spawn::default().provider(
+            "mock",
+            "kind: mock\nmodels: [echo]\nmock: { latency_ms: 300 }\n",
+        )
+    })
+    .await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(40, "mock/echo")).await;
+    let created = create_batch(&app, &key, &file, "/v1/chat/completions", "24h").await;
+    let id = created["id"].as_str().unwrap();
+    // Some lines answered, most not.
+    let started = Instant::now();
+    while batch(&app, &key, id).await["request_counts"]["completed"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = app
+        .post(&format!("/v1/batches/{id}/cancel"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cancelling: Value = res.json().await.unwrap();
+    assert!(["cancelling", "cancelled"].contains(&cancelling["status"].as_str().unwrap()));
+    let done = finished(&app, &key, id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "cancelled");
+    assert!(done["cancelled_at"].as_u64().is_some());
+    let completed = done["request_counts"]["completed"].as_u64().unwrap();
+    assert!((2..40).contains(&completed), "{done}");
+    let output = content(&app, &key, done["output_file_id"].as_str().unwrap()).await;
+    assert_eq!(
+        output.len() as u64,
+        completed,
+        "the output holds what completed"
+    );
+    // Nothing more is sent once it is cancelled: the log stops growing.
+    let count = || async {
+        admin_json(&app, "/admin/logs?limit=500").await["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["tags"]["batch"] == id)
+            .count()
+    };
+    let before = count().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(count().await, before);
+    assert_eq!(before as u64, completed);
+}
+
+#[actix_web::test]
+async fn a_batch_past_its_window_expires_with_the_rest_in_the_error_file() {
+    let app = spawn(Spawn {
+        batch_concurrency_per_batch: Some(1),
+        ..Spawn::default().provider(
+            "mock",
+            "kind: mock\nmodels: [echo]\nmock: { latency_ms: 400 }\n",
+        )
+    })
+    .await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(20, "mock/echo")).await;
+    let created = create_batch(&app, &key, &file, "/v1/chat/completions", "2s").await;
+    let id = created["id"].as_str().unwrap();
+    let done = finished(&app, &key, id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "expired", "{done}");
+    let counts = &done["request_counts"];
+    let completed = counts["completed"].as_u64().unwrap();
+    assert!(completed >= 1 && completed < 20, "{done}");
+    assert_eq!(completed + counts["failed"].as_u64().unwrap(), 20);
+    let errors = content(&app, &key, done["error_file_id"].as_str().unwrap()).await;
+    assert_eq!(errors.len() as u64, 20 - completed);
+    assert!(errors
+        .iter()
+        .all(|e| e["error"]["code"] == "batch_expired" && e["response"].is_null()));
+}
+
+#[actix_web::test]
+async fn a_file_that_does_not_fit_the_endpoint_fails_validation_and_sends_nothing() {
+    let app = spawn(Spawn::default().provider("mock", PRICED_MOCK)).await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(3, "mock/echo")).await;
+    let created = create_batch(&app, &key, &file, "/v1/embeddings", "24h").await;
+    let id = created["id"].as_str().unwrap();
+    let done = finished(&app, &key, id, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["errors"]["data"][0]["line"], 1);
+    assert!(done["errors"]["data"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/embeddings"));
+    let logs = admin_json(&app, "/admin/logs").await;
+    assert_eq!(logs["data"], json!([]), "nothing was sent");
+    // Bad creates.
+    for (body, param) in [
+        (
+            json!({"input_file_id": "file-nope", "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+            "input_file_id",
+        ),
+        (
+            json!({"input_file_id": file, "endpoint": "/v1/images", "completion_window": "24h"}),
+            "endpoint",
+        ),
+        (
+            json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "1y"}),
+            "completion_window",
+        ),
+    ] {
+        let res = app
+            .post("/v1/batches", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["param"], param);
+    }
+}
+
+#[actix_web::test]
+async fn live_requests_are_served_while_a_batch_waits_on_a_stalled_upstream() {
+    let app = spawn(Spawn::default().provider("mock", PRICED_MOCK).provider(
+        "stalled",
+        "kind: mock\nmodels: [slow]\nmock: { latency_ms: 20000 }\n",
+    ))
+    .await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(50, "stalled/slow")).await;
+    let created = create_batch(&app, &key, &file, "/v1/chat/completions", "24h").await;
+    let id = created["id"].as_str().unwrap();
+    // The batch's lines are all waiting upstream; live requests do not queue behind them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        let res = app
+            .chat(
+                ADMIN_KEY,
+                json!({"model": "mock/echo", "messages": [{"role": "user", "content": "live"}]}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app
+        .post(&format!("/v1/batches/{id}/cancel"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
