@@ -1,4 +1,4 @@
-//! The batch runner: a task on the gateway's main thread (not a request worker) that runs
+//! The batch runner: a thread of its own (not a request worker) that runs
 //! every batch's lines through the same pipeline as a live request from the batch's key
 //! (`proxy::forward`: policies, routing, fallbacks, cache, limits, budgets, usage, cost, the
 //! request log, tagged `batch: <id>`).
@@ -59,22 +59,36 @@ impl Control {
     }
 }
 
-/// Starts the runner on the current thread's runtime (the server's main thread), resuming the
-/// batches a previous run left unfinished. It ends when every command sender is gone.
+/// Starts the runner on a thread of its own (its own single-threaded runtime), so batch work
+/// never runs on a request worker; it resumes the batches a previous run left unfinished. It
+/// holds the state weakly, and ends when the state (and with it the command sender) is gone.
 pub fn spawn(state: web::Data<AppState>, commands: mpsc::UnboundedReceiver<Command>) {
-    actix_web::rt::spawn(run(state, commands));
+    let state = Arc::downgrade(&state.into_inner());
+    let started = std::thread::Builder::new()
+        .name("batch-runner".into())
+        .spawn(move || actix_web::rt::System::new().block_on(run(state, commands)));
+    if let Err(e) = started {
+        tracing::error!(error = %e, "could not start the batch runner; batches will not run");
+    }
 }
 
-async fn run(state: web::Data<AppState>, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let all = Arc::new(Semaphore::new(state.batches.settings.concurrency.max(1)));
+async fn run(state: std::sync::Weak<AppState>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let Some(concurrency) = state.upgrade().map(|s| s.batches.settings.concurrency) else {
+        return;
+    };
+    let all = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut controls: HashMap<String, Arc<Control>> = HashMap::new();
     let start = |id: String, controls: &mut HashMap<String, Arc<Control>>| {
+        let Some(state) = state.upgrade() else {
+            return;
+        };
         controls.retain(|_, control| Arc::strong_count(control) > 1);
         let control = Arc::new(Control::default());
         controls.insert(id.clone(), control.clone());
-        actix_web::rt::spawn(run_batch(state.clone(), id, control, all.clone()));
+        actix_web::rt::spawn(run_batch(web::Data::from(state), id, control, all.clone()));
     };
-    for id in state.batches.unfinished() {
+    let unfinished = state.upgrade().map(|s| s.batches.unfinished()).unwrap_or_default();
+    for id in unfinished {
         tracing::info!(batch = %id, "resuming a batch");
         start(id, &mut controls);
     }

@@ -475,6 +475,8 @@ async fn cancel_stops_new_lines_at_once_and_finalizes_with_what_completed() {
             .filter(|e| e["tags"]["batch"] == id)
             .count()
     };
+    // The log is written by the accounting thread (every 100 ms).
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let before = count().await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(count().await, before);
@@ -578,4 +580,191 @@ async fn live_requests_are_served_while_a_batch_waits_on_a_stalled_upstream() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// What the upstream of the kill -9 test received: how often each `custom_id` (the prompt).
+#[derive(Default)]
+struct Seen(std::sync::Mutex<HashMap<String, u32>>);
+
+async fn counting_upstream(
+    seen: actix_web::web::Data<Seen>,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let prompt = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    // A little time upstream, so the kill lands with lines in flight.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    *seen.0.lock().unwrap().entry(prompt.clone()).or_insert(0) += 1;
+    actix_web::HttpResponse::Ok().json(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("re: {prompt}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    }))
+}
+
+/// Starts the binary on `data` (the same folder each time) and returns it with its base URL.
+fn start_binary(
+    base: &std::path::Path,
+    upstream: std::net::SocketAddr,
+) -> (crate::cli::Running, String) {
+    use std::io::BufRead;
+    let providers = base.join("providers.d");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::create_dir_all(base.join("policies")).unwrap();
+    std::fs::write(
+        providers.join("up.yaml"),
+        format!("kind: openai\nbase_url: http://{upstream}/v1\napi_key: sk-up\nmodels: [gpt]\n"),
+    )
+    .unwrap();
+    let mut child = crate::cli::bin()
+        .env("SWITCHBOARD_ADMIN_KEY", ADMIN_KEY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-watch", "--data"])
+        .arg(base.join("data"))
+        .arg("--providers")
+        .arg(&providers)
+        .arg("--policies")
+        .arg(base.join("policies"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(base.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = crate::cli::Running(child);
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(addr) = line.unwrap().strip_prefix("switchboard listening on ") {
+            return (running, addr.to_string());
+        }
+    }
+    panic!(
+        "the gateway exited without printing its address: {}",
+        std::fs::read_to_string(base.join("stderr")).unwrap_or_default()
+    );
+}
+
+#[actix_web::test]
+async fn a_kill_9_mid_batch_and_a_restart_finish_it_with_every_line_once() {
+    let seen = std::sync::Arc::new(Seen::default());
+    let upstream = crate::helpers::mock_server(seen.clone(), counting_upstream);
+    let base = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (server, url) = start_binary(base.path(), upstream.addr);
+    let total = 300;
+    let text = lines(total, "up/gpt");
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl"),
+        );
+    let file: Value = client
+        .post(format!("{url}/v1/files"))
+        .bearer_auth(ADMIN_KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created: Value = client
+        .post(format!("{url}/v1/batches"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let get = |url: String| {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .get(format!("{url}/v1/batches/{id}"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Kill it once a good part has been answered.
+    let started = Instant::now();
+    while get(url.clone()).await["request_counts"]["completed"]
+        .as_u64()
+        .unwrap_or(0)
+        < 40
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the batch made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(server); // SIGKILL: no shutdown, nothing flushed.
+    let before_restart: u32 = seen.0.lock().unwrap().values().sum();
+    assert!(
+        (before_restart as usize) < total,
+        "the kill came too late to test anything"
+    );
+
+    let (_server, url) = start_binary(base.path(), upstream.addr);
+    let started = Instant::now();
+    let done = loop {
+        let b = get(url.clone()).await;
+        if b["status"] == "completed" {
+            break b;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the batch did not resume: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        done["request_counts"],
+        json!({"total": total, "completed": total, "failed": 0})
+    );
+    let output = client
+        .get(format!(
+            "{url}/v1/files/{}/content",
+            done["output_file_id"].as_str().unwrap()
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = output
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["custom_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(output.lines().count(), total, "every line once");
+    assert_eq!(ids.len(), total);
+    // Every line reached the upstream; only those in flight at the kill (answered upstream but
+    // not yet in the journal: at most the batch's concurrency, 8) can have been sent twice.
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), total);
+    let twice = seen.values().filter(|n| **n > 1).count();
+    assert!(seen.values().all(|n| *n <= 2), "{seen:?}");
+    assert!(
+        twice <= 8,
+        "{twice} lines were sent again after the restart"
+    );
 }
