@@ -87,7 +87,10 @@ async fn run(state: std::sync::Weak<AppState>, mut commands: mpsc::UnboundedRece
         controls.insert(id.clone(), control.clone());
         actix_web::rt::spawn(run_batch(web::Data::from(state), id, control, all.clone()));
     };
-    let unfinished = state.upgrade().map(|s| s.batches.unfinished()).unwrap_or_default();
+    let unfinished = state
+        .upgrade()
+        .map(|s| s.batches.unfinished())
+        .unwrap_or_default();
     for id in unfinished {
         tracing::info!(batch = %id, "resuming a batch");
         start(id, &mut controls);

@@ -501,7 +501,7 @@ async fn a_batch_past_its_window_expires_with_the_rest_in_the_error_file() {
     assert_eq!(done["status"], "expired", "{done}");
     let counts = &done["request_counts"];
     let completed = counts["completed"].as_u64().unwrap();
-    assert!(completed >= 1 && completed < 20, "{done}");
+    assert!((1..20).contains(&completed), "{done}");
     assert_eq!(completed + counts["failed"].as_u64().unwrap(), 20);
     let errors = content(&app, &key, done["error_file_id"].as_str().unwrap()).await;
     assert_eq!(errors.len() as u64, 20 - completed);
