@@ -61,6 +61,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/teams.js"),
     },
     Asset {
+        name: "batches.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/batches.js"),
+    },
+    Asset {
         name: "highlight.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/highlight.js"),

@@ -552,6 +552,7 @@ async fn dashboard_in_a_real_browser() {
     assert!(problems.is_empty(), "console on /docs: {problems:#?}");
 
     read_only_editor(&d).await;
+    batches_page(&d, &dir).await;
     d.quit().await;
     eprintln!(
         "dashboard e2e passed in {:.1}s; screenshots in {}",
@@ -730,4 +731,103 @@ async fn read_only_editor(d: &Driver) {
     assert!(valid.contains("10-route.rhai compiles"), "{valid}");
     let problems = console_problems(d).await;
     assert!(problems.is_empty(), "console (read-only): {problems:#?}");
+}
+
+/// Uploads a batch input of `n` chat lines for `model` and creates the batch, as the admin key.
+async fn start_batch(app: &TestApp, n: usize, model: &str) -> String {
+    let text: String = (0..n)
+        .map(|i| {
+            json!({"custom_id": format!("r{i}"), "method": "POST", "url": "/v1/chat/completions",
+                   "body": {"model": model, "messages": [{"role": "user", "content": format!("line {i}")}]}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl"),
+        );
+    let file: Value = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(ADMIN_KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let batch: Value = app
+        .post("/v1/batches", ADMIN_KEY)
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    batch["id"].as_str().unwrap().to_string()
+}
+
+/// The Batches page: a finished batch with its progress, cost and output file, a running one
+/// cancelled from the page.
+async fn batches_page(d: &Driver, dir: &Path) {
+    let app = spawn(
+        Spawn::default()
+            .provider(
+                "mock",
+                "kind: mock\nmodels:\n  - name: echo\n    pricing: { input: 0.5, output: 1.5 }\n",
+            )
+            .provider(
+                "slow",
+                "kind: mock\nmodels: [slow]\nmock: { latency_ms: 30000 }\n",
+            ),
+    )
+    .await;
+    let done = start_batch(&app, 5, "mock/echo").await;
+    let running = start_batch(&app, 20, "slow/slow").await;
+    d.goto(&app.url("/dashboard")).await;
+    d.fill("#signin-key", ADMIN_KEY).await;
+    d.click("#signin-submit").await;
+    d.text("#stat-requests .value").await;
+    goto_page(d, "batches", "#batches-list table").await;
+    // The finished one: 5 of 5, a cost, its output file offered.
+    let row = d
+        .wait_for(
+            "the finished batch",
+            "const row = [...document.querySelectorAll('#batches-list tr')].find(r => r.innerText.includes(arguments[0])); \
+             return row && row.innerText.includes('completed') && row.querySelector('[data-file]') ? row.innerText : null",
+            json!([done]),
+        )
+        .await;
+    let row = row.as_str().unwrap_or_default();
+    assert!(row.contains("5 / 5") && row.contains('$'), "{row}");
+    shot(d, dir, "12-batches").await;
+    // The running one is cancelled from the page.
+    d.click(&format!("[data-cancel='{running}']")).await;
+    d.click("#confirm-ok").await;
+    d.wait_for(
+        "the batch cancelled",
+        "const row = [...document.querySelectorAll('#batches-list tr')].find(r => r.innerText.includes(arguments[0])); \
+         return row && /cancell(ing|ed)/.test(row.innerText)",
+        json!([running]),
+    )
+    .await;
+    let batch: Value = app
+        .get(&format!("/admin/batches/{running}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ["cancelling", "cancelled"].contains(&batch["status"].as_str().unwrap_or_default()),
+        "{batch}"
+    );
+    let problems = console_problems(d).await;
+    assert!(problems.is_empty(), "console (batches): {problems:#?}");
 }

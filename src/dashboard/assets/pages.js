@@ -7,6 +7,7 @@ import { csv } from './csv.js';
 import { policyEditor } from './editor.js';
 import { limitFields, limitsPills, limitsWithUse } from './limits.js';
 import { teamsPage, teamNames, teamSelect } from './teams.js';
+import { batchesPage } from './batches.js';
 import {
   h, num, compact, pct, ms, usd, dateTime, dateTimeMs, toast, modal, confirmAction, showSecret,
   table, stat, kv, errorBox, pretty, fill,
@@ -942,5 +943,6 @@ export const pages = {
   usage: usagePage,
   logs: logsPage,
   policies: policiesPage,
+  batches: batchesPage,
   playground,
 };
