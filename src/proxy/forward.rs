@@ -189,6 +189,9 @@ async fn proxy(
         client_ip: request_id
             .peer()
             .map(|peer| crate::http::client_ip::client_ip(peer, headers, &state.trusted_proxies)),
+        batch_id: request_id
+            .batch()
+            .map(|line| Arc::from(line.batch_id.as_str())),
     };
     // 1. decide: bounds, then the policies.
     let mut policy_span = trace.stage("policy");

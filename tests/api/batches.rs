@@ -768,3 +768,39 @@ async fn a_kill_9_mid_batch_and_a_restart_finish_it_with_every_line_once() {
         "{twice} lines were sent again after the restart"
     );
 }
+
+#[actix_web::test]
+async fn policies_see_the_batch_and_can_route_it_apart_from_live_traffic() {
+    let app = spawn(
+        Spawn::default()
+            .provider("mock", PRICED_MOCK)
+            .provider("cheap", "kind: mock\nmodels: [echo]\n")
+            .policy(
+                "batch.rhai",
+                r#"fn on_request(req, ctx) {
+                    if req.batch_id != () { ctx.route(["cheap/echo"]); ctx.tag("seen", req.batch_id); }
+                }"#,
+            ),
+    )
+    .await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(3, "mock/echo")).await;
+    let created = create_batch(&app, &key, &file, "/v1/chat/completions", "24h").await;
+    let id = created["id"].as_str().unwrap();
+    let done = finished(&app, &key, id, Duration::from_secs(30)).await;
+    let output = content(&app, &key, done["output_file_id"].as_str().unwrap()).await;
+    let entry =
+        crate::helpers::log_entry(&app, output[0]["response"]["request_id"].as_str().unwrap())
+            .await;
+    assert_eq!(entry["provider"], "cheap");
+    assert_eq!(entry["tags"]["seen"], id);
+    assert_eq!(entry["tags"]["batch"], id);
+    // A live request is no batch's.
+    let res = app
+        .chat(
+            &key,
+            json!({"model": "mock/echo", "messages": [{"role": "user", "content": "live"}]}),
+        )
+        .await;
+    assert_eq!(res.headers()["x-switchboard-provider"], "mock");
+}
