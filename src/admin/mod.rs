@@ -7,6 +7,7 @@ pub mod policies;
 pub mod policy_editor;
 mod policy_files;
 pub mod providers;
+pub mod status;
 pub mod teams;
 pub mod usage;
 pub mod webhooks;
@@ -19,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     policies::configure(cfg);
     policy_editor::configure(cfg);
     providers::configure(cfg);
+    status::configure(cfg);
     teams::configure(cfg);
     usage::configure(cfg);
     webhooks::configure(cfg);
