@@ -101,6 +101,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/costs.js"),
     },
     Asset {
+        name: "latency.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/latency.js"),
+    },
+    Asset {
         name: "pages.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/pages.js"),

@@ -85,3 +85,20 @@ test('the cost comparison prices prompt and completion tokens per million, cheap
   assert.equal(rows[1].cost, (1000 * 2 + 500 * 1) / 1e6);
   assert.equal(rows[2].cost, (1000 * 10 + 500 * 30) / 1e6);
 });
+
+test('latency percentiles from roll-up histograms read as the gateway reads them', async () => {
+  const { quantile, latencyByStart } = await import('../../src/dashboard/assets/latency.js');
+  // As src/store/contract.rs: ten requests at 0..900 ms.
+  const hist = [1, 1, 1, 3, 4, 0, 0, 0, 0, 0];
+  assert.ok(Math.abs(quantile(hist, 0.5) - (250 + (250 * 2) / 3)) < 1e-9);
+  assert.equal(quantile(hist, 0.95), 937.5);
+  assert.equal(quantile([0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 0.5), 30000);
+  assert.equal(quantile([0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0.5), null);
+  // Two groups' rows of one bucket add up before the percentile is read.
+  const byStart = latencyByStart([
+    { start: 0, latency_hist: [0, 0, 0, 0, 1, 0, 0, 0, 0, 0], ttft_hist: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0] },
+    { start: 0, latency_hist: [0, 0, 0, 0, 1, 0, 0, 0, 0, 0], ttft_hist: [1, 0, 0, 0, 0, 0, 0, 0, 0, 0] },
+  ]);
+  assert.equal(byStart.get(0).p50, 750);
+  assert.equal(byStart.get(0).ttft50, 25);
+});

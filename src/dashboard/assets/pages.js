@@ -14,6 +14,7 @@ import {
 import { t, locale } from './i18n.js';
 import { keepState } from './forms.js';
 import { costDialog } from './costs.js';
+import { latencyByStart } from './latency.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -75,20 +76,6 @@ function sumBy(rows, key) {
   return [...out.values()].sort((a, b) => b[key] - a[key]);
 }
 
-function weightedLatency(providers) {
-  let n = 0;
-  let p50 = 0;
-  let p95 = 0;
-  for (const p of providers) {
-    const s = p.stats || {};
-    if (s.latency_p50_ms == null || !s.requests) continue;
-    n += s.requests;
-    p50 += s.latency_p50_ms * s.requests;
-    p95 += (s.latency_p95_ms ?? s.latency_p50_ms) * s.requests;
-  }
-  return n ? { p50: p50 / n, p95: p95 / n } : { p50: null, p95: null };
-}
-
 function shareBar(share) {
   const fill = h('span');
   fill.style.width = `${Math.round(Math.min(1, share || 0) * 100)}%`;
@@ -147,9 +134,20 @@ function statusPanel(st) {
   );
 }
 
-// The API gives latency percentiles since start, not per bucket: the overview samples them
-// on every refresh while the tab is open, and charts the samples.
-const latencySamples = [];
+// Latency over the range from the roll-ups' histograms: p50 and p95 per bucket, and time to
+// first token when streams were served. Buckets without served requests are gaps at 0.
+function latencyChart(main, rows, starts, bucket) {
+  const byStart = latencyByStart(rows);
+  const values = (k) => starts.map((st) => byStart.get(st)?.[k] ?? 0);
+  if (!starts.some((st) => byStart.get(st)?.p50 != null)) return h('p', { class: 'empty' }, t('No latency in this range.'));
+  const withTtft = starts.some((st) => byStart.get(st)?.ttft50 != null);
+  const series = [{ name: 'p50', values: values('p50') }, { name: 'p95', values: values('p95') }];
+  if (withTtft) series.push({ name: t('first token p50'), values: values('ttft50') }, { name: t('first token p95'), values: values('ttft95') });
+  return [
+    lineChart(series, starts.map((st) => bucketLabel(st, bucket)), { fmt: ms, title: t('Latency per bucket'), width: chartWidth(main, rows.length > 30) }),
+    legend(series.map((x) => x.name)),
+  ];
+}
 
 async function overview(main, ctx) {
   let range = sessionStorage.getItem('switchboard.range') || 'day';
@@ -158,7 +156,7 @@ async function overview(main, ctx) {
   const updated = h('span', { class: 'muted', id: 'updated' });
   const body = h('div', { id: 'overview-body' }, h('p', { class: 'muted' }, t('Loading…')));
   main.append(
-    h('div', { class: 'row between' }, h('h1', {}, t('Overview')), h('div', { class: 'row' }, tabs, h('label', { class: 'inline' }, auto, 'Auto-refresh'), updated)),
+    h('div', { class: 'row between' }, h('h1', {}, t('Overview')), h('div', { class: 'row' }, tabs, h('label', { class: 'inline' }, auto, t('Auto-refresh')), updated)),
     body,
   );
   const drawTabs = () =>
@@ -178,37 +176,21 @@ async function overview(main, ctx) {
       const until = now() + 1;
       const since = until - r.secs;
       const q = { since, until, bucket: r.bucket };
-      const [status, usage, byProvider, byModel, providers] = await Promise.all([
+      const [status, usage, byProvider, byModel] = await Promise.all([
         api('/admin/status'),
         api(`/admin/usage${qs(q)}`),
         api(`/admin/usage${qs({ ...q, group_by: 'provider' })}`),
         api(`/admin/usage${qs({ ...q, group_by: 'model' })}`),
-        api('/admin/providers'),
       ]);
       const tot = usage.totals;
-      const lat = weightedLatency(providers.data);
+      const lat = { p50: tot.latency_p50_ms, p95: tot.latency_p95_ms };
       const starts = bucketStarts(since, until, r.bucket, usage.data);
       const byStart = new Map(usage.data.map((x) => [x.start, x]));
       const pts = (key) => starts.map((s) => ({ label: bucketLabel(s, r.bucket), value: byStart.get(s)?.[key] || 0, error: key === 'requests' ? byStart.get(s)?.errors || 0 : 0 }));
-      if (lat.p50 !== null) {
-        latencySamples.push({ at: Date.now(), p50: lat.p50, p95: lat.p95 });
-        if (latencySamples.length > 120) latencySamples.shift();
-      }
       const errorRate = starts.map((st) => {
         const b = byStart.get(st);
         return { label: bucketLabel(st, r.bucket), value: b?.requests ? b.errors / b.requests : 0, title: t('{label}: {rate} of {n}', { label: bucketLabel(st, r.bucket), rate: pct(b?.requests ? b.errors / b.requests : 0), n: num(b?.requests || 0) }) };
       });
-      const latencyChart = latencySamples.length
-        ? [
-          lineChart(
-            [{ name: 'p50', values: latencySamples.map((x) => x.p50) }, { name: 'p95', values: latencySamples.map((x) => x.p95) }],
-            latencySamples.map((x) => new Date(x.at).toLocaleTimeString(locale(), { hour: 'numeric', minute: '2-digit' })),
-            { fmt: (v) => ms(v), title: t('Latency samples'), width: chartWidth(main) },
-          ),
-          legend(['p50', 'p95']),
-          h('p', { class: 'muted' }, t('All providers, since the gateway started; sampled by this page on every refresh.')),
-        ]
-        : h('p', { class: 'empty' }, t('No latency observed yet.'));
       const provRows = sumBy(byProvider.data, 'requests');
       const modelRows = sumBy(byModel.data, 'requests');
       fill(body, 
@@ -216,15 +198,15 @@ async function overview(main, ctx) {
         h('div', { class: 'stats' },
           stat(t('Requests'), num(tot.requests), t('{n} from cache', { n: num(tot.cached) }), 'stat-requests'),
           stat(t('Error rate'), pct(tot.requests ? tot.errors / tot.requests : 0), t('{n} errors', { n: num(tot.errors) }), 'stat-errors'),
-          stat(t('Latency p50'), ms(lat.p50), t('since start, all providers'), 'stat-p50'),
-          stat(t('Latency p95'), ms(lat.p95), t('since start, all providers'), 'stat-p95'),
+          stat(t('Latency p50'), ms(lat.p50), t('{range}, all providers', { range: r.label() }), 'stat-p50'),
+          stat(t('Latency p95'), ms(lat.p95), t('{range}, all providers', { range: r.label() }), 'stat-p95'),
           stat(t('Tokens'), compact(tot.total_tokens), t('{in} in · {out} out', { in: compact(tot.prompt_tokens), out: compact(tot.completion_tokens) }), 'stat-tokens'),
           stat(t('Cost'), usd(tot.cost_usd), r.label(), 'stat-cost'),
         ),
         h('div', { class: 'grid charts' },
           h('section', { class: 'card' }, h('h2', {}, t('Requests')), barChart(pts('requests'), { fmt: compact, title: t('Requests per bucket'), width: chartWidth(main) }), h('div', { class: 'legend' }, h('span', {}, h('i', { class: 'sw-err' }), t('errors')))),
           h('section', { class: 'card' }, h('h2', {}, t('Error rate')), barChart(errorRate, { fmt: (v) => `${Math.round(v * 100)}%`, title: t('Error rate per bucket'), width: chartWidth(main), cls: 'err' })),
-          h('section', { class: 'card', id: 'latency-chart' }, h('h2', {}, t('Latency')), latencyChart),
+          h('section', { class: 'card', id: 'latency-chart' }, h('h2', {}, t('Latency')), latencyChart(main, usage.data, starts, r.bucket)),
           h('section', { class: 'card' }, h('h2', {}, t('Tokens')), barChart(pts('total_tokens'), { fmt: compact, title: t('Tokens per bucket'), width: chartWidth(main) })),
           h('section', { class: 'card' }, h('h2', {}, t('Cost')), barChart(pts('cost_usd'), { fmt: usd, title: t('Cost per bucket'), width: chartWidth(main) })),
         ),
@@ -588,6 +570,7 @@ async function usagePage(main) {
         h('section', { class: 'card' }, h('h2', {}, t('{metric} per {bucket}', { metric: metric.selectedOptions[0].textContent, bucket: word(res.bucket) })),
           lineChart(series, starts.map((st) => bucketLabel(st, res.bucket)), { fmt, title: t('Usage over time'), width: chartWidth(main, true), height: 260 }), legend(shown),
           groups.length > 6 ? h('p', { class: 'muted' }, t('The chart shows the top 6 of {n} groups.', { n: groups.length })) : null),
+        h('section', { class: 'card', id: 'usage-latency' }, h('h2', {}, t('Latency per {bucket}, all groups', { bucket: word(res.bucket) })), latencyChart(main, res.data, starts, res.bucket)),
         h('section', { class: 'card' }, h('h2', {}, g === 'none' ? t('Totals') : t('By {group}', { group: groupLabel(g) })), table(
           [
             { label: g === 'none' ? '' : groupLabel(g), render: (r) => h('span', { class: 'mono' }, r.group) },
