@@ -581,7 +581,7 @@ async fn status_reports_version_store_config_providers_and_requests_in_flight() 
     assert_eq!(status["store"]["health"], "ok");
     assert!(status["store"].get("error").is_none(), "{status}");
     assert_eq!(status["config"]["version"], 1);
-    assert!(status["config"]["last_reload"].is_null());
+    let before = status["config"]["last_reload"].clone();
     assert_eq!(status["providers"]["serving"], json!(["mock"]));
     assert_eq!(status["providers"]["skipped"], json!(["off"]));
     assert_eq!(status["providers"]["open_breaker"], json!([]));
@@ -591,7 +591,10 @@ async fn status_reports_version_store_config_providers_and_requests_in_flight() 
     let res = app.post("/admin/reload", ADMIN_KEY).send().await.unwrap();
     assert!(res.status().is_success());
     let status = get_json(&app, "/admin/status").await;
-    assert_eq!(status["config"]["last_reload"]["outcome"], "unchanged");
+    let last = &status["config"]["last_reload"];
+    assert_ne!(*last, before);
+    assert!(["applied", "unchanged"].contains(&last["outcome"].as_str().unwrap()), "{last}");
+    assert_eq!(last["version"], status["config"]["version"]);
 
     let (_, user) = app.create_key(json!({"name": "u"})).await;
     let res = app.get("/admin/status", &user).send().await.unwrap();
