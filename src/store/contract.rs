@@ -645,8 +645,14 @@ async fn latency_history(store: &Store) {
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     // Buckets ≤50, ≤100, ≤250, ≤500, ≤1000 ms, …
-    assert_eq!(row.totals.latency_hist, Histogram([1, 1, 1, 3, 4, 0, 0, 0, 0, 0]));
-    assert_eq!(row.totals.ttft_hist, Histogram([3, 2, 0, 0, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(
+        row.totals.latency_hist,
+        Histogram([1, 1, 1, 3, 4, 0, 0, 0, 0, 0])
+    );
+    assert_eq!(
+        row.totals.ttft_hist,
+        Histogram([3, 2, 0, 0, 0, 0, 0, 0, 0, 0])
+    );
     // Interpolated in the bucket holding the rank: p50 is rank 5 of 10, 2 of the 3 in
     // (250, 500]; p95 is rank 9.5, 3.5 of the 4 in (500, 1000].
     let close = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 1e-9);
@@ -663,7 +669,10 @@ async fn latency_history(store: &Store) {
         .await
         .unwrap();
     assert_eq!(by_key[0].group.as_deref(), Some("a"));
-    assert_eq!(by_key[0].totals.latency_hist, Histogram([1, 1, 1, 2, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(
+        by_key[0].totals.latency_hist,
+        Histogram([1, 1, 1, 2, 0, 0, 0, 0, 0, 0])
+    );
     // A key's all-time figures keep them too.
     let b = store.usage.key_usage("b").await.unwrap();
     assert_eq!(b.totals.latency_hist.count(), 5);

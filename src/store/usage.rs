@@ -514,7 +514,10 @@ mod tests {
             ..served.clone()
         };
         let t = Merged::of(&[served, hit, unserved]).keys["a"].totals;
-        assert_eq!((t.requests, t.latency_hist.count(), t.ttft_hist.count()), (3, 1, 1));
+        assert_eq!(
+            (t.requests, t.latency_hist.count(), t.ttft_hist.count()),
+            (3, 1, 1)
+        );
         // Stored before histograms were kept: all zeros, no percentiles.
         let old: Totals = serde_json::from_str(r#"{"requests":1,"errors":0,"cached":0,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"cost_usd":0.0}"#).unwrap();
         assert_eq!(Percentiles::of(&old), Percentiles::default());

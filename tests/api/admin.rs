@@ -593,7 +593,10 @@ async fn status_reports_version_store_config_providers_and_requests_in_flight() 
     let status = get_json(&app, "/admin/status").await;
     let last = &status["config"]["last_reload"];
     assert_ne!(*last, before);
-    assert!(["applied", "unchanged"].contains(&last["outcome"].as_str().unwrap()), "{last}");
+    assert!(
+        ["applied", "unchanged"].contains(&last["outcome"].as_str().unwrap()),
+        "{last}"
+    );
     assert_eq!(last["version"], status["config"]["version"]);
 
     let (_, user) = app.create_key(json!({"name": "u"})).await;

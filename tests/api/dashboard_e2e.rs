@@ -356,7 +356,7 @@ async fn dashboard_in_a_real_browser() {
     goto_page(&d, "usage", "#usage-load").await;
     d.select("#usage-group", "model").await;
     d.click("#usage-load").await;
-    let usage = d.text("#usage-body table").await;
+    let usage = d.text("#usage-table table").await;
     assert!(usage.contains("echo-priced"), "{usage}");
     // Export CSV: catch the file the page hands to the browser instead of saving it.
     d.js(
@@ -384,7 +384,7 @@ async fn dashboard_in_a_real_browser() {
     d.click("#usage-load").await;
     d.wait_for(
         "usage by team",
-        "const t = document.querySelector('#usage-body table'); return t && t.innerText.includes('e2e-team')",
+        "const t = document.querySelector('#usage-table table'); return t && t.innerText.includes('e2e-team')",
         json!([]),
     )
     .await;
@@ -465,7 +465,14 @@ async fn dashboard_in_a_real_browser() {
             json!([]),
         )
         .await;
-    cost_rows(&d, &app, tokens[0].as_u64().unwrap(), tokens[1].as_u64().unwrap(), "mock/echo-priced").await;
+    cost_rows(
+        &d,
+        &app,
+        tokens[0].as_u64().unwrap(),
+        tokens[1].as_u64().unwrap(),
+        "mock/echo-priced",
+    )
+    .await;
     shot(&d, &dir, "09b-cost-compare").await;
     d.click("#cost-close").await;
     playground_state_survives_a_reload(&d, prompt).await;
@@ -504,7 +511,11 @@ async fn dashboard_in_a_real_browser() {
     let id = title.rsplit(' ').next().unwrap().to_string();
     let entry = admin_json(&app, &format!("/admin/logs/{id}")).await;
     d.click("#log-compare").await;
-    let served = format!("{}/{}", entry["provider"].as_str().unwrap(), entry["model"].as_str().unwrap());
+    let served = format!(
+        "{}/{}",
+        entry["provider"].as_str().unwrap(),
+        entry["model"].as_str().unwrap()
+    );
     cost_rows(
         &d,
         &app,
@@ -558,7 +569,10 @@ async fn dashboard_in_a_real_browser() {
     let background = "return getComputedStyle(document.body).backgroundColor";
     assert_eq!(d.js(background, json!([])).await, json!("rgb(18, 21, 26)"));
     d.select("#theme-select", "light").await;
-    assert_eq!(d.js(background, json!([])).await, json!("rgb(246, 247, 249)"));
+    assert_eq!(
+        d.js(background, json!([])).await,
+        json!("rgb(246, 247, 249)")
+    );
     d.select("#theme-select", "system").await;
     assert_eq!(d.js(background, json!([])).await, json!("rgb(18, 21, 26)"));
 
@@ -780,7 +794,7 @@ const PAGES: [(&str, &str); 8] = [
     ("providers", ".provider"),
     ("keys", "#key-create"),
     ("teams", ".team-row"),
-    ("usage", "#usage-body table"),
+    ("usage", "#usage-table table"),
     ("playground", "#pg-send"),
     ("logs", ".log-row"),
     ("policies", "#sim-run"),
@@ -851,14 +865,20 @@ async fn status_panel(d: &Driver, app: &TestApp) {
         "{version}"
     );
     let store = d.text("#status-store").await;
-    assert!(store.contains("sled") && store.contains("healthy"), "{store}");
+    assert!(
+        store.contains("sled") && store.contains("healthy"),
+        "{store}"
+    );
     assert_eq!(
         d.text("#status-config").await,
         status["config"]["version"].to_string()
     );
     assert_eq!(status["providers"]["serving"], json!(["mock"]));
     let serving = d.text("#status-serving").await;
-    assert!(serving.starts_with('1') && serving.contains("mock"), "{serving}");
+    assert!(
+        serving.starts_with('1') && serving.contains("mock"),
+        "{serving}"
+    );
     assert!(d.text("#status-open").await.starts_with('0'));
     let in_flight: u64 = d.text("#status-in-flight").await.parse().unwrap();
     assert!(in_flight >= 1, "the panel's own request was in flight");
@@ -918,7 +938,10 @@ async fn cost_rows(d: &Driver, app: &TestApp, prompt: u64, completion: u64, curr
         })
         .collect();
     expected.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    assert!(expected.len() >= 3 && prompt + completion > 0, "{expected:?}");
+    assert!(
+        expected.len() >= 3 && prompt + completion > 0,
+        "{expected:?}"
+    );
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), expected.len(), "{rows:?}");
     for (row, (model, cost)) in rows.iter().zip(&expected) {
@@ -962,8 +985,11 @@ async fn logs_filter_survives_a_reload(d: &Driver) {
     d.wait_for("the filtered log", only_4xx, json!([])).await;
     reload(d, "logs", ".log-row").await;
     assert_eq!(
-        d.js("return document.getElementById('logs-status').value", json!([]))
-            .await,
+        d.js(
+            "return document.getElementById('logs-status').value",
+            json!([])
+        )
+        .await,
         json!("4xx")
     );
     d.wait_for("the filtered log after the reload", only_4xx, json!([]))
@@ -1012,12 +1038,21 @@ async fn themes(d: &Driver) {
     let look = "return [document.documentElement.dataset.theme || 'system', \
                 getComputedStyle(document.body).backgroundColor]";
     d.select("#theme-select", "dark").await;
-    assert_eq!(d.js(look, json!([])).await, json!(["dark", "rgb(18, 21, 26)"]));
-    reload(d, "logs", ".log-row").await;
-    assert_eq!(d.js(look, json!([])).await, json!(["dark", "rgb(18, 21, 26)"]));
     assert_eq!(
-        d.js("return document.getElementById('theme-select').value", json!([]))
-            .await,
+        d.js(look, json!([])).await,
+        json!(["dark", "rgb(18, 21, 26)"])
+    );
+    reload(d, "logs", ".log-row").await;
+    assert_eq!(
+        d.js(look, json!([])).await,
+        json!(["dark", "rgb(18, 21, 26)"])
+    );
+    assert_eq!(
+        d.js(
+            "return document.getElementById('theme-select').value",
+            json!([])
+        )
+        .await,
         json!("dark")
     );
     d.select("#theme-select", "light").await;
@@ -1091,7 +1126,10 @@ async fn chinese(d: &Driver, dir: &Path) {
     // The language is remembered, and dates are written the Chinese way.
     reload(d, "policies", "#sim-run").await;
     let loaded = d.text("#config-status").await;
-    assert!(loaded.contains("版本") && (loaded.contains('年') || loaded.contains('/')), "{loaded}");
+    assert!(
+        loaded.contains("版本") && (loaded.contains('年') || loaded.contains('/')),
+        "{loaded}"
+    );
     let title = d.js("return document.title", json!([])).await;
     assert_eq!(title, json!("策略 · Switchboard"));
     d.select("#lang-select", "en").await;

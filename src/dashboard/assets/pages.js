@@ -455,7 +455,7 @@ async function keysPage(main) {
         [
           { label: t('Name'), render: (k) => [h('strong', {}, k.name), h('div', { class: 'muted mono' }, k.id)] },
           { label: t('Status'), render: keyStatus },
-          { label: t('Role'), key: 'role' },
+          { label: t('Role'), render: (k) => word(k.role) },
           { label: t('Secret'), class: 'hide-sm', render: (k) => h('code', {}, k.masked) },
           { label: t('Models'), render: (k) => (k.models?.length ? h('div', { class: 'pill-list' }, k.models.map((x) => h('code', {}, x))) : h('span', { class: 'muted' }, t('all'))) },
           { label: t('Tags'), class: 'hide-sm', render: (k) => tagsText(k.tags) || '–' },
@@ -571,7 +571,7 @@ async function usagePage(main) {
           lineChart(series, starts.map((st) => bucketLabel(st, res.bucket)), { fmt, title: t('Usage over time'), width: chartWidth(main, true), height: 260 }), legend(shown),
           groups.length > 6 ? h('p', { class: 'muted' }, t('The chart shows the top 6 of {n} groups.', { n: groups.length })) : null),
         h('section', { class: 'card', id: 'usage-latency' }, h('h2', {}, t('Latency per {bucket}, all groups', { bucket: word(res.bucket) })), latencyChart(main, res.data, starts, res.bucket)),
-        h('section', { class: 'card' }, h('h2', {}, g === 'none' ? t('Totals') : t('By {group}', { group: groupLabel(g) })), table(
+        h('section', { class: 'card', id: 'usage-table' }, h('h2', {}, g === 'none' ? t('Totals') : t('By {group}', { group: groupLabel(g) })), table(
           [
             { label: g === 'none' ? '' : groupLabel(g), render: (r) => h('span', { class: 'mono' }, r.group) },
             { label: t('Requests'), num: true, render: (r) => num(r.requests) },
