@@ -1096,17 +1096,23 @@ return [...document.querySelectorAll('input, select, textarea')] \
     && !(e.id && document.querySelector(`label[for='${e.id}']`))) \
   .map(e => e.id || e.outerHTML.slice(0, 80))";
 
+/// Chooses `lang` in the header and waits for the page to be in it (`locale` on <html>, the
+/// Overview link reading `overview`).
+async fn switch_language(d: &Driver, lang: &str, locale: &str, overview: &str) {
+    d.select("#lang-select", lang).await;
+    d.wait_for(
+        "the language switch",
+        "return document.documentElement.lang === arguments[0] && \
+         document.querySelector('#nav [data-page=overview]').innerText === arguments[1]",
+        json!([locale, overview]),
+    )
+    .await;
+}
+
 /// Every page in Chinese: screenshots, no English left, every control labelled, every chart
 /// with its table; numbers and dates in the Chinese locale. Then back to English.
 async fn chinese(d: &Driver, dir: &Path) {
-    d.select("#lang-select", "zh").await;
-    d.wait_for(
-        "the dashboard in Chinese",
-        "return document.documentElement.lang === 'zh-CN' && \
-         document.querySelector('#nav [data-page=overview]').innerText === '概览'",
-        json!([]),
-    )
-    .await;
+    switch_language(d, "zh", "zh-CN", "概览").await;
     for (page, ready) in PAGES {
         goto_page(d, page, ready).await;
         shot(d, dir, &format!("40-zh-{page}")).await;
@@ -1132,14 +1138,7 @@ async fn chinese(d: &Driver, dir: &Path) {
     );
     let title = d.js("return document.title", json!([])).await;
     assert_eq!(title, json!("策略 · Switchboard"));
-    d.select("#lang-select", "en").await;
-    d.wait_for(
-        "the dashboard in English again",
-        "return document.documentElement.lang === 'en-US' && \
-         document.querySelector('#nav [data-page=overview]').innerText === 'Overview'",
-        json!([]),
-    )
-    .await;
+    switch_language(d, "en", "en-US", "Overview").await;
     // The same pages in English, for the record.
     for (page, ready) in PAGES {
         goto_page(d, page, ready).await;
