@@ -400,6 +400,7 @@ async fn dashboard_in_a_real_browser() {
     let decisions = d.text("#sim-decisions").await;
     assert!(decisions.contains("echo-canary="), "{decisions}");
     shot(&d, &dir, "08-policies").await;
+    simulate_state_survives_a_reload(&d).await;
 
     // A broken script: the reload is rolled back and its errors are shown; fixed, it applies.
     let broken = app._dir.path().join("policies/50-broken.rhai");
@@ -1146,4 +1147,28 @@ async fn chinese(d: &Driver, dir: &Path) {
         let unlabeled = d.js(UNLABELED, json!([])).await;
         assert_eq!(unlabeled, json!([]), "{page} has controls without a label");
     }
+}
+
+/// The simulate form comes back after a reload, the request it built included; Reset puts
+/// the defaults back.
+async fn simulate_state_survives_a_reload(d: &Driver) {
+    let values = "return ['sim-model', 'sim-message', 'sim-request'].map(id => document.getElementById(id).value)";
+    d.fill("#sim-message", "kept across a reload").await;
+    // The request is rebuilt on change (typing fires input; leaving the field, change).
+    d.js(
+        "document.getElementById('sim-message').dispatchEvent(new Event('change', {bubbles: true})); return true",
+        json!([]),
+    )
+    .await;
+    let typed = d.js(values, json!([])).await;
+    assert!(
+        typed[2].as_str().unwrap().contains("kept across a reload"),
+        "{typed}"
+    );
+    reload(d, "policies", "#sim-run").await;
+    assert_eq!(d.js(values, json!([])).await, typed);
+    d.click("#simulate-reset").await;
+    let reset = d.js(values, json!([])).await;
+    assert_eq!(reset[1], json!("Hello!"));
+    assert!(reset[2].as_str().unwrap().contains("Hello!"), "{reset}");
 }

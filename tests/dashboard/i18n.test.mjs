@@ -102,3 +102,24 @@ test('latency percentiles from roll-up histograms read as the gateway reads them
   assert.equal(byStart.get(0).p50, 750);
   assert.equal(byStart.get(0).ttft50, 25);
 });
+
+test('the language follows the browser at first, and a saved choice wins', async () => {
+  const saved = new Map();
+  const define = (name, value) => Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
+  const before = { navigator: globalThis.navigator, localStorage: globalThis.localStorage };
+  try {
+    define('localStorage', { getItem: (k) => saved.get(k) ?? null, setItem: (k, v) => saved.set(k, v) });
+    define('navigator', { language: 'zh-CN' });
+    // A fresh copy of the module (a different URL) reads the browser again.
+    const zhFirst = await import('../../src/dashboard/assets/i18n.js?browser=zh');
+    assert.equal(zhFirst.getLang(), 'zh');
+    define('navigator', { language: 'en-GB' });
+    assert.equal((await import('../../src/dashboard/assets/i18n.js?browser=en')).getLang(), 'en');
+    zhFirst.setLang('zh');
+    assert.equal(saved.get('switchboard.lang'), 'zh');
+    assert.equal((await import('../../src/dashboard/assets/i18n.js?browser=en-saved')).getLang(), 'zh', 'the saved choice');
+  } finally {
+    define('navigator', before.navigator);
+    define('localStorage', before.localStorage);
+  }
+});

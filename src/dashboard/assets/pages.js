@@ -162,7 +162,7 @@ async function overview(main, ctx) {
   const drawTabs = () =>
     fill(tabs, 
       ...Object.entries(RANGES).map(([k, r]) =>
-        h('button', { type: 'button', class: k === range ? 'active' : '', 'aria-selected': String(k === range), dataset: { range: k }, onclick: () => { range = k; sessionStorage.setItem('switchboard.range', k); drawTabs(); load(); } }, r.label()),
+        h('button', { type: 'button', role: 'tab', class: k === range ? 'active' : '', 'aria-selected': String(k === range), dataset: { range: k }, onclick: () => { range = k; sessionStorage.setItem('switchboard.range', k); drawTabs(); load(); } }, r.label()),
       ),
     );
   drawTabs();
