@@ -233,8 +233,9 @@ async function overview(main, ctx) {
 
 // ---------------------------------------------------------------- Providers
 
-// Recent use from the roll-ups: "active" when a provider served any request in the last hour
-// (the current and previous hourly rows), "hot" for the one that served the most of them.
+// Recent use from the hourly roll-ups: "active" when a provider served any request in the
+// current or the previous hour's row (the last 60 to 120 minutes), "hot" for the one that
+// served the most of them.
 function recentUse(rows, since) {
   const recent = new Map();
   for (const r of rows) if (r.group && r.start + HOUR > since) recent.set(r.group, (recent.get(r.group) || 0) + r.requests);
