@@ -114,6 +114,7 @@ pub struct ProxyDoc;
         crate::admin::teams::delete,
         crate::admin::config::show,
         crate::admin::config::reload,
+        crate::admin::status::status,
         crate::admin::policies::list,
         crate::admin::policies::simulate_request,
         crate::admin::policy_editor::source,

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod policies;
 pub mod policy_editor;
 pub mod providers;
+pub mod status;
 pub mod teams;
 pub mod usage;
 pub mod webhooks;
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     policies::configure(cfg);
     policy_editor::configure(cfg);
     providers::configure(cfg);
+    status::configure(cfg);
     teams::configure(cfg);
     usage::configure(cfg);
     webhooks::configure(cfg);

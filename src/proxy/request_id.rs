@@ -120,7 +120,13 @@ pub async fn middleware(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
+    // Held across the handler: `/admin/status` reports how many requests are being served.
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map(|s| s.metrics.clone());
+    let in_flight = metrics.as_ref().map(|m| m.request_started());
     let mut res = next.call(req).await?;
+    drop(in_flight);
     if let Ok(value) = HeaderValue::from_str(rid.as_str()) {
         res.headers_mut().insert(HEADER, value);
     }

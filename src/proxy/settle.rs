@@ -222,6 +222,10 @@ impl Aftermath {
         log.model = Some(self.model);
         log.status = done.status;
         log.latency_ms = latency_ms;
+        log.ttft_ms = done
+            .first_token
+            .filter(|_| !self.cached)
+            .map(|first| first.saturating_duration_since(self.started).as_millis() as u64);
         log.prompt_tokens = usage.prompt_tokens;
         log.completion_tokens = usage.completion_tokens;
         log.total_tokens = usage.total_tokens;
