@@ -898,8 +898,9 @@ const PAGES: [(&str, &str); 9] = [
     ("usage", "#usage-table table"),
     ("playground", "#pg-send"),
     ("logs", ".log-row"),
-    ("policies", "#sim-run"),
     ("batches", "#batches-list"),
+    // Last: what follows the loops over the pages goes on from the Policies page.
+    ("policies", "#sim-run"),
 ];
 
 /// Reloads the page and waits for `page` to show `ready` again.
