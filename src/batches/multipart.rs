@@ -144,6 +144,9 @@ where
         }
         let headers_end = loop {
             if let Some(end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+                if end > MAX_HEAD {
+                    return Err(MultipartError::BadHeaders);
+                }
                 break end + 4;
             }
             if self.buf.len() > MAX_HEAD {
@@ -287,8 +290,10 @@ mod tests {
 
     fn body(boundary: &str) -> Vec<u8> {
         format!(
-            "preamble to skip\r\n--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in; \\\"1\\\".jsonl\"\r\nContent-Type: application/jsonl\r\n\r\nline one\r\n--{b}-not-the-delimiter\r\nline two\r\n--{b}--\r\nepilogue",
-            b = boundary
+            "preamble to skip\r\n--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in; \\\"1\\\".jsonl\"\r\nContent-Type: application/jsonl\r\n\r\nline one\r\n--{short}\r\n--\r\nline two\r\n--{b}--\r\nepilogue",
+            b = boundary,
+            // A prefix of the boundary is data, not a delimiter.
+            short = &boundary[..boundary.len() - 1]
         )
         .into_bytes()
     }
@@ -325,7 +330,11 @@ mod tests {
             assert_eq!(parts[1].0.filename.as_deref(), Some("in; \"1\".jsonl"));
             assert_eq!(
                 parts[1].1,
-                format!("line one\r\n--{boundary}-not-the-delimiter\r\nline two").as_bytes()
+                format!(
+                    "line one\r\n--{}\r\n--\r\nline two",
+                    &boundary[..boundary.len() - 1]
+                )
+                .as_bytes()
             );
         }
     }
