@@ -163,8 +163,14 @@ impl Application {
             health: health.clone(),
             live: live.clone(),
         });
+        // With `--store memory` nothing is kept: files and batches go to a temporary folder,
+        // removed when the gateway stops.
+        let batch_dir = match settings.store {
+            StoreKind::Memory => crate::batches::registry::Place::Temporary,
+            _ => crate::batches::registry::Place::Folder(settings.data_dir.clone()),
+        };
         let (batches, batch_commands) = crate::batches::Batches::open(
-            &settings.data_dir,
+            batch_dir,
             crate::batches::BatchSettings {
                 concurrency: settings.batch_concurrency,
                 per_batch: settings.batch_concurrency_per_batch,

@@ -9,6 +9,7 @@
 //! - `registry.rs`: `Batches` (in `AppState`): records in memory, create and cancel, the
 //!   runner's commands.
 //! - `journal.rs`: a batch's progress on disk, appended and synced as lines are answered.
+//! - `paging.rs`: the cursor paging of the list endpoints.
 //! - `runner.rs`: sending the lines through `proxy::forward`; `pacing.rs` keeps it behind
 //!   live traffic; `output.rs` writes the output and error files.
 
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod multipart;
 pub mod output;
 pub mod pacing;
+pub mod paging;
 pub mod record;
 pub mod registry;
 pub mod runner;

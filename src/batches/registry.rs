@@ -57,8 +57,18 @@ pub struct NewBatch {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Where files and batches are kept.
+pub enum Place {
+    /// `<data>/files` and `<data>/batches`.
+    Folder(PathBuf),
+    /// A temporary folder removed when the gateway stops (`--store memory`: nothing is kept).
+    Temporary,
+}
+
 pub struct Batches {
     dir: PathBuf,
+    /// The temporary folder, when that is where they are (removed when dropped).
+    _temporary: Option<tempfile::TempDir>,
     pub files: FileStore,
     records: Mutex<BTreeMap<String, BatchRecord>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -75,9 +85,19 @@ pub struct Batches {
 impl Batches {
     /// Opens `<data>/files` and `<data>/batches` (creating them) and reads every batch record.
     pub fn open(
-        data_dir: &Path,
+        place: Place,
         settings: BatchSettings,
     ) -> io::Result<(Batches, mpsc::UnboundedReceiver<Command>)> {
+        let (data_dir, temporary) = match place {
+            Place::Folder(dir) => (dir, None),
+            Place::Temporary => {
+                let temp = tempfile::Builder::new()
+                    .prefix("switchboard-batches-")
+                    .tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let data_dir: &Path = &data_dir;
         let files = FileStore::open(data_dir.join("files"), settings.max_file_bytes)?;
         let dir = data_dir.join("batches");
         std::fs::create_dir_all(&dir)?;
@@ -108,6 +128,7 @@ impl Batches {
         Ok((
             Batches {
                 dir,
+                _temporary: temporary,
                 files,
                 records: Mutex::new(records),
                 commands,
@@ -233,17 +254,8 @@ impl Batches {
         all.sort_by(|a, b| {
             (b.batch.created_at, &b.batch.id).cmp(&(a.batch.created_at, &a.batch.id))
         });
-        let start = after
-            .and_then(|after| all.iter().position(|r| r.batch.id == after))
-            .map_or(0, |at| at + 1);
-        let page: Vec<BatchRecord> = all
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|r| (*r).clone())
-            .collect();
-        let more = all.len() > start + page.len();
-        (page, more)
+        let all: Vec<BatchRecord> = all.into_iter().cloned().collect();
+        super::paging::page(&all, |r| &r.batch.id, after, limit)
     }
 
     /// Cancels the batch: no new line is sent. Blocking (the record is synced).

@@ -338,6 +338,13 @@ async fn send_lines(
             && !pending.is_empty()
             && (mode == Mode::Full
                 || (in_flight == 0 && rest_until.is_none_or(|t| Instant::now() >= t)));
+        // While trickling, wake when the rest is over rather than at the next tick.
+        let wake = match rest_until {
+            Some(at) if mode == Mode::Trickle && in_flight == 0 => at
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(5), TICK),
+            _ => TICK,
+        };
         let mut received = Vec::new();
         tokio::select! {
             biased;
@@ -386,7 +393,7 @@ async fn send_lines(
                 });
             }
             _ = control.notify.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(wake) => {}
         }
     }
 }
@@ -432,19 +439,7 @@ async fn expire_rest(
     let expired: Vec<LineResult> = pending
         .iter()
         .filter(|i| !progress.done.contains(i))
-        .map(|&index| LineResult {
-            index,
-            custom_id: lines[index as usize].custom_id.clone(),
-            status: 0,
-            request_id: String::new(),
-            body: None,
-            error: Some(LineFailure {
-                code: "batch_expired".into(),
-                message: "This request could not be executed before the completion window expired."
-                    .into(),
-            }),
-            cost_usd: 0.0,
-        })
+        .map(|&index| expired(index, &lines[index as usize].custom_id))
         .collect();
     if expired.is_empty() {
         return Ok(());
@@ -464,6 +459,23 @@ async fn expire_rest(
     }
     batches.set_progress(id, progress.completed, progress.failed, progress.cost);
     Ok(())
+}
+
+/// A line never sent before the window ran out, as OpenAI reports it.
+fn expired(index: u32, custom_id: &str) -> LineResult {
+    LineResult {
+        index,
+        custom_id: custom_id.to_string(),
+        status: 0,
+        request_id: String::new(),
+        body: None,
+        error: Some(LineFailure {
+            code: "batch_expired".into(),
+            message: "This request could not be executed before the completion window expired."
+                .into(),
+        }),
+        cost_usd: 0.0,
+    }
 }
 
 /// Writes the output and error files and gives the batch its final status.
@@ -597,19 +609,7 @@ impl Job {
     }
 
     fn expired(&self) -> LineResult {
-        LineResult {
-            index: self.index,
-            custom_id: self.custom_id.clone(),
-            status: 0,
-            request_id: String::new(),
-            body: None,
-            error: Some(LineFailure {
-                code: "batch_expired".into(),
-                message: "This request could not be executed before the completion window expired."
-                    .into(),
-            }),
-            cost_usd: 0.0,
-        }
+        expired(self.index, &self.custom_id)
     }
 
     /// The batch's key, as it is now: a key revoked or expired since stops its batch's lines.

@@ -291,19 +291,9 @@ pub async fn list(
             return Err(ApiError::bad_request("`order` must be `asc` or `desc`").with_param("order"))
         }
     }
-    let start = query
-        .after
-        .as_deref()
-        .and_then(|after| all.iter().position(|f| f.id == after))
-        .map_or(0, |at| at + 1);
-    let page: Vec<FileObject> = all
-        .iter()
-        .skip(start)
-        .take(limit)
-        .cloned()
-        .map(FileObject::from)
-        .collect();
-    let has_more = all.len() > start + page.len();
+    let (page, has_more) =
+        crate::batches::paging::page(&all, |f| &f.id, query.after.as_deref(), limit);
+    let page: Vec<FileObject> = page.into_iter().map(FileObject::from).collect();
     Ok(HttpResponse::Ok().json(FileList {
         object: "list",
         first_id: page.first().map(|f| f.id.clone()),

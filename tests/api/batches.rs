@@ -61,13 +61,7 @@ async fn create_batch(app: &TestApp, key: &str, file: &str, endpoint: &str, wind
 }
 
 async fn batch(app: &TestApp, key: &str, id: &str) -> Value {
-    app.get(&format!("/v1/batches/{id}"), key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(app, &format!("/v1/batches/{id}"), key).await
 }
 
 /// Polls the batch until its status is final.
@@ -100,6 +94,16 @@ async fn content(app: &TestApp, key: &str, file: &str) -> Vec<Value> {
         .collect()
 }
 
+async fn get_json(app: &TestApp, path: &str, key: &str) -> Value {
+    app.get(path, key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn user_key(app: &TestApp) -> String {
     app.create_key(json!({"name": "batcher"})).await.1
 }
@@ -122,14 +126,7 @@ async fn files_are_checked_line_by_line_owned_by_their_key_and_deleted() {
     assert_eq!(file["bytes"], text.len());
     let id = file["id"].as_str().unwrap();
 
-    let listed: Value = app
-        .get("/v1/files", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(&app, "/v1/files", &alice).await;
     assert_eq!(listed["data"][0]["id"], id);
     let raw = app
         .get(&format!("/v1/files/{id}/content"), &alice)
@@ -151,14 +148,7 @@ async fn files_are_checked_line_by_line_owned_by_their_key_and_deleted() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let theirs: Value = app
-        .get("/v1/files", &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs: Value = get_json(&app, "/v1/files", &bob).await;
     assert_eq!(theirs["data"], json!([]));
     let res = app
         .post("/v1/batches", &bob)
@@ -210,14 +200,7 @@ async fn files_are_checked_line_by_line_owned_by_their_key_and_deleted() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400, "not multipart");
-    let listed: Value = app
-        .get("/v1/files", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(&app, "/v1/files", &alice).await;
     assert_eq!(
         listed["data"].as_array().unwrap().len(),
         1,
@@ -335,14 +318,7 @@ async fn a_batch_of_1000_lines_runs_through_the_pipeline_with_correct_counts_and
     );
 
     // Listed, paged, and nobody else's.
-    let list: Value = app
-        .get("/v1/batches?limit=1", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&app, "/v1/batches?limit=1", &key).await;
     assert_eq!(list["data"][0]["id"], id);
     assert_eq!(list["has_more"], false);
     let other = user_key(&app).await;
@@ -358,14 +334,7 @@ async fn a_batch_of_1000_lines_runs_through_the_pipeline_with_correct_counts_and
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let list: Value = app
-        .get("/v1/batches", &other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&app, "/v1/batches", &other).await;
     assert_eq!(list["data"], json!([]));
     let res = app
         .get(
