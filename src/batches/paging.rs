@@ -22,8 +22,10 @@ mod tests {
 
     #[test]
     fn pages_follow_the_cursor() {
+        fn id<'a>(s: &'a &str) -> &'a str {
+            s
+        }
         let items = ["a", "b", "c"];
-        let id = |s: &&str| -> &str { s };
         assert_eq!(page(&items, id, None, 2), (vec!["a", "b"], true));
         assert_eq!(page(&items, id, Some("b"), 2), (vec!["c"], false));
         assert_eq!(page(&items, id, Some("c"), 2), (vec![], false));
