@@ -205,7 +205,7 @@ impl Application {
             trace_sampling,
         });
 
-        crate::batches::runner::spawn(state.clone(), batch_commands);
+        crate::proxy::batch_runner::spawn(state.clone(), batch_commands);
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
             addr: settings.listen,

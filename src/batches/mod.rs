@@ -10,8 +10,11 @@
 //!   runner's commands.
 //! - `journal.rs`: a batch's progress on disk, appended and synced as lines are answered.
 //! - `paging.rs`: the cursor paging of the list endpoints.
-//! - `runner.rs`: sending the lines through `proxy::forward`; `pacing.rs` keeps it behind
-//!   live traffic; `output.rs` writes the output and error files.
+//! - `pacing.rs`: keeping a batch behind live traffic; `output.rs`: the output and error
+//!   files.
+//!
+//! The runner that sends the lines through the pipeline is `proxy/batch_runner.rs`: it uses
+//! the pipeline, which this folder sits below.
 
 pub mod files;
 pub mod input;
@@ -22,6 +25,5 @@ pub mod pacing;
 pub mod paging;
 pub mod record;
 pub mod registry;
-pub mod runner;
 
 pub use registry::{BatchError, BatchSettings, Batches, Command, NewBatch};

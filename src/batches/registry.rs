@@ -1,6 +1,6 @@
 //! `Batches` (in `AppState`): the files, every batch's record in memory, and the commands the
 //! runner takes (`Run`, `Cancel`). Creating and cancelling are written to disk and synced before
-//! they are answered; the runner (`runner.rs`) does the rest.
+//! they are answered; the runner (`proxy/batch_runner.rs`) does the rest.
 
 use super::files::{FileStore, PURPOSE_BATCH};
 use super::input::BatchEndpoint;

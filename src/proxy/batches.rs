@@ -1,5 +1,5 @@
 //! `/v1/batches`: create, list, read and cancel batches, in OpenAI's shapes. A batch is its
-//! key's (another key gets 404); its lines run as that key (`batches::runner`).
+//! key's (another key gets 404); its lines run as that key (`batch_runner.rs`).
 
 use super::body::{self, no_calls};
 use crate::batches::record::{self, Batch};

@@ -43,6 +43,7 @@
 //! With tracing off all of it is empty values.
 
 pub mod admit;
+pub mod batch_runner;
 pub mod batches;
 pub mod body;
 pub mod bounds;

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A request a batch sends (`batches/runner.rs`): which batch, for the log's `batch` tag, and
+/// A request a batch sends (`batch_runner.rs`): which batch, for the log's `batch` tag, and
 /// what the request cost, set when it is settled, for the batch's running total.
 #[derive(Debug)]
 pub struct BatchLine {

@@ -13,11 +13,11 @@
 //! - **Cancel** stops new lines at once; lines in flight finish and the batch is finalized
 //!   with what completed.
 
-use super::input::{self, BatchEndpoint, LineAt};
-use super::journal::{Journal, LineFailure, LineResult};
-use super::pacing::{Mode, Pacer};
-use super::record::{BatchErrorItem, BatchErrors, Status};
-use super::registry::Command;
+use crate::batches::input::{self, BatchEndpoint, LineAt};
+use crate::batches::journal::{Journal, LineFailure, LineResult};
+use crate::batches::pacing::{Mode, Pacer};
+use crate::batches::record::{BatchErrorItem, BatchErrors, Status};
+use crate::batches::registry::Command;
 use crate::error::ApiError;
 use crate::proxy::request_id::{BatchLine, RequestId};
 use crate::proxy::shape::Shape;
@@ -123,7 +123,7 @@ async fn run_batch(
 #[derive(Debug, thiserror::Error)]
 enum RunError {
     #[error(transparent)]
-    Batch(#[from] super::registry::BatchError),
+    Batch(#[from] crate::batches::registry::BatchError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("a blocking task failed: {0}")]
@@ -433,7 +433,7 @@ async fn expire_rest(
     pending: &VecDeque<u32>,
     lines: &[LineAt],
     progress: &mut Progress,
-    batches: &Arc<super::Batches>,
+    batches: &Arc<crate::batches::Batches>,
     id: &str,
 ) -> Result<(), RunError> {
     let expired: Vec<LineResult> = pending
@@ -507,8 +507,8 @@ async fn finalize(
     let (b, id2, owner) = (batches.clone(), id.to_string(), record.owner.clone());
     let journal_path = batches.journal_path(id);
     let written = blocking(move || {
-        let results = super::journal::read_all(&journal_path)?;
-        super::output::write(&b.files, &id2, &owner, results)
+        let results = crate::batches::journal::read_all(&journal_path)?;
+        crate::batches::output::write(&b.files, &id2, &owner, results)
     })
     .await??;
     let (completed, failed, cost) = (progress.completed, progress.failed, progress.cost);
