@@ -773,3 +773,91 @@ async fn policies_see_the_batch_and_can_route_it_apart_from_live_traffic() {
         .await;
     assert_eq!(res.headers()["x-switchboard-provider"], "mock");
 }
+
+#[actix_web::test]
+async fn a_graceful_stop_writes_the_lines_in_flight_and_a_restart_sends_none_twice() {
+    let seen = std::sync::Arc::new(Seen::default());
+    let upstream = crate::helpers::mock_server(seen.clone(), counting_upstream);
+    let base = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (mut server, url) = start_binary(base.path(), upstream.addr);
+    let total = 200;
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(lines(total, "up/gpt").into_bytes())
+                .file_name("in.jsonl"),
+        );
+    let file: Value = client
+        .post(format!("{url}/v1/files"))
+        .bearer_auth(ADMIN_KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created: Value = client
+        .post(format!("{url}/v1/batches"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    while seen.0.lock().unwrap().values().sum::<u32>() < 30 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the batch made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SIGTERM: the lines in flight are answered and written before the process exits.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = server.0.wait().unwrap();
+    assert!(exited.success(), "{exited:?}");
+    let sent_before: u32 = seen.0.lock().unwrap().values().sum();
+    assert!(
+        (sent_before as usize) < total,
+        "the stop came too late to test anything"
+    );
+
+    let (_server, url) = start_binary(base.path(), upstream.addr);
+    let started = Instant::now();
+    loop {
+        let b: Value = client
+            .get(format!("{url}/v1/batches/{id}"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if b["status"] == "completed" {
+            assert_eq!(b["request_counts"]["completed"], total);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the batch did not resume: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), total);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a line was sent twice across a graceful restart"
+    );
+}
