@@ -62,15 +62,24 @@ impl Journal {
         Ok((Journal { file }, results))
     }
 
-    /// Appends `results` and syncs them to disk.
+    /// Appends `results` and syncs them to disk. On failure (a full disk) the journal is cut
+    /// back to where it was, so a retry does not follow half a line, and nothing counts as
+    /// written.
     pub fn append(&mut self, results: &[LineResult]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(results.len() * 256);
         for result in results {
             serde_json::to_writer(&mut buf, result).map_err(io::Error::other)?;
             buf.push(b'\n');
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()
+        let before = self.file.metadata()?.len();
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        if written.is_err() {
+            let _ = self.file.set_len(before);
+        }
+        written
     }
 }
 

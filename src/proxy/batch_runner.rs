@@ -115,8 +115,17 @@ async fn run_batch(
     all: Arc<Semaphore>,
 ) {
     let _running = state.batches.running();
-    if let Err(e) = drive(&state, &id, &control, &all).await {
-        tracing::error!(batch = %id, error = %e, "a batch stopped on an error; it resumes at the next start");
+    // A failure (a full disk while writing a record, the journal or the output) is retried:
+    // every step can be taken again from what is on disk.
+    let mut wait = RETRY_FIRST;
+    while let Err(e) = drive(&state, &id, &control, &all).await {
+        if state.batches.is_stopping() {
+            tracing::warn!(batch = %id, error = %e, "a batch stopped on an error while the gateway stops; it resumes at the next start");
+            return;
+        }
+        tracing::error!(batch = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "a batch step failed; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MOST);
     }
 }
 
