@@ -861,3 +861,65 @@ async fn a_graceful_stop_writes_the_lines_in_flight_and_a_restart_sends_none_twi
         "a line was sent twice across a graceful restart"
     );
 }
+
+#[actix_web::test]
+async fn messages_and_responses_lines_are_answered_in_their_own_api() {
+    let app = spawn(Spawn::default().provider("mock", PRICED_MOCK)).await;
+    let key = user_key(&app).await;
+    for (endpoint, body, check) in [
+        (
+            "/v1/messages",
+            json!({"model": "mock/echo", "max_tokens": 50, "messages": [{"role": "user", "content": "hi there"}]}),
+            "/type",
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "mock/echo", "input": "hi there"}),
+            "/object",
+        ),
+    ] {
+        let mut text: String = (0..3)
+            .map(|i| json!({"custom_id": format!("m{i}"), "method": "POST", "url": endpoint, "body": body}).to_string() + "\n")
+            .collect();
+        // A body its API refuses (no `messages` / `input`).
+        text.push_str(&json!({"custom_id": "bad", "method": "POST", "url": endpoint, "body": {"model": "mock/echo"}}).to_string());
+        let file = upload_ok(&app, &key, &text).await;
+        let created = create_batch(&app, &key, &file, endpoint, "24h").await;
+        let done = finished(
+            &app,
+            &key,
+            created["id"].as_str().unwrap(),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(
+            done["request_counts"],
+            json!({"total": 4, "completed": 3, "failed": 1}),
+            "{endpoint}: {done}"
+        );
+        let output = content(&app, &key, done["output_file_id"].as_str().unwrap()).await;
+        let expected = if endpoint == "/v1/messages" {
+            "message"
+        } else {
+            "response"
+        };
+        for line in &output {
+            assert_eq!(
+                line["response"]["body"].pointer(check).unwrap(),
+                expected,
+                "{line}"
+            );
+        }
+        let errors = content(&app, &key, done["error_file_id"].as_str().unwrap()).await;
+        assert_eq!(errors[0]["custom_id"], "bad");
+        assert_eq!(errors[0]["response"]["status_code"], 400);
+        if endpoint == "/v1/messages" {
+            // Anthropic's error shape, as a Messages client gets it.
+            assert_eq!(
+                errors[0]["response"]["body"]["type"], "error",
+                "{}",
+                errors[0]
+            );
+        }
+    }
+}
