@@ -132,8 +132,17 @@ pub fn parse_line(line: usize, text: &[u8], body_limit: usize) -> Result<InputLi
     })
 }
 
+/// Why a line's body is not its endpoint's request.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    Parse(#[from] serde_json::Error),
+    #[error("`stream` must not be true in a batch")]
+    Streams,
+}
+
 /// The body is its endpoint's request, and does not stream (a batch's replies are files).
-fn check_body(endpoint: BatchEndpoint, body: &RawValue) -> Result<(), String> {
+fn check_body(endpoint: BatchEndpoint, body: &RawValue) -> Result<(), BodyError> {
     let parsed = match endpoint {
         BatchEndpoint::Chat => serde_json::from_str::<ChatRequest>(body.get()).map(|_| ()),
         BatchEndpoint::Completions => {
@@ -147,10 +156,10 @@ fn check_body(endpoint: BatchEndpoint, body: &RawValue) -> Result<(), String> {
             serde_json::from_str::<ModelOnly>(body.get()).map(|_| ())
         }
     };
-    parsed.map_err(|e| e.to_string())?;
+    parsed?;
     let stream: Option<StreamFlag> = serde_json::from_str(body.get()).ok();
     if stream.is_some_and(|s| s.stream == Some(true)) {
-        return Err("`stream` must not be true in a batch".into());
+        return Err(BodyError::Streams);
     }
     Ok(())
 }
