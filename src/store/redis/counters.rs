@@ -1,7 +1,8 @@
 //! Counters in Redis: exact for the whole fleet. A request's limits are checked and charged by
 //! one Lua script (one round trip, atomic on the server, nothing read-then-written from here),
 //! which also records what the request holds as a *lease*: settling or releasing ends the
-//! lease, and a lease whose gateway died is given back when it expires ([`LEASE`]).
+//! lease, a running request's lease is renewed by its gateway ([`RENEW_EVERY`]), and a lease
+//! whose gateway died is given back when it expires ([`LEASE`]).
 //!
 //! Counter keys carry their window's start (`c:<name>\x1f<window>:<start>`) and expire after
 //! the window ends, so a new window starts at zero with no reset step and old windows clean
@@ -31,6 +32,12 @@ pub const LEASE: Duration = Duration::from_secs(15 * 60);
 const WINDOW_SLACK_SECS: u64 = 120;
 /// How often each instance gives back expired leases.
 const REAP_EVERY: Duration = Duration::from_secs(10);
+/// How often each instance extends the leases of its requests still running, so a request
+/// longer than [`LEASE`] (a long stream) keeps what it holds: only a gateway that stopped
+/// renewing (it died) loses its leases.
+const RENEW_EVERY: Duration = Duration::from_secs(LEASE.as_secs() / 3);
+/// The most leases extended by one command.
+const RENEW_BATCH: usize = 500;
 /// Counter values remembered for `peek`; cleared beyond this.
 const REMEMBERED: usize = 100_000;
 /// Charges kept while Redis is away (`--redis-unavailable open`); beyond this they are dropped
@@ -66,6 +73,9 @@ pub struct RedisCounters {
     finishing: Mutex<Vec<Finishing>>,
     finish_ready: Arc<tokio::sync::Notify>,
     pub(super) deferred_dropped: std::sync::atomic::AtomicU64,
+    /// The leases of this instance's requests not yet settled or released: renewed every
+    /// [`RENEW_EVERY`] while they run.
+    live: Mutex<std::collections::HashSet<String>>,
 }
 
 impl RedisCounters {
@@ -82,6 +92,7 @@ impl RedisCounters {
             finishing: Mutex::new(Vec::new()),
             finish_ready: Arc::new(tokio::sync::Notify::new()),
             deferred_dropped: Default::default(),
+            live: Mutex::new(std::collections::HashSet::new()),
         });
         tokio::spawn(maintain(Arc::downgrade(&counters)));
         tokio::spawn(finish_batches(Arc::downgrade(&counters)));
@@ -198,6 +209,29 @@ impl RedisCounters {
         }
     }
 
+    /// Extends every running request's lease to `now_ms` + [`LEASE`] (`ZADD XX`: a lease ended
+    /// meanwhile stays ended). Returns how many were extended.
+    async fn renew_leases(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let live: Vec<String> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let until = now_ms + LEASE.as_millis() as u64;
+        let mut renewed = 0;
+        for chunk in live.chunks(RENEW_BATCH) {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(self.redis.key("leases")).arg("XX").arg("CH");
+            for lease in chunk {
+                cmd.arg(until).arg(lease.as_bytes());
+            }
+            renewed += self.redis.cmd::<u64>(&cmd).await?;
+        }
+        Ok(renewed)
+    }
+
     async fn try_end(
         &self,
         reservation: &Reservation,
@@ -247,6 +281,10 @@ impl RedisCounters {
         let after = result
             .await
             .map_err(|_| StoreError::Backend("the settlement writer stopped".into()))??;
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(lease);
         for (limit, count) in charged.iter().zip(after) {
             self.remember(&limit.name, limit.window_secs, now, count);
         }
@@ -485,6 +523,10 @@ impl CounterStore for RedisCounters {
                         }
                     })
                     .collect();
+                self.live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(lease.clone());
                 Ok(Reservation {
                     held,
                     at: now,
@@ -626,6 +668,7 @@ async fn maintain(counters: std::sync::Weak<RedisCounters>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reap = std::time::Instant::now();
+    let mut last_renew = std::time::Instant::now();
     loop {
         tick.tick().await;
         let Some(counters) = counters.upgrade() else {
@@ -636,6 +679,12 @@ async fn maintain(counters: std::sync::Weak<RedisCounters>) {
         }
         counters.write_deferred().await;
         counters.finish_unfinished().await;
+        if last_renew.elapsed() >= RENEW_EVERY {
+            match counters.renew_leases(now_ms()).await {
+                Ok(_) => last_renew = std::time::Instant::now(),
+                Err(e) => tracing::debug!(error = %e, "could not renew leases; trying again"),
+            }
+        }
         if last_reap.elapsed() >= REAP_EVERY {
             last_reap = std::time::Instant::now();
             let mut call = counters.reap.prepare_invoke();
@@ -728,6 +777,43 @@ mod tests {
             }
         );
         assert_eq!(usage[2].used, 1);
+    }
+
+    /// A request that runs longer than its lease (a long stream) keeps what it holds while its
+    /// gateway lives and renews it; a dead gateway's lease (no renewal) is still given back.
+    #[tokio::test]
+    async fn a_running_requests_lease_is_renewed_and_a_dead_gateways_is_not() {
+        let Some(server) = redis_server::RedisServer::start() else {
+            return;
+        };
+        let (redis, alive) = counters(&server).await;
+        let (_, dying) = counters(&server).await;
+        let parallel = Limit::new("par", 1, LIFETIME, LimitKind::Parallel);
+        let other = Limit::new("other", 1, LIFETIME, LimitKind::Parallel);
+        let long = alive.reserve(&[(parallel.clone(), 1)]).await.unwrap();
+        let orphan = dying.reserve(&[(other.clone(), 1)]).await.unwrap();
+        drop(dying); // its gateway is gone: nothing renews its lease
+        let start = now_ms();
+        // Just before the lease would end, the live instance renews its own.
+        let lease_ms = LEASE.as_millis() as u64;
+        assert_eq!(
+            alive.renew_leases(start + lease_ms - 1_000).await.unwrap(),
+            1
+        );
+        // Past the first expiry: only the dead gateway's lease is reaped.
+        assert_eq!(reap_at(&redis, &alive, start + lease_ms + 1_000).await, 1);
+        assert!(
+            alive.reserve(&[(parallel.clone(), 1)]).await.is_err(),
+            "the long request still holds its slot"
+        );
+        let freed = alive.reserve(&[(other.clone(), 1)]).await.unwrap();
+        // Settled: nothing is renewed any more, and the slot is free at once.
+        alive.settle(&long, Actual::default()).await.unwrap();
+        alive.settle(&freed, Actual::default()).await.unwrap();
+        assert_eq!(alive.renew_leases(now_ms()).await.unwrap(), 0);
+        let again = alive.reserve(&[(parallel, 1)]).await.unwrap();
+        alive.release(&again).await.unwrap();
+        drop(orphan);
     }
 
     /// A settlement that cannot reach Redis is kept and made once it is back, so a short outage
