@@ -132,7 +132,7 @@ impl Application {
         };
         let live = std::sync::Arc::new(ArcSwap::from_pointee(snapshot));
         let webhooks = crate::webhooks::dispatch::start(metrics.clone(), &live);
-        crate::webhooks::expiry::spawn(&store.keys, &webhooks, &live);
+        crate::webhooks::expiry::spawn(&store.keys, &store.counters, &webhooks, &live);
         let reloader = std::sync::Arc::new(
             Reloader::new(sources, live.clone(), metrics.clone(), webhooks.clone()).with_settings(
                 settings.source.clone(),

@@ -1,12 +1,14 @@
 //! `key.expiring`: every [`CHECK_EVERY`] (and once at start), live keys whose `expires_at`
-//! falls within [`HORIZON`] are announced, once per key and expiry date for as long as the
-//! gateway runs (a key given a new expiry is announced again when that one nears; a restart
-//! announces the keys still within the horizon again). The check lists keys only while a
-//! webhook wants the event.
+//! falls within [`HORIZON`] are announced, once per key and expiry date (a key given a new
+//! expiry is announced again when that one nears). Once for the whole fleet and across
+//! restarts: each announcement is claimed in the shared counters first (as budget alerts
+//! are), and only the instance whose claim is admitted sends it. The check lists keys only
+//! while a webhook wants the event.
 
 use super::event::{Event, EventKind};
 use super::handle::{WeakWebhooks, Webhooks};
 use crate::snapshot::Snapshot;
+use crate::store::counters::{AdmitError, CounterStore, Limit, LimitKind};
 use crate::store::{KeyRecord, KeyStore};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -20,15 +22,58 @@ pub const HORIZON: Duration = Duration::from_secs(7 * 86_400);
 /// Starts the check; it ends with the gateway (when the key store, `webhooks` or `live` is
 /// gone). It holds all three weakly: a stopped gateway's database must be released at once,
 /// not at the next hourly tick.
-pub fn spawn(keys: &Arc<dyn KeyStore>, webhooks: &Webhooks, live: &Arc<ArcSwap<Snapshot>>) {
+pub fn spawn(
+    keys: &Arc<dyn KeyStore>,
+    counters: &Arc<dyn CounterStore>,
+    webhooks: &Webhooks,
+    live: &Arc<ArcSwap<Snapshot>>,
+) {
     tokio::spawn(run(
         Arc::downgrade(keys),
+        Arc::downgrade(counters),
         webhooks.downgrade(),
         Arc::downgrade(live),
     ));
 }
 
-async fn run(keys: Weak<dyn KeyStore>, webhooks: WeakWebhooks, live: Weak<ArcSwap<Snapshot>>) {
+/// How long an announcement's claim is kept: longer than an expiry stays within the horizon.
+const CLAIM_WINDOW_SECS: u64 = 30 * 86_400;
+
+/// Whether this instance is the one to announce `event` (its claim was admitted). A store
+/// that cannot say lets it through: a duplicate alert is better than none.
+async fn claim(counters: &dyn CounterStore, event: &Event) -> bool {
+    let Event::KeyExpiring {
+        key_id, expires_at, ..
+    } = event
+    else {
+        return true;
+    };
+    let claim = Limit::new(
+        format!("alerted:key.expiring:{key_id}:{expires_at}"),
+        1,
+        CLAIM_WINDOW_SECS,
+        LimitKind::Requests,
+    );
+    match counters.reserve(&[(claim, 1)]).await {
+        Ok(reservation) => {
+            // Ends the claim's lease; the claim itself stays counted for its window.
+            let _ = counters.settle(&reservation, Default::default()).await;
+            true
+        }
+        Err(AdmitError::Over(_)) => false,
+        Err(AdmitError::Store(e)) => {
+            tracing::debug!(error = %e, "could not claim a key.expiring alert; sending it anyway");
+            true
+        }
+    }
+}
+
+async fn run(
+    keys: Weak<dyn KeyStore>,
+    counters: Weak<dyn CounterStore>,
+    webhooks: WeakWebhooks,
+    live: Weak<ArcSwap<Snapshot>>,
+) {
     let mut announced: HashMap<String, u64> = HashMap::new();
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -51,8 +96,13 @@ async fn run(keys: Weak<dyn KeyStore>, webhooks: WeakWebhooks, live: Weak<ArcSwa
         match keys.list().await {
             Ok(list) => {
                 let now = crate::clock::now_secs();
+                let Some(counters) = counters.upgrade() else {
+                    return;
+                };
                 for event in expiring(&list, now, HORIZON.as_secs(), &mut announced) {
-                    hooks.emit(event);
+                    if claim(counters.as_ref(), &event).await {
+                        hooks.emit(event);
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "key expiry check: cannot list keys"),

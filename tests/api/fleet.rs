@@ -770,3 +770,36 @@ async fn a_response_stored_through_one_instance_continues_through_another() {
         assert_error(res, 404).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_nearing_expiry_is_announced_once_for_the_whole_fleet() {
+    use crate::webhooks::{hook, Receiver};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let hooks = format!("webhooks:\n{}", hook(&receiver.url(), "[key.expiring]", ""));
+    let first = Gateway::start(&server.url(), &[("webhooks.yaml", &hooks)], &[]).await;
+    let in_two_days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2 * 86_400;
+    first
+        .create_key(json!({"name": "soon", "expires_at": in_two_days}))
+        .await;
+    // Two more instances start, and each checks the keys at once: one announces.
+    let _second = Gateway::start(&server.url(), &[("webhooks.yaml", &hooks)], &[]).await;
+    let _third = Gateway::start(&server.url(), &[("webhooks.yaml", &hooks)], &[]).await;
+    receiver.wait_for("key.expiring").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let announced = receiver
+        .inbox
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.body["event"] == "key.expiring")
+        .count();
+    assert_eq!(announced, 1, "one announcement for the fleet");
+}
