@@ -113,6 +113,8 @@ type Family = (&'static str, &'static str, fn(&Upstream) -> String);
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Per-request figures are not kept (`Settings::bench_off`, benchmarks only).
+    off: bool,
 }
 
 /// Per-provider figures for the admin API.
@@ -141,7 +143,19 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Metrics that keep no per-request figures: for the benchmarks' CPU breakdown only
+    /// (`Settings::bench_off`).
+    pub fn per_request_off() -> Metrics {
+        Metrics {
+            off: true,
+            ..Metrics::default()
+        }
+    }
+
     pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {
+        if self.off {
+            return;
+        }
         let m = METHODS[..5].iter().position(|x| *x == method).unwrap_or(5);
         let mut inner = self.lock();
         let figures = match inner.http.get_mut(route) {
@@ -164,6 +178,9 @@ impl Metrics {
         cost: f64,
         secs: f64,
     ) {
+        if self.off {
+            return;
+        }
         let mut inner = self.lock();
         let u = inner
             .upstream
@@ -191,6 +208,9 @@ impl Metrics {
         first_token_secs: f64,
         per_token_secs: Option<f64>,
     ) {
+        if self.off {
+            return;
+        }
         let mut inner = self.lock();
         let u = inner
             .upstream
