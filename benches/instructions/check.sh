@@ -38,6 +38,11 @@ flag=(); [ "$PROFILE" = release ] && flag=(--release)
 cargo build --locked --quiet "${flag[@]}" --example instructions
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 HARNESS=$TARGET_DIR/$PROFILE/examples/instructions
+# Both markers must be in the binary (the linker folds identical functions into one).
+symbols=$(nm -C "$HARNESS")
+for marker in callgrind_window_start callgrind_window_end; do
+  grep -q "$marker" <<<"$symbols" || { echo "error: $marker is not in $HARNESS" >&2; exit 1; }
+done
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -1,7 +1,8 @@
 //! The instruction-count harness: drives N chat requests through the real request path in one
 //! process, for `valgrind --tool=callgrind` to count (see `benches/instructions/check.sh`).
 //!
-//! `instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct]`
+//! `instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct]
+//! [--workers N] [--load CONNS SECS]`
 //!
 //! The gateway is built with the same app factory as `main.rs` and the tests
 //! (`Application::build`, one worker, sled in a temp folder, accounting and request logs on),
@@ -20,6 +21,10 @@
 //! (±2 % of a request's count from run to run). `check.sh` counts the writer apart, from the
 //! shutdown of a run of N and of 2N requests.
 //!
+//! `--load CONNS SECS` (with `--workers N`) is a timed run instead: CONNS client threads on
+//! their own connections for SECS seconds, printing requests per second (benches/load/
+//! workers.sh: throughput with one worker and with two).
+//!
 //! `--policies none` runs no policies (the default is the shipped `policies/`); `--only S`
 //! keeps one shipped script (`20-cache.rhai`), for its cost alone; `--off` switches
 //! subsystems off through `Settings::bench_off` (a benchmark-only switch, not a setting).
@@ -35,6 +40,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use switchboard::{Application, Settings};
 
 /// The binary's allocator, so the figures are the gateway's.
@@ -56,19 +62,24 @@ struct Args {
     off_log: bool,
     off_metrics: bool,
     direct: bool,
+    workers: usize,
+    /// `--load CONNS SECS`: a timed throughput run instead of a counted one.
+    load: Option<(usize, u64)>,
 }
 
 fn args() -> Args {
     let mut it = std::env::args().skip(1);
     let mut a = Args {
         requests: it.next().and_then(|n| n.parse().ok()).expect(
-            "usage: instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct]",
+            "usage: instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct] [--workers N] [--load CONNS SECS]",
         ),
         policies: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
         only: None,
         off_log: false,
         off_metrics: false,
         direct: false,
+        workers: 1,
+        load: None,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -88,6 +99,18 @@ fn args() -> Args {
                 }
             }
             "--direct" => a.direct = true,
+            "--workers" => a.workers = it.next().and_then(|n| n.parse().ok()).expect("--workers N"),
+            "--load" => {
+                let conns = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--load CONNS SECS");
+                let secs = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--load CONNS SECS");
+                a.load = Some((conns, secs));
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -165,16 +188,20 @@ fn upstream() -> String {
 /// Called once the warm-up requests are answered: `check.sh` runs callgrind with
 /// `--zero-before` on it, so every thread's count starts here, after start-up.
 #[inline(never)]
-fn callgrind_window_start(n: usize) -> usize {
-    std::hint::black_box(n)
+fn callgrind_window_start(n: usize) {
+    // A side effect, so the call stays, and bodies unlike each other, so the linker does not
+    // fold the two markers into one function.
+    MARKER.store(n, Ordering::SeqCst);
 }
 
 /// Called once the measured requests are answered: `check.sh` runs callgrind with
 /// `--dump-before` on it, so the count ends here, before shutdown.
 #[inline(never)]
-fn callgrind_window_end(n: usize) -> usize {
-    std::hint::black_box(n)
+fn callgrind_window_end(n: usize) {
+    MARKER.fetch_add(n, Ordering::SeqCst);
 }
+
+static MARKER: AtomicUsize = AtomicUsize::new(0);
 
 /// Sends `warmup` then `n` chat requests on one keep-alive connection; every reply must be a
 /// 200. The `n` are between the two window markers above.
@@ -209,6 +236,47 @@ fn drive(addr: &str, warmup: usize, n: usize) {
     callgrind_window_end(n);
 }
 
+/// `conns` client threads, each on its own keep-alive connection, for `secs` seconds after a
+/// second of warm-up; returns the requests per second answered.
+fn load(addr: &str, conns: usize, secs: u64) -> f64 {
+    let host = addr.trim_start_matches("http://").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let start = std::time::Instant::now();
+    let (from, until) = (
+        start + std::time::Duration::from_secs(1),
+        start + std::time::Duration::from_secs(1 + secs),
+    );
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let (host, request) = (host.clone(), request.clone());
+            std::thread::spawn(move || {
+                let conn = TcpStream::connect(&host).unwrap();
+                conn.set_nodelay(true).unwrap();
+                let mut w = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                let mut counted = 0u64;
+                loop {
+                    let now = std::time::Instant::now();
+                    if now >= until {
+                        return counted;
+                    }
+                    w.write_all(request.as_bytes()).unwrap();
+                    let (status, _) = read_message(&mut r).expect("a reply");
+                    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+                    if now >= from {
+                        counted += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    total as f64 / secs as f64
+}
+
 #[actix_web::main]
 async fn main() {
     let a = args();
@@ -234,13 +302,14 @@ async fn main() {
     let mut settings = Settings::with_base(dir.path());
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.admin_key = Some(KEY.into());
-    settings.workers = 1;
+    settings.workers = a.workers;
     settings.watch = false;
     settings.bench_off.request_log = a.off_log;
     settings.bench_off.metrics = a.off_metrics;
-    // The request log's writer writes once, when the gateway stops (after the window): what
-    // it costs per entry is counted from that batch (check.sh, `writer`), the same at any pace.
-    settings.bench_off.log_writer_at_stop = true;
+    // Counted runs: the request log's writer writes once, when the gateway stops (after the
+    // window); what it costs per entry is counted from that batch (check.sh, `writer`), the
+    // same at any pace. Timed runs keep its 100 ms tick, as the gateway runs.
+    settings.bench_off.log_writer_at_stop = a.load.is_none();
     std::fs::create_dir_all(&settings.providers_dir).unwrap();
     std::fs::write(
         settings.providers_dir.join("bench.yaml"),
@@ -263,9 +332,20 @@ async fn main() {
     let handle = app.handle();
     let served = tokio::spawn(app.run());
     let requests = a.requests;
-    tokio::task::spawn_blocking(move || drive(&base, WARMUP, requests))
-        .await
-        .unwrap();
+    match a.load {
+        None => tokio::task::spawn_blocking(move || drive(&base, WARMUP, requests))
+            .await
+            .unwrap(),
+        Some((conns, secs)) => {
+            let rate = tokio::task::spawn_blocking(move || load(&base, conns, secs))
+                .await
+                .unwrap();
+            println!(
+                "{} workers, {conns} connections: {rate:.0} req/s",
+                a.workers
+            );
+        }
+    }
     handle.stop(true).await;
     served.await.unwrap().unwrap();
     println!("switchboard: {requests} requests");
