@@ -348,5 +348,7 @@ async fn main() {
     }
     handle.stop(true).await;
     served.await.unwrap().unwrap();
-    println!("switchboard: {requests} requests");
+    if a.load.is_none() {
+        println!("switchboard: {requests} requests");
+    }
 }

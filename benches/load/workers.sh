@@ -21,7 +21,7 @@ HARNESS=${CARGO_TARGET_DIR:-target}/release/examples/instructions
 declare -A RATES
 for round in $(seq 1 "$ROUNDS"); do
   for workers in 1 2; do
-    line=$("$HARNESS" 0 --workers "$workers" --load "$CONNS" "$SECS")
+    line=$("$HARNESS" 0 --workers "$workers" --load "$CONNS" "$SECS" | grep "req/s")
     echo "  round $round: $line" >&2
     RATES[$workers]+="$(echo "$line" | awk '{print $(NF-1)}') "
   done
