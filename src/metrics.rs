@@ -502,4 +502,18 @@ mod tests {
         ));
         assert!(text.contains("switchboard_otel_spans_dropped_total 3"));
     }
+
+    #[test]
+    fn the_benchmarks_metrics_keep_no_per_request_figures() {
+        let m = Metrics::per_request_off();
+        m.http("/v1/chat/completions", "POST", 200, 0.003);
+        m.upstream("mock", "echo", true, false, 3, 4, 0.5, 0.02);
+        m.stream_timing("mock", "echo", 0.2, None);
+        m.otel_spans_dropped(3);
+        let text = m.render();
+        assert!(!text.contains("switchboard_http_requests_total{"), "{text}");
+        assert!(!text.contains(r#"provider="mock""#), "{text}");
+        // What is not per request is still counted.
+        assert!(text.contains("switchboard_otel_spans_dropped_total 3"));
+    }
 }

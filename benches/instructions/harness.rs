@@ -159,6 +159,20 @@ fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
     Some((first, body))
 }
 
+/// A connection's two halves, for writing and for reading messages, with Nagle off.
+fn halves(conn: TcpStream) -> (TcpStream, BufReader<TcpStream>) {
+    conn.set_nodelay(true).unwrap();
+    (conn.try_clone().unwrap(), BufReader::new(conn))
+}
+
+/// The chat request every client sends, as bytes on the wire.
+fn chat_request(host: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    )
+}
+
 /// The upstream: a thread per connection, answering every request with [`REPLY`].
 fn upstream() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -167,9 +181,7 @@ fn upstream() -> String {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             std::thread::spawn(move || {
-                conn.set_nodelay(true).unwrap();
-                let mut w = conn.try_clone().unwrap();
-                let mut r = BufReader::new(conn);
+                let (mut w, mut r) = halves(conn);
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{REPLY}",
                     REPLY.len()
@@ -207,14 +219,8 @@ static MARKER: AtomicUsize = AtomicUsize::new(0);
 /// 200. The `n` are between the two window markers above.
 fn drive(addr: &str, warmup: usize, n: usize) {
     let host = addr.trim_start_matches("http://");
-    let conn = TcpStream::connect(host).unwrap();
-    conn.set_nodelay(true).unwrap();
-    let mut w = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
-    );
+    let (mut w, mut r) = halves(TcpStream::connect(host).unwrap());
+    let request = chat_request(host);
     let mut send = |i: usize, must_succeed: bool| {
         w.write_all(request.as_bytes()).unwrap();
         let (status, body) = read_message(&mut r).expect("a reply");
@@ -240,10 +246,7 @@ fn drive(addr: &str, warmup: usize, n: usize) {
 /// second of warm-up; returns the requests per second answered.
 fn load(addr: &str, conns: usize, secs: u64) -> f64 {
     let host = addr.trim_start_matches("http://").to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
-    );
+    let request = chat_request(&host);
     let start = std::time::Instant::now();
     let (from, until) = (
         start + std::time::Duration::from_secs(1),
@@ -253,10 +256,7 @@ fn load(addr: &str, conns: usize, secs: u64) -> f64 {
         .map(|_| {
             let (host, request) = (host.clone(), request.clone());
             std::thread::spawn(move || {
-                let conn = TcpStream::connect(&host).unwrap();
-                conn.set_nodelay(true).unwrap();
-                let mut w = conn.try_clone().unwrap();
-                let mut r = BufReader::new(conn);
+                let (mut w, mut r) = halves(TcpStream::connect(&host).unwrap());
                 let mut counted = 0u64;
                 loop {
                     let now = std::time::Instant::now();
