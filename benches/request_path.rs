@@ -65,6 +65,7 @@ fn benches(c: &mut Criterion) {
         simulate: false,
         providers: None,
         client_ip: None,
+        batch_id: None,
     };
     let request: ChatRequest = serde_json::from_slice(CHAT).unwrap();
     let kept = RequestBody::with_original(Typed::Chat(request.clone()), Bytes::from_static(CHAT));

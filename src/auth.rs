@@ -64,6 +64,22 @@ impl Authenticator {
         self.env_admin.is_some()
     }
 
+    /// The key with this id as it stands now (a batch runs as its key): `None` when it is
+    /// unknown, revoked or expired.
+    pub async fn record_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<KeyRecord>>, crate::store::StoreError> {
+        if let Some((_, record)) = self.env_admin.as_ref().filter(|(_, r)| r.id == id) {
+            return Ok(Some(record.clone()));
+        }
+        let Some(key) = self.keys.find(id).await? else {
+            return Ok(None);
+        };
+        let live = key.revoked_at.is_none() && key.expires_at.is_none_or(|at| at > now_secs());
+        Ok(live.then(|| Arc::new(key)))
+    }
+
     /// Resolves the request's bearer key.
     pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<KeyRecord>, ApiError> {
         let secret = bearer(req)?;

@@ -98,7 +98,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The store as the health endpoints report it.
-enum StoreState {
+pub(crate) enum StoreState {
     Ok,
     /// It does not answer a read.
     Unavailable,
@@ -107,7 +107,7 @@ enum StoreState {
 }
 
 impl StoreState {
-    fn of(state: &AppState) -> StoreState {
+    pub(crate) fn of(state: &AppState) -> StoreState {
         // Without a read while it cannot write: a stuck sled may block a read.
         if let Some(why) = state.store.backend.write_fault() {
             return StoreState::Unwritable(why);
@@ -119,11 +119,11 @@ impl StoreState {
         }
     }
 
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         matches!(self, StoreState::Ok)
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             StoreState::Ok => "ok",
             StoreState::Unavailable => "unavailable",

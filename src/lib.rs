@@ -6,9 +6,11 @@
 pub mod admin;
 pub mod auth;
 pub mod backup;
+pub mod batches;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
+pub mod durable_file;
 pub mod error;
 pub mod error_codes;
 pub mod health;

@@ -248,6 +248,15 @@ struct ServeArgs {
     /// no room is dropped and counted.
     #[arg(long, env = "SWITCHBOARD_MIRROR_CONCURRENCY", default_value_t = Settings::DEFAULT_MIRROR_CONCURRENCY)]
     mirror_concurrency: usize,
+    /// Requests of batches (`/v1/batches`) in flight at once, over all batches.
+    #[arg(long, env = "SWITCHBOARD_BATCH_CONCURRENCY", default_value_t = Settings::DEFAULT_BATCH_CONCURRENCY)]
+    batch_concurrency: usize,
+    /// Requests of one batch in flight at once.
+    #[arg(long, env = "SWITCHBOARD_BATCH_CONCURRENCY_PER_BATCH", default_value_t = Settings::DEFAULT_BATCH_CONCURRENCY_PER_BATCH)]
+    batch_concurrency_per_batch: usize,
+    /// The largest file `/v1/files` accepts, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_FILE_BYTES", default_value_t = Settings::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
     /// Proxies (load balancers) trusted to say whom they forward for in X-Forwarded-For:
     /// addresses or networks (`10.0.0.0/8`); repeat, or separate with commas. Scripts see the
     /// client's address as `req.client_ip`.
@@ -753,6 +762,9 @@ fn serve(args: ServeArgs, origin: &Origin, argv: Vec<OsString>) -> ExitCode {
     settings.metrics_token = args.metrics_token;
     settings.metrics_listen = args.metrics_listen;
     settings.mirror_concurrency = args.mirror_concurrency;
+    settings.batch_concurrency = args.batch_concurrency;
+    settings.batch_concurrency_per_batch = args.batch_concurrency_per_batch;
+    settings.max_file_bytes = args.max_file_bytes;
     settings.trusted_proxies = match TrustedProxies::parse(&args.trusted_proxies) {
         Ok(t) => t,
         Err(e) => {

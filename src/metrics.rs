@@ -110,11 +110,37 @@ struct Inner {
 /// A counter family over (provider, model): name, help, and how to read the value.
 type Family = (&'static str, &'static str, fn(&Upstream) -> String);
 
-#[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Requests between the first middleware and their response head (`/admin/status`).
+    in_flight: std::sync::atomic::AtomicU64,
+    /// When this process's metrics began: the gateway's uptime.
+    started: std::time::Instant,
     /// Per-request figures are not kept (`Settings::bench_off`, benchmarks only).
     off: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inner: Mutex::default(),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            off: false,
+        }
+    }
+}
+
+/// Counts a request as in flight until dropped (so an error or a cancelled future counts
+/// down too).
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Per-provider figures for the admin API.
@@ -150,6 +176,23 @@ impl Metrics {
             off: true,
             ..Metrics::default()
         }
+    }
+
+    /// Marks a request in flight until the guard is dropped.
+    pub fn request_started(&self) -> InFlight<'_> {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Requests now between arrival and their response head.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time since the gateway started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {

@@ -67,6 +67,15 @@ impl Modify for BearerAuth {
         crate::proxy::responses::delete,
         crate::proxy::models::list,
         crate::proxy::models::get,
+        crate::proxy::files::create,
+        crate::proxy::files::list,
+        crate::proxy::files::get,
+        crate::proxy::files::content,
+        crate::proxy::files::delete,
+        crate::proxy::batches::create,
+        crate::proxy::batches::list,
+        crate::proxy::batches::get,
+        crate::proxy::batches::cancel,
         crate::health::health,
         crate::health::live,
         crate::health::ready,
@@ -75,6 +84,8 @@ impl Modify for BearerAuth {
     security(("bearer" = [])),
     tags(
         (name = "proxy", description = "OpenAI-compatible endpoints"),
+        (name = "files", description = "Files: batch inputs uploaded, batch outputs written by the gateway"),
+        (name = "batches", description = "Batches: a file of requests run by the gateway through its pipeline"),
         (name = "health", description = "Liveness and readiness; no key needed"),
     )
 )]
@@ -103,6 +114,7 @@ pub struct ProxyDoc;
         crate::admin::teams::delete,
         crate::admin::config::show,
         crate::admin::config::reload,
+        crate::admin::status::status,
         crate::admin::policies::list,
         crate::admin::policies::simulate_request,
         crate::admin::policy_editor::source,
@@ -118,6 +130,10 @@ pub struct ProxyDoc;
         crate::admin::usage::log_entry,
         crate::admin::providers::metrics,
         crate::admin::webhooks::deliveries,
+        crate::admin::batches::list,
+        crate::admin::batches::get,
+        crate::admin::batches::cancel,
+        crate::admin::batches::file_content,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -129,6 +145,7 @@ pub struct ProxyDoc;
         (name = "providers", description = "Providers, cache and metrics"),
         (name = "usage", description = "Usage, cost and request logs"),
         (name = "webhooks", description = "Alerts delivered to webhooks"),
+        (name = "batches", description = "Every key's batches and their files"),
     )
 )]
 pub struct AdminDoc;

@@ -33,6 +33,11 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("cannot open the files and batches folders in {dir}: {source}")]
+    Batches {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A bound, not yet running server.
@@ -177,7 +182,27 @@ impl Application {
             health: health.clone(),
             live: live.clone(),
         });
+        // With `--store memory` nothing is kept: files and batches go to a temporary folder,
+        // removed when the gateway stops.
+        let batch_dir = match settings.store {
+            StoreKind::Memory => crate::batches::registry::Place::Temporary,
+            _ => crate::batches::registry::Place::Folder(settings.data_dir.clone()),
+        };
+        let (batches, batch_commands) = crate::batches::Batches::open(
+            batch_dir,
+            crate::batches::BatchSettings {
+                concurrency: settings.batch_concurrency,
+                per_batch: settings.batch_concurrency_per_batch,
+                max_file_bytes: settings.max_file_bytes,
+                body_limit: settings.body_limit,
+            },
+        )
+        .map_err(|source| StartError::Batches {
+            dir: settings.data_dir.clone(),
+            source,
+        })?;
         let state = web::Data::new(AppState {
+            batches: std::sync::Arc::new(batches),
             snapshot: live,
             reloader,
             accountant: std::sync::Arc::new(accountant),
@@ -198,6 +223,8 @@ impl Application {
             telemetry,
             trace_sampling,
         });
+
+        crate::proxy::batch_runner::spawn(state.clone(), batch_commands);
 
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
             addr: settings.listen,
@@ -310,6 +337,8 @@ impl Application {
                 tracing::warn!(error = %e, "the metrics server stopped with an error");
             }
         }
+        // Batch lines in flight are answered and written before the log writer stops.
+        self.state.batches.stop_within(self.grace).await;
         // The accountant's writer is a thread of its own: waiting for it blocks.
         let state = self.state.clone();
         let stopped = web::block(move || state.accountant.stop()).await;

@@ -58,6 +58,11 @@ pub struct Settings {
     pub otlp: Option<crate::telemetry::OtlpSettings>,
     /// Shadow copies (`ctx.mirror`) that may run at once; more are dropped and counted.
     pub mirror_concurrency: usize,
+    /// Requests of batches in flight at once, over all batches and within one.
+    pub batch_concurrency: usize,
+    pub batch_concurrency_per_batch: usize,
+    /// The largest file `/v1/files` accepts.
+    pub max_file_bytes: u64,
     /// Proxies (load balancers) whose `X-Forwarded-For` names the client (`req.client_ip`).
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// Where the settings came from, and how to read them again on reload (the binary's
@@ -114,6 +119,11 @@ impl Settings {
     pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
     /// Shadow copies (`ctx.mirror`) in flight at once, by default.
     pub const DEFAULT_MIRROR_CONCURRENCY: usize = 8;
+    /// Batch requests in flight at once over all batches, and within one, by default.
+    pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
+    pub const DEFAULT_BATCH_CONCURRENCY_PER_BATCH: usize = 8;
+    /// 200 MB, as OpenAI's batch input files.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 200 * 1000 * 1000;
     /// Long enough for a typical completion stream to end; the usual orchestrators wait
     /// 30 seconds after SIGTERM before they kill.
     pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -146,6 +156,9 @@ impl Settings {
             metrics_listen: None,
             trusted_proxies: Default::default(),
             mirror_concurrency: Self::DEFAULT_MIRROR_CONCURRENCY,
+            batch_concurrency: Self::DEFAULT_BATCH_CONCURRENCY,
+            batch_concurrency_per_batch: Self::DEFAULT_BATCH_CONCURRENCY_PER_BATCH,
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
             source: None,
             otlp: None,
             bench_off: BenchOff::default(),
@@ -183,6 +196,12 @@ impl std::fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("mirror_concurrency", &self.mirror_concurrency)
+            .field("batch_concurrency", &self.batch_concurrency)
+            .field(
+                "batch_concurrency_per_batch",
+                &self.batch_concurrency_per_batch,
+            )
+            .field("max_file_bytes", &self.max_file_bytes)
             // `OtlpSettings`' own Debug shows header names, never their values.
             .field("otlp", &self.otlp)
             .field("bench_off", &self.bench_off)

@@ -42,6 +42,8 @@ pub struct AppState {
     /// `state.trace_sampling.set_sampling_ratio(0.1)` (0..=1, else refused) applies to the next
     /// request. Shared with the tracer's sampler; without tracing it is kept but unused.
     pub trace_sampling: crate::telemetry::SamplingRatio,
+    /// Files and batches (`/v1/files`, `/v1/batches`); the runner is `proxy::batch_runner`.
+    pub batches: Arc<crate::batches::Batches>,
 }
 
 impl AppState {

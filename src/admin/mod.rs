@@ -1,12 +1,13 @@
 //! The `/admin` API. Every handler takes an `AdminCaller`: no key is 401, a user key is 403.
 
+pub mod batches;
 pub mod config;
 pub mod fields;
 pub mod keys;
 pub mod policies;
 pub mod policy_editor;
-mod policy_files;
 pub mod providers;
+pub mod status;
 pub mod teams;
 pub mod usage;
 pub mod webhooks;
@@ -14,11 +15,13 @@ pub mod webhooks;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    batches::configure(cfg);
     config::configure(cfg);
     keys::configure(cfg);
     policies::configure(cfg);
     policy_editor::configure(cfg);
     providers::configure(cfg);
+    status::configure(cfg);
     teams::configure(cfg);
     usage::configure(cfg);
     webhooks::configure(cfg);

@@ -53,6 +53,9 @@ pub struct SimulateRequest {
     /// The client address `req.client_ip` reports (default: none).
     #[schema(value_type = Option<String>)]
     client_ip: Option<std::net::IpAddr>,
+    /// The batch `req.batch_id` reports (default: none, a live request).
+    #[serde(default)]
+    batch_id: Option<String>,
     /// Simulate with this unsaved script in place of the loaded one of its name (or added).
     draft: Option<super::policy_editor::Draft>,
 }
@@ -153,6 +156,7 @@ async fn simulate_request(
         crate::policy::simulate::SimulatedClient {
             providers: Some(state.providers.clone()),
             client_ip: input.client_ip,
+            batch_id: input.batch_id.clone(),
         },
     )
     .await;

@@ -3,7 +3,6 @@
 //! would). Drafts are compiled with the loaded set's own engine, so a draft that checks here
 //! is one a reload accepts. `--read-only-policies` refuses the writes.
 
-use super::policy_files;
 use crate::error::{ApiError, Code};
 use crate::http::callers::AdminCaller;
 use crate::policy::coverage::ScriptCoverage;
@@ -340,7 +339,7 @@ async fn save(
         .with_draft(&dir, &name, Some(&input.source))
         .map_err(|e| invalid(&name, &e))?;
     let file = name.clone();
-    web::block(move || policy_files::write(&dir, &file, &input.source))
+    web::block(move || crate::durable_file::write(&dir, &file, input.source.as_bytes()))
         .await
         .map_err(|_| ApiError::internal("the write was interrupted"))?
         .map_err(|e| {
@@ -378,7 +377,7 @@ async fn delete(
     script_name(&name)?;
     let dir = state.reloader.policies_dir().to_path_buf();
     let file = name.clone();
-    let removed = web::block(move || policy_files::remove(&dir, &file))
+    let removed = web::block(move || crate::durable_file::remove(&dir, &file))
         .await
         .map_err(|_| ApiError::internal("the removal was interrupted"))?
         .map_err(|e| {

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::state::AppState;
 use crate::store::logs::LogFilter;
-use crate::store::usage::{Bucket, GroupBy, Totals, UnknownGroup, UsageRow};
+use crate::store::usage::{Bucket, GroupBy, Percentiles, Totals, UnknownGroup, UsageRow};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -39,7 +39,16 @@ pub struct UsageReport {
     bucket: Bucket,
     group_by: Option<String>,
     data: Vec<UsageRow>,
+    totals: TotalsView,
+}
+
+/// The range's totals, with latency percentiles over all of it.
+#[derive(Serialize, ToSchema)]
+pub struct TotalsView {
+    #[serde(flatten)]
     totals: Totals,
+    #[serde(flatten)]
+    percentiles: Percentiles,
 }
 
 /// Usage and cost per hour or day, optionally grouped, with totals.
@@ -91,7 +100,10 @@ async fn usage(
         bucket,
         group_by: q.group_by,
         data,
-        totals,
+        totals: TotalsView {
+            totals,
+            percentiles: Percentiles::of(&totals),
+        },
     }))
 }
 

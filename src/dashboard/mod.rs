@@ -61,6 +61,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/teams.js"),
     },
     Asset {
+        name: "batches.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/batches.js"),
+    },
+    Asset {
         name: "highlight.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/highlight.js"),
@@ -69,6 +74,41 @@ const ASSETS: &[Asset] = &[
         name: "editor.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/editor.js"),
+    },
+    Asset {
+        name: "i18n.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/i18n.js"),
+    },
+    Asset {
+        name: "lang-en.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/lang-en.js"),
+    },
+    Asset {
+        name: "lang-zh.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/lang-zh.js"),
+    },
+    Asset {
+        name: "theme.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/theme.js"),
+    },
+    Asset {
+        name: "forms.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/forms.js"),
+    },
+    Asset {
+        name: "costs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/costs.js"),
+    },
+    Asset {
+        name: "latency.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/latency.js"),
     },
     Asset {
         name: "pages.js",

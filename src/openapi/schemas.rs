@@ -262,3 +262,14 @@ pub struct DeletedResponse {
     pub object: String,
     pub deleted: bool,
 }
+
+/// `POST /v1/files`' form.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct FileUpload {
+    /// The file: JSON lines, each `{"custom_id", "method": "POST", "url", "body"}`.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    /// `batch`.
+    pub purpose: String,
+}

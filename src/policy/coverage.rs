@@ -175,6 +175,7 @@ mod tests {
             simulate: true,
             providers: None,
             client_ip: None,
+            batch_id: None,
         };
         let body = crate::wire::RequestBody::from(crate::wire::Typed::Chat(
             serde_json::from_value(serde_json::json!({"model": "x", "messages": []})).unwrap(),

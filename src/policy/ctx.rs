@@ -25,6 +25,8 @@ pub struct PolicyEnv {
     /// The client's address (`req.client_ip`): the peer, or with `--trusted-proxies` the first
     /// untrusted address of `X-Forwarded-For`.
     pub client_ip: Option<std::net::IpAddr>,
+    /// The batch that sent the request (`req.batch_id`); `None` for a live request.
+    pub batch_id: Option<Arc<str>>,
 }
 
 struct Inner {

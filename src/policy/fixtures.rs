@@ -40,6 +40,9 @@ pub struct Case {
     /// The client address `req.client_ip` reports.
     #[serde(default)]
     pub client_ip: Option<std::net::IpAddr>,
+    /// The batch `req.batch_id` reports (default: none, a live request).
+    #[serde(default)]
+    pub batch_id: Option<String>,
     /// Providers as `ctx.provider(name)` / `ctx.providers()` see them (health, models, prices).
     #[serde(default)]
     pub providers: Vec<super::facts::ProviderFacts>,
@@ -353,6 +356,7 @@ fn run_case(
             case.providers.clone(),
         ))),
         client_ip: case.client_ip,
+        batch_id: case.batch_id.clone(),
     };
     // Fixtures run on the memory store, whose calls finish at once.
     match futures_util::FutureExt::now_or_never(simulate_with(

@@ -289,7 +289,7 @@ impl PolicySet {
             return Ok((body, Decision::default()));
         }
         let key_id = key.id.clone();
-        let req = ScriptRequest::new(body, key, headers, env.client_ip);
+        let req = ScriptRequest::new(body, key, headers, env.client_ip, env.batch_id.clone());
         let ctx = PolicyCtx::new(env, key_id, Decision::default(), &self.library);
         for script in self.scripts.iter().filter(|s| s.on_request) {
             ctx.set_script(&script.name);
@@ -416,6 +416,7 @@ mod tests {
             simulate: true,
             providers: None,
             client_ip: None,
+            batch_id: None,
         };
         // As the proxy builds it: the client's bytes kept, changes tracked.
         let typed = crate::wire::Typed::Chat(serde_json::from_str(body).unwrap());
@@ -446,6 +447,7 @@ mod tests {
             simulate: false,
             providers: None,
             client_ip: None,
+            batch_id: None,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(
             serde_json::from_value(serde_json::json!({"model": "m", "messages": []})).unwrap(),
@@ -537,6 +539,7 @@ mod tests {
             simulate: true,
             providers: None,
             client_ip: None,
+            batch_id: None,
         };
         let body = RequestBody::from(crate::wire::Typed::Chat(
             serde_json::from_value(body).unwrap(),

@@ -16,6 +16,7 @@ struct Inner {
     key: Arc<KeyRecord>,
     headers: Vec<(String, String)>,
     client_ip: Option<std::net::IpAddr>,
+    batch_id: Option<Arc<str>>,
 }
 
 /// Cloning shares the request: the copy a script function receives is the caller's request.
@@ -39,12 +40,14 @@ impl ScriptRequest {
         key: Arc<KeyRecord>,
         headers: Vec<(String, String)>,
         client_ip: Option<std::net::IpAddr>,
+        batch_id: Option<Arc<str>>,
     ) -> Self {
         ScriptRequest(Arc::new(Mutex::new(Inner {
             body: Some(body),
             key,
             headers,
             client_ip,
+            batch_id,
         })))
     }
 
@@ -154,6 +157,14 @@ impl ScriptRequest {
             .map_or(Dynamic::UNIT, |ip| Dynamic::from(ip.to_string()))
     }
 
+    /// The batch that sent the request (`batch_...`), or `()` for a live request.
+    fn batch_id(&mut self) -> Dynamic {
+        self.lock()
+            .batch_id
+            .as_deref()
+            .map_or(Dynamic::UNIT, |id| Dynamic::from(id.to_string()))
+    }
+
     /// The request's text as a user would read it, whatever API it came in: the text of every
     /// message (parts' `text`; images and audio skipped), one message a line, or the prompt of
     /// a completion, or the input of an embedding.
@@ -198,6 +209,7 @@ impl ScriptRequest {
             .register_get("user", Self::user)
             .register_get("headers", Self::headers)
             .register_get("client_ip", Self::client_ip)
+            .register_get("batch_id", Self::batch_id)
             .register_get("estimated_tokens", Self::estimated_tokens)
             .register_fn("text", Self::text)
             .register_fn("text", Self::text_of)

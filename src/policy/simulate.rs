@@ -88,6 +88,8 @@ pub struct SimulatedClient {
     pub providers: Option<Arc<dyn super::facts::ProviderSource>>,
     /// `req.client_ip`.
     pub client_ip: Option<std::net::IpAddr>,
+    /// `req.batch_id`.
+    pub batch_id: Option<String>,
 }
 
 pub async fn simulate(
@@ -123,6 +125,7 @@ pub async fn simulate_with(
     let SimulatedClient {
         providers,
         client_ip,
+        batch_id,
     } = client;
     let env = PolicyEnv {
         counters: counters.clone(),
@@ -130,6 +133,7 @@ pub async fn simulate_with(
         simulate: true,
         providers,
         client_ip,
+        batch_id: batch_id.map(Arc::from),
     };
     let original = body.to_json_value();
     let owned = key.limits.as_counters("key", &key.id, &key.name);

@@ -23,6 +23,9 @@ use opentelemetry::KeyValue;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The log tag a batch's requests carry: the batch's id.
+pub const BATCH_TAG: &str = "batch";
+
 /// Runs the request, and logs it when it fails before a reply exists (a reply logs itself
 /// when it completes, in the aftermath). The reply goes back in `shape`, the client's API; an
 /// error is the caller's to shape.
@@ -52,8 +55,15 @@ pub async fn forward(
         // A request refused for its model name keeps no body: it never reached the policies.
         request_body: (state.accountant.log_bodies && !model_too_long)
             .then(|| body.to_json_value()),
+        tags: request_id
+            .batch()
+            .map(|line| [(BATCH_TAG.to_string(), line.batch_id.clone())].into())
+            .unwrap_or_default(),
         ..LogEntry::default()
     };
+    if request_id.batch().is_none() {
+        state.batches.live_request();
+    }
     let result = if model_too_long {
         Err(ApiError::bad_request(format!(
             "`model` is longer than {} bytes; no model has such a name",
@@ -179,6 +189,9 @@ async fn proxy(
         client_ip: request_id
             .peer()
             .map(|peer| crate::http::client_ip::client_ip(peer, headers, &state.trusted_proxies)),
+        batch_id: request_id
+            .batch()
+            .map(|line| Arc::from(line.batch_id.as_str())),
     };
     // 1. decide: bounds, then the policies.
     let mut policy_span = trace.stage("policy");
@@ -196,7 +209,13 @@ async fn proxy(
         policy_span.fail(failure.error.message.clone());
     }
     policy_span.end();
-    let (mut body, decision) = decided?;
+    let (mut body, mut decision) = decided?;
+    if let Some(line) = request_id.batch() {
+        // The gateway's own tag: a script cannot make a live request look like a batch's.
+        decision
+            .tags
+            .insert(BATCH_TAG.into(), line.batch_id.clone());
+    }
     if decision.output_guard.is_some() {
         // The guard reads the reply in the chat form: no provider passes this one through.
         body.forget_native();
@@ -249,6 +268,7 @@ async fn proxy(
         trace: trace.clone(),
         mirror: None,
         health: state.health.clone(),
+        batch: request_id.batch().cloned(),
     };
 
     // 4. cache lookup: a hit is answered here, settled like any reply. Its span only when a

@@ -71,6 +71,28 @@ async fn run(
     let bytes = body::read_limited(req, payload, state.body_limit)
         .await
         .map_err(no_calls)?;
+    run_bytes(
+        state,
+        &caller.0,
+        request_id,
+        req.headers(),
+        passed_headers(req),
+        bytes,
+        shape,
+    )
+    .await
+}
+
+/// A Messages request's bytes through the pipeline: from a client, or a batch's line.
+pub async fn run_bytes(
+    state: &AppState,
+    caller: &std::sync::Arc<crate::store::KeyRecord>,
+    request_id: &RequestId,
+    headers: &actix_web::http::header::HeaderMap,
+    passed: Vec<(String, String)>,
+    bytes: bytes::Bytes,
+    shape: &Shape,
+) -> Result<HttpResponse, ApiError> {
     let value: Value = body::parse_json(&bytes).map_err(no_calls)?;
     let translated = to_chat(&value).map_err(no_calls)?;
     let body = chat_body(translated.chat, Format::Messages)
@@ -78,10 +100,10 @@ async fn run(
         .with_inbound(Inbound {
             format: Format::Messages,
             native: Some(bytes),
-            headers: passed_headers(req),
+            headers: passed,
             untranslated: translated.untranslated,
         });
-    forward::forward(state, &caller.0, request_id, req.headers(), body, shape).await
+    forward::forward(state, caller, request_id, headers, body, shape).await
 }
 
 fn passed_headers(req: &HttpRequest) -> Vec<(String, String)> {

@@ -43,6 +43,8 @@
 //! With tracing off all of it is empty values.
 
 pub mod admit;
+pub mod batch_runner;
+pub mod batches;
 pub mod body;
 pub mod bounds;
 pub mod budget_alerts;
@@ -52,6 +54,7 @@ pub mod dispatch;
 mod eager;
 pub use crate::wire::estimate;
 pub mod failure;
+pub mod files;
 pub mod forward;
 pub mod guarded;
 pub mod lookup;
@@ -91,6 +94,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::http::resource("/v1/responses/{id}")
             .route(web::get().to(responses::get))
             .route(web::delete().to(responses::delete)),
+    )
+    .service(
+        crate::http::resource("/v1/files")
+            .route(web::post().to(files::create))
+            .route(web::get().to(files::list)),
+    )
+    .service(
+        crate::http::resource("/v1/files/{file_id}")
+            .route(web::get().to(files::get))
+            .route(web::delete().to(files::delete)),
+    )
+    .service(
+        crate::http::resource("/v1/files/{file_id}/content").route(web::get().to(files::content)),
+    )
+    .service(
+        crate::http::resource("/v1/batches")
+            .route(web::post().to(batches::create))
+            .route(web::get().to(batches::list)),
+    )
+    .service(crate::http::resource("/v1/batches/{batch_id}").route(web::get().to(batches::get)))
+    .service(
+        crate::http::resource("/v1/batches/{batch_id}/cancel")
+            .route(web::post().to(batches::cancel)),
     )
     .service(crate::http::resource("/v1/models").route(web::get().to(models::list)))
     // Model ids contain `/`, so the id is the whole rest of the path.

@@ -15,6 +15,33 @@ use std::time::Instant;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A request a batch sends (`batch_runner.rs`): which batch, for the log's `batch` tag, and
+/// what the request cost, set when it is settled, for the batch's running total.
+#[derive(Debug)]
+pub struct BatchLine {
+    pub batch_id: String,
+    /// USD as `f64` bits; written once, when the request is settled.
+    cost: std::sync::atomic::AtomicU64,
+}
+
+impl BatchLine {
+    pub fn new(batch_id: String) -> Self {
+        BatchLine {
+            batch_id,
+            cost: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_cost(&self, usd: f64) {
+        self.cost
+            .store(usd.to_bits(), std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        f64::from_bits(self.cost.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
 #[derive(Clone)]
 pub struct RequestId {
     /// The gateway's own id: unique, the request log entry's `request_id`.
@@ -23,6 +50,8 @@ pub struct RequestId {
     client: Option<Arc<str>>,
     /// The TCP peer's address.
     peer: Option<std::net::IpAddr>,
+    /// Set on a request a batch sends.
+    batch: Option<Arc<BatchLine>>,
 }
 
 impl RequestId {
@@ -31,7 +60,21 @@ impl RequestId {
             own: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             client,
             peer,
+            batch: None,
         }
+    }
+
+    /// The id of a request a batch sends: no client, no peer.
+    pub fn for_batch(line: Arc<BatchLine>) -> Self {
+        RequestId {
+            batch: Some(line),
+            ..RequestId::new(None, None)
+        }
+    }
+
+    /// The batch this request belongs to, if a batch sent it.
+    pub fn batch(&self) -> Option<&Arc<BatchLine>> {
+        self.batch.as_ref()
     }
 
     /// The address the connection came from (a proxy's, behind one).
@@ -77,7 +120,13 @@ pub async fn middleware(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
+    // Held across the handler: `/admin/status` reports how many requests are being served.
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map(|s| s.metrics.clone());
+    let in_flight = metrics.as_ref().map(|m| m.request_started());
     let mut res = next.call(req).await?;
+    drop(in_flight);
     if let Ok(value) = HeaderValue::from_str(rid.as_str()) {
         res.headers_mut().insert(HEADER, value);
     }

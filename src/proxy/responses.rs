@@ -51,6 +51,17 @@ pub async fn create(
     let bytes = body::read_limited(&req, payload, state.body_limit)
         .await
         .map_err(no_calls)?;
+    run_bytes(&state, &caller.0, &request_id, req.headers(), bytes).await
+}
+
+/// A Responses request's bytes through the pipeline: from a client, or a batch's line.
+pub async fn run_bytes(
+    state: &AppState,
+    caller: &Arc<crate::store::KeyRecord>,
+    request_id: &RequestId,
+    headers: &actix_web::http::header::HeaderMap,
+    bytes: bytes::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let value: Value = body::parse_json(&bytes).map_err(no_calls)?;
     let mut history = Vec::new();
     if let Some(previous) = value.get("previous_response_id") {
@@ -62,7 +73,7 @@ pub async fn create(
         })?;
         let stored = state
             .responses
-            .get(id, &caller.0.id)
+            .get(id, &caller.id)
             .await
             .map_err(store_error)
             .map_err(no_calls)?
@@ -79,7 +90,7 @@ pub async fn create(
             request: value.clone(),
         },
         conversation: history,
-        key_id: caller.0.id.clone(),
+        key_id: caller.id.clone(),
         store: value.get("store").and_then(Value::as_bool).unwrap_or(true),
         saved: state.responses.clone(),
     };
@@ -93,7 +104,7 @@ pub async fn create(
             untranslated: translated.untranslated,
         });
     let shape = Shape::Responses(Arc::new(turn));
-    forward::forward(&state, &caller.0, &request_id, req.headers(), body, &shape).await
+    forward::forward(state, caller, request_id, headers, body, &shape).await
 }
 
 /// A conversation continued through `previous_response_id` is bounded like a chat client's

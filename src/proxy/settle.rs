@@ -59,6 +59,8 @@ pub struct Aftermath {
     /// Where a complete reply's time is recorded for its provider (`ctx.provider`'s
     /// `latency_ms`).
     pub health: Arc<crate::router::provider_health::Registry>,
+    /// A batch's request: told its cost when settled.
+    pub batch: Option<Arc<super::request_id::BatchLine>>,
 }
 
 /// How the reply ended.
@@ -104,6 +106,9 @@ impl Aftermath {
         let (usage, estimated) = self.usage_of(&done);
         // Budgets are charged with what the upstream used; a cache hit used nothing upstream.
         let cost = self.pricing.map_or(0.0, |p| p.cost(&usage));
+        if let Some(batch) = &self.batch {
+            batch.set_cost(if self.cached { 0.0 } else { cost });
+        }
         let hold = std::mem::replace(&mut self.hold, Hold::none(self.env.counters.clone()));
         if self.cached {
             hold.settle(admit::actual(0, 0.0));
@@ -217,6 +222,10 @@ impl Aftermath {
         log.model = Some(self.model);
         log.status = done.status;
         log.latency_ms = latency_ms;
+        log.ttft_ms = done
+            .first_token
+            .filter(|_| !self.cached)
+            .map(|first| first.saturating_duration_since(self.started).as_millis() as u64);
         log.prompt_tokens = usage.prompt_tokens;
         log.completion_tokens = usage.completion_tokens;
         log.total_tokens = usage.total_tokens;

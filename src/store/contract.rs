@@ -395,6 +395,10 @@ fn entry(i: u64, at_s: u64, key: &str, status: u16) -> LogEntry {
         cache_write_tokens: i % 2,
         cost_usd: 0.5,
         tags: BTreeMap::from([("team".to_string(), key.to_string())]),
+        // 0, 100, … 900 ms; the odd ones are streams whose first token came after i × 10 ms.
+        latency_ms: i * 100,
+        stream: i % 2 == 1,
+        ttft_ms: (i % 2 == 1).then_some(i * 10),
         ..LogEntry::default()
     }
 }
@@ -458,6 +462,7 @@ async fn ledger_logs_and_usage(store: &Store) {
         .map(|r| (r.group.clone(), r.totals.requests))
         .collect();
     assert_eq!(teams, vec![(None, 5), (Some("team_a".into()), 5)]);
+    latency_history(store).await;
     let hourly = usage
         .query(0, 86_400, Bucket::Hour, &GroupBy::None)
         .await
@@ -626,6 +631,52 @@ pub fn stored_response(id: &str, created_ms: u64, turns: usize) -> StoredRespons
             .collect(),
         response: serde_json::json!({"id": id, "object": "response", "status": "completed"}),
     }
+}
+
+/// The latency histograms of the ten requests `ledger_logs_and_usage` wrote in the hour at
+/// 7200 s: 0..900 ms by 100, and five streams with their first token at 10, 30, 50, 70, 90 ms.
+async fn latency_history(store: &Store) {
+    use super::usage::Histogram;
+    let rows = store
+        .usage
+        .query(0, 86_400, Bucket::Hour, &GroupBy::None)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    // Buckets ≤50, ≤100, ≤250, ≤500, ≤1000 ms, …
+    assert_eq!(
+        row.totals.latency_hist,
+        Histogram([1, 1, 1, 3, 4, 0, 0, 0, 0, 0])
+    );
+    assert_eq!(
+        row.totals.ttft_hist,
+        Histogram([3, 2, 0, 0, 0, 0, 0, 0, 0, 0])
+    );
+    // Interpolated in the bucket holding the rank: p50 is rank 5 of 10, 2 of the 3 in
+    // (250, 500]; p95 is rank 9.5, 3.5 of the 4 in (500, 1000].
+    let close = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 1e-9);
+    let p = row.percentiles;
+    assert!(close(p.latency_p50_ms, 250.0 + 250.0 * 2.0 / 3.0), "{p:?}");
+    assert!(close(p.latency_p95_ms, 937.5), "{p:?}");
+    // Time to first token: rank 2.5 of 5 in [0, 50]; rank 4.75, 1.75 of the 2 in (50, 100].
+    assert!(close(p.ttft_p50_ms, 50.0 * 2.5 / 3.0), "{p:?}");
+    assert!(close(p.ttft_p95_ms, 93.75), "{p:?}");
+    // Grouped, each group has its own: key a made requests 0..4 (0..400 ms).
+    let by_key = store
+        .usage
+        .query(0, 86_400, Bucket::Day, &GroupBy::Key)
+        .await
+        .unwrap();
+    assert_eq!(by_key[0].group.as_deref(), Some("a"));
+    assert_eq!(
+        by_key[0].totals.latency_hist,
+        Histogram([1, 1, 1, 2, 0, 0, 0, 0, 0, 0])
+    );
+    // A key's all-time figures keep them too.
+    let b = store.usage.key_usage("b").await.unwrap();
+    assert_eq!(b.totals.latency_hist.count(), 5);
+    assert_eq!(b.totals.ttft_hist.count(), 3);
 }
 
 async fn responses(store: &Store) {

@@ -55,6 +55,9 @@ pub struct LogEntry {
     pub model: Option<String>,
     pub status: u16,
     pub latency_ms: u64,
+    /// A stream's time to its first token (ms), when a provider sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<u64>,
     /// Every prompt token, those a provider's prompt cache served or stored included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

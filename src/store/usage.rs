@@ -8,6 +8,61 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+/// Upper bounds (ms, inclusive) of the latency histograms' buckets; one more bucket holds
+/// everything slower. Fixed, so rows of any backend, hour and gateway add up bucket by bucket.
+pub const LATENCY_BOUNDS_MS: [u64; 9] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000];
+/// Buckets of a latency histogram: one per bound and one past the last.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// Requests counted by latency bucket (see [`LATENCY_BOUNDS_MS`]): small and fixed, so a usage
+/// row can keep one per figure and percentiles can be read per bucket of any range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Histogram(pub [u64; LATENCY_BUCKETS]);
+
+impl Histogram {
+    pub fn observe(&mut self, ms: u64) {
+        let i = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        self.0[i] += 1;
+    }
+
+    pub fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The `q` quantile (0..1) in ms, interpolated linearly inside its bucket; past the last
+    /// bound, the last bound (a floor: the histogram knows no more). `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * n as f64;
+        let mut below = 0u64;
+        for (i, &c) in self.0.iter().enumerate() {
+            if c > 0 && (below + c) as f64 >= rank {
+                let lower = if i == 0 { 0 } else { LATENCY_BOUNDS_MS[i - 1] } as f64;
+                let Some(&upper) = LATENCY_BOUNDS_MS.get(i) else {
+                    return Some(lower);
+                };
+                let within = ((rank - below as f64) / c as f64).clamp(0.0, 1.0);
+                return Some(lower + (upper as f64 - lower) * within);
+            }
+            below += c;
+        }
+        LATENCY_BOUNDS_MS.last().map(|&b| b as f64)
+    }
+}
+
 /// Summed figures. Tokens and cost are what the upstreams reported; cache hits are counted in
 /// `requests` and `cached` but add no tokens or cost (the upstream was not called).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -32,6 +87,16 @@ pub struct Totals {
     /// Requests whose tokens (and cost) are estimated: the upstream reported no usage.
     #[serde(default)]
     pub estimated: u64,
+    /// Latency of the requests a provider served (cache hits left out), counted per bucket of
+    /// `LATENCY_BOUNDS_MS` (ms: 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, then
+    /// slower). Rows written before it was kept read as all zeros.
+    #[serde(default)]
+    #[schema(value_type = Vec<u64>)]
+    pub latency_hist: Histogram,
+    /// Time to the first token of the streams a provider served, in the same buckets.
+    #[serde(default)]
+    #[schema(value_type = Vec<u64>)]
+    pub ttft_hist: Histogram,
 }
 
 impl Totals {
@@ -46,11 +111,22 @@ impl Totals {
         self.cache_write_tokens += o.cache_write_tokens;
         self.cost_usd += o.cost_usd;
         self.estimated += o.estimated;
+        self.latency_hist.add(&o.latency_hist);
+        self.ttft_hist.add(&o.ttft_hist);
     }
 
     fn of(e: &LogEntry) -> Totals {
         let billed = !e.cached;
         let tokens = |n: u64| if billed { n } else { 0 };
+        // Latency is the providers': a cache hit or a request nothing served has none.
+        let mut latency_hist = Histogram::default();
+        let mut ttft_hist = Histogram::default();
+        if billed && e.provider.is_some() {
+            latency_hist.observe(e.latency_ms);
+            if let Some(ttft) = e.ttft_ms.filter(|_| e.stream) {
+                ttft_hist.observe(ttft);
+            }
+        }
         Totals {
             requests: 1,
             errors: u64::from(e.status >= 400),
@@ -62,6 +138,29 @@ impl Totals {
             cache_write_tokens: tokens(e.cache_write_tokens),
             cost_usd: if billed { e.cost_usd } else { 0.0 },
             estimated: u64::from(billed && e.usage_estimated),
+            latency_hist,
+            ttft_hist,
+        }
+    }
+}
+
+/// Latency percentiles read from a [`Totals`]' histograms (ms; `null` when it has none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct Percentiles {
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    /// Streams only: time to the first token.
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+}
+
+impl Percentiles {
+    pub fn of(t: &Totals) -> Percentiles {
+        Percentiles {
+            latency_p50_ms: t.latency_hist.quantile(0.5),
+            latency_p95_ms: t.latency_hist.quantile(0.95),
+            ttft_p50_ms: t.ttft_hist.quantile(0.5),
+            ttft_p95_ms: t.ttft_hist.quantile(0.95),
         }
     }
 }
@@ -128,6 +227,9 @@ pub struct UsageRow {
     pub group: Option<String>,
     #[serde(flatten)]
     pub totals: Totals,
+    /// Read from `latency_hist` and `ttft_hist`.
+    #[serde(flatten)]
+    pub percentiles: Percentiles,
 }
 
 /// Usage roll-ups. Written with the log entries they count, through the [`super::Ledger`].
@@ -290,6 +392,7 @@ pub fn regroup<'a>(
             start,
             group,
             totals,
+            percentiles: Percentiles::of(&totals),
         })
         .collect()
 }
@@ -372,6 +475,52 @@ mod tests {
             (log.prompt_tokens, log.cached_tokens, log.cache_write_tokens),
             (9, 0, 0)
         );
+    }
+
+    #[test]
+    fn histograms_bucket_by_the_fixed_bounds_and_read_percentiles_inside_a_bucket() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for ms in [0, 50, 51, 100, 30_000, 30_001, u64::MAX] {
+            h.observe(ms);
+        }
+        assert_eq!(h, Histogram([2, 2, 0, 0, 0, 0, 0, 0, 1, 2]));
+        // Past the last bound only the bound is known.
+        assert_eq!(h.quantile(1.0), Some(30_000.0));
+        let mut one = Histogram::default();
+        one.observe(700);
+        // A single request in (500, 1000]: p50 is the bucket's middle.
+        assert_eq!(one.quantile(0.5), Some(750.0));
+        let copy = one;
+        one.add(&copy);
+        assert_eq!(one.count(), 2);
+    }
+
+    #[test]
+    fn cache_hits_and_unserved_requests_add_no_latency() {
+        let served = LogEntry {
+            provider: Some("mock".into()),
+            latency_ms: 120,
+            stream: true,
+            ttft_ms: Some(40),
+            ..entry("a", None)
+        };
+        let hit = LogEntry {
+            cached: true,
+            ..served.clone()
+        };
+        let unserved = LogEntry {
+            provider: None,
+            ..served.clone()
+        };
+        let t = Merged::of(&[served, hit, unserved]).keys["a"].totals;
+        assert_eq!(
+            (t.requests, t.latency_hist.count(), t.ttft_hist.count()),
+            (3, 1, 1)
+        );
+        // Stored before histograms were kept: all zeros, no percentiles.
+        let old: Totals = serde_json::from_str(r#"{"requests":1,"errors":0,"cached":0,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"cost_usd":0.0}"#).unwrap();
+        assert_eq!(Percentiles::of(&old), Percentiles::default());
     }
 
     #[test]

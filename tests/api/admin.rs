@@ -564,3 +564,42 @@ async fn a_client_chosen_request_id_never_shadows_another_log_entry() {
         assert_ne!(e["request_id"], a_request.as_str());
     }
 }
+
+#[tokio::test]
+async fn status_reports_version_store_config_providers_and_requests_in_flight() {
+    let app = spawn(
+        Spawn::default()
+            .provider("mock", PRICED)
+            .provider("off", "kind: mock\nenabled: false\nmodels: [x]\n"),
+    )
+    .await;
+    let status = get_json(&app, "/admin/status").await;
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["build"]["profile"], "debug");
+    assert!(status["uptime_secs"].is_u64(), "{status}");
+    assert_eq!(status["store"]["backend"], "sled");
+    assert_eq!(status["store"]["health"], "ok");
+    assert!(status["store"].get("error").is_none(), "{status}");
+    assert_eq!(status["config"]["version"], 1);
+    let before = status["config"]["last_reload"].clone();
+    assert_eq!(status["providers"]["serving"], json!(["mock"]));
+    assert_eq!(status["providers"]["skipped"], json!(["off"]));
+    assert_eq!(status["providers"]["open_breaker"], json!([]));
+    // The status request itself is in flight while it is answered.
+    assert_eq!(status["requests_in_flight"], 1);
+
+    let res = app.post("/admin/reload", ADMIN_KEY).send().await.unwrap();
+    assert!(res.status().is_success());
+    let status = get_json(&app, "/admin/status").await;
+    let last = &status["config"]["last_reload"];
+    assert_ne!(*last, before);
+    assert!(
+        ["applied", "unchanged"].contains(&last["outcome"].as_str().unwrap()),
+        "{last}"
+    );
+    assert_eq!(last["version"], status["config"]["version"]);
+
+    let (_, user) = app.create_key(json!({"name": "u"})).await;
+    let res = app.get("/admin/status", &user).send().await.unwrap();
+    assert_error(res, 403).await;
+}

@@ -6,7 +6,7 @@
 //! Skipped (with a message) when Chromium or chromedriver is not installed; with
 //! `SWITCHBOARD_E2E=1` (as CI sets it) a missing browser is a failure instead.
 
-use crate::helpers::{spawn, Spawn, TestApp, ADMIN_KEY};
+use crate::helpers::{admin_json, spawn, Spawn, TestApp, ADMIN_KEY};
 use crate::webdriver::{find_browser, Driver};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,9 @@ async fn gateway() -> TestApp {
     let mut opts = Spawn::default().provider(
         "mock",
         "kind: mock\nmodels:\n  - echo\n  - name: echo-priced\n    upstream: echo\n    \
-         pricing: { input: 0.5, output: 1.5 }\nmock:\n  chunk_delay_ms: 40\n",
+         pricing: { input: 0.5, output: 1.5 }\n  - name: echo-cheap\n    upstream: echo\n    \
+         pricing: { input: 0.1, output: 0.2 }\n  - name: echo-dear\n    upstream: echo\n    \
+         pricing: { input: 3, output: 15 }\nmock:\n  chunk_delay_ms: 40\n",
     );
     opts.log_bodies = true;
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -163,8 +165,18 @@ async fn dashboard_in_a_real_browser() {
         json!([]),
     )
     .await;
-    let latency = d.text("#latency-chart").await;
-    assert!(latency.contains("p95"), "{latency}");
+    let latency = d
+        .wait_for(
+            "latency history in the chart",
+            "const c = document.querySelector('#latency-chart figure svg'); \
+             return c ? document.getElementById('latency-chart').innerText : null",
+            json!([]),
+        )
+        .await;
+    assert!(latency.as_str().unwrap().contains("p95"), "{latency}");
+    latency_history(&d, &app).await;
+    status_panel(&d, &app).await;
+    keyboard(&d).await;
     let tokens = d.text("#stat-tokens .value").await;
     assert_ne!(tokens, "0");
     let top = d.text("#top-providers").await;
@@ -344,7 +356,7 @@ async fn dashboard_in_a_real_browser() {
     goto_page(&d, "usage", "#usage-load").await;
     d.select("#usage-group", "model").await;
     d.click("#usage-load").await;
-    let usage = d.text("#usage-body table").await;
+    let usage = d.text("#usage-table table").await;
     assert!(usage.contains("echo-priced"), "{usage}");
     // Export CSV: catch the file the page hands to the browser instead of saving it.
     d.js(
@@ -372,7 +384,7 @@ async fn dashboard_in_a_real_browser() {
     d.click("#usage-load").await;
     d.wait_for(
         "usage by team",
-        "const t = document.querySelector('#usage-body table'); return t && t.innerText.includes('e2e-team')",
+        "const t = document.querySelector('#usage-table table'); return t && t.innerText.includes('e2e-team')",
         json!([]),
     )
     .await;
@@ -388,6 +400,7 @@ async fn dashboard_in_a_real_browser() {
     let decisions = d.text("#sim-decisions").await;
     assert!(decisions.contains("echo-canary="), "{decisions}");
     shot(&d, &dir, "08-policies").await;
+    simulate_state_survives_a_reload(&d).await;
 
     // A broken script: the reload is rolled back and its errors are shown; fixed, it applies.
     let broken = app._dir.path().join("policies/50-broken.rhai");
@@ -446,6 +459,24 @@ async fn dashboard_in_a_real_browser() {
     let cost = d.text("#pg-cost").await;
     assert!(cost.starts_with('$'), "{cost}");
     shot(&d, &dir, "09-playground").await;
+    d.click("#pg-compare").await;
+    let tokens = d
+        .js(
+            "return document.getElementById('pg-tokens').innerText.match(/\\d+/g).map(Number)",
+            json!([]),
+        )
+        .await;
+    cost_rows(
+        &d,
+        &app,
+        tokens[0].as_u64().unwrap(),
+        tokens[1].as_u64().unwrap(),
+        "mock/echo-priced",
+    )
+    .await;
+    shot(&d, &dir, "09b-cost-compare").await;
+    d.click("#cost-close").await;
+    playground_state_survives_a_reload(&d, prompt).await;
 
     // Logs: the newest row opens its details, bodies included.
     goto_page(&d, "logs", ".log-row").await;
@@ -476,7 +507,28 @@ async fn dashboard_in_a_real_browser() {
         "{detail}"
     );
     shot(&d, &dir, "11-log-detail").await;
-    d.click("#log-close").await;
+    // The cost of this entry's tokens on every priced model.
+    let title = d.text("#modal-title").await;
+    let id = title.rsplit(' ').next().unwrap().to_string();
+    let entry = admin_json(&app, &format!("/admin/logs/{id}")).await;
+    d.click("#log-compare").await;
+    let served = format!(
+        "{}/{}",
+        entry["provider"].as_str().unwrap(),
+        entry["model"].as_str().unwrap()
+    );
+    cost_rows(
+        &d,
+        &app,
+        entry["prompt_tokens"].as_u64().unwrap(),
+        entry["completion_tokens"].as_u64().unwrap(),
+        &served,
+    )
+    .await;
+    d.click("#cost-close").await;
+    logs_filter_survives_a_reload(&d).await;
+    themes(&d).await;
+    chinese(&d, &dir).await;
 
     let problems = console_problems(&d).await;
     assert!(problems.is_empty(), "console: {problems:#?}");
@@ -499,16 +551,7 @@ async fn dashboard_in_a_real_browser() {
         )
         .await;
     assert_eq!(dark, json!(true));
-    for (page, ready) in [
-        ("overview", "#stat-requests"),
-        ("providers", ".provider"),
-        ("keys", "#key-create"),
-        ("teams", ".team-row"),
-        ("usage", "#usage-body table"),
-        ("playground", "#pg-send"),
-        ("logs", ".log-row"),
-        ("policies", "#sim-run"),
-    ] {
+    for (page, ready) in PAGES {
         goto_page(&d, page, ready).await;
         // Nothing wider than the screen: tables scroll inside their own box.
         let overflow = d
@@ -523,6 +566,16 @@ async fn dashboard_in_a_real_browser() {
         );
         shot(&d, &dir, &format!("20-phone-dark-{page}")).await;
     }
+    // The system is dark now: "light" overrides it, "system" follows it again.
+    let background = "return getComputedStyle(document.body).backgroundColor";
+    assert_eq!(d.js(background, json!([])).await, json!("rgb(18, 21, 26)"));
+    d.select("#theme-select", "light").await;
+    assert_eq!(
+        d.js(background, json!([])).await,
+        json!("rgb(246, 247, 249)")
+    );
+    d.select("#theme-select", "system").await;
+    assert_eq!(d.js(background, json!([])).await, json!("rgb(18, 21, 26)"));
 
     // Sign out: back to the sign-in form, the key gone from the session.
     d.click("#signout").await;
@@ -552,6 +605,7 @@ async fn dashboard_in_a_real_browser() {
     assert!(problems.is_empty(), "console on /docs: {problems:#?}");
 
     read_only_editor(&d).await;
+    batches_page(&d, &dir).await;
     d.quit().await;
     eprintln!(
         "dashboard e2e passed in {:.1}s; screenshots in {}",
@@ -730,4 +784,493 @@ async fn read_only_editor(d: &Driver) {
     assert!(valid.contains("10-route.rhai compiles"), "{valid}");
     let problems = console_problems(d).await;
     assert!(problems.is_empty(), "console (read-only): {problems:#?}");
+}
+
+/// Uploads a batch input of `n` chat lines for `model` and creates the batch, as the admin key.
+async fn start_batch(app: &TestApp, n: usize, model: &str) -> String {
+    let text: String = (0..n)
+        .map(|i| {
+            json!({"custom_id": format!("r{i}"), "method": "POST", "url": "/v1/chat/completions",
+                   "body": {"model": model, "messages": [{"role": "user", "content": format!("line {i}")}]}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl"),
+        );
+    let file: Value = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(ADMIN_KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let batch: Value = app
+        .post("/v1/batches", ADMIN_KEY)
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    batch["id"].as_str().unwrap().to_string()
+}
+
+/// The Batches page: a finished batch with its progress, cost and output file, a running one
+/// cancelled from the page.
+async fn batches_page(d: &Driver, dir: &Path) {
+    let app = spawn(
+        Spawn::default()
+            .provider(
+                "mock",
+                "kind: mock\nmodels:\n  - name: echo\n    pricing: { input: 0.5, output: 1.5 }\n",
+            )
+            .provider(
+                "slow",
+                "kind: mock\nmodels: [slow]\nmock: { latency_ms: 30000 }\n",
+            ),
+    )
+    .await;
+    let done = start_batch(&app, 5, "mock/echo").await;
+    let running = start_batch(&app, 20, "slow/slow").await;
+    d.goto(&app.url("/dashboard")).await;
+    d.fill("#signin-key", ADMIN_KEY).await;
+    d.click("#signin-submit").await;
+    d.text("#stat-requests .value").await;
+    goto_page(d, "batches", "#batches-list table").await;
+    // The finished one: 5 of 5, a cost, its output file offered.
+    let row = d
+        .wait_for(
+            "the finished batch",
+            "const row = [...document.querySelectorAll('#batches-list tr')].find(r => r.innerText.includes(arguments[0])); \
+             return row && row.innerText.includes('completed') && row.querySelector('[data-file]') ? row.innerText : null",
+            json!([done]),
+        )
+        .await;
+    let row = row.as_str().unwrap_or_default();
+    assert!(row.contains("5 / 5") && row.contains('$'), "{row}");
+    shot(d, dir, "12-batches").await;
+    // The running one is cancelled from the page.
+    d.click(&format!("[data-cancel='{running}']")).await;
+    d.click("#confirm-ok").await;
+    d.wait_for(
+        "the batch cancelled",
+        "const row = [...document.querySelectorAll('#batches-list tr')].find(r => r.innerText.includes(arguments[0])); \
+         return row && /cancell(ing|ed)/.test(row.innerText)",
+        json!([running]),
+    )
+    .await;
+    let batch: Value = app
+        .get(&format!("/admin/batches/{running}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ["cancelling", "cancelled"].contains(&batch["status"].as_str().unwrap_or_default()),
+        "{batch}"
+    );
+    let problems = console_problems(d).await;
+    assert!(problems.is_empty(), "console (batches): {problems:#?}");
+}
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+const ESCAPE: &str = "\u{E00C}";
+
+/// The pages, with an element each shows once loaded.
+const PAGES: [(&str, &str); 9] = [
+    ("overview", "#stat-requests"),
+    ("providers", ".provider"),
+    ("keys", "#key-create"),
+    ("teams", ".team-row"),
+    ("usage", "#usage-table table"),
+    ("playground", "#pg-send"),
+    ("logs", ".log-row"),
+    ("batches", "#batches-list"),
+    // Last: what follows the loops over the pages goes on from the Policies page.
+    ("policies", "#sim-run"),
+];
+
+/// Reloads the page and waits for `page` to show `ready` again.
+async fn reload(d: &Driver, page: &str, ready: &str) {
+    d.js("window.__beforeReload = true; return true", json!([]))
+        .await;
+    d.refresh().await;
+    d.wait_for(
+        "the reloaded page",
+        "return !window.__beforeReload && document.getElementById('main')?.dataset.page === arguments[0] \
+         && !!document.querySelector(arguments[1])",
+        json!([page, ready]),
+    )
+    .await;
+}
+
+/// `ms()` of ui.js, for comparing the page with the API.
+fn ms_text(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else if v > 0.0 && v < 10.0 {
+        format!("{} ms", (v * 10.0).round() / 10.0)
+    } else {
+        format!("{} ms", v.round())
+    }
+}
+
+/// The overview's latency comes from the usage roll-ups' histograms: its p50 is the API's for
+/// the range, and the chart has a row per bucket in its table.
+async fn latency_history(d: &Driver, app: &TestApp) {
+    let usage = admin_json(app, "/admin/usage?bucket=hour").await;
+    let rows = usage["data"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["latency_hist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_u64() > Some(0))),
+        "{usage}"
+    );
+    let p50 = usage["totals"]["latency_p50_ms"]
+        .as_f64()
+        .expect("a p50 after traffic");
+    d.wait_for(
+        "the overview's p50 to be the API's",
+        "return document.querySelector('#stat-p50 .value')?.innerText === arguments[0]",
+        json!([ms_text(p50)]),
+    )
+    .await;
+    let table_rows = d
+        .js(
+            "return document.querySelectorAll('#latency-chart details table tbody tr').length",
+            json!([]),
+        )
+        .await;
+    assert!(table_rows.as_u64().unwrap() >= 24, "{table_rows}");
+}
+
+/// The status panel shows what `GET /admin/status` says.
+async fn status_panel(d: &Driver, app: &TestApp) {
+    let status = admin_json(app, "/admin/status").await;
+    let version = d.text("#status-version").await;
+    assert!(
+        version.starts_with(status["version"].as_str().unwrap()),
+        "{version}"
+    );
+    let store = d.text("#status-store").await;
+    assert!(
+        store.contains("sled") && store.contains("healthy"),
+        "{store}"
+    );
+    assert_eq!(
+        d.text("#status-config").await,
+        status["config"]["version"].to_string()
+    );
+    assert_eq!(status["providers"]["serving"], json!(["mock"]));
+    let serving = d.text("#status-serving").await;
+    assert!(
+        serving.starts_with('1') && serving.contains("mock"),
+        "{serving}"
+    );
+    assert!(d.text("#status-open").await.starts_with('0'));
+    let in_flight: u64 = d.text("#status-in-flight").await.parse().unwrap();
+    assert!(in_flight >= 1, "the panel's own request was in flight");
+    let uptime = d.text("#status-uptime").await;
+    assert!(uptime.ends_with(" s") || uptime.contains("min"), "{uptime}");
+}
+
+/// Keyboard only: the skip link, then into the page, with the focus visible.
+async fn keyboard(d: &Driver) {
+    let active = "return document.activeElement.id || document.activeElement.tagName";
+    // From the top of the page: the body focused (as after a load), nothing in it yet.
+    d.js(
+        "window.scrollTo(0, 0); document.body.tabIndex = -1; document.body.focus(); \
+         document.body.removeAttribute('tabindex'); return true",
+        json!([]),
+    )
+    .await;
+    d.press(TAB).await;
+    assert_eq!(d.js(active, json!([])).await, json!("skip-link"));
+    d.press(ENTER).await;
+    assert_eq!(d.js(active, json!([])).await, json!("main"));
+    d.press(TAB).await;
+    let focused = d
+        .js(
+            "const e = document.activeElement; \
+             return [e.closest('#main') !== null, getComputedStyle(e).outlineStyle]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(focused[0], json!(true), "{focused}");
+    assert_ne!(focused[1], json!("none"), "the focus is not visible");
+}
+
+/// The dialog's rows: every priced model of `GET /admin/providers`, cheapest first, each costing
+/// its price of `prompt` and `completion` tokens; `current` marked when it is priced.
+async fn cost_rows(d: &Driver, app: &TestApp, prompt: u64, completion: u64, current: &str) {
+    let rows = d
+        .wait_for(
+            "the cost comparison",
+            "const r = [...document.querySelectorAll('#cost-compare .cost')]; \
+             return r.length ? r.map(e => [e.dataset.model, Number(e.dataset.usd), e.innerText, \
+               e.closest('tr').classList.contains('current')]) : null",
+            json!([]),
+        )
+        .await;
+    let providers = admin_json(app, "/admin/providers").await;
+    let mut expected: Vec<(String, f64)> = providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["models"].as_array().unwrap().iter())
+        .filter(|m| m["pricing"].is_object())
+        .map(|m| {
+            let price = |side: &str| m["pricing"][side].as_f64().unwrap();
+            let cost = (prompt as f64 * price("input") + completion as f64 * price("output")) / 1e6;
+            (m["id"].as_str().unwrap().to_string(), cost)
+        })
+        .collect();
+    expected.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    assert!(
+        expected.len() >= 3 && prompt + completion > 0,
+        "{expected:?}"
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), expected.len(), "{rows:?}");
+    for (row, (model, cost)) in rows.iter().zip(&expected) {
+        assert_eq!(row[0], json!(model), "{rows:?}");
+        let shown = row[1].as_f64().unwrap();
+        assert!((shown - cost).abs() < 1e-12, "{model}: {shown} != {cost}");
+        assert!(row[2].as_str().unwrap().starts_with('$'), "{row}");
+    }
+    let marked: Vec<&Value> = rows.iter().filter(|r| r[3] == json!(true)).collect();
+    if expected.iter().any(|(m, _)| m == current) {
+        assert_eq!(marked.len(), 1, "{rows:?}");
+        assert_eq!(marked[0][0], json!(current));
+    } else {
+        assert!(marked.is_empty(), "{rows:?}");
+    }
+}
+
+/// What was typed in the playground comes back after a reload; Reset forgets it.
+async fn playground_state_survives_a_reload(d: &Driver, prompt: &str) {
+    let values = "return ['pg-model', 'pg-system', 'pg-prompt'].map(id => document.getElementById(id).value)";
+    d.fill("#pg-system", "be brief").await;
+    reload(d, "playground", "#pg-send").await;
+    assert_eq!(
+        d.js(values, json!([])).await,
+        json!(["mock/echo-priced", "be brief", prompt])
+    );
+    d.click("#playground-reset").await;
+    let after = d.js(values, json!([])).await;
+    assert_eq!(after[1], json!(""));
+    assert_ne!(after[2], json!(prompt));
+    reload(d, "playground", "#pg-send").await;
+    assert_eq!(d.js(values, json!([])).await, after);
+}
+
+/// The log filter comes back after a reload, and applies; Reset shows the whole log again.
+async fn logs_filter_survives_a_reload(d: &Driver) {
+    let only_4xx = "const rows = [...document.querySelectorAll('.log-row')]; \
+         return rows.length > 0 && rows.every(r => r.innerText.includes('404')) ? rows.length : 0";
+    d.select("#logs-status", "4xx").await;
+    d.click("#logs-apply").await;
+    d.wait_for("the filtered log", only_4xx, json!([])).await;
+    reload(d, "logs", ".log-row").await;
+    assert_eq!(
+        d.js(
+            "return document.getElementById('logs-status').value",
+            json!([])
+        )
+        .await,
+        json!("4xx")
+    );
+    d.wait_for("the filtered log after the reload", only_4xx, json!([]))
+        .await;
+    d.click("#logs-filter-reset").await;
+    d.wait_for(
+        "the whole log after the reset",
+        "return document.getElementById('logs-status').value === '' && \
+         document.querySelectorAll('.log-row').length > 1",
+        json!([]),
+    )
+    .await;
+    // A dialog by keyboard: Enter opens it, Tab stays inside, Escape closes it and the focus
+    // goes back to the row.
+    d.js(
+        "document.querySelector('.log-row').focus(); return true",
+        json!([]),
+    )
+    .await;
+    d.press(ENTER).await;
+    d.text("#log-detail").await;
+    assert_eq!(
+        d.js("return document.activeElement.id", json!([])).await,
+        json!("log-close")
+    );
+    d.press(TAB).await;
+    assert_eq!(
+        d.js("return document.activeElement.id", json!([])).await,
+        json!("log-compare")
+    );
+    d.press(ESCAPE).await;
+    assert_eq!(
+        d.js(
+            "return document.getElementById('modal').hidden && \
+             document.activeElement.classList.contains('log-row')",
+            json!([])
+        )
+        .await,
+        json!(true)
+    );
+}
+
+/// The theme switch: dark and light override the system's, are remembered, and "system"
+/// follows it again.
+async fn themes(d: &Driver) {
+    let look = "return [document.documentElement.dataset.theme || 'system', \
+                getComputedStyle(document.body).backgroundColor]";
+    d.select("#theme-select", "dark").await;
+    assert_eq!(
+        d.js(look, json!([])).await,
+        json!(["dark", "rgb(18, 21, 26)"])
+    );
+    reload(d, "logs", ".log-row").await;
+    assert_eq!(
+        d.js(look, json!([])).await,
+        json!(["dark", "rgb(18, 21, 26)"])
+    );
+    assert_eq!(
+        d.js(
+            "return document.getElementById('theme-select').value",
+            json!([])
+        )
+        .await,
+        json!("dark")
+    );
+    d.select("#theme-select", "light").await;
+    assert_eq!(
+        d.js(look, json!([])).await,
+        json!(["light", "rgb(246, 247, 249)"])
+    );
+    d.select("#theme-select", "system").await;
+    assert_eq!(
+        d.js(look, json!([])).await,
+        json!(["system", "rgb(246, 247, 249)"])
+    );
+}
+
+/// Text of the page, in Chinese, that is still English: a text node or attribute equal to an
+/// English catalog entry that Chinese translates, or three English words in a row (a sentence
+/// no catalog entry produced). Code, paths and what the operator typed are left out.
+const UNTRANSLATED: &str = "\
+return Promise.all([import('/dashboard/assets/lang-en.js'), import('/dashboard/assets/lang-zh.js')]).then(([{ en }, { zh }]) => { \
+  const english = new Set(Object.keys(en).filter(k => zh[k] !== en[k]).map(k => en[k])); \
+  const skip = (el) => !el || el.closest('code, pre, .mono, script, style, textarea, [hidden], .code-editor, #lang-select'); \
+  const bad = []; \
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); \
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) { \
+    const text = n.nodeValue.trim(); \
+    if (!text || skip(n.parentElement)) continue; \
+    if (english.has(text) || /[A-Za-z]{2,} [a-z]{2,} [a-z]{2,}/.test(text)) bad.push(text); \
+  } \
+  for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]')) { \
+    if (skip(el)) continue; \
+    for (const a of ['placeholder', 'aria-label', 'title']) if (english.has(el.getAttribute(a))) bad.push(`${a}=${el.getAttribute(a)}`); \
+  } \
+  if (english.has(document.title.split(' · ')[0])) bad.push(`title=${document.title}`); \
+  return bad; \
+})";
+
+/// Controls without a label (an enclosing <label>, `aria-label`, or `label[for]`).
+const UNLABELED: &str = "\
+return [...document.querySelectorAll('input, select, textarea')] \
+  .filter(e => e.type !== 'hidden' && !e.closest('[hidden]') && !e.closest('label') && !e.getAttribute('aria-label') \
+    && !(e.id && document.querySelector(`label[for='${e.id}']`))) \
+  .map(e => e.id || e.outerHTML.slice(0, 80))";
+
+/// Chooses `lang` in the header and waits for the page to be in it (`locale` on <html>, the
+/// Overview link reading `overview`).
+async fn switch_language(d: &Driver, lang: &str, locale: &str, overview: &str) {
+    d.select("#lang-select", lang).await;
+    d.wait_for(
+        "the language switch",
+        "return document.documentElement.lang === arguments[0] && \
+         document.querySelector('#nav [data-page=overview]').innerText === arguments[1]",
+        json!([locale, overview]),
+    )
+    .await;
+}
+
+/// Every page in Chinese: screenshots, no English left, every control labelled, every chart
+/// with its table; numbers and dates in the Chinese locale. Then back to English.
+async fn chinese(d: &Driver, dir: &Path) {
+    switch_language(d, "zh", "zh-CN", "概览").await;
+    for (page, ready) in PAGES {
+        goto_page(d, page, ready).await;
+        shot(d, dir, &format!("40-zh-{page}")).await;
+        let bad = d.js(UNTRANSLATED, json!([])).await;
+        assert_eq!(bad, json!([]), "{page} in Chinese still shows English");
+        let unlabeled = d.js(UNLABELED, json!([])).await;
+        assert_eq!(unlabeled, json!([]), "{page} has controls without a label");
+        let bare_charts = d
+            .js(
+                "return [...document.querySelectorAll('svg.chart')] \
+                 .filter(s => !s.closest('figure')?.querySelector('details table')).length",
+                json!([]),
+            )
+            .await;
+        assert_eq!(bare_charts, json!(0), "{page}: a chart without its table");
+    }
+    // The language is remembered, and dates are written the Chinese way.
+    reload(d, "policies", "#sim-run").await;
+    let loaded = d.text("#config-status").await;
+    assert!(
+        loaded.contains("版本") && (loaded.contains('年') || loaded.contains('/')),
+        "{loaded}"
+    );
+    let title = d.js("return document.title", json!([])).await;
+    assert_eq!(title, json!("策略 · Switchboard"));
+    switch_language(d, "en", "en-US", "Overview").await;
+    // The same pages in English, for the record.
+    for (page, ready) in PAGES {
+        goto_page(d, page, ready).await;
+        shot(d, dir, &format!("41-en-{page}")).await;
+        let unlabeled = d.js(UNLABELED, json!([])).await;
+        assert_eq!(unlabeled, json!([]), "{page} has controls without a label");
+    }
+}
+
+/// The simulate form comes back after a reload, the request it built included; Reset puts
+/// the defaults back.
+async fn simulate_state_survives_a_reload(d: &Driver) {
+    let values = "return ['sim-model', 'sim-message', 'sim-request'].map(id => document.getElementById(id).value)";
+    d.fill("#sim-message", "kept across a reload").await;
+    // The request is rebuilt on change (typing fires input; leaving the field, change).
+    d.js(
+        "document.getElementById('sim-message').dispatchEvent(new Event('change', {bubbles: true})); return true",
+        json!([]),
+    )
+    .await;
+    let typed = d.js(values, json!([])).await;
+    assert!(
+        typed[2].as_str().unwrap().contains("kept across a reload"),
+        "{typed}"
+    );
+    reload(d, "policies", "#sim-run").await;
+    assert_eq!(d.js(values, json!([])).await, typed);
+    d.click("#simulate-reset").await;
+    let reset = d.js(values, json!([])).await;
+    assert_eq!(reset[1], json!("Hello!"));
+    assert!(reset[2].as_str().unwrap().contains("Hello!"), "{reset}");
 }

@@ -457,7 +457,9 @@ async fn redis_stopped_under_load_fails_closed_fast_and_everything_resumes_when_
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let gateways = fleet(&server, &[], &["--redis-timeout-ms", "100"]).await;
+    // 300 ms: short enough to show a fast refusal (each is checked under 1 s), long enough
+    // that a loaded machine does not time out a healthy Redis before it is stopped.
+    let gateways = fleet(&server, &[], &["--redis-timeout-ms", "300"]).await;
     let (_, limited) = gateways[0]
         .create_key(json!({"name": "limited", "limits": {"rpd": 100000}}))
         .await;

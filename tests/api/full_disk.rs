@@ -450,3 +450,150 @@ fn full_disk_with_large_values() {
         "the key created before the disk filled was lost"
     );
 }
+
+/// Uploads `text` as a batch input file; the status and body.
+fn upload(addr: &str, text: String) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl"),
+            );
+        let res = reqwest::Client::new()
+            .post(format!("{addr}/v1/files"))
+            .bearer_auth(ADMIN)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
+    })
+}
+
+/// A batch on a disk that fills up: the upload that cannot be kept is a 503 and leaves
+/// nothing; the batch sends no new line while its answers cannot be written, holds those it
+/// has, and finishes once there is room, with every line once.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_batch_waits_out_a_full_disk_and_finishes_with_every_line_once() {
+    let disk = match Tmpfs::mount("16m") {
+        Ok(disk) => disk,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI must run the full-disk test, but mounting a tmpfs failed: {e}")
+        }
+        Err(e) => {
+            println!("SKIPPED full_disk batch: cannot mount a tmpfs here: {e}");
+            return;
+        }
+    };
+    let base = tempfile::tempdir().unwrap();
+    let providers = base.path().join("providers.d");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::write(
+        providers.join("mock.yaml"),
+        "kind: mock\nmodels: [echo]\nmock: { latency_ms: 40 }\n",
+    )
+    .unwrap();
+    let data = disk.path.join("data");
+    let mut cmd = bin();
+    cmd.env("SWITCHBOARD_ADMIN_KEY", ADMIN);
+    let (_server, addr, _) = serve_with(
+        cmd,
+        base.path(),
+        &providers,
+        &["--no-watch", "--data", data.to_str().unwrap()],
+    );
+    let total = 400;
+    let line = |i: usize| {
+        json!({"custom_id": format!("c{i}"), "method": "POST", "url": "/v1/chat/completions",
+               "body": {"model": "echo", "messages": [{"role": "user", "content": format!("line {i}")}]}})
+        .to_string()
+            + "\n"
+    };
+    let (status, file) = upload(&addr, (0..total).map(line).collect());
+    assert_eq!(status, 200, "{file}");
+    let (status, batch) = call(
+        "POST",
+        &format!("{addr}/v1/batches"),
+        ADMIN,
+        json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+    );
+    assert_eq!(status, 200, "{batch}");
+    let id = batch["id"].as_str().unwrap().to_string();
+    let completed = || {
+        let (_, b) = call(
+            "GET",
+            &format!("{addr}/v1/batches/{id}"),
+            ADMIN,
+            Value::Null,
+        );
+        (
+            b["request_counts"]["completed"].as_u64().unwrap_or(0),
+            b["status"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    wait_for(30, "the batch under way", || {
+        (completed().0 >= 40).then_some(())
+    });
+
+    let filler = disk.path.join("filler");
+    fill(&filler);
+    // The answers that arrive now cannot be written: the count stops (what was in flight is
+    // held, not counted), and no line is lost.
+    std::thread::sleep(Duration::from_millis(800));
+    let stalled = completed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let still = completed();
+    assert_eq!(
+        stalled, still,
+        "the batch went on while nothing could be written"
+    );
+    assert!(
+        still.0 < total as u64,
+        "the disk filled too late to test anything"
+    );
+    let (status, body) = upload(&addr, line(0));
+    assert_eq!(status, 503, "an upload that cannot be kept: {body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable");
+
+    std::fs::remove_file(&filler).unwrap();
+    let done = wait_for(60, "the batch finished after the disk had room", || {
+        let (n, status) = completed();
+        (status == "completed").then_some(n)
+    });
+    assert_eq!(done, total as u64);
+    let (_, b) = call(
+        "GET",
+        &format!("{addr}/v1/batches/{id}"),
+        ADMIN,
+        Value::Null,
+    );
+    let output = get(
+        &format!(
+            "{addr}/v1/files/{}/content",
+            b["output_file_id"].as_str().unwrap()
+        ),
+        ADMIN,
+    );
+    let mut ids: Vec<String> = output
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["custom_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), total);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "every line once");
+}

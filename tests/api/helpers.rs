@@ -52,6 +52,9 @@ pub struct Spawn {
     pub mirror_concurrency: Option<usize>,
     /// Export traces (`tests/api/otel.rs` runs the receiver).
     pub otlp: Option<switchboard::telemetry::OtlpSettings>,
+    /// `--batch-concurrency-per-batch` and `--max-file-bytes` (defaults when `None`).
+    pub batch_concurrency_per_batch: Option<usize>,
+    pub max_file_bytes: Option<u64>,
 }
 
 impl Default for Spawn {
@@ -72,6 +75,8 @@ impl Default for Spawn {
             trusted_proxies: vec![],
             mirror_concurrency: None,
             otlp: None,
+            batch_concurrency_per_batch: None,
+            max_file_bytes: None,
         }
     }
 }
@@ -132,6 +137,12 @@ pub async fn spawn_with(opts: Spawn) -> (TestApp, Option<String>) {
         settings.mirror_concurrency = n;
     }
     settings.otlp = opts.otlp;
+    if let Some(n) = opts.batch_concurrency_per_batch {
+        settings.batch_concurrency_per_batch = n;
+    }
+    if let Some(n) = opts.max_file_bytes {
+        settings.max_file_bytes = n;
+    }
     if opts.metrics_listen {
         settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     }

@@ -23,6 +23,7 @@ mod admin;
 mod anthropic;
 mod auth;
 mod azure;
+mod batches;
 mod bounds;
 mod cli;
 mod container;

@@ -357,6 +357,9 @@ async fn the_breaker_opens_skips_the_provider_and_closes_after_recovery() {
         assert_eq!(header(&res, "x-switchboard-attempts"), "1");
     }
     assert_eq!(upstream.calls("switch"), 2, "skipped while open");
+    let status = admin_json(&app, "/admin/status").await;
+    assert_eq!(status["providers"]["open_breaker"], json!(["up"]));
+    assert_eq!(status["providers"]["serving"], json!(["mock"]));
     // A reload keeps what was learnt: still open, still skipped.
     let res = app.post("/admin/reload", ADMIN_KEY).send().await.unwrap();
     assert!(res.status().is_success());

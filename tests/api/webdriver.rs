@@ -259,6 +259,23 @@ impl Driver {
         .await;
     }
 
+    /// Reloads the page (WebDriver's refresh: it returns once the page has loaded).
+    pub async fn refresh(&self) {
+        self.post("/refresh", json!({})).await;
+    }
+
+    /// Presses and releases one key (a WebDriver key code such as `\u{E004}` for Tab) on
+    /// whatever has the focus, as a keyboard would.
+    pub async fn press(&self, key: &str) {
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key},
+            ]}]}),
+        )
+        .await;
+    }
+
     /// A Chrome DevTools command through chromedriver (device size, colour scheme).
     pub async fn cdp(&self, cmd: &str, params: Value) {
         self.post("/goog/cdp/execute", json!({"cmd": cmd, "params": params}))

@@ -425,13 +425,91 @@ def checks(client, upstream):
         else:
             raise AssertionError("expected NotFoundError")
 
+    def batch_flow():
+        lines = [{"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": "mock/echo", "messages": [{"role": "user", "content": f"batch {i}"}]}}
+                 for i in range(20)]
+        lines.append({"custom_id": "no-such-model", "method": "POST", "url": "/v1/chat/completions",
+                      "body": {"model": "nobody/none", "messages": [{"role": "user", "content": "x"}]}})
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uploaded = client.files.create(file=("requests.jsonl", data), purpose="batch")
+        assert uploaded.purpose == "batch" and uploaded.bytes == len(data), uploaded
+        assert uploaded.id in [f.id for f in client.files.list()]
+        assert client.files.retrieve(uploaded.id).filename == "requests.jsonl"
+        assert client.files.content(uploaded.id).content == data
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h", metadata={"run": "sdk"})
+        assert batch.status == "validating" and batch.metadata == {"run": "sdk"}, batch
+        deadline = time.time() + 60
+        while batch.status not in ("completed", "failed", "expired", "cancelled"):
+            assert time.time() < deadline, batch
+            time.sleep(0.1)
+            batch = client.batches.retrieve(batch.id)
+        assert batch.status == "completed", batch
+        counts = batch.request_counts
+        assert (counts.total, counts.completed, counts.failed) == (21, 20, 1), counts
+        output = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+        assert sorted(o["custom_id"] for o in output) == sorted(f"line-{i}" for i in range(20)), output
+        for o in output:
+            n = o["custom_id"].split("-")[1]
+            assert o["response"]["status_code"] == 200, o
+            assert o["response"]["body"]["choices"][0]["message"]["content"] == f"batch {n}", o
+        errors = [json.loads(line) for line in client.files.content(batch.error_file_id).text.splitlines()]
+        assert [e["custom_id"] for e in errors] == ["no-such-model"], errors
+        assert errors[0]["response"]["status_code"] == 404, errors
+        assert batch.id in [b.id for b in client.batches.list()]
+        try:
+            client.batches.cancel(batch.id)
+        except openai.ConflictError:
+            pass
+        else:
+            raise AssertionError("cancelling a completed batch should be a conflict")
+        # Another key sees none of it.
+        other = openai.OpenAI(base_url=client.base_url, api_key=new_user_key(client), max_retries=0)
+        for call in (lambda: other.batches.retrieve(batch.id), lambda: other.files.retrieve(uploaded.id),
+                     lambda: other.files.content(batch.output_file_id)):
+            try:
+                call()
+            except openai.NotFoundError:
+                pass
+            else:
+                raise AssertionError("another key could read a batch or a file")
+        assert client.files.delete(uploaded.id).deleted
+
+    def batch_cancelled():
+        lines = [{"custom_id": f"c-{i}", "method": "POST", "url": "/v1/embeddings",
+                  "body": {"model": "text-embedding-mock", "input": f"text {i}"}} for i in range(3000)]
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uploaded = client.files.create(file=("embed.jsonl", data), purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                      completion_window="24h")
+        cancelled = client.batches.cancel(batch.id)
+        assert cancelled.status in ("cancelling", "cancelled"), cancelled
+        deadline = time.time() + 30
+        while cancelled.status != "cancelled":
+            assert time.time() < deadline, cancelled
+            time.sleep(0.1)
+            cancelled = client.batches.retrieve(batch.id)
+        assert cancelled.request_counts.completed < 3000, cancelled
+
     return [chat, chat_raw_headers, stream, models, embeddings, embeddings_base64_mock,
             embeddings_base64_openai, embeddings_base64_azure, embeddings_base64_gemini, completions,
             unknown_model_is_not_found, bad_key_is_authentication_error,
             alias_falls_back_to_the_mock, temperature_zero_is_cached, canary_variant_is_reported,
             long_conversations_are_rejected, responses_plain, responses_streamed,
             responses_previous_response_id, responses_function_call,
-            responses_unknown_previous_is_not_found]
+            responses_unknown_previous_is_not_found, batch_flow, batch_cancelled]
+
+
+def new_user_key(client):
+    """A user key, made through the admin API with the admin key the client holds."""
+    import urllib.request
+    base = str(client.base_url).rstrip("/").removesuffix("/v1")
+    req = urllib.request.Request(base + "/admin/keys", data=json.dumps({"name": "sdk-other"}).encode(),
+                                 headers={"Authorization": f"Bearer {client.api_key}",
+                                          "Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req) as res:
+        return json.loads(res.read())["key"]
 
 
 def run(make_client, checks):

@@ -2,6 +2,9 @@
 
 import { api, getKey, setKey, clearKey, setUnauthorizedHandler } from './api.js';
 import { pages } from './pages.js';
+import { t, getLang, setLang, LANGUAGES, translateStatic } from './i18n.js';
+import { THEMES, getTheme, setTheme, applyTheme } from './theme.js';
+import { h, fill } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 let current = null; // { cleanup }
@@ -31,7 +34,7 @@ async function route() {
   const main = $('main');
   main.replaceChildren();
   main.dataset.page = page;
-  document.title = `${page[0].toUpperCase()}${page.slice(1)} · Switchboard`;
+  document.title = `${t(page[0].toUpperCase() + page.slice(1))} · Switchboard`;
   const ctx = { cleanups: [] };
   current = { cleanup: () => ctx.cleanups.forEach((f) => f()) };
   try {
@@ -55,7 +58,7 @@ $('signin-form').addEventListener('submit', async (e) => {
     await route();
   } catch (err) {
     $('signin-error').textContent =
-      err.status === 403 ? 'That key is not an admin key.' : err.status === 401 ? 'That key is not valid.' : err.message;
+      err.status === 403 ? t('That key is not an admin key.') : err.status === 401 ? t('That key is not valid.') : err.message;
   } finally {
     button.disabled = false;
   }
@@ -63,13 +66,39 @@ $('signin-form').addEventListener('submit', async (e) => {
 
 $('signout').addEventListener('click', () => {
   clearKey();
-  showSignin('Signed out.');
+  showSignin(t('Signed out.'));
 });
 
 setUnauthorizedHandler(() => {
   clearKey();
-  showSignin('Your key is no longer valid; sign in again.');
+  showSignin(t('Your key is no longer valid; sign in again.'));
 });
+
+// The header's language and theme switches; a change of language draws the page again (the
+// forms keep what was typed: forms.js).
+const langSelect = $('lang-select');
+const themeSelect = $('theme-select');
+function drawPrefs() {
+  fill(langSelect, LANGUAGES.map(([v, label]) => h('option', { value: v, lang: v === 'zh' ? 'zh-CN' : 'en' }, label)));
+  langSelect.value = getLang();
+  const labels = { system: t('Theme: system'), light: t('Theme: light'), dark: t('Theme: dark') };
+  fill(themeSelect, THEMES.map((v) => h('option', { value: v }, labels[v])));
+  themeSelect.value = getTheme();
+  translateStatic();
+}
+langSelect.addEventListener('change', () => {
+  setLang(langSelect.value);
+  drawPrefs();
+  if (getKey()) route();
+});
+themeSelect.addEventListener('change', () => setTheme(themeSelect.value));
+// The skip link focuses the page's content without touching the URL hash (the router's).
+$('skip-link').addEventListener('click', (e) => {
+  e.preventDefault();
+  $('main').focus();
+});
+applyTheme();
+drawPrefs();
 
 window.addEventListener('hashchange', route);
 route();

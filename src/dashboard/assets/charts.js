@@ -1,5 +1,9 @@
 // Small hand-written SVG charts: bars (optionally with an error overlay) and lines.
 // Colours come from CSS classes (s1..s6), so light and dark mode follow the stylesheet.
+// Each chart comes in a <figure> with its figures as a table under a disclosure: the text
+// alternative for screen readers and for reading exact values.
+
+import { t } from './i18n.js';
 
 const NS = 'http://www.w3.org/2000/svg';
 
@@ -43,6 +47,48 @@ function xLabels(svg, pad, w, h, labels, step) {
   });
 }
 
+// The chart and, folded under it, a table of what it draws.
+function figure(svg, title, head, rows) {
+  const doc = document;
+  const mk = (tag, text) => {
+    const e = doc.createElement(tag);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const table = mk('table');
+  table.append(mk('caption', title));
+  const tr = mk('tr');
+  head.forEach((x, i) => {
+    const th = mk('th', x);
+    if (i) th.className = 'num';
+    tr.append(th);
+  });
+  const thead = mk('thead');
+  thead.append(tr);
+  const tbody = mk('tbody');
+  for (const r of rows) {
+    const row = mk('tr');
+    r.forEach((x, i) => {
+      const td = mk(i ? 'td' : 'th', x);
+      if (i) td.className = 'num';
+      else td.setAttribute('scope', 'row');
+      row.append(td);
+    });
+    tbody.append(row);
+  }
+  table.append(thead, tbody);
+  const wrap = mk('div');
+  wrap.className = 'table-wrap';
+  wrap.append(table);
+  const details = mk('details');
+  details.className = 'chart-table';
+  details.append(mk('summary', t('Show as a table')), wrap);
+  const fig = mk('figure');
+  fig.className = 'chart-figure';
+  fig.append(svg, details);
+  return fig;
+}
+
 // points: [{label, value, error?, title}]
 export function barChart(points, { fmt = String, height = 200, width = 480, title = '', cls = 's1' } = {}) {
   const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
@@ -59,12 +105,18 @@ export function barChart(points, { fmt = String, height = 200, width = 480, titl
     if (p.error) {
       const eh = (h * p.error) / max;
       const e = el('rect', { x, y: pad.t + h - eh, width: bw, height: Math.max(0, eh), class: 'err' });
-      e.append(el('title', {}, `${p.label}: ${p.error} errors`));
+      e.append(el('title', {}, t('{label}: {n} errors', { label: p.label, n: p.error })));
       svg.append(e);
     }
   });
   xLabels(svg, pad, w, h, points.map((p) => p.label), step);
-  return svg;
+  const withErrors = points.some((p) => p.error);
+  return figure(
+    svg,
+    title,
+    withErrors ? [t('Bucket'), t('Value'), t('Errors')] : [t('Bucket'), t('Value')],
+    points.map((p) => (withErrors ? [p.label, fmt(p.value), String(p.error || 0)] : [p.label, fmt(p.value)])),
+  );
 }
 
 // series: [{name, values: [number]}], labels: [string]
@@ -86,7 +138,7 @@ export function lineChart(series, labels, { fmt = String, height = 220, width = 
     }
   });
   xLabels(svg, pad, w, h, labels, step);
-  return svg;
+  return figure(svg, title, [t('Bucket'), ...series.map((s) => s.name)], labels.map((l, i) => [l, ...series.map((s) => fmt(s.values[i] ?? 0))]));
 }
 
 export function legend(names) {

@@ -5,6 +5,7 @@
 import { api } from './api.js';
 import { h, fill, toast, modal, confirmAction, errorBox, table } from './ui.js';
 import { highlight } from './highlight.js';
+import { t } from './i18n.js';
 
 const TEMPLATE = 'fn on_request(req, ctx) {\n    // ctx.route(["provider/model"]);\n}\n';
 const path = (name) => `/admin/policies/${encodeURIComponent(name)}`;
@@ -13,7 +14,7 @@ const path = (name) => `/admin/policies/${encodeURIComponent(name)}`;
 // `onSaved`: called after a save or delete (the page reloads its status).
 export function policyEditor({ scripts, writable, onSaved }) {
   const select = h('select', { id: 'editor-script' });
-  const source = h('textarea', { id: 'editor-source', class: 'mono', spellcheck: 'false', wrap: 'off', rows: '18', autocomplete: 'off', 'aria-label': 'Script source' });
+  const source = h('textarea', { id: 'editor-source', class: 'mono', spellcheck: 'false', wrap: 'off', rows: '18', autocomplete: 'off', 'aria-label': t('Script source') });
   const gutter = h('div', { id: 'editor-gutter', class: 'gutter mono', 'aria-hidden': 'true' });
   // The coloured copy of the text, under the textarea (whose own text is transparent).
   const shade = h('pre', { id: 'editor-highlight', class: 'code-shade mono', 'aria-hidden': 'true' });
@@ -41,7 +42,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
   }
   function markDirty() {
     const dirty = current.isNew || source.value !== current.loaded;
-    state.textContent = current.name ? `${current.name}${current.isNew ? ' (new, not saved)' : dirty ? ' (modified, not saved)' : ''}` : '';
+    state.textContent = current.name ? `${current.name}${current.isNew ? ` ${t('(new, not saved)')}` : dirty ? ` ${t('(modified, not saved)')}` : ''}` : '';
   }
   source.addEventListener('input', () => {
     errorLines = new Set();
@@ -76,7 +77,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
     fill(out, h('div', { class: 'card', id: 'editor-errors' },
       h('h3', { class: 'error' }, title),
       h('ul', {}, errors.map((e) => h('li', { class: 'editor-error' },
-        e.line ? h('button', { type: 'button', class: 'link', onclick: () => jumpTo(e.line) }, `line ${e.line}${e.column ? `, column ${e.column}` : ''}`) : null,
+        e.line ? h('button', { type: 'button', class: 'link', onclick: () => jumpTo(e.line) }, e.column ? t('line {line}, column {column}', { line: e.line, column: e.column }) : t('line {line}', { line: e.line })) : null,
         e.line ? ': ' : null,
         h('span', { class: 'error' }, e.message)))),
     ));
@@ -86,7 +87,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
   function showFailure(err) {
     const line = /line (\d+)/.exec(err.message || '');
     if (err.body?.error?.code === 'invalid_policy' && line) {
-      showErrors([{ line: Number(line[1]), message: err.message }], 'The draft does not compile');
+      showErrors([{ line: Number(line[1]), message: err.message }], t('The draft does not compile'));
     } else {
       fill(out, errorBox(err));
     }
@@ -114,7 +115,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
     if (selected) select.value = selected;
   }
   select.addEventListener('change', async () => {
-    if (current.name && source.value !== current.loaded && !(await confirmAction('Discard the draft?', `Your changes to ${current.name} are not saved.`, 'Discard'))) {
+    if (current.name && source.value !== current.loaded && !(await confirmAction(t('Discard the draft?'), t('Your changes to {name} are not saved.', { name: current.name }), t('Discard')))) {
       select.value = current.name;
       return;
     }
@@ -131,9 +132,9 @@ export function policyEditor({ scripts, writable, onSaved }) {
       if (r.valid) {
         errorLines = new Set();
         renderGutter();
-        fill(out, h('p', { class: 'ok', id: 'editor-valid' }, `${current.name} compiles.`));
+        fill(out, h('p', { class: 'ok', id: 'editor-valid' }, t('{name} compiles.', { name: current.name })));
       } else {
-        showErrors(r.errors, `${current.name} does not compile`);
+        showErrors(r.errors, t('{name} does not compile', { name: current.name }));
       }
     } catch (e) {
       showFailure(e);
@@ -147,17 +148,17 @@ export function policyEditor({ scripts, writable, onSaved }) {
       const mine = r.coverage.find((c) => c.script === current.name);
       missLines = new Set(mine ? mine.not_run : []);
       renderGutter();
-      const summary = (c) => `${c.script}: ${c.executed}/${c.lines} lines executed${c.not_run.length ? `; not run: ${c.not_run.join(', ')}` : ''}`;
+      const summary = (c) => `${t('{script}: {executed}/{lines} lines executed', { script: c.script, executed: c.executed, lines: c.lines })}${c.not_run.length ? t('; not run: {lines}', { lines: c.not_run.join(', ') }) : ''}`;
       fill(out, h('div', { class: 'card', id: 'editor-fixtures' },
-        h('h3', { class: r.failed ? 'error' : undefined }, `Fixtures with this draft: ${r.passed} passed, ${r.failed} failed`),
+        h('h3', { class: r.failed ? 'error' : undefined }, t('Fixtures with this draft: {passed} passed, {failed} failed', { passed: r.passed, failed: r.failed })),
         table([
-          { label: 'File', render: (c) => h('code', {}, c.file) },
-          { label: 'Case', key: 'name' },
-          { label: 'Result', render: (c) => h('span', { class: `badge ${c.passed ? 'ok' : 'err'}` }, c.passed ? 'pass' : 'fail') },
-          { label: 'What differed', render: (c) => c.problems.join('; ') || '–' },
-        ], r.cases, { empty: 'No fixtures in policies/tests.' }),
-        r.cases.length ? [h('h3', {}, 'Lines the fixtures executed'), h('ul', { id: 'editor-coverage', class: 'mono' }, r.coverage.map((c) => h('li', {}, summary(c)))),
-          h('p', { class: 'muted' }, 'Lines of this draft that no fixture ran are marked in the gutter.')] : null,
+          { label: t('File'), render: (c) => h('code', {}, c.file) },
+          { label: t('Case'), key: 'name' },
+          { label: t('Result'), render: (c) => h('span', { class: `badge ${c.passed ? 'ok' : 'err'}` }, c.passed ? t('pass') : t('fail')) },
+          { label: t('What differed'), render: (c) => c.problems.join('; ') || '–' },
+        ], r.cases, { empty: t('No fixtures in policies/tests.') }),
+        r.cases.length ? [h('h3', {}, t('Lines the fixtures executed')), h('ul', { id: 'editor-coverage', class: 'mono' }, r.coverage.map((c) => h('li', {}, summary(c)))),
+          h('p', { class: 'muted' }, t('Lines of this draft that no fixture ran are marked in the gutter.'))] : null,
       ));
     } catch (e) {
       showFailure(e);
@@ -166,7 +167,7 @@ export function policyEditor({ scripts, writable, onSaved }) {
 
   async function save() {
     const { name } = current;
-    if (!(await confirmAction('Save the script?', `Write ${name} to the policies folder and reload the gateway? Requests use it at once.`, 'Save'))) return;
+    if (!(await confirmAction(t('Save the script?'), t('Write {name} to the policies folder and reload the gateway? Requests use it at once.', { name }), t('Save')))) return;
     fill(out);
     try {
       const r = await api(path(name), { method: 'PUT', body: { source: source.value } });
@@ -188,11 +189,11 @@ export function policyEditor({ scripts, writable, onSaved }) {
 
   async function remove() {
     const { name } = current;
-    if (!(await confirmAction('Delete the script?', `Delete ${name} from the policies folder and reload the gateway?`, 'Delete'))) return;
+    if (!(await confirmAction(t('Delete the script?'), t('Delete {name} from the policies folder and reload the gateway?', { name }), t('Delete')))) return;
     fill(out);
     try {
       if (current.isNew) {
-        toast(`${name} was never saved`);
+        toast(t('{name} was never saved', { name }));
       } else {
         const r = await api(path(name), { method: 'DELETE' });
         toast(r.message);
@@ -215,15 +216,15 @@ export function policyEditor({ scripts, writable, onSaved }) {
 
   async function create() {
     const input = h('input', { id: 'editor-new-name', placeholder: '50-my-rule.rhai', value: '' });
-    const ok = await modal('New script', h('label', {}, 'File name (letters, digits, - _ . ; ends in .rhai; scripts run in name order)', input), [
-      { label: 'Cancel', value: false, class: 'ghost', id: 'editor-new-cancel' },
-      { label: 'Create', value: true, id: 'editor-new-ok' },
+    const ok = await modal(t('New script'), h('label', {}, t('File name (letters, digits, - _ . ; ends in .rhai; scripts run in name order)'), input), [
+      { label: t('Cancel'), value: false, class: 'ghost', id: 'editor-new-cancel' },
+      { label: t('Create'), value: true, id: 'editor-new-ok' },
     ]);
     let name = input.value.trim();
     if (!ok || !name) return;
     if (!name.endsWith('.rhai')) name += '.rhai';
     if (scripts.includes(name)) {
-      toast(`${name} exists; it is open now`);
+      toast(t('{name} exists; it is open now', { name }));
       options(scripts, name);
       open(name);
       return;
@@ -244,20 +245,20 @@ export function policyEditor({ scripts, writable, onSaved }) {
   }
 
   const card = h('section', { class: 'card', id: 'policy-editor' },
-    h('div', { class: 'row between' }, h('h2', {}, 'Edit a script'), state),
+    h('div', { class: 'row between' }, h('h2', {}, t('Edit a script')), state),
     h('div', { class: 'row' },
-      h('label', { class: 'grow' }, 'Script', select),
-      writable ? button('editor-new', 'New script', create, 'ghost') : null,
+      h('label', { class: 'grow' }, t('Script'), select),
+      writable ? button('editor-new', t('New script'), create, 'ghost') : null,
     ),
     h('div', { class: 'code-editor' }, gutter, h('div', { class: 'code-area' }, shade, source)),
     h('div', { class: 'row' },
-      button('editor-validate', 'Validate', validate),
-      button('editor-test', 'Run fixtures', runFixtures, 'ghost'),
-      writable ? button('editor-save', 'Save', save) : null,
-      writable ? button('editor-delete', 'Delete', remove, 'danger') : null,
-      writable ? null : h('span', { class: 'muted', id: 'editor-read-only' }, 'Read-only (--read-only-policies): drafts can be checked and simulated, not saved.'),
+      button('editor-validate', t('Validate'), validate),
+      button('editor-test', t('Run fixtures'), runFixtures, 'ghost'),
+      writable ? button('editor-save', t('Save'), save) : null,
+      writable ? button('editor-delete', t('Delete'), remove, 'danger') : null,
+      writable ? null : h('span', { class: 'muted', id: 'editor-read-only' }, t('Read-only (--read-only-policies): drafts can be checked and simulated, not saved.')),
     ),
-    h('p', { class: 'muted' }, 'Validate compiles the draft as a reload would; Run fixtures runs policies/tests with the draft in place of the saved script; the simulator below uses the draft when "Use the draft" is ticked.'),
+    h('p', { class: 'muted' }, t('Validate compiles the draft as a reload would; Run fixtures runs policies/tests with the draft in place of the saved script; the simulator below uses the draft when "Use the draft" is ticked.')),
     out,
   );
   options(scripts, scripts[0]);

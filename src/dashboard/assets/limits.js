@@ -2,17 +2,19 @@
 // fields and as short text.
 
 import { h, num, usd } from './ui.js';
+import { t } from './i18n.js';
 
-// [field, label, kind]: `count` is a whole number, `usd` an amount.
+// [field, label, kind]: `count` is a whole number, `usd` an amount. Labels are drawn in the
+// current language (a function, as the language can change).
 export const LIMITS = [
-  ['rpm', 'Requests / min', 'count'],
-  ['rpd', 'Requests / day', 'count'],
-  ['tpm', 'Tokens / min', 'count'],
-  ['tpd', 'Tokens / day', 'count'],
-  ['max_parallel', 'In flight', 'count'],
-  ['budget_usd_day', 'USD / day', 'usd'],
-  ['budget_usd_month', 'USD / month', 'usd'],
-  ['budget_usd_total', 'USD in all', 'usd'],
+  ['rpm', () => t('Requests / min'), 'count'],
+  ['rpd', () => t('Requests / day'), 'count'],
+  ['tpm', () => t('Tokens / min'), 'count'],
+  ['tpd', () => t('Tokens / day'), 'count'],
+  ['max_parallel', () => t('In flight'), 'count'],
+  ['budget_usd_day', () => t('USD / day'), 'usd'],
+  ['budget_usd_month', () => t('USD / month'), 'usd'],
+  ['budget_usd_total', () => t('USD in all'), 'usd'],
 ];
 
 // An input per limit, filled from `limits`. `read()` returns the limits entered (an empty
@@ -20,14 +22,14 @@ export const LIMITS = [
 export function limitFields(prefix, limits = {}) {
   const inputs = LIMITS.map(([field, label, kind]) => ({
     field,
-    label,
+    label: label(),
     kind,
     input: h('input', {
       id: `${prefix}-${field.replaceAll('_', '-')}`,
       type: 'number',
       min: '0',
       step: kind === 'usd' ? '0.01' : '1',
-      placeholder: 'none',
+      placeholder: t('none'),
       value: limits?.[field] ?? '',
       dataset: { limit: field },
     }),
@@ -36,12 +38,12 @@ export function limitFields(prefix, limits = {}) {
   const read = () => {
     const out = {};
     for (const { field, label, kind, input } of inputs) {
-      if (input.validity?.badInput) throw new Error(`${label}: not a number`);
+      if (input.validity?.badInput) throw new Error(t('{label}: not a number', { label }));
       const text = input.value.trim();
       if (text === '') continue;
       const n = Number(text);
       if (!Number.isFinite(n) || n < 0 || (kind === 'count' && !Number.isInteger(n))) {
-        throw new Error(`${label}: ${kind === 'count' ? 'a whole number' : 'an amount in USD'}, 0 or more`);
+        throw new Error(kind === 'count' ? t('{label}: a whole number, 0 or more', { label }) : t('{label}: an amount in USD, 0 or more', { label }));
       }
       out[field] = n;
     }
@@ -51,20 +53,20 @@ export function limitFields(prefix, limits = {}) {
 }
 
 const TEXT = {
-  rpm: (v) => `${num(v)} req/min`,
-  rpd: (v) => `${num(v)} req/day`,
-  tpm: (v) => `${num(v)} tok/min`,
-  tpd: (v) => `${num(v)} tok/day`,
-  max_parallel: (v) => `${num(v)} in flight`,
-  budget_usd_day: (v) => `${usd(v)}/day`,
-  budget_usd_month: (v) => `${usd(v)}/month`,
-  budget_usd_total: (v) => `${usd(v)} in all`,
+  rpm: (v) => t('{n} req/min', { n: num(v) }),
+  rpd: (v) => t('{n} req/day', { n: num(v) }),
+  tpm: (v) => t('{n} tok/min', { n: num(v) }),
+  tpd: (v) => t('{n} tok/day', { n: num(v) }),
+  max_parallel: (v) => t('{n} in flight', { n: num(v) }),
+  budget_usd_day: (v) => t('{amount}/day', { amount: usd(v) }),
+  budget_usd_month: (v) => t('{amount}/month', { amount: usd(v) }),
+  budget_usd_total: (v) => t('{amount} in all', { amount: usd(v) }),
 };
 
 // The limits set, as pills; `none` when there is none.
 export function limitsPills(limits) {
   const set = LIMITS.filter(([field]) => limits?.[field] !== undefined && limits?.[field] !== null);
-  if (!set.length) return h('span', { class: 'muted' }, 'none');
+  if (!set.length) return h('span', { class: 'muted' }, t('none'));
   return h('div', { class: 'pill-list limits-text' }, set.map(([field]) => h('code', {}, TEXT[field](limits[field]))));
 }
 
@@ -78,7 +80,9 @@ export function limitBars(limitUse) {
   if (!limitUse?.length) return null;
   return h('div', { class: 'limit-bars' }, limitUse.map((l) => {
     const taken = l.current + l.reserved;
-    const label = `${l.name}: ${amount(l.kind, l.current)}${l.reserved ? ` + ${amount(l.kind, l.reserved)} reserved` : ''} of ${amount(l.kind, l.max)}`;
+    const label = l.reserved
+      ? t('{name}: {current} + {reserved} reserved of {max}', { name: l.name, current: amount(l.kind, l.current), reserved: amount(l.kind, l.reserved), max: amount(l.kind, l.max) })
+      : t('{name}: {current} of {max}', { name: l.name, current: amount(l.kind, l.current), max: amount(l.kind, l.max) });
     return h('div', { class: 'limit-bar', title: label },
       h('progress', { max: String(Math.max(l.max, 1)), value: String(Math.min(taken, l.max)) }),
       h('small', {}, label));

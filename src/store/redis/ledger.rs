@@ -16,6 +16,7 @@ use crate::store::logs::{
 };
 use crate::store::usage::{
     first_kept_hour, regroup, Bucket, GroupBy, KeyUsage, Merged, Totals, UsageRow, UsageStore,
+    LATENCY_BUCKETS,
 };
 use redis::Script;
 use std::collections::{BTreeMap, HashMap};
@@ -30,8 +31,10 @@ const MEMBER_HEAD: usize = 16 + 16 + INSTANCE_LEN;
 const INSTANCE_LEN: usize = 12;
 /// Log members read per round trip while scanning.
 const PAGE: usize = 256;
-/// Every figure of a usage row, in the order `lua/ledger_write.lua` takes them (its `names`).
-pub(super) const FIGURES: [&str; 10] = [
+/// Every figure of a usage row, in the order `lua/ledger_write.lua` takes them (its `names`):
+/// the sums, then the latency histogram's buckets (`lat0`..`lat9`) and time to first token's
+/// (`ttft0`..`ttft9`), each a counter like the others.
+pub(super) const FIGURES: [&str; 10 + 2 * LATENCY_BUCKETS] = [
     "requests",
     "errors",
     "cached",
@@ -42,6 +45,26 @@ pub(super) const FIGURES: [&str; 10] = [
     "estimated",
     "cached_tokens",
     "cache_write_tokens",
+    "lat0",
+    "lat1",
+    "lat2",
+    "lat3",
+    "lat4",
+    "lat5",
+    "lat6",
+    "lat7",
+    "lat8",
+    "lat9",
+    "ttft0",
+    "ttft1",
+    "ttft2",
+    "ttft3",
+    "ttft4",
+    "ttft5",
+    "ttft6",
+    "ttft7",
+    "ttft8",
+    "ttft9",
 ];
 
 pub struct RedisLedger {
@@ -180,7 +203,7 @@ pub(super) fn figures(t: &Totals) -> [(&'static str, String); FIGURES.len()] {
     } else {
         t.cost_usd.to_string()
     };
-    let mut values = [
+    let base = [
         t.requests.to_string(),
         t.errors.to_string(),
         t.cached.to_string(),
@@ -192,7 +215,11 @@ pub(super) fn figures(t: &Totals) -> [(&'static str, String); FIGURES.len()] {
         t.cached_tokens.to_string(),
         t.cache_write_tokens.to_string(),
     ];
-    std::array::from_fn(|i| (FIGURES[i], std::mem::take(&mut values[i])))
+    let mut values = base
+        .into_iter()
+        .chain(t.latency_hist.0.iter().map(u64::to_string))
+        .chain(t.ttft_hist.0.iter().map(u64::to_string));
+    std::array::from_fn(|i| (FIGURES[i], values.next().unwrap_or_default()))
 }
 
 /// Sets one figure of `t` from its stored text. Figures a row was written without (those
@@ -210,7 +237,19 @@ pub(super) fn set_figure(t: &mut Totals, figure: &str, value: &str) {
         "estimated" => t.estimated = int(),
         "cached_tokens" => t.cached_tokens = int(),
         "cache_write_tokens" => t.cache_write_tokens = int(),
-        _ => {}
+        other => {
+            let bucket = |prefix: &str| {
+                other
+                    .strip_prefix(prefix)
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .filter(|i| *i < LATENCY_BUCKETS)
+            };
+            if let Some(i) = bucket("lat") {
+                t.latency_hist.0[i] = int();
+            } else if let Some(i) = bucket("ttft") {
+                t.ttft_hist.0[i] = int();
+            }
+        }
     }
 }
 

@@ -4,12 +4,15 @@
 -- entries by member; KEYS[4]: members by request id; KEYS[5]: the hours that have usage rows;
 -- KEYS[6]: keys' all-time figures. ARGV: the marker's TTL, the prefix of hourly usage hashes,
 -- then the entries (count; member, request id, JSON each), the rows (count; hour, dimensions,
--- ten totals each), the keys (count; id, ten totals, last use each). The totals come in the
--- order of `names` (the Rust side's `FIGURES`).
+-- thirty totals each), the keys (count; id, thirty totals, last use each). The totals come in
+-- the order of `names` (the Rust side's `FIGURES`): ten sums, then the ten buckets of the
+-- latency histogram (lat0..lat9) and of time to first token (ttft0..ttft9).
 -- Returns 1 when written, 0 when the batch was there already.
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local names = {'requests', 'errors', 'cached', 'prompt_tokens', 'completion_tokens',
   'total_tokens', 'cost_usd', 'estimated', 'cached_tokens', 'cache_write_tokens'}
+for b = 0, 9 do names[#names + 1] = 'lat' .. b end
+for b = 0, 9 do names[#names + 1] = 'ttft' .. b end
 local figures = #names
 local function add(hash, field, f, v)
   if v == '0' then return end

@@ -1,6 +1,7 @@
-//! Writing and removing a script in the policies folder so that no reader (the watcher, a
-//! reload, a crash) ever sees half a file: a hidden temporary file in the same folder, synced,
-//! renamed over the script, then the folder synced so the rename itself survives a power cut.
+//! Writing and removing a file so that no reader (the watcher, a reload, a crash) ever sees
+//! half of it: a hidden temporary file in the same folder, synced, renamed over the file, then
+//! the folder synced so the rename itself survives a power cut. Policy scripts from the editor,
+//! batch files and batch records are written this way.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -10,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Tells apart the temporary files of writes running at once.
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// Writes `text` to `dir/name` atomically. The temporary file is hidden (`.name.N.tmp`), so the
-/// loader, which skips hidden files, never compiles it. An existing script keeps its
+/// Writes `bytes` to `dir/name` atomically. The temporary file is hidden (`.name.N.tmp`), so
+/// the policy loader, which skips hidden files, never compiles it. An existing file keeps its
 /// permissions.
-pub fn write(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let target = dir.join(name);
     let tmp = dir.join(format!(
         ".{name}.{}.{}.tmp",
@@ -22,7 +23,7 @@ pub fn write(dir: &Path, name: &str, text: &str) -> io::Result<()> {
     ));
     let written = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        file.write_all(text.as_bytes())?;
+        file.write_all(bytes)?;
         if let Ok(meta) = fs::metadata(&target) {
             file.set_permissions(meta.permissions())?;
         }
@@ -48,7 +49,7 @@ pub fn remove(dir: &Path, name: &str) -> io::Result<bool> {
 }
 
 /// Makes a rename or removal in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -59,8 +60,8 @@ mod tests {
     #[test]
     fn a_write_replaces_the_file_whole_and_leaves_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.rhai", "one").unwrap();
-        write(dir.path(), "a.rhai", "two").unwrap();
+        write(dir.path(), "a.rhai", b"one").unwrap();
+        write(dir.path(), "a.rhai", b"two").unwrap();
         assert_eq!(
             fs::read_to_string(dir.path().join("a.rhai")).unwrap(),
             "two"
@@ -78,9 +79,9 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_the_old_file() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.rhai", "one").unwrap();
+        write(dir.path(), "a.rhai", b"one").unwrap();
         let missing = dir.path().join("gone");
-        assert!(write(&missing, "a.rhai", "two").is_err());
+        assert!(write(&missing, "a.rhai", b"two").is_err());
         assert_eq!(
             fs::read_to_string(dir.path().join("a.rhai")).unwrap(),
             "one"
