@@ -11,9 +11,9 @@
 # Each scenario runs the harness (benches/instructions/harness.rs) once under callgrind, which
 # counts every thread of the process between two markers the harness calls around its N
 # requests (after warm-up, before shutdown); the count over N is the cost of one request
-# (runs agree within about 1 %: what the gateway's timed threads do, the request log's writer
-# every 100 ms and sled's flusher, varies a little with valgrind's pace). The figure includes the harness's client and upstream (a socket each, canned bytes); the
-# `direct` scenario measures them alone. A figure more than MARGIN_PCT (default 3) percent
+# (runs agree within about 1 %: what the gateway's timed threads do, sled's flusher and the
+# timers, varies a little with valgrind's pace). The figure includes the harness's client and
+# upstream (a socket each, canned bytes); the `direct` scenario measures them alone. A figure more than MARGIN_PCT (default 3) percent
 # over its budget fails the check; one more than that under it is reported, so the budget can
 # be lowered with --update. Debug and release count differently: each has its own budget file
 # (budget-debug.txt, budget-release.txt).
