@@ -81,6 +81,8 @@ pub struct Accountant {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keep request and response bodies in the log.
     pub log_bodies: bool,
+    /// Entries are dropped, not queued (`Settings::bench_off`, benchmarks only).
+    discard: bool,
 }
 
 impl Accountant {
@@ -91,6 +93,18 @@ impl Accountant {
         metrics: Arc<Metrics>,
         retention: Retention,
         log_bodies: bool,
+    ) -> std::io::Result<Accountant> {
+        Self::start_ticking(store, metrics, retention, log_bodies, TICK)
+    }
+
+    /// [`Accountant::start`] with the writer's tick given: a tick longer than the run makes it
+    /// write only when it stops, in one batch (`Settings::bench_off`, benchmarks only).
+    pub fn start_ticking(
+        store: Store,
+        metrics: Arc<Metrics>,
+        retention: Retention,
+        log_bodies: bool,
+        tick: Duration,
     ) -> std::io::Result<Accountant> {
         let queue = Arc::new(Queue {
             entries: Mutex::new(Vec::with_capacity(1024)),
@@ -103,7 +117,7 @@ impl Accountant {
             .spawn(move || {
                 let mut last_prune = Instant::now() - PRUNE_EVERY;
                 loop {
-                    std::thread::park_timeout(TICK);
+                    std::thread::park_timeout(tick);
                     let stopping = writer_queue.stop.load(Ordering::Acquire);
                     w.hold(writer_queue.take());
                     w.write();
@@ -124,11 +138,22 @@ impl Accountant {
             metrics,
             writer: Mutex::new(Some(writer)),
             log_bodies,
+            discard: false,
         })
+    }
+
+    /// Drops every entry instead of queueing it: for the benchmarks' CPU breakdown only
+    /// (`Settings::bench_off`), never for a gateway that serves.
+    pub fn discarding(mut self) -> Accountant {
+        self.discard = true;
+        self
     }
 
     /// Queues an entry; never blocks the request beyond a short lock.
     pub fn record(&self, entry: LogEntry) {
+        if self.discard {
+            return;
+        }
         let queued = {
             let mut q = self.queue.lock();
             let room = q.len() < QUEUE;

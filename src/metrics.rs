@@ -116,6 +116,8 @@ pub struct Metrics {
     in_flight: std::sync::atomic::AtomicU64,
     /// When this process's metrics began: the gateway's uptime.
     started: std::time::Instant,
+    /// Per-request figures are not kept (`Settings::bench_off`, benchmarks only).
+    off: bool,
 }
 
 impl Default for Metrics {
@@ -124,6 +126,7 @@ impl Default for Metrics {
             inner: Mutex::default(),
             in_flight: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
+            off: false,
         }
     }
 }
@@ -166,6 +169,15 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Metrics that keep no per-request figures: for the benchmarks' CPU breakdown only
+    /// (`Settings::bench_off`).
+    pub fn per_request_off() -> Metrics {
+        Metrics {
+            off: true,
+            ..Metrics::default()
+        }
+    }
+
     /// Marks a request in flight until the guard is dropped.
     pub fn request_started(&self) -> InFlight<'_> {
         self.in_flight
@@ -184,6 +196,9 @@ impl Metrics {
     }
 
     pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {
+        if self.off {
+            return;
+        }
         let m = METHODS[..5].iter().position(|x| *x == method).unwrap_or(5);
         let mut inner = self.lock();
         let figures = match inner.http.get_mut(route) {
@@ -206,6 +221,9 @@ impl Metrics {
         cost: f64,
         secs: f64,
     ) {
+        if self.off {
+            return;
+        }
         let mut inner = self.lock();
         let u = inner
             .upstream
@@ -233,6 +251,9 @@ impl Metrics {
         first_token_secs: f64,
         per_token_secs: Option<f64>,
     ) {
+        if self.off {
+            return;
+        }
         let mut inner = self.lock();
         let u = inner
             .upstream
@@ -522,6 +543,20 @@ mod tests {
         assert!(text.contains(
             r#"switchboard_time_per_output_token_seconds_count{provider="mock",model="echo"} 1"#
         ));
+        assert!(text.contains("switchboard_otel_spans_dropped_total 3"));
+    }
+
+    #[test]
+    fn the_benchmarks_metrics_keep_no_per_request_figures() {
+        let m = Metrics::per_request_off();
+        m.http("/v1/chat/completions", "POST", 200, 0.003);
+        m.upstream("mock", "echo", true, false, 3, 4, 0.5, 0.02);
+        m.stream_timing("mock", "echo", 0.2, None);
+        m.otel_spans_dropped(3);
+        let text = m.render();
+        assert!(!text.contains("switchboard_http_requests_total{"), "{text}");
+        assert!(!text.contains(r#"provider="mock""#), "{text}");
+        // What is not per request is still counted.
         assert!(text.contains("switchboard_otel_spans_dropped_total 3"));
     }
 }

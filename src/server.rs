@@ -116,7 +116,11 @@ impl Application {
             None
         };
 
-        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let metrics = std::sync::Arc::new(if settings.bench_off.metrics {
+            crate::metrics::Metrics::per_request_off()
+        } else {
+            crate::metrics::Metrics::default()
+        });
         let trace_sampling = crate::telemetry::SamplingRatio::default();
         let telemetry = match &settings.otlp {
             Some(otlp) => {
@@ -144,13 +148,28 @@ impl Application {
             reload::spawn_watcher(std::sync::Arc::downgrade(&reloader));
         }
         reload::spawn_sighup(std::sync::Arc::downgrade(&reloader));
-        let accountant = crate::ledger_writer::Accountant::start(
-            store.clone(),
-            metrics.clone(),
-            settings.log_retention,
-            settings.log_bodies,
-        )
+        let accountant = if settings.bench_off.log_writer_at_stop {
+            crate::ledger_writer::Accountant::start_ticking(
+                store.clone(),
+                metrics.clone(),
+                settings.log_retention,
+                settings.log_bodies,
+                std::time::Duration::from_secs(365 * 86_400),
+            )
+        } else {
+            crate::ledger_writer::Accountant::start(
+                store.clone(),
+                metrics.clone(),
+                settings.log_retention,
+                settings.log_bodies,
+            )
+        }
         .map_err(|e| StartError::Store(StoreError::from(e)))?;
+        let accountant = if settings.bench_off.request_log {
+            accountant.discarding()
+        } else {
+            accountant
+        };
         let health = std::sync::Arc::new(crate::router::provider_health::Registry::with_webhooks(
             webhooks.clone(),
         ));

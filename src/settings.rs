@@ -68,6 +68,25 @@ pub struct Settings {
     /// Where the settings came from, and how to read them again on reload (the binary's
     /// command line and settings file); `None` when built in code (tests).
     pub source: Option<Arc<SettingsSource>>,
+    /// Subsystems switched off for the benchmarks' CPU breakdown only; see [`BenchOff`].
+    pub bench_off: BenchOff,
+}
+
+/// Subsystems the instruction-count harness (`benches/instructions/`) switches off, one at a
+/// time, to measure what each costs a request, or runs at a pace it can count. Not a setting: no flag, variable or file
+/// reaches it, and the binary never sets it; a gateway without its request log or metrics is
+/// not one to run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BenchOff {
+    /// Request log entries and usage (one record, one queue, one writer) are dropped when
+    /// the request settles, before the queue.
+    pub request_log: bool,
+    /// The Prometheus figures are not updated.
+    pub metrics: bool,
+    /// The request log's writer writes only when the gateway stops, in one batch, instead of
+    /// every 100 ms: what a tick finds depends on the pace of the run (slow under valgrind),
+    /// and so does what writing it costs per entry. The harness counts the writer apart.
+    pub log_writer_at_stop: bool,
 }
 
 /// What a reload can change, from the settings as they are now resolved.
@@ -142,6 +161,7 @@ impl Settings {
             max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
             source: None,
             otlp: None,
+            bench_off: BenchOff::default(),
         }
     }
 }
@@ -184,6 +204,7 @@ impl std::fmt::Debug for Settings {
             .field("max_file_bytes", &self.max_file_bytes)
             // `OtlpSettings`' own Debug shows header names, never their values.
             .field("otlp", &self.otlp)
+            .field("bench_off", &self.bench_off)
             .finish()
     }
 }

@@ -82,8 +82,11 @@ impl Limits {
         fields
             .into_iter()
             .filter_map(|(field, max, window, kind)| {
+                // The maximum first: the name is formatted only for a limit that is set (a
+                // key without limits cost eight formatted names per request before).
+                let max = max?;
                 Some(
-                    Limit::new(format!("{what}:{id}:{field}"), max?, window, kind)
+                    Limit::new(format!("{what}:{id}:{field}"), max, window, kind)
                         .labelled(format!("{what}:{name} {field}"))
                         .hard(self.hard && matches!(kind, LimitKind::Tokens | LimitKind::MicroUsd)),
                 )
