@@ -27,19 +27,50 @@ fn lines(n: usize, model: &str) -> String {
 }
 
 async fn upload(app: &TestApp, key: &str, text: &str, purpose: &str) -> reqwest::Response {
+    upload_to(&app.client, &app.base, key, text, purpose).await
+}
+
+/// Uploads `text` as a file with `purpose` to the gateway at `base`.
+async fn upload_to(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    text: &str,
+    purpose: &str,
+) -> reqwest::Response {
     let form = reqwest::multipart::Form::new()
         .text("purpose", purpose.to_string())
         .part(
             "file",
             reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name("input.jsonl"),
         );
-    app.client
-        .post(app.url("/v1/files"))
+    client
+        .post(format!("{base}/v1/files"))
         .bearer_auth(key)
         .multipart(form)
         .send()
         .await
         .unwrap()
+}
+
+/// Uploads `text` and starts a batch of it on `/v1/chat/completions` at `base`; its id.
+async fn start_batch_at(client: &reqwest::Client, base: &str, text: &str) -> String {
+    let file: Value = upload_to(client, base, ADMIN_KEY, text, "batch")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let created: Value = client
+        .post(format!("{base}/v1/batches"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_string()
 }
 
 async fn upload_ok(app: &TestApp, key: &str, text: &str) -> String {
@@ -621,34 +652,7 @@ async fn a_kill_9_mid_batch_and_a_restart_finish_it_with_every_line_once() {
     let client = reqwest::Client::new();
     let (server, url) = start_binary(base.path(), upstream.addr);
     let total = 300;
-    let text = lines(total, "up/gpt");
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "batch")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl"),
-        );
-    let file: Value = client
-        .post(format!("{url}/v1/files"))
-        .bearer_auth(ADMIN_KEY)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let created: Value = client
-        .post(format!("{url}/v1/batches"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = start_batch_at(&client, &url, &lines(total, "up/gpt")).await;
     let get = |url: String| {
         let client = client.clone();
         let id = id.clone();
@@ -782,34 +786,7 @@ async fn a_graceful_stop_writes_the_lines_in_flight_and_a_restart_sends_none_twi
     let client = reqwest::Client::new();
     let (mut server, url) = start_binary(base.path(), upstream.addr);
     let total = 200;
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "batch")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(lines(total, "up/gpt").into_bytes())
-                .file_name("in.jsonl"),
-        );
-    let file: Value = client
-        .post(format!("{url}/v1/files"))
-        .bearer_auth(ADMIN_KEY)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let created: Value = client
-        .post(format!("{url}/v1/batches"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = start_batch_at(&client, &url, &lines(total, "up/gpt")).await;
     let started = Instant::now();
     while seen.0.lock().unwrap().values().sum::<u32>() < 30 {
         assert!(
