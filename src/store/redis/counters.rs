@@ -1,7 +1,7 @@
 //! Counters in Redis: exact for the whole fleet. A request's limits are checked and charged by
 //! one Lua script (one round trip, atomic on the server, nothing read-then-written from here),
 //! which also records what the request holds as a *lease*: settling or releasing ends the
-//! lease, a running request's lease is renewed by its gateway ([`RENEW_EVERY`]), and a lease
+//! lease, a running request's lease is renewed by its gateway (every 5 minutes), and a lease
 //! whose gateway died is given back when it expires ([`LEASE`]).
 //!
 //! Counter keys carry their window's start (`c:<name>\x1f<window>:<start>`) and expire after
