@@ -33,12 +33,14 @@ SECS=${SECS:-8}
 [ "${QUICK:-}" = 1 ] && { ROUNDS=1; SECS=3; }
 KEY=sk-bench-admin
 
-if ! command -v oha >/dev/null; then
-  echo "installing oha (once) ..." >&2
-  cargo install oha --locked --quiet
+# oha drives the load when it is installed; otherwise the repository's own closed-loop client
+# (benches/load/load_client.rs, same JSON), for machines that cannot install it (no network).
+if command -v oha >/dev/null; then LOADER=oha; else
+  echo "oha is not installed: using benches/load/load_client.rs instead" >&2
+  LOADER=load_client
 fi
 echo "building (release) ..." >&2
-cargo build --release --quiet --bin switchboard --example mock_upstream --example bare_proxy --example streams
+cargo build --release --quiet --bin switchboard --example mock_upstream --example bare_proxy --example streams --example load_client
 BIN=${CARGO_TARGET_DIR:-target}/release
 EX=$BIN/examples
 
@@ -80,9 +82,13 @@ drive() {
   local scenario=$1 target=$2 url=$3 model=$4 conns=$5 secs=$6 pid=${7:-}
   local before=0 after=0
   [ -n "$pid" ] && before=$(ticks "$pid")
-  $LOADPIN oha -z "${secs}s" -c "$conns" --no-tui --output-format json -m POST \
-    -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
-    -d "$(body "$model")" "$url/v1/chat/completions" >"$WORK/oha.json"
+  if [ "$LOADER" = oha ]; then
+    $LOADPIN oha -z "${secs}s" -c "$conns" --no-tui --output-format json -m POST \
+      -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
+      -d "$(body "$model")" "$url/v1/chat/completions" >"$WORK/oha.json"
+  else
+    $LOADPIN "$EX/load_client" "$url/v1/chat/completions" "$KEY" "$(body "$model")" "$conns" "$secs" >"$WORK/oha.json"
+  fi
   [ -n "$pid" ] && after=$(ticks "$pid")
   python3 -c "import json,sys; d=json.load(open('$WORK/oha.json')); d['mode']='$MODE'; d['scenario']='$scenario'; d['target']='$target'; d['cpu_secs']=($after - $before) / $HZ; print(json.dumps(d))" \
     >>"$WORK/results.jsonl"
