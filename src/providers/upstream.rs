@@ -59,6 +59,11 @@ impl ClientSettings {
             .timeout(self.timeouts.total)
             .tcp_nodelay(true)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // An API call is never redirected by a provider that means it: following one would
+            // send the request, and the provider's key, wherever `Location` points (or turn the
+            // POST into a bodiless GET). A 3xx is the upstream's failure (`status_error`). Not
+            // following also skips reqwest's per-call redirect bookkeeping.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
     }
 }
@@ -210,6 +215,13 @@ pub async fn status_error(
     parse: fn(&[u8]) -> Option<ErrorParts>,
 ) -> ProviderError {
     let status = status_of(&response);
+    if status.is_redirection() {
+        // Not relayed as it came: a client would see a redirect the gateway did not follow.
+        return ProviderError::Protocol(format!(
+            "the upstream answered {status}, a redirect, which the gateway does not follow: \
+             point the provider's base_url at the address it redirects to"
+        ));
+    }
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)

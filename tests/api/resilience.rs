@@ -578,3 +578,60 @@ async fn bad_balancing_and_timeout_calls_are_script_errors() {
         assert!(entry["error"].as_str().unwrap().contains(says), "{entry}");
     }
 }
+
+/// Where a redirected call would land: counts what reaches it.
+#[derive(Default)]
+struct Landed(std::sync::atomic::AtomicUsize);
+
+async fn land(landed: actix_web::web::Data<Landed>) -> actix_web::HttpResponse {
+    landed.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    actix_web::HttpResponse::Ok().body("{}")
+}
+
+async fn redirect(target: actix_web::web::Data<String>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::TemporaryRedirect()
+        .insert_header(("location", target.get_ref().clone()))
+        .finish()
+}
+
+/// A provider that answers with a redirect is a failing provider: the gateway does not follow
+/// it (the request and the provider's key would go wherever `Location` points), answers 502,
+/// and the redirect's target never hears of the request.
+#[actix_web::test]
+async fn an_upstream_redirect_is_not_followed() {
+    let landed = std::sync::Arc::new(Landed::default());
+    let target = crate::helpers::mock_server(landed.clone(), land);
+    let redirector = crate::helpers::mock_server(
+        std::sync::Arc::new(format!("http://{}/v1/chat/completions", target.addr)),
+        redirect,
+    );
+    let app = crate::helpers::spawn(crate::helpers::Spawn::default().provider(
+        "moved",
+        format!(
+            "kind: openai\nbase_url: http://{}/v1\napi_key: sk-upstream-secret\nmodels: [gpt]\n",
+            redirector.addr
+        ),
+    ))
+    .await;
+    let res = app
+        .chat(
+            crate::helpers::ADMIN_KEY,
+            serde_json::json!({"model": "moved/gpt", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let body = crate::helpers::assert_error(res, 502).await;
+    assert_eq!(body["error"]["code"], "bad_upstream_response", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redirect"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("sk-upstream-secret"));
+    assert_eq!(
+        landed.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+}
