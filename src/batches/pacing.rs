@@ -1,8 +1,8 @@
-//! Batches run behind live traffic. While live requests arrive and the machine's CPU is busy
+//! Batches run behind live traffic. While live requests are in flight and the machine's CPU is busy
 //! (less than a quarter idle, from `/proc/stat`), the runner sends one line at a time and
 //! rests nineteen times as long as that line took (at least 20 ms, at most 1 s): a batch then
 //! takes about 5 % of one core from live requests. Otherwise it runs at full concurrency. Away
-//! from Linux (no `/proc/stat`) the CPU counts as busy whenever live requests arrive.
+//! from Linux (no `/proc/stat`) the CPU counts as busy whenever live requests are in flight.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,6 @@ pub enum Mode {
 pub struct Pacer {
     sampled: Option<Instant>,
     cpu: Option<(u64, u64)>,
-    live: u64,
     mode: Mode,
 }
 
@@ -34,22 +33,21 @@ impl Default for Pacer {
         Pacer {
             sampled: None,
             cpu: None,
-            live: 0,
             mode: Mode::Full,
         }
     }
 }
 
 impl Pacer {
-    /// The mode now, given how many live requests have started so far.
-    pub fn mode(&mut self, live_total: u64) -> Mode {
+    /// The mode now, given the live requests in flight (`Metrics::in_flight`: every HTTP
+    /// request; a batch's lines never pass the HTTP layer).
+    pub fn mode(&mut self, live_in_flight: u64) -> Mode {
         let now = Instant::now();
         if self.sampled.is_some_and(|at| now - at < SAMPLE_EVERY) {
             return self.mode;
         }
         self.sampled = Some(now);
-        let live = live_total > self.live;
-        self.live = live_total;
+        let live = live_in_flight > 0;
         let cpu = cpu_times();
         let busy = match (self.cpu, cpu) {
             (Some((idle0, total0)), Some((idle1, total1))) if total1 > total0 => {

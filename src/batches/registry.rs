@@ -8,7 +8,7 @@ use super::record::{self, Batch, BatchRecord, RequestCounts, Status};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -74,12 +74,8 @@ pub struct Batches {
     commands: mpsc::UnboundedSender<Command>,
     pub settings: BatchSettings,
     stopping: AtomicBool,
-    /// Live (not batch) requests started, for the runner's pacing.
-    live: AtomicU64,
     /// Batches the runner is working on now.
     active: Arc<AtomicUsize>,
-    /// Woken when the gateway stops, so the runner stops sending lines.
-    pub stop: tokio::sync::Notify,
 }
 
 impl Batches {
@@ -134,9 +130,7 @@ impl Batches {
                 commands,
                 settings,
                 stopping: AtomicBool::new(false),
-                live: AtomicU64::new(0),
                 active: Arc::new(AtomicUsize::new(0)),
-                stop: tokio::sync::Notify::new(),
             },
             receiver,
         ))
@@ -323,21 +317,10 @@ impl Batches {
     /// The gateway is stopping: the runner sends no new line and lets those in flight finish.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.stop.notify_waiters();
     }
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// A live request started (called by the pipeline; one relaxed increment).
-    pub fn live_request(&self) {
-        self.live.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Live requests started since the gateway started.
-    pub fn live_requests(&self) -> u64 {
-        self.live.load(Ordering::Relaxed)
     }
 
     /// Counts a batch as being worked on until the guard is dropped.

@@ -342,7 +342,7 @@ async fn send_lines(
                 return Ok(end);
             }
         }
-        let mode = pacer.mode(batches.live_requests());
+        let mode = pacer.mode(state.metrics.in_flight());
         let may_send = ending.is_none()
             && !pending.is_empty()
             && (mode == Mode::Full

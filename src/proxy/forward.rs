@@ -61,9 +61,6 @@ pub async fn forward(
             .unwrap_or_default(),
         ..LogEntry::default()
     };
-    if request_id.batch().is_none() {
-        state.batches.live_request();
-    }
     let result = if model_too_long {
         Err(ApiError::bad_request(format!(
             "`model` is longer than {} bytes; no model has such a name",
