@@ -75,10 +75,7 @@ async fn list(
     query: web::Query<AdminBatchQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("`limit` must be between 1 and 1000").with_param("limit"));
-    }
+    let limit = crate::proxy::batches::page_limit(query.limit, 100, 1000)?;
     let (page, has_more) = state.batches.list(None, query.after.as_deref(), limit);
     Ok(HttpResponse::Ok().json(AdminBatchList {
         data: page.into_iter().map(admin_view).collect(),

@@ -62,6 +62,18 @@ pub fn error(e: BatchError) -> ApiError {
     }
 }
 
+/// A list's `limit`: `default` when absent, refused outside 1..=`max`.
+pub fn page_limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = given.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("`limit` must be between 1 and {max}"))
+                .with_param("limit"),
+        );
+    }
+    Ok(limit)
+}
+
 fn blocked(e: actix_web::error::BlockingError) -> ApiError {
     ApiError::internal(format!("the batch could not be written: {e}"))
 }
@@ -130,10 +142,7 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("`limit` must be between 1 and 100").with_param("limit"));
-    }
+    let limit = page_limit(query.limit, 20, 100)?;
     let (page, has_more) = state
         .batches
         .list(Some(&caller.0.id), query.after.as_deref(), limit);

@@ -274,12 +274,7 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let limit = query.limit.unwrap_or(10_000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(
-            ApiError::bad_request("`limit` must be between 1 and 10000").with_param("limit")
-        );
-    }
+    let limit = super::batches::page_limit(query.limit, 10_000, 10_000)?;
     let mut all = state
         .batches
         .files

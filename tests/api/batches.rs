@@ -219,6 +219,20 @@ async fn files_are_checked_line_by_line_owned_by_their_key_and_deleted() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(line), "{message}");
     }
+    for path in [
+        "/v1/files?limit=0",
+        "/v1/batches?limit=101",
+        "/v1/files?order=sideways",
+    ] {
+        let res = app.get(path, &alice).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{path}");
+    }
+    let res = app
+        .get("/admin/batches?limit=1001", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     let res = upload(&app, &alice, &text, "fine-tune").await;
     assert_eq!(res.status(), 400);
     let res = upload(&app, &alice, &lines(1000, "mock/echo"), "batch").await;
