@@ -175,6 +175,17 @@ struct StreamFlag {
     stream: Option<bool>,
 }
 
+/// A checked line's `body`, as the bytes to send; `None` when the text is not such a line.
+pub fn body_of(text: &[u8]) -> Option<bytes::Bytes> {
+    #[derive(Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow)]
+        body: &'a RawValue,
+    }
+    let line: Line = serde_json::from_slice(text.trim_ascii()).ok()?;
+    Some(bytes::Bytes::copy_from_slice(line.body.get().as_bytes()))
+}
+
 /// Where a request's line is in the file, and its id.
 #[derive(Debug, Clone)]
 pub struct LineAt {
@@ -301,6 +312,12 @@ mod tests {
         let parsed = parse_line(3, second.trim_ascii(), 10_000).unwrap();
         assert_eq!(parsed.custom_id, "b");
         assert_eq!(parsed.endpoint, BatchEndpoint::Chat);
+        assert_eq!(
+            body_of(&second).unwrap(),
+            parsed.body.get().as_bytes(),
+            "the body sent is the line's, byte for byte"
+        );
+        assert_eq!(body_of(b"not json"), None);
     }
 
     #[test]

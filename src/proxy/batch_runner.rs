@@ -313,7 +313,7 @@ async fn send_lines(
             };
             let batch = std::mem::take(&mut unwritten);
             let (j, batch, written) = blocking(move || {
-                let written = j_append(&mut j, &batch);
+                let written = j.append(&batch);
                 (j, batch, written)
             })
             .await?;
@@ -389,7 +389,8 @@ async fn send_lines(
                     endpoint,
                     index,
                     custom_id: lines[index as usize].custom_id.clone(),
-                    text: Bytes::from(text),
+                    // The line was checked whole at upload: only its body is sent.
+                    body: input::body_of(&text),
                     deadline,
                     control: control.clone(),
                 };
@@ -405,10 +406,6 @@ async fn send_lines(
             _ = tokio::time::sleep(wake) => {}
         }
     }
-}
-
-fn j_append(journal: &mut Journal, results: &[LineResult]) -> std::io::Result<()> {
-    journal.append(results)
 }
 
 /// A line's outcome, back from its task.
@@ -563,7 +560,8 @@ struct Job {
     endpoint: BatchEndpoint,
     index: u32,
     custom_id: String,
-    text: Bytes,
+    /// The line's `body`; `None` if the file no longer reads as it did when checked.
+    body: Option<Bytes>,
     deadline: Instant,
     control: Arc<Control>,
 }
@@ -642,12 +640,13 @@ impl Job {
     async fn send(&self, key: &Arc<KeyRecord>, request_id: &RequestId) -> Answer {
         let state = &self.state;
         let headers = HeaderMap::new();
-        let text = self.text.clone();
-        let line = match input::parse_line(self.index as usize + 1, text.trim_ascii(), usize::MAX) {
-            Ok(line) => line,
-            Err(e) => return Answer::read(ApiError::bad_request(e.message).error_response()).await,
+        let Some(bytes) = self.body.clone() else {
+            let e = ApiError::bad_request(format!(
+                "line {} of the input file no longer reads as the JSON it was when checked",
+                self.index + 1
+            ));
+            return Answer::read(e.error_response()).await;
         };
-        let bytes = Bytes::copy_from_slice(line.body.get().as_bytes());
         let response = match self.endpoint {
             BatchEndpoint::Messages => {
                 let shape = Shape::Messages;
