@@ -172,42 +172,34 @@ async fn drive(
                 _ => None,
             };
             let message = e.to_string();
-            let b = batches.clone();
-            let id2 = id.to_string();
-            blocking(move || {
-                b.update(&id2, |r| {
-                    r.batch.status = Status::Failed;
-                    r.batch.failed_at = Some(crate::clock::now_secs());
-                    r.batch.errors = Some(BatchErrors {
-                        object: "list".into(),
-                        data: vec![BatchErrorItem {
-                            code: "invalid_request".into(),
-                            message: message.clone(),
-                            param: Some("input_file_id".into()),
-                            line,
-                        }],
-                    });
-                })
+            update(&batches, id, move |r| {
+                r.batch.status = Status::Failed;
+                r.batch.failed_at = Some(crate::clock::now_secs());
+                r.batch.errors = Some(BatchErrors {
+                    object: "list".into(),
+                    data: vec![BatchErrorItem {
+                        code: "invalid_request".into(),
+                        message: message.clone(),
+                        param: Some("input_file_id".into()),
+                        line,
+                    }],
+                });
             })
-            .await??;
+            .await?;
             tracing::warn!(batch = %id, error = %e, "a batch failed validation");
             return Ok(());
         }
     };
     if record.batch.status == Status::Validating {
         let total = lines.len() as u64;
-        let b = batches.clone();
-        let id2 = id.to_string();
-        blocking(move || {
-            b.update(&id2, |r| {
-                if r.batch.status == Status::Validating {
-                    r.batch.status = Status::InProgress;
-                    r.batch.in_progress_at = Some(crate::clock::now_secs());
-                }
-                r.batch.request_counts.total = total;
-            })
+        update(&batches, id, move |r| {
+            if r.batch.status == Status::Validating {
+                r.batch.status = Status::InProgress;
+                r.batch.in_progress_at = Some(crate::clock::now_secs());
+            }
+            r.batch.request_counts.total = total;
         })
-        .await??;
+        .await?;
     }
     let journal_path = batches.journal_path(id);
     let (journal, done) = blocking(move || Journal::open(&journal_path)).await??;
@@ -222,6 +214,17 @@ async fn drive(
         return Ok(());
     }
     finalize(state, id, stopped_for, &lines, &progress).await
+}
+
+/// Changes the batch's record durably (on the blocking pool).
+async fn update(
+    batches: &Arc<crate::batches::Batches>,
+    id: &str,
+    change: impl Fn(&mut crate::batches::record::BatchRecord) + Send + 'static,
+) -> Result<(), RunError> {
+    let (batches, id) = (batches.clone(), id.to_string());
+    blocking(move || batches.update(&id, change)).await??;
+    Ok(())
 }
 
 /// Why the sending stopped.
@@ -494,19 +497,16 @@ async fn finalize(
 ) -> Result<(), RunError> {
     let batches = state.batches.clone();
     let total = lines.len() as u64;
-    let (b, id2) = (batches.clone(), id.to_string());
-    blocking(move || {
-        b.update(&id2, |r| {
-            if r.batch.finalizing_at.is_none() {
-                r.batch.finalizing_at = Some(crate::clock::now_secs());
-            }
-            if r.batch.status != Status::Cancelling {
-                r.batch.status = Status::Finalizing;
-            }
-            r.batch.request_counts.total = total;
-        })
+    update(&batches, id, move |r| {
+        if r.batch.finalizing_at.is_none() {
+            r.batch.finalizing_at = Some(crate::clock::now_secs());
+        }
+        if r.batch.status != Status::Cancelling {
+            r.batch.status = Status::Finalizing;
+        }
+        r.batch.request_counts.total = total;
     })
-    .await??;
+    .await?;
     let Some(record) = batches.get(id, None) else {
         return Ok(());
     };
@@ -518,36 +518,33 @@ async fn finalize(
     })
     .await??;
     let (completed, failed, cost) = (progress.completed, progress.failed, progress.cost);
-    let (b, id2) = (batches.clone(), id.to_string());
-    blocking(move || {
-        b.update(&id2, |r| {
-            let now = Some(crate::clock::now_secs());
-            r.batch.output_file_id = written.output_file_id.clone();
-            r.batch.error_file_id = written.error_file_id.clone();
-            r.batch.request_counts.completed = completed;
-            r.batch.request_counts.failed = failed;
-            r.cost_usd = cost;
-            match ending {
-                Ending::Cancelled => {
-                    r.batch.status = Status::Cancelled;
-                    r.batch.cancelled_at = now;
-                }
-                Ending::Expired => {
-                    r.batch.status = Status::Expired;
-                    r.batch.expired_at = now;
-                }
-                _ if r.batch.status == Status::Cancelling => {
-                    r.batch.status = Status::Cancelled;
-                    r.batch.cancelled_at = now;
-                }
-                _ => {
-                    r.batch.status = Status::Completed;
-                    r.batch.completed_at = now;
-                }
+    update(&batches, id, move |r| {
+        let now = Some(crate::clock::now_secs());
+        r.batch.output_file_id = written.output_file_id.clone();
+        r.batch.error_file_id = written.error_file_id.clone();
+        r.batch.request_counts.completed = completed;
+        r.batch.request_counts.failed = failed;
+        r.cost_usd = cost;
+        match ending {
+            Ending::Cancelled => {
+                r.batch.status = Status::Cancelled;
+                r.batch.cancelled_at = now;
             }
-        })
+            Ending::Expired => {
+                r.batch.status = Status::Expired;
+                r.batch.expired_at = now;
+            }
+            _ if r.batch.status == Status::Cancelling => {
+                r.batch.status = Status::Cancelled;
+                r.batch.cancelled_at = now;
+            }
+            _ => {
+                r.batch.status = Status::Completed;
+                r.batch.completed_at = now;
+            }
+        }
     })
-    .await??;
+    .await?;
     tracing::info!(batch = %id, completed, failed, cost_usd = cost, "a batch finished");
     Ok(())
 }
