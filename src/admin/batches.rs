@@ -2,7 +2,6 @@
 //! are and what they have cost so far; cancelling any of them; downloading their files.
 
 use crate::batches::record::{self, Batch};
-use crate::batches::BatchError;
 use crate::error::ApiError;
 use crate::http::callers::AdminCaller;
 use crate::state::AppState;
@@ -102,10 +101,7 @@ async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = record::is_id(&path)
-        .then(|| state.batches.get(&path, None))
-        .flatten()
-        .ok_or_else(|| crate::proxy::batches::error(BatchError::NotFound))?;
+    let record = crate::proxy::batches::batch_for(&state, &path, None)?;
     Ok(HttpResponse::Ok().json(admin_view(record)))
 }
 
@@ -152,9 +148,6 @@ async fn file_content(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = crate::batches::files::is_id(&path)
-        .then(|| state.batches.files.get(&path, None))
-        .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("No such file: {path}")))?;
+    let meta = crate::proxy::files::file_for(&state, &path, None)?;
     crate::proxy::files::download(&state, &meta).await
 }

@@ -62,6 +62,18 @@ pub fn error(e: BatchError) -> ApiError {
     }
 }
 
+/// The batch, if `owner` may see it (`None`: any owner, for the admin API), or 404.
+pub fn batch_for(
+    state: &AppState,
+    id: &str,
+    owner: Option<&str>,
+) -> Result<crate::batches::record::BatchRecord, ApiError> {
+    record::is_id(id)
+        .then(|| state.batches.get(id, owner))
+        .flatten()
+        .ok_or_else(|| error(BatchError::NotFound))
+}
+
 /// A list's `limit`: `default` when absent, refused outside 1..=`max`.
 pub fn page_limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     let limit = given.unwrap_or(default);
@@ -176,10 +188,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let record = record::is_id(&path)
-        .then(|| state.batches.get(&path, Some(&caller.0.id)))
-        .flatten()
-        .ok_or_else(|| error(BatchError::NotFound))?;
+    let record = batch_for(&state, &path, Some(&caller.0.id))?;
     Ok(HttpResponse::Ok().json(record.batch))
 }
 

@@ -242,15 +242,16 @@ fn missing(id: &str) -> ApiError {
     ApiError::not_found(format!("No such file: {id}")).with_param("file_id")
 }
 
-/// The caller's file, or 404 (another key's file too: its existence is not told).
-fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<FileMeta, ApiError> {
+/// The file, if `owner` may see it (`None`: any owner, for the admin API), or 404 (another
+/// key's file too: its existence is not told).
+pub fn file_for(state: &AppState, id: &str, owner: Option<&str>) -> Result<FileMeta, ApiError> {
     if !files::is_id(id) {
         return Err(missing(id));
     }
     state
         .batches
         .files
-        .get(id, Some(&caller.0.id))
+        .get(id, owner)
         .ok_or_else(|| missing(id))
 }
 
@@ -318,7 +319,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let meta = owned(&state, &caller, &path)?;
+    let meta = file_for(&state, &path, Some(&caller.0.id))?;
     Ok(HttpResponse::Ok().json(FileObject::from(meta)))
 }
 
@@ -342,7 +343,7 @@ pub async fn content(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let meta = owned(&state, &caller, &path)?;
+    let meta = file_for(&state, &path, Some(&caller.0.id))?;
     download(&state, &meta).await
 }
 
@@ -387,7 +388,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let meta = owned(&state, &caller, &path)?;
+    let meta = file_for(&state, &path, Some(&caller.0.id))?;
     if let Some(batch) = state.batches.reading(&meta.id) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,

@@ -393,6 +393,25 @@ async fn a_batch_of_1000_lines_runs_through_the_pipeline_with_correct_counts_and
         .await
         .unwrap();
     assert_eq!(res.status(), 404, "the output is the batch key's");
+    // The admin API reads any key's batch and files (the dashboard's Batches page).
+    let output_id = done["output_file_id"].as_str().unwrap();
+    let admin_copy = app
+        .get(&format!("/admin/files/{output_id}/content"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(admin_copy.lines().count(), 997);
+    for path in [
+        "/admin/files/file-nope/content",
+        "/admin/batches/batch_nope",
+        "/admin/files/../etc/content",
+    ] {
+        let res = app.get(path, ADMIN_KEY).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
     // A finished batch cannot be cancelled; its input cannot be deleted while it runs, but can now.
     let res = app
         .post(&format!("/v1/batches/{id}/cancel"), &key)
