@@ -28,6 +28,8 @@ pub enum MultipartError {
     NoName,
     #[error("could not read the request body: {0}")]
     Read(String),
+    #[error("the multipart body is larger than {0} bytes")]
+    TooLarge(u64),
 }
 
 /// One part's headers: its form field name, and the file name if it is a file.
@@ -66,6 +68,10 @@ pub struct Multipart<S> {
     in_part: bool,
     finished: bool,
     eof: bool,
+    /// Bytes read of the body so far, and the most it may have: what one upload can cost,
+    /// parts read past (fields the upload does not use) included.
+    read: u64,
+    max: u64,
 }
 
 impl<S, E> Multipart<S>
@@ -73,7 +79,8 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
 {
-    pub fn new(stream: S, boundary: &str) -> Self {
+    /// A reader of at most `max` bytes of body (beyond it: [`MultipartError::TooLarge`]).
+    pub fn new(stream: S, boundary: &str, max: u64) -> Self {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         buf.extend_from_slice(b"\r\n");
         Multipart {
@@ -83,6 +90,8 @@ where
             in_part: false,
             finished: false,
             eof: false,
+            read: 0,
+            max,
         }
     }
 
@@ -93,6 +102,10 @@ where
         }
         match self.stream.next().await {
             Some(Ok(chunk)) => {
+                self.read += chunk.len() as u64;
+                if self.read > self.max {
+                    return Err(MultipartError::TooLarge(self.max));
+                }
                 self.buf.extend_from_slice(&chunk);
                 Ok(true)
             }
@@ -303,7 +316,7 @@ mod tests {
         boundary: &str,
     ) -> Result<Vec<(Part, Vec<u8>)>, MultipartError> {
         let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
-        let mut reader = Multipart::new(stream, boundary);
+        let mut reader = Multipart::new(stream, boundary, 1 << 20);
         let mut parts = Vec::new();
         while let Some(part) = reader.next_part().await? {
             let mut data = Vec::new();
@@ -357,6 +370,15 @@ mod tests {
         assert_eq!(
             read_all(vec![huge_head], "b").await.unwrap_err(),
             MultipartError::BadHeaders
+        );
+        // A body past its bound, however it is spent (here on a field read past).
+        let endless = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"junk\"\r\n\r\n{}",
+            "x".repeat(2 << 20)
+        );
+        assert_eq!(
+            read_all(vec![Bytes::from(endless)], "b").await.unwrap_err(),
+            MultipartError::TooLarge(1 << 20)
         );
         let no_delimiter = Bytes::from(vec![b'x'; MAX_HEAD * 2]);
         assert_eq!(

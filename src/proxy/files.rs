@@ -81,6 +81,9 @@ pub struct FileQuery {
     pub order: Option<String>,
 }
 
+/// What an upload may carry besides its file: the other fields, part headers, delimiters.
+const MAX_ENVELOPE: u64 = 64 * 1024;
+
 /// The largest `purpose` field.
 const MAX_FIELD: usize = 256;
 
@@ -117,7 +120,14 @@ pub async fn create(
     })?;
     let store = &state.batches.files;
     let temp = store.temp_path();
-    let received = receive(Multipart::new(payload, &boundary), &temp, store.max_bytes).await;
+    // The whole body is bounded, not only the file: fields read past cost nothing unbounded.
+    let body_max = store.max_bytes.saturating_add(MAX_ENVELOPE);
+    let received = receive(
+        Multipart::new(payload, &boundary, body_max),
+        &temp,
+        store.max_bytes,
+    )
+    .await;
     let upload = match received {
         Ok(upload) => upload,
         Err(e) => {
@@ -180,7 +190,10 @@ async fn receive(
     temp: &std::path::Path,
     max: u64,
 ) -> Result<Upload, ApiError> {
-    let bad = |e: multipart::MultipartError| ApiError::bad_request(e.to_string());
+    let bad = |e: multipart::MultipartError| match e {
+        multipart::MultipartError::TooLarge(_) => too_large(max),
+        e => ApiError::bad_request(e.to_string()),
+    };
     let mut purpose = None;
     let mut file = None;
     while let Some(part) = form.next_part().await.map_err(bad)? {

@@ -237,6 +237,29 @@ async fn files_are_checked_line_by_line_owned_by_their_key_and_deleted() {
     assert_eq!(res.status(), 400);
     let res = upload(&app, &alice, &lines(1000, "mock/echo"), "batch").await;
     assert_eq!(res.status(), 413, "over --max-file-bytes");
+    // An upload whose file is small but which streams an endless field besides: cut off at the
+    // bound, not read to the end.
+    let junk = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .text("junk", "x".repeat(200 * 1024))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(lines(1, "mock/echo").into_bytes())
+                .file_name("a.jsonl"),
+        );
+    let res = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(&alice)
+        .multipart(junk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        413,
+        "the whole body is bounded, not only the file"
+    );
     let res = app
         .post("/v1/files", &alice)
         .header("content-type", "application/json")
