@@ -26,6 +26,10 @@ pub struct BatchSettings {
     pub body_limit: usize,
 }
 
+/// The most batches one key may have unfinished: each holds a task and reads its input file,
+/// so one key cannot make the runner hold (and index) without bound.
+pub const MAX_UNFINISHED_PER_KEY: usize = 100;
+
 /// What the runner is told to do.
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -44,6 +48,8 @@ pub enum BatchError {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("this key has {MAX_UNFINISHED_PER_KEY} batches not yet finished; wait for one, or cancel one")]
+    TooMany,
     #[error("could not write the batch: {0}")]
     Io(#[from] io::Error),
 }
@@ -186,6 +192,14 @@ impl Batches {
                     "metadata",
                 ));
             }
+        }
+        let unfinished = self
+            .records()
+            .values()
+            .filter(|r| r.owner == owner && !r.batch.status.is_final())
+            .count();
+        if unfinished >= MAX_UNFINISHED_PER_KEY {
+            return Err(BatchError::TooMany);
         }
         let now = crate::clock::now_secs();
         let record = BatchRecord {

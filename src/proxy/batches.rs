@@ -55,6 +55,12 @@ pub fn error(e: BatchError) -> ApiError {
             "invalid_request_error",
             message,
         ),
+        BatchError::TooMany => ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            e.to_string(),
+        )
+        .with_code(crate::error_codes::Code::RateLimitExceeded),
         BatchError::Io(e) => {
             tracing::error!(error = %e, "could not write a batch record");
             ApiError::storage_unavailable()
@@ -103,6 +109,7 @@ fn blocked(e: actix_web::error::BlockingError) -> ApiError {
         (status = 400, description = "A bad body, an unknown file, a file that is not a batch input, an unknown endpoint or window", body = crate::error::ErrorResponse),
         crate::openapi::responses::KeyRequired,
         (status = 413, description = "The body is larger than `--body-limit`", body = crate::error::ErrorResponse),
+        (status = 429, description = "The key has 100 batches not yet finished (`rate_limit_exceeded`)", body = crate::error::ErrorResponse),
         (status = 503, description = "The batch could not be written (a full disk)", body = crate::error::ErrorResponse),
     )
 )]

@@ -956,3 +956,35 @@ async fn messages_and_responses_lines_are_answered_in_their_own_api() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_key_has_at_most_100_unfinished_batches() {
+    let app = spawn(Spawn {
+        batch_concurrency_per_batch: Some(1),
+        ..Spawn::default().provider("mock", PRICED_MOCK).provider(
+            "stalled",
+            "kind: mock\nmodels: [slow]\nmock: { latency_ms: 20000 }\n",
+        )
+    })
+    .await;
+    let key = user_key(&app).await;
+    let file = upload_ok(&app, &key, &lines(2, "stalled/slow")).await;
+    for _ in 0..100 {
+        create_batch(&app, &key, &file, "/v1/chat/completions", "24h").await;
+    }
+    let res = app
+        .post("/v1/batches", &key)
+        .json(&json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limit_exceeded"
+    );
+    // Another key is not held back by this one's.
+    let other = user_key(&app).await;
+    let theirs = upload_ok(&app, &other, &lines(1, "mock/echo")).await;
+    create_batch(&app, &other, &theirs, "/v1/chat/completions", "24h").await;
+}
