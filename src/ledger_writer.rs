@@ -14,8 +14,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use thread_local::ThreadLocal;
 
-/// Entries waiting for the writer; beyond this, new ones are dropped (and counted).
+/// Entries waiting for the writer, per thread that queues them; beyond this, that thread's new
+/// ones are dropped (and counted).
 const QUEUE: usize = 16_384;
 /// Entries the writer holds when they cannot be written (or not yet confirmed on disk);
 /// beyond this the oldest are dropped, and counted in `switchboard_accounting_dropped_total`.
@@ -55,23 +57,41 @@ impl Default for Retention {
 
 use crate::clock::now_ms;
 
-/// The queue between the request path and the writer. A plain mutex-guarded vector: pushing
-/// is a short uncontended lock, and unlike a channel it never wakes the writer thread, which
-/// polls on its own clock. A wake-up per request cost a futex call and a context switch.
+/// The queue between the request path and the writer: a vector per thread that queues
+/// (`ThreadLocal`), so a worker pushes under a lock only the writer's tick ever contends for,
+/// never another worker's. Unlike a channel it never wakes the writer thread, which polls on
+/// its own clock: a wake-up per request cost a futex call and a context switch.
 struct Queue {
-    entries: Mutex<Vec<LogEntry>>,
+    entries: ThreadLocal<Mutex<Vec<LogEntry>>>,
     /// Set when the accountant stops: the writer writes what is left and stops.
     stop: AtomicBool,
 }
 
+/// A queue's vector; a panic elsewhere while holding the lock leaves a usable vector behind.
+fn lock(entries: &Mutex<Vec<LogEntry>>) -> std::sync::MutexGuard<'_, Vec<LogEntry>> {
+    entries.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Queue {
-    /// The entries; a panic elsewhere while holding the lock leaves a usable vector behind.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LogEntry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    /// This thread's vector.
+    fn mine(&self) -> std::sync::MutexGuard<'_, Vec<LogEntry>> {
+        lock(self.entries.get_or_default())
     }
 
+    /// Every thread's entries, oldest first (each thread's are in order already; the merge
+    /// puts the threads' together by arrival).
     fn take(&self) -> Vec<LogEntry> {
-        std::mem::take(&mut *self.lock())
+        let mut all = Vec::new();
+        for entries in self.entries.iter() {
+            let mut entries = lock(entries);
+            if all.is_empty() {
+                std::mem::swap(&mut all, &mut *entries);
+            } else {
+                all.append(&mut entries);
+            }
+        }
+        all.sort_by_key(|e| e.at_ms);
+        all
     }
 }
 
@@ -107,7 +127,7 @@ impl Accountant {
         tick: Duration,
     ) -> std::io::Result<Accountant> {
         let queue = Arc::new(Queue {
-            entries: Mutex::new(Vec::with_capacity(1024)),
+            entries: ThreadLocal::new(),
             stop: AtomicBool::new(false),
         });
         let writer_queue = queue.clone();
@@ -155,7 +175,7 @@ impl Accountant {
             return;
         }
         let queued = {
-            let mut q = self.queue.lock();
+            let mut q = self.queue.mine();
             let room = q.len() < QUEUE;
             if room {
                 q.push(entry);
@@ -427,6 +447,42 @@ mod tests {
         let page = wait(store.logs.query(&LogFilter::default(), 10, None)).unwrap();
         let ids: Vec<&str> = page.data.iter().map(|e| e.request_id.as_str()).collect();
         assert_eq!(ids, vec!["r2", "r1", "r0"]);
+    }
+
+    #[test]
+    fn entries_queued_on_several_threads_are_all_written_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let accountant = Accountant::start(
+            store.clone(),
+            Arc::new(Metrics::default()),
+            Retention::default(),
+            false,
+        )
+        .unwrap();
+        let base = now_ms();
+        // Thread t queues the requests that arrived at base + t, + t + 4, + t + 8, ...
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let accountant = &accountant;
+                s.spawn(move || {
+                    for i in 0..10u64 {
+                        let at = t + 4 * i;
+                        accountant.record(LogEntry {
+                            request_id: format!("r{at}"),
+                            at_ms: base + at,
+                            key_id: "k".into(),
+                            ..LogEntry::default()
+                        });
+                    }
+                });
+            }
+        });
+        drop(accountant);
+        let page = wait(store.logs.query(&LogFilter::default(), 100, None)).unwrap();
+        let ids: Vec<String> = page.data.iter().map(|e| e.request_id.clone()).collect();
+        let newest_first: Vec<String> = (0..40).rev().map(|at| format!("r{at}")).collect();
+        assert_eq!(ids, newest_first);
     }
 
     fn entries(n: usize, key: &str) -> Vec<LogEntry> {

@@ -1,11 +1,19 @@
 //! Prometheus metrics, kept in memory and rendered as text at `GET /metrics`.
 //!
 //! Labels stay low-cardinality: route patterns (not paths), status classes, provider and model
-//! names from the configuration. Recording is a short mutex section; rendering sorts a copy.
+//! names from the configuration.
+//!
+//! The per-request figures (HTTP counts and latency, upstream calls, requests in flight) are
+//! kept per thread ([`Shard`]): a worker records into its own, behind a mutex only a reader
+//! (`/metrics`, the admin API) ever contends for, so no lock or counter is shared by every
+//! request of every worker. Reading merges the threads' figures. The rare events (reloads,
+//! webhook deliveries, drops) share one mutex.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+use thread_local::ThreadLocal;
 
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -39,6 +47,14 @@ impl Histogram {
         self.count += 1;
     }
 
+    fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
     /// An estimate of quantile `q` from the buckets (upper bound of the bucket it falls in).
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
@@ -70,6 +86,21 @@ struct Upstream {
     time_per_output_token: Histogram,
 }
 
+impl Upstream {
+    fn merge(&mut self, other: &Upstream) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cost_usd += other.cost_usd;
+        self.cache_hits += other.cache_hits;
+        self.latency.merge(&other.latency);
+        self.time_to_first_token.merge(&other.time_to_first_token);
+        self.time_per_output_token
+            .merge(&other.time_per_output_token);
+    }
+}
+
 /// HTTP methods counted by name; others are counted as `OTHER`.
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OTHER"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -81,12 +112,66 @@ struct Route {
     latency: Histogram,
 }
 
+impl Route {
+    fn merge(&mut self, other: &Route) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m += t;
+            }
+        }
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// One thread's per-request figures. Looked up by `&str`, so a known route, provider or model
+/// costs no allocation.
+#[derive(Default)]
+struct Figures {
+    /// Route pattern → figures.
+    http: HashMap<String, Route>,
+    /// provider → model → figures.
+    upstream: HashMap<String, HashMap<String, Upstream>>,
+}
+
+impl Figures {
+    /// Updates a provider's and model's figures, creating them the first time.
+    fn upstream(&mut self, provider: &str, model: &str, update: impl FnOnce(&mut Upstream)) {
+        let models = match self.upstream.get_mut(provider) {
+            Some(models) => models,
+            None => self.upstream.entry(provider.to_string()).or_default(),
+        };
+        let figures = match models.get_mut(model) {
+            Some(figures) => figures,
+            None => models.entry(model.to_string()).or_default(),
+        };
+        update(figures);
+    }
+}
+
+/// What one thread records: its figures, and its requests in flight (a request counts down on
+/// the thread it started on, so a shard's count can go below zero only while another thread
+/// ends what this one started; the sum is right).
+#[derive(Default)]
+struct Shard {
+    figures: Mutex<Figures>,
+    in_flight: AtomicI64,
+}
+
+impl Shard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Figures> {
+        self.figures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Every thread's figures merged, sorted for rendering.
+#[derive(Default)]
+struct Merged {
+    http: BTreeMap<String, Route>,
+    upstream: BTreeMap<(String, String), Upstream>,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// Route pattern → figures. Looked up by `&str`, so a known route costs no allocation.
-    http: std::collections::HashMap<String, Route>,
-    /// (provider, model) → figures
-    upstream: BTreeMap<(String, String), Upstream>,
     quota_rejections: u64,
     policy_errors: u64,
     /// outcome → count
@@ -112,8 +197,8 @@ type Family = (&'static str, &'static str, fn(&Upstream) -> String);
 
 pub struct Metrics {
     inner: Mutex<Inner>,
-    /// Requests between the first middleware and their response head (`/admin/status`).
-    in_flight: std::sync::atomic::AtomicU64,
+    /// The per-request figures, one shard per thread that recorded any.
+    shards: ThreadLocal<Shard>,
     /// When this process's metrics began: the gateway's uptime.
     started: std::time::Instant,
     /// Per-request figures are not kept (`Settings::bench_off`, benchmarks only).
@@ -124,7 +209,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             inner: Mutex::default(),
-            in_flight: std::sync::atomic::AtomicU64::new(0),
+            shards: ThreadLocal::new(),
             started: std::time::Instant::now(),
             off: false,
         }
@@ -133,13 +218,11 @@ impl Default for Metrics {
 
 /// Counts a request as in flight until dropped (so an error or a cancelled future counts
 /// down too).
-pub struct InFlight<'a>(&'a Metrics);
+pub struct InFlight<'a>(&'a AtomicI64);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -178,16 +261,47 @@ impl Metrics {
         }
     }
 
+    /// This thread's shard.
+    fn shard(&self) -> &Shard {
+        self.shards.get_or_default()
+    }
+
+    /// Every thread's figures, merged.
+    fn merged(&self) -> Merged {
+        let mut merged = Merged::default();
+        for shard in self.shards.iter() {
+            let figures = shard.lock();
+            for (route, figures) in &figures.http {
+                merged.http.entry(route.clone()).or_default().merge(figures);
+            }
+            for (provider, models) in &figures.upstream {
+                for (model, u) in models {
+                    merged
+                        .upstream
+                        .entry((provider.clone(), model.clone()))
+                        .or_default()
+                        .merge(u);
+                }
+            }
+        }
+        merged
+    }
+
     /// Marks a request in flight until the guard is dropped.
     pub fn request_started(&self) -> InFlight<'_> {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InFlight(self)
+        let count = &self.shard().in_flight;
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
     }
 
     /// Requests now between arrival and their response head.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+        let sum: i64 = self
+            .shards
+            .iter()
+            .map(|s| s.in_flight.load(Ordering::Relaxed))
+            .sum();
+        u64::try_from(sum).unwrap_or(0)
     }
 
     /// Time since the gateway started.
@@ -200,10 +314,10 @@ impl Metrics {
             return;
         }
         let m = METHODS[..5].iter().position(|x| *x == method).unwrap_or(5);
-        let mut inner = self.lock();
-        let figures = match inner.http.get_mut(route) {
+        let mut shard = self.shard().lock();
+        let figures = match shard.http.get_mut(route) {
             Some(figures) => figures,
-            None => inner.http.entry(route.to_string()).or_default(),
+            None => shard.http.entry(route.to_string()).or_default(),
         };
         figures.counts[m][class(status)] += 1;
         figures.latency.observe(secs);
@@ -224,23 +338,20 @@ impl Metrics {
         if self.off {
             return;
         }
-        let mut inner = self.lock();
-        let u = inner
-            .upstream
-            .entry((provider.to_string(), model.to_string()))
-            .or_default();
-        u.requests += 1;
-        if !ok {
-            u.errors += 1;
-        }
-        if cached {
-            u.cache_hits += 1;
-        } else {
-            u.latency.observe(secs);
-        }
-        u.prompt_tokens += prompt;
-        u.completion_tokens += completion;
-        u.cost_usd += cost;
+        self.shard().lock().upstream(provider, model, |u| {
+            u.requests += 1;
+            if !ok {
+                u.errors += 1;
+            }
+            if cached {
+                u.cache_hits += 1;
+            } else {
+                u.latency.observe(secs);
+            }
+            u.prompt_tokens += prompt;
+            u.completion_tokens += completion;
+            u.cost_usd += cost;
+        });
     }
 
     /// A streamed reply's pace: time to the first token, and per output token after it.
@@ -254,15 +365,12 @@ impl Metrics {
         if self.off {
             return;
         }
-        let mut inner = self.lock();
-        let u = inner
-            .upstream
-            .entry((provider.to_string(), model.to_string()))
-            .or_default();
-        u.time_to_first_token.observe(first_token_secs);
-        if let Some(secs) = per_token_secs {
-            u.time_per_output_token.observe_in(&TOKEN_BUCKETS, secs);
-        }
+        self.shard().lock().upstream(provider, model, |u| {
+            u.time_to_first_token.observe(first_token_secs);
+            if let Some(secs) = per_token_secs {
+                u.time_per_output_token.observe_in(&TOKEN_BUCKETS, secs);
+            }
+        });
     }
 
     pub fn otel_spans_dropped(&self, spans: u64) {
@@ -320,21 +428,21 @@ impl Metrics {
 
     /// Requests, errors and latency quantiles per provider, summed over its models.
     pub fn provider_stats(&self, provider: &str) -> ProviderStats {
-        let inner = self.lock();
         let mut latency = Histogram::default();
         let mut stats = ProviderStats::default();
-        for ((p, _), u) in inner.upstream.iter() {
-            if p != provider {
-                continue;
+        for shard in self.shards.iter() {
+            let figures = shard.lock();
+            for u in figures
+                .upstream
+                .get(provider)
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                stats.requests += u.requests;
+                stats.errors += u.errors;
+                stats.cache_hits += u.cache_hits;
+                latency.merge(&u.latency);
             }
-            stats.requests += u.requests;
-            stats.errors += u.errors;
-            stats.cache_hits += u.cache_hits;
-            for (i, c) in u.latency.counts.iter().enumerate() {
-                latency.counts[i] += c;
-            }
-            latency.count += u.latency.count;
-            latency.sum += u.latency.sum;
         }
         if stats.requests > 0 {
             stats.error_rate = stats.errors as f64 / stats.requests as f64;
@@ -345,14 +453,14 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        // Merged before the shared lock is taken: the two are never held together.
+        let merged = self.merged();
         let inner = self.lock();
         let mut out = String::with_capacity(4096);
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
 
         out.push_str("# HELP switchboard_http_requests_total HTTP requests by route pattern, method and status class.\n# TYPE switchboard_http_requests_total counter\n");
-        let mut routes: Vec<(&String, &Route)> = inner.http.iter().collect();
-        routes.sort_by(|a, b| a.0.cmp(b.0));
-        for (route, figures) in &routes {
+        for (route, figures) in &merged.http {
             for (m, by_class) in figures.counts.iter().enumerate() {
                 for (c, n) in by_class.iter().enumerate().filter(|(_, n)| **n > 0) {
                     let _ = writeln!(
@@ -366,7 +474,7 @@ impl Metrics {
             }
         }
         out.push_str("# HELP switchboard_http_request_duration_seconds Time to the response head (streams: to the first byte).\n# TYPE switchboard_http_request_duration_seconds histogram\n");
-        for (route, figures) in &routes {
+        for (route, figures) in &merged.http {
             write_histogram(
                 &mut out,
                 "switchboard_http_request_duration_seconds",
@@ -408,7 +516,7 @@ impl Metrics {
         ];
         for (name, help, value) in families {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((provider, model), u) in &inner.upstream {
+            for ((provider, model), u) in &merged.upstream {
                 let _ = writeln!(
                     out,
                     "{name}{{provider=\"{}\",model=\"{}\"}} {}",
@@ -419,7 +527,7 @@ impl Metrics {
             }
         }
         out.push_str("# HELP switchboard_upstream_duration_seconds Request latency by provider and model (cache hits excluded).\n# TYPE switchboard_upstream_duration_seconds histogram\n");
-        for ((provider, model), u) in &inner.upstream {
+        for ((provider, model), u) in &merged.upstream {
             write_histogram(
                 &mut out,
                 "switchboard_upstream_duration_seconds",
@@ -428,7 +536,7 @@ impl Metrics {
             );
         }
         out.push_str("# HELP switchboard_time_to_first_token_seconds Streams: from the request's arrival to the first content chunk, by provider and model.\n# TYPE switchboard_time_to_first_token_seconds histogram\n");
-        for ((provider, model), u) in inner
+        for ((provider, model), u) in merged
             .upstream
             .iter()
             .filter(|(_, u)| u.time_to_first_token.count > 0)
@@ -441,7 +549,7 @@ impl Metrics {
             );
         }
         out.push_str("# HELP switchboard_time_per_output_token_seconds Streams: (end - first token) / (output tokens - 1), by provider and model.\n# TYPE switchboard_time_per_output_token_seconds histogram\n");
-        for ((provider, model), u) in inner
+        for ((provider, model), u) in merged
             .upstream
             .iter()
             .filter(|(_, u)| u.time_per_output_token.count > 0)
@@ -544,6 +652,65 @@ mod tests {
             r#"switchboard_time_per_output_token_seconds_count{provider="mock",model="echo"} 1"#
         ));
         assert!(text.contains("switchboard_otel_spans_dropped_total 3"));
+    }
+
+    #[test]
+    fn what_threads_record_apart_is_read_as_one() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        m.http("/v1/chat/completions", "POST", 200, 0.003);
+                        m.upstream("mock", "echo", i != 0, false, 1, 2, 0.25, 0.02);
+                    }
+                    m.upstream("other", "echo", true, false, 0, 0, 0.0, 0.02);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        assert!(text.contains(r#"switchboard_http_requests_total{route="/v1/chat/completions",method="POST",status="2xx"} 40"#), "{text}");
+        assert!(
+            text.contains(
+                r#"switchboard_tokens_completion_total{provider="mock",model="echo"} 80"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"switchboard_cost_usd_total{provider="mock",model="echo"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"switchboard_upstream_requests_total{provider="other",model="echo"} 4"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"switchboard_upstream_duration_seconds_count{provider="mock",model="echo"} 40"#
+            ),
+            "{text}"
+        );
+        let stats = m.provider_stats("mock");
+        assert_eq!((stats.requests, stats.errors), (40, 10));
+    }
+
+    #[test]
+    fn a_request_in_flight_counts_until_its_guard_drops_on_any_thread() {
+        let m = Metrics::default();
+        let here = m.request_started();
+        // Started on another thread, ended here.
+        let there = std::thread::scope(|s| s.spawn(|| m.request_started()).join().unwrap());
+        assert_eq!(m.in_flight(), 2);
+        drop(there);
+        assert_eq!(m.in_flight(), 1);
+        drop(here);
+        assert_eq!(m.in_flight(), 0);
     }
 
     #[test]

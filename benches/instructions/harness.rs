@@ -2,7 +2,7 @@
 //! process, for `valgrind --tool=callgrind` to count (see `benches/instructions/check.sh`).
 //!
 //! `instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct]
-//! [--workers N] [--load CONNS SECS]`
+//! [--reference] [--workers N] [--load CONNS SECS]`
 //!
 //! The gateway is built with the same app factory as `main.rs` and the tests
 //! (`Application::build`, one worker, sled in a temp folder, accounting and request logs on),
@@ -25,6 +25,10 @@
 //! their own connections for SECS seconds, printing requests per second (benches/load/
 //! workers.sh: throughput with one worker and with two).
 //!
+//! `--reference` sends the same requests through the load benchmark's reference proxy
+//! (`benches/load/reference.rs`, the bare actix-web + reqwest pass-through) served in this
+//! process with one worker, so the gateway's count and the reference's are taken the same way.
+//!
 //! `--policies none` runs no policies (the default is the shipped `policies/`); `--only S`
 //! keeps one shipped script (`20-cache.rhai`), for its cost alone; `--off` switches
 //! subsystems off through `Settings::bench_off` (a benchmark-only switch, not a setting).
@@ -36,6 +40,9 @@
     clippy::unwrap_used,
     clippy::panic
 )]
+
+#[path = "../load/reference.rs"]
+mod reference;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -62,6 +69,7 @@ struct Args {
     off_log: bool,
     off_metrics: bool,
     direct: bool,
+    reference: bool,
     workers: usize,
     /// `--load CONNS SECS`: a timed throughput run instead of a counted one.
     load: Option<(usize, u64)>,
@@ -71,13 +79,14 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     let mut a = Args {
         requests: it.next().and_then(|n| n.parse().ok()).expect(
-            "usage: instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct] [--workers N] [--load CONNS SECS]",
+            "usage: instructions REQUESTS [--policies DIR|none] [--only SCRIPT] [--off log,metrics] [--direct] [--reference] [--workers N] [--load CONNS SECS]",
         ),
         policies: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")),
         only: None,
         off_log: false,
         off_metrics: false,
         direct: false,
+        reference: false,
         workers: 1,
         load: None,
     };
@@ -99,6 +108,7 @@ fn args() -> Args {
                 }
             }
             "--direct" => a.direct = true,
+            "--reference" => a.reference = true,
             "--workers" => a.workers = it.next().and_then(|n| n.parse().ok()).expect("--workers N"),
             "--load" => {
                 let conns = it
@@ -296,6 +306,29 @@ async fn main() {
             .await
             .unwrap();
         println!("direct: {} requests", a.requests);
+        return;
+    }
+    if a.reference {
+        let data = reference::Upstream::new(&format!("{up}/v1"));
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.clone())
+                .configure(reference::routes)
+        })
+        .workers(a.workers)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let base = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        let served = tokio::spawn(server);
+        let requests = a.requests;
+        tokio::task::spawn_blocking(move || drive(&base, WARMUP, requests))
+            .await
+            .unwrap();
+        handle.stop(true).await;
+        served.await.unwrap().unwrap();
+        println!("reference: {requests} requests");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
