@@ -82,13 +82,14 @@ impl Authenticator {
 
     /// Resolves the request's bearer key.
     pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<KeyRecord>, ApiError> {
-        let secret = bearer(req)?;
-        if let Some((hash, record)) = &self.env_admin {
-            if hash_secret(secret) == *hash {
+        // Hashed once, for the environment's admin key and the store's index alike.
+        let hash = hash_secret(bearer(req)?);
+        if let Some((admin, record)) = &self.env_admin {
+            if hash == *admin {
                 return Ok(record.clone());
             }
         }
-        let key = self.keys.authenticate(secret).ok_or_else(|| {
+        let key = self.keys.authenticate_hash(&hash).ok_or_else(|| {
             ApiError::unauthorized(
                 "Invalid API key. Check the key, or ask an operator for a new one.",
             )

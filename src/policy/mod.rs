@@ -85,6 +85,10 @@ struct Script {
     ast: AST,
     on_request: bool,
     on_response: bool,
+    /// Whether the text names `headers` at all. `req.headers` is a property, so a script
+    /// that reads it names it (rhai has no way to build a property name at run time, and
+    /// `eval` and imports are off); one that never does spares every request the copy.
+    names_headers: bool,
     /// Where each hook is defined: the line reported when rhai gives no position (an
     /// operation-limit overrun has none).
     hook_lines: [Option<usize>; 2],
@@ -255,6 +259,7 @@ impl PolicySet {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .into(),
+                names_headers: text.contains("headers"),
                 source: text.into(),
                 ast,
                 on_request,
@@ -270,6 +275,11 @@ impl PolicySet {
 
     pub fn has_request_hooks(&self) -> bool {
         self.scripts.iter().any(|s| s.on_request)
+    }
+
+    /// Whether some `on_request` may read `req.headers` (see `Script::names_headers`).
+    pub fn reads_request_headers(&self) -> bool {
+        self.scripts.iter().any(|s| s.on_request && s.names_headers)
     }
 
     pub fn has_response_hooks(&self) -> bool {
@@ -406,7 +416,44 @@ fn failure(
 mod tests {
     use super::*;
 
+    fn reads_headers(script: &str) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rhai"), script).unwrap();
+        PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false)
+            .unwrap()
+            .reads_request_headers()
+    }
+
+    #[test]
+    fn request_headers_are_copied_only_for_a_set_whose_requests_hooks_name_them() {
+        assert!(!reads_headers(
+            r#"fn on_request(req, ctx) { ctx.tag("m", req.model); }"#
+        ));
+        assert!(reads_headers(
+            r#"fn on_request(req, ctx) { ctx.tag("u", req.headers["x-user"]); }"#
+        ));
+        // A response hook never sees the request's headers.
+        assert!(!reads_headers(
+            r#"fn on_response(res, ctx) { let headers = 1; }"#
+        ));
+        // And a script that does read them gets them (`req.headers`, end to end).
+        let (_, decision) = run_with_headers(
+            r#"fn on_request(req, ctx) { ctx.tag("u", req.headers["x-user"]); }"#,
+            r#"{"model":"m","messages":[]}"#,
+            vec![("x-user".into(), "ada".into())],
+        );
+        assert_eq!(decision.tags.get("u").map(String::as_str), Some("ada"));
+    }
+
     fn run(script: &str, body: &str) -> (RequestBody, Decision) {
+        run_with_headers(script, body, vec![])
+    }
+
+    fn run_with_headers(
+        script: &str,
+        body: &str,
+        headers: Vec<(String, String)>,
+    ) -> (RequestBody, Decision) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rhai"), script).unwrap();
         let set = PolicySet::load_dir(Arc::new(engine::build(1 << 20)), dir.path(), false).unwrap();
@@ -423,7 +470,7 @@ mod tests {
         let body =
             RequestBody::with_original(typed, bytes::Bytes::copy_from_slice(body.as_bytes()));
         let key = Arc::new(crate::policy::fixtures::FixtureKey::default().record());
-        set.on_request(body, key, vec![], env).unwrap()
+        set.on_request(body, key, headers, env).unwrap()
     }
 
     #[tokio::test]

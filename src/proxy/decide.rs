@@ -67,7 +67,7 @@ pub fn script_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// The headers for `req.headers`, built only when some script can read them.
 fn policy_headers(snapshot: &Snapshot, headers: &HeaderMap) -> Vec<(String, String)> {
-    if snapshot.policies.has_request_hooks() {
+    if snapshot.policies.reads_request_headers() {
         script_headers(headers)
     } else {
         Vec::new()
@@ -88,7 +88,7 @@ fn policy_error(failure: ScriptFailure, request_id: &RequestId) -> Failure {
             ))
             .with_code(Code::PolicyError),
         ),
-        attempts: Vec::new(),
+        attempts: None,
         calls: 0,
         detail: Some(format!("policy error: {failure}")),
     }

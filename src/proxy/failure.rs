@@ -3,12 +3,13 @@
 
 use crate::error::ApiError;
 use crate::router::attempts::AttemptRecord;
+use crate::store::logs::AttemptLog;
 
 pub struct Failure {
     /// Boxed: a `Failure` travels in the `Result` of every stage, and most requests succeed.
     pub error: Box<ApiError>,
     /// The attempt log (target, outcome, latency, what happened next), for the request log.
-    pub attempts: Vec<serde_json::Value>,
+    pub attempts: Option<AttemptLog>,
     /// Upstream calls made, for `x-switchboard-attempts` and the log.
     pub calls: u32,
     /// What the request log records instead of the client's message, when that says less.
@@ -19,7 +20,7 @@ impl From<ApiError> for Failure {
     fn from(error: ApiError) -> Self {
         Failure {
             error: Box::new(error),
-            attempts: Vec::new(),
+            attempts: None,
             calls: 0,
             detail: None,
         }
@@ -27,9 +28,6 @@ impl From<ApiError> for Failure {
 }
 
 /// The attempt records as the request log stores them.
-pub fn attempt_log(attempts: &[AttemptRecord]) -> Vec<serde_json::Value> {
-    attempts
-        .iter()
-        .filter_map(|a| serde_json::to_value(a).ok())
-        .collect()
+pub fn attempt_log(attempts: &[AttemptRecord]) -> Option<AttemptLog> {
+    AttemptLog::of(attempts)
 }

@@ -88,7 +88,7 @@ pub async fn forward(
         log.latency_ms = started.elapsed().as_millis() as u64;
         log.attempts = failure.calls;
         // A name that is no served model, refused before any target: counted as `(unknown)`.
-        log.unknown_model = failure.attempts.is_empty()
+        log.unknown_model = failure.attempts.is_none()
             && state
                 .snapshot()
                 .models

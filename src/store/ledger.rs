@@ -38,7 +38,9 @@ impl BatchId {
 #[derive(Debug, Clone)]
 pub struct LedgerBatch {
     pub id: BatchId,
-    pub entries: Vec<LogEntry>,
+    /// Shared, so a backend that moves the batch to a blocking thread clones a pointer, not
+    /// every entry.
+    pub entries: std::sync::Arc<[LogEntry]>,
 }
 
 #[async_trait::async_trait]

@@ -22,6 +22,36 @@ pub struct ShadowComparison {
     pub identical: Option<bool>,
 }
 
+/// A request's attempt records as JSON text (an array). Written once on the request path,
+/// straight from the records (a tree of `serde_json::Value`s cost a map and a string per field
+/// per attempt on the worker), and stored and served as it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AttemptLog(Box<serde_json::value::RawValue>);
+
+impl AttemptLog {
+    /// The records' JSON, or `None` for no records (the field is then left out).
+    pub fn of<T: Serialize>(records: &[T]) -> Option<AttemptLog> {
+        if records.is_empty() {
+            return None;
+        }
+        serde_json::value::to_raw_value(records)
+            .ok()
+            .map(AttemptLog)
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for AttemptLog {
+    fn eq(&self, other: &AttemptLog) -> bool {
+        self.json() == other.json()
+    }
+}
+
 /// One proxied request, as the log keeps it. Bodies only when `--log-bodies` is on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogEntry {
@@ -82,8 +112,9 @@ pub struct LogEntry {
     /// Upstream attempts made (0 for a cache hit or a request refused before any).
     pub attempts: u32,
     /// Each try: target, outcome, latency, and what happened next (retried, next target...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attempt_log: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<Object>)]
+    pub attempt_log: Option<AttemptLog>,
     pub variants: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     pub error: Option<String>,
@@ -219,4 +250,46 @@ pub fn decode_cursor(cursor: &str) -> Result<(Vec<u8>, usize), StoreError> {
         hex::decode(key).map_err(|_| bad())?,
         next.parse().map_err(|_| bad())?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Attempt {
+        target: &'static str,
+        latency_ms: u64,
+    }
+
+    #[test]
+    fn the_attempt_log_is_stored_and_read_as_the_array_it_always_was() {
+        let entry = LogEntry {
+            request_id: "r1".into(),
+            attempt_log: AttemptLog::of(&[
+                Attempt {
+                    target: "a/m",
+                    latency_ms: 3,
+                },
+                Attempt {
+                    target: "b/m",
+                    latency_ms: 5,
+                },
+            ]),
+            ..LogEntry::default()
+        };
+        let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
+        assert_eq!(
+            json["attempt_log"],
+            serde_json::json!([{"target": "a/m", "latency_ms": 3}, {"target": "b/m", "latency_ms": 5}])
+        );
+        // What was written (as these entries are stored: JSON bytes) reads back the same.
+        let bytes = serde_json::to_vec(&[&entry]).unwrap();
+        let back: Vec<LogEntry> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, vec![entry]);
+        // No attempts: no field, as before.
+        assert_eq!(AttemptLog::of::<Attempt>(&[]), None);
+        let none = serde_json::to_value(LogEntry::default()).unwrap();
+        assert!(none.get("attempt_log").is_none());
+    }
 }

@@ -96,8 +96,8 @@ impl KeyStore for MemoryKeyStore {
         Ok((record, secret))
     }
 
-    fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>> {
-        self.live.authenticate(secret)
+    fn authenticate_hash(&self, hash: &[u8; 32]) -> Option<Arc<KeyRecord>> {
+        self.live.authenticate_hash(hash)
     }
 
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -68,7 +68,7 @@ impl Ledger for MemoryLedger {
     fn batch(&self, entries: Vec<LogEntry>) -> LedgerBatch {
         LedgerBatch {
             id: BatchId::next(&entries, &self.seq),
-            entries,
+            entries: entries.into(),
         }
     }
 

@@ -189,8 +189,8 @@ impl KeyStore for RedisKeyStore {
         Ok((record, secret))
     }
 
-    fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>> {
-        self.index.authenticate(secret)
+    fn authenticate_hash(&self, hash: &[u8; 32]) -> Option<Arc<KeyRecord>> {
+        self.index.authenticate_hash(hash)
     }
 
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {

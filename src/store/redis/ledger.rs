@@ -136,7 +136,7 @@ impl Ledger for RedisLedger {
     fn batch(&self, entries: Vec<LogEntry>) -> LedgerBatch {
         LedgerBatch {
             id: BatchId::next(&entries, &self.seq),
-            entries,
+            entries: entries.into(),
         }
     }
 

@@ -247,8 +247,8 @@ impl KeyStore for SledKeyStore {
         .await
     }
 
-    fn authenticate(&self, secret: &str) -> Option<Arc<KeyRecord>> {
-        self.0.live.authenticate(secret)
+    fn authenticate_hash(&self, hash: &[u8; 32]) -> Option<Arc<KeyRecord>> {
+        self.0.live.authenticate_hash(hash)
     }
 
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -30,7 +30,7 @@ impl Ledger for SledLedger {
     fn batch(&self, entries: Vec<LogEntry>) -> LedgerBatch {
         LedgerBatch {
             id: self.logs.batch_id(&entries),
-            entries,
+            entries: entries.into(),
         }
     }
 
