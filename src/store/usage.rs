@@ -259,11 +259,22 @@ pub struct Merged {
 impl Merged {
     pub fn of(entries: &[LogEntry]) -> Merged {
         let mut m = Merged::default();
+        // One buffer for every row key: a row seen before in the batch costs no allocation.
+        let mut key = Vec::with_capacity(128);
         for e in entries {
             let hour = e.at_ms / 1000 / 3600 * 3600;
             let t = Totals::of(e);
-            m.rows.entry(row_key(hour, &dims(e))).or_default().add(&t);
-            let k = m.keys.entry(e.key_id.clone()).or_default();
+            row_key_into(&mut key, hour, e);
+            match m.rows.get_mut(key.as_slice()) {
+                Some(row) => row.add(&t),
+                None => {
+                    m.rows.insert(key.clone(), t);
+                }
+            }
+            let k = match m.keys.get_mut(e.key_id.as_str()) {
+                Some(k) => k,
+                None => m.keys.entry(e.key_id.clone()).or_default(),
+            };
             k.totals.add(&t);
             k.last_used_ms = k.last_used_ms.max(Some(e.at_ms));
         }
@@ -279,56 +290,44 @@ impl Merged {
 
 const SEP: char = '\u{1f}';
 
-/// The dimensions of a row, in key order. `team` came last, later than the others: rows
-/// written before it have five parts, and count as no team.
-struct Dims<'a> {
-    key: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    variant: String,
-    tags: String,
-    team: &'a str,
-}
-
 /// The model a request for an unknown model is counted under (see [`LogEntry::unknown_model`]).
 pub const UNKNOWN_MODEL: &str = "(unknown)";
 
-fn dims(e: &LogEntry) -> Dims<'_> {
+/// Writes an entry's row key into `out` (cleared first): the hour (8 bytes, big-endian), then
+/// the dimensions separated by `SEP`: key, provider, model, variants (`name=value`, joined by
+/// `,`), tags (likewise), team. `team` came last, later than the others: rows written before
+/// it have five parts, and count as no team.
+fn row_key_into(out: &mut Vec<u8>, hour: u64, e: &LogEntry) {
     let asked = if e.unknown_model {
         UNKNOWN_MODEL
     } else {
         &e.requested_model
     };
-    Dims {
-        key: &e.key_id,
-        provider: e.provider.as_deref().unwrap_or(""),
-        model: e.model.as_deref().unwrap_or(asked),
-        variant: e
-            .variants
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
-        tags: e
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
-        team: e.team.as_deref().unwrap_or(""),
-    }
-}
-
-fn row_key(hour: u64, d: &Dims) -> Vec<u8> {
-    let mut k = hour.to_be_bytes().to_vec();
-    k.extend_from_slice(
-        format!(
-            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
-            d.key, d.provider, d.model, d.variant, d.tags, d.team
-        )
-        .as_bytes(),
-    );
-    k
+    let mut sep = [0u8; 4];
+    let sep = SEP.encode_utf8(&mut sep).as_bytes();
+    let pairs = |out: &mut Vec<u8>, map: &BTreeMap<String, String>| {
+        for (i, (k, v)) in map.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        }
+    };
+    out.clear();
+    out.extend_from_slice(&hour.to_be_bytes());
+    out.extend_from_slice(e.key_id.as_bytes());
+    out.extend_from_slice(sep);
+    out.extend_from_slice(e.provider.as_deref().unwrap_or("").as_bytes());
+    out.extend_from_slice(sep);
+    out.extend_from_slice(e.model.as_deref().unwrap_or(asked).as_bytes());
+    out.extend_from_slice(sep);
+    pairs(out, &e.variants);
+    out.extend_from_slice(sep);
+    pairs(out, &e.tags);
+    out.extend_from_slice(sep);
+    out.extend_from_slice(e.team.as_deref().unwrap_or("").as_bytes());
 }
 
 fn group_value(group: &GroupBy, parts: &[&str]) -> Option<String> {
@@ -400,6 +399,46 @@ pub fn regroup<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_key_is_the_hour_then_the_dimensions_as_rows_were_always_keyed() {
+        let e = LogEntry {
+            at_ms: 7_200_000 + 5,
+            key_id: "k1".into(),
+            provider: Some("openai".into()),
+            model: Some("gpt-4o".into()),
+            variants: [
+                ("exp".to_string(), "b".to_string()),
+                ("a".to_string(), "x".to_string()),
+            ]
+            .into(),
+            tags: [("team".to_string(), "red".to_string())].into(),
+            team: Some("t1".into()),
+            ..LogEntry::default()
+        };
+        let mut key = vec![1, 2, 3];
+        row_key_into(&mut key, 7200, &e);
+        let mut expected = 7200u64.to_be_bytes().to_vec();
+        expected.extend_from_slice(
+            "k1\u{1f}openai\u{1f}gpt-4o\u{1f}a=x,exp=b\u{1f}team=red\u{1f}t1".as_bytes(),
+        );
+        assert_eq!(key, expected);
+        // An unknown model with no provider, no variants, tags or team.
+        let unknown = LogEntry {
+            key_id: "k2".into(),
+            requested_model: "nope".into(),
+            unknown_model: true,
+            ..LogEntry::default()
+        };
+        row_key_into(&mut key, 0, &unknown);
+        let mut expected = 0u64.to_be_bytes().to_vec();
+        expected.extend_from_slice("k2\u{1f}\u{1f}(unknown)\u{1f}\u{1f}\u{1f}".as_bytes());
+        assert_eq!(key, expected);
+        // Merged: two entries of one row add up in one row.
+        let m = Merged::of(&[e.clone(), e]);
+        assert_eq!(m.rows.len(), 1);
+        assert_eq!(m.keys["k1"].totals.requests, 2);
+    }
 
     fn entry(key: &str, team: Option<&str>) -> LogEntry {
         LogEntry {
