@@ -423,8 +423,8 @@ mod tests {
             .block_on(f)
     }
 
-    #[test]
-    fn what_is_queued_is_written_when_the_accountant_drops() {
+    /// A store in a temp folder (kept while the folder lives) and an accountant writing to it.
+    fn started() -> (tempfile::TempDir, Store, Accountant) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let accountant = Accountant::start(
@@ -434,6 +434,12 @@ mod tests {
             false,
         )
         .unwrap();
+        (dir, store, accountant)
+    }
+
+    #[test]
+    fn what_is_queued_is_written_when_the_accountant_drops() {
+        let (_dir, store, accountant) = started();
         for i in 0..3 {
             accountant.record(LogEntry {
                 request_id: format!("r{i}"),
@@ -451,15 +457,7 @@ mod tests {
 
     #[test]
     fn entries_queued_on_several_threads_are_all_written_in_arrival_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let accountant = Accountant::start(
-            store.clone(),
-            Arc::new(Metrics::default()),
-            Retention::default(),
-            false,
-        )
-        .unwrap();
+        let (_dir, store, accountant) = started();
         let base = now_ms();
         // Thread t queues the requests that arrived at base + t, + t + 4, + t + 8, ...
         std::thread::scope(|s| {
