@@ -4,7 +4,7 @@
 //! names from the configuration.
 //!
 //! The per-request figures (HTTP counts and latency, upstream calls, requests in flight) are
-//! kept per thread ([`Shard`]): a worker records into its own, behind a mutex only a reader
+//! kept per thread (`Shard`): a worker records into its own, behind a mutex only a reader
 //! (`/metrics`, the admin API) ever contends for, so no lock or counter is shared by every
 //! request of every worker. Reading merges the threads' figures. The rare events (reloads,
 //! webhook deliveries, drops) share one mutex.
