@@ -73,6 +73,37 @@ async fn start_batch_at(client: &reqwest::Client, base: &str, text: &str) -> Str
     created["id"].as_str().unwrap().to_string()
 }
 
+/// The batch `id` as the gateway at `base` reports it.
+async fn batch_at(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/batches/{id}"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the batch at `base` until it has completed (a restarted gateway resuming it).
+async fn resumed_to_completion(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    within: Duration,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let b = batch_at(client, base, id).await;
+        if b["status"] == "completed" {
+            return b;
+        }
+        assert!(started.elapsed() < within, "the batch did not resume: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn upload_ok(app: &TestApp, key: &str, text: &str) -> String {
     let res = upload(app, key, text, "batch").await;
     assert_eq!(res.status(), 200);
@@ -709,24 +740,9 @@ async fn a_kill_9_mid_batch_and_a_restart_finish_it_with_every_line_once() {
     let (server, url) = start_binary(base.path(), upstream.addr);
     let total = 300;
     let id = start_batch_at(&client, &url, &lines(total, "up/gpt")).await;
-    let get = |url: String| {
-        let client = client.clone();
-        let id = id.clone();
-        async move {
-            client
-                .get(format!("{url}/v1/batches/{id}"))
-                .bearer_auth(ADMIN_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
     // Kill it once a good part has been answered.
     let started = Instant::now();
-    while get(url.clone()).await["request_counts"]["completed"]
+    while batch_at(&client, &url, &id).await["request_counts"]["completed"]
         .as_u64()
         .unwrap_or(0)
         < 40
@@ -745,18 +761,7 @@ async fn a_kill_9_mid_batch_and_a_restart_finish_it_with_every_line_once() {
     );
 
     let (_server, url) = start_binary(base.path(), upstream.addr);
-    let started = Instant::now();
-    let done = loop {
-        let b = get(url.clone()).await;
-        if b["status"] == "completed" {
-            break b;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the batch did not resume: {b}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = resumed_to_completion(&client, &url, &id, Duration::from_secs(120)).await;
     assert_eq!(
         done["request_counts"],
         json!({"total": total, "completed": total, "failed": 0})
@@ -773,15 +778,7 @@ async fn a_kill_9_mid_batch_and_a_restart_finish_it_with_every_line_once() {
         .text()
         .await
         .unwrap();
-    let mut ids: Vec<String> = output
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["custom_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut ids = crate::helpers::custom_ids(&output);
     ids.sort();
     ids.dedup();
     assert_eq!(output.lines().count(), total, "every line once");
@@ -866,27 +863,8 @@ async fn a_graceful_stop_writes_the_lines_in_flight_and_a_restart_sends_none_twi
     );
 
     let (_server, url) = start_binary(base.path(), upstream.addr);
-    let started = Instant::now();
-    loop {
-        let b: Value = client
-            .get(format!("{url}/v1/batches/{id}"))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if b["status"] == "completed" {
-            assert_eq!(b["request_counts"]["completed"], total);
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the batch did not resume: {b}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let done = resumed_to_completion(&client, &url, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["request_counts"]["completed"], total);
     let seen = seen.0.lock().unwrap();
     assert_eq!(seen.len(), total);
     assert!(

@@ -583,15 +583,7 @@ fn a_batch_waits_out_a_full_disk_and_finishes_with_every_line_once() {
         ),
         ADMIN,
     );
-    let mut ids: Vec<String> = output
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["custom_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut ids = crate::helpers::custom_ids(&output);
     assert_eq!(ids.len(), total);
     ids.sort();
     ids.dedup();

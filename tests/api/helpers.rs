@@ -463,3 +463,16 @@ pub async fn settled(app: &TestApp, res: &reqwest::Response) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The `custom_id` of every line of a batch's output (or error) file, in file order.
+pub fn custom_ids(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["custom_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
