@@ -1,7 +1,7 @@
 //! Stage 5, dispatch: the router tries the targets (balancing, breakers, retries, fallback)
 //! until one answers; every upstream call is counted against the provider it went to.
 
-use super::failure::{attempt_log, Failure};
+use super::failure::Failure;
 use super::request_id::RequestId;
 use crate::error::ApiError;
 use crate::policy::Decision;
@@ -9,6 +9,7 @@ use crate::router::attempts::{self, AttemptOutcome, AttemptRecord, Served, Then}
 use crate::router::Target;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
+use crate::store::logs::AttemptLog;
 use crate::wire::RequestBody;
 
 #[allow(clippy::too_many_arguments)]
@@ -47,7 +48,7 @@ pub async fn dispatch(
             count_attempts(state, &failed.attempts);
             Err(Failure {
                 error: Box::new(with_attempts(failed.error, calls)),
-                attempts: attempt_log(&failed.attempts),
+                attempts: AttemptLog::of(&failed.attempts),
                 calls,
                 detail: None,
             })

@@ -2,7 +2,6 @@
 //! records about it (the attempts made, and a detail the client is not shown).
 
 use crate::error::ApiError;
-use crate::router::attempts::AttemptRecord;
 use crate::store::logs::AttemptLog;
 
 pub struct Failure {
@@ -25,9 +24,4 @@ impl From<ApiError> for Failure {
             detail: None,
         }
     }
-}
-
-/// The attempt records as the request log stores them.
-pub fn attempt_log(attempts: &[AttemptRecord]) -> Option<AttemptLog> {
-    AttemptLog::of(attempts)
 }

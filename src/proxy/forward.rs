@@ -2,7 +2,7 @@
 //! decide, admit, route, cache lookup, dispatch, respond, settle. Each stage is its own
 //! module; this file only runs them in order and logs a request that fails before a reply.
 
-use super::failure::{attempt_log, Failure};
+use super::failure::Failure;
 use super::request_id::RequestId;
 use super::settle::{Aftermath, CachePut};
 use super::shape::Shape;
@@ -12,6 +12,7 @@ use crate::error_codes::Code;
 use crate::policy::PolicyEnv;
 use crate::router::{self, Target};
 use crate::state::AppState;
+use crate::store::logs::AttemptLog;
 use crate::store::logs::LogEntry;
 use crate::store::KeyRecord;
 use crate::telemetry::spans::attr;
@@ -330,7 +331,7 @@ async fn proxy(
         ttl_secs,
     });
     let mut after = settle(hold, target, false, cache_put, attempts);
-    after.log.attempt_log = attempt_log(&served.attempts);
+    after.log.attempt_log = AttemptLog::of(&served.attempts);
     after.mirror = mirror_body.map(|body| super::mirror::MirrorJob {
         target: decision
             .mirror

@@ -1,11 +1,12 @@
 //! Stage 3, route: the decided routes (or the requested model) become the targets to try, and
 //! the key's allow-list is held against each of them.
 
-use super::failure::{attempt_log, Failure};
+use super::failure::Failure;
 use crate::error::ApiError;
 use crate::error_codes::Code;
 use crate::policy::Decision;
 use crate::router::{self, ModelIndex, Target};
+use crate::store::logs::AttemptLog;
 use crate::store::KeyRecord;
 use crate::wire::RequestBody;
 
@@ -32,7 +33,7 @@ pub fn route(
                     .with_param("model")
                     .with_code(Code::ModelNotAllowed),
             ),
-            attempts: attempt_log(
+            attempts: AttemptLog::of(
                 &targets
                     .iter()
                     .map(router::attempts::not_allowed)
