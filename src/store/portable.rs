@@ -11,7 +11,7 @@ use super::error::StoreError;
 use super::keys::{sort_listed, KeyRecord};
 use super::teams::TeamRecord;
 use super::usage::{KeyUsage, Totals};
-use super::windows::Windows;
+use super::windows::Locked;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -250,8 +250,8 @@ impl Import {
         }
     }
 
-    /// The counters' windows set as imported (see [`Windows::restore`]).
-    pub fn restore_counters(&self, windows: &mut Windows) {
+    /// The counters' windows set as imported (see [`Locked::restore`]).
+    pub fn restore_counters(&self, windows: &mut Locked<'_>) {
         for ((name, window_secs), (start, count)) in &self.counters {
             windows.restore(name, *window_secs, *start, *count);
         }
@@ -304,7 +304,7 @@ pub fn assignment_record(stored: &[u8], variant: &[u8]) -> Option<Record> {
 }
 
 /// Every counter's window as a record, by name and window length.
-pub fn counter_records(windows: &Windows) -> Vec<Record> {
+pub fn counter_records(windows: &Locked<'_>) -> Vec<Record> {
     windows
         .kept()
         .into_iter()

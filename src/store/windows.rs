@@ -1,6 +1,6 @@
-//! Counter windows held in memory behind one short mutex: exact under concurrency and free of
-//! I/O. The in-process backends (sled, memory) share this and differ only in how changed
-//! windows are written.
+//! Counter windows held in memory, sharded by counter name behind short mutexes: exact under
+//! concurrency, free of I/O, and with no lock that every request takes. The in-process
+//! backends (sled, memory) share this and differ only in how changed windows are written.
 //!
 //! A window holds what was used (`count`, persisted) and what admitted requests have reserved
 //! but not yet settled (`reserved`, memory only: a crash ends those requests too). Requests in
@@ -13,7 +13,7 @@ use super::counters::{
 use super::error::StoreError;
 use crate::clock::now_secs;
 use std::collections::{HashMap, HashSet};
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -22,13 +22,14 @@ pub struct Window {
     pub reserved: u64,
 }
 
+/// One shard of the counters (see [`ShardedWindows`]).
 #[derive(Default)]
-pub struct Windows {
-    pub(super) windows: HashMap<String, Window>,
+struct Windows {
+    windows: HashMap<String, Window>,
     /// Counters changed since they were last written.
-    pub(super) dirty: HashSet<String>,
+    dirty: HashSet<String>,
     /// Counters pruned since they were last written: to delete where they are kept.
-    pub(super) removed: HashSet<String>,
+    removed: HashSet<String>,
     /// Requests in flight per limit name.
     in_flight: HashMap<String, u64>,
     last_prune: u64,
@@ -101,33 +102,18 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 impl Windows {
-    /// Windows read back from where a backend keeps them.
-    pub fn loaded(windows: HashMap<String, Window>) -> Windows {
-        Windows {
-            windows,
-            ..Windows::default()
-        }
-    }
-
-    /// Every counter's window as kept, ordered by name and window length: (name,
-    /// window_secs, window). What an export carries (it leaves `reserved` out).
-    pub fn kept(&self) -> Vec<(&str, u64, Window)> {
-        let mut kept: Vec<(&str, u64, Window)> = self
-            .windows
-            .iter()
-            .filter_map(|(k, w)| {
-                let (name, window_secs) = k.rsplit_once('\u{1f}')?;
-                Some((name, window_secs.parse().ok()?, *w))
-            })
-            .collect();
-        kept.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        kept
+    /// This shard's counters' windows, unordered: (name, window_secs, window).
+    fn kept(&self) -> impl Iterator<Item = (&str, u64, Window)> {
+        self.windows.iter().filter_map(|(k, w)| {
+            let (name, window_secs) = k.rsplit_once('\u{1f}')?;
+            Some((name, window_secs.parse().ok()?, *w))
+        })
     }
 
     /// Sets a counter's window as an import brings it: its start and count replace what was
     /// kept. What requests in flight reserved in that same window stays theirs (they settle
     /// against it); marked changed, so a backend that keeps windows writes it.
-    pub fn restore(&mut self, name: &str, window_secs: u64, start: u64, count: u64) {
+    fn restore(&mut self, name: &str, window_secs: u64, start: u64, count: u64) {
         let k = key(name, window_secs);
         let reserved = self
             .windows
@@ -232,95 +218,80 @@ impl Windows {
         }
     }
 
-    fn reserve(&mut self, held: &[(Limit, u64)], now: u64) -> Result<Reservation, OverLimit> {
-        // An amount larger than the whole limit counts as the whole limit: such a request
-        // fits an unused window instead of never fitting.
-        let held: Vec<(Limit, u64)> = held
-            .iter()
-            .map(|(l, amount)| (l.clone(), (*amount).min(l.max)))
-            .collect();
-        for (limit, amount) in &held {
-            let u = self.in_use(limit, now);
-            let used = u.used.saturating_add(u.reserved);
-            let fits = used < limit.max && used.saturating_add(*amount) <= limit.max;
-            if !fits {
-                let retry_after_secs = match limit.kind {
-                    LimitKind::Parallel => 0,
-                    _ => seconds_left(now, limit.window_secs),
-                };
-                return Err(OverLimit {
-                    limit: limit.clone(),
-                    used,
-                    wanted: *amount,
-                    retry_after_secs,
-                });
-            }
+    /// Whether `amount` more fits `limit` now, beside what is used and reserved.
+    fn check(&self, limit: &Limit, amount: u64, now: u64) -> Result<(), OverLimit> {
+        let u = self.in_use(limit, now);
+        let used = u.used.saturating_add(u.reserved);
+        if used < limit.max && used.saturating_add(amount) <= limit.max {
+            return Ok(());
         }
-        let mut standing = Vec::with_capacity(held.len());
-        for (limit, amount) in &held {
-            match limit.kind {
-                LimitKind::Parallel => {
-                    *self.in_flight.entry(limit.name.clone()).or_insert(0) += 1;
-                }
-                LimitKind::Requests => {
-                    let k = key(&limit.name, limit.window_secs);
-                    self.charge(&k, limit.window_secs, now, *amount);
-                }
-                LimitKind::Tokens | LimitKind::MicroUsd => {
-                    let k = key(&limit.name, limit.window_secs);
-                    self.with_window(&k, limit.window_secs, now, |w| {
-                        w.reserved = w.reserved.saturating_add(*amount)
-                    });
-                }
-            }
-            let u = self.in_use(limit, now);
-            standing.push(Standing {
-                limit: limit.clone(),
-                remaining: limit.max.saturating_sub(u.used.saturating_add(u.reserved)),
-                reset_secs: match limit.kind {
-                    LimitKind::Parallel => 0,
-                    _ => seconds_left(now, limit.window_secs),
-                },
-            });
-        }
-        Ok(Reservation {
-            held,
-            at: now,
-            standing,
-            lease: None,
-            deferred: false,
+        let retry_after_secs = match limit.kind {
+            LimitKind::Parallel => 0,
+            _ => seconds_left(now, limit.window_secs),
+        };
+        Err(OverLimit {
+            limit: limit.clone(),
+            used,
+            wanted: amount,
+            retry_after_secs,
         })
     }
 
-    /// Ends a reservation: `actual` replaces budgets' reservations (None: released, nothing
-    /// charged, request slots given back too).
-    fn end(&mut self, r: &Reservation, actual: Option<Actual>, now: u64) {
-        for (limit, amount) in &r.held {
-            let k = key(&limit.name, limit.window_secs);
-            match limit.kind {
-                LimitKind::Parallel => {
-                    if let Some(n) = self.in_flight.get_mut(&limit.name) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            self.in_flight.remove(&limit.name);
-                        }
+    /// Takes `amount` of `limit` (checked first with [`Self::check`]); its standing after.
+    fn hold(&mut self, limit: &Limit, amount: u64, now: u64) -> Standing {
+        match limit.kind {
+            LimitKind::Parallel => {
+                *self.in_flight.entry(limit.name.clone()).or_insert(0) += 1;
+            }
+            LimitKind::Requests => {
+                let k = key(&limit.name, limit.window_secs);
+                self.charge(&k, limit.window_secs, now, amount);
+            }
+            LimitKind::Tokens | LimitKind::MicroUsd => {
+                let k = key(&limit.name, limit.window_secs);
+                self.with_window(&k, limit.window_secs, now, |w| {
+                    w.reserved = w.reserved.saturating_add(amount)
+                });
+            }
+        }
+        let u = self.in_use(limit, now);
+        Standing {
+            limit: limit.clone(),
+            remaining: limit.max.saturating_sub(u.used.saturating_add(u.reserved)),
+            reset_secs: match limit.kind {
+                LimitKind::Parallel => 0,
+                _ => seconds_left(now, limit.window_secs),
+            },
+        }
+    }
+
+    /// Ends what a reservation made at `at` held of one limit: `actual` replaces a budget's
+    /// reservation (None: released, nothing charged, a request slot given back too).
+    fn end(&mut self, limit: &Limit, amount: u64, at: u64, actual: Option<Actual>, now: u64) {
+        let k = key(&limit.name, limit.window_secs);
+        match limit.kind {
+            LimitKind::Parallel => {
+                if let Some(n) = self.in_flight.get_mut(&limit.name) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.in_flight.remove(&limit.name);
                     }
                 }
-                LimitKind::Requests => {
-                    if actual.is_none() {
-                        self.take_back(&k, limit.window_secs, r.at, now, *amount, true);
-                    }
+            }
+            LimitKind::Requests => {
+                if actual.is_none() {
+                    self.take_back(&k, limit.window_secs, at, now, amount, true);
                 }
-                LimitKind::Tokens | LimitKind::MicroUsd => {
-                    self.take_back(&k, limit.window_secs, r.at, now, *amount, false);
-                    let used = match (actual, limit.kind) {
-                        (Some(a), LimitKind::Tokens) => a.tokens,
-                        (Some(a), _) => a.micro_usd,
-                        (None, _) => 0,
-                    };
-                    if used > 0 {
-                        self.charge(&k, limit.window_secs, now, used);
-                    }
+            }
+            LimitKind::Tokens | LimitKind::MicroUsd => {
+                self.take_back(&k, limit.window_secs, at, now, amount, false);
+                let used = match (actual, limit.kind) {
+                    (Some(a), LimitKind::Tokens) => a.tokens,
+                    (Some(a), _) => a.micro_usd,
+                    (None, _) => 0,
+                };
+                if used > 0 {
+                    self.charge(&k, limit.window_secs, now, used);
                 }
             }
         }
@@ -352,10 +323,215 @@ impl Windows {
     }
 }
 
-/// A counter backend that keeps the windows in memory (exact, one lock) and only differs in
-/// how changed windows are written: every such backend gets `CounterStore` from this.
+/// How many shards the counters are split into. A request locks only the shards its limits
+/// fall in, so workers checking different keys' limits do not wait for each other; 64 makes
+/// two unrelated keys share a shard rarely even on a machine with many cores.
+const SHARDS: usize = 64;
+
+/// The shard a counter's name falls in: all windows of one name (and its requests in flight)
+/// are in the same shard.
+fn shard_of(name: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() % SHARDS as u64) as usize
+}
+
+/// The name part of a stored key (see [`key`]).
+fn name_of(key: &str) -> &str {
+    key.rsplit_once('\u{1f}').map_or(key, |(name, _)| name)
+}
+
+/// Every counter's windows, split by name into shards, each behind its own short mutex.
+///
+/// A reservation over several limits is all or nothing: it locks every shard its limits fall
+/// in, always in ascending shard order (so two reservations can never wait on each other in a
+/// circle), checks them all, then takes them all.
+pub struct ShardedWindows {
+    shards: Box<[Mutex<Windows>]>,
+}
+
+impl Default for ShardedWindows {
+    fn default() -> Self {
+        ShardedWindows {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+/// The shards a caller holds, in ascending order.
+pub struct Locked<'a> {
+    guards: Vec<(usize, MutexGuard<'a, Windows>)>,
+}
+
+impl Locked<'_> {
+    /// The held shard that `name` falls in. Callers only ask for names they locked: a name
+    /// they did not is a bug, answered with the first held shard rather than a panic.
+    fn shard(&mut self, name: &str) -> &mut Windows {
+        let i = shard_of(name);
+        let at = self.guards.iter().position(|(s, _)| *s == i).unwrap_or(0);
+        debug_assert_eq!(self.guards[at].0, i, "{name}'s shard is not held");
+        &mut self.guards[at].1
+    }
+
+    /// Every counter's window as kept, ordered by name and window length: (name,
+    /// window_secs, window). What an export carries (it leaves `reserved` out).
+    pub fn kept(&self) -> Vec<(&str, u64, Window)> {
+        let mut kept: Vec<(&str, u64, Window)> =
+            self.guards.iter().flat_map(|(_, w)| w.kept()).collect();
+        kept.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        kept
+    }
+
+    /// Sets a counter's window as an import brings it: its start and count replace what was
+    /// kept, and what requests in flight reserved in that same window stays theirs.
+    pub fn restore(&mut self, name: &str, window_secs: u64, start: u64, count: u64) {
+        self.shard(name).restore(name, window_secs, start, count);
+    }
+}
+
+/// What changed since the last write: counters to write and pruned ones to delete.
+#[derive(Default)]
+pub struct Changed {
+    pub written: Vec<(String, Window)>,
+    pub removed: Vec<String>,
+}
+
+impl ShardedWindows {
+    /// Windows read back from where a backend keeps them, keyed as [`key`] makes them.
+    pub fn loaded(windows: HashMap<String, Window>) -> ShardedWindows {
+        let sharded = ShardedWindows::default();
+        for (k, w) in windows {
+            sharded.lock(shard_of(name_of(&k))).windows.insert(k, w);
+        }
+        sharded
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Windows> {
+        self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the shards `names` fall in, in ascending order (the one order every caller
+    /// takes them in).
+    fn lock_for<'a>(&self, names: impl Iterator<Item = &'a str>) -> Locked<'_> {
+        let mut shards: Vec<usize> = names.map(shard_of).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        Locked {
+            guards: shards.into_iter().map(|i| (i, self.lock(i))).collect(),
+        }
+    }
+
+    /// Every shard, locked in ascending order: a consistent view for an export or import.
+    pub fn all(&self) -> Locked<'_> {
+        Locked {
+            guards: (0..SHARDS).map(|i| (i, self.lock(i))).collect(),
+        }
+    }
+
+    /// Admits a request against all of `held` or none: each (limit, amount) must fit.
+    pub fn reserve(&self, held: &[(Limit, u64)], now: u64) -> Result<Reservation, OverLimit> {
+        // An amount larger than the whole limit counts as the whole limit: such a request
+        // fits an unused window instead of never fitting.
+        let held: Vec<(Limit, u64)> = held
+            .iter()
+            .map(|(l, amount)| (l.clone(), (*amount).min(l.max)))
+            .collect();
+        let mut locked = self.lock_for(held.iter().map(|(l, _)| l.name.as_str()));
+        for (limit, amount) in &held {
+            locked.shard(&limit.name).check(limit, *amount, now)?;
+        }
+        let standing = held
+            .iter()
+            .map(|(limit, amount)| locked.shard(&limit.name).hold(limit, *amount, now))
+            .collect();
+        Ok(Reservation {
+            held,
+            at: now,
+            standing,
+            lease: None,
+            deferred: false,
+        })
+    }
+
+    /// Ends a reservation: `actual` replaces budgets' reservations (None: released, nothing
+    /// charged, request slots given back too).
+    pub fn end(&self, r: &Reservation, actual: Option<Actual>, now: u64) {
+        let mut locked = self.lock_for(r.held.iter().map(|(l, _)| l.name.as_str()));
+        for (limit, amount) in &r.held {
+            locked
+                .shard(&limit.name)
+                .end(limit, *amount, r.at, actual, now);
+        }
+    }
+
+    /// Adds to counters' use.
+    pub fn add(&self, adds: &[CounterAdd], now: u64) {
+        let mut locked = self.lock_for(adds.iter().map(|a| a.name.as_str()));
+        for add in adds {
+            let k = key(&add.name, add.window_secs);
+            locked
+                .shard(&add.name)
+                .charge(&k, add.window_secs, now, add.amount);
+        }
+    }
+
+    /// A counter's count in the window `now` falls in.
+    pub fn count(&self, name: &str, window_secs: u64, now: u64) -> u64 {
+        self.lock(shard_of(name))
+            .count(&key(name, window_secs), window_secs, now)
+    }
+
+    /// What each of `limits` has used and reserved now, read at one moment.
+    pub fn usage(&self, limits: &[Limit], now: u64) -> Vec<Use> {
+        let mut locked = self.lock_for(limits.iter().map(|l| l.name.as_str()));
+        limits
+            .iter()
+            .map(|l| locked.shard(&l.name).in_use(l, now))
+            .collect()
+    }
+
+    /// Takes the counters changed and pruned since the last call, one shard at a time.
+    pub fn take_changed(&self) -> Changed {
+        let mut changed = Changed::default();
+        for i in 0..SHARDS {
+            let mut shard = self.lock(i);
+            let shard = &mut *shard;
+            changed.removed.extend(shard.removed.drain());
+            for k in shard.dirty.drain() {
+                if let Some(w) = shard.windows.get(&k) {
+                    changed.written.push((k, *w));
+                }
+            }
+        }
+        changed
+    }
+
+    /// Marks counters changed again (their write failed), so the next write carries them.
+    pub fn mark_changed(&self, keys: impl IntoIterator<Item = String>) {
+        for k in keys {
+            let mut shard = self.lock(shard_of(name_of(&k)));
+            if shard.windows.contains_key(&k) {
+                shard.dirty.insert(k);
+            }
+        }
+    }
+
+    /// Marks every counter changed (what is kept was lost and must be written again).
+    pub fn mark_all_changed(&self) {
+        for i in 0..SHARDS {
+            let mut shard = self.lock(i);
+            let all: Vec<String> = shard.windows.keys().cloned().collect();
+            shard.dirty.extend(all);
+        }
+    }
+}
+
+/// A counter backend that keeps the windows in memory (exact, sharded locks) and only
+/// differs in how changed windows are written: every such backend gets `CounterStore` from
+/// this.
 pub trait CounterWindows: Send + Sync {
-    fn windows(&self) -> MutexGuard<'_, Windows>;
+    fn windows(&self) -> &ShardedWindows;
     /// Writes the windows marked changed, if the backend keeps them anywhere.
     fn write_changed(&self) -> Result<(), StoreError>;
 }
@@ -379,12 +555,7 @@ impl<T: CounterWindows> CounterStore for T {
     }
 
     async fn add(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
-        let now = now_secs();
-        let mut windows = self.windows();
-        for add in adds {
-            let k = key(&add.name, add.window_secs);
-            windows.charge(&k, add.window_secs, now, add.amount);
-        }
+        self.windows().add(adds, now_secs());
         Ok(())
     }
 
@@ -393,14 +564,11 @@ impl<T: CounterWindows> CounterStore for T {
     }
 
     fn peek(&self, name: &str, window_secs: u64) -> u64 {
-        let k = key(name, window_secs);
-        self.windows().count(&k, window_secs, now_secs())
+        self.windows().count(name, window_secs, now_secs())
     }
 
     async fn usage(&self, limits: &[Limit]) -> Result<Vec<Use>, StoreError> {
-        let now = now_secs();
-        let windows = self.windows();
-        Ok(limits.iter().map(|l| windows.in_use(l, now)).collect())
+        Ok(self.windows().usage(limits, now_secs()))
     }
 }
 
@@ -444,7 +612,7 @@ mod tests {
         let dec_2026 = 1_796_083_200;
         assert_eq!(seconds_left(dec_2026, MONTH), 31 * 86_400);
 
-        let mut w = Windows::default();
+        let w = ShardedWindows::default();
         let budget = Limit::new("usd", 100, MONTH, LimitKind::MicroUsd);
         let r = w.reserve(&[(budget.clone(), 60)], JAN_END - 10).unwrap();
         w.end(
@@ -467,8 +635,9 @@ mod tests {
 
     #[test]
     fn reservations_hold_until_settled_and_release_gives_everything_back() {
-        let mut w = Windows::default();
+        let w = ShardedWindows::default();
         let now = 1_000_000;
+        let in_use = |limit: &Limit| w.usage(std::slice::from_ref(limit), now)[0];
         let rpm = Limit::new("rpm", 10, 60, LimitKind::Requests);
         let tokens = Limit::new("tok", 1000, 3600, LimitKind::Tokens);
         let parallel = Limit::new("par", 1, 0, LimitKind::Parallel);
@@ -484,7 +653,7 @@ mod tests {
             panic!("one in flight at most");
         };
         assert_eq!(refused.limit.name, "tok", "the first that does not fit");
-        assert_eq!(w.in_use(&rpm, now).used, 1, "a refusal charges nothing");
+        assert_eq!(in_use(&rpm).used, 1, "a refusal charges nothing");
         w.end(
             &first,
             Some(Actual {
@@ -494,24 +663,24 @@ mod tests {
             now,
         );
         assert_eq!(
-            w.in_use(&tokens, now),
+            in_use(&tokens),
             Use {
                 used: 300,
                 reserved: 0
             }
         );
-        assert_eq!(w.in_use(&parallel, now).used, 0);
+        assert_eq!(in_use(&parallel).used, 0);
 
         let second = w.reserve(&held, now).unwrap();
-        assert_eq!(w.in_use(&rpm, now).used, 2);
+        assert_eq!(in_use(&rpm).used, 2);
         w.end(&second, None, now);
         assert_eq!(
-            w.in_use(&rpm, now).used,
+            in_use(&rpm).used,
             1,
             "released: the request slot comes back"
         );
         assert_eq!(
-            w.in_use(&tokens, now),
+            in_use(&tokens),
             Use {
                 used: 300,
                 reserved: 0
@@ -525,25 +694,28 @@ mod tests {
 
     #[test]
     fn a_restored_window_replaces_the_count_and_keeps_what_is_reserved_in_it() {
-        let mut w = Windows::default();
+        let w = ShardedWindows::default();
         let tokens = Limit::new("tok", 1000, 3600, LimitKind::Tokens);
+        let in_use = || w.usage(std::slice::from_ref(&tokens), 7200)[0];
         w.reserve(&[(tokens.clone(), 100)], 7200).unwrap();
-        w.restore("tok", 3600, 7200, 40);
+        w.all().restore("tok", 3600, 7200, 40);
         let held = Use {
             used: 40,
             reserved: 100,
         };
-        assert_eq!(w.in_use(&tokens, 7200), held);
-        assert!(w.dirty.contains(&key("tok", 3600)), "to be written");
+        assert_eq!(in_use(), held);
+        let changed = w.take_changed().written;
+        assert_eq!(changed.len(), 1, "to be written");
+        assert_eq!(changed[0].0, key("tok", 3600));
         // An earlier window: nothing is reserved there, and it reads as passed.
-        w.restore("tok", 3600, 3600, 9);
-        assert_eq!(w.in_use(&tokens, 7200), Use::default());
+        w.all().restore("tok", 3600, 3600, 9);
+        assert_eq!(in_use(), Use::default());
         let earlier = Window {
             start: 3600,
             count: 9,
             reserved: 0,
         };
-        assert_eq!(w.kept(), vec![("tok", 3600, earlier)]);
+        assert_eq!(w.all().kept(), vec![("tok", 3600, earlier)]);
     }
 
     #[test]
@@ -555,5 +727,151 @@ mod tests {
         assert_eq!(w.windows.len(), 2, "ip:1's minute has passed by 200");
         assert!(w.removed.contains(&key("ip:1", 60)));
         assert!(w.windows.contains_key(&key("ever", 0)));
+    }
+
+    /// Counter names that fall in different shards, `n` of them.
+    fn names_in_different_shards(n: usize) -> Vec<String> {
+        let mut seen = HashSet::new();
+        (0..)
+            .map(|i| format!("limit-{i}"))
+            .filter(|name| seen.insert(shard_of(name)))
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn a_reservation_over_several_shards_is_all_or_nothing() {
+        let names = names_in_different_shards(3);
+        let w = ShardedWindows::default();
+        let now = 1_000_000;
+        let rpm = Limit::new(&names[0], 10, 60, LimitKind::Requests);
+        let tokens = Limit::new(&names[1], 100, 3600, LimitKind::Tokens);
+        let parallel = Limit::new(&names[2], 1, 0, LimitKind::Parallel);
+        let all = [rpm.clone(), tokens.clone(), parallel.clone()];
+        let first = w
+            .reserve(
+                &[
+                    (rpm.clone(), 1),
+                    (tokens.clone(), 30),
+                    (parallel.clone(), 1),
+                ],
+                now,
+            )
+            .unwrap();
+        // The last limit, in another shard, is full: nothing in the first two is taken.
+        let refused = w.reserve(
+            &[(rpm.clone(), 1), (tokens.clone(), 30), (parallel, 1)],
+            now,
+        );
+        assert_eq!(refused.unwrap_err().limit.name, names[2]);
+        let used: Vec<(u64, u64)> = w
+            .usage(&all, now)
+            .iter()
+            .map(|u| (u.used, u.reserved))
+            .collect();
+        assert_eq!(used, vec![(1, 0), (0, 30), (1, 0)]);
+        w.end(&first, None, now);
+        let used: Vec<(u64, u64)> = w
+            .usage(&all, now)
+            .iter()
+            .map(|u| (u.used, u.reserved))
+            .collect();
+        assert_eq!(
+            used,
+            vec![(0, 0), (0, 0), (0, 0)],
+            "released in every shard"
+        );
+    }
+
+    /// Threads reserve the same limits, named in opposite orders, across shards: none waits
+    /// forever on another (shards are locked in one order), and every count is exact.
+    #[test]
+    fn concurrent_reservations_across_shards_are_exact_and_never_deadlock() {
+        let names = names_in_different_shards(2);
+        let w = std::sync::Arc::new(ShardedWindows::default());
+        let now = 1_000_000;
+        let a = Limit::new(&names[0], 1_000, 3600, LimitKind::Requests);
+        let b = Limit::new(&names[1], 1_000_000, 3600, LimitKind::Tokens);
+        // Each thread reports how many it got admitted; a deadlock shows as a missing report.
+        let (report, reports) = std::sync::mpsc::channel();
+        for t in 0..8 {
+            let (w, a, b, report) = (w.clone(), a.clone(), b.clone(), report.clone());
+            std::thread::spawn(move || {
+                let mut admitted = 0u64;
+                for _ in 0..500 {
+                    let held = if t % 2 == 0 {
+                        vec![(a.clone(), 1), (b.clone(), 10)]
+                    } else {
+                        vec![(b.clone(), 10), (a.clone(), 1)]
+                    };
+                    if let Ok(r) = w.reserve(&held, now) {
+                        admitted += 1;
+                        let actual = Actual {
+                            tokens: 7,
+                            micro_usd: 0,
+                        };
+                        w.end(&r, Some(actual), now);
+                    }
+                }
+                let _ = report.send(admitted);
+            });
+        }
+        let admitted: u64 = (0..8)
+            .map(|_| {
+                reports
+                    .recv_timeout(std::time::Duration::from_secs(60))
+                    .expect("a thread is stuck: shards locked in different orders")
+            })
+            .sum();
+        assert_eq!(admitted, 1_000, "exactly the request limit, of 4,000 tries");
+        let used = w.usage(&[a, b], now);
+        assert_eq!((used[0].used, used[0].reserved), (1_000, 0));
+        assert_eq!((used[1].used, used[1].reserved), (7_000, 0));
+    }
+
+    #[test]
+    fn changed_counters_are_taken_once_and_marked_again_after_a_failed_write() {
+        let names = names_in_different_shards(2);
+        let w = ShardedWindows::default();
+        let adds: Vec<CounterAdd> = names
+            .iter()
+            .map(|n| CounterAdd {
+                name: n.clone(),
+                window_secs: 60,
+                amount: 2,
+            })
+            .collect();
+        w.add(&adds, 120);
+        let mut written: Vec<String> = w
+            .take_changed()
+            .written
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        written.sort();
+        let mut expected: Vec<String> = names.iter().map(|n| key(n, 60)).collect();
+        expected.sort();
+        assert_eq!(written, expected);
+        assert!(w.take_changed().written.is_empty(), "taken once");
+        w.mark_changed(written.clone());
+        assert_eq!(w.take_changed().written.len(), 2, "marked again");
+        let loaded = ShardedWindows::loaded(
+            names
+                .iter()
+                .map(|n| {
+                    (
+                        key(n, 60),
+                        Window {
+                            start: 120,
+                            count: 5,
+                            reserved: 0,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        assert_eq!(loaded.count(&names[1], 60, 150), 5, "loaded into its shard");
+        loaded.mark_all_changed();
+        assert_eq!(loaded.take_changed().written.len(), 2);
     }
 }

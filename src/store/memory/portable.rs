@@ -29,7 +29,7 @@ impl Portable for MemoryPortable {
         let teams = self.teams.list().await?;
         out.extend(teams.into_iter().map(|record| Record::Team { record }));
         out.extend(self.assignments.records());
-        out.extend(counter_records(&self.counters.windows()));
+        out.extend(counter_records(&self.counters.windows().all()));
         out.extend(self.ledger.usage_records());
         Ok(out)
     }
@@ -39,7 +39,7 @@ impl Portable for MemoryPortable {
         self.teams.put_all(&import.teams);
         self.keys.put_all(&import);
         self.assignments.put_all(&import.assignments);
-        import.restore_counters(&mut self.counters.windows());
+        import.restore_counters(&mut self.counters.windows().all());
         self.ledger.put_usage(&import);
         Ok(import.counts())
     }

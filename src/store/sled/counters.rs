@@ -6,15 +6,15 @@
 use super::database::Database;
 use crate::store::error::StoreError;
 use crate::store::error::What;
-use crate::store::windows::{CounterWindows, Window, Windows};
+use crate::store::windows::{Changed, CounterWindows, ShardedWindows, Window};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct SledCounters {
     /// The tree `counters`: name ++ 0x1f ++ window → window start and count (8 + 8 bytes).
     db: Arc<Database>,
-    inner: Mutex<Windows>,
+    windows: ShardedWindows,
 }
 
 impl SledCounters {
@@ -37,16 +37,14 @@ impl SledCounters {
         }
         let counters = Arc::new(SledCounters {
             db: db.clone(),
-            inner: Mutex::new(Windows::loaded(windows)),
+            windows: ShardedWindows::loaded(windows),
         });
         // What is in memory is newer than anything on disk: after a reopen (which lost what
         // was not flushed), all of it is written again.
         let weak = Arc::downgrade(&counters);
         db.on_reopen(move || {
             if let Some(c) = weak.upgrade() {
-                let mut inner = c.lock();
-                let all: Vec<String> = inner.windows.keys().cloned().collect();
-                inner.dirty.extend(all);
+                c.windows.mark_all_changed();
             }
             Ok(())
         });
@@ -71,50 +69,40 @@ impl SledCounters {
             .map_err(StoreError::from)?;
         Ok(counters)
     }
-
-    fn lock(&self) -> MutexGuard<'_, Windows> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl CounterWindows for SledCounters {
-    fn windows(&self) -> MutexGuard<'_, Windows> {
-        self.lock()
+    fn windows(&self) -> &ShardedWindows {
+        &self.windows
     }
 
     fn write_changed(&self) -> Result<(), StoreError> {
         // While the store cannot write, changes wait in memory, marked dirty.
         self.db.writable()?;
-        let (dirty, batch) = {
-            let mut inner = self.lock();
-            if inner.dirty.is_empty() && inner.removed.is_empty() {
-                return Ok(());
-            }
-            let dirty: Vec<String> = inner.dirty.drain().collect();
-            let removed: Vec<String> = inner.removed.drain().collect();
-            let mut batch = sled::Batch::default();
-            // Pruned counters go from disk too; if the batch fails they stay there, harmless
-            // (a past window reads as 0) and pruned again after the next restart.
-            for k in &removed {
-                batch.remove(k.as_bytes());
-            }
-            for k in &dirty {
-                if let Some(w) = inner.windows.get(k) {
-                    let mut v = [0u8; 16];
-                    v[..8].copy_from_slice(&w.start.to_be_bytes());
-                    v[8..].copy_from_slice(&w.count.to_be_bytes());
-                    batch.insert(k.as_bytes(), &v);
-                }
-            }
-            (dirty, batch)
-        };
+        let Changed { written, removed } = self.windows.take_changed();
+        if written.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        // Pruned counters go from disk too; if the batch fails they stay there, harmless (a
+        // past window reads as 0) and pruned again after the next restart.
+        for k in &removed {
+            batch.remove(k.as_bytes());
+        }
+        for (k, w) in &written {
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&w.start.to_be_bytes());
+            v[8..].copy_from_slice(&w.count.to_be_bytes());
+            batch.insert(k.as_bytes(), &v);
+        }
         let applied = self
             .db
             .trees()
             .and_then(|t| t.counters.apply_batch(batch).map_err(StoreError::from));
         if let Err(e) = applied {
-            // Not written: still dirty, for the next try.
-            self.lock().dirty.extend(dirty);
+            // Not written: still changed, for the next try (with their newest windows).
+            self.windows
+                .mark_changed(written.into_iter().map(|(k, _)| k));
             self.db.report(What::Counters, &e);
             return Err(e);
         }

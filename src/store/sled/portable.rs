@@ -52,7 +52,7 @@ impl SledPortable {
             out.extend(assignment_record(&stored, &variant));
         }
         // From memory: what is there is newer than the tree (the writer is up to 250 ms behind).
-        out.extend(counter_records(&self.counters.windows()));
+        out.extend(counter_records(&self.counters.windows().all()));
         let trees = self.db.trees()?;
         for entry in trees.usage_hours.iter() {
             let (row, totals) = entry?;
@@ -73,7 +73,7 @@ impl SledPortable {
         self.teams.put_all(&import.teams)?;
         self.keys.put_all(import)?;
         self.assignments.put_all(&import.assignments)?;
-        import.restore_counters(&mut self.counters.windows());
+        import.restore_counters(&mut self.counters.windows().all());
         self.counters.write_changed()?;
         self.write_usage(import)?;
         self.db.flush()?;
