@@ -7,9 +7,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-/// Pools remembered at most; beyond this the state is dropped and rebuilt (it only affects
-/// fairness for a moment, never correctness).
+/// Pools remembered at most; beyond this a shard's state is dropped and rebuilt (it only
+/// affects fairness for a moment, never correctness).
 const MAX_POOLS: usize = 1024;
+
+/// The pools' state is split into shards by pool, each behind its own mutex, so requests
+/// balanced over different pools never wait for each other.
+const SHARDS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,9 +42,16 @@ struct PoolState {
 }
 
 /// Per-pool balancing state, keyed by the pool's members and strategy.
-#[derive(Default)]
 pub struct Pools {
-    state: Mutex<HashMap<u64, PoolState>>,
+    shards: Box<[Mutex<HashMap<u64, PoolState>>]>,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        Pools {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl Pools {
@@ -117,8 +128,10 @@ impl Pools {
         strategy.hash(&mut h);
         members.hash(&mut h);
         let key = h.finish();
-        let mut pools = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if pools.len() >= MAX_POOLS && !pools.contains_key(&key) {
+        let mut pools = self.shards[(key % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if pools.len() >= MAX_POOLS / SHARDS && !pools.contains_key(&key) {
             pools.clear();
         }
         f(pools.entry(key).or_default())
