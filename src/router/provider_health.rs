@@ -15,9 +15,10 @@ use super::breaker::{Admit, Breaker, BreakerState};
 use crate::config::BreakerPolicy;
 use crate::snapshot::Snapshot;
 use crate::webhooks::{Event, Webhooks};
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Weight of the newest sample in the latency EWMA.
@@ -52,10 +53,17 @@ pub struct CheckReport {
     pub at: u64,
 }
 
+type Entries = HashMap<Arc<str>, Arc<Entry>>;
+
 /// All providers' health; cheap to share, safe to use from every worker.
 #[derive(Default)]
 pub struct Registry {
-    entries: RwLock<HashMap<Arc<str>, Arc<Entry>>>,
+    /// Read by every request, changed only when a provider is first called or pruned: a map
+    /// swapped whole, so readers share no lock (an `RwLock`'s reader count is a cache line
+    /// every core writes).
+    entries: ArcSwap<Entries>,
+    /// Serialises the rare changes, so two never lose each other's entry.
+    changing: Mutex<()>,
     pools: Pools,
     /// Where breaker and health-check changes are announced.
     webhooks: Webhooks,
@@ -80,11 +88,21 @@ impl Registry {
         if let Some(e) = self.read().get(provider) {
             return e.clone();
         }
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries
-            .entry(Arc::from(provider))
-            .or_insert_with(|| Arc::new(Entry::new(provider, self.webhooks.clone())))
-            .clone()
+        self.change(|entries| {
+            entries
+                .entry(Arc::from(provider))
+                .or_insert_with(|| Arc::new(Entry::new(provider, self.webhooks.clone())))
+                .clone()
+        })
+    }
+
+    /// Changes a copy of the map and swaps it in, one change at a time.
+    fn change<T>(&self, f: impl FnOnce(&mut Entries) -> T) -> T {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = Entries::clone(&self.read());
+        let out = f(&mut entries);
+        self.entries.store(Arc::new(entries));
+        out
     }
 
     /// The EWMA of a provider's time to first byte, if it has served anything yet.
@@ -114,11 +132,7 @@ impl Registry {
         Self::health_of(&self.read(), provider, Instant::now())
     }
 
-    fn health_of(
-        entries: &HashMap<Arc<str>, Arc<Entry>>,
-        name: &str,
-        now: Instant,
-    ) -> ProviderHealth {
+    fn health_of(entries: &Entries, name: &str, now: Instant) -> ProviderHealth {
         match entries.get(name) {
             Some(e) => e.report(name, now),
             None => ProviderHealth {
@@ -139,12 +153,11 @@ impl Registry {
     /// Forgets providers `live` no longer serves, so a removed and re-added provider starts
     /// afresh and the map does not grow with renames.
     pub fn prune(&self, live: &Snapshot) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|name, _| live.provider(name).is_some());
+        self.change(|entries| entries.retain(|name, _| live.provider(name).is_some()));
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Entry>>> {
-        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> arc_swap::Guard<Arc<Entries>> {
+        self.entries.load()
     }
 }
 
