@@ -9,22 +9,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Assignments served from memory once seen; this many at most before the memory is cleared
-/// (sled still has them all).
+/// (sled still has them all), a shard at a time.
 const REMEMBERED: usize = 100_000;
+
+/// The remembered assignments are split by key into this many maps, each behind its own lock,
+/// so the splits of different sticky ids do not share a lock's reader count.
+const SHARDS: usize = 16;
+
+type Seen = std::sync::RwLock<std::collections::HashMap<Vec<u8>, String>>;
 
 pub struct SledAssignments {
     /// The tree `assignments`: split ++ 0x1f ++ sticky id → variant.
     db: Arc<Database>,
     /// What sled holds, for the keys seen lately: a split runs on every request, so the hot
-    /// path is a read lock and a hash lookup.
-    seen: std::sync::RwLock<std::collections::HashMap<Vec<u8>, String>>,
+    /// path is a read lock of one shard and a hash lookup.
+    seen: Box<[Seen]>,
 }
 
 impl SledAssignments {
     pub fn open(db: &Arc<Database>) -> Result<Arc<Self>, StoreError> {
         let store = Arc::new(SledAssignments {
             db: db.clone(),
-            seen: Default::default(),
+            seen: (0..SHARDS).map(|_| Seen::default()).collect(),
         });
         // Assignments already handed out stay as they were: those remembered are written
         // again into a reopened database, which may have lost the latest.
@@ -33,19 +39,29 @@ impl SledAssignments {
             let Some(store) = weak.upgrade() else {
                 return Ok(());
             };
-            let seen = store.seen.read().unwrap_or_else(|p| p.into_inner()).clone();
             let trees = store.db.trees()?;
-            for (k, variant) in seen {
-                trees.assignments.insert(k, variant.as_bytes())?;
+            for shard in store.seen.iter() {
+                let seen = shard.read().unwrap_or_else(|p| p.into_inner()).clone();
+                for (k, variant) in seen {
+                    trees.assignments.insert(k, variant.as_bytes())?;
+                }
             }
             Ok(())
         });
         Ok(store)
     }
 
+    /// The shard that remembers `key`.
+    fn shard(&self, key: &[u8]) -> &Seen {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.seen[(h.finish() % SHARDS as u64) as usize]
+    }
+
     fn remember(&self, key: Vec<u8>, variant: &str) {
-        let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= REMEMBERED {
+        let mut seen = self.shard(&key).write().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REMEMBERED / SHARDS {
             seen.clear();
         }
         seen.insert(key, variant.to_string());
@@ -88,9 +104,11 @@ impl SledAssignments {
 impl AssignmentStore for SledAssignments {
     fn get(&self, split: &str, sticky_id: &str) -> Option<String> {
         let k = key(split, sticky_id);
-        if let Some(v) = self.seen.read().unwrap_or_else(|p| p.into_inner()).get(&k) {
+        let seen = self.shard(&k).read().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = seen.get(&k) {
             return Some(v.clone());
         }
+        drop(seen);
         match self.db.trees().and_then(|t| Ok(t.assignments.get(&k)?)) {
             Ok(Some(v)) => {
                 let variant = String::from_utf8_lossy(&v).into_owned();
@@ -120,5 +138,35 @@ impl AssignmentStore for SledAssignments {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn assignments_are_served_from_their_shard_and_read_through_to_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path(), 1 << 20).unwrap();
+        let store = SledAssignments::open(&db).unwrap();
+        for i in 0..100 {
+            let variant = if i % 2 == 0 { "a" } else { "b" };
+            store
+                .set("split", &format!("user-{i}"), variant)
+                .await
+                .unwrap();
+        }
+        for i in 0..100 {
+            let want = if i % 2 == 0 { "a" } else { "b" };
+            let got = store.get("split", &format!("user-{i}"));
+            assert_eq!(got.as_deref(), Some(want), "user-{i}");
+        }
+        assert_eq!(store.get("split", "nobody"), None);
+        // A store with nothing remembered reads sled, and remembers what it read.
+        let fresh = SledAssignments::open(&db).unwrap();
+        assert_eq!(fresh.get("split", "user-7").as_deref(), Some("b"));
+        let remembered: usize = fresh.seen.iter().map(|s| s.read().unwrap().len()).sum();
+        assert_eq!(remembered, 1);
     }
 }
