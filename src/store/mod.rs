@@ -26,6 +26,7 @@ pub mod redis;
 #[path = "../../tests/support/redis_server.rs"]
 pub(crate) mod redis_server;
 pub mod responses;
+pub mod shard;
 pub mod sled;
 pub mod teams;
 pub mod usage;

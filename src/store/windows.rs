@@ -331,10 +331,7 @@ const SHARDS: usize = 64;
 /// The shard a counter's name falls in: all windows of one name (and its requests in flight)
 /// are in the same shard.
 fn shard_of(name: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    (h.finish() % SHARDS as u64) as usize
+    super::shard::shard_of(name.as_bytes(), SHARDS)
 }
 
 /// The name part of a stored key (see [`key`]).
@@ -365,13 +362,17 @@ pub struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    /// The held shard that `name` falls in. Callers only ask for names they locked: a name
-    /// they did not is a bug, answered with the first held shard rather than a panic.
-    fn shard(&mut self, name: &str) -> &mut Windows {
-        let i = shard_of(name);
+    /// Held shard number `i`. Callers only ask for shards they locked: one they did not is a
+    /// bug, answered with the first held shard rather than a panic.
+    fn at(&mut self, i: usize) -> &mut Windows {
         let at = self.guards.iter().position(|(s, _)| *s == i).unwrap_or(0);
-        debug_assert_eq!(self.guards[at].0, i, "{name}'s shard is not held");
+        debug_assert_eq!(self.guards[at].0, i, "shard {i} is not held");
         &mut self.guards[at].1
+    }
+
+    /// The held shard that `name` falls in.
+    fn shard(&mut self, name: &str) -> &mut Windows {
+        self.at(shard_of(name))
     }
 
     /// Every counter's window as kept, ordered by name and window length: (name,
@@ -411,14 +412,19 @@ impl ShardedWindows {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Locks the shards `names` fall in, in ascending order (the one order every caller
-    /// takes them in).
-    fn lock_for<'a>(&self, names: impl Iterator<Item = &'a str>) -> Locked<'_> {
-        let mut shards: Vec<usize> = names.map(shard_of).collect();
-        shards.sort_unstable();
-        shards.dedup();
+    /// The shard of each name, in order.
+    fn shards_of<'a>(names: impl Iterator<Item = &'a str>) -> Vec<usize> {
+        names.map(shard_of).collect()
+    }
+
+    /// Locks `shards` (numbers, in any order, repeats allowed) in ascending order: the one
+    /// order every caller takes them in.
+    fn lock_for(&self, shards: &[usize]) -> Locked<'_> {
+        let mut sorted = shards.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
         Locked {
-            guards: shards.into_iter().map(|i| (i, self.lock(i))).collect(),
+            guards: sorted.into_iter().map(|i| (i, self.lock(i))).collect(),
         }
     }
 
@@ -437,13 +443,15 @@ impl ShardedWindows {
             .iter()
             .map(|(l, amount)| (l.clone(), (*amount).min(l.max)))
             .collect();
-        let mut locked = self.lock_for(held.iter().map(|(l, _)| l.name.as_str()));
-        for (limit, amount) in &held {
-            locked.shard(&limit.name).check(limit, *amount, now)?;
+        let shards = Self::shards_of(held.iter().map(|(l, _)| l.name.as_str()));
+        let mut locked = self.lock_for(&shards);
+        for ((limit, amount), shard) in held.iter().zip(&shards) {
+            locked.at(*shard).check(limit, *amount, now)?;
         }
         let standing = held
             .iter()
-            .map(|(limit, amount)| locked.shard(&limit.name).hold(limit, *amount, now))
+            .zip(&shards)
+            .map(|((limit, amount), shard)| locked.at(*shard).hold(limit, *amount, now))
             .collect();
         Ok(Reservation {
             held,
@@ -457,21 +465,21 @@ impl ShardedWindows {
     /// Ends a reservation: `actual` replaces budgets' reservations (None: released, nothing
     /// charged, request slots given back too).
     pub fn end(&self, r: &Reservation, actual: Option<Actual>, now: u64) {
-        let mut locked = self.lock_for(r.held.iter().map(|(l, _)| l.name.as_str()));
-        for (limit, amount) in &r.held {
-            locked
-                .shard(&limit.name)
-                .end(limit, *amount, r.at, actual, now);
+        let shards = Self::shards_of(r.held.iter().map(|(l, _)| l.name.as_str()));
+        let mut locked = self.lock_for(&shards);
+        for ((limit, amount), shard) in r.held.iter().zip(&shards) {
+            locked.at(*shard).end(limit, *amount, r.at, actual, now);
         }
     }
 
     /// Adds to counters' use.
     pub fn add(&self, adds: &[CounterAdd], now: u64) {
-        let mut locked = self.lock_for(adds.iter().map(|a| a.name.as_str()));
-        for add in adds {
+        let shards = Self::shards_of(adds.iter().map(|a| a.name.as_str()));
+        let mut locked = self.lock_for(&shards);
+        for (add, shard) in adds.iter().zip(&shards) {
             let k = key(&add.name, add.window_secs);
             locked
-                .shard(&add.name)
+                .at(*shard)
                 .charge(&k, add.window_secs, now, add.amount);
         }
     }
@@ -484,10 +492,12 @@ impl ShardedWindows {
 
     /// What each of `limits` has used and reserved now, read at one moment.
     pub fn usage(&self, limits: &[Limit], now: u64) -> Vec<Use> {
-        let mut locked = self.lock_for(limits.iter().map(|l| l.name.as_str()));
+        let shards = Self::shards_of(limits.iter().map(|l| l.name.as_str()));
+        let mut locked = self.lock_for(&shards);
         limits
             .iter()
-            .map(|l| locked.shard(&l.name).in_use(l, now))
+            .zip(&shards)
+            .map(|(l, shard)| locked.at(*shard).in_use(l, now))
             .collect()
     }
 

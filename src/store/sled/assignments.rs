@@ -53,10 +53,7 @@ impl SledAssignments {
 
     /// The shard that remembers `key`.
     fn shard(&self, key: &[u8]) -> &Seen {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        &self.seen[(h.finish() % SHARDS as u64) as usize]
+        &self.seen[crate::store::shard::shard_of(key, SHARDS)]
     }
 
     fn remember(&self, key: Vec<u8>, variant: &str) {
