@@ -13,6 +13,7 @@ use super::counters::{
 use super::error::StoreError;
 use crate::clock::now_secs;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +33,6 @@ struct Windows {
     removed: HashSet<String>,
     /// Requests in flight per limit name.
     in_flight: HashMap<String, u64>,
-    last_prune: u64,
 }
 
 /// How often counters whose window has passed are dropped from memory.
@@ -183,7 +183,6 @@ impl Windows {
             w.count = w.count.saturating_add(amount)
         });
         self.mark_dirty(k);
-        self.prune_now_and_then(now);
     }
 
     /// Takes `amount` back from a counter's use or reservation, in the window that began at
@@ -298,12 +297,8 @@ impl Windows {
     }
 
     /// Drops counters whose window has passed (they would read as 0 anyway) and that hold no
-    /// reservation, at most once a minute: per-user or per-IP limits then keep memory bounded.
-    fn prune_now_and_then(&mut self, now: u64) {
-        if now < self.last_prune.saturating_add(PRUNE_EVERY_SECS) {
-            return;
-        }
-        self.last_prune = now;
+    /// reservation (see [`ShardedWindows::prune_now_and_then`]).
+    fn prune(&mut self, now: u64) {
         let stale: Vec<String> = self
             .windows
             .iter()
@@ -346,12 +341,15 @@ fn name_of(key: &str) -> &str {
 /// circle), checks them all, then takes them all.
 pub struct ShardedWindows {
     shards: Box<[Mutex<Windows>]>,
+    /// Unix seconds of the last prune: read by every change, written once a minute.
+    last_prune: AtomicU64,
 }
 
 impl Default for ShardedWindows {
     fn default() -> Self {
         ShardedWindows {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            last_prune: AtomicU64::new(0),
         }
     }
 }
@@ -453,13 +451,16 @@ impl ShardedWindows {
             .zip(&shards)
             .map(|((limit, amount), shard)| locked.at(*shard).hold(limit, *amount, now))
             .collect();
-        Ok(Reservation {
+        let reservation = Ok(Reservation {
             held,
             at: now,
             standing,
             lease: None,
             deferred: false,
-        })
+        });
+        drop(locked);
+        self.prune_now_and_then(now);
+        reservation
     }
 
     /// Ends a reservation: `actual` replaces budgets' reservations (None: released, nothing
@@ -470,6 +471,8 @@ impl ShardedWindows {
         for ((limit, amount), shard) in r.held.iter().zip(&shards) {
             locked.at(*shard).end(limit, *amount, r.at, actual, now);
         }
+        drop(locked);
+        self.prune_now_and_then(now);
     }
 
     /// Adds to counters' use.
@@ -481,6 +484,27 @@ impl ShardedWindows {
             locked
                 .at(*shard)
                 .charge(&k, add.window_secs, now, add.amount);
+        }
+        drop(locked);
+        self.prune_now_and_then(now);
+    }
+
+    /// Drops counters whose window has passed from every shard, at most once a minute: per-user
+    /// or per-IP limits then keep memory bounded, even in a shard no request touches again.
+    /// Called by changes once their own shards are unlocked; one of them does the work.
+    fn prune_now_and_then(&self, now: u64) {
+        let last = self.last_prune.load(Ordering::Relaxed);
+        let due = now >= last.saturating_add(PRUNE_EVERY_SECS);
+        if !due
+            || self
+                .last_prune
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        for i in 0..SHARDS {
+            self.lock(i).prune(now);
         }
     }
 
@@ -730,13 +754,30 @@ mod tests {
 
     #[test]
     fn counters_of_past_windows_are_pruned_and_noted_for_deletion() {
-        let mut w = Windows::default();
-        w.charge(&key("ip:1", 60), 60, 100, 1);
-        w.charge(&key("ever", 0), 0, 100, 1);
-        w.charge(&key("ip:2", 60), 60, 200, 1);
-        assert_eq!(w.windows.len(), 2, "ip:1's minute has passed by 200");
-        assert!(w.removed.contains(&key("ip:1", 60)));
-        assert!(w.windows.contains_key(&key("ever", 0)));
+        let w = ShardedWindows::default();
+        let add = |name: &str, window_secs: u64, now: u64| {
+            let adds = [CounterAdd {
+                name: name.into(),
+                window_secs,
+                amount: 1,
+            }];
+            w.add(&adds, now);
+        };
+        // The stale counter's shard is not touched again: pruning reaches it all the same.
+        let names = names_in_different_shards(2);
+        let (stale, fresh) = (&names[0], &names[1]);
+        add(stale, 60, 100);
+        add("ever", 0, 100);
+        add(fresh, 60, 200);
+        let kept: Vec<String> = w
+            .all()
+            .kept()
+            .iter()
+            .map(|(name, ..)| name.to_string())
+            .collect();
+        assert_eq!(kept.len(), 2, "{stale}'s minute has passed by 200");
+        assert!(w.take_changed().removed.contains(&key(stale, 60)));
+        assert!(kept.contains(&"ever".to_string()));
     }
 
     /// Counter names that fall in different shards, `n` of them.
