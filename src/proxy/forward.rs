@@ -265,7 +265,7 @@ async fn proxy(
         metrics: state.metrics.clone(),
         trace: trace.clone(),
         mirror: None,
-        health: state.health.clone(),
+        health: None,
         batch: request_id.batch().cloned(),
     };
 
@@ -331,6 +331,7 @@ async fn proxy(
         ttl_secs,
     });
     let mut after = settle(hold, target, false, cache_put, attempts);
+    after.health = Some(served.health);
     after.log.attempt_log = AttemptLog::of(&served.attempts);
     after.mirror = mirror_body.map(|body| super::mirror::MirrorJob {
         target: decision

@@ -57,8 +57,8 @@ pub struct Aftermath {
     /// A copy to send to a candidate once the reply is complete (`ctx.mirror`).
     pub mirror: Option<super::mirror::MirrorJob>,
     /// Where a complete reply's time is recorded for its provider (`ctx.provider`'s
-    /// `latency_ms`).
-    pub health: Arc<crate::router::provider_health::Registry>,
+    /// `latency_ms`); none for a cache hit.
+    pub health: Option<Arc<crate::router::provider_health::Entry>>,
     /// A batch's request: told its cost when settled.
     pub batch: Option<Arc<super::request_id::BatchLine>>,
 }
@@ -117,10 +117,10 @@ impl Aftermath {
         }
         self.usage_estimated = estimated;
         self.observe(&done, &usage, cost);
-        if !self.cached && done.complete && (200..300).contains(&done.status) {
-            self.health
-                .entry(&self.provider)
-                .reply_completed(self.started.elapsed());
+        if let Some(health) = &self.health {
+            if !self.cached && done.complete && (200..300).contains(&done.status) {
+                health.reply_completed(self.started.elapsed());
+            }
         }
         // The request's latency ends here, whenever the rest runs.
         let latency_ms = self.started.elapsed().as_millis() as u64;

@@ -121,6 +121,8 @@ pub struct Served {
     pub reply: Reply,
     pub target: Target,
     pub attempts: Vec<AttemptRecord>,
+    /// The serving provider's health, told when the reply is complete (no second lookup).
+    pub health: Arc<Entry>,
 }
 
 pub struct Failed {
@@ -258,11 +260,12 @@ pub async fn run(
                     ));
                     let entry = permit.entry().clone();
                     permit.success(latency);
-                    let reply = guard(reply, target, &limits, started, entry, config);
+                    let reply = guard(reply, target, &limits, started, entry.clone(), config);
                     return Ok(Served {
                         reply,
                         target: target.clone(),
                         attempts: records,
+                        health: entry,
                     });
                 }
                 Err((e, outcome)) if !retryable(&e) => {

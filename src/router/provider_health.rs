@@ -18,6 +18,7 @@ use crate::webhooks::{Event, Webhooks};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -107,7 +108,7 @@ impl Registry {
 
     /// The EWMA of a provider's time to first byte, if it has served anything yet.
     pub fn latency_ms(&self, provider: &str) -> Option<f64> {
-        self.read().get(provider).and_then(|e| e.lock().latency_ms)
+        self.read().get(provider).and_then(|e| e.latency_ms.get())
     }
 
     /// Balancing state (round-robin positions, weighted-round-robin credits).
@@ -161,17 +162,26 @@ impl Registry {
     }
 }
 
-/// One provider's state.
+/// One provider's state. Every request to the provider reads it and reports to it, so the
+/// common case takes the lock once: a closed breaker admits without it (`closed`), and the
+/// latency averages are atomics. Only the report of how a call went locks, to count it in
+/// the breaker's window.
 pub struct Entry {
     inner: Mutex<State>,
+    /// Whether the breaker is closed: written under `inner`'s lock whenever the breaker may
+    /// have changed, read without it by `admit`. A call admitted just as another thread trips
+    /// the breaker is one the lock would also have let through a moment earlier.
+    closed: AtomicBool,
+    /// EWMA of the time to first byte of successful calls.
+    latency_ms: Ewma,
+    /// EWMA of the whole reply's time of complete replies.
+    reply_ms: Ewma,
     name: String,
     webhooks: Webhooks,
 }
 
 struct State {
     breaker: Breaker,
-    latency_ms: Option<f64>,
-    reply_ms: Option<f64>,
     calls: u64,
     failures: u64,
     last_check: Option<CheckReport>,
@@ -182,12 +192,13 @@ impl Entry {
         Entry {
             inner: Mutex::new(State {
                 breaker: Breaker::new(Instant::now()),
-                latency_ms: None,
-                reply_ms: None,
                 calls: 0,
                 failures: 0,
                 last_check: None,
             }),
+            closed: AtomicBool::new(true),
+            latency_ms: Ewma::default(),
+            reply_ms: Ewma::default(),
             name: name.to_string(),
             webhooks,
         }
@@ -205,6 +216,8 @@ impl Entry {
             let before = st.breaker.state();
             let out = change(&mut st);
             let after = st.breaker.state();
+            self.closed
+                .store(after == BreakerState::Closed, Ordering::Release);
             let event = match (before, after) {
                 (BreakerState::Closed, BreakerState::Open) => Some(Event::BreakerOpened {
                     provider: self.name.clone(),
@@ -230,17 +243,26 @@ impl Entry {
     /// A reply served by this provider ended, complete, after `total` (a stream: its whole
     /// length): the EWMA scripts read as `latency_ms`.
     pub fn reply_completed(&self, total: Duration) {
-        let ms = total.as_secs_f64() * 1000.0;
-        let mut st = self.lock();
-        st.reply_ms = Some(match st.reply_ms {
-            Some(prev) => prev + EWMA_ALPHA * (ms - prev),
-            None => ms,
-        });
+        self.reply_ms.add(total.as_secs_f64() * 1000.0);
     }
 
     /// Asks the breaker for one call. `Err` carries how long until it may let one through.
     pub fn admit(self: &Arc<Self>, policy: &BreakerPolicy) -> Result<Permit, Duration> {
-        match self.lock().breaker.admit(policy, Instant::now()) {
+        // A closed breaker admits every call: no lock for the common case. (The breaker
+        // adopts a changed window when the call is reported, as it does here under the lock.)
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Permit::new(self.clone(), *policy, false));
+        }
+        let admitted = {
+            let mut st = self.lock();
+            let admitted = st.breaker.admit(policy, Instant::now());
+            self.closed.store(
+                st.breaker.state() == BreakerState::Closed,
+                Ordering::Release,
+            );
+            admitted
+        };
+        match admitted {
             Admit::Yes => Ok(Permit::new(self.clone(), *policy, false)),
             Admit::Probe => Ok(Permit::new(self.clone(), *policy, true)),
             Admit::No(wait) => Err(wait),
@@ -286,13 +308,48 @@ impl Entry {
             breaker,
             consecutive_failures: st.breaker.consecutive_failures(),
             error_rate: st.breaker.error_rate(now),
-            latency_ewma_ms: st.latency_ms,
-            reply_ewma_ms: st.reply_ms,
+            latency_ewma_ms: self.latency_ms.get(),
+            reply_ewma_ms: self.reply_ms.get(),
             calls: st.calls,
             failures: st.failures,
             last_check: st.last_check.clone(),
             can_serve: breaker != BreakerState::Open,
         }
+    }
+}
+
+/// An exponentially weighted moving average of milliseconds, updated without a lock: the
+/// `f64`'s bits in an atomic, `NONE` before the first sample.
+struct Ewma(AtomicU64);
+
+impl Ewma {
+    /// A NaN's bits: no duration is NaN, so no sample can be taken for it.
+    const NONE: u64 = u64::MAX;
+
+    fn add(&self, ms: f64) {
+        // `fetch_update` retries when another thread added a sample meanwhile, so none is lost.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let next = if bits == Self::NONE {
+                    ms
+                } else {
+                    let prev = f64::from_bits(bits);
+                    prev + EWMA_ALPHA * (ms - prev)
+                };
+                Some(next.to_bits())
+            });
+    }
+
+    fn get(&self) -> Option<f64> {
+        let bits = self.0.load(Ordering::Relaxed);
+        (bits != Self::NONE).then(|| f64::from_bits(bits))
+    }
+}
+
+impl Default for Ewma {
+    fn default() -> Self {
+        Ewma(AtomicU64::new(Self::NONE))
     }
 }
 
@@ -328,13 +385,9 @@ impl Permit {
     pub fn success(mut self, first_byte: Duration) {
         self.reported = true;
         let policy = self.policy;
+        self.entry.latency_ms.add(first_byte.as_secs_f64() * 1000.0);
         self.entry.update(|st| {
             st.calls += 1;
-            let ms = first_byte.as_secs_f64() * 1000.0;
-            st.latency_ms = Some(match st.latency_ms {
-                Some(prev) => prev + EWMA_ALPHA * (ms - prev),
-                None => ms,
-            });
             st.breaker.success(&policy, Instant::now());
         });
     }
@@ -406,6 +459,69 @@ mod tests {
         let probe = e.admit(&policy).unwrap();
         probe.answered();
         assert!(e.admit(&policy).is_ok(), "closed again");
+    }
+
+    #[test]
+    fn a_breaker_opened_on_one_thread_refuses_on_every_thread() {
+        // `admit` reads the breaker's state without the lock while it is closed: the threads
+        // that trip it and the threads that ask must agree once it has opened.
+        let registry = Registry::new();
+        let policy = BreakerPolicy {
+            consecutive_failures: 3,
+            cool_down: Duration::from_secs(60),
+            ..BreakerPolicy::default()
+        };
+        let e = registry.entry("a");
+        let failed = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    // Bounded, so a breaker that never refuses fails the test, not hangs it.
+                    for _ in 0..1000 {
+                        let Ok(permit) = e.admit(&policy) else { break };
+                        permit.failure();
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let failed = failed.into_inner();
+        // Every thread stops at the first refusal; the calls already admitted as it opened
+        // may still report, so at least the threshold and at most one per thread beyond it.
+        assert!((3..=3 + 4).contains(&failed), "{failed} calls failed");
+        for _ in 0..4 {
+            std::thread::scope(|s| {
+                s.spawn(|| assert!(e.admit(&policy).is_err(), "open for every thread"));
+            });
+        }
+        let health = registry.health("a");
+        assert_eq!(health.breaker, BreakerState::Open);
+        assert_eq!(health.failures, u64::from(failed));
+        // A passing health check closes it, and calls go through again.
+        e.checked(&policy, true);
+        assert!(e.admit(&policy).is_ok(), "closed again");
+    }
+
+    #[test]
+    fn latency_averages_lose_no_sample_between_threads() {
+        // From 0, each sample of 100 moves the average 30 % of the way: after n samples it is
+        // 100 × (1 − 0.7ⁿ), whatever order the threads' samples land in. A lost update would
+        // leave it lower.
+        let e = Ewma::default();
+        assert_eq!(e.get(), None);
+        e.add(0.0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..5 {
+                        e.add(100.0);
+                    }
+                });
+            }
+        });
+        let expected = 100.0 * (1.0 - 0.7f64.powi(20));
+        let got = e.get().unwrap_or_default();
+        assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
     }
 
     #[test]
