@@ -8,11 +8,14 @@
 pub mod responses;
 pub mod schemas;
 
-use actix_web::web;
+use crate::error::ApiError;
+use actix_web::{web, HttpResponse, ResponseError};
+use bytes::Bytes;
+use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::{SwaggerUi, Url};
+use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
 pub const PROXY_JSON: &str = "/openapi/proxy.json";
 pub const ADMIN_JSON: &str = "/openapi/admin.json";
@@ -201,16 +204,38 @@ pub fn write_all(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBu
 
 /// `/openapi/*.json` and Swagger UI at `/docs/` (the documents need no key: they hold no secret).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").urls(vec![
-        (
-            Url::new("proxy", PROXY_JSON),
-            with_error_codes(ProxyDoc::openapi()),
-        ),
-        (
-            Url::new("admin", ADMIN_JSON),
-            with_error_codes(AdminDoc::openapi()),
-        ),
-    ]))
+    // Swagger UI is given the documents' addresses only. Given the documents themselves, it
+    // keeps a copy of both in every worker (the app factory runs once per worker): about 5 MB
+    // per worker at idle, for pages hardly anyone opens.
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").config(Config::new([
+        Url::new("proxy", PROXY_JSON),
+        Url::new("admin", ADMIN_JSON),
+    ])))
+    .route(PROXY_JSON, web::get().to(|| serve_document("proxy")))
+    .route(ADMIN_JSON, web::get().to(|| serve_document("admin")))
     // Swagger UI's assets are relative to `/docs/`, so the bare path has to redirect there.
     .service(web::redirect("/docs", "/docs/"));
+}
+
+/// One document as JSON, built and serialised once per process, when first asked for.
+async fn serve_document(stem: &str) -> HttpResponse {
+    static SERVED: OnceLock<Vec<(&'static str, Bytes)>> = OnceLock::new();
+    let served = SERVED.get_or_init(|| {
+        documents()
+            .into_iter()
+            .filter_map(|(stem, doc)| match serde_json::to_vec(&doc) {
+                Ok(json) => Some((stem, Bytes::from(json))),
+                Err(e) => {
+                    tracing::error!(document = stem, error = %e, "could not serialise an OpenAPI document");
+                    None
+                }
+            })
+            .collect()
+    });
+    match served.iter().find(|(s, _)| *s == stem) {
+        Some((_, json)) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json.clone()),
+        None => ApiError::internal("the OpenAPI document could not be built").error_response(),
+    }
 }
