@@ -146,6 +146,9 @@ impl Job {
             self.metrics.webhook_attempt(result.is_ok());
             let error = match result {
                 Ok(status) => {
+                    // Counted before the row changes, so whoever sees the row delivered also
+                    // sees it in the metrics.
+                    self.metrics.webhook_delivery(kind, true);
                     self.deliveries.update(&self.id, |d| {
                         d.status = DeliveryStatus::Delivered;
                         d.attempts = attempt;
@@ -153,7 +156,6 @@ impl Job {
                         d.last_attempt_at_ms = Some(now);
                         d.next_attempt_at_ms = None;
                     });
-                    self.metrics.webhook_delivery(kind, true);
                     tracing::debug!(event = kind, url = %self.hook.display_url(), attempt, "webhook delivered");
                     return;
                 }
@@ -161,6 +163,9 @@ impl Job {
             };
             let last = attempt == max || !error.retryable();
             let delay = backoff(attempt);
+            if last {
+                self.metrics.webhook_delivery(kind, false);
+            }
             self.deliveries.update(&self.id, |d| {
                 d.status = if last {
                     DeliveryStatus::Failed
@@ -174,7 +179,6 @@ impl Job {
                 d.next_attempt_at_ms = (!last).then(|| now + delay.as_millis() as u64);
             });
             if last {
-                self.metrics.webhook_delivery(kind, false);
                 tracing::warn!(
                     event = kind,
                     url = %self.hook.display_url(),

@@ -83,7 +83,7 @@ async fn a_copy_goes_to_the_candidate_after_the_reply_and_is_compared() {
     assert!(cmp["primary_latency_ms"].as_u64().unwrap() < 1000);
 
     // The copies did not count against the key's limit of 2: the second request passes.
-    // (Bodies in the messages: this once failed in a full run, and did not again in 30.)
+    // (Bodies in the messages: this once failed in a full run, and not in 20 runs since.)
     let second = app.chat(ADMIN_KEY, hi()).await;
     let status = second.status();
     assert_eq!(status, 200, "{}", second.text().await.unwrap_or_default());

@@ -175,12 +175,25 @@ async fn a_rolled_back_reload_and_an_opening_breaker_are_delivered_signed() {
     assert_ne!(opened.body["id"], rolled_back.body["id"]);
 
     // Both are listed as delivered at the first attempt; the URL without its query, and no
-    // secret anywhere in the admin API.
-    let list = deliveries(&app).await;
-    let opened_row = list
-        .iter()
-        .find(|d| d["id"] == opened.body["id"])
-        .unwrap_or_else(|| panic!("{list:?}"));
+    // secret anywhere in the admin API. The row is marked once the receiver's answer is back at
+    // the sender, which can be just after the receiver saw the body: wait for it to settle.
+    let started = Instant::now();
+    let opened_row = loop {
+        let list = deliveries(&app).await;
+        let row = list
+            .iter()
+            .find(|d| d["id"] == opened.body["id"])
+            .unwrap_or_else(|| panic!("{list:?}"))
+            .clone();
+        if row["status"] != "pending" {
+            break row;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still pending: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(opened_row["event"], "breaker.opened");
     assert_eq!(opened_row["status"], "delivered");
     assert_eq!(opened_row["attempts"], 1);
