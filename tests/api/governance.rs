@@ -1,7 +1,9 @@
 //! Limits and budgets: keys' own limits, reservations under concurrency, refusals that name
 //! their limit, rate-limit headers, and streams whose upstream reports no usage.
 
-use crate::helpers::{admin_json, assert_error, log_entry, spawn, Spawn, ADMIN_KEY};
+use crate::helpers::{
+    admin_json, assert_error, clear_of_a_minute_turn, log_entry, spawn, Spawn, ADMIN_KEY,
+};
 use crate::upstream::Upstream;
 use serde_json::{json, Value};
 
@@ -25,6 +27,7 @@ async fn a_keys_own_request_limit_counts_down_in_the_headers_and_names_itself_wh
     let (id, key) = app
         .create_key(json!({"name": "ci", "limits": {"rpm": 2, "tpd": 1000}}))
         .await;
+    clear_of_a_minute_turn().await;
     let first = app.chat(&key, hi("echo")).await;
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "x-ratelimit-limit-requests"), "2");
@@ -329,6 +332,7 @@ async fn a_request_must_fit_its_teams_limits_as_well_as_its_keys() {
         .create_key(json!({"name": "a", "team": team_id, "limits": {"rpm": 10}}))
         .await;
     let (_, b) = app.create_key(json!({"name": "b", "team": team_id})).await;
+    clear_of_a_minute_turn().await;
     assert_eq!(app.chat(&a, hi("echo")).await.status(), 200);
     assert_eq!(app.chat(&b, hi("echo")).await.status(), 200);
     let third = app.chat(&a, hi("echo")).await;
@@ -390,6 +394,7 @@ async fn the_key_list_gives_each_key_its_own_limits_use() {
         .create_key(json!({"name": "c", "limits": {"rpm": 3, "rpd": 9}}))
         .await;
     let hi = json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]});
+    clear_of_a_minute_turn().await;
     for key in [&a_key, &c_key, &c_key] {
         assert_eq!(app.chat(key, hi.clone()).await.status(), 200);
     }

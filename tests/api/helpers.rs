@@ -283,6 +283,17 @@ pub async fn read_until(
     seen
 }
 
+/// Waits, if the minute turns within the next 15 s, until it has turned. Request windows are
+/// epoch-aligned, so a test that fills a per-minute limit and expects the next request refused
+/// would see it pass if the minute turned between them (it has: once in a full run). Call it
+/// just before the requests that must share one window.
+pub async fn clear_of_a_minute_turn() {
+    let into_minute = switchboard::clock::now_ms() % 60_000;
+    if into_minute > 45_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(60_000 - into_minute + 100)).await;
+    }
+}
+
 /// Waits until no server holds the database in `dir` (its lock is released on shutdown).
 pub async fn wait_until_store_free(dir: &Path) {
     for _ in 0..200 {

@@ -4,7 +4,7 @@
 //! belong to the key that made them.
 
 use crate::anthropic_upstream;
-use crate::helpers::{admin_json, spawn, Spawn, ADMIN_KEY};
+use crate::helpers::{admin_json, clear_of_a_minute_turn, spawn, Spawn, ADMIN_KEY};
 use serde_json::{json, Value};
 
 const MOCK: &str = "kind: mock\nmodels: [echo]\n";
@@ -127,6 +127,7 @@ fn on_request(req, ctx) {
     let (_, key) = app
         .create_key(json!({"name": "mixed", "limits": {"rpm": 3}}))
         .await;
+    clear_of_a_minute_turn().await;
     for (path, body) in each_api("hello") {
         let res = app.post(path, &key).json(&body).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
@@ -291,6 +292,7 @@ async fn count_tokens_is_the_providers_count_or_the_gateways_estimate() {
             .json(&json!({"model": "claude/text", "messages": [{"role": "user", "content": "one two three four"}]}))
             .send()
     };
+    clear_of_a_minute_turn().await;
     for _ in 0..2 {
         assert_eq!(count_as(&limited).await.unwrap().status(), 200);
     }
