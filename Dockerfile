@@ -27,6 +27,6 @@ USER switchboard
 WORKDIR /var/lib/switchboard
 VOLUME ["/var/lib/switchboard"]
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=5s --retries=3 CMD ["switchboard", "healthcheck", "--url", "http://127.0.0.1:8080"]
+HEALTHCHECK --interval=10s --timeout=5s --retries=3 CMD ["switchboard", "healthcheck", "--url", "127.0.0.1:8080"]
 ENTRYPOINT ["switchboard"]
 CMD ["serve", "--listen", "0.0.0.0:8080", "--data", "/var/lib/switchboard/data", "--providers", "/etc/switchboard/providers.d", "--policies", "/etc/switchboard/policies"]

@@ -137,9 +137,13 @@ async fn open_store(args: &StoreArgs) -> Result<Store, StoreError> {
 
 #[derive(Args)]
 struct HealthcheckArgs {
-    /// The gateway's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    /// The gateway's base URL; without a scheme, `https://` when `--tls-cert` is given (or
+    /// `SWITCHBOARD_TLS_CERT` is set, as for the gateway itself), `http://` otherwise.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     url: String,
+    /// The gateway's certificate: only whether it is set is used, to choose the scheme.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", hide_env_values = true)]
+    tls_cert: Option<PathBuf>,
     /// Check `/health/ready` (store and providers usable) instead of `/health/live`.
     #[arg(long)]
     ready: bool,
@@ -817,7 +821,7 @@ fn serve(args: ServeArgs, origin: &Origin, argv: Vec<OsString>) -> ExitCode {
 }
 
 fn health_check(args: &HealthcheckArgs) -> ExitCode {
-    match healthcheck::check(&args.url, args.ready) {
+    match healthcheck::check(&args.url, args.ready, args.tls_cert.is_some()) {
         Ok(url) => {
             println!("ok: {url}");
             ExitCode::SUCCESS

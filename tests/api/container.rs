@@ -108,6 +108,70 @@ fn exec_form(dockerfile: &str, prefix: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap()
 }
 
+/// The Dockerfile's start command, run outside a container with the image's folders mapped to
+/// temp ones (what COPY puts there, copied there) and `env` added: the server, its address
+/// (`127.0.0.1:PORT`, no scheme) and the folder it lives in.
+fn start_image(
+    dockerfile: &str,
+    env: &[(&str, &Path)],
+) -> (crate::cli::Running, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    for folder in ["providers.d", "policies"] {
+        assert!(dockerfile.contains(&format!("COPY {folder} /etc/switchboard/{folder}")));
+        copy_dir(&root().join(folder), &etc.join(folder));
+    }
+    let var = dir.path().join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    let args: Vec<String> = exec_form(dockerfile, "CMD")
+        .into_iter()
+        .map(|a| {
+            a.replace("/etc/switchboard", etc.to_str().unwrap())
+                .replace("/var/lib/switchboard", var.to_str().unwrap())
+                .replace("0.0.0.0:8080", "127.0.0.1:0")
+        })
+        .collect();
+    let mut command = bin();
+    command
+        .args(&args)
+        .env("SWITCHBOARD_ADMIN_KEY", "sk-container")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr = BufReader::new(stdout)
+        .lines()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.strip_prefix("switchboard listening on ")
+                .map(str::to_string)
+        })
+        .expect("the start command serves");
+    assert!(var.join("data").is_dir(), "state goes to the data volume");
+    let addr = addr.split_once("://").unwrap().1.to_string();
+    (crate::cli::Running(child), addr, dir)
+}
+
+/// The Dockerfile's health check command against `addr` (for the image's 127.0.0.1:8080), with
+/// `env` added: its exit code.
+fn health_check(dockerfile: &str, addr: &str, env: &[(&str, &Path)]) -> Option<i32> {
+    let health = exec_form(dockerfile, "HEALTHCHECK");
+    assert_eq!(health[0], "switchboard");
+    let args: Vec<String> = health[1..]
+        .iter()
+        .map(|a| a.replace("127.0.0.1:8080", addr))
+        .collect();
+    let mut command = bin();
+    command.args(&args).env_remove("SWITCHBOARD_TLS_CERT");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap().status.code()
+}
+
 #[test]
 fn the_dockerfiles_start_and_health_commands_work_outside_a_container() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
@@ -121,55 +185,54 @@ fn the_dockerfiles_start_and_health_commands_work_outside_a_container() {
     );
     let entrypoint = exec_form(&dockerfile, "ENTRYPOINT");
     assert_eq!(entrypoint, ["switchboard"]);
-    let health = exec_form(&dockerfile, "HEALTHCHECK");
-    assert_eq!(health[0], "switchboard");
 
-    // The image's folders, mapped to temp ones; what COPY puts there, copied there.
-    let dir = tempfile::tempdir().unwrap();
-    let etc = dir.path().join("etc");
-    for folder in ["providers.d", "policies"] {
-        assert!(dockerfile.contains(&format!("COPY {folder} /etc/switchboard/{folder}")));
-        copy_dir(&root().join(folder), &etc.join(folder));
-    }
-    let var = dir.path().join("var");
-    std::fs::create_dir_all(&var).unwrap();
-    let args: Vec<String> = exec_form(&dockerfile, "CMD")
-        .into_iter()
-        .map(|a| {
-            a.replace("/etc/switchboard", etc.to_str().unwrap())
-                .replace("/var/lib/switchboard", var.to_str().unwrap())
-                .replace("0.0.0.0:8080", "127.0.0.1:0")
-        })
-        .collect();
-    let mut child = bin()
-        .args(&args)
-        .env("SWITCHBOARD_ADMIN_KEY", "sk-container")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let addr = BufReader::new(stdout)
-        .lines()
-        .map(|l| l.unwrap())
-        .find_map(|l| {
-            l.strip_prefix("switchboard listening on ")
-                .map(str::to_string)
-        })
-        .expect("the start command serves");
-    let server = crate::cli::Running(child);
-    assert!(var.join("data").is_dir(), "state goes to the data volume");
-
-    let check = |url: &str| {
-        let args: Vec<String> = health[1..]
-            .iter()
-            .map(|a| a.replace("http://127.0.0.1:8080", url))
-            .collect();
-        bin().args(&args).output().unwrap().status.code()
-    };
-    assert_eq!(check(&addr), Some(0), "healthy while it serves");
+    let (server, addr, _dir) = start_image(&dockerfile, &[]);
+    assert_eq!(
+        health_check(&dockerfile, &addr, &[]),
+        Some(0),
+        "healthy while it serves"
+    );
     drop(server);
-    assert_ne!(check(&addr), Some(0), "unhealthy once it has stopped");
+    assert_ne!(
+        health_check(&dockerfile, &addr, &[]),
+        Some(0),
+        "unhealthy once it has stopped"
+    );
+}
+
+/// An image started with TLS on (`SWITCHBOARD_TLS_CERT`, `_KEY`, as an operator sets them) is
+/// healthy to the same health check command, which sees the same variables: it asks over
+/// HTTPS. The certificate names the public host only, not 127.0.0.1.
+#[test]
+fn the_dockerfiles_health_check_follows_the_gateway_onto_tls() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = crate::tls::test_pki_for(&["gateway.example.test"]);
+    let cert_path = pki.path().join("cert.pem");
+    let key_path = pki.path().join("key.pem");
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let tls: [(&str, &Path); 2] = [
+        ("SWITCHBOARD_TLS_CERT", &cert_path),
+        ("SWITCHBOARD_TLS_KEY", &key_path),
+    ];
+    let (server, addr, _dir) = start_image(&dockerfile, &tls);
+    assert_eq!(
+        health_check(&dockerfile, &addr, &tls[..1]),
+        Some(0),
+        "healthy over HTTPS"
+    );
+    assert_ne!(
+        health_check(&dockerfile, &addr, &[]),
+        Some(0),
+        "plain HTTP to a TLS listener is not an answer"
+    );
+    drop(server);
+    assert_ne!(
+        health_check(&dockerfile, &addr, &tls[..1]),
+        Some(0),
+        "unhealthy once it has stopped"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

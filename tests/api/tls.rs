@@ -8,6 +8,11 @@ use std::path::Path;
 
 /// A CA, and a certificate for 127.0.0.1 and localhost it signed: (ca pem, cert pem, key pem).
 fn test_pki() -> (String, String, String) {
+    test_pki_for(&["127.0.0.1", "localhost"])
+}
+
+/// A CA, and a certificate for `names` it signed: (ca pem, cert pem, key pem).
+pub(crate) fn test_pki_for(names: &[&str]) -> (String, String, String) {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![
@@ -18,7 +23,7 @@ fn test_pki() -> (String, String, String) {
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let leaf =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
     (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
