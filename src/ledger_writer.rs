@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::store::logs::LogEntry;
 use crate::store::{LedgerBatch, Store, What};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
@@ -28,6 +28,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// How often what was written is flushed to disk (and so no longer held in memory).
 const CONFIRM_EVERY: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// At most one "writer is behind" warning this often: a writer that is behind drops entries
+/// at the rate requests arrive, and a log line for each would add work (and a lock on
+/// stderr) to every request of an overloaded gateway. The metric counts each one.
+const DROP_WARNING_EVERY_MS: u64 = 10_000;
 
 /// How long request logs, stored responses and usage roll-ups are kept; the writer prunes
 /// them every minute.
@@ -103,6 +107,34 @@ pub struct Accountant {
     pub log_bodies: bool,
     /// Entries are dropped, not queued (`Settings::bench_off`, benchmarks only).
     discard: bool,
+    drop_warning: Throttle,
+}
+
+/// Lets a thing happen at most once per interval, from any thread, without a lock.
+struct Throttle {
+    /// When it last happened, in unix ms (0: never).
+    last_ms: AtomicU64,
+    every_ms: u64,
+}
+
+impl Throttle {
+    fn new(every_ms: u64) -> Self {
+        Throttle {
+            last_ms: AtomicU64::new(0),
+            every_ms,
+        }
+    }
+
+    /// Whether it may happen at `now_ms`; if so, it counts as having happened. Of threads
+    /// asking at once, one is told yes.
+    fn due(&self, now_ms: u64) -> bool {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        (last == 0 || now_ms.saturating_sub(last) >= self.every_ms)
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 impl Accountant {
@@ -159,6 +191,7 @@ impl Accountant {
             writer: Mutex::new(Some(writer)),
             log_bodies,
             discard: false,
+            drop_warning: Throttle::new(DROP_WARNING_EVERY_MS),
         })
     }
 
@@ -184,7 +217,11 @@ impl Accountant {
         };
         if !queued {
             self.metrics.dropped_log_entry();
-            tracing::warn!("request log writer is behind; an entry was dropped");
+            if self.drop_warning.due(crate::clock::now_ms()) {
+                tracing::warn!(
+                    "request log writer is behind; entries are being dropped (each is counted in switchboard_log_entries_dropped_total; this warning repeats at most every 10 s)"
+                );
+            }
         }
     }
 
@@ -435,6 +472,28 @@ mod tests {
         )
         .unwrap();
         (dir, store, accountant)
+    }
+
+    #[test]
+    fn the_drop_warning_comes_at_most_once_per_interval_whatever_the_threads() {
+        let throttle = Throttle::new(10_000);
+        assert!(throttle.due(1_000_000), "the first time");
+        assert!(!throttle.due(1_000_001));
+        assert!(!throttle.due(1_009_999));
+        assert!(throttle.due(1_010_000), "once the interval has passed");
+        assert!(!throttle.due(1_010_000));
+        // Eight threads asking a thousand times each at the same moment: one yes.
+        let throttle = Arc::new(Throttle::new(10_000));
+        let yes: usize = (0..8)
+            .map(|_| {
+                let throttle = throttle.clone();
+                std::thread::spawn(move || (0..1000).filter(|_| throttle.due(5_000_000)).count())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(yes, 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use thread_local::ThreadLocal;
 
@@ -172,12 +172,8 @@ struct Merged {
 
 #[derive(Default)]
 struct Inner {
-    quota_rejections: u64,
-    policy_errors: u64,
     /// outcome → count
     reloads: BTreeMap<String, u64>,
-    dropped_log_entries: u64,
-    mirrors_dropped: u64,
     /// Request log entries (with their usage) held in memory, not yet on disk.
     accounting_held: u64,
     /// Held entries dropped: more than the cap waited, or they could not be written on stop.
@@ -203,6 +199,13 @@ pub struct Metrics {
     started: std::time::Instant,
     /// Per-request figures are not kept (`Settings::bench_off`, benchmarks only).
     off: bool,
+    /// Events that are rare when all is well and come with every request when it is not (a
+    /// client flooding past its limit, a failing script, a writer that is behind): atomics,
+    /// so an overloaded gateway does not also queue its workers on `inner`'s lock.
+    quota_rejections: AtomicU64,
+    policy_errors: AtomicU64,
+    dropped_log_entries: AtomicU64,
+    mirrors_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -212,6 +215,10 @@ impl Default for Metrics {
             shards: ThreadLocal::new(),
             started: std::time::Instant::now(),
             off: false,
+            quota_rejections: AtomicU64::new(0),
+            policy_errors: AtomicU64::new(0),
+            dropped_log_entries: AtomicU64::new(0),
+            mirrors_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -378,11 +385,11 @@ impl Metrics {
     }
 
     pub fn quota_rejection(&self) {
-        self.lock().quota_rejections += 1;
+        self.quota_rejections.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn policy_error(&self) {
-        self.lock().policy_errors += 1;
+        self.policy_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn reload(&self, outcome: &str) {
@@ -390,12 +397,12 @@ impl Metrics {
     }
 
     pub fn dropped_log_entry(&self) {
-        self.lock().dropped_log_entries += 1;
+        self.dropped_log_entries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A shadow copy (`ctx.mirror`) not sent: `--mirror-concurrency` copies were running.
     pub fn mirror_dropped(&self) {
-        self.lock().mirrors_dropped += 1;
+        self.mirrors_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn accounting_held(&self, entries: u64) {
@@ -562,8 +569,8 @@ impl Metrics {
                 &TOKEN_BUCKETS,
             );
         }
-        let _ = writeln!(out, "# HELP switchboard_quota_rejections_total Requests refused by a policy limit or token budget.\n# TYPE switchboard_quota_rejections_total counter\nswitchboard_quota_rejections_total {}", inner.quota_rejections);
-        let _ = writeln!(out, "# HELP switchboard_policy_errors_total Requests failed by a policy script error.\n# TYPE switchboard_policy_errors_total counter\nswitchboard_policy_errors_total {}", inner.policy_errors);
+        let _ = writeln!(out, "# HELP switchboard_quota_rejections_total Requests refused by a policy limit or token budget.\n# TYPE switchboard_quota_rejections_total counter\nswitchboard_quota_rejections_total {}", self.quota_rejections.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP switchboard_policy_errors_total Requests failed by a policy script error.\n# TYPE switchboard_policy_errors_total counter\nswitchboard_policy_errors_total {}", self.policy_errors.load(Ordering::Relaxed));
         out.push_str("# HELP switchboard_reloads_total Configuration reload attempts by outcome.\n# TYPE switchboard_reloads_total counter\n");
         for (outcome, n) in &inner.reloads {
             let _ = writeln!(
@@ -571,8 +578,8 @@ impl Metrics {
                 "switchboard_reloads_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# HELP switchboard_log_entries_dropped_total Request log entries dropped because the writer fell behind.\n# TYPE switchboard_log_entries_dropped_total counter\nswitchboard_log_entries_dropped_total {}", inner.dropped_log_entries);
-        let _ = writeln!(out, "# HELP switchboard_mirror_dropped_total Shadow copies (ctx.mirror) not sent because --mirror-concurrency copies were running.\n# TYPE switchboard_mirror_dropped_total counter\nswitchboard_mirror_dropped_total {}", inner.mirrors_dropped);
+        let _ = writeln!(out, "# HELP switchboard_log_entries_dropped_total Request log entries dropped because the writer fell behind.\n# TYPE switchboard_log_entries_dropped_total counter\nswitchboard_log_entries_dropped_total {}", self.dropped_log_entries.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP switchboard_mirror_dropped_total Shadow copies (ctx.mirror) not sent because --mirror-concurrency copies were running.\n# TYPE switchboard_mirror_dropped_total counter\nswitchboard_mirror_dropped_total {}", self.mirrors_dropped.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP switchboard_accounting_held_entries Request log entries (with their usage) held in memory because they are not on disk yet: not written (the store cannot write) or not yet flushed.\n# TYPE switchboard_accounting_held_entries gauge\nswitchboard_accounting_held_entries {}", inner.accounting_held);
         let _ = writeln!(out, "# HELP switchboard_accounting_dropped_total Held request log entries (with their usage) dropped: beyond the cap while the store could not write, or still unwritten at shutdown.\n# TYPE switchboard_accounting_dropped_total counter\nswitchboard_accounting_dropped_total {}", inner.accounting_dropped);
         out.push_str("# HELP switchboard_webhook_deliveries_total Webhook deliveries finished, by event and outcome (delivered, or failed after its attempts).\n# TYPE switchboard_webhook_deliveries_total counter\n");
@@ -634,6 +641,36 @@ mod tests {
         assert_eq!((stats.requests, stats.errors), (2, 1));
         assert_eq!(stats.latency_p50_ms, Some(25.0));
         assert_eq!(stats.latency_p95_ms, Some(250.0));
+    }
+
+    #[test]
+    fn the_overload_events_count_from_every_thread() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.quota_rejection();
+                        m.policy_error();
+                        m.dropped_log_entry();
+                        m.mirror_dropped();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        for name in [
+            "switchboard_quota_rejections_total",
+            "switchboard_policy_errors_total",
+            "switchboard_log_entries_dropped_total",
+            "switchboard_mirror_dropped_total",
+        ] {
+            assert!(text.contains(&format!("\n{name} 4000\n")), "{name}: {text}");
+        }
     }
 
     #[test]
