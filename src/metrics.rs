@@ -643,25 +643,31 @@ mod tests {
         assert_eq!(stats.latency_p95_ms, Some(250.0));
     }
 
-    #[test]
-    fn the_overload_events_count_from_every_thread() {
+    /// Metrics recorded by `record(metrics, i)` on four threads at once (`i`: 0 to 3).
+    fn recorded_on_four_threads(record: fn(&Metrics, usize)) -> Metrics {
         let m = std::sync::Arc::new(Metrics::default());
         let threads: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|i| {
                 let m = m.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        m.quota_rejection();
-                        m.policy_error();
-                        m.dropped_log_entry();
-                        m.mirror_dropped();
-                    }
-                })
+                std::thread::spawn(move || record(&m, i))
             })
             .collect();
         for t in threads {
             t.join().unwrap();
         }
+        std::sync::Arc::into_inner(m).unwrap()
+    }
+
+    #[test]
+    fn the_overload_events_count_from_every_thread() {
+        let m = recorded_on_four_threads(|m, _| {
+            for _ in 0..1000 {
+                m.quota_rejection();
+                m.policy_error();
+                m.dropped_log_entry();
+                m.mirror_dropped();
+            }
+        });
         let text = m.render();
         for name in [
             "switchboard_quota_rejections_total",
@@ -693,22 +699,13 @@ mod tests {
 
     #[test]
     fn what_threads_record_apart_is_read_as_one() {
-        let m = std::sync::Arc::new(Metrics::default());
-        let threads: Vec<_> = (0..4)
-            .map(|i| {
-                let m = m.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..10 {
-                        m.http("/v1/chat/completions", "POST", 200, 0.003);
-                        m.upstream("mock", "echo", i != 0, false, 1, 2, 0.25, 0.02);
-                    }
-                    m.upstream("other", "echo", true, false, 0, 0, 0.0, 0.02);
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let m = recorded_on_four_threads(|m, i| {
+            for _ in 0..10 {
+                m.http("/v1/chat/completions", "POST", 200, 0.003);
+                m.upstream("mock", "echo", i != 0, false, 1, 2, 0.25, 0.02);
+            }
+            m.upstream("other", "echo", true, false, 0, 0, 0.0, 0.02);
+        });
         let text = m.render();
         assert!(text.contains(r#"switchboard_http_requests_total{route="/v1/chat/completions",method="POST",status="2xx"} 40"#), "{text}");
         assert!(
