@@ -288,9 +288,18 @@ pub async fn read_until(
 /// would see it pass if the minute turned between them (it has: once in a full run). Call it
 /// just before the requests that must share one window.
 pub async fn clear_of_a_minute_turn() {
-    let into_minute = switchboard::clock::now_ms() % 60_000;
-    if into_minute > 45_000 {
-        tokio::time::sleep(std::time::Duration::from_millis(60_000 - into_minute + 100)).await;
+    clear_of_a_window_turn(60).await;
+}
+
+/// [`clear_of_a_minute_turn`] for a window of `window_secs` (an hour: 3600).
+pub async fn clear_of_a_window_turn(window_secs: u64) {
+    let window_ms = window_secs * 1000;
+    let into_window = switchboard::clock::now_ms() % window_ms;
+    if into_window > window_ms.saturating_sub(15_000) {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            window_ms - into_window + 100,
+        ))
+        .await;
     }
 }
 

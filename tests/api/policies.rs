@@ -435,6 +435,7 @@ async fn a_limit_of_n_admits_exactly_n_under_concurrency_and_after_a_restart() {
         )
     };
     let app = start().await;
+    clear_of_a_window_turn(3600).await;
     let requests = (0..20).map(|_| app.chat(ADMIN_KEY, hi("echo")));
     let responses = futures_util::future::join_all(requests).await;
     let ok = responses.iter().filter(|r| r.status() == 200).count();
@@ -699,6 +700,7 @@ async fn a_request_refused_or_failed_gives_its_slot_back() {
     let (_, key) = app
         .create_key(json!({"name": "k", "models": ["mock/echo", "up/broken"]}))
         .await;
+    clear_of_a_window_turn(3600).await;
     assert_error(app.chat(&key, hi("no-such-model")).await, 404).await;
     assert_error(app.chat(&key, hi("other")).await, 403).await;
     let failed = app.chat(&key, hi("broken")).await;
