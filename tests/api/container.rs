@@ -6,9 +6,7 @@
 
 use crate::cli::bin;
 use serde_yaml::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -132,27 +130,19 @@ fn start_image(
         })
         .collect();
     let mut command = bin();
+    // Only what the test gives: not a TLS setting of the shell that runs the tests.
     command
         .args(&args)
         .env("SWITCHBOARD_ADMIN_KEY", "sk-container")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .env_remove("SWITCHBOARD_TLS_CERT")
+        .env_remove("SWITCHBOARD_TLS_KEY");
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let addr = BufReader::new(stdout)
-        .lines()
-        .map(|l| l.unwrap())
-        .find_map(|l| {
-            l.strip_prefix("switchboard listening on ")
-                .map(str::to_string)
-        })
-        .expect("the start command serves");
+    let (server, addr, _) = crate::cli::start(command);
     assert!(var.join("data").is_dir(), "state goes to the data volume");
     let addr = addr.split_once("://").unwrap().1.to_string();
-    (crate::cli::Running(child), addr, dir)
+    (server, addr, dir)
 }
 
 /// The Dockerfile's health check command against `addr` (for the image's 127.0.0.1:8080), with
