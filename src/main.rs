@@ -137,8 +137,8 @@ async fn open_store(args: &StoreArgs) -> Result<Store, StoreError> {
 
 #[derive(Args)]
 struct HealthcheckArgs {
-    /// The gateway's base URL; without a scheme, `https://` when `--tls-cert` is given (or
-    /// `SWITCHBOARD_TLS_CERT` is set, as for the gateway itself), `http://` otherwise.
+    /// The gateway's base URL; without a scheme, `https://` when `--tls-cert` is set (also by
+    /// `SWITCHBOARD_TLS_CERT` or the settings file, as for the gateway), `http://` otherwise.
     #[arg(long, default_value = "127.0.0.1:8080")]
     url: String,
     /// The gateway's certificate: only whether it is set is used, to choose the scheme.

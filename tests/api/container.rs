@@ -106,6 +106,22 @@ fn exec_form(dockerfile: &str, prefix: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap()
 }
 
+/// The binary with `env` and no TLS or settings file from the shell that runs the tests.
+fn with_env(env: &[(&str, &Path)]) -> std::process::Command {
+    let mut command = bin();
+    for name in [
+        "SWITCHBOARD_TLS_CERT",
+        "SWITCHBOARD_TLS_KEY",
+        "SWITCHBOARD_CONFIG",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
 /// The Dockerfile's start command, run outside a container with the image's folders mapped to
 /// temp ones (what COPY puts there, copied there) and `env` added: the server, its address
 /// (`127.0.0.1:PORT`, no scheme) and the folder it lives in.
@@ -129,16 +145,10 @@ fn start_image(
                 .replace("0.0.0.0:8080", "127.0.0.1:0")
         })
         .collect();
-    let mut command = bin();
-    // Only what the test gives: not a TLS setting of the shell that runs the tests.
+    let mut command = with_env(env);
     command
         .args(&args)
-        .env("SWITCHBOARD_ADMIN_KEY", "sk-container")
-        .env_remove("SWITCHBOARD_TLS_CERT")
-        .env_remove("SWITCHBOARD_TLS_KEY");
-    for (name, value) in env {
-        command.env(name, value);
-    }
+        .env("SWITCHBOARD_ADMIN_KEY", "sk-container");
     let (server, addr, _) = crate::cli::start(command);
     assert!(var.join("data").is_dir(), "state goes to the data volume");
     let addr = addr.split_once("://").unwrap().1.to_string();
@@ -154,12 +164,7 @@ fn health_check(dockerfile: &str, addr: &str, env: &[(&str, &Path)]) -> Option<i
         .iter()
         .map(|a| a.replace("127.0.0.1:8080", addr))
         .collect();
-    let mut command = bin();
-    command.args(&args).env_remove("SWITCHBOARD_TLS_CERT");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().unwrap().status.code()
+    with_env(env).args(&args).output().unwrap().status.code()
 }
 
 #[test]
@@ -216,6 +221,22 @@ fn the_dockerfiles_health_check_follows_the_gateway_onto_tls() {
         health_check(&dockerfile, &addr, &[]),
         Some(0),
         "plain HTTP to a TLS listener is not an answer"
+    );
+    // TLS named in a settings file instead (`SWITCHBOARD_CONFIG`): the check reads it too.
+    let settings = pki.path().join("switchboard.yaml");
+    std::fs::write(
+        &settings,
+        format!(
+            "tls_cert: {}\ntls_key: {}\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        health_check(&dockerfile, &addr, &[("SWITCHBOARD_CONFIG", &settings)]),
+        Some(0),
+        "healthy over HTTPS, TLS from the settings file"
     );
     drop(server);
     assert_ne!(
